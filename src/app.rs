@@ -1,0 +1,143 @@
+//! Wiring: build the shared state from a [`Config`], bind listeners, run until shutdown, drain.
+//!
+//! [`start`] returns a [`Server`] handle so both `main` and the tests run the real thing: tests
+//! configure `127.0.0.1:0`, read the bound addresses, and call [`Server::shutdown`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::clock::{self, SharedClock};
+use crate::config::Config;
+use crate::proxy::{self, headers::ViaIdentity, Shared};
+use crate::upstream::Upstream;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot create cache directory {path}: {source}")]
+    CacheDir {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot open the access log: {0}")]
+    AccessLog(io::Error),
+    #[error("visible_hostname `{0}` is not a valid token")]
+    Hostname(String),
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Server {
+    addrs: Vec<(SocketAddr, proxy::Mode)>,
+    stop: watch::Sender<bool>,
+    drain: std::time::Duration,
+    listeners: Vec<JoinHandle<()>>,
+    log_writer: Option<JoinHandle<()>>,
+    shared: Option<Arc<Shared>>,
+}
+
+/// Starts cuttle with `config` on the real clock.
+pub async fn start(config: Config) -> Result<Server, StartError> {
+    start_with_clock(config, clock::system()).await
+}
+
+/// Starts cuttle with `config`, reading wall time from `clock`.
+pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
+    if let Some(disk) = &config.cache.disk {
+        tokio::fs::create_dir_all(&disk.path)
+            .await
+            .map_err(|source| StartError::CacheDir {
+                path: disk.path.clone(),
+                source,
+            })?;
+    }
+    let mut bound = Vec::with_capacity(config.proxy.listeners.len());
+    for listener in &config.proxy.listeners {
+        let socket = TcpListener::bind(listener.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: listener.addr,
+                source,
+            })?;
+        let local = socket.local_addr().map_err(|source| StartError::Bind {
+            addr: listener.addr,
+            source,
+        })?;
+        bound.push((socket, local, listener.mode));
+    }
+    let (access_log, log_writer) = crate::log::access::start(&config.log.access_log)
+        .await
+        .map_err(StartError::AccessLog)?;
+    let via = ViaIdentity::new(&config.proxy.visible_hostname)
+        .ok_or_else(|| StartError::Hostname(config.proxy.visible_hostname.clone()))?;
+    let drain = config.proxy.timeouts.shutdown;
+    let shared = Arc::new(Shared {
+        via,
+        access: config.access,
+        upstream: Upstream::new(&config.upstream),
+        upstream_config: config.upstream,
+        access_log,
+        clock,
+        connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
+        config: config.proxy,
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let mut addrs = Vec::with_capacity(bound.len());
+    let mut listeners = Vec::with_capacity(bound.len());
+    for (socket, local, mode) in bound {
+        tracing::info!(addr = %local, mode = mode.as_str(), "listening");
+        addrs.push((local, mode));
+        listeners.push(tokio::spawn(proxy::listener::serve(
+            socket,
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        )));
+    }
+    Ok(Server {
+        addrs,
+        stop,
+        drain,
+        listeners,
+        log_writer,
+        shared: Some(shared),
+    })
+}
+
+impl Server {
+    /// The bound addresses with their modes.
+    pub fn addrs(&self) -> &[(SocketAddr, proxy::Mode)] {
+        &self.addrs
+    }
+
+    /// The first bound address.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addrs.first().map(|(addr, _)| *addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to `timeouts.shutdown`), then returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for listener in self.listeners.drain(..) {
+            let _ = listener.await;
+        }
+        // Every connection task holds a receiver; `closed` resolves when the last one ends.
+        if tokio::time::timeout(self.drain, self.stop.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(after = ?self.drain, "shutdown: connections still open; closing them");
+        }
+        // The access-log writer ends when the last sender (inside `Shared`) is dropped.
+        self.shared = None;
+        if let Some(writer) = self.log_writer.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! From the file as written to each module's runtime config: defaults, cross-field checks,
+//! and errors that name the file, line and key.
+//!
+//! Each module owns its `Config` type (`proxy::Config`, `upstream::Config`, ...); nothing outside
+//! `config` sees the raw serde structs of `config::file`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::error::ConfigError;
+use super::file::{self, AccessRule, AclDef, FileConfig};
+use super::locate::{line_of, render, Seg};
+use super::Config;
+use crate::access::{Acl, Action, Rule, Rules};
+use crate::proxy::{self, headers::ViaIdentity};
+use crate::{cache, log, upstream};
+
+/// The listener used when the file has none.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
+
+/// Builds errors located in one source text.
+struct Ctx<'a> {
+    file: &'a str,
+    src: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, path: &[Seg<'_>], reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line: line_of(self.src, path),
+            key: render(path),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Validates `raw` (parsed from `src`, named `file` in errors) into a [`Config`].
+pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigError> {
+    let cx = Ctx { file, src };
+    let visible_hostname = match raw.visible_hostname {
+        Some(name) => {
+            if ViaIdentity::new(&name).is_none() {
+                return Err(cx.err(
+                    &[Seg::Key("visible_hostname")],
+                    format!("`{name}` is not a valid host name token"),
+                ));
+            }
+            name
+        }
+        None => system_hostname(),
+    };
+    let listeners = build_listeners(&cx, &raw.http_port)?;
+    let access = build_access(&cx, &raw.acl, &raw.http_access)?;
+    let t = &raw.timeouts;
+    for (key, value) in [
+        ("connect", t.connect),
+        ("read", t.read),
+        ("client_header", t.client_header),
+        ("client_idle", t.client_idle),
+        ("client_read", t.client_read),
+        ("tunnel_idle", t.tunnel_idle),
+    ] {
+        if value.0.is_zero() {
+            return Err(cx.err(
+                &[Seg::Key("timeouts"), Seg::Key(key)],
+                "must be greater than zero",
+            ));
+        }
+    }
+    let l = &raw.limits;
+    if l.max_connections == 0 {
+        return Err(cx.err(
+            &[Seg::Key("limits"), Seg::Key("max_connections")],
+            "must be at least 1",
+        ));
+    }
+    let size = |key: &'static str, value: bytesize::ByteSize, min: u64| {
+        if value.as_u64() < min {
+            return Err(cx.err(
+                &[Seg::Key("limits"), Seg::Key(key)],
+                format!("must be at least {min} bytes"),
+            ));
+        }
+        usize::try_from(value.as_u64())
+            .map_err(|_| cx.err(&[Seg::Key("limits"), Seg::Key(key)], "is too large"))
+    };
+    let max_request_header_size = size("max_request_header_size", l.max_request_header_size, 1024)?;
+    let max_response_header_size =
+        size("max_response_header_size", l.max_response_header_size, 1024)?;
+    if l.max_uri_length < 64 {
+        return Err(cx.err(
+            &[Seg::Key("limits"), Seg::Key("max_uri_length")],
+            "must be at least 64",
+        ));
+    }
+    let f = &raw.forward;
+    if f.connect_ports.is_empty() {
+        tracing::info!("forward.connect_ports is empty: CONNECT is disabled");
+    }
+    let proxy = proxy::Config {
+        visible_hostname,
+        listeners,
+        timeouts: proxy::Timeouts {
+            client_header: t.client_header.0,
+            client_idle: t.client_idle.0,
+            client_read: t.client_read.0,
+            tunnel_idle: t.tunnel_idle.0,
+            shutdown: t.shutdown.0,
+        },
+        limits: proxy::Limits {
+            max_connections: l.max_connections,
+            max_request_header_size,
+            max_uri_length: l.max_uri_length,
+        },
+        forward: proxy::ForwardConfig {
+            connect_ports: f.connect_ports.iter().map(|p| (p.low, p.high)).collect(),
+            forwarded_for: match f.forwarded_for {
+                file::ForwardedFor::On => proxy::ForwardedFor::On,
+                file::ForwardedFor::Off => proxy::ForwardedFor::Off,
+                file::ForwardedFor::Transparent => proxy::ForwardedFor::Transparent,
+                file::ForwardedFor::Delete => proxy::ForwardedFor::Delete,
+                file::ForwardedFor::Truncate => proxy::ForwardedFor::Truncate,
+            },
+            via: f.via,
+            pass_proxy_authorization: f.pass_proxy_authorization,
+        },
+    };
+    let upstream = upstream::Config {
+        connect_timeout: t.connect.0,
+        read_timeout: t.read.0,
+        max_response_header_size,
+        pool_idle_timeout: std::time::Duration::from_secs(90),
+    };
+    let cache = build_cache(&cx, &raw.cache)?;
+    let log = build_log(&cx, &raw.log)?;
+    Ok(Config {
+        proxy,
+        access,
+        upstream,
+        cache,
+        log,
+    })
+}
+
+fn build_listeners(
+    cx: &Ctx<'_>,
+    ports: &[file::HttpPort],
+) -> Result<Vec<proxy::ListenerConfig>, ConfigError> {
+    if ports.is_empty() {
+        let addr: SocketAddr = DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| cx.err(&[Seg::Key("http_port")], "bad built-in default"))?;
+        return Ok(vec![proxy::ListenerConfig {
+            addr,
+            mode: proxy::Mode::Forward,
+        }]);
+    }
+    let mut out: Vec<proxy::ListenerConfig> = Vec::with_capacity(ports.len());
+    for (i, port) in ports.iter().enumerate() {
+        if port.listen.port() != 0 && out.iter().any(|l| l.addr == port.listen) {
+            return Err(cx.err(
+                &[Seg::Key("http_port"), Seg::Index(i), Seg::Key("listen")],
+                format!("{} is listed twice", port.listen),
+            ));
+        }
+        out.push(proxy::ListenerConfig {
+            addr: port.listen,
+            mode: match port.mode {
+                file::Mode::Forward => proxy::Mode::Forward,
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn build_access(
+    cx: &Ctx<'_>,
+    defs: &std::collections::BTreeMap<String, AclDef>,
+    rules: &[AccessRule],
+) -> Result<Rules, ConfigError> {
+    let mut acls = vec![Acl::All];
+    let mut index: HashMap<&str, usize> = HashMap::from([("all", 0)]);
+    for (name, def) in defs {
+        let path = [Seg::Key("acl"), Seg::Key(name)];
+        if name == "all" {
+            return Err(cx.err(&path, "`all` is built in and cannot be redefined"));
+        }
+        if name.starts_with('!') || name.is_empty() {
+            return Err(cx.err(&path, "ACL names may not be empty or start with `!`"));
+        }
+        let acl = match def {
+            AclDef::Src(nets) if !nets.is_empty() => Acl::Src(nets.iter().map(|c| c.0).collect()),
+            AclDef::Dstdomain(names) if !names.is_empty() => Acl::dst_domain(names.iter().cloned()),
+            AclDef::Port(ports) if !ports.is_empty() => {
+                Acl::Port(ports.iter().map(|p| (p.low, p.high)).collect())
+            }
+            AclDef::Method(methods) if !methods.is_empty() => {
+                Acl::Method(methods.iter().map(|m| m.0.clone()).collect())
+            }
+            _ => return Err(cx.err(&path, "an ACL needs at least one value")),
+        };
+        index.insert(name, acls.len());
+        acls.push(acl);
+    }
+    let mut compiled = Vec::with_capacity(rules.len());
+    for (i, rule) in rules.iter().enumerate() {
+        let (action, names, key) = match (&rule.allow, &rule.deny) {
+            (Some(names), None) => (Action::Allow, names, "allow"),
+            (None, Some(names)) => (Action::Deny, names, "deny"),
+            _ => {
+                return Err(cx.err(
+                    &[Seg::Key("http_access"), Seg::Index(i)],
+                    "each rule needs exactly one of `allow` or `deny`",
+                ))
+            }
+        };
+        if names.is_empty() {
+            return Err(cx.err(
+                &[Seg::Key("http_access"), Seg::Index(i), Seg::Key(key)],
+                "a rule needs at least one ACL name (use \"all\" to match everything)",
+            ));
+        }
+        let mut conditions = Vec::with_capacity(names.len());
+        for (j, name) in names.iter().enumerate() {
+            let (negated, bare) = match name.strip_prefix('!') {
+                Some(bare) => (true, bare),
+                None => (false, name.as_str()),
+            };
+            let Some(&acl) = index.get(bare) else {
+                return Err(cx.err(
+                    &[
+                        Seg::Key("http_access"),
+                        Seg::Index(i),
+                        Seg::Key(key),
+                        Seg::Index(j),
+                    ],
+                    format!("unknown ACL `{bare}` (define it under [acl])"),
+                ));
+            };
+            conditions.push((acl, negated));
+        }
+        compiled.push(Rule {
+            action,
+            conditions,
+            text: format!("{} {}", action.as_str(), names.join(" ")),
+        });
+    }
+    if compiled.is_empty() {
+        tracing::warn!("no http_access rules: every request will be denied");
+    }
+    Ok(Rules::new(acls, compiled))
+}
+
+fn build_cache(cx: &Ctx<'_>, raw: &file::Cache) -> Result<cache::Config, ConfigError> {
+    let m = &raw.memory;
+    if m.max_object_size > m.max_size {
+        return Err(cx.err(
+            &[
+                Seg::Key("cache"),
+                Seg::Key("memory"),
+                Seg::Key("max_object_size"),
+            ],
+            "is larger than cache.memory.max_size",
+        ));
+    }
+    let d = &raw.disk;
+    let disk = if d.path.is_empty() {
+        None
+    } else {
+        if d.max_object_size > d.max_size {
+            return Err(cx.err(
+                &[
+                    Seg::Key("cache"),
+                    Seg::Key("disk"),
+                    Seg::Key("max_object_size"),
+                ],
+                "is larger than cache.disk.max_size",
+            ));
+        }
+        let path = expand_home(&d.path).ok_or_else(|| {
+            cx.err(
+                &[Seg::Key("cache"), Seg::Key("disk"), Seg::Key("path")],
+                "starts with `~/` but HOME is not set",
+            )
+        })?;
+        Some(cache::DiskConfig {
+            path,
+            max_size: d.max_size.as_u64(),
+            max_object_size: d.max_object_size.as_u64(),
+        })
+    };
+    Ok(cache::Config {
+        memory: cache::MemoryConfig {
+            max_size: m.max_size.as_u64(),
+            max_object_size: m.max_object_size.as_u64(),
+        },
+        disk,
+    })
+}
+
+fn build_log(cx: &Ctx<'_>, raw: &file::Log) -> Result<log::Config, ConfigError> {
+    let access_log = match raw.access_log.as_str() {
+        "stdout" | "-" => log::Target::Stdout,
+        "stderr" => log::Target::Stderr,
+        "none" | "" => log::Target::None,
+        path => log::Target::File(expand_home(path).ok_or_else(|| {
+            cx.err(
+                &[Seg::Key("log"), Seg::Key("access_log")],
+                "starts with `~/` but HOME is not set",
+            )
+        })?),
+    };
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.level) {
+        return Err(cx.err(
+            &[Seg::Key("log"), Seg::Key("level")],
+            format!("not a log level or filter: {e}"),
+        ));
+    }
+    Ok(log::Config {
+        access_log,
+        level: raw.level.clone(),
+    })
+}
+
+/// Expands a leading `~/` to `$HOME/`.
+pub fn expand_home(path: &str) -> Option<PathBuf> {
+    match path.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME").map(|home| PathBuf::from(home).join(rest)),
+        None => Some(PathBuf::from(path)),
+    }
+}
+
+/// The machine's host name, for `Via` and error pages when none is configured.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|name| ViaIdentity::new(name).is_some())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

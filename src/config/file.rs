@@ -1,0 +1,413 @@
+//! The config file as written: raw serde structs, nothing validated across fields.
+//!
+//! Every struct denies unknown fields so a typo is an error with a line number, not a silently
+//! ignored setting. Leaf values that can be checked alone (CIDRs, ports, durations, sizes) are
+//! parsed here, so serde reports them at their exact position. Cross-field checks (an ACL name
+//! used by a rule must exist, ...) happen in `config::build`, which turns these structs into each
+//! module's own runtime `Config`. Names follow Squid where Squid has one (`http_port`, `acl`,
+//! `http_access`, `visible_hostname`, `forwarded_for`, `cache_dir`-like `cache.disk`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Name used in `Via`, error pages and loop detection; defaults to the machine's hostname.
+    pub visible_hostname: Option<String>,
+    /// Listening ports (Squid `http_port`); defaults to one forward port on 127.0.0.1:3128.
+    #[serde(default)]
+    pub http_port: Vec<HttpPort>,
+    /// Named access-control lists (Squid `acl`).
+    #[serde(default)]
+    pub acl: BTreeMap<String, AclDef>,
+    /// Ordered allow/deny rules over ACL names (Squid `http_access`); first match wins.
+    #[serde(default)]
+    pub http_access: Vec<AccessRule>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub forward: Forward,
+    #[serde(default)]
+    pub cache: Cache,
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// One listening port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPort {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// What a listening port does with requests.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A browser/system proxy: absolute-form requests and CONNECT.
+    #[default]
+    Forward,
+}
+
+/// One ACL: exactly one matcher type, as in Squid (`acl NAME TYPE VALUES...`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum AclDef {
+    /// Client address in one of these networks.
+    Src(Vec<Cidr>),
+    /// Destination host equals a name, or ends with a `.suffix` (matching the bare name too).
+    Dstdomain(Vec<String>),
+    /// Destination port in one of these ports or ranges.
+    Port(Vec<PortRange>),
+    /// Request method is one of these.
+    Method(Vec<MethodName>),
+}
+
+/// One `http_access` line: `{ allow = ["a", "!b"] }` or `{ deny = [...] }`; all ACLs must match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+}
+
+/// Timeouts, all human durations ("30s", "2m").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP connect to an upstream (Squid `connect_timeout`).
+    pub connect: HumanDuration,
+    /// Longest wait for any upstream read, header or body (Squid `read_timeout`).
+    pub read: HumanDuration,
+    /// A client must send a complete request header within this (Squid `request_timeout`).
+    pub client_header: HumanDuration,
+    /// An idle keep-alive client connection is closed after this (`client_idle_pconn_timeout`).
+    pub client_idle: HumanDuration,
+    /// Longest wait for the next piece of a request body.
+    pub client_read: HumanDuration,
+    /// A CONNECT tunnel with no traffic either way is closed after this.
+    pub tunnel_idle: HumanDuration,
+    /// On SIGTERM, in-flight requests get this long to finish (Squid `shutdown_lifetime`).
+    pub shutdown: HumanDuration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let s = |secs| HumanDuration(Duration::from_secs(secs));
+        Self {
+            connect: s(10),
+            read: s(60),
+            client_header: s(30),
+            client_idle: s(120),
+            client_read: s(60),
+            tunnel_idle: s(600),
+            shutdown: s(30),
+        }
+    }
+}
+
+/// Size and count limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Simultaneous client connections; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Request header section, without the request line (Squid `request_header_max_size`): 431.
+    pub max_request_header_size: ByteSize,
+    /// Request-target length: 414.
+    pub max_uri_length: usize,
+    /// Upstream response header section (Squid `reply_header_max_size`): 502.
+    pub max_response_header_size: ByteSize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_request_header_size: ByteSize::kib(64),
+            max_uri_length: 8192,
+            max_response_header_size: ByteSize::kib(64),
+        }
+    }
+}
+
+/// Forward-proxy behaviour.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forward {
+    /// Ports CONNECT may tunnel to; anything else is 403 whatever `http_access` says.
+    pub connect_ports: Vec<PortRange>,
+    /// What to do with `X-Forwarded-For` (Squid `forwarded_for`).
+    pub forwarded_for: ForwardedFor,
+    /// Add a `Via` entry to requests and responses (Squid `via`).
+    pub via: bool,
+    /// Forward the client's `Proxy-Authorization` upstream instead of removing it.
+    pub pass_proxy_authorization: bool,
+}
+
+impl Default for Forward {
+    fn default() -> Self {
+        Self {
+            connect_ports: vec![PortRange {
+                low: 443,
+                high: 443,
+            }],
+            forwarded_for: ForwardedFor::On,
+            via: true,
+            pass_proxy_authorization: false,
+        }
+    }
+}
+
+/// Squid's `forwarded_for` values.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardedFor {
+    /// Append the client address.
+    #[default]
+    On,
+    /// Append `unknown`.
+    Off,
+    /// Leave the field as received.
+    Transparent,
+    /// Remove the field.
+    Delete,
+    /// Replace the field with the client address alone.
+    Truncate,
+}
+
+/// Cache storage shape.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    pub memory: MemoryCache,
+    pub disk: DiskCache,
+}
+
+/// The in-memory tier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryCache {
+    pub max_size: ByteSize,
+    pub max_object_size: ByteSize,
+}
+
+impl Default for MemoryCache {
+    fn default() -> Self {
+        Self {
+            max_size: ByteSize::mib(256),
+            max_object_size: ByteSize::mib(1),
+        }
+    }
+}
+
+/// The on-disk tier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskCache {
+    /// Directory; a leading `~/` means the user's home directory. Empty disables the tier.
+    pub path: String,
+    pub max_size: ByteSize,
+    pub max_object_size: ByteSize,
+}
+
+impl Default for DiskCache {
+    fn default() -> Self {
+        Self {
+            path: "~/.cache/cuttle".to_owned(),
+            max_size: ByteSize::gib(1),
+            max_object_size: ByteSize::mib(128),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `stdout`, `stderr`, `none`, or a file path (appended to).
+    pub access_log: String,
+    /// Access-log line format; `squid` is Squid's native format.
+    pub access_log_format: AccessLogFormat,
+    /// Diagnostics level for `tracing` (`error`..`trace`, or a filter like `cuttle=debug`).
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            access_log: "stdout".to_owned(),
+            access_log_format: AccessLogFormat::Squid,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Access-log line formats.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    #[default]
+    Squid,
+}
+
+// === leaf value types, checked where they stand ===
+
+/// A network in CIDR notation; a bare address means a single host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(Self(net.trunc()));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Self(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("`{s}` is not an address or CIDR network"))
+    }
+}
+
+/// An inclusive port range; a single port is `low == high`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a port (1-65535) or a range like `1025-65535`");
+        let (low, high) = match s.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (s.trim(), s.trim()),
+        };
+        let low: u16 = low.parse().map_err(|_| bad())?;
+        let high: u16 = high.parse().map_err(|_| bad())?;
+        if low == 0 || low > high {
+            return Err(bad());
+        }
+        Ok(Self { low, high })
+    }
+}
+
+/// An HTTP method name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodName(pub http::Method);
+
+impl FromStr for MethodName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        http::Method::from_bytes(s.as_bytes())
+            .map(Self)
+            .map_err(|_| format!("`{s}` is not a method name"))
+    }
+}
+
+/// A duration written for humans: "30s", "2m", "1h 30m", "250ms".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s)
+            .map(Self)
+            .map_err(|e| format!("`{s}` is not a duration like \"30s\" or \"2m\": {e}"))
+    }
+}
+
+/// Deserialises a string through `FromStr`, keeping the parse message.
+struct FromStrVisitor<T>(std::marker::PhantomData<T>, &'static str);
+
+impl<T: FromStr<Err = String>> Visitor<'_> for FromStrVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.1)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        v.to_string().parse().map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        v.to_string().parse().map_err(E::custom)
+    }
+}
+
+macro_rules! deserialize_from_str {
+    ($ty:ty, $expecting:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(FromStrVisitor(std::marker::PhantomData, $expecting))
+            }
+        }
+    };
+}
+
+deserialize_from_str!(Cidr, "an address or CIDR network string");
+deserialize_from_str!(PortRange, "a port number or a \"low-high\" range");
+deserialize_from_str!(MethodName, "a method name string");
+deserialize_from_str!(HumanDuration, "a duration string like \"30s\"");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_accepts_networks_and_bare_addresses() {
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>().unwrap().0.to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!("::1".parse::<Cidr>().unwrap().0.to_string(), "::1/128");
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("example.com".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn port_ranges_parse_and_reject_nonsense() {
+        assert_eq!(
+            "1025-65535".parse::<PortRange>().unwrap(),
+            PortRange {
+                low: 1025,
+                high: 65535
+            }
+        );
+        assert_eq!(
+            "443".parse::<PortRange>().unwrap(),
+            PortRange {
+                low: 443,
+                high: 443
+            }
+        );
+        assert!("0".parse::<PortRange>().is_err());
+        assert!("90-80".parse::<PortRange>().is_err());
+        assert!("70000".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(
+            "250ms".parse::<HumanDuration>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert!("soon".parse::<HumanDuration>().is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Loading configuration: the embedded default or a TOML file, validated into each module's
+//! own runtime config.
+//!
+//! ```text
+//! TOML text ──toml + serde_path_to_error──▶ file::FileConfig ──build──▶ Config
+//!        (syntax, types, unknown keys:             (cross-field checks,
+//!         file:line: key: reason)                   defaults, same error shape)
+//! ```
+//! Command-line overrides (`--listen`, `--cache-dir`) are applied to the built [`Config`].
+
+pub mod build;
+pub mod error;
+pub mod file;
+pub mod locate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use error::ConfigError;
+
+use crate::access::Rules;
+use crate::{cache, log, proxy, upstream};
+
+/// The embedded default config: a forward proxy on 127.0.0.1:3128 for this machine and private
+/// networks, with a memory and a disk cache.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+/// How the embedded default is named in errors.
+pub const DEFAULT_NAME: &str = "<embedded default>";
+
+/// Everything cuttle needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub proxy: proxy::Config,
+    pub access: Rules,
+    pub upstream: upstream::Config,
+    pub cache: cache::Config,
+    pub log: log::Config,
+}
+
+/// Parses and validates config text; `name` is used in error messages.
+pub fn load_str(name: &str, src: &str) -> Result<Config, ConfigError> {
+    let error = |line: Option<usize>, key: String, reason: String| ConfigError {
+        file: name.to_owned(),
+        line,
+        key,
+        reason,
+    };
+    let deserializer = toml::Deserializer::parse(src).map_err(|e| {
+        error(
+            e.span().map(|s| locate::line_at(src, s.start)),
+            String::new(),
+            e.message().to_owned(),
+        )
+    })?;
+    let raw: file::FileConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        error(
+            inner.span().map(|s| locate::line_at(src, s.start)),
+            key,
+            inner.message().to_owned(),
+        )
+    })?;
+    build::build(name, src, raw)
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: name.clone(),
+        line: None,
+        key: String::new(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    load_str(&name, &src)
+}
+
+/// The embedded default config.
+pub fn load_default() -> Result<Config, ConfigError> {
+    load_str(DEFAULT_NAME, DEFAULT_CONFIG)
+}
+
+/// Command-line settings that replace parts of the loaded config.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces all listeners with one forward listener here.
+    pub listen: Option<SocketAddr>,
+    /// Replaces the disk cache directory.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(addr) = overrides.listen {
+            let mode = self
+                .proxy
+                .listeners
+                .first()
+                .map_or(proxy::Mode::Forward, |l| l.mode);
+            self.proxy.listeners = vec![proxy::ListenerConfig { addr, mode }];
+        }
+        if let Some(dir) = &overrides.cache_dir {
+            match &mut self.cache.disk {
+                Some(disk) => disk.path.clone_from(dir),
+                None => {
+                    self.cache.disk = Some(cache::DiskConfig {
+                        path: dir.clone(),
+                        ..cache::DiskConfig::default()
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! cuttle: a caching forward and reverse HTTP proxy in the Squid tradition.
+//!
+//! # Layout
+//! ```text
+//! main ─▶ config (file ▶ build) ─▶ app (wiring, shutdown)
+//!                                   └▶ proxy (listener ▶ service ▶ forward | tunnel)
+//!                                         ├▶ access   (pure: http_access over ACLs)
+//!                                         ├▶ upstream (connect, pooled client, request body)
+//!                                         ├▶ log      (access log writer, tracing)
+//!                                         └▶ cache    (storage tiers; config shape for now)
+//! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests)
+//! ```
+//! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::access`'s
+//! formatter) use no sockets or clocks; only `proxy` sees access, upstream and log together;
+//! each module owns its `Config` and only `config` reads the file format.
+
+pub mod access;
+pub mod app;
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod proxy;
+pub mod upstream;

@@ -1,0 +1,127 @@
+//! The `cuttle` command: parse the command line, load the config, run until a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cuttle::config::{self, Config, ConfigError, Overrides};
+
+/// A caching forward and reverse HTTP proxy in the Squid tradition.
+///
+/// With no options, runs a forward proxy on 127.0.0.1:3128 from the embedded default config
+/// (use it as http_proxy=http://127.0.0.1:3128).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TOML config file (default: the embedded config; see --print-default-config).
+    #[arg(short, long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Listen here instead of the configured ports, e.g. 0.0.0.0:3128.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Use this directory for the disk cache.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Diagnostics level or filter (error, warn, info, debug, trace); overrides RUST_LOG.
+    #[arg(long, value_name = "LEVEL", global = true)]
+    log_level: Option<String>,
+    /// Print the embedded default config and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a config file (or the default) and exit: 0 if valid, 1 with file:line: key:
+    /// reason if not.
+    Check,
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
+    match path {
+        Some(path) => config::load_file(path),
+        None => config::load_default(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", config::DEFAULT_CONFIG);
+        return ExitCode::SUCCESS;
+    }
+    let mut config = match load(cli.config.as_ref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("cuttle: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if matches!(cli.command, Some(Command::Check)) {
+        let name = cli.config.as_ref().map_or_else(
+            || config::DEFAULT_NAME.to_owned(),
+            |p| p.display().to_string(),
+        );
+        println!("{name}: OK");
+        return ExitCode::SUCCESS;
+    }
+    config.apply(&Overrides {
+        listen: cli.listen,
+        cache_dir: cli.cache_dir,
+    });
+    cuttle::log::init_tracing(cli.log_level.as_deref(), &config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cuttle: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let server = match cuttle::app::start(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("cuttle: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (addr, mode) in server.addrs() {
+        eprintln!("cuttle: listening on {addr} ({})", mode.as_str());
+    }
+    wait_for_signal().await;
+    eprintln!("cuttle: shutting down");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,261 @@
+//! Timers on a client connection: the header-read deadline and the keep-alive idle deadline.
+//!
+//! hyper 1's `header_read_timeout` restarts when a keep-alive connection goes idle, so on its own
+//! it cannot give different limits for "a client is slowly sending a header" (short, against
+//! slowloris) and "a keep-alive connection sits idle between requests" (longer, to save
+//! handshakes). This wrapper around the socket tracks which state the connection is in:
+//!
+//! - **awaiting a request** (no request in flight, no byte of the next one yet): the idle
+//!   deadline applies, counted from the end of the previous response (the first request on a
+//!   connection gets the header deadline instead, counted from accept);
+//! - **reading a header** (bytes arrived, the service has not been called yet): the header
+//!   deadline applies, counted from the first byte;
+//! - **in flight** (the service owns a request): no deadline here; upstream and body timeouts
+//!   govern.
+//!
+//! The service marks requests in flight with [`ConnActivity::begin`]; dropping the returned
+//! [`InFlight`] (when the response body is finished) moves the connection back to awaiting. When
+//! a deadline passes, reads fail with `TimedOut` and hyper closes the connection.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// `header_started_ms` value meaning "no header bytes yet".
+const NOT_STARTED: u64 = u64::MAX;
+
+/// Shared state between a connection's socket wrapper and its requests.
+#[derive(Debug)]
+pub struct ConnActivity {
+    origin: Instant,
+    /// Requests whose responses are not finished.
+    in_flight: AtomicUsize,
+    /// When the connection last became idle (ms after `origin`).
+    idle_since_ms: AtomicU64,
+    /// When the first byte of the pending request header arrived, or `NOT_STARTED`.
+    header_started_ms: AtomicU64,
+    /// Whether any request has been served (the first one gets the header deadline from accept).
+    served_any: std::sync::atomic::AtomicBool,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl ConnActivity {
+    /// Activity for a connection accepted now.
+    pub fn new(header_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            origin: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            header_started_ms: AtomicU64::new(NOT_STARTED),
+            served_any: std::sync::atomic::AtomicBool::new(false),
+            header_timeout,
+            idle_timeout,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Marks a request in flight until the returned guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.header_started_ms.store(NOT_STARTED, Ordering::Relaxed);
+        self.served_any.store(true, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// The deadline that applies now, if any.
+    fn deadline(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let header_started = self.header_started_ms.load(Ordering::Relaxed);
+        let at = |ms: u64, d: Duration| self.origin + Duration::from_millis(ms) + d;
+        if header_started != NOT_STARTED {
+            Some(at(header_started, self.header_timeout))
+        } else if self.served_any.load(Ordering::Relaxed) {
+            Some(at(
+                self.idle_since_ms.load(Ordering::Relaxed),
+                self.idle_timeout,
+            ))
+        } else {
+            Some(at(0, self.header_timeout))
+        }
+    }
+
+    /// Bytes arrived from the client.
+    fn on_read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let now = self.now_ms();
+            let _ = self.header_started_ms.compare_exchange(
+                NOT_STARTED,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// A request in flight; dropping it marks the connection idle when it was the last one.
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnActivity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity
+            .idle_since_ms
+            .store(activity.now_ms(), Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A client socket with connection-state deadlines on reads.
+#[derive(Debug)]
+pub struct ClientIo<T> {
+    inner: T,
+    activity: Arc<ConnActivity>,
+    /// Re-armed to the current deadline whenever a read would block.
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<T> ClientIo<T> {
+    /// Wraps `inner`, governed by `activity`.
+    pub fn new(inner: T, activity: Arc<ConnActivity>) -> Self {
+        Self {
+            inner,
+            activity,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.activity.on_read();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let Some(deadline) = this.activity.deadline() else {
+                    return Poll::Pending;
+                };
+                if this.sleep.deadline() != deadline {
+                    this.sleep.as_mut().reset(deadline);
+                }
+                match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client connection timed out waiting for a request",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+use std::future::Future as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn first_request_gets_header_deadline_from_accept() {
+        let (client, server) = tokio::io::duplex(64);
+        let activity = ConnActivity::new(Duration::from_secs(5), Duration::from_secs(60));
+        let mut io = ClientIo::new(server, activity);
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_deadline_applies_between_requests_and_none_in_flight() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let activity = ConnActivity::new(Duration::from_secs(5), Duration::from_secs(60));
+        let mut io = ClientIo::new(server, Arc::clone(&activity));
+        client.write_all(b"GET").await.unwrap();
+        let mut buf = [0u8; 8];
+        io.read(&mut buf).await.unwrap();
+        let guard = activity.begin();
+        // In flight: no deadline, even after a long time.
+        let pending = tokio::time::timeout(Duration::from_secs(600), io.read(&mut buf)).await;
+        assert!(pending.is_err(), "read must stay pending while in flight");
+        drop(guard);
+        let idle_start = Instant::now();
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(idle_start.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_header_gets_header_deadline_from_first_byte() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let activity = ConnActivity::new(Duration::from_secs(5), Duration::from_secs(60));
+        let mut io = ClientIo::new(server, Arc::clone(&activity));
+        drop(activity.begin()); // one request served: now idle
+        tokio::time::advance(Duration::from_secs(30)).await;
+        client.write_all(b"GE").await.unwrap();
+        let mut buf = [0u8; 8];
+        io.read(&mut buf).await.unwrap();
+        let first_byte = Instant::now();
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(first_byte.elapsed(), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,359 @@
+//! Proxy duties on header fields (RFC 9110 §7.6): hop-by-hop removal, `Via`, loop detection,
+//! `Max-Forwards`, and `X-Forwarded-For`.
+//!
+//! Pure functions over `HeaderMap`s, shared by every mode. Framing (`Transfer-Encoding`,
+//! `Content-Length`) is left to hyper, which re-frames each message for its own connection once
+//! the hop-by-hop fields are gone.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Version};
+
+/// Fields that belong to one connection only. RFC 9110 §7.6.1: "intermediaries SHOULD remove or
+/// replace fields that are known to require removal before forwarding ... Proxy-Connection,
+/// Keep-Alive, TE, Transfer-Encoding, Upgrade". `Trailer` describes this hop's framing too.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop fields: those named in `Connection`, then the fixed list above.
+///
+/// RFC 9110 §7.6.1: "Intermediaries MUST parse a received Connection header field before a
+/// message is forwarded and, for each connection-option in this field, remove any header or
+/// trailer field(s) from the message with the same name as the connection-option, and then remove
+/// the Connection header field itself".
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Prepares a client request's fields for the next hop.
+///
+/// `Proxy-Authorization` is meant for this proxy (RFC 9110 §11.7.2) and is removed unless the
+/// admin configured it to be relayed to a cooperating parent.
+pub fn strip_request(headers: &mut HeaderMap, pass_proxy_authorization: bool) {
+    remove_hop_by_hop(headers);
+    if !pass_proxy_authorization {
+        headers.remove(header::PROXY_AUTHORIZATION);
+    }
+}
+
+/// This proxy's `Via` identity, with the entry pre-rendered for each protocol version.
+#[derive(Debug, Clone)]
+pub struct ViaIdentity {
+    /// The received-by pseudonym (Squid's `visible_hostname`), compared case-insensitively.
+    pseudonym: String,
+    /// `<version> <pseudonym> (cuttle/<crate version>)` for 1.0, 1.1 and 2.
+    entries: [HeaderValue; 3],
+}
+
+impl ViaIdentity {
+    /// An identity for `pseudonym`; `None` if it is not a valid token.
+    pub fn new(pseudonym: &str) -> Option<Self> {
+        let valid = !pseudonym.is_empty()
+            && pseudonym
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'*+^`|".contains(&b));
+        if !valid {
+            return None;
+        }
+        let entry = |version: &str| {
+            HeaderValue::from_str(&format!(
+                "{version} {pseudonym} (cuttle/{})",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .ok()
+        };
+        Some(Self {
+            pseudonym: pseudonym.to_owned(),
+            entries: [entry("1.0")?, entry("1.1")?, entry("2")?],
+        })
+    }
+
+    /// The pseudonym.
+    pub fn pseudonym(&self) -> &str {
+        &self.pseudonym
+    }
+
+    /// The entry for a message received with `version` (RFC 9110 §7.6.3: "the received-protocol
+    /// indicates the protocol and protocol version used by the upstream sender of the message").
+    pub fn entry(&self, version: Version) -> &HeaderValue {
+        match version {
+            Version::HTTP_09 | Version::HTTP_10 => &self.entries[0],
+            Version::HTTP_2 | Version::HTTP_3 => &self.entries[2],
+            _ => &self.entries[1],
+        }
+    }
+
+    /// Appends our entry to `Via`, keeping earlier entries first (one combined field line).
+    pub fn append(&self, headers: &mut HeaderMap, received: Version) {
+        let ours = self.entry(received);
+        let mut existing = headers.get_all(header::VIA).iter().peekable();
+        if existing.peek().is_none() {
+            headers.insert(header::VIA, ours.clone());
+            return;
+        }
+        let mut combined: Vec<u8> = Vec::with_capacity(128);
+        for value in existing {
+            combined.extend_from_slice(value.as_bytes());
+            combined.extend_from_slice(b", ");
+        }
+        combined.extend_from_slice(ours.as_bytes());
+        match HeaderValue::from_bytes(&combined) {
+            Ok(value) => {
+                headers.insert(header::VIA, value);
+            }
+            Err(_) => {
+                headers.append(header::VIA, ours.clone());
+            }
+        }
+    }
+
+    /// True when a `Via` member was received by us: the request has looped back (RFC 9110
+    /// §7.6.3: Via is used for "avoiding request loops").
+    pub fn is_loop(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::VIA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(via_members)
+            .filter_map(received_by)
+            .any(|by| by.eq_ignore_ascii_case(&self.pseudonym))
+    }
+}
+
+/// Splits a Via field value into members, ignoring commas inside comments.
+fn via_members(value: &str) -> impl Iterator<Item = &str> {
+    let mut depth = 0usize;
+    let mut start = 0usize;
+    let mut members = Vec::new();
+    for (i, c) in value.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                members.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    members.push(&value[start..]);
+    members.into_iter()
+}
+
+/// The pseudonym (without port) of one Via member: `1.1 host:3128 (comment)` gives `host`.
+fn received_by(member: &str) -> Option<&str> {
+    let mut parts = member.split_whitespace();
+    let _protocol = parts.next()?;
+    let by = parts.next()?;
+    // An IPv6 literal keeps its brackets; strip a trailing `:port` only.
+    Some(match by.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.is_empty() => host,
+        _ => by,
+    })
+}
+
+/// What `Max-Forwards` asks of us for this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxForwards {
+    /// Not TRACE/OPTIONS, or no (valid) field: forward unchanged.
+    Forward,
+    /// Forward with this decremented value.
+    Decrement(u32),
+    /// The value is zero: answer as the final recipient.
+    Respond,
+}
+
+/// RFC 9110 §7.6.2: "If the received value is zero (0), the intermediary MUST NOT forward the
+/// request; instead, the intermediary MUST respond as the final recipient. If the received
+/// Max-Forwards value is greater than zero, the intermediary MUST generate an updated
+/// Max-Forwards field ... the received value decremented by one (1)".
+pub fn max_forwards(method: &Method, headers: &HeaderMap) -> MaxForwards {
+    if method != Method::TRACE && method != Method::OPTIONS {
+        return MaxForwards::Forward;
+    }
+    let Some(value) = headers.get(header::MAX_FORWARDS) else {
+        return MaxForwards::Forward;
+    };
+    match value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(0) => MaxForwards::Respond,
+        Some(n) => MaxForwards::Decrement(u32::try_from(n - 1).unwrap_or(u32::MAX)),
+        None => MaxForwards::Forward,
+    }
+}
+
+/// Squid's `forwarded_for` behaviours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedFor {
+    /// Append the client address.
+    On,
+    /// Append `unknown`.
+    Off,
+    /// Leave as received.
+    Transparent,
+    /// Remove the field.
+    Delete,
+    /// Replace with the client address alone.
+    Truncate,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Applies the configured `X-Forwarded-For` behaviour for a client at `client`.
+pub fn apply_forwarded_for(headers: &mut HeaderMap, mode: ForwardedFor, client: IpAddr) {
+    let ours = match mode {
+        ForwardedFor::Transparent => return,
+        ForwardedFor::Delete => {
+            headers.remove(&X_FORWARDED_FOR);
+            return;
+        }
+        ForwardedFor::On | ForwardedFor::Truncate => client.to_canonical().to_string(),
+        ForwardedFor::Off => "unknown".to_owned(),
+    };
+    let previous: Vec<&str> = if mode == ForwardedFor::Truncate {
+        Vec::new()
+    } else {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    let mut value = previous.join(", ");
+    if !value.is_empty() {
+        value.push_str(", ");
+    }
+    value.push_str(&ours);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(&X_FORWARDED_FOR, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn connection_named_fields_and_fixed_hop_by_hop_are_removed() {
+        let mut h = map(&[
+            ("connection", "close, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("cache-control", "no-cache"),
+        ]);
+        strip_request(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("cache-control"));
+    }
+
+    #[test]
+    fn proxy_authorization_can_be_passed() {
+        let mut h = map(&[("proxy-authorization", "Basic Zm9vOmJhcg==")]);
+        strip_request(&mut h, true);
+        assert!(h.contains_key("proxy-authorization"));
+    }
+
+    #[test]
+    fn via_is_appended_after_existing_entries() {
+        let via = ViaIdentity::new("proxy.example").unwrap();
+        let mut h = map(&[("via", "1.0 fred")]);
+        via.append(&mut h, Version::HTTP_10);
+        let value = h.get("via").unwrap().to_str().unwrap();
+        assert_eq!(
+            value,
+            format!(
+                "1.0 fred, 1.0 proxy.example (cuttle/{})",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
+
+    #[test]
+    fn via_loop_detected_by_pseudonym_with_or_without_port() {
+        let via = ViaIdentity::new("Proxy.Example").unwrap();
+        assert!(via.is_loop(&map(&[("via", "1.1 a, 1.1 proxy.example (cuttle/0.1, x)")])));
+        assert!(via.is_loop(&map(&[("via", "1.1 proxy.example:3128")])));
+        assert!(!via.is_loop(&map(&[("via", "1.1 other (proxy.example)")])));
+        assert!(!via.is_loop(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn invalid_pseudonym_rejected() {
+        assert!(ViaIdentity::new("bad host").is_none());
+        assert!(ViaIdentity::new("").is_none());
+    }
+
+    #[test]
+    fn max_forwards_only_for_trace_and_options() {
+        let zero = map(&[("max-forwards", "0")]);
+        let five = map(&[("max-forwards", "5")]);
+        assert_eq!(max_forwards(&Method::GET, &zero), MaxForwards::Forward);
+        assert_eq!(max_forwards(&Method::TRACE, &zero), MaxForwards::Respond);
+        assert_eq!(
+            max_forwards(&Method::OPTIONS, &five),
+            MaxForwards::Decrement(4)
+        );
+        assert_eq!(
+            max_forwards(&Method::OPTIONS, &map(&[("max-forwards", "x")])),
+            MaxForwards::Forward
+        );
+    }
+
+    #[test]
+    fn forwarded_for_modes() {
+        let ip: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        let mut h = map(&[("x-forwarded-for", "192.0.2.1")]);
+        apply_forwarded_for(&mut h, ForwardedFor::On, ip);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.7");
+        apply_forwarded_for(&mut h, ForwardedFor::Truncate, ip);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        apply_forwarded_for(&mut h, ForwardedFor::Off, ip);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7, unknown");
+        apply_forwarded_for(&mut h, ForwardedFor::Transparent, ip);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7, unknown");
+        apply_forwarded_for(&mut h, ForwardedFor::Delete, ip);
+        assert!(!h.contains_key("x-forwarded-for"));
+    }
+}

@@ -1,0 +1,116 @@
+//! The request path: from an accepted connection to a response.
+//!
+//! ```text
+//! listener ── accept (connection cap) ── hyper http1 (+ client_conn timers)
+//!    └─ service::handle ── limits (414/431)
+//!         ├─ CONNECT ........ tunnel: port list, loop, http_access, connect, 200, copy bytes
+//!         ├─ http://host/... forward: loop, http_access, Max-Forwards, rewrite, upstream
+//!         └─ /path .......... 400 Invalid URL
+//!    every outcome ── Transaction (access log) + respond (error pages, Proxy-Status)
+//! ```
+//!
+//! `headers` holds the pure RFC 9110 header rules; `body` is the one response body type;
+//! `respond` is the only place an error becomes a status code.
+
+pub mod body;
+pub mod client_conn;
+pub mod forward;
+pub mod headers;
+pub mod listener;
+pub mod respond;
+pub mod service;
+pub mod transaction;
+pub mod tunnel;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::access::Rules;
+use crate::clock::SharedClock;
+use crate::log::AccessLog;
+use crate::upstream::Upstream;
+
+pub use headers::ForwardedFor;
+
+/// Request-path settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our name in `Via`, error pages and loop detection.
+    pub visible_hostname: String,
+    pub listeners: Vec<ListenerConfig>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub forward: ForwardConfig,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    pub mode: Mode,
+}
+
+/// What a port does with requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Browser/system proxy: absolute-form requests and CONNECT.
+    Forward,
+}
+
+impl Mode {
+    /// The config/log word for this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+        }
+    }
+}
+
+/// Client-side timeouts.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub client_header: Duration,
+    pub client_idle: Duration,
+    pub client_read: Duration,
+    pub tunnel_idle: Duration,
+    pub shutdown: Duration,
+}
+
+/// Client-side limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_request_header_size: usize,
+    pub max_uri_length: usize,
+}
+
+/// Forward-proxy behaviour.
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    /// Inclusive port ranges CONNECT may reach.
+    pub connect_ports: Vec<(u16, u16)>,
+    pub forwarded_for: ForwardedFor,
+    pub via: bool,
+    pub pass_proxy_authorization: bool,
+}
+
+/// Everything a request needs, shared by all connections.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub via: headers::ViaIdentity,
+    pub access: Rules,
+    pub upstream: Upstream,
+    pub upstream_config: crate::upstream::Config,
+    pub access_log: AccessLog,
+    pub clock: SharedClock,
+    /// Caps client connections across all listeners.
+    pub connections: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Shared {
+    /// Budget for opening an upstream connection.
+    pub fn upstream_connect_timeout(&self) -> Duration {
+        self.upstream_config.connect_timeout
+    }
+}

@@ -1,0 +1,143 @@
+//! The per-request entry point: limits, then dispatch by request form.
+//!
+//! RFC 9112 §3.2 request-target forms decide the mode of a request on a forward port:
+//! `CONNECT host:port` (authority-form) opens a tunnel, `GET http://host/path` (absolute-form)
+//! is forwarded; origin-form requests (`GET /path`) are not for a forward proxy and get 400
+//! `Invalid URL`, as in Squid. Every path ends in a response carrying its [`Transaction`], so
+//! every request is logged exactly once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::body::ProxyBody;
+use super::client_conn::ConnActivity;
+use super::transaction::{code, Transaction};
+use super::{forward, respond, tunnel, Limits, Shared};
+use crate::access::{AccessRequest, Verdict};
+use crate::error::{Error, ErrorKind, Side};
+
+/// What a request knows about the connection it came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub activity: Arc<ConnActivity>,
+    pub shared: Arc<Shared>,
+}
+
+/// Handles one request; never fails (errors become error pages).
+pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
+    let in_flight = conn.activity.begin();
+    let url = if req.method() == Method::CONNECT {
+        req.uri()
+            .authority()
+            .map_or_else(|| req.uri().to_string(), ToString::to_string)
+    } else {
+        req.uri().to_string()
+    };
+    let txn = Transaction::new(
+        Arc::clone(&conn.shared),
+        conn.peer.ip(),
+        req.method(),
+        url,
+        Some(in_flight),
+    );
+    if let Err(err) = check_limits(&req, &conn.shared.config.limits) {
+        return reply_error(txn, &err, &conn.shared);
+    }
+    if req.method() == Method::CONNECT {
+        return tunnel::handle(req, &conn, txn).await;
+    }
+    if req.uri().scheme().is_some() && req.uri().authority().is_some() {
+        return forward::handle(req, &conn, txn).await;
+    }
+    let err = Error::new(
+        ErrorKind::InvalidRequest,
+        "Invalid URL: this is a proxy; requests must use an absolute URL (http://host/path)",
+    );
+    reply_error(txn, &err, &conn.shared)
+}
+
+/// Answers with the error page for `err` and logs the transaction with it.
+pub fn reply_error(mut txn: Transaction, err: &Error, shared: &Shared) -> Response<ProxyBody> {
+    txn.code = match err.side() {
+        _ if err.is_denied() => code::TCP_DENIED,
+        Side::Upstream => code::TCP_MISS,
+        Side::Downstream | Side::Internal => code::NONE,
+    };
+    tracing::debug!(url = %txn.url, error = %err, "request failed");
+    let response = respond::error_response(err, &txn.url, shared.via.pseudonym());
+    txn.respond(&response);
+    response.map(|body| body.with_transaction(txn))
+}
+
+/// Applies `http_access` to a request for `host:port`.
+pub fn check_access(
+    shared: &Shared,
+    peer: SocketAddr,
+    method: &Method,
+    host: &str,
+    port: u16,
+) -> Result<(), Error> {
+    let verdict = shared.access.check(&AccessRequest {
+        src: peer.ip(),
+        host,
+        port,
+        method,
+    });
+    match verdict {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny(rule) => Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!("access denied ({rule})"),
+        )),
+    }
+}
+
+/// Refuses a request seen before (our own `Via` entry is in it).
+pub fn check_loop(shared: &Shared, headers: &http::HeaderMap) -> Result<(), Error> {
+    if shared.via.is_loop(headers) {
+        return Err(Error::new(
+            ErrorKind::ForwardingLoop,
+            format!(
+                "forwarding loop detected: the request already passed through {}",
+                shared.via.pseudonym()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// URI length (414) and header-section size (431), measured as on the wire.
+fn check_limits<B>(req: &Request<B>, limits: &Limits) -> Result<(), Error> {
+    let uri = req.uri();
+    let uri_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > limits.max_uri_length {
+        return Err(Error::new(
+            ErrorKind::UriTooLong,
+            format!(
+                "the request URI is {uri_len} bytes; the limit is {}",
+                limits.max_uri_length
+            ),
+        ));
+    }
+    let header_len: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_len > limits.max_request_header_size {
+        return Err(Error::new(
+            ErrorKind::HeaderTooLarge,
+            format!(
+                "the request header is {header_len} bytes; the limit is {}",
+                limits.max_request_header_size
+            ),
+        ));
+    }
+    Ok(())
+}

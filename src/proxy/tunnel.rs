@@ -1,0 +1,185 @@
+//! CONNECT tunnels: HTTPS (or anything else) through the proxy as opaque bytes.
+//!
+//! The target port must be in `forward.connect_ports` (default 443 only) whatever `http_access`
+//! says, so a misconfigured rule list cannot turn cuttle into an SMTP relay. The upstream
+//! connection is opened *before* answering 200, so a failure gets a proper error page. After the
+//! upgrade, bytes are copied both ways until either side closes or nothing moves for
+//! `timeouts.tunnel_idle`. The transaction travels with the tunnel task and is logged (with the
+//! byte count) when the tunnel closes.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::body::ProxyBody;
+use super::service::{check_access, check_loop, reply_error, ConnInfo};
+use super::transaction::{code, hier, Transaction};
+use crate::error::{Error, ErrorKind};
+use crate::upstream::connect::connect;
+use crate::upstream::Progress;
+
+/// Handles one CONNECT request.
+pub async fn handle(
+    mut req: Request<Incoming>,
+    conn: &ConnInfo,
+    mut txn: Transaction,
+) -> Response<ProxyBody> {
+    let shared = &conn.shared;
+    let upstream = match open(&req, conn).await {
+        Ok(stream) => stream,
+        Err(err) => return reply_error(txn, &err, shared),
+    };
+    txn.code = code::TCP_TUNNEL;
+    txn.hierarchy = hier::DIRECT;
+    txn.peer = req.uri().host().map(str::to_owned);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let idle = shared.config.timeouts.tunnel_idle;
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = StatusCode::OK;
+    response
+        .extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::from_static(
+            b"Connection established",
+        ));
+    txn.respond(&response);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => relay(TokioIo::new(upgraded), upstream, idle, txn).await,
+            Err(e) => {
+                txn.abort();
+                tracing::debug!(error = %e, "CONNECT upgrade failed");
+            }
+        }
+    });
+    response
+}
+
+/// Checks the request and connects to its target.
+async fn open(req: &Request<Incoming>, conn: &ConnInfo) -> Result<TcpStream, Error> {
+    let shared = &conn.shared;
+    let authority = req.uri().authority().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidRequest,
+            "CONNECT needs a host:port target",
+        )
+    })?;
+    let host = authority.host();
+    let port = authority
+        .port_u16()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "CONNECT target has no port"))?;
+    let allowed = shared
+        .config
+        .forward
+        .connect_ports
+        .iter()
+        .any(|&(low, high)| (low..=high).contains(&port));
+    if !allowed {
+        return Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!("CONNECT to port {port} is not allowed (forward.connect_ports)"),
+        ));
+    }
+    check_loop(shared, req.headers())?;
+    check_access(shared, conn.peer, req.method(), host, port)?;
+    connect(host, port, shared.upstream_connect_timeout())
+        .await
+        .map_err(|e| e.to_error())
+}
+
+/// Copies bytes both ways until a side closes or the tunnel idles out.
+async fn relay(
+    mut client: TokioIo<hyper::upgrade::Upgraded>,
+    upstream: TcpStream,
+    idle: Duration,
+    mut txn: Transaction,
+) {
+    let progress = Progress::new();
+    let to_client = Arc::new(AtomicU64::new(0));
+    let mut upstream = Tracked {
+        inner: upstream,
+        progress: Arc::clone(&progress),
+        read_bytes: Arc::clone(&to_client),
+    };
+    {
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        tokio::pin!(copy);
+        // Each turn either ends the tunnel or finds fresh traffic, so the loop ends.
+        loop {
+            let deadline = progress.last() + idle;
+            tokio::select! {
+                result = &mut copy => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "tunnel closed with an error");
+                    }
+                    break;
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if progress.last() + idle <= tokio::time::Instant::now() {
+                        tracing::debug!(url = %txn.url, "tunnel idle; closing");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    txn.body_bytes = to_client.load(Ordering::Relaxed);
+    txn.complete();
+}
+
+/// The upstream side of a tunnel, noting traffic in both directions.
+struct Tracked {
+    inner: TcpStream,
+    progress: Arc<Progress>,
+    /// Bytes read from the upstream, i.e. sent on to the client.
+    read_bytes: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.progress.touch();
+            self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            if n > 0 {
+                self.progress.touch();
+            }
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

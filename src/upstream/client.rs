@@ -1,0 +1,144 @@
+//! The pooled HTTP client that carries requests to upstreams, and the mapping of its failures.
+//!
+//! Built on hyper-util's legacy client (keep-alive pool per authority) with our own
+//! [`Connector`](super::connect::Connector). It converts absolute-form URIs to origin-form for
+//! origins. The wait for a response header is bounded by the read timeout counted from the
+//! request's last progress, and every failure becomes a typed [`Error`] so the proxy can answer
+//! 502/503/504 with a page that names the cause.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::connect::{ConnectError, Connector};
+use super::request_body::{ClientBodyError, Progress, RequestBody};
+use super::Config;
+use crate::error::{Error, ErrorKind};
+
+/// hyper's h1 parser refuses buffers below this size.
+const MIN_BUF_SIZE: usize = 8192;
+
+/// The client all upstream requests go through; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<Connector, RequestBody>,
+    read_timeout: Duration,
+}
+
+impl Upstream {
+    /// A client for `config`.
+    pub fn new(config: &Config) -> Self {
+        let connector = Connector {
+            timeout: config.connect_timeout,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .http1_max_buf_size(config.max_response_header_size.max(MIN_BUF_SIZE))
+            .build(connector);
+        Self {
+            client,
+            read_timeout: config.read_timeout,
+        }
+    }
+
+    /// The read timeout, for callers that keep reading the body.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// Sends `req` (absolute-form URI) and waits for the response header.
+    ///
+    /// The wait ends with [`ErrorKind::ReadTimeout`] once the request has made no progress (no
+    /// body bytes sent, no header received) for the read timeout.
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+        progress: Arc<Progress>,
+    ) -> Result<Response<Incoming>, Error> {
+        let response = self.client.request(req);
+        tokio::pin!(response);
+        // Each turn either finishes or finds fresh progress, so the loop ends.
+        loop {
+            let deadline = progress.last() + self.read_timeout;
+            tokio::select! {
+                result = &mut response => return result.map_err(classify),
+                () = tokio::time::sleep_until(deadline) => {
+                    if progress.last() + self.read_timeout <= tokio::time::Instant::now() {
+                        return Err(Error::new(
+                            ErrorKind::ReadTimeout,
+                            format!("no response from the upstream within {:?}", self.read_timeout),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Finds the first error of type `T` in a source chain.
+fn find_source<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Maps a client failure to a proxy error.
+pub fn classify(err: hyper_util::client::legacy::Error) -> Error {
+    if let Some(connect) = find_source::<ConnectError>(&err) {
+        return connect.to_error();
+    }
+    if let Some(body) = find_source::<ClientBodyError>(&err) {
+        return Error::new(ErrorKind::InvalidRequest, body.to_string());
+    }
+    if let Some(hyper_err) = find_source::<hyper::Error>(&err) {
+        return classify_hyper(hyper_err);
+    }
+    Error::new(ErrorKind::InvalidResponse, chain(&err))
+}
+
+/// Maps a hyper protocol error on the upstream connection to a proxy error.
+pub fn classify_hyper(err: &hyper::Error) -> Error {
+    let cause = if err.is_parse_too_large() {
+        "the upstream's response header is too large".to_owned()
+    } else if err.is_parse_status() {
+        "the upstream sent an invalid status line".to_owned()
+    } else if err.is_parse() {
+        format!(
+            "the upstream sent an invalid HTTP response ({})",
+            chain(err)
+        )
+    } else if err.is_incomplete_message() {
+        "the upstream closed the connection before sending a complete response".to_owned()
+    } else if err.is_timeout() {
+        return Error::new(ErrorKind::ReadTimeout, chain(err));
+    } else {
+        format!("upstream connection failed: {}", chain(err))
+    };
+    Error::new(ErrorKind::InvalidResponse, cause)
+}
+
+/// An error and its causes on one line.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut current = err.source();
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        current = e.source();
+    }
+    out
+}

@@ -1,0 +1,27 @@
+//! Everything about talking to the next hop: opening connections, the pooled client, and the
+//! request body on its way up.
+//!
+//! This layer never decides policy (access, caching, routing); it sends what the proxy gives it
+//! and reports failures as typed errors.
+
+pub mod client;
+pub mod connect;
+pub mod request_body;
+
+use std::time::Duration;
+
+pub use client::Upstream;
+pub use request_body::{Progress, RequestBody};
+
+/// Upstream settings, built from the `[timeouts]` and `[limits]` sections.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Budget for resolving and connecting.
+    pub connect_timeout: Duration,
+    /// Longest silence while waiting for any upstream read.
+    pub read_timeout: Duration,
+    /// Largest upstream response header accepted (bigger is a 502).
+    pub max_response_header_size: usize,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+}
