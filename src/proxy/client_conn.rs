@@ -20,8 +20,8 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -44,6 +44,9 @@ pub struct ConnActivity {
     served_any: std::sync::atomic::AtomicBool,
     header_timeout: Duration,
     idle_timeout: Duration,
+    /// The reader parked while a request was in flight, woken when the connection goes idle
+    /// so it can arm the idle deadline. Per connection, so the lock is uncontended.
+    parked_reader: Mutex<Option<Waker>>,
 }
 
 impl ConnActivity {
@@ -57,6 +60,7 @@ impl ConnActivity {
             served_any: std::sync::atomic::AtomicBool::new(false),
             header_timeout,
             idle_timeout,
+            parked_reader: Mutex::new(None),
         })
     }
 
@@ -115,7 +119,16 @@ impl Drop for InFlight {
         activity
             .idle_since_ms
             .store(activity.now_ms(), Ordering::Relaxed);
-        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let parked = activity
+                .parked_reader
+                .lock()
+                .map(|mut w| w.take())
+                .unwrap_or_default();
+            if let Some(waker) = parked {
+                waker.wake();
+            }
+        }
     }
 }
 
@@ -157,6 +170,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let Some(deadline) = this.activity.deadline() else {
+                    if let Ok(mut parked) = this.activity.parked_reader.lock() {
+                        *parked = Some(cx.waker().clone());
+                    }
+                    // The last request may have finished while the waker was being stored.
+                    if this.activity.deadline().is_none() {
+                        return Poll::Pending;
+                    }
+                    cx.waker().wake_by_ref();
                     return Poll::Pending;
                 };
                 if this.sleep.deadline() != deadline {
@@ -241,6 +262,25 @@ mod tests {
         let err = io.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(idle_start.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reader_parked_during_a_request_arms_the_idle_deadline_when_it_ends() {
+        let (_client, server) = tokio::io::duplex(64);
+        let activity = ConnActivity::new(Duration::from_secs(5), Duration::from_secs(60));
+        let guard = activity.begin();
+        let mut io = ClientIo::new(server, Arc::clone(&activity));
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            io.read(&mut buf).await
+        });
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert!(!reader.is_finished(), "no deadline while in flight");
+        let ended = Instant::now();
+        drop(guard);
+        let err = reader.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(ended.elapsed(), Duration::from_secs(60));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,531 @@
+//! Loopback test harness: scripted origins, the real proxy on port 0, and clients.
+//!
+//! - [`Origin`]: a real HTTP/1.1 server on `127.0.0.1:0` whose routes are closures; it records
+//!   every request (method, URI as received, headers, body) and counts TCP connections.
+//! - [`RawOrigin`]: a TCP server that answers with fixed bytes (garbage, truncated replies) or
+//!   with silence, for upstream-failure tests.
+//! - [`TestProxy`]: cuttle itself (the library's `app::start`) on `127.0.0.1:0` with a config
+//!   built by [`config`], plus helpers to run the `cuttle` binary.
+//! - Clients: [`http_client`] (reqwest with the proxy set), [`curl`] (the real binary), and
+//!   [`raw`] exchanges for byte-exact requests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Every wait in these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+// === origin ===
+
+/// A request as the origin saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// The body, when it was small enough to keep (see `body_len` for the real size).
+    pub body: Bytes,
+    pub body_len: u64,
+    /// FNV-1a over the whole body, to compare large bodies without keeping them.
+    pub body_hash: u64,
+}
+
+/// The body type origins reply with.
+pub type OriginBody = BoxBody<Bytes, Infallible>;
+
+/// A route handler.
+pub type Handler = Arc<dyn Fn(&Recorded) -> Response<OriginBody> + Send + Sync>;
+
+/// Bodies up to this size are kept in `Recorded::body`.
+const KEEP_BODY: u64 = 1 << 20;
+
+/// A scripted origin server.
+#[derive(Clone)]
+pub struct Origin {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+/// Builds an [`Origin`].
+#[derive(Default)]
+pub struct OriginBuilder {
+    routes: HashMap<String, Handler>,
+}
+
+impl OriginBuilder {
+    /// Serves `path` with `handler` (exact path match, query ignored).
+    pub fn route(
+        mut self,
+        path: &str,
+        handler: impl Fn(&Recorded) -> Response<OriginBody> + Send + Sync + 'static,
+    ) -> Self {
+        self.routes.insert(path.to_owned(), Arc::new(handler));
+        self
+    }
+
+    pub async fn spawn(self) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let origin = Origin {
+            addr,
+            requests: Arc::default(),
+            connections: Arc::default(),
+        };
+        let routes = Arc::new(self.routes);
+        let state = origin.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                state.connections.fetch_add(1, Ordering::SeqCst);
+                let routes = Arc::clone(&routes);
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let routes = Arc::clone(&routes);
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(state.serve(req, &routes).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        origin
+    }
+}
+
+impl Origin {
+    pub fn builder() -> OriginBuilder {
+        OriginBuilder::default()
+    }
+
+    async fn serve(
+        &self,
+        req: Request<Incoming>,
+        routes: &HashMap<String, Handler>,
+    ) -> Response<OriginBody> {
+        let (parts, mut body) = req.into_parts();
+        let mut kept = Vec::new();
+        let mut len = 0u64;
+        let mut hash = FNV_OFFSET;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Some(data) = frame.data_ref() {
+                len += data.len() as u64;
+                hash = fnv(hash, data);
+                if (kept.len() as u64) < KEEP_BODY {
+                    kept.extend_from_slice(data);
+                }
+            }
+        }
+        let recorded = Recorded {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            body: Bytes::from(kept),
+            body_len: len,
+            body_hash: hash,
+        };
+        let response = match routes.get(recorded.uri.path()) {
+            Some(handler) => handler(&recorded),
+            None => reply(404, "not found"),
+        };
+        self.requests.lock().unwrap().push(recorded);
+        response
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Requests seen so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Number of requests seen so far.
+    pub fn hits(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// A reply with a text body.
+pub fn reply(status: u16, body: &str) -> Response<OriginBody> {
+    reply_bytes(status, Bytes::from(body.to_owned()))
+}
+
+/// A reply with a byte body.
+pub fn reply_bytes(status: u16, body: Bytes) -> Response<OriginBody> {
+    let mut response = Response::new(Full::new(body).map_err(|e| match e {}).boxed());
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    response
+}
+
+/// A reply whose body is `total` generated bytes sent in `chunk`-sized frames without a
+/// Content-Length (so it is chunked), never held in memory at once.
+pub fn reply_stream(total: u64, chunk: usize) -> Response<OriginBody> {
+    let block = Bytes::from(pattern(chunk));
+    let frames = (0..total.div_ceil(chunk as u64)).map(move |i| {
+        let remaining = total - i * chunk as u64;
+        let n = usize::try_from(remaining.min(chunk as u64)).unwrap();
+        Ok::<_, Infallible>(Frame::data(block.slice(..n)))
+    });
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    Response::new(BodyExt::boxed(body))
+}
+
+/// Deterministic test bytes: every byte value, in a pattern that does not repeat every 256.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, continued from `hash`.
+pub fn fnv(mut hash: u64, data: &[u8]) -> u64 {
+    for &b in data {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// FNV-1a of `data` from the start.
+pub fn fnv_all(data: &[u8]) -> u64 {
+    fnv(FNV_OFFSET, data)
+}
+
+// === raw origin ===
+
+/// What a [`RawOrigin`] does after reading a request header.
+#[derive(Clone)]
+pub enum RawBehaviour {
+    /// Writes these bytes, then closes.
+    Reply(Vec<u8>),
+    /// Writes these bytes, then keeps the connection open without writing more.
+    ReplyThenHang(Vec<u8>),
+    /// Never answers (keeps the connection open).
+    Silent,
+}
+
+/// A TCP origin that misbehaves on purpose.
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl RawOrigin {
+    pub async fn spawn(behaviour: RawBehaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let behaviour = behaviour.clone();
+                tokio::spawn(async move {
+                    read_head(&mut stream).await;
+                    match behaviour {
+                        RawBehaviour::Reply(bytes) => {
+                            let _ = stream.write_all(&bytes).await;
+                            let _ = stream.shutdown().await;
+                        }
+                        RawBehaviour::ReplyThenHang(bytes) => {
+                            let _ = stream.write_all(&bytes).await;
+                            tokio::time::sleep(WAIT * 2).await;
+                        }
+                        RawBehaviour::Silent => tokio::time::sleep(WAIT * 2).await,
+                    }
+                });
+            }
+        });
+        Self { addr, hits }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// Reads until the end of a request header (or EOF), bounded in size.
+async fn read_head(stream: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 1 << 20 {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A TCP echo server (for CONNECT tests); returns its address.
+pub async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+// === proxy ===
+
+/// A config for tests: port 0, loopback clients allowed, cache in `dir`, plus `extra` TOML
+/// (tables only; it is appended).
+pub fn config(dir: &Path, extra: &str) -> String {
+    config_with_access(
+        dir,
+        "[[http_access]]\nallow = [\"localhost\"]\n[[http_access]]\ndeny = [\"all\"]\n",
+        extra,
+    )
+}
+
+/// Like [`config`] but with the given `http_access` rules.
+pub fn config_with_access(dir: &Path, access: &str, extra: &str) -> String {
+    format!(
+        "visible_hostname = \"cuttle-test\"\n\
+         [[http_port]]\nlisten = \"127.0.0.1:0\"\n\
+         [acl]\nlocalhost = {{ src = [\"127.0.0.0/8\", \"::1\"] }}\n\
+         {access}\n\
+         [cache.disk]\npath = \"{}\"\n\
+         {extra}\n",
+        dir.join("cache").display()
+    )
+}
+
+/// cuttle running in this test process.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    server: Option<cuttle::app::Server>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestProxy {
+    /// Starts cuttle with `config(dir, extra)` in a fresh temp dir.
+    pub async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config(dir.path(), extra);
+        Self::start_text(&text, Some(dir)).await
+    }
+
+    /// Starts cuttle from full config text.
+    pub async fn start_text(text: &str, dir: Option<tempfile::TempDir>) -> Self {
+        let mut text = text.to_owned();
+        if !text.contains("[log]") {
+            text.push_str("\n[log]\naccess_log = \"none\"\n");
+        }
+        let config = cuttle::config::load_str("test.toml", &text)
+            .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+        let server = cuttle::app::start(config).await.unwrap();
+        Self {
+            addr: server.addr().unwrap(),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful shutdown.
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// A reqwest client that sends everything through `proxy`.
+pub fn http_client(proxy: &TestProxy) -> reqwest::Client {
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(proxy.url()).unwrap())
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+/// Runs the real `curl` with `args` (already including `-x`), bounded by [`WAIT`].
+pub async fn curl(args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "20"])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(WAIT + Duration::from_secs(5), cmd.output())
+        .await
+        .expect("curl did not finish")
+        .expect("curl is installed (.ci/run installs it)")
+}
+
+/// Sends raw bytes to `addr` and reads until the peer closes or `wait` passes.
+pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
+    out
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `stream`; returns (head, body).
+pub async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed before a full response head: {buf:?}"
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("body in time")
+            .unwrap();
+        assert!(n > 0, "connection closed mid-body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    (head, body)
+}
+
+// === the binary ===
+
+/// Path of the built `cuttle` binary.
+pub fn cuttle_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cuttle"))
+}
+
+/// Runs `cuttle ARGS` to completion.
+pub fn run_cuttle(args: &[&str]) -> Output {
+    Command::new(cuttle_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The `cuttle` binary running as a server; killed on drop.
+pub struct CuttleProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl CuttleProcess {
+    /// Starts `cuttle --config FILE --listen 127.0.0.1:0` and waits for its listening line.
+    pub fn spawn(config_file: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(cuttle_bin())
+            .args(["--config"])
+            .arg(config_file)
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Some(rest) = line.strip_prefix("cuttle: listening on ") {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .expect("cuttle printed its listening address")
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    /// Resident and peak resident memory (VmRSS, VmHWM) in KiB, from /proc.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for CuttleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
