@@ -1,0 +1,84 @@
+//! Every example config loads, the embedded default is the secure forward proxy the README
+//! promises, and broken configs are reported as `file:line: key: reason`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use cuttle::access::{AccessRequest, Verdict};
+use cuttle::config;
+use http::Method;
+
+#[test]
+fn every_file_in_conf_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 1, "no configs in {}", dir.display());
+}
+
+fn allowed(rules: &cuttle::access::Rules, src: &str, method: Method, port: u16) -> bool {
+    rules.check(&AccessRequest {
+        src: src.parse().unwrap(),
+        host: "example.com",
+        port,
+        method: &method,
+    }) == Verdict::Allow
+}
+
+#[test]
+fn embedded_default_is_a_closed_forward_proxy_on_3128_with_both_cache_tiers() {
+    let cfg = config::load_default().unwrap();
+    assert_eq!(cfg.proxy.listeners.len(), 1);
+    assert_eq!(cfg.proxy.listeners[0].addr.to_string(), "127.0.0.1:3128");
+    assert!(cfg.cache.memory.max_size > 0);
+    let disk = cfg.cache.disk.as_ref().expect("disk tier configured");
+    assert!(disk.path.ends_with(".cache/cuttle"), "{}", disk.path.display());
+    assert_eq!(cfg.proxy.forward.connect_ports, vec![(443, 443)]);
+
+    let rules = &cfg.access;
+    for src in ["127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "fd12::1", "fe80::1", "169.254.1.1"] {
+        assert!(allowed(rules, src, Method::GET, 80), "{src} should be allowed");
+    }
+    for src in ["8.8.8.8", "2001:db8::1", "172.32.0.1", "11.0.0.1"] {
+        assert!(!allowed(rules, src, Method::GET, 80), "{src} must be denied: never an open proxy");
+    }
+    assert!(allowed(rules, "127.0.0.1", Method::CONNECT, 443));
+    assert!(!allowed(rules, "127.0.0.1", Method::CONNECT, 8443));
+    assert!(!allowed(rules, "127.0.0.1", Method::GET, 25));
+}
+
+fn error_for(src: &str) -> String {
+    config::load_str("broken.toml", src).unwrap_err().to_string()
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    assert_eq!(
+        error_for("[forward]\nvia = true\nbogus = 1\n"),
+        "broken.toml:3: forward.bogus: unknown field `bogus`, expected one of `connect_ports`, `forwarded_for`, `via`, `pass_proxy_authorization`"
+    );
+    let e = error_for("[acl]\nlocalnet = { src = [\"10.0.0.0/8\", \"10.0.0.0/99\"] }\n");
+    assert!(e.starts_with("broken.toml:2: acl.localnet.src[1]: "), "{e}");
+    assert!(e.contains("10.0.0.0/99"), "{e}");
+    let e = error_for("[acl]\nlocalnet = { src = [\"10.0.0.0/8\"] }\n\n[[http_access]]\nallow = [\"localnet\"]\n\n[[http_access]]\ndeny = [\n  \"all\",\n  \"lcalnet\",\n]\n");
+    assert_eq!(
+        e,
+        "broken.toml:10: http_access[1].deny[1]: unknown ACL `lcalnet` (define it under [acl])"
+    );
+    let e = error_for("[timeouts]\nread = \"forever\"\n");
+    assert!(e.starts_with("broken.toml:2: timeouts.read: "), "{e}");
+    let e = error_for("[[http_access]]\nallow = [\"all\"]\ndeny = [\"all\"]\n");
+    assert!(e.starts_with("broken.toml:1: http_access[0]: each rule needs exactly one"), "{e}");
+    let e = error_for("[limits]\nmax_connections = \"many\"\n");
+    assert!(e.starts_with("broken.toml:2: limits.max_connections: invalid type"), "{e}");
+    let e = error_for("[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"2 MiB\"\n");
+    assert!(e.starts_with("broken.toml:3: cache.memory.max_object_size: "), "{e}");
+    let e = error_for("visible_hostname = \"has space\"\n");
+    assert!(e.starts_with("broken.toml:1: visible_hostname: "), "{e}");
+    let e = error_for("[http_port\n");
+    assert!(e.starts_with("broken.toml:1: "), "{e}");
+}
