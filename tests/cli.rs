@@ -11,7 +11,15 @@ fn help_lists_the_everyday_options() {
     let out = run_cuttle(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for needle in ["--config", "--listen", "--cache-dir", "--log-level", "--print-default-config", "check", "127.0.0.1:3128"] {
+    for needle in [
+        "--config",
+        "--listen",
+        "--cache-dir",
+        "--log-level",
+        "--print-default-config",
+        "check",
+        "127.0.0.1:3128",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
 }
@@ -20,12 +28,19 @@ fn help_lists_the_everyday_options() {
 fn print_default_config_round_trips_through_check() {
     let out = run_cuttle(&["--print-default-config"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout.clone()).unwrap(), cuttle::config::DEFAULT_CONFIG);
+    assert_eq!(
+        String::from_utf8(out.stdout.clone()).unwrap(),
+        cuttle::config::DEFAULT_CONFIG
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("default.toml");
     std::fs::write(&file, &out.stdout).unwrap();
     let check = run_cuttle(&["check", "--config", file.to_str().unwrap()]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let check = run_cuttle(&["check"]);
     assert!(check.status.success());
 }
@@ -34,12 +49,19 @@ fn print_default_config_round_trips_through_check() {
 fn check_reports_file_line_and_key_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
-    std::fs::write(&file, "[[http_port]]\nlisten = \"127.0.0.1:3128\"\n\n[timeouts]\nconect = \"5s\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[[http_port]]\nlisten = \"127.0.0.1:3128\"\n\n[timeouts]\nconect = \"5s\"\n",
+    )
+    .unwrap();
     let out = run_cuttle(&["check", "--config", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains(&format!("{}:5: timeouts.conect: unknown field `conect`", file.display())),
+        stderr.contains(&format!(
+            "{}:5: timeouts.conect: unknown field `conect`",
+            file.display()
+        )),
         "{stderr}"
     );
     let missing = run_cuttle(&["check", "--config", "/nonexistent/cuttle.toml"]);
@@ -49,7 +71,10 @@ fn check_reports_file_line_and_key_and_fails() {
 
 #[tokio::test]
 async fn binary_serves_with_overrides_and_exits_cleanly_on_sigterm() {
-    let origin = Origin::builder().route("/", |_| reply(200, "from origin")).spawn().await;
+    let origin = Origin::builder()
+        .route("/", |_| reply(200, "from origin"))
+        .spawn()
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("disk-cache");
     let file = dir.path().join("c.toml");
@@ -62,7 +87,13 @@ async fn binary_serves_with_overrides_and_exits_cleanly_on_sigterm() {
     )
     .unwrap();
     let mut child = std::process::Command::new(cuttle_bin())
-        .args(["--config", file.to_str().unwrap(), "--listen", "127.0.0.1:0", "--cache-dir"])
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+        ])
         .arg(&cache)
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -77,12 +108,24 @@ async fn binary_serves_with_overrides_and_exits_cleanly_on_sigterm() {
             Some(rest.split(' ').next()?.to_owned())
         })
         .expect("listening line");
-    assert!(cache.is_dir(), "--cache-dir created the disk cache directory");
-    assert!(!dir.path().join("unused").exists(), "--cache-dir replaced the configured path");
+    assert!(
+        cache.is_dir(),
+        "--cache-dir created the disk cache directory"
+    );
+    assert!(
+        !dir.path().join("unused").exists(),
+        "--cache-dir replaced the configured path"
+    );
     let out = curl(&["-x", &format!("http://{addr}"), &origin.url("/")]).await;
     assert_eq!(out.stdout, b"from origin");
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "{exit:?}");
 }

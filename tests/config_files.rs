@@ -36,15 +36,34 @@ fn embedded_default_is_a_closed_forward_proxy_on_3128_with_both_cache_tiers() {
     assert_eq!(cfg.proxy.listeners[0].addr.to_string(), "127.0.0.1:3128");
     assert!(cfg.cache.memory.max_size > 0);
     let disk = cfg.cache.disk.as_ref().expect("disk tier configured");
-    assert!(disk.path.ends_with(".cache/cuttle"), "{}", disk.path.display());
+    assert!(
+        disk.path.ends_with(".cache/cuttle"),
+        "{}",
+        disk.path.display()
+    );
     assert_eq!(cfg.proxy.forward.connect_ports, vec![(443, 443)]);
 
     let rules = &cfg.access;
-    for src in ["127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "fd12::1", "fe80::1", "169.254.1.1"] {
-        assert!(allowed(rules, src, Method::GET, 80), "{src} should be allowed");
+    for src in [
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "fd12::1",
+        "fe80::1",
+        "169.254.1.1",
+    ] {
+        assert!(
+            allowed(rules, src, Method::GET, 80),
+            "{src} should be allowed"
+        );
     }
     for src in ["8.8.8.8", "2001:db8::1", "172.32.0.1", "11.0.0.1"] {
-        assert!(!allowed(rules, src, Method::GET, 80), "{src} must be denied: never an open proxy");
+        assert!(
+            !allowed(rules, src, Method::GET, 80),
+            "{src} must be denied: never an open proxy"
+        );
     }
     assert!(allowed(rules, "127.0.0.1", Method::CONNECT, 443));
     assert!(!allowed(rules, "127.0.0.1", Method::CONNECT, 8443));
@@ -52,7 +71,9 @@ fn embedded_default_is_a_closed_forward_proxy_on_3128_with_both_cache_tiers() {
 }
 
 fn error_for(src: &str) -> String {
-    config::load_str("broken.toml", src).unwrap_err().to_string()
+    config::load_str("broken.toml", src)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -72,11 +93,20 @@ fn errors_name_file_line_and_key() {
     let e = error_for("[timeouts]\nread = \"forever\"\n");
     assert!(e.starts_with("broken.toml:2: timeouts.read: "), "{e}");
     let e = error_for("[[http_access]]\nallow = [\"all\"]\ndeny = [\"all\"]\n");
-    assert!(e.starts_with("broken.toml:1: http_access[0]: each rule needs exactly one"), "{e}");
+    assert!(
+        e.starts_with("broken.toml:1: http_access[0]: each rule needs exactly one"),
+        "{e}"
+    );
     let e = error_for("[limits]\nmax_connections = \"many\"\n");
-    assert!(e.starts_with("broken.toml:2: limits.max_connections: invalid type"), "{e}");
+    assert!(
+        e.starts_with("broken.toml:2: limits.max_connections: invalid type"),
+        "{e}"
+    );
     let e = error_for("[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"2 MiB\"\n");
-    assert!(e.starts_with("broken.toml:3: cache.memory.max_object_size: "), "{e}");
+    assert!(
+        e.starts_with("broken.toml:3: cache.memory.max_object_size: "),
+        "{e}"
+    );
     let e = error_for("visible_hostname = \"has space\"\n");
     assert!(e.starts_with("broken.toml:1: visible_hostname: "), "{e}");
     let e = error_for("[http_port\n");

@@ -26,7 +26,14 @@ async fn a_256_mib_download_and_upload_pass_with_bounded_proxy_memory() {
         .proxy(reqwest::Proxy::all(proxy.url()).unwrap())
         .build()
         .unwrap();
-    client.get(origin.url("/warm")).send().await.unwrap().bytes().await.unwrap();
+    client
+        .get(origin.url("/warm"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let (baseline, _) = proxy.memory_kib();
 
     let mut response = client.get(origin.url("/big")).send().await.unwrap();
@@ -40,7 +47,9 @@ async fn a_256_mib_download_and_upload_pass_with_bounded_proxy_memory() {
     let chunks = (0..SIZE / (64 * 1024)).map(move |_| Ok::<_, std::io::Error>(block.clone()));
     let text = client
         .post(origin.url("/sink"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap()
