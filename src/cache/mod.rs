@@ -1,8 +1,10 @@
-//! The HTTP cache: storage tiers and their configuration.
+//! The HTTP cache: RFC 9111 policy, cache keys, and storage tiers.
 //!
-//! This module currently holds the configuration shape of the two tiers (a moka memory tier and
-//! a cacache disk tier), so config files written today keep working when the cache lands; the
+//! `policy` is pure (no I/O, `now` is a parameter); `key` builds primary and Vary keys. The
 //! disk directory is created at startup so a bad path fails early.
+
+pub mod key;
+pub mod policy;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,220 @@
+//! Cache keys: the primary key (normalised URI) and the Vary secondary key.
+//!
+//! RFC 9111 §2 notes that caches which only store GET (and HEAD) "only use the
+//! URI as the cache key"; GET and HEAD therefore share a key here. The
+//! secondary key implements §4.1's matching of the request fields a response's
+//! `Vary` nominates.
+
+use crate::cache::policy::fields::{field_lines, is_token, split_list};
+use http::header::{HeaderMap, HeaderName, VARY};
+use http::Uri;
+
+/// Default port of a scheme, for the normalisations of RFC 9110 §4.2.3/§4.3.1.
+pub fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        "ftp" => Some(21),
+        _ => None,
+    }
+}
+
+/// Normalised (scheme, host, port) of an absolute URI: its origin (RFC 9110 §4.3.1).
+///
+/// The port is always present here (default filled in when known), with
+/// leading zeros removed; None when the URI is not absolute.
+pub fn origin(uri: &Uri) -> Option<(String, String, Option<u16>)> {
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let host = uri.host()?.to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    let port = uri.port_u16().or_else(|| default_port(&scheme));
+    Some((scheme, host, port))
+}
+
+/// Primary cache key for an absolute URI; None when not absolute.
+///
+/// RFC 9110 §4.2.3: omit a default port, use "/" for an empty path, lowercase
+/// scheme and host, and do not percent-encode unreserved characters. Userinfo
+/// and the fragment are never part of the key.
+pub fn primary_key(uri: &Uri) -> Option<String> {
+    let (scheme, host, port) = origin(uri)?;
+    let mut key = String::with_capacity(64);
+    key.push_str(&scheme);
+    key.push_str("://");
+    key.push_str(&host);
+    if let Some(p) = port {
+        if Some(p) != default_port(&scheme) {
+            key.push(':');
+            key.push_str(&p.to_string());
+        }
+    }
+    let path = uri.path();
+    if path.is_empty() {
+        key.push('/');
+    } else {
+        normalise_percent(path, &mut key);
+    }
+    if let Some(q) = uri.query() {
+        key.push('?');
+        normalise_percent(q, &mut key);
+    }
+    Some(key)
+}
+
+/// Decodes %XX of unreserved characters and upper-cases the hex of the rest (RFC 3986 §6.2.2).
+fn normalise_percent(s: &str, out: &mut String) {
+    let bytes = s.as_bytes();
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = bytes.get(i.saturating_add(1)).and_then(|c| hex_val(*c));
+            let lo = bytes.get(i.saturating_add(2)).and_then(|c| hex_val(*c));
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                let v = hi.saturating_mul(16).saturating_add(lo);
+                if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                    out.push(char::from(v));
+                } else {
+                    out.push('%');
+                    out.push(hex_digit(hi));
+                    out.push(hex_digit(lo));
+                }
+                i = i.saturating_add(3);
+                continue;
+            }
+        }
+        out.push(char::from(b));
+        i = i.saturating_add(1);
+    }
+}
+
+/// Upper-case hex digit for the low nibble of `n`.
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n & 15), 16).map_or('0', |c| c.to_ascii_uppercase())
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    char::from(c)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// The request fields a response varies on (RFC 9110 §12.5.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarySpec {
+    /// `Vary: *` — "always fails to match" (RFC 9111 §4.1).
+    Star,
+    /// Lower-cased, de-duplicated, sorted field names (empty when no Vary).
+    Fields(Vec<HeaderName>),
+}
+
+/// Parses every Vary line of a response.
+///
+/// A member that is not a valid field name cannot be matched reliably, so it
+/// is treated like "*" (the response is never reused without validation).
+pub fn vary_fields(resp_headers: &HeaderMap) -> VarySpec {
+    let mut names: Vec<HeaderName> = Vec::new();
+    for line in field_lines(resp_headers, &VARY) {
+        for member in split_list(&line) {
+            if member == "*" || !is_token(member) {
+                return VarySpec::Star;
+            }
+            match HeaderName::from_bytes(member.as_bytes()) {
+                Ok(n) => names.push(n),
+                Err(_) => return VarySpec::Star,
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    VarySpec::Fields(names)
+}
+
+/// Secondary key: the nominated request fields, normalised; None for `Vary: *`.
+///
+/// Per §4.1, lines are combined with ", " and whitespace is normalised (OWS
+/// around commas removed, runs collapsed, ends trimmed; quoted strings are left
+/// alone). "If ... a header field is absent from a request, it can only match
+/// another request if it is also absent there": absent fields are encoded as
+/// `name!`, present ones as `name=value`, so absent ≠ empty.
+pub fn secondary_key(spec: &VarySpec, req_headers: &HeaderMap) -> Option<String> {
+    let VarySpec::Fields(names) = spec else {
+        return None;
+    };
+    let mut key = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            key.push('\n');
+        }
+        key.push_str(name.as_str());
+        let lines: Vec<&[u8]> = req_headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        if lines.is_empty() {
+            key.push('!');
+            continue;
+        }
+        key.push('=');
+        let combined = lines.join(&b", "[..]);
+        normalise_ws(&combined, &mut key);
+    }
+    Some(key)
+}
+
+/// Whitespace normalisation of a field value, escaping '%' and non-ASCII bytes.
+fn normalise_ws(value: &[u8], out: &mut String) {
+    let mut buf: Vec<u8> = Vec::with_capacity(value.len());
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut pending_space = false;
+    for &b in value {
+        if in_quotes {
+            buf.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_quotes = false;
+            }
+            continue;
+        }
+        match b {
+            b' ' | b'\t' => pending_space = true,
+            b',' => {
+                pending_space = false;
+                buf.push(b',');
+            }
+            _ => {
+                if pending_space && !buf.is_empty() && buf.last() != Some(&b',') {
+                    buf.push(b' ');
+                }
+                pending_space = false;
+                if b == b'"' {
+                    in_quotes = true;
+                }
+                buf.push(b);
+            }
+        }
+    }
+    for b in buf {
+        if b == b'%' || !b.is_ascii() || b.is_ascii_control() {
+            out.push('%');
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 15));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+}
+
+/// True when `req_headers` produce the stored secondary key (never for `Vary: *`).
+pub fn vary_matches(spec: &VarySpec, stored_secondary: &str, req_headers: &HeaderMap) -> bool {
+    secondary_key(spec, req_headers).is_some_and(|k| k == stored_secondary)
+}
+
+#[cfg(test)]
+mod tests;

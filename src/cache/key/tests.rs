@@ -1,0 +1,223 @@
+use super::*;
+use http::header::HeaderValue;
+
+fn uri(s: &str) -> Uri {
+    s.parse().unwrap()
+}
+
+fn hm(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_str(v).unwrap());
+    }
+    h
+}
+
+#[test]
+fn primary_key_lowercases_scheme_and_host() {
+    assert_eq!(
+        primary_key(&uri("HTTP://Example.COM/A/B?Q=1")).as_deref(),
+        Some("http://example.com/A/B?Q=1")
+    );
+}
+
+#[test]
+fn primary_key_drops_default_port() {
+    assert_eq!(
+        primary_key(&uri("http://ex.com:80/x")).as_deref(),
+        Some("http://ex.com/x")
+    );
+    assert_eq!(
+        primary_key(&uri("https://ex.com:443/x")).as_deref(),
+        Some("https://ex.com/x")
+    );
+    assert_eq!(
+        primary_key(&uri("http://ex.com:080/x")).as_deref(),
+        Some("http://ex.com/x")
+    );
+}
+
+#[test]
+fn primary_key_keeps_non_default_port() {
+    assert_eq!(
+        primary_key(&uri("https://ex.com:8443/x")).as_deref(),
+        Some("https://ex.com:8443/x")
+    );
+    assert_eq!(
+        primary_key(&uri("http://ex.com:443/")).as_deref(),
+        Some("http://ex.com:443/")
+    );
+}
+
+#[test]
+fn primary_key_empty_path_is_slash() {
+    assert_eq!(
+        primary_key(&uri("http://ex.com")).as_deref(),
+        Some("http://ex.com/")
+    );
+    assert_eq!(
+        primary_key(&uri("http://ex.com?a")).as_deref(),
+        Some("http://ex.com/?a")
+    );
+}
+
+#[test]
+fn primary_key_equivalent_uris_from_rfc9110_example() {
+    // RFC 9110 §4.2.3: these three URIs are equivalent.
+    let a = primary_key(&uri("http://example.com:80/~smith/home.html"));
+    let b = primary_key(&uri("http://EXAMPLE.com/%7Esmith/home.html"));
+    let c = primary_key(&uri("http://EXAMPLE.com:/%7esmith/home.html"));
+    assert!(a.is_some());
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+}
+
+#[test]
+fn primary_key_keeps_reserved_percent_encoding_but_uppercases_hex() {
+    assert_eq!(
+        primary_key(&uri("http://ex.com/a%2fb%3F")).as_deref(),
+        Some("http://ex.com/a%2Fb%3F")
+    );
+}
+
+#[test]
+fn primary_key_path_is_case_sensitive() {
+    assert_ne!(
+        primary_key(&uri("http://ex.com/A")),
+        primary_key(&uri("http://ex.com/a"))
+    );
+}
+
+#[test]
+fn primary_key_ignores_userinfo() {
+    assert_eq!(
+        primary_key(&uri("http://u:p@ex.com/")).as_deref(),
+        Some("http://ex.com/")
+    );
+}
+
+#[test]
+fn primary_key_none_for_origin_form() {
+    assert_eq!(primary_key(&uri("/just/a/path")), None);
+}
+
+#[test]
+fn primary_key_ipv6_host() {
+    assert_eq!(
+        primary_key(&uri("http://[::1]:80/")).as_deref(),
+        Some("http://[::1]/")
+    );
+}
+
+#[test]
+fn vary_fields_are_lowercased_deduplicated_sorted() {
+    let h = hm(&[
+        ("vary", "User-Agent, accept-encoding"),
+        ("vary", "Accept-Encoding"),
+    ]);
+    assert_eq!(
+        vary_fields(&h),
+        VarySpec::Fields(vec![
+            HeaderName::from_static("accept-encoding"),
+            HeaderName::from_static("user-agent"),
+        ])
+    );
+}
+
+#[test]
+fn vary_star_anywhere_is_star() {
+    assert_eq!(vary_fields(&hm(&[("vary", "accept, *")])), VarySpec::Star);
+}
+
+#[test]
+fn no_vary_means_no_fields() {
+    assert_eq!(vary_fields(&hm(&[])), VarySpec::Fields(vec![]));
+    assert_eq!(
+        secondary_key(&vary_fields(&hm(&[])), &hm(&[("accept", "x")])).as_deref(),
+        Some("")
+    );
+}
+
+#[test]
+fn secondary_key_none_for_vary_star() {
+    // §4.1: "A stored response with a Vary header field value containing a
+    // member "*" always fails to match."
+    assert_eq!(secondary_key(&VarySpec::Star, &hm(&[])), None);
+    assert!(!vary_matches(&VarySpec::Star, "", &hm(&[])));
+}
+
+#[test]
+fn absent_field_differs_from_empty_field() {
+    let spec = vary_fields(&hm(&[("vary", "accept-language")]));
+    let absent = secondary_key(&spec, &hm(&[])).unwrap();
+    let empty = secondary_key(&spec, &hm(&[("accept-language", "")])).unwrap();
+    assert_ne!(absent, empty);
+}
+
+#[test]
+fn vary_match_tolerates_whitespace_around_commas() {
+    let spec = vary_fields(&hm(&[("vary", "accept-encoding")]));
+    let stored = secondary_key(&spec, &hm(&[("accept-encoding", "gzip,  br")])).unwrap();
+    assert!(vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-encoding", " gzip , br ")])
+    ));
+}
+
+#[test]
+fn vary_match_combines_multiple_field_lines() {
+    // §4.1: "combining multiple header field lines with the same field name".
+    let spec = vary_fields(&hm(&[("vary", "accept-encoding")]));
+    let stored = secondary_key(&spec, &hm(&[("accept-encoding", "gzip, br")])).unwrap();
+    assert!(vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-encoding", "gzip"), ("accept-encoding", "br")])
+    ));
+}
+
+#[test]
+fn vary_mismatch_on_different_value_or_case() {
+    let spec = vary_fields(&hm(&[("vary", "accept-language")]));
+    let stored = secondary_key(&spec, &hm(&[("accept-language", "en")])).unwrap();
+    assert!(!vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-language", "fr")])
+    ));
+    // Only whitespace normalisation is generic; case is not folded.
+    assert!(!vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-language", "EN")])
+    ));
+    assert!(!vary_matches(&spec, &stored, &hm(&[])));
+}
+
+#[test]
+fn quoted_strings_keep_inner_whitespace() {
+    let spec = vary_fields(&hm(&[("vary", "x-q")]));
+    let a = secondary_key(&spec, &hm(&[("x-q", r#""a  ,  b""#)])).unwrap();
+    let b = secondary_key(&spec, &hm(&[("x-q", r#""a , b""#)])).unwrap();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn secondary_key_covers_every_nominated_field() {
+    let spec = vary_fields(&hm(&[("vary", "b-field, a-field")]));
+    let k = secondary_key(&spec, &hm(&[("a-field", "1")])).unwrap();
+    assert_eq!(k, "a-field=1\nb-field!");
+}
+
+#[test]
+fn non_ascii_values_are_escaped_injectively() {
+    let spec = vary_fields(&hm(&[("vary", "x-b")]));
+    let mut h1 = HeaderMap::new();
+    h1.insert("x-b", HeaderValue::from_bytes(b"\xfe").unwrap());
+    let mut h2 = HeaderMap::new();
+    h2.insert("x-b", HeaderValue::from_bytes(b"\xff").unwrap());
+    let k1 = secondary_key(&spec, &h1).unwrap();
+    assert_ne!(k1, secondary_key(&spec, &h2).unwrap());
+    assert_eq!(k1, "x-b=%FE");
+}

@@ -1,0 +1,260 @@
+//! Small, panic-free helpers for reading HTTP field values.
+//!
+//! Every policy module needs the same few primitives — walking all lines of a
+//! field, splitting comma lists without breaking quoted strings, unquoting, and
+//! parsing HTTP-dates leniently — so they live here once instead of being
+//! re-implemented (slightly differently) in each module.
+
+use http::header::{HeaderMap, HeaderName};
+use std::time::SystemTime;
+
+/// RFC 9111 §1.2.2: "the cache MUST consider the value to be 2147483648 (2^31)".
+pub const DELTA_SECONDS_CAP: u32 = 2_147_483_648;
+
+/// Returns each line of field `name` as text (lossy for obs-text bytes).
+pub fn field_lines(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
+}
+
+/// Returns the value of a singleton field when exactly one line is present.
+pub fn single_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut it = headers.get_all(name).iter();
+    let first = it.next()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(first.as_bytes()).trim().to_owned())
+}
+
+/// Splits a `#rule` list on commas that are outside quoted strings.
+///
+/// RFC 9110 §5.6.1.2: "a recipient MUST accept empty list elements" and ignore
+/// them, so empty elements are dropped; elements are trimmed of OWS.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut start = 0usize;
+    for (i, c) in value.char_indices() {
+        if in_quotes {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_quotes = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => in_quotes = true,
+            ',' => {
+                push_trimmed(&mut out, value.get(start..i));
+                start = i.saturating_add(1);
+            }
+            _ => {}
+        }
+    }
+    push_trimmed(&mut out, value.get(start..));
+    out
+}
+
+fn push_trimmed<'a>(out: &mut Vec<&'a str>, part: Option<&'a str>) {
+    if let Some(p) = part {
+        let p = p.trim_matches(|c| c == ' ' || c == '\t');
+        if !p.is_empty() {
+            out.push(p);
+        }
+    }
+}
+
+/// Removes the quotes and backslash escapes of a quoted-string (RFC 9110 §5.6.4).
+///
+/// A value that is not quoted is returned unchanged; an unterminated quote is
+/// treated leniently as if it were terminated at the end of the input.
+pub fn unquote(value: &str) -> String {
+    let Some(inner) = value.strip_prefix('"') else {
+        return value.to_owned();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '"' => break,
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// True when `s` is a non-empty RFC 9110 §5.6.2 token.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// Parses delta-seconds (RFC 9111 §1.2.2), capping overflow at 2^31.
+///
+/// Returns None unless the input is `1*DIGIT`; signs, decimals and blanks are invalid.
+pub fn parse_delta_seconds(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut acc: u64 = 0;
+    for b in s.bytes() {
+        acc = acc
+            .saturating_mul(10)
+            .saturating_add(u64::from(b.saturating_sub(b'0')));
+        if acc > u64::from(DELTA_SECONDS_CAP) {
+            return Some(DELTA_SECONDS_CAP);
+        }
+    }
+    Some(u32::try_from(acc).unwrap_or(DELTA_SECONDS_CAP))
+}
+
+/// Parses an HTTP-date (RFC 9110 §5.6.7), matching case-insensitively.
+///
+/// RFC 9111 §4.2: "a cache recipient SHOULD match the field value
+/// case-insensitively" and "SHOULD consider a date with a zone abbreviation
+/// other than "GMT" to be invalid" — `httpdate` only accepts GMT, so we only
+/// canonicalise letter case before handing the text over.
+pub fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let s = s.trim_matches(|c| c == ' ' || c == '\t');
+    if s.is_empty() || s.len() > 64 || !s.is_ascii() {
+        return None;
+    }
+    if let Ok(t) = httpdate::parse_http_date(s) {
+        return Some(t);
+    }
+    let mut canon = String::with_capacity(s.len());
+    let mut word = String::new();
+    for c in s.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphabetic() {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            let lower = word.to_ascii_lowercase();
+            if lower == "gmt" {
+                canon.push_str("GMT");
+            } else {
+                let mut cs = lower.chars();
+                if let Some(f) = cs.next() {
+                    canon.push(f.to_ascii_uppercase());
+                    canon.extend(cs);
+                }
+            }
+            word.clear();
+        }
+        canon.push(c);
+    }
+    canon.pop();
+    httpdate::parse_http_date(&canon).ok()
+}
+
+/// Parses the single-line HTTP-date field `name`; None when absent, repeated or invalid.
+pub fn date_field(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
+    single_value(headers, name).and_then(|v| parse_http_date(&v))
+}
+
+/// Whole seconds from `earlier` to `later`, or 0 when `later` is not after `earlier`.
+pub fn secs_between(later: SystemTime, earlier: SystemTime) -> u64 {
+    later
+        .duration_since(earlier)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn split_list_keeps_commas_inside_quoted_strings() {
+        assert_eq!(
+            split_list(r#"a, no-cache="x, y", b"#),
+            vec!["a", r#"no-cache="x, y""#, "b"]
+        );
+    }
+
+    #[test]
+    fn split_list_ignores_empty_elements() {
+        // RFC 9110 §5.6.1.2: empty list elements do not count.
+        assert_eq!(split_list(" , a ,, b , "), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn split_list_handles_escaped_quote_in_quoted_string() {
+        assert_eq!(split_list(r#""a\",b", c"#), vec![r#""a\",b""#, "c"]);
+    }
+
+    #[test]
+    fn unquote_removes_backslash_escapes() {
+        assert_eq!(unquote(r#""a\"b\\c""#), r#"a"b\c"#);
+        assert_eq!(unquote("token"), "token");
+    }
+
+    #[test]
+    fn delta_seconds_overflow_caps_at_2_pow_31() {
+        assert_eq!(
+            parse_delta_seconds("99999999999999999999999"),
+            Some(DELTA_SECONDS_CAP)
+        );
+        assert_eq!(parse_delta_seconds("2147483649"), Some(DELTA_SECONDS_CAP));
+        assert_eq!(parse_delta_seconds("2147483647"), Some(2_147_483_647));
+    }
+
+    #[test]
+    fn delta_seconds_rejects_non_digits() {
+        for bad in ["", "-1", "+1", "1.5", "abc", " 1"] {
+            assert_eq!(parse_delta_seconds(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn http_date_matches_case_insensitively() {
+        let want = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(want));
+        assert_eq!(parse_http_date("sun, 06 NOV 1994 08:49:37 gmt"), Some(want));
+        assert_eq!(
+            parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"),
+            Some(want)
+        );
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(want));
+    }
+
+    #[test]
+    fn http_date_with_non_gmt_zone_is_invalid() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+        assert_eq!(parse_http_date("0"), None);
+    }
+}
