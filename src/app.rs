@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::cache::lookup::Cache;
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
 use crate::proxy::{self, headers::ViaIdentity, Shared};
@@ -21,7 +22,7 @@ use crate::upstream::Upstream;
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("cannot create cache directory {path}: {source}")]
+    #[error("cannot open the cache in {path}: {source}")]
     CacheDir {
         path: std::path::PathBuf,
         source: io::Error,
@@ -50,14 +51,17 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 
 /// Starts cuttle with `config`, reading wall time from `clock`.
 pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
-    if let Some(disk) = &config.cache.disk {
-        tokio::fs::create_dir_all(&disk.path)
-            .await
-            .map_err(|source| StartError::CacheDir {
-                path: disk.path.clone(),
-                source,
-            })?;
-    }
+    let cache = Cache::open(&config.cache)
+        .await
+        .map_err(|source| StartError::CacheDir {
+            path: config
+                .cache
+                .disk
+                .as_ref()
+                .map(|d| d.path.clone())
+                .unwrap_or_default(),
+            source,
+        })?;
     let mut bound = Vec::with_capacity(config.proxy.listeners.len());
     for listener in &config.proxy.listeners {
         let socket = TcpListener::bind(listener.addr)
@@ -84,6 +88,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         upstream: Upstream::new(&config.upstream),
         upstream_config: config.upstream,
         access_log,
+        cache,
         clock,
         connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
         config: config.proxy,

@@ -42,6 +42,8 @@ pub enum ErrorKind {
     ReadTimeout,
     /// The upstream answered with something that is not valid HTTP (502).
     InvalidResponse,
+    /// `only-if-cached` and nothing usable is stored (504, RFC 9111 §5.2.1.7).
+    NotInCache,
     /// A fault inside cuttle (500).
     Internal,
 }
@@ -60,6 +62,7 @@ impl ErrorKind {
             Self::ConnectTimeout => "ERR_CONNECT_TIMEOUT",
             Self::ReadTimeout => "ERR_READ_TIMEOUT",
             Self::InvalidResponse => "ERR_INVALID_RESP",
+            Self::NotInCache => "ERR_ONLY_IF_CACHED_MISS",
             Self::Internal => "ERR_INTERNAL",
         }
     }
@@ -71,7 +74,8 @@ impl ErrorKind {
             | Self::UriTooLong
             | Self::HeaderTooLarge
             | Self::AccessDenied
-            | Self::ForwardingLoop => Side::Downstream,
+            | Self::ForwardingLoop
+            | Self::NotInCache => Side::Downstream,
             Self::DnsFailed
             | Self::ConnectFailed
             | Self::ConnectTimeout

@@ -1,19 +1,81 @@
-//! The HTTP cache: RFC 9111 policy, cache keys, and storage tiers.
+//! The HTTP cache: RFC 9111 policy, keys, storage tiers, and the façade the proxy calls.
 //!
-//! `policy` is pure (no I/O, `now` is a parameter); `key` builds primary and Vary keys. The
-//! disk directory is created at startup so a bad path fails early.
+//! - pure: `policy` (RFC 9111/5861/9213 decisions, `now` a parameter), `key` (primary and Vary
+//!   keys), `serve` (stored response to client response), `status` (RFC 9211 Cache-Status);
+//! - I/O: `store` (moka memory tier, cacache disk tier), `fill` (storing while relaying),
+//!   `collapse` (collapsed forwarding);
+//! - `lookup::Cache`: the façade. The cache never fetches: it answers, the proxy acts.
 
+pub mod collapse;
+pub mod fill;
 pub mod key;
+pub mod lookup;
 pub mod policy;
+pub mod serve;
+pub mod status;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-/// Cache settings from `[cache]`.
+use http::HeaderName;
+use ipnet::IpNet;
+
+use policy::Heuristic;
+
+/// Cache settings from `[cache]` and `[[refresh_pattern]]`.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub memory: MemoryConfig,
     /// `None` when the disk tier is disabled (`cache.disk.path = ""`).
     pub disk: Option<DiskConfig>,
+    pub behaviour: Behaviour,
+}
+
+/// How the cache treats requests (as opposed to where it stores them).
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Serve stale this long past expiry when the upstream is down (Squid `max_stale`).
+    pub max_stale: Duration,
+    /// RFC 9213 targeted fields, most specific first.
+    pub targeted_fields: Vec<HeaderName>,
+    pub x_cache: bool,
+    pub range_offset_limit: u64,
+    pub collapsed_forwarding: bool,
+    pub collapsed_forwarding_timeout: Duration,
+    pub purge_from: Vec<IpNet>,
+    pub refresh_patterns: Vec<RefreshPattern>,
+}
+
+impl Behaviour {
+    /// The heuristic for `url`: the first matching `refresh_pattern`, else RFC 9111's default.
+    pub fn heuristic_for(&self, url: &str) -> Heuristic {
+        self.refresh_patterns
+            .iter()
+            .find(|p| p.regex.is_match(url))
+            .map_or_else(Heuristic::default, |p| p.heuristic.clone())
+    }
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            max_stale: Duration::ZERO,
+            targeted_fields: vec![HeaderName::from_static("cuttle-cache-control")],
+            x_cache: false,
+            range_offset_limit: 1 << 20,
+            collapsed_forwarding: true,
+            collapsed_forwarding_timeout: Duration::from_secs(30),
+            purge_from: Vec::new(),
+            refresh_patterns: Vec::new(),
+        }
+    }
+}
+
+/// One Squid `refresh_pattern`.
+#[derive(Debug, Clone)]
+pub struct RefreshPattern {
+    pub regex: regex::Regex,
+    pub heuristic: Heuristic,
 }
 
 /// The memory tier.

@@ -133,7 +133,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         max_response_header_size,
         pool_idle_timeout: std::time::Duration::from_secs(90),
     };
-    let cache = build_cache(&cx, &raw.cache)?;
+    let cache = build_cache(&cx, &raw.cache, &raw.refresh_pattern)?;
     let log = build_log(&cx, &raw.log)?;
     Ok(Config {
         proxy,
@@ -253,7 +253,11 @@ fn build_access(
     Ok(Rules::new(acls, compiled))
 }
 
-fn build_cache(cx: &Ctx<'_>, raw: &file::Cache) -> Result<cache::Config, ConfigError> {
+fn build_cache(
+    cx: &Ctx<'_>,
+    raw: &file::Cache,
+    patterns: &[file::RefreshPattern],
+) -> Result<cache::Config, ConfigError> {
     let m = &raw.memory;
     if m.max_object_size > m.max_size {
         return Err(cx.err(
@@ -291,12 +295,52 @@ fn build_cache(cx: &Ctx<'_>, raw: &file::Cache) -> Result<cache::Config, ConfigE
             max_object_size: d.max_object_size.as_u64(),
         })
     };
+    let mut targeted_fields = Vec::with_capacity(raw.targeted_fields.len());
+    for (i, name) in raw.targeted_fields.iter().enumerate() {
+        let field = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            cx.err(
+                &[Seg::Key("cache"), Seg::Key("targeted_fields"), Seg::Index(i)],
+                format!("`{name}` is not a field name"),
+            )
+        })?;
+        targeted_fields.push(field);
+    }
+    let mut refresh_patterns = Vec::with_capacity(patterns.len());
+    for (i, p) in patterns.iter().enumerate() {
+        let at = |key| [Seg::Key("refresh_pattern"), Seg::Index(i), Seg::Key(key)];
+        let regex = regex::RegexBuilder::new(&p.regex)
+            .case_insensitive(p.case_insensitive)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| cx.err(&at("regex"), format!("invalid regex: {e}")))?;
+        if p.min.0 > p.max.0 {
+            return Err(cx.err(&at("min"), "is larger than max"));
+        }
+        refresh_patterns.push(cache::RefreshPattern {
+            regex,
+            heuristic: cache::policy::Heuristic {
+                min_secs: p.min.0.as_secs(),
+                percent: p.percent,
+                max_secs: p.max.0.as_secs(),
+            },
+        });
+    }
     Ok(cache::Config {
         memory: cache::MemoryConfig {
             max_size: m.max_size.as_u64(),
             max_object_size: m.max_object_size.as_u64(),
         },
         disk,
+        behaviour: cache::Behaviour {
+            max_stale: raw.max_stale.0,
+            targeted_fields,
+            x_cache: raw.x_cache,
+            range_offset_limit: raw.range_offset_limit.as_u64(),
+            collapsed_forwarding: raw.collapsed_forwarding,
+            collapsed_forwarding_timeout: raw.collapsed_forwarding_timeout.0,
+            purge_from: raw.purge_from.iter().map(|c| c.0).collect(),
+            refresh_patterns,
+        },
     })
 }
 

@@ -40,8 +40,23 @@ pub struct FileConfig {
     pub forward: Forward,
     #[serde(default)]
     pub cache: Cache,
+    /// Heuristic freshness per URL (Squid `refresh_pattern`); first match wins.
+    #[serde(default)]
+    pub refresh_pattern: Vec<RefreshPattern>,
     #[serde(default)]
     pub log: Log,
+}
+
+/// One `refresh_pattern` line: `regex`, then Squid's min / percent / max.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshPattern {
+    pub regex: String,
+    #[serde(default)]
+    pub case_insensitive: bool,
+    pub min: HumanDuration,
+    pub percent: u32,
+    pub max: HumanDuration,
 }
 
 /// One listening port.
@@ -189,12 +204,45 @@ pub enum ForwardedFor {
     Truncate,
 }
 
-/// Cache storage shape.
-#[derive(Debug, Deserialize, Default)]
+/// Cache behaviour and storage.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cache {
+    /// Serve stale up to this long when the upstream is down (Squid `max_stale`); 0 = never
+    /// without the response's own `stale-if-error`.
+    pub max_stale: HumanDuration,
+    /// RFC 9213 targeted fields that override Cache-Control for this cache, in order.
+    pub targeted_fields: Vec<String>,
+    /// Add Squid's `X-Cache: HIT|MISS from <host>`.
+    pub x_cache: bool,
+    /// A Range request starting below this offset fetches (and caches) the whole object
+    /// (Squid `range_offset_limit`); beyond it the Range is passed through.
+    pub range_offset_limit: ByteSize,
+    /// Concurrent misses on one URL make one upstream request (Squid `collapsed_forwarding`).
+    pub collapsed_forwarding: bool,
+    /// How long collapsed requests wait for the first one's response.
+    pub collapsed_forwarding_timeout: HumanDuration,
+    /// Client networks allowed to send PURGE.
+    pub purge_from: Vec<Cidr>,
     pub memory: MemoryCache,
     pub disk: DiskCache,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        let loopback = |s: &str| s.parse().map(Cidr).ok();
+        Self {
+            max_stale: HumanDuration(Duration::ZERO),
+            targeted_fields: vec!["cuttle-cache-control".to_owned()],
+            x_cache: false,
+            range_offset_limit: ByteSize::mib(1),
+            collapsed_forwarding: true,
+            collapsed_forwarding_timeout: HumanDuration(Duration::from_secs(30)),
+            purge_from: ["127.0.0.0/8", "::1/128"].into_iter().filter_map(loopback).collect(),
+            memory: MemoryCache::default(),
+            disk: DiskCache::default(),
+        }
+    }
 }
 
 /// The in-memory tier.

@@ -7,6 +7,7 @@
 //! truncated body is never presented as complete. The attached [`Transaction`] counts bytes and
 //! writes the access-log record when the body ends.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,6 +18,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Sleep;
 
 use super::transaction::Transaction;
+use crate::cache::fill::FillSink;
+use crate::cache::store::DiskBody;
 use crate::error::BoxError;
 
 /// A response body.
@@ -31,7 +34,20 @@ pub struct ProxyBody {
 enum Kind {
     Empty,
     Full(Option<Bytes>),
+    /// Several shared slices in order (multipart/byteranges from a memory hit).
+    Chunks(VecDeque<Bytes>),
+    Disk(DiskSlice),
     Upstream(UpstreamStream),
+}
+
+/// A disk hit, optionally a byte range of it.
+#[derive(Debug)]
+struct DiskSlice {
+    body: DiskBody,
+    /// Bytes still to drop from the front.
+    skip: u64,
+    /// Bytes still to send (`u64::MAX`: all).
+    remaining: u64,
 }
 
 /// An upstream body being relayed.
@@ -43,6 +59,10 @@ struct UpstreamStream {
     read_timeout: Duration,
     /// Armed while waiting for the next frame.
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Where a copy of each data frame goes while the response is being cached.
+    fill: Option<FillSink>,
+    /// A frame held back while the cache writer catches up.
+    held: Option<Frame<Bytes>>,
 }
 
 /// Upstream failures after the response header was sent.
@@ -84,9 +104,39 @@ impl ProxyBody {
                 inner,
                 read_timeout,
                 sleep: None,
+                fill: None,
+                held: None,
             }),
             txn: None,
         }
+    }
+
+    /// Shared slices sent one after another.
+    pub fn chunks(chunks: Vec<Bytes>) -> Self {
+        Self {
+            kind: Kind::Chunks(chunks.into_iter().filter(|c| !c.is_empty()).collect()),
+            txn: None,
+        }
+    }
+
+    /// `len` bytes of a disk hit starting at `offset` (`len = u64::MAX` for the rest).
+    pub fn disk(body: DiskBody, offset: u64, len: u64) -> Self {
+        Self {
+            kind: Kind::Disk(DiskSlice {
+                body,
+                skip: offset,
+                remaining: len,
+            }),
+            txn: None,
+        }
+    }
+
+    /// Copies an upstream body into the cache as it is relayed.
+    pub fn with_fill(mut self, fill: Option<FillSink>) -> Self {
+        if let Kind::Upstream(stream) = &mut self.kind {
+            stream.fill = fill;
+        }
+        self
     }
 
     /// Attaches the transaction that will be logged when this body ends.
@@ -96,12 +146,21 @@ impl ProxyBody {
     }
 
     fn finish(&mut self) {
+        if let Kind::Upstream(stream) = &mut self.kind {
+            if let Some(fill) = stream.fill.take() {
+                fill.complete();
+            }
+        }
         if let Some(mut txn) = self.txn.take() {
             txn.complete();
         }
     }
 
     fn fail(&mut self) {
+        if let Kind::Upstream(stream) = &mut self.kind {
+            // Dropping the sink without `complete` abandons the cache entry.
+            stream.fill = None;
+        }
         if let Some(mut txn) = self.txn.take() {
             txn.abort();
         }
@@ -112,7 +171,8 @@ impl Drop for ProxyBody {
     fn drop(&mut self) {
         // hyper stops polling a length-delimited body once it has all its bytes, so the final
         // `None` may never be seen: completeness is decided by the stream's own end state.
-        if self.txn.is_some() {
+        let filling = matches!(&self.kind, Kind::Upstream(s) if s.fill.is_some());
+        if self.txn.is_some() || filling {
             if self.is_end_stream() {
                 self.finish();
             } else {
@@ -134,6 +194,8 @@ impl Body for ProxyBody {
         let polled = match &mut this.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|b| Ok(Frame::data(b)))),
+            Kind::Disk(slice) => slice.poll_next(cx),
             Kind::Upstream(stream) => stream.poll_next(cx),
         };
         match &polled {
@@ -156,7 +218,9 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Upstream(s) => s.first.is_none() && s.inner.is_end_stream(),
+            Kind::Chunks(chunks) => chunks.is_empty(),
+            Kind::Disk(slice) => slice.remaining == 0 || slice.body.is_end_stream(),
+            Kind::Upstream(s) => s.first.is_none() && s.held.is_none() && s.inner.is_end_stream(),
         }
     }
 
@@ -164,6 +228,14 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Chunks(chunks) => SizeHint::with_exact(chunks.iter().map(|c| c.len() as u64).sum()),
+            Kind::Disk(slice) => {
+                let mut hint = SizeHint::new();
+                if slice.remaining != u64::MAX {
+                    hint.set_upper(slice.remaining);
+                }
+                hint
+            }
             Kind::Upstream(s) => {
                 let first = s
                     .first
@@ -182,11 +254,60 @@ impl Body for ProxyBody {
     }
 }
 
+impl DiskSlice {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if self.remaining == 0 {
+                return Poll::Ready(None);
+            }
+            let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue;
+            };
+            let len = data.len() as u64;
+            if self.skip >= len {
+                self.skip -= len;
+                continue;
+            }
+            if self.skip > 0 {
+                data = data.slice(usize::try_from(self.skip).unwrap_or(0)..);
+                self.skip = 0;
+            }
+            if (data.len() as u64) > self.remaining {
+                data.truncate(usize::try_from(self.remaining).unwrap_or(data.len()));
+            }
+            if self.remaining != u64::MAX {
+                self.remaining -= data.len() as u64;
+            }
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+    }
+}
+
 impl UpstreamStream {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(frame) = self.first.take() {
-            return Poll::Ready(Some(Ok(frame)));
+        let frame = match self.held.take().or_else(|| self.first.take()) {
+            Some(frame) => frame,
+            None => match self.poll_inner(cx) {
+                Poll::Ready(Some(Ok(frame))) => frame,
+                other => return other,
+            },
+        };
+        if let (Some(fill), Some(data)) = (self.fill.as_mut(), frame.data_ref()) {
+            if fill.poll_offer(cx, data).is_pending() {
+                self.held = Some(frame);
+                return Poll::Pending;
+            }
         }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 self.sleep = None;
@@ -207,5 +328,39 @@ impl UpstreamStream {
                 }
             }
         }
+    }
+}
+
+/// An upstream body with its already-read first frame put back in front; for draining into
+/// the cache without a client.
+#[derive(Debug)]
+pub struct Prefixed {
+    first: Option<Frame<Bytes>>,
+    inner: Incoming,
+}
+
+impl Prefixed {
+    /// `first` followed by the rest of `inner`.
+    pub fn new(first: Option<Frame<Bytes>>, inner: Incoming) -> Self {
+        Self { first, inner }
+    }
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(frame) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.inner.is_end_stream()
     }
 }

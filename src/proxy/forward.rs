@@ -1,21 +1,26 @@
 //! Forward mode: relay an absolute-form request to the origin it names.
 //!
-//! Order of checks: scheme, forwarding loop (our `Via`), `http_access`, `Max-Forwards`; then the
-//! request is rewritten for the next hop (hop-by-hop fields out, `Host` from the URI, `Via` and
-//! `X-Forwarded-For` in) and sent. The response header is held until the first body frame
+//! Order of checks: scheme, forwarding loop (our `Via`), `http_access`, `Max-Forwards`; then
+//! the cache decides (`proxy::caching`), and whatever must go upstream goes through [`send`]:
+//! the request is rewritten for the next hop (hop-by-hop fields out, `Host` from the URI,
+//! `Via` and `X-Forwarded-For` in) and the response header is held until the first body frame
 //! arrives, so an upstream whose body is broken from its first byte (bad chunked framing) still
 //! gets the client a clean 502 instead of a truncated 200; after that, the body streams.
 
-use http::header::{self, HeaderValue};
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body, Frame, Incoming};
 
 use super::body::ProxyBody;
 use super::headers::{self, MaxForwards};
 use super::service::{check_access, check_loop, reply_error, ConnInfo};
-use super::transaction::{code, hier, Transaction};
+use super::transaction::{hier, Transaction};
+use super::{caching, Shared};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::client::classify_hyper;
 use crate::upstream::{Progress, RequestBody};
@@ -51,18 +56,9 @@ async fn forward(
             ),
         ));
     }
-    let (host, port, authority) = match parts.uri.authority() {
-        Some(a) if !a.host().is_empty() => (
-            a.host().to_owned(),
-            a.port_u16().unwrap_or(80),
-            a.as_str().to_owned(),
-        ),
-        _ => {
-            return Err(Error::new(
-                ErrorKind::InvalidRequest,
-                "Invalid URL: no host",
-            ))
-        }
+    let (host, port) = match parts.uri.authority() {
+        Some(a) if !a.host().is_empty() => (a.host().to_owned(), a.port_u16().unwrap_or(80)),
+        _ => return Err(Error::new(ErrorKind::InvalidRequest, "Invalid URL: no host")),
     };
     check_loop(shared, &parts.headers)?;
     check_access(shared, conn.peer, &parts.method, &host, port)?;
@@ -76,46 +72,90 @@ async fn forward(
         }
         MaxForwards::Forward => {}
     }
+    headers::strip_request(
+        &mut parts.headers,
+        shared.config.forward.pass_proxy_authorization,
+    );
+    txn.hierarchy = hier::DIRECT;
+    txn.peer = Some(host);
+    caching::handle(conn, txn, parts, body).await
+}
 
+/// A response from upstream, head received, first body frame (if any) already read.
+#[derive(Debug)]
+pub struct Upstreamed {
+    /// Hop-by-hop fields removed; no `Via` added yet.
+    pub parts: http::response::Parts,
+    pub first: Option<Frame<Bytes>>,
+    pub body: Incoming,
+}
+
+impl Upstreamed {
+    /// The Content-Length the upstream declared, if any and valid.
+    pub fn content_length(&self) -> Option<u64> {
+        self.parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// What to send upstream.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub method: Method,
+    pub uri: Uri,
+    /// The client's protocol version, recorded in `Via`.
+    pub version: Version,
+    /// End-to-end fields (hop-by-hop already removed).
+    pub headers: HeaderMap,
+    pub body: Option<Incoming>,
+    pub client: IpAddr,
+}
+
+/// Sends `out` to its origin and waits for the response head and first body frame.
+pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
+    let Outgoing {
+        method,
+        uri,
+        version,
+        mut headers,
+        body,
+        client,
+    } = out;
     let forward_config = &shared.config.forward;
-    headers::strip_request(&mut parts.headers, forward_config.pass_proxy_authorization);
     // RFC 9112 §3.2.2: "When a proxy receives a request with an absolute-form of
     // request-target, the proxy MUST ignore the received Host header field (if any) and instead
     // replace it with the host information of the request-target."
-    let host_value = HeaderValue::from_str(authority.rsplit('@').next().unwrap_or(&authority))
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().rsplit('@').next().unwrap_or(a.as_str()).to_owned())
+        .unwrap_or_default();
+    let host_value = HeaderValue::from_str(&authority)
         .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
-    parts.headers.insert(header::HOST, host_value);
+    headers.insert(header::HOST, host_value);
     if forward_config.via {
-        shared.via.append(&mut parts.headers, parts.version);
+        shared.via.append(&mut headers, version);
     }
-    headers::apply_forwarded_for(
-        &mut parts.headers,
-        forward_config.forwarded_for,
-        conn.peer.ip(),
-    );
-    parts.version = http::Version::HTTP_11;
+    headers::apply_forwarded_for(&mut headers, forward_config.forwarded_for, client);
 
     let progress = Progress::new();
-    let body = if body.is_end_stream() {
-        RequestBody::empty(progress.clone())
-    } else {
-        RequestBody::streaming(body, shared.config.timeouts.client_read, progress.clone())
+    let body = match body {
+        Some(body) if !body.is_end_stream() => RequestBody::streaming(
+            body,
+            shared.config.timeouts.client_read,
+            progress.clone(),
+        ),
+        _ => RequestBody::empty(progress.clone()),
     };
-    txn.code = code::TCP_MISS;
-    txn.hierarchy = hier::DIRECT;
-    txn.peer = Some(host);
-
-    let response = shared
-        .upstream
-        .send(Request::from_parts(parts, body), progress)
-        .await?;
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    let response = shared.upstream.send(request, progress).await?;
     let (mut parts, mut body) = response.into_parts();
-    let received = parts.version;
     headers::remove_hop_by_hop(&mut parts.headers);
-    if forward_config.via {
-        shared.via.append(&mut parts.headers, received);
-    }
-    parts.version = http::Version::HTTP_11;
 
     let read_timeout = shared.upstream.read_timeout();
     let first = if body.is_end_stream() {
@@ -133,10 +173,7 @@ async fn forward(
             Ok(Some(Ok(frame))) => Some(frame),
         }
     };
-    Ok(Response::from_parts(
-        parts,
-        ProxyBody::upstream(first, body, read_timeout),
-    ))
+    Ok(Upstreamed { parts, first, body })
 }
 
 /// RFC 9110 §7.6.2: with `Max-Forwards: 0`, TRACE and OPTIONS are answered here.

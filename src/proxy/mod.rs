@@ -13,6 +13,8 @@
 //! `respond` is the only place an error becomes a status code.
 
 pub mod body;
+pub mod cache_reply;
+pub mod caching;
 pub mod client_conn;
 pub mod forward;
 pub mod headers;
@@ -104,6 +106,8 @@ pub struct Shared {
     pub upstream_config: crate::upstream::Config,
     pub access_log: AccessLog,
     pub clock: SharedClock,
+    /// The HTTP cache.
+    pub cache: crate::cache::lookup::Cache,
     /// Caps client connections across all listeners.
     pub connections: std::sync::Arc<tokio::sync::Semaphore>,
 }

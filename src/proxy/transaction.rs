@@ -18,6 +18,14 @@ use crate::log::AccessRecord;
 /// Squid result codes used so far.
 pub mod code {
     pub const TCP_MISS: &str = "TCP_MISS";
+    pub const TCP_HIT: &str = "TCP_HIT";
+    pub const TCP_MEM_HIT: &str = "TCP_MEM_HIT";
+    pub const TCP_IMS_HIT: &str = "TCP_IMS_HIT";
+    pub const TCP_STALE_HIT: &str = "TCP_STALE_HIT";
+    pub const TCP_CF_HIT: &str = "TCP_CF_HIT";
+    pub const TCP_REFRESH_UNMODIFIED: &str = "TCP_REFRESH_UNMODIFIED";
+    pub const TCP_REFRESH_MODIFIED: &str = "TCP_REFRESH_MODIFIED";
+    pub const TCP_REFRESH_FAIL_OLD: &str = "TCP_REFRESH_FAIL_OLD";
     pub const TCP_TUNNEL: &str = "TCP_TUNNEL";
     pub const TCP_DENIED: &str = "TCP_DENIED";
     pub const NONE: &str = "NONE_NONE";
@@ -141,6 +149,8 @@ impl Drop for Transaction {
 fn aborted_code(code: &'static str) -> &'static str {
     match code {
         code::TCP_MISS => "TCP_MISS_ABORTED",
+        code::TCP_HIT => "TCP_HIT_ABORTED",
+        code::TCP_MEM_HIT => "TCP_MEM_HIT_ABORTED",
         code::TCP_TUNNEL => "TCP_TUNNEL_ABORTED",
         other => other,
     }

@@ -1,0 +1,146 @@
+//! Filling the cache from an upstream body while it streams to the client.
+//!
+//! The body being relayed keeps a [`FillSink`]; each data frame is handed (as a cheap `Bytes`
+//! clone) through a bounded channel to a writer task, which streams it into the store. The
+//! channel gives backpressure: a slow disk slows the relay a little instead of buffering the
+//! object in memory. The entry is committed only when the relay reports a clean end of the body
+//! ([`FillSink::complete`]) and the store agrees the length matches; an aborted, truncated or
+//! oversize body is dropped and never becomes visible. The collapsed-forwarding leader, if any,
+//! is told the outcome after the commit so waiters find the entry.
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::PollSender;
+
+use super::collapse::{Leader, Outcome};
+use super::store::Writer;
+
+/// Chunks buffered between the relay and the disk writer.
+const DEPTH: usize = 16;
+
+/// The relay's end of a fill.
+#[derive(Debug)]
+pub struct FillSink {
+    /// `None` once the writer gave up (too large, I/O error): the relay goes on uncached.
+    tx: Option<PollSender<Bytes>>,
+    done: Option<oneshot::Sender<bool>>,
+}
+
+/// Starts a writer task for `writer`; returns the relay's sink and the task handle, which
+/// resolves to whether the entry was committed.
+pub fn start(writer: Writer, leader: Option<Leader>) -> (FillSink, tokio::task::JoinHandle<bool>) {
+    let (tx, rx) = mpsc::channel(DEPTH);
+    let (done_tx, done_rx) = oneshot::channel();
+    let task = tokio::spawn(write_loop(writer, rx, done_rx, leader));
+    (
+        FillSink {
+            tx: Some(PollSender::new(tx)),
+            done: Some(done_tx),
+        },
+        task,
+    )
+}
+
+async fn write_loop(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<Bytes>,
+    done: oneshot::Receiver<bool>,
+    leader: Option<Leader>,
+) -> bool {
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = writer.write(&chunk).await {
+            tracing::debug!(error = %e, "cache fill abandoned");
+            drop(rx);
+            finish(leader, false);
+            return false;
+        }
+    }
+    let complete = done.await.unwrap_or(false);
+    let stored = complete
+        && match writer.commit().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "cache commit refused");
+                false
+            }
+        };
+    finish(leader, stored);
+    stored
+}
+
+fn finish(leader: Option<Leader>, stored: bool) {
+    if let Some(leader) = leader {
+        leader.finish(if stored {
+            Outcome::Stored
+        } else {
+            Outcome::NotStored
+        });
+    }
+}
+
+impl FillSink {
+    /// Offers `chunk` to the writer: `Pending` while the writer is behind (backpressure),
+    /// `Ready` once it was queued or the fill was abandoned.
+    pub fn poll_offer(&mut self, cx: &mut Context<'_>, chunk: &Bytes) -> Poll<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Poll::Ready(());
+        };
+        match tx.poll_reserve(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => {
+                if tx.send_item(chunk.clone()).is_err() {
+                    self.abandon();
+                }
+                Poll::Ready(())
+            }
+            Poll::Ready(Err(_)) => {
+                self.abandon();
+                Poll::Ready(())
+            }
+        }
+    }
+
+    /// The body ended cleanly: commit.
+    pub fn complete(mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(true);
+        }
+    }
+
+    /// Stops filling; nothing will be stored.
+    fn abandon(&mut self) {
+        self.tx = None;
+        if let Some(done) = self.done.take() {
+            let _ = done.send(false);
+        }
+    }
+}
+
+/// Drains `body` into a fill without any client (background refreshes, and misses whose
+/// client needs only a 304 or a range). Returns whether the entry was committed.
+pub async fn drain<B>(mut body: B, mut sink: FillSink, task: tokio::task::JoinHandle<bool>) -> bool
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    std::future::poll_fn(|cx| sink.poll_offer(cx, data)).await;
+                }
+            }
+            Some(Err(_)) => {
+                sink.abandon();
+                break;
+            }
+            None => {
+                sink.complete();
+                break;
+            }
+        }
+    }
+    task.await.unwrap_or(false)
+}

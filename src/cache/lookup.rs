@@ -1,0 +1,199 @@
+//! The cache façade: find a stored response for a request and say what may be done with it.
+//!
+//! The cache never fetches; it answers [`Lookup`] and [`Decision`] and the proxy acts
+//! (pingora's split between `HttpCache` and the proxy). Keys: a response without `Vary` is
+//! stored under its primary key (the normalised URI); a response with `Vary` is stored under
+//! `primary\nsecondary`, and a small *vary record* under the primary key names the fields, so a
+//! hit on a plain URL is a single store lookup (RFC 9111 §4.1).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use super::key::{secondary_key, vary_fields, VarySpec};
+use super::meta::StoredHead;
+use super::policy::{
+    self, current_age, effective_response_directives, evaluate_reuse, freshness_lifetime,
+    AgeInputs, Lifetime, RequestDirectives, ResponseDirectives, Reuse, ReuseInput,
+};
+use super::store::{Hit, Store};
+use super::{Behaviour, Config};
+use crate::cache::collapse::Collapser;
+
+/// Marks a vary record (never sent to clients).
+const VARY_RECORD: &str = "cuttle-vary-record";
+
+/// What the store holds for a request.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A stored response selected for this request, under `key`.
+    Found { hit: Hit, key: String },
+    /// Responses exist for the URI, but none for this request's Vary fields (§4.1).
+    VaryMiss,
+    /// Nothing stored for the URI.
+    UriMiss,
+}
+
+/// A stored response evaluated against a request at `now`.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub response: ResponseDirectives,
+    pub lifetime: Lifetime,
+    pub age: u64,
+    pub reuse: Reuse,
+}
+
+impl Evaluation {
+    /// Seconds of freshness left; negative when stale (RFC 9211 `ttl`).
+    pub fn ttl(&self) -> i64 {
+        let lifetime = i64::try_from(self.lifetime.secs).unwrap_or(i64::MAX);
+        let age = i64::try_from(self.age).unwrap_or(i64::MAX);
+        lifetime.saturating_sub(age)
+    }
+
+    /// Seconds past expiry (0 when fresh).
+    pub fn staleness(&self) -> u64 {
+        self.age.saturating_sub(self.lifetime.secs)
+    }
+}
+
+/// The cache: storage, collapsing, and behaviour settings.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub store: Store,
+    pub collapser: Collapser,
+    pub behaviour: Arc<Behaviour>,
+}
+
+impl Cache {
+    /// Opens the store described by `config`.
+    pub async fn open(config: &Config) -> std::io::Result<Self> {
+        Ok(Self {
+            store: Store::open(config).await?,
+            collapser: Collapser::default(),
+            behaviour: Arc::new(config.behaviour.clone()),
+        })
+    }
+
+    /// Finds the stored response for a request to `primary` with `headers`.
+    pub async fn lookup(&self, primary: &str, headers: &HeaderMap) -> Lookup {
+        let Some(hit) = self.store.lookup(primary).await else {
+            return Lookup::UriMiss;
+        };
+        if !hit.head.headers.contains_key(VARY_RECORD) {
+            return Lookup::Found {
+                hit,
+                key: primary.to_owned(),
+            };
+        }
+        let spec = vary_fields(&hit.head.headers);
+        let Some(secondary) = secondary_key(&spec, headers) else {
+            return Lookup::VaryMiss;
+        };
+        let key = variant_key(primary, &secondary);
+        match self.store.lookup(&key).await {
+            Some(hit) => Lookup::Found { hit, key },
+            None => Lookup::VaryMiss,
+        }
+    }
+
+    /// Evaluates a stored response for a request (RFC 9111 §4, §4.2, RFC 5861).
+    pub fn evaluate(
+        &self,
+        head: &StoredHead,
+        request: &RequestDirectives,
+        url: &str,
+        now: SystemTime,
+    ) -> Evaluation {
+        let response = effective_response_directives(&head.headers, &self.behaviour.targeted_fields);
+        let lifetime = freshness_lifetime(
+            head.status,
+            &head.headers,
+            &response,
+            head.response_time,
+            &self.behaviour.heuristic_for(url),
+        );
+        let age = current_age(
+            &AgeInputs::from_headers(&head.headers, head.request_time, head.response_time),
+            now,
+        );
+        let reuse = evaluate_reuse(&ReuseInput {
+            request,
+            response: &response,
+            lifetime,
+            current_age: age,
+            strip_qualified_no_cache: false,
+        });
+        Evaluation {
+            response,
+            lifetime,
+            age,
+            reuse,
+        }
+    }
+
+    /// The key to store a response under, writing the vary record when it varies.
+    /// `None` for `Vary: *` (never reusable) or a failed record write. `had_variants` says the
+    /// URI held varying responses, which a plain response replaces.
+    pub async fn key_for_response(
+        &self,
+        primary: &str,
+        request_headers: &HeaderMap,
+        response: &StoredHead,
+        had_variants: bool,
+    ) -> Option<String> {
+        match vary_fields(&response.headers) {
+            VarySpec::Star => None,
+            VarySpec::Fields(fields) if fields.is_empty() => {
+                if had_variants {
+                    self.store.remove_prefix(&variant_prefix(primary)).await;
+                }
+                Some(primary.to_owned())
+            }
+            spec => {
+                let secondary = secondary_key(&spec, request_headers)?;
+                let mut record = StoredHead {
+                    status: StatusCode::OK,
+                    headers: HeaderMap::new(),
+                    request_time: response.request_time,
+                    response_time: response.response_time,
+                    url: response.url.clone(),
+                    body_len: 0,
+                };
+                for value in response.headers.get_all(http::header::VARY) {
+                    record.headers.append(http::header::VARY, value.clone());
+                }
+                record
+                    .headers
+                    .insert(VARY_RECORD, HeaderValue::from_static("1"));
+                let writer = self.store.writer(primary, record, Some(0))?;
+                writer.commit().await.ok()?;
+                Some(variant_key(primary, &secondary))
+            }
+        }
+    }
+
+    /// Removes everything stored for `primary` (all variants); returns how many entries.
+    pub async fn invalidate(&self, primary: &str) -> usize {
+        let had_record = self.store.lookup(primary).await.is_some();
+        self.store.remove(primary).await;
+        usize::from(had_record) + self.store.remove_prefix(&variant_prefix(primary)).await
+    }
+}
+
+/// Key of one variant.
+pub fn variant_key(primary: &str, secondary: &str) -> String {
+    format!("{}{secondary}", variant_prefix(primary))
+}
+
+fn variant_prefix(primary: &str) -> String {
+    format!("{primary}\n")
+}
+
+/// Methods whose responses this cache looks up (RFC 9111 §2: GET, and HEAD served from GET).
+pub fn is_cacheable_method(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+pub use policy::RevalidateReason;

@@ -1,0 +1,181 @@
+//! Turning a stored response into the response for this request: `Age`, client conditionals
+//! (304/412), HEAD, and ranges (206/416), without touching the body bytes.
+//!
+//! The result is a head plus a [`BodyPlan`] saying which bytes of the stored body to send; the
+//! proxy maps the plan onto the stored body (shared `Bytes` slices for memory hits, a skipping
+//! stream for disk hits), so serving a hit never copies a body.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+
+use super::meta::StoredHead;
+use super::policy::{
+    evaluate_client_conditional, plan_range, range, ConditionalOutcome, MultipartLayout,
+    RangePlan,
+};
+
+/// Which bytes of the stored body to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// No body (HEAD, 304, 412, 416).
+    Empty,
+    /// The whole stored body.
+    Full,
+    /// Bytes `start..=end`.
+    Range { start: u64, end: u64 },
+    /// multipart/byteranges: each part's header, its bytes, then the closing delimiter.
+    Multipart(MultipartLayout),
+}
+
+/// The response to send for a stored entry.
+#[derive(Debug)]
+pub struct Served {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: BodyPlan,
+}
+
+/// Fields a 304 carries (RFC 9110 §15.4.5: "Content-Location, Date, ETag, and Vary;
+/// Cache-Control and Expires" when they would be sent in a 200), plus Last-Modified and Age.
+const NOT_MODIFIED_FIELDS: [HeaderName; 8] = [
+    header::CACHE_CONTROL,
+    header::CONTENT_LOCATION,
+    header::DATE,
+    header::ETAG,
+    header::EXPIRES,
+    header::VARY,
+    header::LAST_MODIFIED,
+    header::AGE,
+];
+
+/// Builds the response for `method`/`request` from `head`, `age` seconds old.
+/// `multipart` says the body source can serve several ranges (memory hits).
+pub fn serve_stored(
+    method: &Method,
+    request: &HeaderMap,
+    head: &StoredHead,
+    age: u64,
+    multipart: bool,
+) -> Served {
+    let mut headers = head.headers.clone();
+    // RFC 9111 §5.1: a cache sends Age on every response it serves from storage.
+    headers.insert(header::AGE, HeaderValue::from(age));
+    match evaluate_client_conditional(method, request, head.status, &head.headers) {
+        ConditionalOutcome::NotModified => {
+            let mut kept = HeaderMap::new();
+            for name in NOT_MODIFIED_FIELDS {
+                for value in headers.get_all(&name) {
+                    kept.append(name.clone(), value.clone());
+                }
+            }
+            return Served {
+                status: StatusCode::NOT_MODIFIED,
+                headers: kept,
+                body: BodyPlan::Empty,
+            };
+        }
+        ConditionalOutcome::PreconditionFailed => {
+            return bodiless(StatusCode::PRECONDITION_FAILED, headers);
+        }
+        ConditionalOutcome::Proceed => {}
+    }
+    if method == Method::HEAD {
+        return Served {
+            status: head.status,
+            headers,
+            body: BodyPlan::Empty,
+        };
+    }
+    if head.status != StatusCode::OK {
+        return Served {
+            status: head.status,
+            headers,
+            body: BodyPlan::Full,
+        };
+    }
+    let len = head.body_len;
+    match plan_range(method, request, &head.headers, len) {
+        RangePlan::Full => Served {
+            status: head.status,
+            headers,
+            body: BodyPlan::Full,
+        },
+        RangePlan::Single { start, end } => {
+            set(&mut headers, header::CONTENT_RANGE, &range::content_range(start, end, len));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+            Served {
+                status: StatusCode::PARTIAL_CONTENT,
+                headers,
+                body: BodyPlan::Range { start, end },
+            }
+        }
+        RangePlan::Multi(ranges) if multipart => {
+            let boundary = boundary_for(head, &ranges);
+            match range::multipart_layout(
+                &ranges,
+                len,
+                head.headers.get(header::CONTENT_TYPE),
+                &boundary,
+            ) {
+                Some(layout) => {
+                    set(&mut headers, header::CONTENT_TYPE, &layout.content_type);
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(layout.content_length));
+                    Served {
+                        status: StatusCode::PARTIAL_CONTENT,
+                        headers,
+                        body: BodyPlan::Multipart(layout),
+                    }
+                }
+                None => Served {
+                    status: head.status,
+                    headers,
+                    body: BodyPlan::Full,
+                },
+            }
+        }
+        // RFC 9110 §14.2: a server MAY ignore Range; disk entries send the whole body.
+        RangePlan::Multi(_) => Served {
+            status: head.status,
+            headers,
+            body: BodyPlan::Full,
+        },
+        RangePlan::Unsatisfiable => {
+            set(&mut headers, header::CONTENT_RANGE, &range::unsatisfied_content_range(len));
+            bodiless(StatusCode::RANGE_NOT_SATISFIABLE, headers)
+        }
+    }
+}
+
+fn bodiless(status: StatusCode, mut headers: HeaderMap) -> Served {
+    headers.remove(header::CONTENT_TYPE);
+    headers.remove(header::CONTENT_ENCODING);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+    Served {
+        status,
+        headers,
+        body: BodyPlan::Empty,
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// A boundary that cannot occur in the body parts' headers: derived from the entry and ranges.
+fn boundary_for(head: &StoredHead, ranges: &[(u64, u64)]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(head.url.as_bytes());
+    for (start, end) in ranges {
+        feed(&start.to_le_bytes());
+        feed(&end.to_le_bytes());
+    }
+    format!("cuttle-{hash:016x}")
+}

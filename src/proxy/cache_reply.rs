@@ -1,0 +1,199 @@
+//! Building client responses on the cache path: from a stored entry (hits), from an upstream
+//! response (relayed, maybe filling the cache), PURGE answers, and the only-if-cached 504.
+//!
+//! Every one of them carries our `Via` entry and a `Cache-Status` member (RFC 9211); optional
+//! Squid `X-Cache`. Hit bodies are shared `Bytes` slices (memory) or a stream (disk), never
+//! copied.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode, Uri, Version};
+
+use super::body::ProxyBody;
+use super::forward::Upstreamed;
+use super::transaction::{code, Transaction};
+use super::Shared;
+use crate::cache::fill::FillSink;
+use crate::cache::key::primary_key;
+use crate::cache::meta::StoredHead;
+use crate::cache::policy::storable::storage_excluded_fields;
+use crate::cache::policy::ResponseDirectives;
+use crate::cache::serve::{serve_stored, BodyPlan};
+use crate::cache::status::CacheStatus;
+use crate::cache::store::{Hit, HitBody};
+use crate::error::{Error, ErrorKind};
+
+/// The cache's name in `Cache-Status`.
+pub const CACHE_NAME: &str = "cuttle";
+
+static X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
+
+/// Adds `Via`, `Cache-Status` and (if configured) `X-Cache` to a response we send.
+fn decorate(shared: &Shared, headers: &mut HeaderMap, received: Version, status: &CacheStatus) {
+    if shared.config.forward.via {
+        shared.via.append(headers, received);
+    }
+    status.append_to(headers, CACHE_NAME);
+    if shared.cache.behaviour.x_cache {
+        let word = if status.hit { "HIT" } else { "MISS" };
+        if let Ok(value) = HeaderValue::from_str(&format!("{word} from {}", shared.via.pseudonym())) {
+            headers.insert(&X_CACHE, value);
+        }
+    }
+}
+
+/// Serves `hit` (with `age`) for the client request `parts`.
+pub fn serve_hit(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    txn: &mut Transaction,
+    hit: Hit,
+    age: u64,
+    status: CacheStatus,
+    log_code: &'static str,
+) -> Response<ProxyBody> {
+    let multipart = matches!(hit.body, HitBody::Memory(_));
+    let served = serve_stored(&parts.method, &parts.headers, &hit.head, age, multipart);
+    let body = match (served.body, hit.body) {
+        (BodyPlan::Empty, _) => ProxyBody::empty(),
+        (BodyPlan::Full, HitBody::Memory(bytes)) => ProxyBody::full(bytes),
+        (BodyPlan::Range { start, end }, HitBody::Memory(bytes)) => {
+            ProxyBody::full(slice(&bytes, start, end))
+        }
+        (BodyPlan::Multipart(layout), HitBody::Memory(bytes)) => {
+            let mut chunks = Vec::with_capacity(layout.parts.len() * 2 + 1);
+            for part in layout.parts {
+                chunks.push(part.header);
+                chunks.push(slice(&bytes, part.start, part.end));
+            }
+            chunks.push(layout.closing);
+            ProxyBody::chunks(chunks)
+        }
+        (BodyPlan::Range { start, end }, HitBody::Disk(disk)) => {
+            ProxyBody::disk(disk, start, end - start + 1)
+        }
+        (BodyPlan::Full | BodyPlan::Multipart(_), HitBody::Disk(disk)) => {
+            ProxyBody::disk(disk, 0, u64::MAX)
+        }
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = served.status;
+    *response.headers_mut() = served.headers;
+    decorate(shared, response.headers_mut(), Version::HTTP_11, &status);
+    txn.code = if hit.tier.as_str() == "memory" && log_code == code::TCP_HIT {
+        code::TCP_MEM_HIT
+    } else {
+        log_code
+    };
+    response
+}
+
+/// `bytes[start..=end]`, clamped, as a shared slice.
+fn slice(bytes: &bytes::Bytes, start: u64, end: u64) -> bytes::Bytes {
+    let len = bytes.len();
+    let start = usize::try_from(start).unwrap_or(len).min(len);
+    let end = usize::try_from(end.saturating_add(1)).unwrap_or(len).min(len);
+    bytes.slice(start..end.max(start))
+}
+
+/// Relays an upstream response, filling the cache through `fill` when given.
+pub fn deliver(
+    shared: &Shared,
+    up: Upstreamed,
+    status: CacheStatus,
+    fill: Option<FillSink>,
+) -> Response<ProxyBody> {
+    let Upstreamed {
+        mut parts,
+        first,
+        body,
+    } = up;
+    let received = parts.version;
+    parts.version = Version::HTTP_11;
+    decorate(shared, &mut parts.headers, received, &status);
+    let body = ProxyBody::upstream(first, body, shared.upstream.read_timeout()).with_fill(fill);
+    Response::from_parts(parts, body)
+}
+
+/// The head to store for an upstream response (RFC 9111 §3.1: without hop-by-hop fields,
+/// proxy authentication fields, or fields named by a qualified `private`).
+pub fn stored_head(
+    up: &Upstreamed,
+    directives: &ResponseDirectives,
+    request_time: SystemTime,
+    response_time: SystemTime,
+    url: &str,
+    content_length: Option<u64>,
+) -> StoredHead {
+    let mut headers = up.parts.headers.clone();
+    for name in storage_excluded_fields(&up.parts.headers, directives) {
+        headers.remove(name);
+    }
+    StoredHead {
+        status: up.parts.status,
+        headers,
+        request_time,
+        response_time,
+        url: url.to_owned(),
+        body_len: content_length.unwrap_or(0),
+    }
+}
+
+/// RFC 9111 §5.2.1.7: with `only-if-cached` and nothing usable stored, answer 504.
+pub fn not_in_cache(shared: &Shared, txn: &mut Transaction, url: &str) -> Response<ProxyBody> {
+    let mut response = super::respond::error_response(
+        &Error::new(
+            ErrorKind::NotInCache,
+            "only-if-cached: no usable response is stored",
+        ),
+        url,
+        shared.via.pseudonym(),
+    );
+    let status = CacheStatus {
+        detail: Some("only-if-cached"),
+        ..CacheStatus::default()
+    };
+    status.append_to(response.headers_mut(), CACHE_NAME);
+    txn.code = code::TCP_MISS;
+    response
+}
+
+/// PURGE: removes every stored variant of the URI; 200 if anything was removed, else 404.
+pub async fn purge(
+    shared: &Shared,
+    client: IpAddr,
+    uri: &Uri,
+    txn: &mut Transaction,
+) -> Result<Response<ProxyBody>, Error> {
+    let client = client.to_canonical();
+    if !shared
+        .cache
+        .behaviour
+        .purge_from
+        .iter()
+        .any(|net| net.contains(&client))
+    {
+        return Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!("PURGE is not allowed from {client} (cache.purge_from)"),
+        ));
+    }
+    let Some(primary) = primary_key(uri) else {
+        return Err(Error::new(ErrorKind::InvalidRequest, "PURGE needs an absolute URL"));
+    };
+    let removed = shared.cache.invalidate(&primary).await;
+    let status = if removed > 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+    txn.code = if removed > 0 { code::TCP_MISS } else { code::NONE };
+    Ok(response)
+}

@@ -1,0 +1,510 @@
+//! The cache on the request path: look up, then serve, revalidate, or fetch and store.
+//!
+//! ```text
+//! GET/HEAD ── lookup ─┬─ fresh ─────────────── serve stored (Age, 304/412, HEAD, 206)
+//!                     ├─ stale, swr allows ─── serve stored + one background refresh
+//!                     ├─ stale, client allows ─ serve stored
+//!                     ├─ must revalidate ───── conditional request ─┬─ 304: freshen, serve stored
+//!                     │                                             ├─ 200: replace (as a miss)
+//!                     │                                             └─ 5xx/down: stale-if-error
+//!                     └─ miss ── collapsed forwarding (leader/waiter) ── fetch ── store while relaying
+//! other methods ───── forward; unsafe + success invalidates (RFC 9111 §4.4)
+//! PURGE ──────────── remove every variant (loopback only by default)
+//! ```
+//! Decisions come from the pure `cache::policy` functions; this module only sequences them.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+use http::{Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::body::ProxyBody;
+use super::cache_reply::{deliver, not_in_cache, purge, serve_hit, stored_head};
+use super::forward::{send, Outgoing, Upstreamed};
+use super::service::ConnInfo;
+use super::transaction::{code, Transaction};
+use super::Shared;
+use crate::cache::collapse::{Leader, Outcome, Role};
+use crate::cache::fill;
+use crate::cache::key::primary_key;
+use crate::cache::lookup::{is_cacheable_method, Evaluation, Lookup};
+use crate::cache::policy::{
+    check_storable, conditional_request_headers, effective_response_directives, freshen_headers,
+    head_may_freshen,
+    invalidation::is_safe_method, invalidation_targets, may_serve_stale_on_error,
+    RequestDirectives, Reuse, RevalidateReason, StoreInput,
+};
+use crate::cache::status::{CacheStatus, Fwd};
+use crate::cache::store::Hit;
+use crate::error::Error;
+
+/// Client request fields that would make the origin answer with less than the full
+/// representation; removed when cuttle fetches to store (it answers them from the stored copy).
+const CLIENT_CONDITIONALS: [header::HeaderName; 5] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+];
+
+/// One client request on its way through the cache.
+struct Exchange<'a> {
+    conn: &'a ConnInfo,
+    shared: &'a Arc<Shared>,
+    parts: http::request::Parts,
+    body: Option<Incoming>,
+    url: String,
+    request: RequestDirectives,
+}
+
+/// Handles a forward-mode request whose checks have passed.
+pub async fn handle(
+    conn: &ConnInfo,
+    txn: &mut Transaction,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, Error> {
+    let url = parts.uri.to_string();
+    let request = RequestDirectives::from_headers(&parts.headers);
+    let mut ex = Exchange {
+        conn,
+        shared: &conn.shared,
+        parts,
+        body: Some(body),
+        url,
+        request,
+    };
+    if ex.parts.method.as_str() == "PURGE" {
+        return purge(ex.shared, conn.peer.ip(), &ex.parts.uri, txn).await;
+    }
+    if !is_cacheable_method(&ex.parts.method) {
+        return forward_uncached(&mut ex, txn).await;
+    }
+    let Some(primary) = primary_key(&ex.parts.uri) else {
+        let up = ex.send(ex.parts.headers.clone()).await?;
+        txn.code = code::TCP_MISS;
+        return Ok(deliver(ex.shared, up, CacheStatus::forward(Fwd::Bypass), None));
+    };
+    let cache = &ex.shared.cache;
+    match cache.lookup(&primary, &ex.parts.headers).await {
+        Lookup::Found { hit, key } => {
+            let now = ex.shared.clock.now();
+            let eval = cache.evaluate(&hit.head, &ex.request, &ex.url, now);
+            match eval.reuse {
+                Reuse::Fresh { ttl_secs } => {
+                    let status = CacheStatus::hit(ttl_secs, hit.tier.as_str());
+                    Ok(serve_hit(&ex.shared, &ex.parts, txn, hit, eval.age, status, hit_code(&ex.parts)))
+                }
+                Reuse::StaleWhileRevalidate { .. } => {
+                    spawn_refresh(&ex, &primary, &key, &hit);
+                    let status = CacheStatus::hit(eval.ttl(), "stale-while-revalidate");
+                    Ok(serve_hit(&ex.shared, &ex.parts, txn, hit, eval.age, status, code::TCP_STALE_HIT))
+                }
+                Reuse::StaleAllowedByClient => {
+                    let status = CacheStatus::hit(eval.ttl(), "max-stale");
+                    Ok(serve_hit(&ex.shared, &ex.parts, txn, hit, eval.age, status, code::TCP_STALE_HIT))
+                }
+                Reuse::MustRevalidate { reason } => {
+                    if ex.request.only_if_cached {
+                        return Ok(not_in_cache(ex.shared, txn, &ex.url));
+                    }
+                    let fwd = match reason {
+                        RevalidateReason::RequestNoCache
+                        | RevalidateReason::RequestMaxAge
+                        | RevalidateReason::MinFresh
+                            if eval.ttl() > 0 =>
+                        {
+                            Fwd::Request
+                        }
+                        _ => Fwd::Stale,
+                    };
+                    revalidate(&mut ex, txn, &primary, key, hit, eval, fwd).await
+                }
+            }
+        }
+        Lookup::VaryMiss => miss(&mut ex, txn, &primary, Fwd::VaryMiss, true).await,
+        Lookup::UriMiss => miss(&mut ex, txn, &primary, Fwd::UriMiss, false).await,
+    }
+}
+
+impl Exchange<'_> {
+    /// Sends this request upstream with `headers` (the client's body goes along once).
+    async fn send(&mut self, headers: HeaderMap) -> Result<Upstreamed, Error> {
+        send(
+            self.shared,
+            Outgoing {
+                method: self.parts.method.clone(),
+                uri: self.parts.uri.clone(),
+                version: self.parts.version,
+                headers,
+                body: self.body.take(),
+                client: self.conn.peer.ip(),
+            },
+        )
+        .await
+    }
+
+    /// The client's fields minus conditionals and (when cuttle will fetch the whole object)
+    /// Range, so the origin sends a complete, storable representation.
+    fn headers_for_store(&self) -> HeaderMap {
+        let mut headers = self.parts.headers.clone();
+        for name in CLIENT_CONDITIONALS {
+            headers.remove(name);
+        }
+        if range_start(&headers).is_some_and(|s| s <= self.shared.cache.behaviour.range_offset_limit) {
+            headers.remove(header::RANGE);
+        }
+        headers
+    }
+}
+
+/// The first byte position of a `bytes=N-` range, if the request has one.
+fn range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = value.trim().strip_prefix("bytes=")?;
+    spec.split(',')
+        .filter_map(|r| r.trim().split('-').next()?.trim().parse::<u64>().ok())
+        .min()
+        .or(Some(0))
+}
+
+fn hit_code(parts: &http::request::Parts) -> &'static str {
+    if parts.headers.contains_key(header::IF_NONE_MATCH)
+        || parts.headers.contains_key(header::IF_MODIFIED_SINCE)
+    {
+        code::TCP_IMS_HIT
+    } else {
+        code::TCP_HIT
+    }
+}
+
+/// Non-GET/HEAD: forward; a successful unsafe method invalidates what it names (§4.4).
+async fn forward_uncached(
+    ex: &mut Exchange<'_>,
+    txn: &mut Transaction,
+) -> Result<Response<ProxyBody>, Error> {
+    let up = ex.send(ex.parts.headers.clone()).await?;
+    if !is_safe_method(&ex.parts.method) {
+        let targets = invalidation_targets(
+            &ex.parts.method,
+            up.parts.status,
+            &ex.parts.uri,
+            &up.parts.headers,
+        );
+        for target in targets {
+            if let Some(primary) = primary_key(&target) {
+                ex.shared.cache.invalidate(&primary).await;
+            }
+        }
+    }
+    txn.code = code::TCP_MISS;
+    Ok(deliver(ex.shared, up, CacheStatus::forward(Fwd::Method), None))
+}
+
+/// A miss: collapse with concurrent misses, then fetch and store.
+async fn miss(
+    ex: &mut Exchange<'_>,
+    txn: &mut Transaction,
+    primary: &str,
+    fwd: Fwd,
+    had_variants: bool,
+) -> Result<Response<ProxyBody>, Error> {
+    if ex.request.only_if_cached {
+        return Ok(not_in_cache(ex.shared, txn, &ex.url));
+    }
+    let behaviour = Arc::clone(&ex.shared.cache.behaviour);
+    let mut leader = None;
+    if ex.parts.method == Method::GET && behaviour.collapsed_forwarding {
+        match ex.shared.cache.collapser.join(primary) {
+            Role::Leader(l) => leader = Some(l),
+            Role::Waiter(waiter) => {
+                if waiter.wait(behaviour.collapsed_forwarding_timeout).await == Outcome::Stored {
+                    if let Lookup::Found { hit, .. } =
+                        ex.shared.cache.lookup(primary, &ex.parts.headers).await
+                    {
+                        let now = ex.shared.clock.now();
+                        let eval = ex.shared.cache.evaluate(&hit.head, &ex.request, &ex.url, now);
+                        if let Reuse::Fresh { ttl_secs } = eval.reuse {
+                            let status = CacheStatus {
+                                fwd: Some(fwd),
+                                collapsed: Some(true),
+                                ttl: Some(ttl_secs),
+                                detail: Some(hit.tier.as_str()),
+                                ..CacheStatus::default()
+                            };
+                            return Ok(serve_hit(ex.shared, &ex.parts, txn, hit, eval.age, status, code::TCP_CF_HIT));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    fetch(ex, txn, primary, fwd, had_variants, leader, None).await
+}
+
+/// A stored response that cannot be used as is: ask the origin with its validators.
+async fn revalidate(
+    ex: &mut Exchange<'_>,
+    txn: &mut Transaction,
+    primary: &str,
+    key: String,
+    hit: Hit,
+    eval: Evaluation,
+    fwd: Fwd,
+) -> Result<Response<ProxyBody>, Error> {
+    let mut headers = ex.headers_for_store();
+    if ex.parts.method == Method::HEAD {
+        headers = ex.parts.headers.clone();
+    }
+    for (name, value) in &conditional_request_headers(&hit.head.headers) {
+        headers.insert(name.clone(), value.clone());
+    }
+    let request_time = ex.shared.clock.now();
+    let up = match ex.send(headers).await {
+        Ok(up) => up,
+        Err(err) => return stale_on_error(ex, txn, hit, &eval, Err(err)),
+    };
+    if up.parts.status == StatusCode::NOT_MODIFIED {
+        let response_time = ex.shared.clock.now();
+        let mut head = (*hit.head).clone();
+        head.headers = freshen_headers(&hit.head.headers, &up.parts.headers);
+        head.request_time = request_time;
+        head.response_time = response_time;
+        ex.shared.cache.store.update_head(&key, head.clone()).await;
+        let now = ex.shared.clock.now();
+        let fresh = ex.shared.cache.evaluate(&head, &RequestDirectives::default(), &ex.url, now);
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            fwd_status: Some(304),
+            ttl: Some(fresh.ttl()),
+            stored: true,
+            ..CacheStatus::default()
+        };
+        let hit = Hit {
+            head: Arc::new(head),
+            ..hit
+        };
+        return Ok(serve_hit(ex.shared, &ex.parts, txn, hit, fresh.age, status, code::TCP_REFRESH_UNMODIFIED));
+    }
+    if up.parts.status.is_server_error() {
+        return stale_on_error(ex, txn, hit, &eval, Ok(up));
+    }
+    // RFC 9111 §4.3.5: a HEAD response may freshen the stored GET response it matches.
+    if ex.parts.method == Method::HEAD
+        && up.parts.status == StatusCode::OK
+        && head_may_freshen(&hit.head.headers, &up.parts.headers)
+    {
+        let mut head = (*hit.head).clone();
+        head.headers = freshen_headers(&hit.head.headers, &up.parts.headers);
+        head.request_time = request_time;
+        head.response_time = ex.shared.clock.now();
+        ex.shared.cache.store.update_head(&key, head).await;
+    }
+    txn.code = code::TCP_REFRESH_MODIFIED;
+    let had_variants = key != primary;
+    store_or_pass(ex, txn, primary, fwd, had_variants, None, up, request_time).await
+}
+
+/// Serves the stale entry when the origin failed and RFC 5861 / `max_stale` allow it;
+/// otherwise passes on the failure.
+fn stale_on_error(
+    ex: &Exchange<'_>,
+    txn: &mut Transaction,
+    hit: Hit,
+    eval: &Evaluation,
+    failure: Result<Upstreamed, Error>,
+) -> Result<Response<ProxyBody>, Error> {
+    let max_stale = ex.shared.cache.behaviour.max_stale.as_secs();
+    if may_serve_stale_on_error(&ex.request, &eval.response, eval.staleness(), max_stale) {
+        let status = CacheStatus {
+            fwd: Some(Fwd::Stale),
+            fwd_status: failure.as_ref().ok().map(|up| up.parts.status.as_u16()),
+            ttl: Some(eval.ttl()),
+            detail: Some("stale-if-error"),
+            ..CacheStatus::default()
+        };
+        return Ok(serve_hit(ex.shared, &ex.parts, txn, hit, eval.age, status, code::TCP_REFRESH_FAIL_OLD));
+    }
+    let up = failure?;
+    txn.code = code::TCP_MISS;
+    Ok(deliver(ex.shared, up, CacheStatus::forward(Fwd::Stale), None))
+}
+
+/// Fetches a full response for a miss.
+#[allow(clippy::too_many_arguments)]
+async fn fetch(
+    ex: &mut Exchange<'_>,
+    txn: &mut Transaction,
+    primary: &str,
+    fwd: Fwd,
+    had_variants: bool,
+    leader: Option<Leader>,
+    _stale: Option<Hit>,
+) -> Result<Response<ProxyBody>, Error> {
+    let headers = if ex.parts.method == Method::GET {
+        ex.headers_for_store()
+    } else {
+        ex.parts.headers.clone()
+    };
+    let request_time = ex.shared.clock.now();
+    let up = ex.send(headers).await?;
+    txn.code = code::TCP_MISS;
+    store_or_pass(ex, txn, primary, fwd, had_variants, leader, up, request_time).await
+}
+
+/// Stores `up` if RFC 9111 §3 allows, relaying it to the client either way.
+#[allow(clippy::too_many_arguments)]
+async fn store_or_pass(
+    ex: &mut Exchange<'_>,
+    txn: &mut Transaction,
+    primary: &str,
+    fwd: Fwd,
+    had_variants: bool,
+    leader: Option<Leader>,
+    up: Upstreamed,
+    request_time: std::time::SystemTime,
+) -> Result<Response<ProxyBody>, Error> {
+    let cache = &ex.shared.cache;
+    let response = effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
+    let content_length = up.content_length();
+    let verdict = if ex.parts.method == Method::HEAD {
+        Err(crate::cache::policy::NotStorable::Method)
+    } else {
+        check_storable(&StoreInput {
+            method: &ex.parts.method,
+            request_headers: &ex.parts.headers,
+            request: &ex.request,
+            status: up.parts.status,
+            response_headers: &up.parts.headers,
+            response: &response,
+            content_length,
+            max_object_size: cache.store.max_object_size(),
+            complete: true,
+            allow_partial: false,
+        })
+    };
+    if let Err(reason) = verdict {
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            detail: Some(reason.as_str()),
+            ..CacheStatus::default()
+        };
+        return Ok(deliver(ex.shared, up, status, None));
+    }
+    let response_time = ex.shared.clock.now();
+    let head = stored_head(&up, &response, request_time, response_time, &ex.url, content_length);
+    let writer = match cache
+        .key_for_response(primary, &ex.parts.headers, &head, had_variants)
+        .await
+    {
+        Some(key) => cache.store.writer(&key, head.clone(), content_length),
+        None => None,
+    };
+    let Some(writer) = writer else {
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            detail: Some("not-stored"),
+            ..CacheStatus::default()
+        };
+        return Ok(deliver(ex.shared, up, status, None));
+    };
+    let eval = cache.evaluate(&head, &RequestDirectives::default(), &ex.url, response_time);
+    let status = CacheStatus {
+        fwd: Some(fwd),
+        ttl: Some(eval.ttl()),
+        stored: true,
+        ..CacheStatus::default()
+    };
+    let (sink, task) = fill::start(writer, leader);
+    // A client that asked for a range or sent conditionals gets its answer from the stored
+    // copy: the body is drained into the cache first (bounded by range_offset_limit for ranges).
+    let wants_partial = CLIENT_CONDITIONALS
+        .iter()
+        .any(|name| ex.parts.headers.contains_key(name))
+        || ex.parts.headers.contains_key(header::RANGE);
+    if wants_partial && content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit) {
+        let Upstreamed { first, body, .. } = up;
+        let prefixed = super::body::Prefixed::new(first, body);
+        if fill::drain(prefixed, sink, task).await {
+            if let Lookup::Found { hit, .. } = cache.lookup(primary, &ex.parts.headers).await {
+                let now = ex.shared.clock.now();
+                let age = cache.evaluate(&hit.head, &ex.request, &ex.url, now).age;
+                return Ok(serve_hit(ex.shared, &ex.parts, txn, hit, age, status, code::TCP_MISS));
+            }
+        }
+        return Err(Error::new(
+            crate::error::ErrorKind::InvalidResponse,
+            "the upstream body could not be read completely",
+        ));
+    }
+    Ok(deliver(ex.shared, up, status, Some(sink)))
+}
+
+/// Starts one background revalidation for a stale-while-revalidate hit (one per key).
+fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &Hit) {
+    let cache = &ex.shared.cache;
+    let Some(leader) = cache.collapser.try_lead(primary) else {
+        return;
+    };
+    let shared = Arc::clone(ex.shared);
+    let mut headers = ex.headers_for_store();
+    for (name, value) in &conditional_request_headers(&hit.head.headers) {
+        headers.insert(name.clone(), value.clone());
+    }
+    let out = Outgoing {
+        method: Method::GET,
+        uri: ex.parts.uri.clone(),
+        version: ex.parts.version,
+        headers,
+        body: None,
+        client: ex.conn.peer.ip(),
+    };
+    let request_headers = ex.parts.headers.clone();
+    let head = Arc::clone(&hit.head);
+    let (primary, key, url) = (primary.to_owned(), key.to_owned(), ex.url.clone());
+    tokio::spawn(async move {
+        let request_time = shared.clock.now();
+        let Ok(up) = send(&shared, out).await else {
+            return;
+        };
+        let cache = &shared.cache;
+        if up.parts.status == StatusCode::NOT_MODIFIED {
+            let mut fresh = (*head).clone();
+            fresh.headers = freshen_headers(&head.headers, &up.parts.headers);
+            fresh.request_time = request_time;
+            fresh.response_time = shared.clock.now();
+            cache.store.update_head(&key, fresh).await;
+            leader.finish(Outcome::Stored);
+            return;
+        }
+        let response = effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
+        let content_length = up.content_length();
+        let storable = check_storable(&StoreInput {
+            method: &Method::GET,
+            request_headers: &request_headers,
+            request: &RequestDirectives::default(),
+            status: up.parts.status,
+            response_headers: &up.parts.headers,
+            response: &response,
+            content_length,
+            max_object_size: cache.store.max_object_size(),
+            complete: true,
+            allow_partial: false,
+        });
+        if storable.is_err() {
+            return;
+        }
+        let head = stored_head(&up, &response, request_time, shared.clock.now(), &url, content_length);
+        let Some(key) = cache.key_for_response(&primary, &request_headers, &head, key != primary).await else {
+            return;
+        };
+        let Some(writer) = cache.store.writer(&key, head, content_length) else {
+            return;
+        };
+        let (sink, task) = fill::start(writer, Some(leader));
+        let Upstreamed { first, body, .. } = up;
+        fill::drain(super::body::Prefixed::new(first, body), sink, task).await;
+    });
+}

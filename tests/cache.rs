@@ -1,0 +1,424 @@
+//! The cache end to end, against real origins over loopback: hits with Age and Cache-Status,
+//! revalidation, Vary, invalidation, stale-while-revalidate, stale-if-error, collapsed
+//! forwarding, disk persistence, integrity, and the disk size bound.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use cuttle::clock::ManualClock;
+use support::*;
+
+/// A proxy on a manual clock; returns it and the clock.
+async fn proxy_with_clock(dir: &std::path::Path, extra: &str) -> (cuttle::app::Server, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let text = format!("{}\n[log]\naccess_log = \"none\"\n", config(dir, extra));
+    let config = cuttle::config::load_str("test.toml", &text).unwrap();
+    let server = cuttle::app::start_with_clock(config, clock.clone()).await.unwrap();
+    (server, clock)
+}
+
+fn client_for(server: &cuttle::app::Server) -> reqwest::Client {
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", server.addr().unwrap())).unwrap())
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+fn cacheable(body: &'static str, cache_control: &'static str) -> impl Fn(&Recorded) -> http::Response<OriginBody> {
+    move |_| {
+        let mut r = reply(200, body);
+        r.headers_mut().insert("cache-control", cache_control.parse().unwrap());
+        r
+    }
+}
+
+fn cache_status(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn second_request_is_a_hit_with_age_and_cache_status() {
+    let origin = Origin::builder()
+        .route("/c", cacheable("cached body", "max-age=100"))
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    let first = client.get(origin.url("/c")).send().await.unwrap();
+    let status = cache_status(&first);
+    assert!(status.contains("fwd=uri-miss") && status.contains("stored"), "{status}");
+    assert_eq!(first.text().await.unwrap(), "cached body");
+    clock.advance(Duration::from_secs(7));
+    let second = client.get(origin.url("/c")).send().await.unwrap();
+    let status = cache_status(&second);
+    assert!(status.starts_with("cuttle;hit"), "{status}");
+    assert!(status.contains("ttl=93"), "{status}");
+    assert_eq!(second.headers()["age"], "7");
+    assert_eq!(second.text().await.unwrap(), "cached body");
+    assert_eq!(origin.hits(), 1, "the origin saw only the first request");
+}
+
+#[tokio::test]
+async fn stale_entry_is_revalidated_with_304_and_freshened() {
+    let origin = Origin::builder()
+        .route("/v", |req| {
+            if req.headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+                let mut r = reply(304, "");
+                r.headers_mut().insert("cache-control", "max-age=60".parse().unwrap());
+                r.headers_mut().insert("x-refreshed", "yes".parse().unwrap());
+                return r;
+            }
+            let mut r = reply(200, "version one");
+            r.headers_mut().insert("cache-control", "max-age=10".parse().unwrap());
+            r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    client.get(origin.url("/v")).send().await.unwrap().bytes().await.unwrap();
+    clock.advance(Duration::from_secs(30));
+    let revalidated = client.get(origin.url("/v")).send().await.unwrap();
+    let status = cache_status(&revalidated);
+    assert!(status.contains("fwd=stale") && status.contains("fwd-status=304"), "{status}");
+    assert_eq!(revalidated.headers()["x-refreshed"], "yes");
+    assert_eq!(revalidated.text().await.unwrap(), "version one");
+    assert_eq!(origin.requests()[1].headers["if-none-match"], "\"v1\"");
+    // Freshened for 60 s: the next request is a hit with the updated header.
+    clock.advance(Duration::from_secs(5));
+    let hit = client.get(origin.url("/v")).send().await.unwrap();
+    assert!(cache_status(&hit).contains("hit"), "{}", cache_status(&hit));
+    assert_eq!(hit.headers()["x-refreshed"], "yes");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn vary_variants_coexist() {
+    let origin = Origin::builder()
+        .route("/lang", |req| {
+            let lang = req
+                .headers
+                .get("accept-language")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let mut r = reply(200, &format!("hello in {lang}"));
+            r.headers_mut().insert("cache-control", "max-age=100".parse().unwrap());
+            r.headers_mut().insert("vary", "Accept-Language".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    for lang in ["en", "fr", "en", "fr", "de"] {
+        let r = client
+            .get(origin.url("/lang"))
+            .header("accept-language", lang)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), format!("hello in {lang}"));
+    }
+    assert_eq!(origin.hits(), 3, "en and fr were served from their own variants");
+    let other = client
+        .get(origin.url("/lang"))
+        .header("accept-language", "es")
+        .send()
+        .await
+        .unwrap();
+    assert!(cache_status(&other).contains("fwd=vary-miss"), "{}", cache_status(&other));
+}
+
+#[tokio::test]
+async fn post_invalidates_the_stored_response() {
+    let version = Arc::new(AtomicUsize::new(1));
+    let v = Arc::clone(&version);
+    let origin = Origin::builder()
+        .route("/doc", move |req| {
+            if req.method == http::Method::POST {
+                v.fetch_add(1, Ordering::SeqCst);
+                return reply(204, "");
+            }
+            let mut r = reply(200, &format!("v{}", v.load(Ordering::SeqCst)));
+            r.headers_mut().insert("cache-control", "max-age=100".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    assert_eq!(client.get(origin.url("/doc")).send().await.unwrap().text().await.unwrap(), "v1");
+    assert_eq!(client.get(origin.url("/doc")).send().await.unwrap().text().await.unwrap(), "v1");
+    let post = client.post(origin.url("/doc")).body("change").send().await.unwrap();
+    assert!(cache_status(&post).contains("fwd=method"));
+    assert_eq!(client.get(origin.url("/doc")).send().await.unwrap().text().await.unwrap(), "v2");
+    // GET (miss), GET (hit, not seen), POST, GET (miss again after the invalidation).
+    assert_eq!(origin.hits(), 3);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_background() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&count);
+    let origin = Origin::builder()
+        .route("/swr", move |_| {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut r = reply(200, &format!("generation {n}"));
+            r.headers_mut()
+                .insert("cache-control", "max-age=10, stale-while-revalidate=60".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    client.get(origin.url("/swr")).send().await.unwrap().bytes().await.unwrap();
+    clock.advance(Duration::from_secs(20));
+    for _ in 0..3 {
+        let stale = client.get(origin.url("/swr")).send().await.unwrap();
+        let status = cache_status(&stale);
+        assert!(status.contains("hit") && status.contains("stale-while-revalidate"), "{status}");
+        assert_eq!(stale.text().await.unwrap(), "generation 1");
+    }
+    // Exactly one background refresh reaches the origin (bounded wait).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while origin.hits() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(origin.hits(), 2);
+    let mut refreshed = String::new();
+    for _ in 0..200 {
+        refreshed = client.get(origin.url("/swr")).send().await.unwrap().text().await.unwrap();
+        if refreshed == "generation 2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(refreshed, "generation 2");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_when_the_origin_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = proxy_with_clock(dir.path(), "[timeouts]\nconnect = \"1s\"\n").await;
+    let client = client_for(&server);
+    // An origin that goes away after the first response.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let origin_task = {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=5, stale-if-error=600\r\nContent-Length: 8\r\nConnection: close\r\n\r\nstale ok").await.unwrap();
+        })
+    };
+    let url = format!("http://127.0.0.1:{port}/sie");
+    assert_eq!(client.get(&url).send().await.unwrap().text().await.unwrap(), "stale ok");
+    origin_task.await.unwrap();
+    clock.advance(Duration::from_secs(60));
+    let stale = client.get(&url).send().await.unwrap();
+    assert_eq!(stale.status(), 200);
+    assert!(cache_status(&stale).contains("stale-if-error"), "{}", cache_status(&stale));
+    assert_eq!(stale.text().await.unwrap(), "stale ok");
+    // Beyond the stale-if-error window: the failure shows.
+    clock.advance(Duration::from_secs(3600));
+    let failed = client.get(&url).send().await.unwrap();
+    assert_eq!(failed.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collapsed_forwarding_turns_100_concurrent_misses_into_one_origin_request() {
+    let origin = Origin::builder()
+        .route("/hot", |_| {
+            // Slow enough that all clients arrive while the first fetch is in flight.
+            std::thread::sleep(Duration::from_millis(300));
+            let mut r = reply(200, "hot object");
+            r.headers_mut().insert("cache-control", "max-age=100".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "[limits]\nmax_connections = 200\n").await;
+    let client = client_for(&server);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let client = client.clone();
+        let url = origin.url("/hot");
+        tasks.push(tokio::spawn(async move {
+            client.get(url).send().await.unwrap().text().await.unwrap()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), "hot object");
+    }
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
+async fn disk_entries_survive_a_restart_with_the_right_age() {
+    let origin = Origin::builder()
+        .route("/persist", cacheable("kept on disk", "max-age=1000"))
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Memory objects of 1 byte at most: everything lives on disk.
+    let extra = "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n";
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let text = format!("{}\n[log]\naccess_log = \"none\"\n", config(dir.path(), extra));
+    let server = cuttle::app::start_with_clock(
+        cuttle::config::load_str("t.toml", &text).unwrap(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let client = client_for(&server);
+    client.get(origin.url("/persist")).send().await.unwrap().bytes().await.unwrap();
+    server.shutdown().await;
+    clock.advance(Duration::from_secs(42));
+    let server = cuttle::app::start_with_clock(
+        cuttle::config::load_str("t.toml", &text).unwrap(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let client = client_for(&server);
+    let hit = client.get(origin.url("/persist")).send().await.unwrap();
+    let status = cache_status(&hit);
+    assert!(status.contains("hit") && status.contains("detail=disk"), "{status}");
+    assert_eq!(hit.headers()["age"], "42");
+    assert_eq!(hit.text().await.unwrap(), "kept on disk");
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
+async fn truncated_upstream_body_is_not_stored() {
+    let origin = RawOrigin::spawn(RawBehaviour::Reply(
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=100\r\nContent-Length: 100\r\n\r\nonly part".to_vec(),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    let first = client.get(origin.url("/t")).send().await.unwrap();
+    assert!(first.bytes().await.is_err());
+    let second = client.get(origin.url("/t")).send().await.unwrap();
+    assert!(!cache_status(&second).contains("hit"), "{}", cache_status(&second));
+    let _ = second.bytes().await;
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 2, "the truncated body was never served from cache");
+}
+
+#[tokio::test]
+async fn corrupt_disk_entry_is_a_miss() {
+    let origin = Origin::builder()
+        .route("/corrupt", cacheable("pristine content", "max-age=1000"))
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n";
+    let (server, _clock) = proxy_with_clock(dir.path(), extra).await;
+    let client = client_for(&server);
+    client.get(origin.url("/corrupt")).send().await.unwrap().bytes().await.unwrap();
+    // Flip bytes in every content file under the cache directory.
+    let mut corrupted = 0;
+    for entry in walk(&dir.path().join("cache")) {
+        if entry.to_string_lossy().contains("content") {
+            let mut data = std::fs::read(&entry).unwrap();
+            for b in &mut data {
+                *b ^= 0xff;
+            }
+            std::fs::write(&entry, data).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted > 0, "found no content files to corrupt");
+    let again = client.get(origin.url("/corrupt")).send().await.unwrap();
+    assert!(!cache_status(&again).contains("hit"), "{}", cache_status(&again));
+    assert_eq!(again.text().await.unwrap(), "pristine content");
+    assert_eq!(origin.hits(), 2);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    walk(dir)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("content"))
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn disk_tier_stays_within_max_size_after_filling_it_three_times_over() {
+    let block = Bytes::from(pattern(64 * 1024));
+    let origin = Origin::builder()
+        .route("/obj", move |_| {
+            let mut r = reply_bytes(200, block.clone());
+            r.headers_mut().insert("cache-control", "max-age=1000".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // The harness config already has a [cache.disk] table: add the bound to it.
+    let text = config(dir.path(), "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n")
+        .replace(
+            "[cache.disk]\n",
+            "[cache.disk]\nmax_size = \"1 MiB\"\nmax_object_size = \"256 KiB\"\n",
+        );
+    let proxy = TestProxy::start_text(&text, None).await;
+    let client = http_client(&proxy);
+    // 48 distinct 64 KiB objects = 3 MiB through a 1 MiB disk tier.
+    for i in 0..48 {
+        let body = client
+            .get(origin.url(&format!("/obj?{i}")))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 64 * 1024);
+    }
+    let used = dir_size(&dir.path().join("cache"));
+    assert!(used <= 1024 * 1024, "disk cache holds {used} bytes of content");
+    assert!(used >= 512 * 1024, "disk cache evicted too much: {used}");
+    // The most recent object is still a hit.
+    let last = client.get(origin.url("/obj?47")).send().await.unwrap();
+    assert!(cache_status(&last).contains("hit"), "{}", cache_status(&last));
+}
