@@ -4,7 +4,9 @@
 //! disk directory is created at startup so a bad path fails early.
 
 pub mod key;
+pub mod meta;
 pub mod policy;
+pub mod store;
 
 use std::path::PathBuf;
 
