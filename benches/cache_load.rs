@@ -46,14 +46,19 @@ async fn origin(huge_mib: u64) -> SocketAddr {
                             "/100k" => Full::new(medium).map_err(|e| match e {}).boxed(),
                             _ => {
                                 let chunk = Bytes::from(vec![b'z'; 1 << 20]);
-                                let frames = (0..huge_mib).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone())));
+                                let frames = (0..huge_mib)
+                                    .map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone())));
                                 BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
                             }
                         };
                         let mut r = Response::new(body);
-                        r.headers_mut().insert("cache-control", "public, max-age=3600".parse().unwrap());
+                        r.headers_mut()
+                            .insert("cache-control", "public, max-age=3600".parse().unwrap());
                         if req.uri().path() == "/huge" {
-                            r.headers_mut().insert("content-length", (huge_mib << 20).to_string().parse().unwrap());
+                            r.headers_mut().insert(
+                                "content-length",
+                                (huge_mib << 20).to_string().parse().unwrap(),
+                            );
                         }
                         Ok::<_, Infallible>(r)
                     }
@@ -78,10 +83,15 @@ async fn load(to: SocketAddr, url: &str, secs: f64) -> (f64, f64) {
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(to).await.unwrap();
             stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
             tokio::spawn(conn);
             while Instant::now() < deadline {
-                let req = Request::get(&url).header("host", "bench").body(Empty::<Bytes>::new()).unwrap();
+                let req = Request::get(&url)
+                    .header("host", "bench")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
                 let res = sender.send_request(req).await.unwrap();
                 assert!(res.status().is_success());
                 let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -113,13 +123,20 @@ async fn start_proxy(dir: &std::path::Path, memory_objects: bool) -> cuttle::app
          [log]\naccess_log = \"none\"\nlevel = \"warn\"\n",
         dir.display()
     );
-    cuttle::app::start(cuttle::config::load_str("bench.toml", &text).unwrap()).await.unwrap()
+    cuttle::app::start(cuttle::config::load_str("bench.toml", &text).unwrap())
+        .await
+        .unwrap()
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| -> u64 {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap()
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
@@ -135,14 +152,22 @@ async fn huge_object_rss(origin: SocketAddr, huge_mib: u64) {
          [cache.disk]\npath = \"{}\"\nmax_size = \"4 GiB\"\nmax_object_size = \"2 GiB\"\n[log]\naccess_log = \"none\"\nlevel = \"warn\"\n",
         dir.path().join("cache").display())).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cuttle"))
-        .args(["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let addr: SocketAddr = std::io::BufRead::lines(stderr)
         .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("cuttle: listening on ").map(|r| r.split(' ').next().unwrap_or("").to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("cuttle: listening on ")
+                .map(|r| r.split(' ').next().unwrap_or("").to_owned())
+        })
         .unwrap()
         .parse()
         .unwrap();
@@ -166,9 +191,14 @@ async fn huge_object_rss(origin: SocketAddr, huge_mib: u64) {
 /// One streaming fetch; returns (status, MiB received).
 async fn load_one(to: SocketAddr, url: &str) -> (u16, f64) {
     let stream = TcpStream::connect(to).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let req = Request::get(url).header("host", "bench").body(Empty::<Bytes>::new()).unwrap();
+    let req = Request::get(url)
+        .header("host", "bench")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
     let res = sender.send_request(req).await.unwrap();
     let status = res.status().as_u16();
     let mut body = res.into_body();
@@ -182,19 +212,32 @@ async fn load_one(to: SocketAddr, url: &str) -> (u16, f64) {
 }
 
 fn main() {
-    let secs: f64 = std::env::var("CUTTLE_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let huge_mib: u64 = std::env::var("CUTTLE_BENCH_HUGE_MIB").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let secs: f64 = std::env::var("CUTTLE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let huge_mib: u64 = std::env::var("CUTTLE_BENCH_HUGE_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return; // `cargo test --benches` builds this; it is not a test.
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let origin = origin(huge_mib).await;
         let mem_dir = tempfile::tempdir().unwrap();
         let disk_dir = tempfile::tempdir().unwrap();
         let memory = start_proxy(mem_dir.path(), true).await;
         let disk = start_proxy(disk_dir.path(), false).await;
-        println!("{:<22} {:>10} {:>10} {:>10}", "row (median of 3)", "req/s", "MiB/s", "vs origin");
+        println!(
+            "{:<22} {:>10} {:>10} {:>10}",
+            "row (median of 3)", "req/s", "MiB/s", "vs origin"
+        );
         for object in ["/1k", "/100k"] {
             let url = format!("http://{origin}{object}");
             let mut rows = Vec::new();
@@ -214,7 +257,10 @@ fn main() {
                 rows.push((format!("{name} {object}"), median(runs)));
             }
             for (name, (rps, mibs)) in rows {
-                println!("{name:<22} {rps:>10.0} {mibs:>10.1} {:>9.2}x", rps / direct.0);
+                println!(
+                    "{name:<22} {rps:>10.0} {mibs:>10.1} {:>9.2}x",
+                    rps / direct.0
+                );
             }
         }
         huge_object_rss(origin, huge_mib).await;

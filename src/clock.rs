@@ -48,6 +48,11 @@ impl ManualClock {
         }
     }
 
+    /// A clock frozen at the current wall time (HTTP dates stay realistic).
+    pub fn starting_now() -> Self {
+        Self::new(SystemClock.now())
+    }
+
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);

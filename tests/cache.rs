@@ -7,19 +7,41 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cuttle::clock::ManualClock;
 use support::*;
 
-/// A proxy on a manual clock; returns it and the clock.
-async fn proxy_with_clock(dir: &std::path::Path, extra: &str) -> (cuttle::app::Server, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+/// A proxy on a new manual clock; returns it and the clock.
+async fn proxy_with_clock(
+    dir: &std::path::Path,
+    extra: &str,
+) -> (cuttle::app::Server, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::starting_now());
+    (proxy_on(dir, extra, clock.clone()).await, clock)
+}
+
+/// A proxy on `clock`.
+async fn proxy_on(
+    dir: &std::path::Path,
+    extra: &str,
+    clock: Arc<ManualClock>,
+) -> cuttle::app::Server {
     let text = format!("{}\n[log]\naccess_log = \"none\"\n", config(dir, extra));
     let config = cuttle::config::load_str("test.toml", &text).unwrap();
-    let server = cuttle::app::start_with_clock(config, clock.clone()).await.unwrap();
-    (server, clock)
+    cuttle::app::start_with_clock(config, clock).await.unwrap()
+}
+
+/// `Date` from the test's clock (hyper would stamp the real time, which the proxy's manual
+/// clock does not follow).
+fn dated(mut r: http::Response<OriginBody>, clock: &ManualClock) -> http::Response<OriginBody> {
+    use cuttle::clock::Clock;
+    r.headers_mut().insert(
+        "date",
+        httpdate::fmt_http_date(clock.now()).parse().unwrap(),
+    );
+    r
 }
 
 fn client_for(server: &cuttle::app::Server) -> reqwest::Client {
@@ -30,10 +52,14 @@ fn client_for(server: &cuttle::app::Server) -> reqwest::Client {
         .unwrap()
 }
 
-fn cacheable(body: &'static str, cache_control: &'static str) -> impl Fn(&Recorded) -> http::Response<OriginBody> {
+fn cacheable(
+    body: &'static str,
+    cache_control: &'static str,
+) -> impl Fn(&Recorded) -> http::Response<OriginBody> {
     move |_| {
         let mut r = reply(200, body);
-        r.headers_mut().insert("cache-control", cache_control.parse().unwrap());
+        r.headers_mut()
+            .insert("cache-control", cache_control.parse().unwrap());
         r
     }
 }
@@ -56,7 +82,10 @@ async fn second_request_is_a_hit_with_age_and_cache_status() {
     let client = client_for(&server);
     let first = client.get(origin.url("/c")).send().await.unwrap();
     let status = cache_status(&first);
-    assert!(status.contains("fwd=uri-miss") && status.contains("stored"), "{status}");
+    assert!(
+        status.contains("fwd=uri-miss") && status.contains("stored"),
+        "{status}"
+    );
     assert_eq!(first.text().await.unwrap(), "cached body");
     clock.advance(Duration::from_secs(7));
     let second = client.get(origin.url("/c")).send().await.unwrap();
@@ -72,14 +101,21 @@ async fn second_request_is_a_hit_with_age_and_cache_status() {
 async fn stale_entry_is_revalidated_with_304_and_freshened() {
     let origin = Origin::builder()
         .route("/v", |req| {
-            if req.headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+            if req
+                .headers
+                .get("if-none-match")
+                .is_some_and(|v| v == "\"v1\"")
+            {
                 let mut r = reply(304, "");
-                r.headers_mut().insert("cache-control", "max-age=60".parse().unwrap());
-                r.headers_mut().insert("x-refreshed", "yes".parse().unwrap());
+                r.headers_mut()
+                    .insert("cache-control", "max-age=60".parse().unwrap());
+                r.headers_mut()
+                    .insert("x-refreshed", "yes".parse().unwrap());
                 return r;
             }
             let mut r = reply(200, "version one");
-            r.headers_mut().insert("cache-control", "max-age=10".parse().unwrap());
+            r.headers_mut()
+                .insert("cache-control", "max-age=10".parse().unwrap());
             r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
             r
         })
@@ -88,11 +124,21 @@ async fn stale_entry_is_revalidated_with_304_and_freshened() {
     let dir = tempfile::tempdir().unwrap();
     let (server, clock) = proxy_with_clock(dir.path(), "").await;
     let client = client_for(&server);
-    client.get(origin.url("/v")).send().await.unwrap().bytes().await.unwrap();
+    client
+        .get(origin.url("/v"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(30));
     let revalidated = client.get(origin.url("/v")).send().await.unwrap();
     let status = cache_status(&revalidated);
-    assert!(status.contains("fwd=stale") && status.contains("fwd-status=304"), "{status}");
+    assert!(
+        status.contains("fwd=stale") && status.contains("fwd-status=304"),
+        "{status}"
+    );
     assert_eq!(revalidated.headers()["x-refreshed"], "yes");
     assert_eq!(revalidated.text().await.unwrap(), "version one");
     assert_eq!(origin.requests()[1].headers["if-none-match"], "\"v1\"");
@@ -114,8 +160,10 @@ async fn vary_variants_coexist() {
                 .map(|v| v.to_str().unwrap().to_owned())
                 .unwrap_or_default();
             let mut r = reply(200, &format!("hello in {lang}"));
-            r.headers_mut().insert("cache-control", "max-age=100".parse().unwrap());
-            r.headers_mut().insert("vary", "Accept-Language".parse().unwrap());
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            r.headers_mut()
+                .insert("vary", "Accept-Language".parse().unwrap());
             r
         })
         .spawn()
@@ -132,14 +180,22 @@ async fn vary_variants_coexist() {
             .unwrap();
         assert_eq!(r.text().await.unwrap(), format!("hello in {lang}"));
     }
-    assert_eq!(origin.hits(), 3, "en and fr were served from their own variants");
+    assert_eq!(
+        origin.hits(),
+        3,
+        "en and fr were served from their own variants"
+    );
     let other = client
         .get(origin.url("/lang"))
         .header("accept-language", "es")
         .send()
         .await
         .unwrap();
-    assert!(cache_status(&other).contains("fwd=vary-miss"), "{}", cache_status(&other));
+    assert!(
+        cache_status(&other).contains("fwd=vary-miss"),
+        "{}",
+        cache_status(&other)
+    );
 }
 
 #[tokio::test]
@@ -153,7 +209,8 @@ async fn post_invalidates_the_stored_response() {
                 return reply(204, "");
             }
             let mut r = reply(200, &format!("v{}", v.load(Ordering::SeqCst)));
-            r.headers_mut().insert("cache-control", "max-age=100".parse().unwrap());
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
             r
         })
         .spawn()
@@ -161,11 +218,46 @@ async fn post_invalidates_the_stored_response() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _clock) = proxy_with_clock(dir.path(), "").await;
     let client = client_for(&server);
-    assert_eq!(client.get(origin.url("/doc")).send().await.unwrap().text().await.unwrap(), "v1");
-    assert_eq!(client.get(origin.url("/doc")).send().await.unwrap().text().await.unwrap(), "v1");
-    let post = client.post(origin.url("/doc")).body("change").send().await.unwrap();
+    assert_eq!(
+        client
+            .get(origin.url("/doc"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "v1"
+    );
+    assert_eq!(
+        client
+            .get(origin.url("/doc"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "v1"
+    );
+    let post = client
+        .post(origin.url("/doc"))
+        .body("change")
+        .send()
+        .await
+        .unwrap();
     assert!(cache_status(&post).contains("fwd=method"));
-    assert_eq!(client.get(origin.url("/doc")).send().await.unwrap().text().await.unwrap(), "v2");
+    assert_eq!(
+        client
+            .get(origin.url("/doc"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "v2"
+    );
     // GET (miss), GET (hit, not seen), POST, GET (miss again after the invalidation).
     assert_eq!(origin.hits(), 3);
 }
@@ -174,25 +266,39 @@ async fn post_invalidates_the_stored_response() {
 async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_background() {
     let count = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&count);
+    let clock = Arc::new(ManualClock::starting_now());
+    let origin_clock = clock.clone();
     let origin = Origin::builder()
         .route("/swr", move |_| {
             let n = c.fetch_add(1, Ordering::SeqCst) + 1;
             let mut r = reply(200, &format!("generation {n}"));
-            r.headers_mut()
-                .insert("cache-control", "max-age=10, stale-while-revalidate=60".parse().unwrap());
-            r
+            r.headers_mut().insert(
+                "cache-control",
+                "max-age=10, stale-while-revalidate=60".parse().unwrap(),
+            );
+            dated(r, &origin_clock)
         })
         .spawn()
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let (server, clock) = proxy_with_clock(dir.path(), "").await;
+    let server = proxy_on(dir.path(), "", clock.clone()).await;
     let client = client_for(&server);
-    client.get(origin.url("/swr")).send().await.unwrap().bytes().await.unwrap();
+    client
+        .get(origin.url("/swr"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(20));
     for _ in 0..3 {
         let stale = client.get(origin.url("/swr")).send().await.unwrap();
         let status = cache_status(&stale);
-        assert!(status.contains("hit") && status.contains("stale-while-revalidate"), "{status}");
+        assert!(
+            status.contains("hit") && status.contains("stale-while-revalidate"),
+            "{status}"
+        );
         assert_eq!(stale.text().await.unwrap(), "generation 1");
     }
     // Exactly one background refresh reaches the origin (bounded wait).
@@ -203,7 +309,14 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_background() 
     assert_eq!(origin.hits(), 2);
     let mut refreshed = String::new();
     for _ in 0..200 {
-        refreshed = client.get(origin.url("/swr")).send().await.unwrap().text().await.unwrap();
+        refreshed = client
+            .get(origin.url("/swr"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if refreshed == "generation 2" {
             break;
         }
@@ -223,7 +336,9 @@ async fn stale_if_error_serves_stale_when_the_origin_is_down() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let origin_task = {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let (mut s, _) = listener.accept().await.unwrap();
@@ -233,12 +348,19 @@ async fn stale_if_error_serves_stale_when_the_origin_is_down() {
         })
     };
     let url = format!("http://127.0.0.1:{port}/sie");
-    assert_eq!(client.get(&url).send().await.unwrap().text().await.unwrap(), "stale ok");
+    assert_eq!(
+        client.get(&url).send().await.unwrap().text().await.unwrap(),
+        "stale ok"
+    );
     origin_task.await.unwrap();
     clock.advance(Duration::from_secs(60));
     let stale = client.get(&url).send().await.unwrap();
     assert_eq!(stale.status(), 200);
-    assert!(cache_status(&stale).contains("stale-if-error"), "{}", cache_status(&stale));
+    assert!(
+        cache_status(&stale).contains("stale-if-error"),
+        "{}",
+        cache_status(&stale)
+    );
     assert_eq!(stale.text().await.unwrap(), "stale ok");
     // Beyond the stale-if-error window: the failure shows.
     clock.advance(Duration::from_secs(3600));
@@ -253,7 +375,8 @@ async fn collapsed_forwarding_turns_100_concurrent_misses_into_one_origin_reques
             // Slow enough that all clients arrive while the first fetch is in flight.
             std::thread::sleep(Duration::from_millis(300));
             let mut r = reply(200, "hot object");
-            r.headers_mut().insert("cache-control", "max-age=100".parse().unwrap());
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
             r
         })
         .spawn()
@@ -284,8 +407,11 @@ async fn disk_entries_survive_a_restart_with_the_right_age() {
     let dir = tempfile::tempdir().unwrap();
     // Memory objects of 1 byte at most: everything lives on disk.
     let extra = "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n";
-    let clock = Arc::new(ManualClock::new(SystemTime::now()));
-    let text = format!("{}\n[log]\naccess_log = \"none\"\n", config(dir.path(), extra));
+    let clock = Arc::new(ManualClock::starting_now());
+    let text = format!(
+        "{}\n[log]\naccess_log = \"none\"\n",
+        config(dir.path(), extra)
+    );
     let server = cuttle::app::start_with_clock(
         cuttle::config::load_str("t.toml", &text).unwrap(),
         clock.clone(),
@@ -293,7 +419,14 @@ async fn disk_entries_survive_a_restart_with_the_right_age() {
     .await
     .unwrap();
     let client = client_for(&server);
-    client.get(origin.url("/persist")).send().await.unwrap().bytes().await.unwrap();
+    client
+        .get(origin.url("/persist"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     server.shutdown().await;
     clock.advance(Duration::from_secs(42));
     let server = cuttle::app::start_with_clock(
@@ -305,7 +438,10 @@ async fn disk_entries_survive_a_restart_with_the_right_age() {
     let client = client_for(&server);
     let hit = client.get(origin.url("/persist")).send().await.unwrap();
     let status = cache_status(&hit);
-    assert!(status.contains("hit") && status.contains("detail=disk"), "{status}");
+    assert!(
+        status.contains("hit") && status.contains("detail=disk"),
+        "{status}"
+    );
     assert_eq!(hit.headers()["age"], "42");
     assert_eq!(hit.text().await.unwrap(), "kept on disk");
     assert_eq!(origin.hits(), 1);
@@ -314,7 +450,8 @@ async fn disk_entries_survive_a_restart_with_the_right_age() {
 #[tokio::test]
 async fn truncated_upstream_body_is_not_stored() {
     let origin = RawOrigin::spawn(RawBehaviour::Reply(
-        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=100\r\nContent-Length: 100\r\n\r\nonly part".to_vec(),
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=100\r\nContent-Length: 100\r\n\r\nonly part"
+            .to_vec(),
     ))
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -323,9 +460,17 @@ async fn truncated_upstream_body_is_not_stored() {
     let first = client.get(origin.url("/t")).send().await.unwrap();
     assert!(first.bytes().await.is_err());
     let second = client.get(origin.url("/t")).send().await.unwrap();
-    assert!(!cache_status(&second).contains("hit"), "{}", cache_status(&second));
+    assert!(
+        !cache_status(&second).contains("hit"),
+        "{}",
+        cache_status(&second)
+    );
     let _ = second.bytes().await;
-    assert_eq!(origin.hits.load(Ordering::SeqCst), 2, "the truncated body was never served from cache");
+    assert_eq!(
+        origin.hits.load(Ordering::SeqCst),
+        2,
+        "the truncated body was never served from cache"
+    );
 }
 
 #[tokio::test]
@@ -338,7 +483,14 @@ async fn corrupt_disk_entry_is_a_miss() {
     let extra = "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n";
     let (server, _clock) = proxy_with_clock(dir.path(), extra).await;
     let client = client_for(&server);
-    client.get(origin.url("/corrupt")).send().await.unwrap().bytes().await.unwrap();
+    client
+        .get(origin.url("/corrupt"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     // Flip bytes in every content file under the cache directory.
     let mut corrupted = 0;
     for entry in walk(&dir.path().join("cache")) {
@@ -353,7 +505,11 @@ async fn corrupt_disk_entry_is_a_miss() {
     }
     assert!(corrupted > 0, "found no content files to corrupt");
     let again = client.get(origin.url("/corrupt")).send().await.unwrap();
-    assert!(!cache_status(&again).contains("hit"), "{}", cache_status(&again));
+    assert!(
+        !cache_status(&again).contains("hit"),
+        "{}",
+        cache_status(&again)
+    );
     assert_eq!(again.text().await.unwrap(), "pristine content");
     assert_eq!(origin.hits(), 2);
 }
@@ -362,7 +518,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -385,22 +543,29 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 
 #[tokio::test]
 async fn disk_tier_stays_within_max_size_after_filling_it_three_times_over() {
-    let block = Bytes::from(pattern(64 * 1024));
     let origin = Origin::builder()
-        .route("/obj", move |_| {
-            let mut r = reply_bytes(200, block.clone());
-            r.headers_mut().insert("cache-control", "max-age=1000".parse().unwrap());
+        .route("/obj", move |req| {
+            // Distinct bytes per object: the disk tier stores content by hash.
+            let mut body = pattern(64 * 1024);
+            let tag = req.uri.query().unwrap_or("").as_bytes();
+            body[..tag.len()].copy_from_slice(tag);
+            let mut r = reply_bytes(200, Bytes::from(body));
+            r.headers_mut()
+                .insert("cache-control", "max-age=1000".parse().unwrap());
             r
         })
         .spawn()
         .await;
     let dir = tempfile::tempdir().unwrap();
     // The harness config already has a [cache.disk] table: add the bound to it.
-    let text = config(dir.path(), "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n")
-        .replace(
-            "[cache.disk]\n",
-            "[cache.disk]\nmax_size = \"1 MiB\"\nmax_object_size = \"256 KiB\"\n",
-        );
+    let text = config(
+        dir.path(),
+        "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n",
+    )
+    .replace(
+        "[cache.disk]\n",
+        "[cache.disk]\nmax_size = \"1 MiB\"\nmax_object_size = \"256 KiB\"\n",
+    );
     let proxy = TestProxy::start_text(&text, None).await;
     let client = http_client(&proxy);
     // 48 distinct 64 KiB objects = 3 MiB through a 1 MiB disk tier.
@@ -416,9 +581,16 @@ async fn disk_tier_stays_within_max_size_after_filling_it_three_times_over() {
         assert_eq!(body.len(), 64 * 1024);
     }
     let used = dir_size(&dir.path().join("cache"));
-    assert!(used <= 1024 * 1024, "disk cache holds {used} bytes of content");
+    assert!(
+        used <= 1024 * 1024,
+        "disk cache holds {used} bytes of content"
+    );
     assert!(used >= 512 * 1024, "disk cache evicted too much: {used}");
     // The most recent object is still a hit.
     let last = client.get(origin.url("/obj?47")).send().await.unwrap();
-    assert!(cache_status(&last).contains("hit"), "{}", cache_status(&last));
+    assert!(
+        cache_status(&last).contains("hit"),
+        "{}",
+        cache_status(&last)
+    );
 }

@@ -106,7 +106,10 @@ impl Drop for Leader {
         }
         if let Ok(mut map) = self.table.inflight.lock() {
             // Only remove our own entry (a later leader may have replaced it).
-            if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.tx.subscribe())) {
+            if map
+                .get(&self.key)
+                .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+            {
                 map.remove(&self.key);
             }
         }
@@ -130,30 +133,49 @@ mod tests {
     #[tokio::test]
     async fn second_request_waits_and_sees_stored() {
         let table = Collapser::default();
-        let Role::Leader(leader) = table.join("k") else { panic!("first is leader") };
-        let Role::Waiter(waiter) = table.join("k") else { panic!("second waits") };
+        let Role::Leader(leader) = table.join("k") else {
+            panic!("first is leader")
+        };
+        let Role::Waiter(waiter) = table.join("k") else {
+            panic!("second waits")
+        };
         let wait = tokio::spawn(waiter.wait(Duration::from_secs(5)));
         leader.finish(Outcome::Stored);
         assert_eq!(wait.await.unwrap(), Outcome::Stored);
         assert_eq!(table.in_flight(), 0);
-        assert!(matches!(table.join("k"), Role::Leader(_)), "next request leads again");
+        assert!(
+            matches!(table.join("k"), Role::Leader(_)),
+            "next request leads again"
+        );
     }
 
     #[tokio::test]
     async fn dropped_leader_releases_waiters_as_not_stored() {
         let table = Collapser::default();
-        let Role::Leader(leader) = table.join("k") else { panic!() };
-        let Role::Waiter(waiter) = table.join("k") else { panic!() };
+        let Role::Leader(leader) = table.join("k") else {
+            panic!()
+        };
+        let Role::Waiter(waiter) = table.join("k") else {
+            panic!()
+        };
         drop(leader);
-        assert_eq!(waiter.wait(Duration::from_secs(5)).await, Outcome::NotStored);
+        assert_eq!(
+            waiter.wait(Duration::from_secs(5)).await,
+            Outcome::NotStored
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn waiting_is_bounded() {
         let table = Collapser::default();
         let _leader = table.join("k");
-        let Role::Waiter(waiter) = table.join("k") else { panic!() };
-        assert_eq!(waiter.wait(Duration::from_secs(3)).await, Outcome::NotStored);
+        let Role::Waiter(waiter) = table.join("k") else {
+            panic!()
+        };
+        assert_eq!(
+            waiter.wait(Duration::from_secs(3)).await,
+            Outcome::NotStored
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct FillSink {
     /// `None` once the writer gave up (too large, I/O error): the relay goes on uncached.
     tx: Option<PollSender<Bytes>>,
     done: Option<oneshot::Sender<bool>>,
+    /// Resolves once the entry is committed (true) or dropped (false).
+    committed: Option<oneshot::Receiver<bool>>,
 }
 
 /// Starts a writer task for `writer`; returns the relay's sink and the task handle, which
@@ -33,11 +35,17 @@ pub struct FillSink {
 pub fn start(writer: Writer, leader: Option<Leader>) -> (FillSink, tokio::task::JoinHandle<bool>) {
     let (tx, rx) = mpsc::channel(DEPTH);
     let (done_tx, done_rx) = oneshot::channel();
-    let task = tokio::spawn(write_loop(writer, rx, done_rx, leader));
+    let (committed_tx, committed_rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let stored = write_loop(writer, rx, done_rx, leader).await;
+        let _ = committed_tx.send(stored);
+        stored
+    });
     (
         FillSink {
             tx: Some(PollSender::new(tx)),
             done: Some(done_tx),
+            committed: Some(committed_rx),
         },
         task,
     )
@@ -102,11 +110,15 @@ impl FillSink {
         }
     }
 
-    /// The body ended cleanly: commit.
-    pub fn complete(mut self) {
+    /// The body ended cleanly: commit. The returned receiver resolves once the entry is
+    /// visible (true) or was refused (false), so the relay can hold the last bytes until then.
+    pub fn complete(mut self) -> Option<oneshot::Receiver<bool>> {
+        // Closing the data channel lets the writer see the end.
+        self.tx = None;
         if let Some(done) = self.done.take() {
             let _ = done.send(true);
         }
+        self.committed.take()
     }
 
     /// Stops filling; nothing will be stored.
@@ -137,7 +149,7 @@ where
                 break;
             }
             None => {
-                sink.complete();
+                let _ = sink.complete();
                 break;
             }
         }

@@ -25,6 +25,8 @@ use crate::cache::collapse::Collapser;
 const VARY_RECORD: &str = "cuttle-vary-record";
 
 /// What the store holds for a request.
+// Built once per request and matched at once; boxing the hit would cost every hit an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Lookup {
     /// A stored response selected for this request, under `key`.
@@ -106,7 +108,8 @@ impl Cache {
         url: &str,
         now: SystemTime,
     ) -> Evaluation {
-        let response = effective_response_directives(&head.headers, &self.behaviour.targeted_fields);
+        let response =
+            effective_response_directives(&head.headers, &self.behaviour.targeted_fields);
         let lifetime = freshness_lifetime(
             head.status,
             &head.headers,

@@ -10,9 +10,11 @@ pub mod collapse;
 pub mod fill;
 pub mod key;
 pub mod lookup;
+pub mod meta;
 pub mod policy;
 pub mod serve;
 pub mod status;
+pub mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,7 +54,7 @@ impl Behaviour {
         self.refresh_patterns
             .iter()
             .find(|p| p.regex.is_match(url))
-            .map_or_else(Heuristic::default, |p| p.heuristic.clone())
+            .map_or_else(Heuristic::default, |p| p.heuristic)
     }
 }
 

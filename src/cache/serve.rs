@@ -10,8 +10,7 @@ use http::{Method, StatusCode};
 
 use super::meta::StoredHead;
 use super::policy::{
-    evaluate_client_conditional, plan_range, range, ConditionalOutcome, MultipartLayout,
-    RangePlan,
+    evaluate_client_conditional, plan_range, range, ConditionalOutcome, MultipartLayout, RangePlan,
 };
 
 /// Which bytes of the stored body to send.
@@ -101,7 +100,11 @@ pub fn serve_stored(
             body: BodyPlan::Full,
         },
         RangePlan::Single { start, end } => {
-            set(&mut headers, header::CONTENT_RANGE, &range::content_range(start, end, len));
+            set(
+                &mut headers,
+                header::CONTENT_RANGE,
+                &range::content_range(start, end, len),
+            );
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
             Served {
                 status: StatusCode::PARTIAL_CONTENT,
@@ -119,7 +122,10 @@ pub fn serve_stored(
             ) {
                 Some(layout) => {
                     set(&mut headers, header::CONTENT_TYPE, &layout.content_type);
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(layout.content_length));
+                    headers.insert(
+                        header::CONTENT_LENGTH,
+                        HeaderValue::from(layout.content_length),
+                    );
                     Served {
                         status: StatusCode::PARTIAL_CONTENT,
                         headers,
@@ -140,7 +146,11 @@ pub fn serve_stored(
             body: BodyPlan::Full,
         },
         RangePlan::Unsatisfiable => {
-            set(&mut headers, header::CONTENT_RANGE, &range::unsatisfied_content_range(len));
+            set(
+                &mut headers,
+                header::CONTENT_RANGE,
+                &range::unsatisfied_content_range(len),
+            );
             bodiless(StatusCode::RANGE_NOT_SATISFIABLE, headers)
         }
     }

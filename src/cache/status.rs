@@ -97,7 +97,8 @@ impl CacheStatus {
             );
         }
         if let Some(ttl) = self.ttl {
-            let ttl = sfv::Integer::try_from(ttl.clamp(-999_999_999_999_999, 999_999_999_999_999)).ok()?;
+            let ttl = sfv::Integer::try_from(ttl.clamp(-999_999_999_999_999, 999_999_999_999_999))
+                .ok()?;
             member = member.parameter(sfv::KeyRef::constant("ttl"), ttl);
         }
         if self.stored {
@@ -143,7 +144,10 @@ mod tests {
     #[test]
     fn hit_renders_as_rfc9211_example_shape() {
         let s = CacheStatus::hit(42, "memory");
-        assert_eq!(s.render("cuttle").unwrap(), "cuttle;hit;ttl=42;detail=memory");
+        assert_eq!(
+            s.render("cuttle").unwrap(),
+            "cuttle;hit;ttl=42;detail=memory"
+        );
     }
 
     #[test]

@@ -299,7 +299,11 @@ fn build_cache(
     for (i, name) in raw.targeted_fields.iter().enumerate() {
         let field = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             cx.err(
-                &[Seg::Key("cache"), Seg::Key("targeted_fields"), Seg::Index(i)],
+                &[
+                    Seg::Key("cache"),
+                    Seg::Key("targeted_fields"),
+                    Seg::Index(i),
+                ],
                 format!("`{name}` is not a field name"),
             )
         })?;

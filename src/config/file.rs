@@ -238,7 +238,10 @@ impl Default for Cache {
             range_offset_limit: ByteSize::mib(1),
             collapsed_forwarding: true,
             collapsed_forwarding_timeout: HumanDuration(Duration::from_secs(30)),
-            purge_from: ["127.0.0.0/8", "::1/128"].into_iter().filter_map(loopback).collect(),
+            purge_from: ["127.0.0.0/8", "::1/128"]
+                .into_iter()
+                .filter_map(loopback)
+                .collect(),
             memory: MemoryCache::default(),
             disk: DiskCache::default(),
         }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use super::transaction::Transaction;
@@ -37,7 +38,8 @@ enum Kind {
     /// Several shared slices in order (multipart/byteranges from a memory hit).
     Chunks(VecDeque<Bytes>),
     Disk(DiskSlice),
-    Upstream(UpstreamStream),
+    /// Boxed so hit bodies (the hot path) stay small.
+    Upstream(Box<UpstreamStream>),
 }
 
 /// A disk hit, optionally a byte range of it.
@@ -63,6 +65,9 @@ struct UpstreamStream {
     fill: Option<FillSink>,
     /// A frame held back while the cache writer catches up.
     held: Option<Frame<Bytes>>,
+    /// The last frame (`None`: the end of the stream) held until the cache entry is
+    /// committed, so that once a client has the whole response, later requests find it stored.
+    finishing: Option<(Option<Frame<Bytes>>, oneshot::Receiver<bool>)>,
 }
 
 /// Upstream failures after the response header was sent.
@@ -99,14 +104,15 @@ impl ProxyBody {
     /// Relays an upstream body, starting with `first` if a frame was already read.
     pub fn upstream(first: Option<Frame<Bytes>>, inner: Incoming, read_timeout: Duration) -> Self {
         Self {
-            kind: Kind::Upstream(UpstreamStream {
+            kind: Kind::Upstream(Box::new(UpstreamStream {
                 first,
                 inner,
                 read_timeout,
                 sleep: None,
                 fill: None,
                 held: None,
-            }),
+                finishing: None,
+            })),
             txn: None,
         }
     }
@@ -148,7 +154,7 @@ impl ProxyBody {
     fn finish(&mut self) {
         if let Kind::Upstream(stream) = &mut self.kind {
             if let Some(fill) = stream.fill.take() {
-                fill.complete();
+                let _ = fill.complete();
             }
         }
         if let Some(mut txn) = self.txn.take() {
@@ -220,7 +226,12 @@ impl Body for ProxyBody {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Chunks(chunks) => chunks.is_empty(),
             Kind::Disk(slice) => slice.remaining == 0 || slice.body.is_end_stream(),
-            Kind::Upstream(s) => s.first.is_none() && s.held.is_none() && s.inner.is_end_stream(),
+            Kind::Upstream(s) => {
+                s.first.is_none()
+                    && s.held.is_none()
+                    && s.finishing.is_none()
+                    && s.inner.is_end_stream()
+            }
         }
     }
 
@@ -228,7 +239,9 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Chunks(chunks) => SizeHint::with_exact(chunks.iter().map(|c| c.len() as u64).sum()),
+            Kind::Chunks(chunks) => {
+                SizeHint::with_exact(chunks.iter().map(|c| c.len() as u64).sum())
+            }
             Kind::Disk(slice) => {
                 let mut hint = SizeHint::new();
                 if slice.remaining != u64::MAX {
@@ -291,10 +304,19 @@ impl DiskSlice {
 
 impl UpstreamStream {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some((frame, committed)) = self.finishing.as_mut() {
+            if Pin::new(committed).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let frame = frame.take();
+            self.finishing = None;
+            return Poll::Ready(frame.map(Ok));
+        }
         let frame = match self.held.take().or_else(|| self.first.take()) {
             Some(frame) => frame,
             None => match self.poll_inner(cx) {
                 Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(None) => return self.finish_fill(None, cx),
                 other => return other,
             },
         };
@@ -304,7 +326,25 @@ impl UpstreamStream {
                 return Poll::Pending;
             }
         }
+        if self.fill.is_some() && self.first.is_none() && self.inner.is_end_stream() {
+            return self.finish_fill(Some(frame), cx);
+        }
         Poll::Ready(Some(Ok(frame)))
+    }
+
+    /// The upstream body is complete: commit the cache entry, then release `last`.
+    fn finish_fill(
+        &mut self,
+        last: Option<Frame<Bytes>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.fill.take().and_then(FillSink::complete) {
+            Some(committed) => {
+                self.finishing = Some((last, committed));
+                self.poll_next(cx)
+            }
+            None => Poll::Ready(last.map(Ok)),
+        }
     }
 
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {

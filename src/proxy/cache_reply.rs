@@ -38,7 +38,8 @@ fn decorate(shared: &Shared, headers: &mut HeaderMap, received: Version, status:
     status.append_to(headers, CACHE_NAME);
     if shared.cache.behaviour.x_cache {
         let word = if status.hit { "HIT" } else { "MISS" };
-        if let Ok(value) = HeaderValue::from_str(&format!("{word} from {}", shared.via.pseudonym())) {
+        if let Ok(value) = HeaderValue::from_str(&format!("{word} from {}", shared.via.pseudonym()))
+        {
             headers.insert(&X_CACHE, value);
         }
     }
@@ -94,7 +95,9 @@ pub fn serve_hit(
 fn slice(bytes: &bytes::Bytes, start: u64, end: u64) -> bytes::Bytes {
     let len = bytes.len();
     let start = usize::try_from(start).unwrap_or(len).min(len);
-    let end = usize::try_from(end.saturating_add(1)).unwrap_or(len).min(len);
+    let end = usize::try_from(end.saturating_add(1))
+        .unwrap_or(len)
+        .min(len);
     bytes.slice(start..end.max(start))
 }
 
@@ -181,7 +184,10 @@ pub async fn purge(
         ));
     }
     let Some(primary) = primary_key(uri) else {
-        return Err(Error::new(ErrorKind::InvalidRequest, "PURGE needs an absolute URL"));
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "PURGE needs an absolute URL",
+        ));
     };
     let removed = shared.cache.invalidate(&primary).await;
     let status = if removed > 0 {
@@ -194,6 +200,10 @@ pub async fn purge(
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
-    txn.code = if removed > 0 { code::TCP_MISS } else { code::NONE };
+    txn.code = if removed > 0 {
+        code::TCP_MISS
+    } else {
+        code::NONE
+    };
     Ok(response)
 }

@@ -31,8 +31,7 @@ use crate::cache::key::primary_key;
 use crate::cache::lookup::{is_cacheable_method, Evaluation, Lookup};
 use crate::cache::policy::{
     check_storable, conditional_request_headers, effective_response_directives, freshen_headers,
-    head_may_freshen,
-    invalidation::is_safe_method, invalidation_targets, may_serve_stale_on_error,
+    head_may_freshen, invalidation::is_safe_method, invalidation_targets, may_serve_stale_on_error,
     RequestDirectives, Reuse, RevalidateReason, StoreInput,
 };
 use crate::cache::status::{CacheStatus, Fwd};
@@ -85,7 +84,12 @@ pub async fn handle(
     let Some(primary) = primary_key(&ex.parts.uri) else {
         let up = ex.send(ex.parts.headers.clone()).await?;
         txn.code = code::TCP_MISS;
-        return Ok(deliver(ex.shared, up, CacheStatus::forward(Fwd::Bypass), None));
+        return Ok(deliver(
+            ex.shared,
+            up,
+            CacheStatus::forward(Fwd::Bypass),
+            None,
+        ));
     };
     let cache = &ex.shared.cache;
     match cache.lookup(&primary, &ex.parts.headers).await {
@@ -95,16 +99,40 @@ pub async fn handle(
             match eval.reuse {
                 Reuse::Fresh { ttl_secs } => {
                     let status = CacheStatus::hit(ttl_secs, hit.tier.as_str());
-                    Ok(serve_hit(&ex.shared, &ex.parts, txn, hit, eval.age, status, hit_code(&ex.parts)))
+                    Ok(serve_hit(
+                        ex.shared,
+                        &ex.parts,
+                        txn,
+                        hit,
+                        eval.age,
+                        status,
+                        hit_code(&ex.parts),
+                    ))
                 }
                 Reuse::StaleWhileRevalidate { .. } => {
                     spawn_refresh(&ex, &primary, &key, &hit);
                     let status = CacheStatus::hit(eval.ttl(), "stale-while-revalidate");
-                    Ok(serve_hit(&ex.shared, &ex.parts, txn, hit, eval.age, status, code::TCP_STALE_HIT))
+                    Ok(serve_hit(
+                        ex.shared,
+                        &ex.parts,
+                        txn,
+                        hit,
+                        eval.age,
+                        status,
+                        code::TCP_STALE_HIT,
+                    ))
                 }
                 Reuse::StaleAllowedByClient => {
                     let status = CacheStatus::hit(eval.ttl(), "max-stale");
-                    Ok(serve_hit(&ex.shared, &ex.parts, txn, hit, eval.age, status, code::TCP_STALE_HIT))
+                    Ok(serve_hit(
+                        ex.shared,
+                        &ex.parts,
+                        txn,
+                        hit,
+                        eval.age,
+                        status,
+                        code::TCP_STALE_HIT,
+                    ))
                 }
                 Reuse::MustRevalidate { reason } => {
                     if ex.request.only_if_cached {
@@ -153,7 +181,9 @@ impl Exchange<'_> {
         for name in CLIENT_CONDITIONALS {
             headers.remove(name);
         }
-        if range_start(&headers).is_some_and(|s| s <= self.shared.cache.behaviour.range_offset_limit) {
+        if range_start(&headers)
+            .is_some_and(|s| s <= self.shared.cache.behaviour.range_offset_limit)
+        {
             headers.remove(header::RANGE);
         }
         headers
@@ -200,7 +230,12 @@ async fn forward_uncached(
         }
     }
     txn.code = code::TCP_MISS;
-    Ok(deliver(ex.shared, up, CacheStatus::forward(Fwd::Method), None))
+    Ok(deliver(
+        ex.shared,
+        up,
+        CacheStatus::forward(Fwd::Method),
+        None,
+    ))
 }
 
 /// A miss: collapse with concurrent misses, then fetch and store.
@@ -225,7 +260,10 @@ async fn miss(
                         ex.shared.cache.lookup(primary, &ex.parts.headers).await
                     {
                         let now = ex.shared.clock.now();
-                        let eval = ex.shared.cache.evaluate(&hit.head, &ex.request, &ex.url, now);
+                        let eval = ex
+                            .shared
+                            .cache
+                            .evaluate(&hit.head, &ex.request, &ex.url, now);
                         if let Reuse::Fresh { ttl_secs } = eval.reuse {
                             let status = CacheStatus {
                                 fwd: Some(fwd),
@@ -234,7 +272,15 @@ async fn miss(
                                 detail: Some(hit.tier.as_str()),
                                 ..CacheStatus::default()
                             };
-                            return Ok(serve_hit(ex.shared, &ex.parts, txn, hit, eval.age, status, code::TCP_CF_HIT));
+                            return Ok(serve_hit(
+                                ex.shared,
+                                &ex.parts,
+                                txn,
+                                hit,
+                                eval.age,
+                                status,
+                                code::TCP_CF_HIT,
+                            ));
                         }
                     }
                 }
@@ -274,7 +320,10 @@ async fn revalidate(
         head.response_time = response_time;
         ex.shared.cache.store.update_head(&key, head.clone()).await;
         let now = ex.shared.clock.now();
-        let fresh = ex.shared.cache.evaluate(&head, &RequestDirectives::default(), &ex.url, now);
+        let fresh = ex
+            .shared
+            .cache
+            .evaluate(&head, &RequestDirectives::default(), &ex.url, now);
         let status = CacheStatus {
             fwd: Some(fwd),
             fwd_status: Some(304),
@@ -286,7 +335,15 @@ async fn revalidate(
             head: Arc::new(head),
             ..hit
         };
-        return Ok(serve_hit(ex.shared, &ex.parts, txn, hit, fresh.age, status, code::TCP_REFRESH_UNMODIFIED));
+        return Ok(serve_hit(
+            ex.shared,
+            &ex.parts,
+            txn,
+            hit,
+            fresh.age,
+            status,
+            code::TCP_REFRESH_UNMODIFIED,
+        ));
     }
     if up.parts.status.is_server_error() {
         return stale_on_error(ex, txn, hit, &eval, Ok(up));
@@ -325,11 +382,24 @@ fn stale_on_error(
             detail: Some("stale-if-error"),
             ..CacheStatus::default()
         };
-        return Ok(serve_hit(ex.shared, &ex.parts, txn, hit, eval.age, status, code::TCP_REFRESH_FAIL_OLD));
+        return Ok(serve_hit(
+            ex.shared,
+            &ex.parts,
+            txn,
+            hit,
+            eval.age,
+            status,
+            code::TCP_REFRESH_FAIL_OLD,
+        ));
     }
     let up = failure?;
     txn.code = code::TCP_MISS;
-    Ok(deliver(ex.shared, up, CacheStatus::forward(Fwd::Stale), None))
+    Ok(deliver(
+        ex.shared,
+        up,
+        CacheStatus::forward(Fwd::Stale),
+        None,
+    ))
 }
 
 /// Fetches a full response for a miss.
@@ -351,7 +421,17 @@ async fn fetch(
     let request_time = ex.shared.clock.now();
     let up = ex.send(headers).await?;
     txn.code = code::TCP_MISS;
-    store_or_pass(ex, txn, primary, fwd, had_variants, leader, up, request_time).await
+    store_or_pass(
+        ex,
+        txn,
+        primary,
+        fwd,
+        had_variants,
+        leader,
+        up,
+        request_time,
+    )
+    .await
 }
 
 /// Stores `up` if RFC 9111 §3 allows, relaying it to the client either way.
@@ -367,7 +447,8 @@ async fn store_or_pass(
     request_time: std::time::SystemTime,
 ) -> Result<Response<ProxyBody>, Error> {
     let cache = &ex.shared.cache;
-    let response = effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
+    let response =
+        effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
     let content_length = up.content_length();
     let verdict = if ex.parts.method == Method::HEAD {
         Err(crate::cache::policy::NotStorable::Method)
@@ -394,7 +475,14 @@ async fn store_or_pass(
         return Ok(deliver(ex.shared, up, status, None));
     }
     let response_time = ex.shared.clock.now();
-    let head = stored_head(&up, &response, request_time, response_time, &ex.url, content_length);
+    let head = stored_head(
+        &up,
+        &response,
+        request_time,
+        response_time,
+        &ex.url,
+        content_length,
+    );
     let writer = match cache
         .key_for_response(primary, &ex.parts.headers, &head, had_variants)
         .await
@@ -424,14 +512,23 @@ async fn store_or_pass(
         .iter()
         .any(|name| ex.parts.headers.contains_key(name))
         || ex.parts.headers.contains_key(header::RANGE);
-    if wants_partial && content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit) {
+    if wants_partial && content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit)
+    {
         let Upstreamed { first, body, .. } = up;
         let prefixed = super::body::Prefixed::new(first, body);
         if fill::drain(prefixed, sink, task).await {
             if let Lookup::Found { hit, .. } = cache.lookup(primary, &ex.parts.headers).await {
                 let now = ex.shared.clock.now();
                 let age = cache.evaluate(&hit.head, &ex.request, &ex.url, now).age;
-                return Ok(serve_hit(ex.shared, &ex.parts, txn, hit, age, status, code::TCP_MISS));
+                return Ok(serve_hit(
+                    ex.shared,
+                    &ex.parts,
+                    txn,
+                    hit,
+                    age,
+                    status,
+                    code::TCP_MISS,
+                ));
             }
         }
         return Err(Error::new(
@@ -479,7 +576,8 @@ fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &Hit) {
             leader.finish(Outcome::Stored);
             return;
         }
-        let response = effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
+        let response =
+            effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
         let content_length = up.content_length();
         let storable = check_storable(&StoreInput {
             method: &Method::GET,
@@ -496,8 +594,18 @@ fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &Hit) {
         if storable.is_err() {
             return;
         }
-        let head = stored_head(&up, &response, request_time, shared.clock.now(), &url, content_length);
-        let Some(key) = cache.key_for_response(&primary, &request_headers, &head, key != primary).await else {
+        let head = stored_head(
+            &up,
+            &response,
+            request_time,
+            shared.clock.now(),
+            &url,
+            content_length,
+        );
+        let Some(key) = cache
+            .key_for_response(&primary, &request_headers, &head, key != primary)
+            .await
+        else {
             return;
         };
         let Some(writer) = cache.store.writer(&key, head, content_length) else {

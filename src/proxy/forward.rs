@@ -58,7 +58,12 @@ async fn forward(
     }
     let (host, port) = match parts.uri.authority() {
         Some(a) if !a.host().is_empty() => (a.host().to_owned(), a.port_u16().unwrap_or(80)),
-        _ => return Err(Error::new(ErrorKind::InvalidRequest, "Invalid URL: no host")),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "Invalid URL: no host",
+            ))
+        }
     };
     check_loop(shared, &parts.headers)?;
     check_access(shared, conn.peer, &parts.method, &host, port)?;
@@ -130,7 +135,13 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
     // replace it with the host information of the request-target."
     let authority = uri
         .authority()
-        .map(|a| a.as_str().rsplit('@').next().unwrap_or(a.as_str()).to_owned())
+        .map(|a| {
+            a.as_str()
+                .rsplit('@')
+                .next()
+                .unwrap_or(a.as_str())
+                .to_owned()
+        })
         .unwrap_or_default();
     let host_value = HeaderValue::from_str(&authority)
         .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
@@ -142,11 +153,9 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
 
     let progress = Progress::new();
     let body = match body {
-        Some(body) if !body.is_end_stream() => RequestBody::streaming(
-            body,
-            shared.config.timeouts.client_read,
-            progress.clone(),
-        ),
+        Some(body) if !body.is_end_stream() => {
+            RequestBody::streaming(body, shared.config.timeouts.client_read, progress.clone())
+        }
         _ => RequestBody::empty(progress.clone()),
     };
     let mut request = Request::new(body);

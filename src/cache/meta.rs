@@ -1,0 +1,172 @@
+//! The stored response head: what a cache entry keeps besides its body.
+//!
+//! RFC 9111 §4.2.3 computes an entry's age from `request_time` and `response_time`, so
+//! both are kept next to the status and header fields. On disk the head is the cacache
+//! index metadata, a JSON value tagged with a version: a head written by another
+//! version, or damaged, fails [`StoredHead::from_json`] and the store treats the entry as
+//! a miss. Header values are arbitrary bytes (obs-text is legal in a field value), so a
+//! value that is not printable ASCII is kept as an array of bytes rather than a string.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+use serde_json::{json, Map, Value};
+
+/// Version tag of the JSON form; bump it when the layout changes.
+const VERSION: u64 = 1;
+
+/// Bytes charged per header field on top of name and value, as HPACK does (RFC 7541 §4.1).
+const FIELD_OVERHEAD: u64 = 32;
+
+/// A response head as stored in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHead {
+    pub status: StatusCode,
+    /// Response header fields as stored (hop-by-hop fields already removed by the caller).
+    pub headers: HeaderMap,
+    /// When the request that produced this response was sent (RFC 9111 §4.2.3).
+    pub request_time: SystemTime,
+    /// When the response was received (RFC 9111 §4.2.3).
+    pub response_time: SystemTime,
+    /// Effective request URI, for PURGE and logs.
+    pub url: String,
+    /// Exact length of the stored body; the store sets it from the bytes it committed.
+    pub body_len: u64,
+}
+
+/// Why a stored head could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    /// Written by a layout this build does not know (`None`: no version tag at all).
+    #[error("unsupported stored head version {0:?}")]
+    Version(Option<u64>),
+    /// A field is missing or has the wrong shape.
+    #[error("malformed stored head: bad `{0}`")]
+    Malformed(&'static str),
+}
+
+impl StoredHead {
+    /// The versioned JSON form kept as cacache metadata.
+    pub fn to_json(&self) -> Value {
+        let headers: Vec<Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| json!([name.as_str(), value_to_json(value)]))
+            .collect();
+        json!({
+            "v": VERSION,
+            "status": self.status.as_u16(),
+            "headers": headers,
+            "request_time": time_to_json(self.request_time),
+            "response_time": time_to_json(self.response_time),
+            "url": self.url,
+            "body_len": self.body_len,
+        })
+    }
+
+    /// Reads back what [`to_json`](Self::to_json) wrote.
+    pub fn from_json(v: &Value) -> Result<Self, MetaError> {
+        let obj = v.as_object().ok_or(MetaError::Malformed("head"))?;
+        match obj.get("v").map(Value::as_u64) {
+            Some(Some(VERSION)) => {}
+            Some(Some(other)) => return Err(MetaError::Version(Some(other))),
+            _ => return Err(MetaError::Version(None)),
+        }
+        let status = field(obj, "status")?
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .ok_or(MetaError::Malformed("status"))?;
+        let list = field(obj, "headers")?
+            .as_array()
+            .ok_or(MetaError::Malformed("headers"))?;
+        let mut headers = HeaderMap::with_capacity(list.len());
+        for pair in list {
+            let (name, value) = header_from_json(pair).ok_or(MetaError::Malformed("headers"))?;
+            headers.append(name, value);
+        }
+        Ok(Self {
+            status,
+            headers,
+            request_time: time_from_json(field(obj, "request_time")?)
+                .ok_or(MetaError::Malformed("request_time"))?,
+            response_time: time_from_json(field(obj, "response_time")?)
+                .ok_or(MetaError::Malformed("response_time"))?,
+            url: field(obj, "url")?
+                .as_str()
+                .ok_or(MetaError::Malformed("url"))?
+                .to_owned(),
+            body_len: field(obj, "body_len")?
+                .as_u64()
+                .ok_or(MetaError::Malformed("body_len"))?,
+        })
+    }
+
+    /// Approximate bytes this head occupies, for the memory weigher and disk accounting.
+    pub fn approx_size(&self) -> u64 {
+        let fields = self.headers.iter().fold(0u64, |acc, (name, value)| {
+            let len = name.as_str().len().saturating_add(value.len());
+            acc.saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
+                .saturating_add(FIELD_OVERHEAD)
+        });
+        let fixed = std::mem::size_of::<Self>().saturating_add(self.url.len());
+        fields.saturating_add(u64::try_from(fixed).unwrap_or(u64::MAX))
+    }
+}
+
+fn field<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, MetaError> {
+    obj.get(name).ok_or(MetaError::Malformed(name))
+}
+
+/// Printable ASCII (plus SP and HTAB) as a string; anything else as an array of bytes.
+fn value_to_json(value: &HeaderValue) -> Value {
+    let bytes = value.as_bytes();
+    if bytes
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        Value::String(String::from_utf8_lossy(bytes).into_owned())
+    } else {
+        Value::Array(bytes.iter().map(|&b| Value::from(b)).collect())
+    }
+}
+
+fn header_from_json(pair: &Value) -> Option<(HeaderName, HeaderValue)> {
+    let [name, value] = pair.as_array()?.as_slice() else {
+        return None;
+    };
+    let name = HeaderName::from_bytes(name.as_str()?.as_bytes()).ok()?;
+    let value = match value {
+        Value::String(s) => HeaderValue::from_bytes(s.as_bytes()).ok()?,
+        Value::Array(bytes) => {
+            let bytes: Option<Vec<u8>> = bytes
+                .iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            HeaderValue::from_bytes(&bytes?).ok()?
+        }
+        _ => return None,
+    };
+    Some((name, value))
+}
+
+/// `[seconds, nanoseconds]` since the Unix epoch; earlier times are stored as the epoch.
+fn time_to_json(t: SystemTime) -> Value {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    json!([d.as_secs(), d.subsec_nanos()])
+}
+
+fn time_from_json(v: &Value) -> Option<SystemTime> {
+    let [secs, nanos] = v.as_array()?.as_slice() else {
+        return None;
+    };
+    let nanos = u32::try_from(nanos.as_u64()?).ok()?;
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::new(secs.as_u64()?, nanos))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! The cache store: a memory tier in front of a disk tier, behind one cheap handle.
+//!
+//! Lookups try memory, then disk. A disk hit small enough for memory is read whole,
+//! checked, and promoted into memory ("small hot disk hits are promoted"); a larger one
+//! streams from disk as a [`DiskBody`]. Writes go through a [`Writer`] that makes the
+//! entry visible in every tier that took it only at commit. Freshness, Vary and what may
+//! be stored are decided elsewhere (`cache::policy`, `cache::key`): the store only keeps
+//! bytes under keys.
+//!
+//! ```text
+//! lookup ─▶ memory (moka) ─hit─▶ Hit { Memory(Bytes) }
+//!             └miss▶ disk (cacache + LRU index)
+//!                      ├ small ▶ read + check ▶ promote ▶ Hit { Memory(Bytes), tier: Disk }
+//!                      └ large ▶ Hit { Disk(DiskBody) }  (checked at end of stream)
+//! ```
+
+mod body;
+mod disk;
+mod lru;
+mod memory;
+mod writer;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use body::DiskBody;
+pub use writer::Writer;
+
+use crate::cache::meta::StoredHead;
+use body::Corrupt;
+use disk::{Disk, Found};
+use memory::Memory;
+
+/// Disk bodies up to this size are verified before serving even when too big for memory.
+const VERIFY_BEFORE_SERVING: u64 = 256 * 1024;
+
+/// The two-tier cache store. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// What every handle and writer shares.
+struct Inner {
+    memory: Memory,
+    /// `None` when the disk tier is disabled.
+    disk: Option<Arc<Disk>>,
+}
+
+/// Which tier served a hit; for logs and `Cache-Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Memory,
+    Disk,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Memory => "memory",
+            Tier::Disk => "disk",
+        }
+    }
+}
+
+/// A stored response found by [`Store::lookup`].
+#[derive(Debug)]
+pub struct Hit {
+    pub head: Arc<StoredHead>,
+    pub body: HitBody,
+    pub tier: Tier,
+}
+
+/// A hit's body.
+#[derive(Debug)]
+pub enum HitBody {
+    /// The whole body, shared: serving it copies nothing.
+    Memory(Bytes),
+    /// Streams from disk; ends in an error if the content is damaged.
+    Disk(DiskBody),
+}
+
+impl Store {
+    /// Opens the tiers `config` describes; the disk index is rebuilt from the directory,
+    /// so entries survive a restart, and trimmed to `max_size`.
+    pub async fn open(config: &crate::cache::Config) -> std::io::Result<Store> {
+        let disk = match &config.disk {
+            Some(d) => Some(Arc::new(Disk::open(d).await?)),
+            None => None,
+        };
+        Ok(Self::with(
+            Memory::new(config.memory.max_size, config.memory.max_object_size),
+            disk,
+        ))
+    }
+
+    /// A store with no disk tier.
+    pub fn memory_only(max_size: u64, max_object_size: u64) -> Store {
+        Self::with(Memory::new(max_size, max_object_size), None)
+    }
+
+    fn with(memory: Memory, disk: Option<Arc<Disk>>) -> Store {
+        Store {
+            inner: Arc::new(Inner { memory, disk }),
+        }
+    }
+
+    /// The largest object any tier accepts.
+    pub fn max_object_size(&self) -> u64 {
+        let memory = self.inner.memory.max_object_size();
+        self.inner
+            .disk
+            .as_ref()
+            .map_or(memory, |d| d.max_object_size().max(memory))
+    }
+
+    /// Finds `key` in memory, then on disk. A damaged disk entry is removed and missed.
+    pub async fn lookup(&self, key: &str) -> Option<Hit> {
+        let inner = &self.inner;
+        if let Some(entry) = inner.memory.get(key).await {
+            return Some(Hit {
+                head: Arc::clone(&entry.head),
+                body: HitBody::Memory(entry.body.clone()),
+                tier: Tier::Memory,
+            });
+        }
+        let disk = inner.disk.as_ref()?;
+        // Bodies up to this size are read whole and integrity-checked before anything is sent,
+        // so damage is a clean miss; larger ones stream and fail at the end if damaged.
+        let verify_whole = inner.memory.max_object_size().max(VERIFY_BEFORE_SERVING);
+        let hit = match disk.lookup(key, verify_whole).await? {
+            Found::Whole(head, body, sri) => {
+                let promoted = inner
+                    .memory
+                    .promote(key, Arc::clone(&head), body.clone())
+                    .await;
+                // A commit that replaced the key meanwhile wins over this older copy.
+                if let Some(entry) = promoted.filter(|_| !disk.holds(key, &sri)) {
+                    inner.memory.remove_if_same(key, &entry).await;
+                }
+                Hit {
+                    head,
+                    body: HitBody::Memory(body),
+                    tier: Tier::Disk,
+                }
+            }
+            Found::Stream(head, reader, sri) => {
+                let corrupt = Corrupt {
+                    disk: Arc::clone(disk),
+                    key: key.to_owned(),
+                    sri,
+                };
+                Hit {
+                    body: HitBody::Disk(DiskBody::new(reader, head.body_len, corrupt)),
+                    head,
+                    tier: Tier::Disk,
+                }
+            }
+        };
+        Some(hit)
+    }
+
+    /// Starts storing a response under `key`; `expected_len` is its announced length.
+    /// `None` if that exceeds every tier's object size limit.
+    pub fn writer(&self, key: &str, head: StoredHead, expected_len: Option<u64>) -> Option<Writer> {
+        Writer::new(Arc::clone(&self.inner), key, head, expected_len)
+    }
+
+    /// Freshens a stored entry after a 304 (RFC 9111 §4.3.4): replaces the head and keeps
+    /// the body, in every tier holding `key`. False if no tier does.
+    pub async fn update_head(&self, key: &str, head: StoredHead) -> bool {
+        let on_disk = match &self.inner.disk {
+            Some(disk) => disk.update_head(key, head.clone()).await,
+            None => false,
+        };
+        let in_memory = self.inner.memory.update_head(key, head).await;
+        on_disk || in_memory
+    }
+
+    /// Removes `key` from both tiers.
+    pub async fn remove(&self, key: &str) {
+        self.inner.memory.remove(key).await;
+        if let Some(disk) = &self.inner.disk {
+            disk.remove(key).await;
+        }
+    }
+
+    /// Removes every key starting with `prefix` from both tiers (all Vary variants of a
+    /// primary key, as keys are `"<primary>\n<secondary>"`); returns how many keys went.
+    ///
+    /// This is a plain string prefix: `"http://a/"` also matches `"http://a/b"`, so pass
+    /// `"<primary>\n"` for the variants and [`remove`](Self::remove) the bare primary key.
+    pub async fn remove_prefix(&self, prefix: &str) -> usize {
+        let mut keys: BTreeSet<String> = self
+            .inner
+            .memory
+            .keys_with_prefix(prefix)
+            .into_iter()
+            .collect();
+        if let Some(disk) = &self.inner.disk {
+            keys.extend(disk.keys_with_prefix(prefix));
+        }
+        for key in &keys {
+            self.remove(key).await;
+        }
+        keys.len()
+    }
+
+    /// Bytes accounted on disk; `None` without a disk tier.
+    pub fn disk_usage(&self) -> Option<u64> {
+        self.inner.disk.as_ref().map(|d| d.usage())
+    }
+
+    /// Bytes weighed in memory after applying moka's pending evictions.
+    pub async fn memory_usage(&self) -> u64 {
+        self.inner.memory.sync().await;
+        self.inner.memory.weighted_size()
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("disk_usage", &self.disk_usage())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! Filling the store: a body arrives in chunks and becomes visible only at commit.
+//!
+//! The body goes to every tier whose object limit it fits: accumulated for memory (until
+//! it outgrows the memory limit) and streamed into a cacache writer for disk (the disk
+//! copy makes small objects survive a restart, too). Nothing is visible before
+//! [`Writer::commit`], which checks the length; dropping the writer instead discards
+//! everything (cacache deletes its temporary file when its writer drops).
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::Inner;
+use crate::cache::meta::StoredHead;
+
+/// An entry being stored; see [`Store::writer`](super::Store::writer).
+pub struct Writer {
+    inner: Arc<Inner>,
+    key: String,
+    head: StoredHead,
+    /// The announced length (Content-Length), if any: commit requires exactly this many bytes.
+    expected_len: Option<u64>,
+    written: u64,
+    /// The body so far for the memory tier; `None` once it is too large for memory.
+    memory: Option<BytesMut>,
+    disk: Sink,
+    /// Set by the first error: the store is abandoned.
+    failed: bool,
+}
+
+/// Where the disk copy stands.
+enum Sink {
+    /// No disk tier, too large for it, or its write failed.
+    Off,
+    /// Not opened yet (opened on the first chunk, or at commit for an empty body).
+    Pending,
+    /// Boxed: cacache's writer is large and most of a writer's life is spent elsewhere.
+    Open(Box<cacache::Writer>),
+}
+
+impl Writer {
+    pub(super) fn new(
+        inner: Arc<Inner>,
+        key: &str,
+        head: StoredHead,
+        expected_len: Option<u64>,
+    ) -> Option<Self> {
+        let fits = |max: u64| expected_len.is_none_or(|n| n <= max);
+        let memory = fits(inner.memory.max_object_size()).then(|| {
+            // Known length: one exact allocation (bounded by the memory object limit).
+            let cap = expected_len.and_then(|n| usize::try_from(n).ok());
+            BytesMut::with_capacity(cap.unwrap_or(0))
+        });
+        let disk = match &inner.disk {
+            Some(disk) if fits(disk.max_object_size()) => Sink::Pending,
+            _ => Sink::Off,
+        };
+        if memory.is_none() && matches!(disk, Sink::Off) {
+            return None;
+        }
+        Some(Self {
+            inner,
+            key: key.to_owned(),
+            head,
+            expected_len,
+            written: 0,
+            memory,
+            disk,
+            failed: false,
+        })
+    }
+
+    /// Adds `chunk` to the body. An error means no tier can take the object any more
+    /// (too large, longer than announced, or disk failure): the caller abandons the store.
+    pub async fn write(&mut self, chunk: &Bytes) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("cache write already abandoned"));
+        }
+        let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+        let total = self.written.saturating_add(len);
+        if self.expected_len.is_some_and(|n| total > n) {
+            return Err(self.fail(io::ErrorKind::InvalidData, "body longer than announced"));
+        }
+        if total > self.inner.memory.max_object_size() {
+            self.memory = None;
+        }
+        if let Some(buf) = &mut self.memory {
+            buf.extend_from_slice(chunk);
+        }
+        let disk_result = self.write_disk(chunk, total).await;
+        if let Err(e) = &disk_result {
+            tracing::warn!(key = self.key, error = %e, "disk cache write failed");
+            self.disk = Sink::Off;
+        }
+        if self.memory.is_none() && matches!(self.disk, Sink::Off) {
+            self.failed = true;
+            return Err(disk_result.err().unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::FileTooLarge, "object too large to cache")
+            }));
+        }
+        self.written = total;
+        Ok(())
+    }
+
+    async fn write_disk(&mut self, chunk: &Bytes, total: u64) -> io::Result<()> {
+        let Some(disk) = &self.inner.disk else {
+            return Ok(());
+        };
+        if total > disk.max_object_size() {
+            // Dropping the cacache writer deletes its temporary file.
+            self.disk = Sink::Off;
+            return Ok(());
+        }
+        if matches!(self.disk, Sink::Pending) {
+            self.disk = Sink::Open(Box::new(disk.begin().await?));
+        }
+        if let Sink::Open(w) = &mut self.disk {
+            w.write_all(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the entry visible in every tier that took it, replacing what `key` held.
+    ///
+    /// Fails (storing nothing) after an abandoned write, or if fewer bytes than announced
+    /// arrived. `head.body_len` is set to the number of bytes written.
+    pub async fn commit(mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("cache write already abandoned"));
+        }
+        if self.expected_len.is_some_and(|n| n != self.written) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "body shorter than announced",
+            ));
+        }
+        self.head.body_len = self.written;
+        let Self {
+            inner,
+            key,
+            head,
+            memory,
+            disk: sink,
+            written,
+            ..
+        } = self;
+        let head = Arc::new(head);
+        if let Some(disk) = &inner.disk {
+            let writer = match sink {
+                Sink::Open(w) => Some(*w),
+                Sink::Pending if written <= disk.max_object_size() => Some(disk.begin().await?),
+                _ => None,
+            };
+            match writer {
+                Some(w) => disk.commit(&key, w, &head).await?,
+                // An older copy must not outlive the memory copy and come back later.
+                None => {
+                    disk.remove(&key).await;
+                }
+            }
+        }
+        match memory {
+            Some(buf) => {
+                inner.memory.insert(&key, head, freeze(buf)).await;
+            }
+            // Likewise an older memory copy would shadow the new disk copy.
+            None => {
+                inner.memory.remove(&key).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, kind: io::ErrorKind, msg: &'static str) -> io::Error {
+        self.failed = true;
+        self.memory = None;
+        self.disk = Sink::Off;
+        io::Error::new(kind, msg)
+    }
+}
+
+/// The accumulated body as `Bytes`, copied once if growth left much unused capacity.
+fn freeze(buf: BytesMut) -> Bytes {
+    if buf.capacity() > buf.len().saturating_add(buf.len() / 8) {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        buf.freeze()
+    }
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("key", &self.key)
+            .field("written", &self.written)
+            .field("expected_len", &self.expected_len)
+            .field("memory", &self.memory.is_some())
+            .field("disk", &!matches!(self.disk, Sink::Off))
+            .finish()
+    }
+}
