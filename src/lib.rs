@@ -7,7 +7,7 @@
 //!                                         ├▶ access   (pure: http_access over ACLs)
 //!                                         ├▶ upstream (connect, pooled client, request body)
 //!                                         ├▶ log      (access log writer, tracing)
-//!                                         └▶ cache    (storage tiers; config shape for now)
+//!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers)
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests)
 //! ```
 //! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::access`'s
