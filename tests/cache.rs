@@ -594,3 +594,152 @@ async fn disk_tier_stays_within_max_size_after_filling_it_three_times_over() {
         cache_status(&last)
     );
 }
+
+#[tokio::test]
+async fn conditional_miss_gets_304_while_the_full_body_is_stored() {
+    let origin = Origin::builder()
+        .route("/etag", |req| {
+            assert!(
+                !req.headers.contains_key("if-none-match"),
+                "the client's validator is not forwarded on a miss"
+            );
+            let mut r = reply(200, "full representation");
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            r.headers_mut().insert("etag", "\"abc\"".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    let conditional = client
+        .get(origin.url("/etag"))
+        .header("if-none-match", "W/\"abc\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conditional.status(), 304);
+    assert!(cache_status(&conditional).contains("stored"));
+    // The body drains into the cache in the background; the next plain request is a hit.
+    let mut status = String::new();
+    for _ in 0..200 {
+        let full = client.get(origin.url("/etag")).send().await.unwrap();
+        status = cache_status(&full);
+        let body = full.text().await.unwrap();
+        assert_eq!(body, "full representation");
+        if status.contains("hit") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(status.contains("hit"), "{status}");
+}
+
+#[tokio::test]
+async fn range_on_a_stored_response_is_206_without_the_origin() {
+    let origin = Origin::builder()
+        .route("/r", |_| {
+            let mut r = reply(200, &format!("0123456789{}abcdef", "-".repeat(984)));
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "text/plain".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    // A ranged miss fetches the whole (small) object, stores it, answers 206.
+    let first = client
+        .get(origin.url("/r"))
+        .header("range", "bytes=2-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 206);
+    assert_eq!(first.headers()["content-range"], "bytes 2-5/1000");
+    assert_eq!(first.text().await.unwrap(), "2345");
+    assert!(!origin.requests()[0].headers.contains_key("range"));
+    let multi = client
+        .get(origin.url("/r"))
+        .header("range", "bytes=0-1, 998-999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(multi.status(), 206);
+    let ctype = multi.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(
+        ctype.starts_with("multipart/byteranges; boundary="),
+        "{ctype}"
+    );
+    let body = multi.text().await.unwrap();
+    assert!(
+        body.contains("Content-Range: bytes 0-1/1000\r\n\r\n01\r\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Content-Range: bytes 998-999/1000\r\n\r\nef\r\n"),
+        "{body}"
+    );
+    let unsatisfiable = client
+        .get(origin.url("/r"))
+        .header("range", "bytes=5000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsatisfiable.status(), 416);
+    assert_eq!(unsatisfiable.headers()["content-range"], "bytes */1000");
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
+async fn purge_removes_the_entry_and_only_if_cached_then_gets_504() {
+    let origin = Origin::builder()
+        .route("/p", cacheable("purge me", "max-age=100"))
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    client
+        .get(origin.url("/p"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let cached = client
+        .get(origin.url("/p"))
+        .header("cache-control", "only-if-cached")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 200);
+    let purge = reqwest::Method::from_bytes(b"PURGE").unwrap();
+    let purged = client
+        .request(purge.clone(), origin.url("/p"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    let again = client
+        .request(purge, origin.url("/p"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    let gone = client
+        .get(origin.url("/p"))
+        .header("cache-control", "only-if-cached")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 504);
+    assert!(cache_status(&gone).contains("only-if-cached"));
+    assert_eq!(origin.hits(), 1);
+}

@@ -34,8 +34,9 @@ use crate::cache::policy::{
     head_may_freshen, invalidation::is_safe_method, invalidation_targets, may_serve_stale_on_error,
     RequestDirectives, Reuse, RevalidateReason, StoreInput,
 };
+use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::{CacheStatus, Fwd};
-use crate::cache::store::Hit;
+use crate::cache::store::{Hit, HitBody, Tier};
 use crate::error::Error;
 
 /// Client request fields that would make the origin answer with less than the full
@@ -506,35 +507,68 @@ async fn store_or_pass(
         ..CacheStatus::default()
     };
     let (sink, task) = fill::start(writer, leader);
-    // A client that asked for a range or sent conditionals gets its answer from the stored
-    // copy: the body is drained into the cache first (bounded by range_offset_limit for ranges).
+    // A client that sent conditionals or a Range gets its answer from the new copy, as from a
+    // stored one: 304/412/416 at once while the body drains into the cache; a small ranged
+    // object is drained first and served as 206; anything else streams in full (a server may
+    // ignore Range, RFC 9110 §14.2).
     let wants_partial = CLIENT_CONDITIONALS
         .iter()
         .any(|name| ex.parts.headers.contains_key(name))
         || ex.parts.headers.contains_key(header::RANGE);
-    if wants_partial && content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit)
-    {
-        let Upstreamed { first, body, .. } = up;
-        let prefixed = super::body::Prefixed::new(first, body);
-        if fill::drain(prefixed, sink, task).await {
-            if let Lookup::Found { hit, .. } = cache.lookup(primary, &ex.parts.headers).await {
-                let now = ex.shared.clock.now();
-                let age = cache.evaluate(&hit.head, &ex.request, &ex.url, now).age;
+    if wants_partial {
+        let mut known = head.clone();
+        known.body_len = content_length.unwrap_or(0);
+        let served = serve_stored(&ex.parts.method, &ex.parts.headers, &known, 0, false);
+        match served.body {
+            BodyPlan::Empty => {
+                let Upstreamed { first, body, .. } = up;
+                tokio::spawn(fill::drain(
+                    super::body::Prefixed::new(first, body),
+                    sink,
+                    task,
+                ));
+                let hit = Hit {
+                    head: Arc::new(known),
+                    body: HitBody::Memory(bytes::Bytes::new()),
+                    tier: Tier::Memory,
+                };
                 return Ok(serve_hit(
                     ex.shared,
                     &ex.parts,
                     txn,
                     hit,
-                    age,
+                    0,
                     status,
                     code::TCP_MISS,
                 ));
             }
+            BodyPlan::Range { .. }
+                if content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit) =>
+            {
+                let Upstreamed { first, body, .. } = up;
+                let prefixed = super::body::Prefixed::new(first, body);
+                if fill::drain(prefixed, sink, task).await {
+                    if let Lookup::Found { hit, .. } =
+                        cache.lookup(primary, &ex.parts.headers).await
+                    {
+                        return Ok(serve_hit(
+                            ex.shared,
+                            &ex.parts,
+                            txn,
+                            hit,
+                            0,
+                            status,
+                            code::TCP_MISS,
+                        ));
+                    }
+                }
+                return Err(Error::new(
+                    crate::error::ErrorKind::InvalidResponse,
+                    "the upstream body could not be read completely",
+                ));
+            }
+            _ => {}
         }
-        return Err(Error::new(
-            crate::error::ErrorKind::InvalidResponse,
-            "the upstream body could not be read completely",
-        ));
     }
     Ok(deliver(ex.shared, up, status, Some(sink)))
 }
