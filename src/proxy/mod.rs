@@ -14,6 +14,7 @@
 
 pub mod body;
 pub mod cache_reply;
+pub mod cache_store;
 pub mod caching;
 pub mod client_conn;
 pub mod forward;

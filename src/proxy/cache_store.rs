@@ -1,0 +1,237 @@
+//! Storing what comes back from upstream: the §3 storability check, the fill that streams the
+//! body into the store while relaying it, answers to conditional and ranged misses from the new
+//! copy, and the background refresh behind stale-while-revalidate.
+
+use std::sync::Arc;
+
+use http::header;
+use http::{Method, Response, StatusCode};
+
+use super::body::{Prefixed, ProxyBody};
+use super::cache_reply::{deliver, serve_hit, stored_head};
+use super::caching::{Exchange, CLIENT_CONDITIONALS};
+use super::forward::{send, Outgoing, Upstreamed};
+use super::transaction::{code, Transaction};
+use crate::cache::collapse::{Leader, Outcome};
+use crate::cache::fill;
+use crate::cache::lookup::Lookup;
+use crate::cache::policy::{
+    check_storable, conditional_request_headers, effective_response_directives, freshen_headers,
+    RequestDirectives, StoreInput,
+};
+use crate::cache::serve::{serve_stored, BodyPlan};
+use crate::cache::status::{CacheStatus, Fwd};
+use crate::cache::store::{Hit, HitBody, Tier};
+use crate::error::{Error, ErrorKind};
+
+/// Stores `up` if RFC 9111 §3 allows, relaying it to the client either way.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn store_or_pass(
+    ex: &mut Exchange<'_>,
+    txn: &mut Transaction,
+    primary: &str,
+    fwd: Fwd,
+    had_variants: bool,
+    leader: Option<Leader>,
+    up: Upstreamed,
+    request_time: std::time::SystemTime,
+) -> Result<Response<ProxyBody>, Error> {
+    let cache = &ex.shared.cache;
+    let response =
+        effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
+    let content_length = up.content_length();
+    let verdict = if ex.parts.method == Method::HEAD {
+        Err(crate::cache::policy::NotStorable::Method)
+    } else {
+        check_storable(&StoreInput {
+            method: &ex.parts.method,
+            request_headers: &ex.parts.headers,
+            request: &ex.request,
+            status: up.parts.status,
+            response_headers: &up.parts.headers,
+            response: &response,
+            content_length,
+            max_object_size: cache.store.max_object_size(),
+            complete: true,
+            allow_partial: false,
+        })
+    };
+    if let Err(reason) = verdict {
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            detail: Some(reason.as_str()),
+            ..CacheStatus::default()
+        };
+        return Ok(deliver(ex.shared, up, status, None));
+    }
+    let response_time = ex.shared.clock.now();
+    let head = stored_head(
+        &up,
+        &response,
+        request_time,
+        response_time,
+        &ex.url,
+        content_length,
+    );
+    let writer = match cache
+        .key_for_response(primary, &ex.parts.headers, &head, had_variants)
+        .await
+    {
+        Some(key) => cache.store.writer(&key, head.clone(), content_length),
+        None => None,
+    };
+    let Some(writer) = writer else {
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            detail: Some("not-stored"),
+            ..CacheStatus::default()
+        };
+        return Ok(deliver(ex.shared, up, status, None));
+    };
+    let eval = cache.evaluate(&head, &RequestDirectives::default(), &ex.url, response_time);
+    let status = CacheStatus {
+        fwd: Some(fwd),
+        ttl: Some(eval.ttl()),
+        stored: true,
+        ..CacheStatus::default()
+    };
+    let (sink, task) = fill::start(writer, leader);
+    // A client that sent conditionals or a Range gets its answer from the new copy, as from a
+    // stored one: 304/412/416 at once while the body drains into the cache; a small ranged
+    // object is drained first and served as 206; anything else streams in full (a server may
+    // ignore Range, RFC 9110 §14.2).
+    let wants_partial = CLIENT_CONDITIONALS
+        .iter()
+        .any(|name| ex.parts.headers.contains_key(name))
+        || ex.parts.headers.contains_key(header::RANGE);
+    if wants_partial {
+        let mut known = head.clone();
+        known.body_len = content_length.unwrap_or(0);
+        let served = serve_stored(&ex.parts.method, &ex.parts.headers, &known, 0, false);
+        match served.body {
+            BodyPlan::Empty => {
+                let Upstreamed { first, body, .. } = up;
+                tokio::spawn(fill::drain(Prefixed::new(first, body), sink, task));
+                let hit = Hit {
+                    head: Arc::new(known),
+                    body: HitBody::Memory(bytes::Bytes::new()),
+                    tier: Tier::Memory,
+                };
+                return Ok(serve_hit(
+                    ex.shared,
+                    &ex.parts,
+                    txn,
+                    hit,
+                    0,
+                    status,
+                    code::TCP_MISS,
+                ));
+            }
+            BodyPlan::Range { .. }
+                if content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit) =>
+            {
+                let Upstreamed { first, body, .. } = up;
+                let prefixed = Prefixed::new(first, body);
+                if fill::drain(prefixed, sink, task).await {
+                    if let Lookup::Found { hit, .. } =
+                        cache.lookup(primary, &ex.parts.headers).await
+                    {
+                        return Ok(serve_hit(
+                            ex.shared,
+                            &ex.parts,
+                            txn,
+                            hit,
+                            0,
+                            status,
+                            code::TCP_MISS,
+                        ));
+                    }
+                }
+                return Err(Error::new(
+                    ErrorKind::InvalidResponse,
+                    "the upstream body could not be read completely",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(deliver(ex.shared, up, status, Some(sink)))
+}
+
+/// Starts one background revalidation for a stale-while-revalidate hit (one per key).
+pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &Hit) {
+    let cache = &ex.shared.cache;
+    let Some(leader) = cache.collapser.try_lead(primary) else {
+        return;
+    };
+    let shared = Arc::clone(ex.shared);
+    let mut headers = ex.headers_for_store();
+    for (name, value) in &conditional_request_headers(&hit.head.headers) {
+        headers.insert(name.clone(), value.clone());
+    }
+    let out = Outgoing {
+        method: Method::GET,
+        uri: ex.parts.uri.clone(),
+        version: ex.parts.version,
+        headers,
+        body: None,
+        client: ex.conn.peer.ip(),
+    };
+    let request_headers = ex.parts.headers.clone();
+    let head = Arc::clone(&hit.head);
+    let (primary, key, url) = (primary.to_owned(), key.to_owned(), ex.url.clone());
+    tokio::spawn(async move {
+        let request_time = shared.clock.now();
+        let Ok(up) = send(&shared, out).await else {
+            return;
+        };
+        let cache = &shared.cache;
+        if up.parts.status == StatusCode::NOT_MODIFIED {
+            let mut fresh = (*head).clone();
+            fresh.headers = freshen_headers(&head.headers, &up.parts.headers);
+            fresh.request_time = request_time;
+            fresh.response_time = shared.clock.now();
+            cache.store.update_head(&key, fresh).await;
+            leader.finish(Outcome::Stored);
+            return;
+        }
+        let response =
+            effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
+        let content_length = up.content_length();
+        let storable = check_storable(&StoreInput {
+            method: &Method::GET,
+            request_headers: &request_headers,
+            request: &RequestDirectives::default(),
+            status: up.parts.status,
+            response_headers: &up.parts.headers,
+            response: &response,
+            content_length,
+            max_object_size: cache.store.max_object_size(),
+            complete: true,
+            allow_partial: false,
+        });
+        if storable.is_err() {
+            return;
+        }
+        let head = stored_head(
+            &up,
+            &response,
+            request_time,
+            shared.clock.now(),
+            &url,
+            content_length,
+        );
+        let Some(key) = cache
+            .key_for_response(&primary, &request_headers, &head, key != primary)
+            .await
+        else {
+            return;
+        };
+        let Some(writer) = cache.store.writer(&key, head, content_length) else {
+            return;
+        };
+        let (sink, task) = fill::start(writer, Some(leader));
+        let Upstreamed { first, body, .. } = up;
+        fill::drain(Prefixed::new(first, body), sink, task).await;
+    });
+}
