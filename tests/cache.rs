@@ -743,3 +743,49 @@ async fn purge_removes_the_entry_and_only_if_cached_then_gets_504() {
     assert!(cache_status(&gone).contains("only-if-cached"));
     assert_eq!(origin.hits(), 1);
 }
+
+#[tokio::test]
+async fn range_from_a_large_disk_entry_streams_only_the_requested_bytes() {
+    let data = Bytes::from(pattern(600 * 1024));
+    let served = data.clone();
+    let origin = Origin::builder()
+        .route("/big", move |_| {
+            let mut r = reply_bytes(200, served.clone());
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n";
+    let (server, _clock) = proxy_with_clock(dir.path(), extra).await;
+    let client = client_for(&server);
+    let full = client
+        .get(origin.url("/big"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(full, data);
+    let ranged = client
+        .get(origin.url("/big"))
+        .header("range", "bytes=300000-300099")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert!(
+        cache_status(&ranged).contains("detail=disk"),
+        "{}",
+        cache_status(&ranged)
+    );
+    assert_eq!(
+        ranged.headers()["content-range"],
+        format!("bytes 300000-300099/{}", data.len())
+    );
+    assert_eq!(ranged.bytes().await.unwrap(), data.slice(300_000..300_100));
+    assert_eq!(origin.hits(), 1);
+}
