@@ -367,6 +367,43 @@ impl TestProxy {
         }
     }
 
+    /// Starts cuttle from full config text, reading wall time from `clock` (a shared
+    /// `cuttle::clock::ManualClock` lets a test move time without sleeping).
+    pub async fn start_with_clock(
+        text: &str,
+        dir: Option<tempfile::TempDir>,
+        clock: cuttle::clock::SharedClock,
+    ) -> Self {
+        Self::try_start_with_clock(text, dir, clock)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`TestProxy::start_with_clock`], but an invalid config or a failed start is an
+    /// `Err` with a readable message instead of a panic.
+    pub async fn try_start_with_clock(
+        text: &str,
+        dir: Option<tempfile::TempDir>,
+        clock: cuttle::clock::SharedClock,
+    ) -> Result<Self, String> {
+        let mut text = text.to_owned();
+        if !text.contains("[log]") {
+            text.push_str("\n[log]\naccess_log = \"none\"\n");
+        }
+        let config = cuttle::config::load_str("test.toml", &text)
+            .map_err(|e| format!("test config invalid: {e}\n{text}"))?;
+        let server = cuttle::app::start_with_clock(config, clock)
+            .await
+            .map_err(|e| format!("proxy did not start: {e}"))?;
+        Ok(Self {
+            addr: server
+                .addr()
+                .ok_or_else(|| "proxy has no listening address".to_owned())?,
+            server: Some(server),
+            _dir: dir,
+        })
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
