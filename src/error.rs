@@ -44,6 +44,8 @@ pub enum ErrorKind {
     InvalidResponse,
     /// `only-if-cached` and nothing usable is stored (504, RFC 9111 §5.2.1.7).
     NotInCache,
+    /// A stale response that must be revalidated, and the origin is unreachable (504, §5.2.2.2).
+    MustRevalidate,
     /// A fault inside cuttle (500).
     Internal,
 }
@@ -63,6 +65,7 @@ impl ErrorKind {
             Self::ReadTimeout => "ERR_READ_TIMEOUT",
             Self::InvalidResponse => "ERR_INVALID_RESP",
             Self::NotInCache => "ERR_ONLY_IF_CACHED_MISS",
+            Self::MustRevalidate => "ERR_MUST_REVALIDATE",
             Self::Internal => "ERR_INTERNAL",
         }
     }
@@ -80,7 +83,8 @@ impl ErrorKind {
             | Self::ConnectFailed
             | Self::ConnectTimeout
             | Self::ReadTimeout
-            | Self::InvalidResponse => Side::Upstream,
+            | Self::InvalidResponse
+            | Self::MustRevalidate => Side::Upstream,
             Self::Internal => Side::Internal,
         }
     }

@@ -912,10 +912,22 @@ async fn check_origin(
     if needs_request {
         // With `origin_hits_total` (background requests) the most recent request of the whole
         // case is checked; otherwise the last request of this step.
+        // Otherwise the step's request that carries every expected field (a step may make
+        // several, e.g. a validation then an unconditional retry), else its last request.
         let subject = if expect.origin_hits_total.is_some() {
             origin.last_seen()
         } else {
-            seen.last().cloned()
+            seen.iter()
+                .find(|r| {
+                    !expect.origin_saw.is_empty()
+                        && expect.origin_saw.iter().all(|(name, want)| {
+                            expand(want, vars).ok().is_some_and(|want| {
+                                field(&r.headers, name).as_deref() == Some(want.as_str())
+                            })
+                        })
+                })
+                .or(seen.last())
+                .cloned()
         };
         match subject.as_ref() {
             None => problems.push("origin saw no request in this step to check".to_owned()),

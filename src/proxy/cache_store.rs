@@ -91,6 +91,8 @@ pub(super) async fn store_or_pass(
     let eval = cache.evaluate(&head, &RequestDirectives::default(), &ex.url, response_time);
     let status = CacheStatus {
         fwd: Some(fwd),
+        // After a validation request, show what the origin answered (RFC 9211 §2.3).
+        fwd_status: (fwd == Fwd::Stale).then_some(up.parts.status.as_u16()),
         ttl: Some(eval.ttl()),
         stored: true,
         ..CacheStatus::default()

@@ -31,7 +31,8 @@ use crate::cache::key::primary_key;
 use crate::cache::lookup::{is_cacheable_method, Evaluation, Lookup};
 use crate::cache::policy::{
     conditional_request_headers, freshen_headers, head_may_freshen, invalidation::is_safe_method,
-    invalidation_targets, may_serve_stale_on_error, RequestDirectives, Reuse, RevalidateReason,
+    invalidation_targets, may_serve_stale_on_error, select_stored_for_304, RequestDirectives,
+    Reuse, RevalidateReason,
 };
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::store::Hit;
@@ -173,17 +174,28 @@ impl Exchange<'_> {
         .await
     }
 
-    /// The client's fields minus conditionals and (when cuttle will fetch the whole object)
-    /// Range, so the origin sends a complete, storable representation.
+    /// The client's fields for revalidating a stored response: its own validators go (cuttle
+    /// sends the stored response's and answers the client's from the result, RFC 9111 §4.3.2),
+    /// and so does a Range that cuttle will serve from the whole object.
     pub(super) fn headers_for_store(&self) -> HeaderMap {
-        let mut headers = self.parts.headers.clone();
+        let mut headers = self.headers_for_miss();
         for name in CLIENT_CONDITIONALS {
             headers.remove(name);
         }
+        headers
+    }
+
+    /// The client's fields for a miss. RFC 9111 §4.3.2: a cache "MUST NOT evaluate conditional
+    /// header fields that ... occur in a request with a target resource for which it has no
+    /// stored responses", so validators go to the origin as sent. A Range starting below
+    /// `range_offset_limit` is dropped (with its If-Range) so the whole object can be stored.
+    pub(super) fn headers_for_miss(&self) -> HeaderMap {
+        let mut headers = self.parts.headers.clone();
         if range_start(&headers)
             .is_some_and(|s| s <= self.shared.cache.behaviour.range_offset_limit)
         {
             headers.remove(header::RANGE);
+            headers.remove(header::IF_RANGE);
         }
         headers
     }
@@ -311,6 +323,18 @@ async fn revalidate(
         Ok(up) => up,
         Err(err) => return stale_on_error(ex, txn, hit, &eval, Err(err)),
     };
+    // A 304 without validators answers the conditional cuttle built from this one stored
+    // response; one whose validators match nothing stored is not about it.
+    let carries_validator = up.parts.headers.contains_key(header::ETAG)
+        || up.parts.headers.contains_key(header::LAST_MODIFIED);
+    if up.parts.status == StatusCode::NOT_MODIFIED
+        && carries_validator
+        && select_stored_for_304(&up.parts.headers, &[&hit.head.headers]).is_empty()
+    {
+        // RFC 9111 §4.3.4: a 304 whose validators select no stored response MUST NOT update
+        // one; ask again without conditions.
+        return fetch(ex, txn, primary, fwd, key != primary, None, None).await;
+    }
     if up.parts.status == StatusCode::NOT_MODIFIED {
         let response_time = ex.shared.clock.now();
         let mut head = (*hit.head).clone();
@@ -344,7 +368,8 @@ async fn revalidate(
             code::TCP_REFRESH_UNMODIFIED,
         ));
     }
-    if up.parts.status.is_server_error() {
+    // RFC 5861 §4: "an error is any situation that would result in a 500, 502, 503, or 504".
+    if matches!(up.parts.status.as_u16(), 500 | 502 | 503 | 504) {
         return stale_on_error(ex, txn, hit, &eval, Ok(up));
     }
     // RFC 9111 §4.3.5: a HEAD response may freshen the stored GET response it matches.
@@ -357,6 +382,10 @@ async fn revalidate(
         head.request_time = request_time;
         head.response_time = ex.shared.clock.now();
         ex.shared.cache.store.update_head(&key, head).await;
+    } else if ex.parts.method == Method::HEAD && up.parts.status == StatusCode::OK {
+        // §4.3.5: validators that differ mean the stored GET "SHOULD be considered stale";
+        // removing it is the strictest form of that.
+        ex.shared.cache.store.remove(&key).await;
     }
     txn.code = code::TCP_REFRESH_MODIFIED;
     let had_variants = key != primary;
@@ -391,7 +420,21 @@ fn stale_on_error(
             code::TCP_REFRESH_FAIL_OLD,
         ));
     }
-    let up = failure?;
+    let up = match failure {
+        Ok(up) => up,
+        // RFC 9111 §5.2.2.2: when disconnected, a cache that may not reuse the stale response
+        // "MUST generate an error response" and "The generated status code SHOULD be 504".
+        Err(err) if eval.response.must_revalidate || eval.response.proxy_revalidate => {
+            return Err(Error::new(
+                crate::error::ErrorKind::MustRevalidate,
+                format!(
+                    "the stored response must be revalidated and the origin is unreachable ({})",
+                    err.cause()
+                ),
+            ));
+        }
+        Err(err) => return Err(err),
+    };
     txn.code = code::TCP_MISS;
     Ok(deliver(
         ex.shared,
@@ -413,7 +456,7 @@ async fn fetch(
     _stale: Option<Hit>,
 ) -> Result<Response<ProxyBody>, Error> {
     let headers = if ex.parts.method == Method::GET {
-        ex.headers_for_store()
+        ex.headers_for_miss()
     } else {
         ex.parts.headers.clone()
     };

@@ -23,7 +23,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::DnsFailed | ErrorKind::ConnectFailed => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::ConnectTimeout | ErrorKind::ReadTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::InvalidResponse => StatusCode::BAD_GATEWAY,
-        ErrorKind::NotInCache => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::NotInCache | ErrorKind::MustRevalidate => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -42,6 +42,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::ReadTimeout => "connection_read_timeout",
         ErrorKind::InvalidResponse => "http_protocol_error",
         ErrorKind::NotInCache => "proxy_internal_response",
+        ErrorKind::MustRevalidate => "destination_unavailable",
         ErrorKind::Internal => "proxy_internal_error",
     }
 }
@@ -130,6 +131,7 @@ mod tests {
             (ErrorKind::ReadTimeout, 504),
             (ErrorKind::InvalidResponse, 502),
             (ErrorKind::NotInCache, 504),
+            (ErrorKind::MustRevalidate, 504),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {
