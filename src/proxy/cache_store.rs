@@ -14,7 +14,8 @@ use super::forward::{send, Outgoing, Upstreamed};
 use super::transaction::{code, Transaction};
 use crate::cache::collapse::{Leader, Outcome};
 use crate::cache::fill;
-use crate::cache::lookup::Lookup;
+use crate::cache::lookup::{Evaluation, Lookup};
+use crate::cache::meta::StoredHead;
 use crate::cache::policy::{
     check_storable, conditional_request_headers, effective_response_directives, freshen_headers,
     RequestDirectives, StoreInput,
@@ -73,6 +74,15 @@ pub(super) async fn store_or_pass(
         &ex.url,
         content_length,
     );
+    let eval = cache.evaluate(&head, &RequestDirectives::default(), &ex.url, response_time);
+    if !reusable(&head, &eval, cache.behaviour.max_stale.as_secs()) {
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            detail: Some("not-reusable"),
+            ..CacheStatus::default()
+        };
+        return Ok(deliver(ex.shared, up, status, None));
+    }
     let writer = match cache
         .key_for_response(primary, &ex.parts.headers, &head, had_variants)
         .await
@@ -88,7 +98,6 @@ pub(super) async fn store_or_pass(
         };
         return Ok(deliver(ex.shared, up, status, None));
     };
-    let eval = cache.evaluate(&head, &RequestDirectives::default(), &ex.url, response_time);
     let status = CacheStatus {
         fwd: Some(fwd),
         // After a validation request, show what the origin answered (RFC 9211 §2.3).
@@ -158,6 +167,18 @@ pub(super) async fn store_or_pass(
         }
     }
     Ok(deliver(ex.shared, up, status, Some(sink)))
+}
+
+/// Whether a storable response could ever be reused: fresh now, or revalidatable (it has a
+/// validator), or allowed to be served stale. Storing one that is none of these (a bare 200 with
+/// no Last-Modified, so zero heuristic lifetime) would only cost disk writes.
+fn reusable(head: &StoredHead, eval: &Evaluation, max_stale: u64) -> bool {
+    eval.ttl() > 0
+        || head.headers.contains_key(header::ETAG)
+        || head.headers.contains_key(header::LAST_MODIFIED)
+        || eval.response.stale_while_revalidate.is_some()
+        || eval.response.stale_if_error.is_some()
+        || max_stale > 0
 }
 
 /// Starts one background revalidation for a stale-while-revalidate hit (one per key).
