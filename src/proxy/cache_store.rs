@@ -8,7 +8,7 @@ use http::header;
 use http::{Method, Response, StatusCode};
 
 use super::body::{Prefixed, ProxyBody};
-use super::cache_reply::{deliver, serve_hit, stored_head};
+use super::cache_reply::{deliver, stored_head};
 use super::caching::{Exchange, CLIENT_CONDITIONALS};
 use super::forward::{send, Outgoing, Upstreamed};
 use super::transaction::{code, Transaction};
@@ -128,15 +128,7 @@ pub(super) async fn store_or_pass(
                     body: HitBody::Memory(bytes::Bytes::new()),
                     tier: Tier::Memory,
                 };
-                return Ok(serve_hit(
-                    ex.shared,
-                    &ex.parts,
-                    txn,
-                    hit,
-                    0,
-                    status,
-                    code::TCP_MISS,
-                ));
+                return Ok(ex.serve(txn, hit, 0, status, code::TCP_MISS));
             }
             BodyPlan::Range { .. }
                 if content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit) =>
@@ -147,15 +139,7 @@ pub(super) async fn store_or_pass(
                     if let Lookup::Found { hit, .. } =
                         cache.lookup(primary, &ex.parts.headers).await
                     {
-                        return Ok(serve_hit(
-                            ex.shared,
-                            &ex.parts,
-                            txn,
-                            hit,
-                            0,
-                            status,
-                            code::TCP_MISS,
-                        ));
+                        return Ok(ex.serve(txn, hit, 0, status, code::TCP_MISS));
                     }
                 }
                 return Err(Error::new(

@@ -99,40 +99,16 @@ pub async fn handle(
             match eval.reuse {
                 Reuse::Fresh { ttl_secs } => {
                     let status = CacheStatus::hit(ttl_secs, hit.tier.as_str());
-                    Ok(serve_hit(
-                        ex.shared,
-                        &ex.parts,
-                        txn,
-                        hit,
-                        eval.age,
-                        status,
-                        hit_code(&ex.parts),
-                    ))
+                    Ok(ex.serve(txn, hit, eval.age, status, hit_code(&ex.parts)))
                 }
                 Reuse::StaleWhileRevalidate { .. } => {
                     spawn_refresh(&ex, &primary, &key, &hit);
                     let status = CacheStatus::hit(eval.ttl(), "stale-while-revalidate");
-                    Ok(serve_hit(
-                        ex.shared,
-                        &ex.parts,
-                        txn,
-                        hit,
-                        eval.age,
-                        status,
-                        code::TCP_STALE_HIT,
-                    ))
+                    Ok(ex.serve(txn, hit, eval.age, status, code::TCP_STALE_HIT))
                 }
                 Reuse::StaleAllowedByClient => {
                     let status = CacheStatus::hit(eval.ttl(), "max-stale");
-                    Ok(serve_hit(
-                        ex.shared,
-                        &ex.parts,
-                        txn,
-                        hit,
-                        eval.age,
-                        status,
-                        code::TCP_STALE_HIT,
-                    ))
+                    Ok(ex.serve(txn, hit, eval.age, status, code::TCP_STALE_HIT))
                 }
                 Reuse::MustRevalidate { reason } => {
                     if ex.request.only_if_cached {
@@ -172,6 +148,18 @@ impl Exchange<'_> {
             },
         )
         .await
+    }
+
+    /// Serves `hit` (`age` seconds old) to this request, logged as `log_code`.
+    pub(super) fn serve(
+        &self,
+        txn: &mut Transaction,
+        hit: Hit,
+        age: u64,
+        status: CacheStatus,
+        log_code: &'static str,
+    ) -> Response<ProxyBody> {
+        serve_hit(self.shared, &self.parts, txn, hit, age, status, log_code)
     }
 
     /// The client's fields for revalidating a stored response: its own validators go (cuttle
@@ -283,15 +271,7 @@ async fn miss(
                                 detail: Some(hit.tier.as_str()),
                                 ..CacheStatus::default()
                             };
-                            return Ok(serve_hit(
-                                ex.shared,
-                                &ex.parts,
-                                txn,
-                                hit,
-                                eval.age,
-                                status,
-                                code::TCP_CF_HIT,
-                            ));
+                            return Ok(ex.serve(txn, hit, eval.age, status, code::TCP_CF_HIT));
                         }
                     }
                 }
@@ -358,15 +338,7 @@ async fn revalidate(
             head: Arc::new(head),
             ..hit
         };
-        return Ok(serve_hit(
-            ex.shared,
-            &ex.parts,
-            txn,
-            hit,
-            fresh.age,
-            status,
-            code::TCP_REFRESH_UNMODIFIED,
-        ));
+        return Ok(ex.serve(txn, hit, fresh.age, status, code::TCP_REFRESH_UNMODIFIED));
     }
     // RFC 5861 §4: "an error is any situation that would result in a 500, 502, 503, or 504".
     if matches!(up.parts.status.as_u16(), 500 | 502 | 503 | 504) {
@@ -410,15 +382,7 @@ fn stale_on_error(
             detail: Some("stale-if-error"),
             ..CacheStatus::default()
         };
-        return Ok(serve_hit(
-            ex.shared,
-            &ex.parts,
-            txn,
-            hit,
-            eval.age,
-            status,
-            code::TCP_REFRESH_FAIL_OLD,
-        ));
+        return Ok(ex.serve(txn, hit, eval.age, status, code::TCP_REFRESH_FAIL_OLD));
     }
     let up = match failure {
         Ok(up) => up,
