@@ -82,18 +82,27 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let via = ViaIdentity::new(&config.proxy.visible_hostname)
         .ok_or_else(|| StartError::Hostname(config.proxy.visible_hostname.clone()))?;
     let drain = config.proxy.timeouts.shutdown;
+    let groups: std::collections::HashMap<_, _> = config
+        .upstream_groups
+        .iter()
+        .map(|g| (g.name.clone(), crate::upstream::group::Group::new(g.clone())))
+        .collect();
     let shared = Arc::new(Shared {
         via,
         access: config.access,
         upstream: Upstream::new(&config.upstream),
         upstream_config: config.upstream,
         access_log,
+        groups,
         cache,
         clock,
         connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
         config: config.proxy,
     });
     let (stop, stop_rx) = watch::channel(false);
+    for group in shared.groups.values() {
+        tokio::spawn(crate::upstream::health::run(Arc::clone(group), stop_rx.clone()));
+    }
     let mut addrs = Vec::with_capacity(bound.len());
     let mut listeners = Vec::with_capacity(bound.len());
     for (socket, local, mode) in bound {
@@ -101,6 +110,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         addrs.push((local, mode));
         listeners.push(tokio::spawn(proxy::listener::serve(
             socket,
+            mode,
             Arc::clone(&shared),
             stop_rx.clone(),
         )));

@@ -46,6 +46,10 @@ pub enum ErrorKind {
     NotInCache,
     /// A stale response that must be revalidated, and the origin is unreachable (504, §5.2.2.2).
     MustRevalidate,
+    /// No configured site serves this Host on a reverse port (421, RFC 9110 §15.5.20).
+    UnknownSite,
+    /// No server of an upstream group is available (503).
+    NoUpstream,
     /// A fault inside cuttle (500).
     Internal,
 }
@@ -66,6 +70,8 @@ impl ErrorKind {
             Self::InvalidResponse => "ERR_INVALID_RESP",
             Self::NotInCache => "ERR_ONLY_IF_CACHED_MISS",
             Self::MustRevalidate => "ERR_MUST_REVALIDATE",
+            Self::UnknownSite => "ERR_UNKNOWN_SITE",
+            Self::NoUpstream => "ERR_NO_UPSTREAM",
             Self::Internal => "ERR_INTERNAL",
         }
     }
@@ -78,13 +84,15 @@ impl ErrorKind {
             | Self::HeaderTooLarge
             | Self::AccessDenied
             | Self::ForwardingLoop
-            | Self::NotInCache => Side::Downstream,
+            | Self::NotInCache
+            | Self::UnknownSite => Side::Downstream,
             Self::DnsFailed
             | Self::ConnectFailed
             | Self::ConnectTimeout
             | Self::ReadTimeout
             | Self::InvalidResponse
-            | Self::MustRevalidate => Side::Upstream,
+            | Self::MustRevalidate
+            | Self::NoUpstream => Side::Upstream,
             Self::Internal => Side::Internal,
         }
     }

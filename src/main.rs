@@ -23,6 +23,10 @@ struct Cli {
     /// Use this directory for the disk cache.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Accelerate this origin: a reverse proxy (on --listen, default 127.0.0.1:8080) for any
+    /// Host, caching what the origin allows, e.g. --origin http://127.0.0.1:8000.
+    #[arg(long, value_name = "URL")]
+    origin: Option<http::Uri>,
     /// Diagnostics level or filter (error, warn, info, debug, trace); overrides RUST_LOG.
     #[arg(long, value_name = "LEVEL", global = true)]
     log_level: Option<String>,
@@ -68,10 +72,14 @@ fn main() -> ExitCode {
         println!("{name}: OK");
         return ExitCode::SUCCESS;
     }
-    config.apply(&Overrides {
+    if let Err(e) = config.apply(&Overrides {
         listen: cli.listen,
         cache_dir: cli.cache_dir,
-    });
+        origin: cli.origin,
+    }) {
+        eprintln!("cuttle: {e}");
+        return ExitCode::FAILURE;
+    }
     cuttle::log::init_tracing(cli.log_level.as_deref(), &config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

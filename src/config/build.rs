@@ -13,7 +13,11 @@ use super::file::{self, AccessRule, AclDef, FileConfig};
 use super::locate::{line_of, render, Seg};
 use super::Config;
 use crate::access::{Acl, Action, Rule, Rules};
+use crate::proxy::next_hop::HostHeader;
+use crate::proxy::reverse::{HostPattern, ReverseConfig, Site};
 use crate::proxy::{self, headers::ViaIdentity};
+use crate::upstream::group::{GroupConfig, HealthCheckConfig, NextUpstream, ServerConfig};
+use crate::upstream::select::Algorithm;
 use crate::{cache, log, upstream};
 
 /// The listener used when the file has none.
@@ -99,6 +103,14 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
     if f.connect_ports.is_empty() {
         tracing::info!("forward.connect_ports is empty: CONNECT is disabled");
     }
+    let upstream_groups = build_groups(&cx, &raw.upstream)?;
+    let reverse = build_reverse(&cx, &raw.site, &raw.reverse, &upstream_groups)?;
+    if listeners.iter().any(|l| l.mode == proxy::Mode::Reverse) && reverse.sites.is_empty() {
+        return Err(cx.err(
+            &[Seg::Key("http_port")],
+            "a reverse port needs at least one [[site]] to serve",
+        ));
+    }
     let proxy = proxy::Config {
         visible_hostname,
         listeners,
@@ -126,6 +138,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
             via: f.via,
             pass_proxy_authorization: f.pass_proxy_authorization,
         },
+        reverse,
     };
     let upstream = upstream::Config {
         connect_timeout: t.connect.0,
@@ -139,8 +152,131 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         proxy,
         access,
         upstream,
+        upstream_groups,
         cache,
         log,
+    })
+}
+
+fn build_groups(
+    cx: &Ctx<'_>,
+    raw: &std::collections::BTreeMap<String, file::UpstreamGroup>,
+) -> Result<Vec<GroupConfig>, ConfigError> {
+    let mut groups = Vec::with_capacity(raw.len());
+    for (name, g) in raw {
+        let at = |key| [Seg::Key("upstream"), Seg::Key(name), Seg::Key(key)];
+        let algorithm = g.algorithm.parse::<Algorithm>().map_err(|_| {
+            cx.err(
+                &at("algorithm"),
+                format!(
+                    "`{}` is not one of round_robin, least_conn, ip_hash, hash, random_two",
+                    g.algorithm
+                ),
+            )
+        })?;
+        if g.servers.is_empty() {
+            return Err(cx.err(&at("servers"), "a group needs at least one server"));
+        }
+        let mut servers = Vec::with_capacity(g.servers.len());
+        for (i, s) in g.servers.iter().enumerate() {
+            let here = [
+                Seg::Key("upstream"),
+                Seg::Key(name),
+                Seg::Key("servers"),
+                Seg::Index(i),
+            ];
+            if crate::upstream::health::split_address(&s.address).is_none() {
+                return Err(cx.err(&here, format!("`{}` is not host:port", s.address)));
+            }
+            if s.weight == 0 {
+                return Err(cx.err(&here, "weight must be at least 1"));
+            }
+            servers.push(ServerConfig {
+                address: s.address.clone(),
+                weight: s.weight,
+                max_fails: s.max_fails,
+                fail_timeout: s.fail_timeout.0,
+                backup: s.backup,
+                max_conns: s.max_conns,
+                down: s.down,
+            });
+        }
+        let mut next_upstream = NextUpstream::default();
+        for (i, word) in g.next_upstream.iter().enumerate() {
+            match word.as_str() {
+                "error" => next_upstream.error = true,
+                "timeout" => next_upstream.timeout = true,
+                other => match other.strip_prefix("http_").and_then(|c| c.parse::<u16>().ok()) {
+                    Some(code) if (500..600).contains(&code) => next_upstream.statuses.push(code),
+                    _ => {
+                        return Err(cx.err(
+                            &[Seg::Key("upstream"), Seg::Key(name), Seg::Key("next_upstream"), Seg::Index(i)],
+                            format!("`{other}` is not error, timeout or http_5xx"),
+                        ))
+                    }
+                },
+            }
+        }
+        let health_check = g.health_check.as_ref().map(|h| HealthCheckConfig {
+            path: h.path.clone(),
+            interval: h.interval.0,
+            timeout: h.timeout.0,
+            rise: h.rise.max(1),
+            fall: h.fall.max(1),
+            expect: (h.expect_status.low, h.expect_status.high),
+        });
+        groups.push(GroupConfig {
+            name: name.clone(),
+            algorithm,
+            servers,
+            retries: g.retries,
+            next_upstream,
+            health_check,
+        });
+    }
+    Ok(groups)
+}
+
+fn build_reverse(
+    cx: &Ctx<'_>,
+    sites: &[file::Site],
+    raw: &file::Reverse,
+    groups: &[GroupConfig],
+) -> Result<ReverseConfig, ConfigError> {
+    let mut out = Vec::with_capacity(sites.len());
+    for (i, site) in sites.iter().enumerate() {
+        let at = |key| [Seg::Key("site"), Seg::Index(i), Seg::Key(key)];
+        if site.hosts.is_empty() {
+            return Err(cx.err(&at("hosts"), "a site needs at least one host (or \"*\")"));
+        }
+        if !groups.iter().any(|g| g.name == site.upstream) {
+            return Err(cx.err(
+                &at("upstream"),
+                format!("unknown upstream group `{}` (define [upstream.{}])", site.upstream, site.upstream),
+            ));
+        }
+        let path_prefix = site.path_prefix.clone().unwrap_or_else(|| "/".to_owned());
+        if !path_prefix.starts_with('/') {
+            return Err(cx.err(&at("path_prefix"), "must start with /"));
+        }
+        let host_header = match site.host_header.as_deref() {
+            None | Some("preserve") => HostHeader::Preserve,
+            Some("upstream") => HostHeader::Upstream,
+            Some(name) => HostHeader::Fixed(http::HeaderValue::from_str(name).map_err(|_| {
+                cx.err(&at("host_header"), format!("`{name}` is not a valid Host"))
+            })?),
+        };
+        out.push(Site {
+            hosts: site.hosts.iter().map(|h| HostPattern::parse(h)).collect(),
+            path_prefix,
+            upstream: site.upstream.clone(),
+            host_header,
+        });
+    }
+    Ok(ReverseConfig {
+        sites: out,
+        x_forwarded_proto: raw.x_forwarded_proto,
+        forwarded: raw.forwarded,
     })
 }
 
@@ -169,6 +305,7 @@ fn build_listeners(
             addr: port.listen,
             mode: match port.mode {
                 file::Mode::Forward => proxy::Mode::Forward,
+                file::Mode::Reverse => proxy::Mode::Reverse,
             },
         });
     }

@@ -43,6 +43,15 @@ pub struct FileConfig {
     /// Heuristic freshness per URL (Squid `refresh_pattern`); first match wins.
     #[serde(default)]
     pub refresh_pattern: Vec<RefreshPattern>,
+    /// Accelerated sites on reverse ports: Host (and path prefix) to upstream group.
+    #[serde(default)]
+    pub site: Vec<Site>,
+    /// Upstream groups (nginx `upstream`, Squid `cache_peer ... originserver`).
+    #[serde(default)]
+    pub upstream: BTreeMap<String, UpstreamGroup>,
+    /// Reverse-mode request headers.
+    #[serde(default)]
+    pub reverse: Reverse,
     #[serde(default)]
     pub log: Log,
 }
@@ -75,6 +84,150 @@ pub enum Mode {
     /// A browser/system proxy: absolute-form requests and CONNECT.
     #[default]
     Forward,
+    /// An accelerator in front of origin servers (Squid `http_port ... accel`).
+    Reverse,
+}
+
+/// One accelerated site.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Host names: exact (`www.example.com`), suffix (`*.example.com`), or `*` for any.
+    pub hosts: Vec<String>,
+    /// Only requests whose path starts with this (default `/`).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// The upstream group serving the site.
+    pub upstream: String,
+    /// `Host` sent upstream: `preserve` (default), `upstream` (the server's address), or a name.
+    #[serde(default)]
+    pub host_header: Option<String>,
+}
+
+/// One upstream group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamGroup {
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    pub servers: Vec<UpstreamServer>,
+    /// Extra attempts on other servers after a failure (nginx `proxy_next_upstream_tries` - 1).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Which failures move an idempotent request to the next server (nginx
+    /// `proxy_next_upstream`): `error`, `timeout`, `http_500`, `http_502`, `http_503`, `http_504`.
+    #[serde(default = "default_next_upstream")]
+    pub next_upstream: Vec<String>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+}
+
+fn default_algorithm() -> String {
+    "round_robin".to_owned()
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+fn default_next_upstream() -> Vec<String> {
+    vec!["error".to_owned(), "timeout".to_owned()]
+}
+
+/// One server in a group (nginx `server` line).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamServer {
+    /// `host:port`; names are resolved again for each new connection.
+    pub address: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Failures within `fail_timeout` that take the server out for `fail_timeout`; 0 disables.
+    #[serde(default = "default_max_fails")]
+    pub max_fails: u32,
+    #[serde(default = "default_fail_timeout")]
+    pub fail_timeout: HumanDuration,
+    #[serde(default)]
+    pub backup: bool,
+    /// Most simultaneous requests; 0 = no limit.
+    #[serde(default)]
+    pub max_conns: u32,
+    #[serde(default)]
+    pub down: bool,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_max_fails() -> u32 {
+    1
+}
+
+fn default_fail_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+/// Active health checks for a group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub path: String,
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    #[serde(default = "default_check_timeout")]
+    pub timeout: HumanDuration,
+    /// Consecutive successes that bring a server back.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures that take it out.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+    /// Healthy statuses, e.g. `"200-399"`.
+    #[serde(default = "default_expect")]
+    pub expect_status: PortRange,
+}
+
+fn default_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+fn default_check_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+
+fn default_rise() -> u32 {
+    2
+}
+
+fn default_fall() -> u32 {
+    3
+}
+
+fn default_expect() -> PortRange {
+    PortRange {
+        low: 200,
+        high: 399,
+    }
+}
+
+/// Request headers added in reverse mode.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reverse {
+    /// Add `X-Forwarded-Proto`.
+    pub x_forwarded_proto: bool,
+    /// Add an RFC 7239 `Forwarded` element (`for`, `proto`, `host`).
+    pub forwarded: bool,
+}
+
+impl Default for Reverse {
+    fn default() -> Self {
+        Self {
+            x_forwarded_proto: true,
+            forwarded: true,
+        }
+    }
 }
 
 /// One ACL: exactly one matcher type, as in Squid (`acl NAME TYPE VALUES...`).

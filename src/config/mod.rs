@@ -33,6 +33,8 @@ pub struct Config {
     pub proxy: proxy::Config,
     pub access: Rules,
     pub upstream: upstream::Config,
+    /// Upstream groups for reverse mode.
+    pub upstream_groups: Vec<upstream::group::GroupConfig>,
     pub cache: cache::Config,
     pub log: log::Config,
 }
@@ -89,12 +91,20 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// Replaces the disk cache directory.
     pub cache_dir: Option<PathBuf>,
+    /// Runs as an accelerator for this origin (`http://host:port`): one reverse port (at
+    /// `listen`, default 127.0.0.1:8080), any Host, one upstream server.
+    pub origin: Option<http::Uri>,
 }
+
+/// Where `--origin` listens without `--listen`.
+pub const DEFAULT_ACCEL_LISTEN: &str = "127.0.0.1:8080";
 
 impl Config {
     /// Applies command-line overrides.
-    pub fn apply(&mut self, overrides: &Overrides) {
-        if let Some(addr) = overrides.listen {
+    pub fn apply(&mut self, overrides: &Overrides) -> Result<(), String> {
+        if let Some(origin) = &overrides.origin {
+            self.accelerate(origin, overrides.listen)?;
+        } else if let Some(addr) = overrides.listen {
             let mode = self
                 .proxy
                 .listeners
@@ -113,5 +123,50 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The `--origin` accelerator: a reverse port for any Host, one upstream server.
+    fn accelerate(&mut self, origin: &http::Uri, listen: Option<SocketAddr>) -> Result<(), String> {
+        if origin.scheme_str().is_some_and(|s| s != "http") {
+            return Err(format!("--origin {origin}: only http:// origins are supported"));
+        }
+        let authority = origin
+            .authority()
+            .ok_or_else(|| format!("--origin {origin}: needs a host, like http://127.0.0.1:8000"))?;
+        let address = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        let addr = match listen {
+            Some(addr) => addr,
+            None => DEFAULT_ACCEL_LISTEN
+                .parse()
+                .map_err(|e| format!("bad default listen address: {e}"))?,
+        };
+        self.proxy.listeners = vec![proxy::ListenerConfig {
+            addr,
+            mode: proxy::Mode::Reverse,
+        }];
+        self.upstream_groups = vec![upstream::group::GroupConfig {
+            name: "origin".to_owned(),
+            algorithm: upstream::select::Algorithm::RoundRobin,
+            servers: vec![upstream::group::ServerConfig {
+                address,
+                weight: 1,
+                max_fails: 0,
+                fail_timeout: std::time::Duration::from_secs(10),
+                backup: false,
+                max_conns: 0,
+                down: false,
+            }],
+            retries: 0,
+            next_upstream: upstream::group::NextUpstream::default(),
+            health_check: None,
+        }];
+        self.proxy.reverse.sites = vec![proxy::reverse::Site {
+            hosts: vec![proxy::reverse::HostPattern::Any],
+            path_prefix: "/".to_owned(),
+            upstream: "origin".to_owned(),
+            host_header: proxy::next_hop::HostHeader::Preserve,
+        }];
+        Ok(())
     }
 }

@@ -65,6 +65,8 @@ struct UpstreamStream {
     fill: Option<FillSink>,
     /// A frame held back while the cache writer catches up.
     held: Option<Frame<Bytes>>,
+    /// Keeps the group server's in-flight count until the body is done.
+    guard: Option<crate::upstream::group::ActiveGuard>,
     /// The last frame (`None`: the end of the stream) held until the cache entry is
     /// committed, so that once a client has the whole response, later requests find it stored.
     finishing: Option<(Option<Frame<Bytes>>, oneshot::Receiver<bool>)>,
@@ -111,6 +113,7 @@ impl ProxyBody {
                 sleep: None,
                 fill: None,
                 held: None,
+                guard: None,
                 finishing: None,
             })),
             txn: None,
@@ -135,6 +138,14 @@ impl ProxyBody {
             }),
             txn: None,
         }
+    }
+
+    /// Counts the response against its upstream server until the body is done.
+    pub fn with_guard(mut self, guard: Option<crate::upstream::group::ActiveGuard>) -> Self {
+        if let Kind::Upstream(stream) = &mut self.kind {
+            stream.guard = guard;
+        }
+        self
     }
 
     /// Copies an upstream body into the cache as it is relayed.

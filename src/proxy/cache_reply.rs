@@ -12,7 +12,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Uri, Version};
 
 use super::body::ProxyBody;
-use super::forward::Upstreamed;
+use super::next_hop::Upstreamed;
 use super::transaction::{code, Transaction};
 use super::Shared;
 use crate::cache::fill::FillSink;
@@ -112,11 +112,15 @@ pub fn deliver(
         mut parts,
         first,
         body,
+        guard,
+        ..
     } = up;
     let received = parts.version;
     parts.version = Version::HTTP_11;
     decorate(shared, &mut parts.headers, received, &status);
-    let body = ProxyBody::upstream(first, body, shared.upstream.read_timeout()).with_fill(fill);
+    let body = ProxyBody::upstream(first, body, shared.upstream.read_timeout())
+        .with_fill(fill)
+        .with_guard(guard);
     Response::from_parts(parts, body)
 }
 

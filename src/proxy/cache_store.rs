@@ -10,7 +10,7 @@ use http::{Method, Response, StatusCode};
 use super::body::{Prefixed, ProxyBody};
 use super::cache_reply::{deliver, stored_head};
 use super::caching::{Exchange, CLIENT_CONDITIONALS};
-use super::forward::{send, Outgoing, Upstreamed};
+use super::next_hop::{send, Outgoing, Upstreamed};
 use super::transaction::{code, Transaction};
 use crate::cache::collapse::{Leader, Outcome};
 use crate::cache::fill;
@@ -183,6 +183,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
         headers,
         body: None,
         client: ex.conn.peer.ip(),
+        target: ex.target.clone(),
     };
     let request_headers = ex.parts.headers.clone();
     let head = Arc::clone(&hit.head);

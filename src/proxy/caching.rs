@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::cache_reply::{deliver, not_in_cache, purge, serve_hit};
 use super::cache_store::{spawn_refresh, store_or_pass};
-use super::forward::{send, Outgoing, Upstreamed};
+use super::next_hop::{send, Outgoing, Target, Upstreamed};
 use super::service::ConnInfo;
 use super::transaction::{code, Transaction};
 use super::Shared;
@@ -56,6 +56,8 @@ pub(super) struct Exchange<'a> {
     pub(super) body: Option<Incoming>,
     pub(super) url: String,
     pub(super) request: RequestDirectives,
+    /// Where requests for this exchange go.
+    pub(super) target: Target,
 }
 
 /// Handles a forward-mode request whose checks have passed.
@@ -64,6 +66,7 @@ pub async fn handle(
     txn: &mut Transaction,
     parts: http::request::Parts,
     body: Incoming,
+    target: Target,
 ) -> Result<Response<ProxyBody>, Error> {
     let url = parts.uri.to_string();
     let request = RequestDirectives::from_headers(&parts.headers);
@@ -74,6 +77,7 @@ pub async fn handle(
         body: Some(body),
         url,
         request,
+        target,
     };
     if ex.parts.method.as_str() == "PURGE" {
         return purge(ex.shared, conn.peer.ip(), &ex.parts.uri, txn).await;
@@ -82,7 +86,7 @@ pub async fn handle(
         return forward_uncached(&mut ex, txn).await;
     }
     let Some(primary) = primary_key(&ex.parts.uri) else {
-        let up = ex.send(ex.parts.headers.clone()).await?;
+        let up = ex.send(txn, ex.parts.headers.clone()).await?;
         txn.code = code::TCP_MISS;
         return Ok(deliver(
             ex.shared,
@@ -135,8 +139,8 @@ pub async fn handle(
 
 impl Exchange<'_> {
     /// Sends this request upstream with `headers` (the client's body goes along once).
-    async fn send(&mut self, headers: HeaderMap) -> Result<Upstreamed, Error> {
-        send(
+    async fn send(&mut self, txn: &mut Transaction, headers: HeaderMap) -> Result<Upstreamed, Error> {
+        let up = send(
             self.shared,
             Outgoing {
                 method: self.parts.method.clone(),
@@ -145,9 +149,14 @@ impl Exchange<'_> {
                 headers,
                 body: self.body.take(),
                 client: self.conn.peer.ip(),
+                target: self.target.clone(),
             },
         )
-        .await
+        .await?;
+        if up.peer.is_some() {
+            txn.peer.clone_from(&up.peer);
+        }
+        Ok(up)
     }
 
     /// Serves `hit` (`age` seconds old) to this request, logged as `log_code`.
@@ -214,7 +223,7 @@ async fn forward_uncached(
     ex: &mut Exchange<'_>,
     txn: &mut Transaction,
 ) -> Result<Response<ProxyBody>, Error> {
-    let up = ex.send(ex.parts.headers.clone()).await?;
+    let up = ex.send(txn, ex.parts.headers.clone()).await?;
     if !is_safe_method(&ex.parts.method) {
         let targets = invalidation_targets(
             &ex.parts.method,
@@ -299,7 +308,7 @@ async fn revalidate(
         headers.insert(name.clone(), value.clone());
     }
     let request_time = ex.shared.clock.now();
-    let up = match ex.send(headers).await {
+    let up = match ex.send(txn, headers).await {
         Ok(up) => up,
         Err(err) => return stale_on_error(ex, txn, hit, &eval, Err(err)),
     };
@@ -425,7 +434,7 @@ async fn fetch(
         ex.parts.headers.clone()
     };
     let request_time = ex.shared.clock.now();
-    let up = ex.send(headers).await?;
+    let up = ex.send(txn, headers).await?;
     txn.code = code::TCP_MISS;
     store_or_pass(
         ex,

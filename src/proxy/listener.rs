@@ -75,15 +75,18 @@ pub async fn serve(
         let shared = Arc::clone(&shared);
         let builder = builder.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, shared, builder, conn_shutdown).await;
+            serve_connection(stream, peer, local, mode, shared, builder, conn_shutdown).await;
             drop(permit);
         });
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
     peer: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+    mode: super::Mode,
     shared: Arc<Shared>,
     builder: http1::Builder,
     mut shutdown: watch::Receiver<bool>,
@@ -94,6 +97,8 @@ async fn serve_connection(
     let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&activity)));
     let info = Arc::new(ConnInfo {
         peer,
+        local,
+        mode,
         activity,
         shared,
     });

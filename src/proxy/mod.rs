@@ -20,7 +20,9 @@ pub mod client_conn;
 pub mod forward;
 pub mod headers;
 pub mod listener;
+pub mod next_hop;
 pub mod respond;
+pub mod reverse;
 pub mod service;
 pub mod transaction;
 pub mod tunnel;
@@ -44,6 +46,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub forward: ForwardConfig,
+    /// Sites and forwarding fields for reverse ports.
+    pub reverse: reverse::ReverseConfig,
 }
 
 /// One listening socket.
@@ -58,6 +62,8 @@ pub struct ListenerConfig {
 pub enum Mode {
     /// Browser/system proxy: absolute-form requests and CONNECT.
     Forward,
+    /// Accelerator: Host-routed requests to upstream groups.
+    Reverse,
 }
 
 impl Mode {
@@ -65,6 +71,7 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Forward => "forward",
+            Self::Reverse => "reverse",
         }
     }
 }
@@ -107,6 +114,8 @@ pub struct Shared {
     pub upstream_config: crate::upstream::Config,
     pub access_log: AccessLog,
     pub clock: SharedClock,
+    /// Upstream groups by name (reverse mode).
+    pub groups: std::collections::HashMap<String, std::sync::Arc<crate::upstream::group::Group>>,
     /// The HTTP cache.
     pub cache: crate::cache::lookup::Cache,
     /// Caps client connections across all listeners.

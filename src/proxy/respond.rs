@@ -24,6 +24,8 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::ConnectTimeout | ErrorKind::ReadTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::InvalidResponse => StatusCode::BAD_GATEWAY,
         ErrorKind::NotInCache | ErrorKind::MustRevalidate => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::UnknownSite => StatusCode::MISDIRECTED_REQUEST,
+        ErrorKind::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -43,6 +45,8 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidResponse => "http_protocol_error",
         ErrorKind::NotInCache => "proxy_internal_response",
         ErrorKind::MustRevalidate => "destination_unavailable",
+        ErrorKind::UnknownSite => "destination_not_found",
+        ErrorKind::NoUpstream => "destination_unavailable",
         ErrorKind::Internal => "proxy_internal_error",
     }
 }
@@ -132,6 +136,8 @@ mod tests {
             (ErrorKind::InvalidResponse, 502),
             (ErrorKind::NotInCache, 504),
             (ErrorKind::MustRevalidate, 504),
+            (ErrorKind::UnknownSite, 421),
+            (ErrorKind::NoUpstream, 503),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

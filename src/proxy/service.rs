@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::client_conn::ConnActivity;
 use super::transaction::{code, Transaction};
-use super::{forward, respond, tunnel, Limits, Shared};
+use super::{forward, respond, reverse, tunnel, Limits, Mode, Shared};
 use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind, Side};
 
@@ -23,6 +23,9 @@ use crate::error::{Error, ErrorKind, Side};
 #[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The listening address the client connected to.
+    pub local: SocketAddr,
+    pub mode: Mode,
     pub activity: Arc<ConnActivity>,
     pub shared: Arc<Shared>,
 }
@@ -46,6 +49,9 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
     );
     if let Err(err) = check_limits(&req, &conn.shared.config.limits) {
         return reply_error(txn, &err, &conn.shared);
+    }
+    if conn.mode == Mode::Reverse {
+        return reverse::handle(req, &conn, txn).await;
     }
     if req.method() == Method::CONNECT {
         return tunnel::handle(req, &conn, txn).await;

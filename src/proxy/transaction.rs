@@ -34,6 +34,8 @@ pub mod code {
 /// Squid hierarchy codes used so far.
 pub mod hier {
     pub const DIRECT: &str = "HIER_DIRECT";
+    /// An upstream group's server (Squid logs origin-server peers as a parent).
+    pub const PARENT: &str = "FIRST_UP_PARENT";
     pub const NONE: &str = "HIER_NONE";
 }
 

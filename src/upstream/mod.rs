@@ -6,6 +6,8 @@
 
 pub mod client;
 pub mod connect;
+pub mod group;
+pub mod health;
 pub mod request_body;
 
 use std::time::Duration;

@@ -1,0 +1,289 @@
+//! Sending a request to its next hop: the origin named by the URI (forward mode) or a server of
+//! an upstream group (reverse mode), and holding the response head for its first body frame.
+//!
+//! The request is rewritten for the next hop (`Host`, `Via`, `X-Forwarded-For`). The response
+//! head is held until the first body frame arrives, so an upstream whose body is broken from its
+//! first byte (bad chunked framing) still gets the client a clean 502 instead of a truncated 200.
+//!
+//! For a group, servers are tried in the selector's order (nginx `proxy_next_upstream`): a
+//! connection that could not be made is always safe to retry; a timeout, an invalid reply or a
+//! configured 5xx only for an idempotent request without a body, because once a request has been
+//! sent a non-idempotent one must not be replayed (RFC 9110 §9.2.2). Each failure counts towards
+//! the server's `max_fails`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::Authority;
+use http::{Method, Request, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+
+use super::headers;
+use super::Shared;
+use crate::error::{Error, ErrorKind};
+use crate::upstream::client::classify_hyper;
+use crate::upstream::group::{ActiveGuard, Group};
+use crate::upstream::{Progress, RequestBody};
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The origin in the request URI.
+    Origin,
+    /// A server of an upstream group.
+    Group {
+        group: Arc<Group>,
+        host_header: HostHeader,
+        /// The Host the client asked for.
+        client_host: Authority,
+    },
+}
+
+/// The `Host` sent to a group's server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The client's Host (the default, like nginx `proxy_set_header Host $host`).
+    Preserve,
+    /// The server's own address.
+    Upstream,
+    /// A fixed name.
+    Fixed(HeaderValue),
+}
+
+/// A response from upstream, head received, first body frame (if any) already read.
+#[derive(Debug)]
+pub struct Upstreamed {
+    /// Hop-by-hop fields removed; no `Via` added yet.
+    pub parts: http::response::Parts,
+    pub first: Option<Frame<Bytes>>,
+    pub body: Incoming,
+    /// The server that answered (for the access log).
+    pub peer: Option<String>,
+    /// Counts the request against its group server until the response is done.
+    pub guard: Option<ActiveGuard>,
+}
+
+impl Upstreamed {
+    /// The Content-Length the upstream declared, if any and valid.
+    pub fn content_length(&self) -> Option<u64> {
+        self.parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// What to send upstream.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub method: Method,
+    /// The effective request URI (absolute).
+    pub uri: Uri,
+    /// The client's protocol version, recorded in `Via`.
+    pub version: Version,
+    /// End-to-end fields (hop-by-hop already removed).
+    pub headers: HeaderMap,
+    pub body: Option<Incoming>,
+    pub client: IpAddr,
+    pub target: Target,
+}
+
+/// Sends `out` to its next hop and waits for the response head and first body frame.
+pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
+    match out.target.clone() {
+        Target::Origin => {
+            let authority = out
+                .uri
+                .authority()
+                .map(|a| a.as_str().rsplit('@').next().unwrap_or(a.as_str()).to_owned())
+                .unwrap_or_default();
+            // RFC 9112 §3.2.2: "When a proxy receives a request with an absolute-form of
+            // request-target, the proxy MUST ignore the received Host header field (if any) and
+            // instead replace it with the host information of the request-target."
+            let host = HeaderValue::from_str(&authority)
+                .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
+            let peer = out.uri.host().map(str::to_owned);
+            let uri = out.uri.clone();
+            let mut up = send_once(shared, out, uri, host).await?;
+            up.peer = peer;
+            Ok(up)
+        }
+        Target::Group {
+            group,
+            host_header,
+            client_host,
+        } => send_to_group(shared, out, &group, &host_header, &client_host).await,
+    }
+}
+
+/// Tries the group's servers in order until one answers acceptably.
+async fn send_to_group(
+    shared: &Shared,
+    mut out: Outgoing,
+    group: &Arc<Group>,
+    host_header: &HostHeader,
+    client_host: &Authority,
+) -> Result<Upstreamed, Error> {
+    let key = out.uri.to_string();
+    let candidates = group.candidates(out.client, &key, random());
+    let has_body = out.body.as_ref().is_some_and(|b| !b.is_end_stream());
+    let idempotent = matches!(
+        out.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    let replayable = idempotent && !has_body;
+    let next = &group.config.next_upstream;
+    let attempts = usize::try_from(group.config.retries)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let mut last_error = Error::new(
+        ErrorKind::NoUpstream,
+        format!("no server of upstream group `{}` is available", group.config.name),
+    );
+    let path_and_query = out
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let total = candidates.len().min(attempts);
+    for (attempt, index) in candidates.into_iter().take(attempts).enumerate() {
+        let Some(server) = group.servers.get(index) else {
+            continue;
+        };
+        let address = server.config.address.clone();
+        let uri: Uri = format!("http://{address}{path_and_query}")
+            .parse()
+            .map_err(|_| Error::new(ErrorKind::Internal, format!("bad upstream address `{address}`")))?;
+        let host = match host_header {
+            HostHeader::Preserve => HeaderValue::from_str(client_host.as_str()),
+            HostHeader::Upstream => HeaderValue::from_str(&address),
+            HostHeader::Fixed(value) => Ok(value.clone()),
+        }
+        .map_err(|_| Error::new(ErrorKind::InvalidRequest, "invalid Host"))?;
+        let guard = group.begin(index);
+        let attempt_out = Outgoing {
+            method: out.method.clone(),
+            uri: out.uri.clone(),
+            version: out.version,
+            headers: out.headers.clone(),
+            body: out.body.take(),
+            client: out.client,
+            target: Target::Origin,
+        };
+        let is_last = attempt + 1 >= total;
+        match send_once(shared, attempt_out, uri, host).await {
+            Ok(mut up) => {
+                let status = up.parts.status.as_u16();
+                if next.statuses.contains(&status) && replayable && !is_last {
+                    group.failed(index);
+                    tracing::debug!(server = %address, status, "trying the next upstream server");
+                    continue;
+                }
+                group.succeeded(index);
+                up.peer = Some(address);
+                up.guard = Some(guard);
+                return Ok(up);
+            }
+            Err(err) => {
+                let not_sent = matches!(
+                    err.kind(),
+                    ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::DnsFailed
+                );
+                let counts = not_sent
+                    || matches!(err.kind(), ErrorKind::ReadTimeout | ErrorKind::InvalidResponse);
+                if counts {
+                    group.failed(index);
+                }
+                let allowed = match err.kind() {
+                    ErrorKind::ConnectTimeout => next.timeout,
+                    ErrorKind::ConnectFailed | ErrorKind::DnsFailed => next.error,
+                    ErrorKind::ReadTimeout => next.timeout && replayable,
+                    ErrorKind::InvalidResponse => next.error && replayable,
+                    _ => false,
+                };
+                // A body already handed to the first attempt cannot be sent again.
+                let body_gone = has_body;
+                tracing::debug!(server = %address, error = %err, "upstream attempt failed");
+                last_error = err;
+                if !allowed || body_gone {
+                    return Err(last_error);
+                }
+            }
+        }
+    }
+    Err(last_error)
+}
+
+/// Per-request randomness for `random_two`: splitmix64 over a process-wide counter. Not
+/// cryptographic; it only has to decorrelate consecutive picks.
+fn random() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0x853C_49E6_748F_EA9B);
+    let mut z = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One request to `uri` (whose authority is where to connect) with `host` as Host.
+async fn send_once(shared: &Shared, out: Outgoing, uri: Uri, host: HeaderValue) -> Result<Upstreamed, Error> {
+    let Outgoing {
+        method,
+        version,
+        mut headers,
+        body,
+        client,
+        ..
+    } = out;
+    let forward_config = &shared.config.forward;
+    headers.insert(header::HOST, host);
+    if forward_config.via {
+        shared.via.append(&mut headers, version);
+    }
+    headers::apply_forwarded_for(&mut headers, forward_config.forwarded_for, client);
+
+    let progress = Progress::new();
+    let body = match body {
+        Some(body) if !body.is_end_stream() => RequestBody::streaming(
+            body,
+            shared.config.timeouts.client_read,
+            progress.clone(),
+        ),
+        _ => RequestBody::empty(progress.clone()),
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    let response = shared.upstream.send(request, progress).await?;
+    let (mut parts, mut body) = response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers);
+
+    let read_timeout = shared.upstream.read_timeout();
+    let first = if body.is_end_stream() {
+        None
+    } else {
+        match tokio::time::timeout(read_timeout, body.frame()).await {
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::ReadTimeout,
+                    format!("the upstream sent a header but no body within {read_timeout:?}"),
+                ))
+            }
+            Ok(None) => None,
+            Ok(Some(Err(e))) => return Err(classify_hyper(&e)),
+            Ok(Some(Ok(frame))) => Some(frame),
+        }
+    };
+    Ok(Upstreamed {
+        parts,
+        first,
+        body,
+        peer: None,
+        guard: None,
+    })
+}

@@ -1,0 +1,235 @@
+//! Reverse mode (an accelerator, Squid `http_port ... accel`): map a request's Host (and path)
+//! to a configured site, and the site to an upstream group.
+//!
+//! Only configured sites are served: an unknown Host gets 421 Misdirected Request (RFC 9110
+//! §15.5.20) and never reaches any upstream, so an accelerator port cannot be used as an open
+//! proxy. The request keeps its Host by default; its effective URI (`http://host/path`) is the
+//! cache key, so the cache works unchanged in this mode.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+
+use super::body::ProxyBody;
+use super::headers::{self, MaxForwards};
+use super::next_hop::{HostHeader, Target};
+use super::service::{check_access, check_loop, reply_error, ConnInfo};
+use super::transaction::{hier, Transaction};
+use super::{caching, Shared};
+use crate::error::{Error, ErrorKind};
+
+/// A host name pattern of a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Any host.
+    Any,
+    /// Exactly this name (lower case).
+    Exact(String),
+    /// `*.example.com`: any name ending in `.example.com` (stored as the suffix with its dot).
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Parses `*`, `*.suffix` or a name.
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        if text == "*" {
+            Self::Any
+        } else if let Some(suffix) = text.strip_prefix('*') {
+            Self::Suffix(suffix.to_owned())
+        } else {
+            Self::Exact(text)
+        }
+    }
+
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Exact(name) => host == name,
+            Self::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+}
+
+/// One accelerated site.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub hosts: Vec<HostPattern>,
+    pub path_prefix: String,
+    /// Name of the upstream group.
+    pub upstream: String,
+    pub host_header: HostHeader,
+}
+
+/// Reverse-mode settings.
+#[derive(Debug, Clone, Default)]
+pub struct ReverseConfig {
+    /// Checked in order; the first site whose host and path prefix match serves the request.
+    pub sites: Vec<Site>,
+    pub x_forwarded_proto: bool,
+    pub forwarded: bool,
+}
+
+/// The first site for `host` and `path`.
+pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<&'a Site> {
+    sites
+        .iter()
+        .find(|site| site.hosts.iter().any(|p| p.matches(host)) && path.starts_with(&site.path_prefix))
+}
+
+/// Handles one request on a reverse port.
+pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, mut txn: Transaction) -> Response<ProxyBody> {
+    match route(req, conn, &mut txn).await {
+        Ok(response) => {
+            txn.respond(&response);
+            response.map(|body| body.with_transaction(txn))
+        }
+        Err(err) => reply_error(txn, &err, &conn.shared),
+    }
+}
+
+async fn route(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    txn: &mut Transaction,
+) -> Result<Response<ProxyBody>, Error> {
+    let shared = &conn.shared;
+    let (mut parts, body) = req.into_parts();
+    let authority = request_authority(&parts)?;
+    let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
+    let path = parts.uri.path().to_owned();
+    let site = find_site(&shared.config.reverse.sites, &host, &path).ok_or_else(|| {
+        Error::new(
+            ErrorKind::UnknownSite,
+            format!("no site is configured for host `{host}` on this accelerator port"),
+        )
+    })?;
+    let group = shared.groups.get(&site.upstream).cloned().ok_or_else(|| {
+        Error::new(ErrorKind::Internal, format!("upstream group `{}` is missing", site.upstream))
+    })?;
+    check_loop(shared, &parts.headers)?;
+    check_access(shared, conn.peer, &parts.method, &host, conn.local.port())?;
+    match headers::max_forwards(&parts.method, &parts.headers) {
+        MaxForwards::Respond | MaxForwards::Forward => {}
+        MaxForwards::Decrement(n) => {
+            parts.headers.insert(header::MAX_FORWARDS, HeaderValue::from(n));
+        }
+    }
+    headers::strip_request(&mut parts.headers, shared.config.forward.pass_proxy_authorization);
+    add_forwarding_fields(shared, conn, &authority, &mut parts.headers);
+
+    // The effective request URI (RFC 9110 §7.1) keys the cache, as in forward mode.
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("bad request target: {e}")))?;
+    txn.url = parts.uri.to_string();
+    txn.hierarchy = hier::PARENT;
+    let target = Target::Group {
+        group,
+        host_header: site.host_header.clone(),
+        client_host: authority,
+    };
+    caching::handle(conn, txn, parts, body, target).await
+}
+
+/// The authority a request is for: the absolute-form target's, else the Host field's.
+fn request_authority(parts: &http::request::Parts) -> Result<Authority, Error> {
+    if let Some(authority) = parts.uri.authority() {
+        return Ok(authority.clone());
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "the request has no Host"))?;
+    host.parse::<Authority>()
+        .map_err(|_| Error::new(ErrorKind::InvalidRequest, format!("invalid Host `{host}`")))
+}
+
+/// `X-Forwarded-Proto` and RFC 7239 `Forwarded`, as configured.
+fn add_forwarding_fields(
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
+    authority: &Authority,
+    headers: &mut http::HeaderMap,
+) {
+    let reverse = &shared.config.reverse;
+    if reverse.x_forwarded_proto {
+        headers.insert(
+            http::HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+    }
+    if reverse.forwarded {
+        // RFC 7239 §6: IPv6 addresses are quoted and bracketed.
+        let ip = conn.peer.ip().to_canonical();
+        let for_value = if ip.is_ipv6() {
+            format!("\"[{ip}]\"")
+        } else {
+            ip.to_string()
+        };
+        let element = format!("for={for_value};proto=http;host={}", quote_if_needed(authority.as_str()));
+        let combined = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+            Some(previous) => format!("{previous}, {element}"),
+            None => element,
+        };
+        if let Ok(value) = HeaderValue::from_str(&combined) {
+            headers.insert(header::FORWARDED, value);
+        }
+    }
+}
+
+/// RFC 7239 values are tokens or quoted strings; `host:port` needs quotes.
+fn quote_if_needed(value: &str) -> String {
+    if value.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        value.to_owned()
+    } else {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(hosts: &[&str], prefix: &str, upstream: &str) -> Site {
+        Site {
+            hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(),
+            path_prefix: prefix.to_owned(),
+            upstream: upstream.to_owned(),
+            host_header: HostHeader::Preserve,
+        }
+    }
+
+    #[test]
+    fn sites_match_exact_suffix_any_and_path_prefix_in_order() {
+        let sites = vec![
+            site(&["www.example.com"], "/api/", "api"),
+            site(&["www.example.com", "*.example.org"], "/", "web"),
+            site(&["*"], "/", "fallback"),
+        ];
+        let pick = |h: &str, p: &str| find_site(&sites, h, p).map(|s| s.upstream.as_str());
+        assert_eq!(pick("www.example.com", "/api/v1"), Some("api"));
+        assert_eq!(pick("www.example.com", "/index"), Some("web"));
+        assert_eq!(pick("cdn.example.org", "/x"), Some("web"));
+        assert_eq!(pick("example.org", "/x"), Some("fallback"), "*.example.org needs a label");
+        let strict = &sites[..2];
+        assert_eq!(find_site(strict, "evil.test", "/"), None);
+    }
+
+    #[test]
+    fn forwarded_values_are_quoted_when_needed() {
+        assert_eq!(quote_if_needed("example.com"), "example.com");
+        assert_eq!(quote_if_needed("example.com:8080"), "\"example.com:8080\"");
+    }
+}

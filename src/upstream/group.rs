@@ -1,0 +1,274 @@
+//! Upstream groups at run time: which server to try, in what order, and how each is doing.
+//!
+//! A group wraps the pure [`Selector`](super::select::Selector) with the live state it needs:
+//! per-server passive health (nginx `max_fails` within `fail_timeout` takes a server out for
+//! `fail_timeout`), the active-check verdict (see `health`), and in-flight request counts (for
+//! `least_conn` and `max_conns`). Names in server addresses are resolved by the connector on each
+//! new connection, so DNS changes are picked up as pooled connections turn over.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::select::{Algorithm, Request, Selector, ServerSpec, ServerView};
+
+/// One server's settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `host:port`.
+    pub address: String,
+    pub weight: u32,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub backup: bool,
+    /// 0 = unlimited.
+    pub max_conns: u32,
+    pub down: bool,
+}
+
+/// Which failures send an idempotent request to the next server (nginx `proxy_next_upstream`).
+#[derive(Debug, Clone, Default)]
+pub struct NextUpstream {
+    pub error: bool,
+    pub timeout: bool,
+    pub statuses: Vec<u16>,
+}
+
+/// Active health check settings.
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub expect: (u16, u16),
+}
+
+/// One group's settings.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub name: String,
+    pub algorithm: Algorithm,
+    pub servers: Vec<ServerConfig>,
+    pub retries: u32,
+    pub next_upstream: NextUpstream,
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// Live state of one server.
+#[derive(Debug)]
+pub struct ServerState {
+    pub config: ServerConfig,
+    /// Requests in flight to this server.
+    active: AtomicU32,
+    /// Failures in the current `fail_timeout` window and when it started (ms after `origin`).
+    fails: AtomicU32,
+    window_start_ms: AtomicU64,
+    /// Passive ban: no requests before this (ms after `origin`; 0 = none).
+    banned_until_ms: AtomicU64,
+    /// The active checker's verdict (true until a check says otherwise).
+    pub(crate) check_ok: AtomicBool,
+}
+
+/// An upstream group.
+#[derive(Debug)]
+pub struct Group {
+    pub config: GroupConfig,
+    pub servers: Vec<ServerState>,
+    selector: Mutex<Selector>,
+    origin: Instant,
+}
+
+/// A request counted against a server until dropped.
+#[derive(Debug)]
+pub struct ActiveGuard {
+    group: Arc<Group>,
+    index: usize,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if let Some(server) = self.group.servers.get(self.index) {
+            server.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Group {
+    /// A group with every server presumed healthy.
+    pub fn new(config: GroupConfig) -> Arc<Self> {
+        let specs = config
+            .servers
+            .iter()
+            .map(|s| ServerSpec {
+                weight: s.weight.max(1),
+                backup: s.backup,
+                down: s.down,
+                max_conns: (s.max_conns > 0).then_some(s.max_conns),
+                name: s.address.clone(),
+            })
+            .collect();
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| ServerState {
+                config: s.clone(),
+                active: AtomicU32::new(0),
+                fails: AtomicU32::new(0),
+                window_start_ms: AtomicU64::new(0),
+                banned_until_ms: AtomicU64::new(0),
+                check_ok: AtomicBool::new(true),
+            })
+            .collect();
+        Arc::new(Self {
+            selector: Mutex::new(Selector::new(config.algorithm, specs)),
+            config,
+            servers,
+            origin: Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether server `i` may get requests now (passive ban over, active check passing).
+    pub fn is_healthy(&self, i: usize) -> bool {
+        self.servers.get(i).is_some_and(|s| {
+            s.check_ok.load(Ordering::Relaxed)
+                && self.now_ms() >= s.banned_until_ms.load(Ordering::Relaxed)
+        })
+    }
+
+    /// Servers to try for a request, best first.
+    pub fn candidates(&self, client_ip: IpAddr, hash_key: &str, random: u64) -> Vec<usize> {
+        let view: Vec<ServerView> = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServerView {
+                healthy: self.is_healthy(i),
+                active: s.active.load(Ordering::Relaxed),
+            })
+            .collect();
+        let request = Request {
+            client_ip,
+            hash_key,
+            random,
+        };
+        match self.selector.lock() {
+            Ok(mut selector) => selector.candidates(&request, &view),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Counts a request to server `i` until the guard is dropped.
+    pub fn begin(self: &Arc<Self>, i: usize) -> ActiveGuard {
+        if let Some(server) = self.servers.get(i) {
+            server.active.fetch_add(1, Ordering::Relaxed);
+        }
+        ActiveGuard {
+            group: Arc::clone(self),
+            index: i,
+        }
+    }
+
+    /// Records a failed attempt on server `i` (nginx: counts towards `max_fails`).
+    pub fn failed(&self, i: usize) {
+        let Some(server) = self.servers.get(i) else {
+            return;
+        };
+        let max_fails = server.config.max_fails;
+        if max_fails == 0 {
+            return;
+        }
+        let now = self.now_ms();
+        let window = u64::try_from(server.config.fail_timeout.as_millis()).unwrap_or(u64::MAX);
+        let start = server.window_start_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(start) > window {
+            server.window_start_ms.store(now, Ordering::Relaxed);
+            server.fails.store(0, Ordering::Relaxed);
+        }
+        let fails = server.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        if fails >= max_fails {
+            server
+                .banned_until_ms
+                .store(now.saturating_add(window), Ordering::Relaxed);
+            server.fails.store(0, Ordering::Relaxed);
+            server.window_start_ms.store(now, Ordering::Relaxed);
+            tracing::warn!(
+                group = %self.config.name,
+                server = %server.config.address,
+                after = ?server.config.fail_timeout,
+                "upstream server marked unavailable after {fails} failures"
+            );
+        }
+    }
+
+    /// Records a successful response from server `i`.
+    pub fn succeeded(&self, i: usize) {
+        if let Some(server) = self.servers.get(i) {
+            server.fails.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(max_fails: u32) -> Arc<Group> {
+        let server = |address: &str| ServerConfig {
+            address: address.to_owned(),
+            weight: 1,
+            max_fails,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            max_conns: 0,
+            down: false,
+        };
+        Group::new(GroupConfig {
+            name: "g".into(),
+            algorithm: Algorithm::RoundRobin,
+            servers: vec![server("a:1"), server("b:1")],
+            retries: 1,
+            next_upstream: NextUpstream::default(),
+            health_check: None,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_fails_within_fail_timeout_takes_a_server_out_for_fail_timeout() {
+        let g = group(2);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        g.failed(0);
+        assert!(g.is_healthy(0), "one failure is below max_fails");
+        g.failed(0);
+        assert!(!g.is_healthy(0));
+        assert_eq!(g.candidates(ip, "", 0), vec![1]);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(g.is_healthy(0), "back after fail_timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_spread_beyond_the_window_do_not_add_up() {
+        let g = group(2);
+        g.failed(0);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        g.failed(0);
+        assert!(g.is_healthy(0));
+    }
+
+    #[test]
+    fn active_guard_counts_in_flight_requests() {
+        let g = group(1);
+        let guard = g.begin(1);
+        assert_eq!(g.servers[1].active.load(Ordering::Relaxed), 1);
+        drop(guard);
+        assert_eq!(g.servers[1].active.load(Ordering::Relaxed), 0);
+    }
+}

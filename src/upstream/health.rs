@@ -1,0 +1,89 @@
+//! Active health checks: a background task per group that asks each server for a path and
+//! takes it out after `fall` consecutive failures, back in after `rise` successes.
+//!
+//! State changes are logged. Checks use their own short-lived connections (not the request pool)
+//! so a check measures whether a fresh connection works.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+use super::connect::connect;
+use super::group::{Group, HealthCheckConfig};
+
+/// Runs checks for `group` until `stop` turns true. Does nothing without a check configured.
+pub async fn run(group: Arc<Group>, mut stop: watch::Receiver<bool>) {
+    let Some(check) = group.config.health_check.clone() else {
+        return;
+    };
+    let mut streaks = vec![(0u32, 0u32); group.servers.len()];
+    let mut ticker = tokio::time::interval(check.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        for (i, server) in group.servers.iter().enumerate() {
+            if server.config.down {
+                continue;
+            }
+            let ok = probe(&server.config.address, &check).await;
+            let (successes, failures) = &mut streaks[i];
+            if ok {
+                *successes += 1;
+                *failures = 0;
+            } else {
+                *failures += 1;
+                *successes = 0;
+            }
+            let was_ok = server.check_ok.load(Ordering::Relaxed);
+            if was_ok && *failures >= check.fall {
+                server.check_ok.store(false, Ordering::Relaxed);
+                tracing::warn!(group = %group.config.name, server = %server.config.address, "health check: server DOWN after {} failures", check.fall);
+            } else if !was_ok && *successes >= check.rise {
+                server.check_ok.store(true, Ordering::Relaxed);
+                tracing::info!(group = %group.config.name, server = %server.config.address, "health check: server UP after {} successes", check.rise);
+            }
+        }
+    }
+}
+
+/// One check: GET `path` on a fresh connection within `timeout`; true if the status fits.
+pub async fn probe(address: &str, check: &HealthCheckConfig) -> bool {
+    let attempt = async {
+        let (host, port) = split_address(address)?;
+        let stream = connect(&host, port, check.timeout).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let request = Request::get(check.path.as_str())
+            .header(http::header::HOST, address)
+            .header(http::header::USER_AGENT, concat!("cuttle-health/", env!("CARGO_PKG_VERSION")))
+            .body(Empty::<Bytes>::new())
+            .ok()?;
+        let response = sender.send_request(request).await.ok()?;
+        Some(response.status())
+    };
+    match tokio::time::timeout(check.timeout, attempt).await {
+        Ok(Some(status)) => in_range(status, check.expect),
+        _ => false,
+    }
+}
+
+fn in_range(status: StatusCode, (low, high): (u16, u16)) -> bool {
+    (low..=high).contains(&status.as_u16())
+}
+
+/// `host:port` (IPv6 in brackets) into its parts.
+pub fn split_address(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    Some((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+}
