@@ -7,6 +7,7 @@
 pub mod client;
 pub mod connect;
 pub mod request_body;
+pub mod select;
 
 use std::time::Duration;
 
