@@ -9,6 +9,7 @@ pub mod connect;
 pub mod group;
 pub mod health;
 pub mod request_body;
+pub mod select;
 
 use std::time::Duration;
 
