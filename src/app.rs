@@ -85,7 +85,12 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let groups: std::collections::HashMap<_, _> = config
         .upstream_groups
         .iter()
-        .map(|g| (g.name.clone(), crate::upstream::group::Group::new(g.clone())))
+        .map(|g| {
+            (
+                g.name.clone(),
+                crate::upstream::group::Group::new(g.clone()),
+            )
+        })
         .collect();
     let shared = Arc::new(Shared {
         via,
@@ -101,7 +106,10 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     });
     let (stop, stop_rx) = watch::channel(false);
     for group in shared.groups.values() {
-        tokio::spawn(crate::upstream::health::run(Arc::clone(group), stop_rx.clone()));
+        tokio::spawn(crate::upstream::health::run(
+            Arc::clone(group),
+            stop_rx.clone(),
+        ));
     }
     let mut addrs = Vec::with_capacity(bound.len());
     let mut listeners = Vec::with_capacity(bound.len());

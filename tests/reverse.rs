@@ -6,7 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,12 @@ use support::*;
 use tokio::net::TcpListener;
 
 /// A reverse-mode config with one group `app` of `servers` (TOML inline tables) and `extra`.
-fn reverse_config(dir: &std::path::Path, algorithm: &str, servers: &[String], extra: &str) -> String {
+fn reverse_config(
+    dir: &std::path::Path,
+    algorithm: &str,
+    servers: &[String],
+    extra: &str,
+) -> String {
     format!(
         "visible_hostname = \"edge-test\"\n\
          [[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n\
@@ -32,12 +37,14 @@ fn server(addr: SocketAddr, options: &str) -> String {
     format!("{{ address = \"{addr}\"{options} }}")
 }
 
-/// An origin answering `name` with `cache_control`.
+/// An origin answering `name` with `cache_control` (and `/health` for active checks).
 async fn named(name: &'static str, cache_control: &'static str) -> Origin {
     Origin::builder()
+        .route("/health", |_| reply(200, "ok"))
         .route("/", move |_| {
             let mut r = reply(200, name);
-            r.headers_mut().insert("cache-control", cache_control.parse().unwrap());
+            r.headers_mut()
+                .insert("cache-control", cache_control.parse().unwrap());
             r
         })
         .spawn()
@@ -46,7 +53,11 @@ async fn named(name: &'static str, cache_control: &'static str) -> Origin {
 
 /// A client for a reverse port: requests go straight to it with the given Host.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(WAIT).build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .unwrap()
 }
 
 async fn get(proxy: &TestProxy, host: &str, path: &str) -> (u16, String) {
@@ -72,7 +83,11 @@ async fn weighted_round_robin_distributes_within_5_percent() {
         .zip([1, 2, 3])
         .map(|(o, w)| server(o.addr, &format!(", weight = {w}")))
         .collect();
-    let proxy = TestProxy::start_text(&reverse_config(dir.path(), "round_robin", &servers, ""), None).await;
+    let proxy = TestProxy::start_text(
+        &reverse_config(dir.path(), "round_robin", &servers, ""),
+        None,
+    )
+    .await;
     let client = client();
     for _ in 0..3000 {
         let r = client
@@ -100,7 +115,8 @@ async fn hash_sends_each_url_to_one_server() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let servers: Vec<String> = origins.iter().map(|o| server(o.addr, "")).collect();
-    let proxy = TestProxy::start_text(&reverse_config(dir.path(), "hash", &servers, ""), None).await;
+    let proxy =
+        TestProxy::start_text(&reverse_config(dir.path(), "hash", &servers, ""), None).await;
     let mut owners = std::collections::HashMap::new();
     for round in 0..3 {
         for i in 0..30 {
@@ -158,7 +174,10 @@ async fn host_is_preserved_and_forwarding_fields_are_added() {
     assert_eq!(seen.headers["host"], "www.example.test");
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
-    assert_eq!(seen.headers["forwarded"], "for=127.0.0.1;proto=http;host=www.example.test");
+    assert_eq!(
+        seen.headers["forwarded"],
+        "for=127.0.0.1;proto=http;host=www.example.test"
+    );
     assert!(seen.headers["via"].to_str().unwrap().contains("edge-test"));
 }
 
@@ -171,7 +190,11 @@ async fn cache_offloads_the_origin_also_under_concurrency() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let servers: Vec<String> = origins.iter().map(|o| server(o.addr, "")).collect();
-    let proxy = TestProxy::start_text(&reverse_config(dir.path(), "round_robin", &servers, ""), None).await;
+    let proxy = TestProxy::start_text(
+        &reverse_config(dir.path(), "round_robin", &servers, ""),
+        None,
+    )
+    .await;
     let url = proxy.url();
     let client = client();
     let mut tasks = Vec::new();
@@ -180,7 +203,12 @@ async fn cache_offloads_the_origin_also_under_concurrency() {
             let client = client.clone();
             let url = format!("{url}/?object={}", (batch * 100 + i) % 10);
             tasks.push(tokio::spawn(async move {
-                let r = client.get(url).header("host", "www.example.test").send().await.unwrap();
+                let r = client
+                    .get(url)
+                    .header("host", "www.example.test")
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 200);
                 r.bytes().await.unwrap();
             }));
@@ -191,14 +219,15 @@ async fn cache_offloads_the_origin_also_under_concurrency() {
         task.await.unwrap();
     }
     let total: usize = origins.iter().map(Origin::hits).sum();
-    assert!(total <= 10, "1000 requests for 10 URLs reached the upstreams {total} times");
+    assert!(
+        total <= 10,
+        "1000 requests for 10 URLs reached the upstreams {total} times"
+    );
 }
 
 /// An upstream that can be stopped (connections refused) and started again on the same port.
 struct Switchable {
     addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-    up: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -209,20 +238,25 @@ impl Switchable {
         let counter = Arc::clone(&hits);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let counter = Arc::clone(&counter);
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let counter = Arc::clone(&counter);
-                        async move {
-                            if req.uri().path() != "/health" {
-                                counter.fetch_add(1, Ordering::SeqCst);
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let counter = Arc::clone(&counter);
+                            async move {
+                                if req.uri().path() != "/health" {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                }
+                                let mut r = reply(200, "switchable");
+                                r.headers_mut()
+                                    .insert("cache-control", "no-store".parse().unwrap());
+                                Ok::<_, std::convert::Infallible>(r)
                             }
-                            let mut r = reply(200, "switchable");
-                            r.headers_mut().insert("cache-control", "no-store".parse().unwrap());
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    });
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(false)
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -230,10 +264,9 @@ impl Switchable {
                 });
             }
         });
+        drop(hits);
         Self {
             addr,
-            hits,
-            up: Arc::new(AtomicBool::new(true)),
             task: Some(task),
         }
     }
@@ -242,7 +275,6 @@ impl Switchable {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        self.up.store(false, Ordering::SeqCst);
     }
 }
 
@@ -257,17 +289,28 @@ async fn a_stopped_server_is_skipped_without_client_errors_and_comes_back_after_
         server(flaky.addr, ", max_fails = 1, fail_timeout = \"1s\""),
     ];
     let extra = "[upstream.app.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n";
-    let proxy = TestProxy::start_text(&reverse_config(dir.path(), "round_robin", &servers, extra), None).await;
+    let proxy = TestProxy::start_text(
+        &reverse_config(dir.path(), "round_robin", &servers, extra),
+        None,
+    )
+    .await;
     for _ in 0..20 {
         assert_eq!(get(&proxy, "www.example.test", "/").await.0, 200);
     }
-    assert!(hits.load(Ordering::SeqCst) >= 5, "both servers share the load");
+    assert!(
+        hits.load(Ordering::SeqCst) >= 5,
+        "both servers share the load"
+    );
     flaky.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let before = hits.load(Ordering::SeqCst);
     for _ in 0..50 {
         let (status, body) = get(&proxy, "www.example.test", "/").await;
-        assert_eq!((status, body.as_str()), (200, "steady"), "idempotent requests fail over invisibly");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "steady"),
+            "idempotent requests fail over invisibly"
+        );
     }
     assert_eq!(hits.load(Ordering::SeqCst), before);
     // Bring it back on the same port: the active check marks it up again.
@@ -295,12 +338,18 @@ async fn get_is_retried_on_another_server_but_a_sent_post_is_not() {
         server(healthy.addr, ", max_fails = 0"),
     ];
     let extra = "";
-    let text = reverse_config(dir.path(), "round_robin", &servers, extra)
-        .replace("[upstream.app]\n", "[upstream.app]\nnext_upstream = [\"error\", \"timeout\"]\n");
+    let text = reverse_config(dir.path(), "round_robin", &servers, extra).replace(
+        "[upstream.app]\n",
+        "[upstream.app]\nnext_upstream = [\"error\", \"timeout\"]\n",
+    );
     let proxy = TestProxy::start_text(&text, None).await;
     let (status, body) = get(&proxy, "www.example.test", "/").await;
     assert_eq!((status, body.as_str()), (200, "healthy GET"));
-    assert_eq!(broken.hits.load(Ordering::SeqCst), 1, "the GET went to the broken server first");
+    assert_eq!(
+        broken.hits.load(Ordering::SeqCst),
+        1,
+        "the GET went to the broken server first"
+    );
     let post = client()
         .post(format!("{}/", proxy.url()))
         .header("host", "www.example.test")
@@ -311,7 +360,10 @@ async fn get_is_retried_on_another_server_but_a_sent_post_is_not() {
     assert_eq!(post.status(), 502);
     assert_eq!(broken.hits.load(Ordering::SeqCst), 2);
     assert!(
-        healthy.requests().iter().all(|r| r.method != http::Method::POST),
+        healthy
+            .requests()
+            .iter()
+            .all(|r| r.method != http::Method::POST),
         "a POST that was sent is never replayed"
     );
 }
@@ -321,7 +373,14 @@ async fn origin_one_liner_runs_an_accelerator() {
     let origin = named("accelerated", "max-age=60").await;
     let home = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(cuttle_bin())
-        .args(["--listen", "127.0.0.1:0", "--origin", &origin.url(""), "--log-level", "warn"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            &origin.url(""),
+            "--log-level",
+            "warn",
+        ])
         .env("HOME", home.path())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -331,10 +390,18 @@ async fn origin_one_liner_runs_an_accelerator() {
     let addr = std::io::BufRead::lines(stderr)
         .take(50)
         .map(Result::unwrap)
-        .find_map(|l| l.strip_prefix("cuttle: listening on ").map(|r| r.split(' ').next().unwrap_or("").to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("cuttle: listening on ")
+                .map(|r| r.split(' ').next().unwrap_or("").to_owned())
+        })
         .unwrap();
     for _ in 0..3 {
-        let r = client().get(format!("http://{addr}/")).header("host", "any.name").send().await.unwrap();
+        let r = client()
+            .get(format!("http://{addr}/"))
+            .header("host", "any.name")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.text().await.unwrap(), "accelerated");
     }
     assert_eq!(origin.hits(), 1, "cached by the accelerator");

@@ -206,11 +206,19 @@ fn build_groups(
             match word.as_str() {
                 "error" => next_upstream.error = true,
                 "timeout" => next_upstream.timeout = true,
-                other => match other.strip_prefix("http_").and_then(|c| c.parse::<u16>().ok()) {
+                other => match other
+                    .strip_prefix("http_")
+                    .and_then(|c| c.parse::<u16>().ok())
+                {
                     Some(code) if (500..600).contains(&code) => next_upstream.statuses.push(code),
                     _ => {
                         return Err(cx.err(
-                            &[Seg::Key("upstream"), Seg::Key(name), Seg::Key("next_upstream"), Seg::Index(i)],
+                            &[
+                                Seg::Key("upstream"),
+                                Seg::Key(name),
+                                Seg::Key("next_upstream"),
+                                Seg::Index(i),
+                            ],
                             format!("`{other}` is not error, timeout or http_5xx"),
                         ))
                     }
@@ -252,7 +260,10 @@ fn build_reverse(
         if !groups.iter().any(|g| g.name == site.upstream) {
             return Err(cx.err(
                 &at("upstream"),
-                format!("unknown upstream group `{}` (define [upstream.{}])", site.upstream, site.upstream),
+                format!(
+                    "unknown upstream group `{}` (define [upstream.{}])",
+                    site.upstream, site.upstream
+                ),
             ));
         }
         let path_prefix = site.path_prefix.clone().unwrap_or_else(|| "/".to_owned());

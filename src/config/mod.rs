@@ -129,12 +129,18 @@ impl Config {
     /// The `--origin` accelerator: a reverse port for any Host, one upstream server.
     fn accelerate(&mut self, origin: &http::Uri, listen: Option<SocketAddr>) -> Result<(), String> {
         if origin.scheme_str().is_some_and(|s| s != "http") {
-            return Err(format!("--origin {origin}: only http:// origins are supported"));
+            return Err(format!(
+                "--origin {origin}: only http:// origins are supported"
+            ));
         }
-        let authority = origin
-            .authority()
-            .ok_or_else(|| format!("--origin {origin}: needs a host, like http://127.0.0.1:8000"))?;
-        let address = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        let authority = origin.authority().ok_or_else(|| {
+            format!("--origin {origin}: needs a host, like http://127.0.0.1:8000")
+        })?;
+        let address = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
         let addr = match listen {
             Some(addr) => addr,
             None => DEFAULT_ACCEL_LISTEN

@@ -139,7 +139,11 @@ pub async fn handle(
 
 impl Exchange<'_> {
     /// Sends this request upstream with `headers` (the client's body goes along once).
-    async fn send(&mut self, txn: &mut Transaction, headers: HeaderMap) -> Result<Upstreamed, Error> {
+    async fn send(
+        &mut self,
+        txn: &mut Transaction,
+        headers: HeaderMap,
+    ) -> Result<Upstreamed, Error> {
         let up = send(
             self.shared,
             Outgoing {

@@ -4,24 +4,18 @@
 //! the cache decides (`proxy::caching`), and whatever must go upstream goes to the origin named
 //! by the URI through `proxy::next_hop`.
 
-use std::net::IpAddr;
-
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::uri::Scheme;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
 
 use super::body::ProxyBody;
+use super::caching;
 use super::headers::{self, MaxForwards};
+use super::next_hop::Target;
 use super::service::{check_access, check_loop, reply_error, ConnInfo};
 use super::transaction::{hier, Transaction};
-use super::caching;
-use super::next_hop::Target;
 use crate::error::{Error, ErrorKind};
-use crate::upstream::client::classify_hyper;
-use crate::upstream::{Progress, RequestBody};
 
 /// Forwards one absolute-form request.
 pub async fn handle(

@@ -47,9 +47,17 @@ fn http1_builder(shared: &Shared) -> http1::Builder {
 /// Accepts connections on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
+    mode: super::Mode,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let local = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::error!(error = %e, "listener has no local address");
+            return;
+        }
+    };
     let builder = http1_builder(&shared);
     loop {
         let permit = tokio::select! {
@@ -74,34 +82,31 @@ pub async fn serve(
         let conn_shutdown = shutdown.clone();
         let shared = Arc::clone(&shared);
         let builder = builder.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, peer, local, mode, shared, builder, conn_shutdown).await;
-            drop(permit);
+        let info = Arc::new(ConnInfo {
+            peer,
+            local,
+            mode,
+            activity: ConnActivity::new(
+                shared.config.timeouts.client_header,
+                shared.config.timeouts.client_idle,
+            ),
+            shared,
+            // Shared with tunnels, which outlive the HTTP connection that opened them.
+            permit: Arc::new(permit),
         });
+        tokio::spawn(serve_connection(stream, info, builder, conn_shutdown));
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
-    peer: std::net::SocketAddr,
-    local: std::net::SocketAddr,
-    mode: super::Mode,
-    shared: Arc<Shared>,
+    info: Arc<ConnInfo>,
     builder: http1::Builder,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let timeouts = &shared.config.timeouts;
-    let activity = ConnActivity::new(timeouts.client_header, timeouts.client_idle);
-    let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&activity)));
-    let info = Arc::new(ConnInfo {
-        peer,
-        local,
-        mode,
-        activity,
-        shared,
-    });
+    let peer = info.peer;
+    let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&info.activity)));
     let service = service_fn(move |req| {
         let info = Arc::clone(&info);
         async move { Ok::<_, std::convert::Infallible>(handle(req, info).await) }

@@ -99,7 +99,13 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
             let authority = out
                 .uri
                 .authority()
-                .map(|a| a.as_str().rsplit('@').next().unwrap_or(a.as_str()).to_owned())
+                .map(|a| {
+                    a.as_str()
+                        .rsplit('@')
+                        .next()
+                        .unwrap_or(a.as_str())
+                        .to_owned()
+                })
                 .unwrap_or_default();
             // RFC 9112 §3.2.2: "When a proxy receives a request with an absolute-form of
             // request-target, the proxy MUST ignore the received Host header field (if any) and
@@ -142,7 +148,10 @@ async fn send_to_group(
         .saturating_add(1);
     let mut last_error = Error::new(
         ErrorKind::NoUpstream,
-        format!("no server of upstream group `{}` is available", group.config.name),
+        format!(
+            "no server of upstream group `{}` is available",
+            group.config.name
+        ),
     );
     let path_and_query = out
         .uri
@@ -157,7 +166,12 @@ async fn send_to_group(
         let address = server.config.address.clone();
         let uri: Uri = format!("http://{address}{path_and_query}")
             .parse()
-            .map_err(|_| Error::new(ErrorKind::Internal, format!("bad upstream address `{address}`")))?;
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("bad upstream address `{address}`"),
+                )
+            })?;
         let host = match host_header {
             HostHeader::Preserve => HeaderValue::from_str(client_host.as_str()),
             HostHeader::Upstream => HeaderValue::from_str(&address),
@@ -194,7 +208,10 @@ async fn send_to_group(
                     ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::DnsFailed
                 );
                 let counts = not_sent
-                    || matches!(err.kind(), ErrorKind::ReadTimeout | ErrorKind::InvalidResponse);
+                    || matches!(
+                        err.kind(),
+                        ErrorKind::ReadTimeout | ErrorKind::InvalidResponse
+                    );
                 if counts {
                     group.failed(index);
                 }
@@ -230,7 +247,12 @@ fn random() -> u64 {
 }
 
 /// One request to `uri` (whose authority is where to connect) with `host` as Host.
-async fn send_once(shared: &Shared, out: Outgoing, uri: Uri, host: HeaderValue) -> Result<Upstreamed, Error> {
+async fn send_once(
+    shared: &Shared,
+    out: Outgoing,
+    uri: Uri,
+    host: HeaderValue,
+) -> Result<Upstreamed, Error> {
     let Outgoing {
         method,
         version,
@@ -248,11 +270,9 @@ async fn send_once(shared: &Shared, out: Outgoing, uri: Uri, host: HeaderValue) 
 
     let progress = Progress::new();
     let body = match body {
-        Some(body) if !body.is_end_stream() => RequestBody::streaming(
-            body,
-            shared.config.timeouts.client_read,
-            progress.clone(),
-        ),
+        Some(body) if !body.is_end_stream() => {
+            RequestBody::streaming(body, shared.config.timeouts.client_read, progress.clone())
+        }
         _ => RequestBody::empty(progress.clone()),
     };
     let mut request = Request::new(body);

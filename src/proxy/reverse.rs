@@ -75,13 +75,17 @@ pub struct ReverseConfig {
 
 /// The first site for `host` and `path`.
 pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<&'a Site> {
-    sites
-        .iter()
-        .find(|site| site.hosts.iter().any(|p| p.matches(host)) && path.starts_with(&site.path_prefix))
+    sites.iter().find(|site| {
+        site.hosts.iter().any(|p| p.matches(host)) && path.starts_with(&site.path_prefix)
+    })
 }
 
 /// Handles one request on a reverse port.
-pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, mut txn: Transaction) -> Response<ProxyBody> {
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    mut txn: Transaction,
+) -> Response<ProxyBody> {
     match route(req, conn, &mut txn).await {
         Ok(response) => {
             txn.respond(&response);
@@ -108,17 +112,25 @@ async fn route(
         )
     })?;
     let group = shared.groups.get(&site.upstream).cloned().ok_or_else(|| {
-        Error::new(ErrorKind::Internal, format!("upstream group `{}` is missing", site.upstream))
+        Error::new(
+            ErrorKind::Internal,
+            format!("upstream group `{}` is missing", site.upstream),
+        )
     })?;
     check_loop(shared, &parts.headers)?;
     check_access(shared, conn.peer, &parts.method, &host, conn.local.port())?;
     match headers::max_forwards(&parts.method, &parts.headers) {
         MaxForwards::Respond | MaxForwards::Forward => {}
         MaxForwards::Decrement(n) => {
-            parts.headers.insert(header::MAX_FORWARDS, HeaderValue::from(n));
+            parts
+                .headers
+                .insert(header::MAX_FORWARDS, HeaderValue::from(n));
         }
     }
-    headers::strip_request(&mut parts.headers, shared.config.forward.pass_proxy_authorization);
+    headers::strip_request(
+        &mut parts.headers,
+        shared.config.forward.pass_proxy_authorization,
+    );
     add_forwarding_fields(shared, conn, &authority, &mut parts.headers);
 
     // The effective request URI (RFC 9110 §7.1) keys the cache, as in forward mode.
@@ -131,7 +143,12 @@ async fn route(
         .authority(authority.clone())
         .path_and_query(path_and_query)
         .build()
-        .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("bad request target: {e}")))?;
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!("bad request target: {e}"),
+            )
+        })?;
     txn.url = parts.uri.to_string();
     txn.hierarchy = hier::PARENT;
     let target = Target::Group {
@@ -178,7 +195,10 @@ fn add_forwarding_fields(
         } else {
             ip.to_string()
         };
-        let element = format!("for={for_value};proto=http;host={}", quote_if_needed(authority.as_str()));
+        let element = format!(
+            "for={for_value};proto=http;host={}",
+            quote_if_needed(authority.as_str())
+        );
         let combined = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
             Some(previous) => format!("{previous}, {element}"),
             None => element,
@@ -191,7 +211,10 @@ fn add_forwarding_fields(
 
 /// RFC 7239 values are tokens or quoted strings; `host:port` needs quotes.
 fn quote_if_needed(value: &str) -> String {
-    if value.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
         value.to_owned()
     } else {
         format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
@@ -222,9 +245,13 @@ mod tests {
         assert_eq!(pick("www.example.com", "/api/v1"), Some("api"));
         assert_eq!(pick("www.example.com", "/index"), Some("web"));
         assert_eq!(pick("cdn.example.org", "/x"), Some("web"));
-        assert_eq!(pick("example.org", "/x"), Some("fallback"), "*.example.org needs a label");
+        assert_eq!(
+            pick("example.org", "/x"),
+            Some("fallback"),
+            "*.example.org needs a label"
+        );
         let strict = &sites[..2];
-        assert_eq!(find_site(strict, "evil.test", "/"), None);
+        assert!(find_site(strict, "evil.test", "/").is_none());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct ConnInfo {
     pub mode: Mode,
     pub activity: Arc<ConnActivity>,
     pub shared: Arc<Shared>,
+    /// This connection's slot under `limits.max_connections`; CONNECT tunnels keep a clone.
+    pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Handles one request; never fails (errors become error pages).

@@ -43,6 +43,8 @@ pub async fn handle(
     txn.peer = req.uri().host().map(str::to_owned);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let idle = shared.config.timeouts.tunnel_idle;
+    // The tunnel counts against max_connections until it closes.
+    let permit = Arc::clone(&conn.permit);
     let mut response = Response::new(ProxyBody::empty());
     *response.status_mut() = StatusCode::OK;
     response
@@ -53,7 +55,10 @@ pub async fn handle(
     txn.respond(&response);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => relay(TokioIo::new(upgraded), upstream, idle, txn).await,
+            Ok(upgraded) => {
+                relay(TokioIo::new(upgraded), upstream, idle, txn).await;
+                drop(permit);
+            }
             Err(e) => {
                 txn.abort();
                 tracing::debug!(error = %e, "CONNECT upgrade failed");

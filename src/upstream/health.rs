@@ -65,7 +65,10 @@ pub async fn probe(address: &str, check: &HealthCheckConfig) -> bool {
         tokio::spawn(conn);
         let request = Request::get(check.path.as_str())
             .header(http::header::HOST, address)
-            .header(http::header::USER_AGENT, concat!("cuttle-health/", env!("CARGO_PKG_VERSION")))
+            .header(
+                http::header::USER_AGENT,
+                concat!("cuttle-health/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Empty::<Bytes>::new())
             .ok()?;
         let response = sender.send_request(request).await.ok()?;
@@ -85,5 +88,10 @@ fn in_range(status: StatusCode, (low, high): (u16, u16)) -> bool {
 pub fn split_address(address: &str) -> Option<(String, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let port = port.parse().ok()?;
-    Some((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+    Some((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+    ))
 }
