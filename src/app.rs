@@ -155,7 +155,7 @@ impl Server {
             .await
             .is_err()
         {
-            tracing::warn!(after = ?self.drain, "shutdown: connections still open; closing them");
+            tracing::warn!(after = ?self.drain, "shutdown: connections still open; they end with the runtime");
         }
         // The access-log writer ends when the last sender (inside `Shared`) is dropped.
         self.shared = None;

@@ -806,3 +806,148 @@ async fn range_from_a_large_disk_entry_streams_only_the_requested_bytes() {
     assert_eq!(ranged.bytes().await.unwrap(), data.slice(300_000..300_100));
     assert_eq!(origin.hits(), 1);
 }
+
+const STALL: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nCache-Control: max-age=60\r\nETag: \"x\"\r\n\r\nhello";
+
+#[tokio::test]
+async fn a_stalled_origin_cannot_hold_a_ranged_miss_or_later_requests() {
+    let origin = RawOrigin::spawn(RawBehaviour::ReplyThenHang(STALL.to_vec())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(
+        dir.path(),
+        "[timeouts]\nread = \"500ms\"\n[cache]\ncollapsed_forwarding_timeout = \"10s\"\n",
+    )
+    .await;
+    let client = client_for(&server);
+    let started = tokio::time::Instant::now();
+    let ranged = client
+        .get(origin.url("/r"))
+        .header("range", "bytes=0-3")
+        .send()
+        .await;
+    if let Ok(response) = ranged {
+        let _ = response.bytes().await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "ranged miss hung {:?}",
+        started.elapsed()
+    );
+    // A later request for the same URL is not stuck behind an abandoned fill.
+    let started = tokio::time::Instant::now();
+    if let Ok(response) = client.get(origin.url("/r")).send().await {
+        let _ = response.bytes().await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_invalidation_during_a_fill_keeps_the_old_body_out_of_the_cache() {
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+    let gets = Arc::new(AtomicUsize::new(0));
+    let g = Arc::clone(&gets);
+    let origin = Origin::builder()
+        .route("/r", move |rec| {
+            if rec.method == http::Method::POST {
+                return reply(200, "posted");
+            }
+            let version = if g.fetch_add(1, Ordering::SeqCst) == 0 {
+                "v1"
+            } else {
+                "v2"
+            };
+            let frames = futures_util::stream::unfold(0u8, move |i| async move {
+                match i {
+                    0 => Some((
+                        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(version))),
+                        1,
+                    )),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(600)).await;
+                        Some((Ok(Frame::data(Bytes::from_static(b"-body"))), 2))
+                    }
+                    _ => None,
+                }
+            });
+            let mut r = http::Response::new(BodyExt::boxed(StreamBody::new(frames)));
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "").await;
+    let client = client_for(&server);
+    let (slow_client, url) = (client.clone(), origin.url("/r"));
+    let slow = tokio::spawn(async move {
+        slow_client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let post = client
+        .post(origin.url("/r"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 200);
+    assert_eq!(slow.await.unwrap(), "v1-body");
+    let after = client
+        .get(origin.url("/r"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(after, "v2-body", "the body from before the POST was stored");
+}
+
+#[tokio::test]
+async fn vary_on_a_field_the_proxy_writes_is_never_shared_between_clients() {
+    let origin = Origin::builder()
+        .route("/me", |rec| {
+            let who = rec
+                .headers
+                .get("x-forwarded-for")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let mut r = reply(200, &format!("hello {who}"));
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            r.headers_mut()
+                .insert("vary", "x-forwarded-for".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(dir.path(), "").await;
+    let proxy_url = format!("http://{}", server.addr().unwrap());
+    let other = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(&proxy_url).unwrap())
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let first = client_for(&server)
+        .get(origin.url("/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.text().await.unwrap(), "hello 127.0.0.1");
+    let second = other.get(origin.url("/me")).send().await.unwrap();
+    assert_eq!(second.text().await.unwrap(), "hello 127.0.0.2");
+}

@@ -202,3 +202,39 @@ async fn connect_to_a_refused_port_is_503_before_any_tunnel() {
     let (_, head) = connect_via(proxy.addr, &format!("127.0.0.1:{port}")).await;
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
 }
+
+#[tokio::test]
+async fn open_tunnels_count_against_max_connections() {
+    let echo = echo_server().await;
+    let origin = Origin::builder()
+        .route("/x", |_| reply(200, "ok"))
+        .spawn()
+        .await;
+    let proxy = TestProxy::start(&format!(
+        "[forward]\nconnect_ports = [{}]\n[limits]\nmax_connections = 1\n",
+        echo.port()
+    ))
+    .await;
+    let (mut tunnel, head) = connect_via(proxy.addr, &echo.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The tunnel holds the only slot: another client waits.
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        origin.url("/x")
+    );
+    let waiting = raw(
+        proxy.addr,
+        request.as_bytes(),
+        std::time::Duration::from_millis(500),
+    )
+    .await;
+    assert!(
+        waiting.is_empty(),
+        "served while a tunnel holds the only slot"
+    );
+    // Closing the tunnel frees it.
+    tunnel.shutdown().await.unwrap();
+    drop(tunnel);
+    let served = raw(proxy.addr, request.as_bytes(), WAIT).await;
+    assert!(String::from_utf8_lossy(&served).starts_with("HTTP/1.1 200"));
+}

@@ -172,3 +172,28 @@ async fn oversized_upstream_header_is_502() {
     let (status, _, _) = fetch(&proxy, &origin.url("/")).await;
     assert_eq!(status, 502);
 }
+
+#[tokio::test]
+async fn content_length_is_not_forwarded_with_transfer_encoding() {
+    // RFC 9112 §6.3: Transfer-Encoding wins; forwarding the stale Content-Length would present
+    // a truncated body as complete.
+    let origin = RawOrigin::spawn(RawBehaviour::Reply(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n"
+            .to_vec(),
+    ))
+    .await;
+    let proxy = TestProxy::start("").await;
+    let response = http_client(&proxy)
+        .get(origin.url("/te"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        response
+            .headers()
+            .get("content-length")
+            .map(|v| v.to_str().unwrap()),
+        Some("5")
+    );
+    assert_eq!(&response.bytes().await.unwrap()[..], b"0123456789");
+}

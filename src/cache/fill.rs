@@ -30,14 +30,22 @@ pub struct FillSink {
     committed: Option<oneshot::Receiver<bool>>,
 }
 
+/// Decides at commit time whether the entry may still become visible (false when the URL was
+/// invalidated while the body was arriving, RFC 9111 §4.4).
+pub type StillValid = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// Starts a writer task for `writer`; returns the relay's sink and the task handle, which
 /// resolves to whether the entry was committed.
-pub fn start(writer: Writer, leader: Option<Leader>) -> (FillSink, tokio::task::JoinHandle<bool>) {
+pub fn start(
+    writer: Writer,
+    leader: Option<Leader>,
+    still_valid: StillValid,
+) -> (FillSink, tokio::task::JoinHandle<bool>) {
     let (tx, rx) = mpsc::channel(DEPTH);
     let (done_tx, done_rx) = oneshot::channel();
     let (committed_tx, committed_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        let stored = write_loop(writer, rx, done_rx, leader).await;
+        let stored = write_loop(writer, rx, done_rx, leader, still_valid).await;
         let _ = committed_tx.send(stored);
         stored
     });
@@ -56,6 +64,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Bytes>,
     done: oneshot::Receiver<bool>,
     leader: Option<Leader>,
+    still_valid: StillValid,
 ) -> bool {
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = writer.write(&chunk).await {
@@ -65,7 +74,7 @@ async fn write_loop(
             return false;
         }
     }
-    let complete = done.await.unwrap_or(false);
+    let complete = done.await.unwrap_or(false) && still_valid();
     let stored = complete
         && match writer.commit().await {
             Ok(()) => true,
@@ -131,14 +140,25 @@ impl FillSink {
 }
 
 /// Drains `body` into a fill without any client (background refreshes, and misses whose
-/// client needs only a 304 or a range). Returns whether the entry was committed.
-pub async fn drain<B>(mut body: B, mut sink: FillSink, task: tokio::task::JoinHandle<bool>) -> bool
+/// client needs only a 304 or a range), waiting at most `read_timeout` for each frame.
+/// Returns whether the entry was committed.
+pub async fn drain<B>(
+    mut body: B,
+    mut sink: FillSink,
+    task: tokio::task::JoinHandle<bool>,
+    read_timeout: std::time::Duration,
+) -> bool
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
     use http_body_util::BodyExt;
     loop {
-        match body.frame().await {
+        let Ok(next) = tokio::time::timeout(read_timeout, body.frame()).await else {
+            tracing::debug!(after = ?read_timeout, "cache fill abandoned: upstream stalled");
+            sink.abandon();
+            break;
+        };
+        match next {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     std::future::poll_fn(|cx| sink.poll_offer(cx, data)).await;

@@ -6,6 +6,7 @@
 //! `primary\nsecondary`, and a small *vary record* under the primary key names the fields, so a
 //! hit on a plain URL is a single store lookup (RFC 9111 §4.1).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -21,8 +22,11 @@ use super::store::{Hit, Store};
 use super::{Behaviour, Config};
 use crate::cache::collapse::Collapser;
 
-/// Marks a vary record (never sent to clients).
-const VARY_RECORD: &str = "cuttle-vary-record";
+/// Marks a vary record (never sent to clients; stripped from upstream responses).
+pub const VARY_RECORD: &str = "cuttle-vary-record";
+
+/// Request fields the proxy adds or rewrites before forwarding.
+const SYNTHESISED: [&str; 4] = ["via", "x-forwarded-for", "forwarded", "x-forwarded-proto"];
 
 /// What the store holds for a request.
 // Built once per request and matched at once; boxing the hit would cost every hit an allocation.
@@ -66,6 +70,24 @@ pub struct Cache {
     pub store: Store,
     pub collapser: Collapser,
     pub behaviour: Arc<Behaviour>,
+    /// Invalidation sequence numbers: a fill that started before its URL's latest
+    /// invalidation must not commit (it holds the representation from before the change).
+    invalidations: Arc<Invalidations>,
+}
+
+/// The latest invalidation of each recently invalidated URL.
+#[derive(Debug)]
+struct Invalidations {
+    seq: AtomicU64,
+    /// Bounded: a fill older than the eviction of its URL's mark is older than any sane fill.
+    latest: moka::sync::Cache<String, u64>,
+}
+
+/// Taken when a fill starts; checked when it commits.
+#[derive(Debug, Clone)]
+pub struct FillTicket {
+    primary: String,
+    seq: u64,
 }
 
 impl Cache {
@@ -75,6 +97,32 @@ impl Cache {
             store: Store::open(config).await?,
             collapser: Collapser::default(),
             behaviour: Arc::new(config.behaviour.clone()),
+            invalidations: Arc::new(Invalidations {
+                seq: AtomicU64::new(0),
+                latest: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(std::time::Duration::from_secs(3600))
+                    .build(),
+            }),
+        })
+    }
+
+    /// A ticket for a fill of `primary` starting now.
+    pub fn ticket(&self, primary: &str) -> FillTicket {
+        FillTicket {
+            primary: primary.to_owned(),
+            seq: self.invalidations.seq.load(Ordering::Acquire),
+        }
+    }
+
+    /// A check for the fill's commit: false once `primary` was invalidated after the ticket.
+    pub fn still_valid(&self, ticket: FillTicket) -> crate::cache::fill::StillValid {
+        let invalidations = Arc::clone(&self.invalidations);
+        Box::new(move || {
+            invalidations
+                .latest
+                .get(&ticket.primary)
+                .is_none_or(|seq| seq <= ticket.seq)
         })
     }
 
@@ -148,6 +196,15 @@ impl Cache {
     ) -> Option<String> {
         match vary_fields(&response.headers) {
             VarySpec::Star => None,
+            // The secondary key is built from the client's fields; fields the proxy writes
+            // itself on the way up (Via, X-Forwarded-For, Forwarded, X-Forwarded-Proto) differ
+            // per client without showing in them, so such a response could be served to the
+            // wrong client. Treated like `Vary: *`.
+            VarySpec::Fields(fields)
+                if fields.iter().any(|f| SYNTHESISED.contains(&f.as_str())) =>
+            {
+                None
+            }
             VarySpec::Fields(fields) if fields.is_empty() => {
                 if had_variants {
                     self.store.remove_prefix(&variant_prefix(primary)).await;
@@ -177,8 +234,11 @@ impl Cache {
         }
     }
 
-    /// Removes everything stored for `primary` (all variants); returns how many entries.
+    /// Removes everything stored for `primary` (all variants), and stops fills in progress for
+    /// it from committing; returns how many entries were removed.
     pub async fn invalidate(&self, primary: &str) -> usize {
+        let seq = self.invalidations.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        self.invalidations.latest.insert(primary.to_owned(), seq);
         let had_record = self.store.lookup(primary).await.is_some();
         self.store.remove(primary).await;
         usize::from(had_record) + self.store.remove_prefix(&variant_prefix(primary)).await

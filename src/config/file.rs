@@ -527,12 +527,18 @@ impl FromStr for MethodName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+/// Longest duration accepted anywhere: larger values would overflow deadline arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s)
-            .map(Self)
-            .map_err(|e| format!("`{s}` is not a duration like \"30s\" or \"2m\": {e}"))
+        let d = humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration like \"30s\" or \"2m\": {e}"))?;
+        if d > MAX_DURATION {
+            return Err(format!("`{s}` is longer than the maximum of 365 days"));
+        }
+        Ok(Self(d))
     }
 }
 
@@ -613,5 +619,6 @@ mod tests {
             Duration::from_millis(250)
         );
         assert!("soon".parse::<HumanDuration>().is_err());
+        assert!("292400000000years".parse::<HumanDuration>().is_err());
     }
 }

@@ -83,7 +83,7 @@ pub fn serve_hit(
     *response.status_mut() = served.status;
     *response.headers_mut() = served.headers;
     decorate(shared, response.headers_mut(), Version::HTTP_11, &status);
-    txn.code = if hit.tier.as_str() == "memory" && log_code == code::TCP_HIT {
+    txn.code = if hit.tier == crate::cache::store::Tier::Memory && log_code == code::TCP_HIT {
         code::TCP_MEM_HIT
     } else {
         log_code
@@ -138,6 +138,8 @@ pub fn stored_head(
     for name in storage_excluded_fields(&up.parts.headers, directives) {
         headers.remove(name);
     }
+    // An origin must not be able to make its response look like an internal vary record.
+    headers.remove(crate::cache::lookup::VARY_RECORD);
     StoredHead {
         status: up.parts.status,
         headers,

@@ -23,7 +23,7 @@ use crate::cache::policy::{
 use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::store::{Hit, HitBody, Tier};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 /// Stores `up` if RFC 9111 §3 allows, relaying it to the client either way.
 #[allow(clippy::too_many_arguments)]
@@ -106,7 +106,9 @@ pub(super) async fn store_or_pass(
         stored: true,
         ..CacheStatus::default()
     };
-    let (sink, task) = fill::start(writer, leader);
+    let ticket = ex.ticket.take().unwrap_or_else(|| cache.ticket(primary));
+    let (sink, task) = fill::start(writer, leader, cache.still_valid(ticket));
+    let read_timeout = ex.shared.upstream.read_timeout();
     // A client that sent conditionals or a Range gets its answer from the new copy, as from a
     // stored one: 304/412/416 at once while the body drains into the cache; a small ranged
     // object is drained first and served as 206; anything else streams in full (a server may
@@ -122,7 +124,12 @@ pub(super) async fn store_or_pass(
         match served.body {
             BodyPlan::Empty => {
                 let Upstreamed { first, body, .. } = up;
-                tokio::spawn(fill::drain(Prefixed::new(first, body), sink, task));
+                tokio::spawn(fill::drain(
+                    Prefixed::new(first, body),
+                    sink,
+                    task,
+                    read_timeout,
+                ));
                 let hit = Hit {
                     head: Arc::new(known),
                     body: HitBody::Memory(bytes::Bytes::new()),
@@ -135,17 +142,22 @@ pub(super) async fn store_or_pass(
             {
                 let Upstreamed { first, body, .. } = up;
                 let prefixed = Prefixed::new(first, body);
-                if fill::drain(prefixed, sink, task).await {
+                if fill::drain(prefixed, sink, task, read_timeout).await {
                     if let Lookup::Found { hit, .. } =
                         cache.lookup(primary, &ex.parts.headers).await
                     {
                         return Ok(ex.serve(txn, hit, 0, status, code::TCP_MISS));
                     }
                 }
-                return Err(Error::new(
-                    ErrorKind::InvalidResponse,
-                    "the upstream body could not be read completely",
-                ));
+                // Not stored after all (stalled, refused at commit, or evicted at once): ask
+                // again for just the range and relay the answer uncached.
+                let up = ex.send(txn, ex.parts.headers.clone()).await?;
+                let status = CacheStatus {
+                    fwd: Some(fwd),
+                    detail: Some("not-stored"),
+                    ..CacheStatus::default()
+                };
+                return Ok(deliver(ex.shared, up, status, None));
             }
             _ => {}
         }
@@ -190,6 +202,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
     let (primary, key, url) = (primary.to_owned(), key.to_owned(), ex.url.clone());
     tokio::spawn(async move {
         let request_time = shared.clock.now();
+        let ticket = shared.cache.ticket(&primary);
         let Ok(up) = send(&shared, out).await else {
             return;
         };
@@ -238,8 +251,14 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
         let Some(writer) = cache.store.writer(&key, head, content_length) else {
             return;
         };
-        let (sink, task) = fill::start(writer, Some(leader));
+        let (sink, task) = fill::start(writer, Some(leader), cache.still_valid(ticket));
         let Upstreamed { first, body, .. } = up;
-        fill::drain(Prefixed::new(first, body), sink, task).await;
+        fill::drain(
+            Prefixed::new(first, body),
+            sink,
+            task,
+            shared.upstream.read_timeout(),
+        )
+        .await;
     });
 }

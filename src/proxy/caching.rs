@@ -58,6 +58,8 @@ pub(super) struct Exchange<'a> {
     pub(super) request: RequestDirectives,
     /// Where requests for this exchange go.
     pub(super) target: Target,
+    /// Taken before a request that may be stored is sent (see `Cache::ticket`).
+    pub(super) ticket: Option<crate::cache::lookup::FillTicket>,
 }
 
 /// Handles a forward-mode request whose checks have passed.
@@ -68,7 +70,7 @@ pub async fn handle(
     body: Incoming,
     target: Target,
 ) -> Result<Response<ProxyBody>, Error> {
-    let url = parts.uri.to_string();
+    let url = super::service::without_userinfo(&parts.uri);
     let request = RequestDirectives::from_headers(&parts.headers);
     let mut ex = Exchange {
         conn,
@@ -78,6 +80,7 @@ pub async fn handle(
         url,
         request,
         target,
+        ticket: None,
     };
     if ex.parts.method.as_str() == "PURGE" {
         return purge(ex.shared, conn.peer.ip(), &ex.parts.uri, txn).await;
@@ -139,7 +142,7 @@ pub async fn handle(
 
 impl Exchange<'_> {
     /// Sends this request upstream with `headers` (the client's body goes along once).
-    async fn send(
+    pub(super) async fn send(
         &mut self,
         txn: &mut Transaction,
         headers: HeaderMap,
@@ -312,6 +315,7 @@ async fn revalidate(
         headers.insert(name.clone(), value.clone());
     }
     let request_time = ex.shared.clock.now();
+    ex.ticket = Some(ex.shared.cache.ticket(primary));
     let up = match ex.send(txn, headers).await {
         Ok(up) => up,
         Err(err) => return stale_on_error(ex, txn, hit, &eval, Err(err)),
@@ -438,6 +442,7 @@ async fn fetch(
         ex.parts.headers.clone()
     };
     let request_time = ex.shared.clock.now();
+    ex.ticket = Some(ex.shared.cache.ticket(primary));
     let up = ex.send(txn, headers).await?;
     txn.code = code::TCP_MISS;
     store_or_pass(

@@ -17,6 +17,7 @@
 //! [`InFlight`] (when the response body is finished) moves the connection back to awaiting. When
 //! a deadline passes, reads fail with `TimedOut` and hyper closes the connection.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -224,8 +225,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
-
-use std::future::Future as _;
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,11 @@ const HOP_BY_HOP: [&str; 7] = [
 /// trailer field(s) from the message with the same name as the connection-option, and then remove
 /// the Connection header field itself".
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // RFC 9112 §6.3: with both, "Transfer-Encoding overrides the Content-Length" and an
+    // intermediary "MUST remove the received Content-Length field prior to forwarding".
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -286,6 +291,16 @@ mod tests {
         strip_request(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("cache-control"));
+    }
+
+    #[test]
+    fn content_length_is_dropped_when_transfer_encoding_framed_the_message() {
+        let mut h = map(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
+        remove_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = map(&[("content-length", "5")]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h["content-length"], "5");
     }
 
     #[test]

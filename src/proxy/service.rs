@@ -40,7 +40,7 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
             .authority()
             .map_or_else(|| req.uri().to_string(), ToString::to_string)
     } else {
-        req.uri().to_string()
+        without_userinfo(req.uri())
     };
     let txn = Transaction::new(
         Arc::clone(&conn.shared),
@@ -66,6 +66,18 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
         "Invalid URL: this is a proxy; requests must use an absolute URL (http://host/path)",
     );
     reply_error(txn, &err, &conn.shared)
+}
+
+/// The URI for logs and error pages, without `user:password@` credentials.
+pub fn without_userinfo(uri: &http::Uri) -> String {
+    let text = uri.to_string();
+    match uri.authority() {
+        Some(authority) if authority.as_str().contains('@') => {
+            let bare = authority.as_str().rsplit('@').next().unwrap_or("");
+            text.replacen(authority.as_str(), bare, 1)
+        }
+        _ => text,
+    }
 }
 
 /// Answers with the error page for `err` and logs the transaction with it.
