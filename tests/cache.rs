@@ -951,3 +951,50 @@ async fn vary_on_a_field_the_proxy_writes_is_never_shared_between_clients() {
     let second = other.get(origin.url("/me")).send().await.unwrap();
     assert_eq!(second.text().await.unwrap(), "hello 127.0.0.2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_hold_up_collapsed_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let big = Bytes::from(pattern(64 << 20));
+    let origin = Origin::builder()
+        .route("/big", move |_| {
+            let mut r = reply_bytes(200, big.clone());
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(
+        dir.path(),
+        "[timeouts]\nclient_write = \"1s\"\n[cache]\ncollapsed_forwarding_timeout = \"20s\"\n",
+    )
+    .await;
+    // The first client asks, reads a little, then stops reading.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr().unwrap())
+        .await
+        .unwrap();
+    let request = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/big"));
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut some = [0u8; 4096];
+    let _ = stalled.read(&mut some).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A second client for the same URL is collapsed behind it, but not for long.
+    let started = tokio::time::Instant::now();
+    let body = client_for(&server)
+        .get(origin.url("/big"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 64 << 20);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited {:?} behind a client that stopped reading",
+        started.elapsed()
+    );
+    drop(stalled);
+}

@@ -64,6 +64,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         ("client_header", t.client_header),
         ("client_idle", t.client_idle),
         ("client_read", t.client_read),
+        ("client_write", t.client_write),
         ("tunnel_idle", t.tunnel_idle),
     ] {
         if value.0.is_zero() {
@@ -118,6 +119,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
             client_header: t.client_header.0,
             client_idle: t.client_idle.0,
             client_read: t.client_read.0,
+            client_write: t.client_write.0,
             tunnel_idle: t.tunnel_idle.0,
             shutdown: t.shutdown.0,
         },

@@ -266,6 +266,9 @@ pub struct Timeouts {
     pub client_idle: HumanDuration,
     /// Longest wait for the next piece of a request body.
     pub client_read: HumanDuration,
+    /// Longest a response write may stay blocked by a client that stopped reading (Squid
+    /// `write_timeout`, nginx `send_timeout`).
+    pub client_write: HumanDuration,
     /// A CONNECT tunnel with no traffic either way is closed after this.
     pub tunnel_idle: HumanDuration,
     /// On SIGTERM, in-flight requests get this long to finish (Squid `shutdown_lifetime`).
@@ -281,6 +284,7 @@ impl Default for Timeouts {
             client_header: s(30),
             client_idle: s(120),
             client_read: s(60),
+            client_write: s(60),
             tunnel_idle: s(600),
             shutdown: s(30),
         }

@@ -45,6 +45,8 @@ pub struct ConnActivity {
     served_any: std::sync::atomic::AtomicBool,
     header_timeout: Duration,
     idle_timeout: Duration,
+    /// Longest a write may stay blocked (the client stopped reading).
+    write_timeout: Duration,
     /// The reader parked while a request was in flight, woken when the connection goes idle
     /// so it can arm the idle deadline. Per connection, so the lock is uncontended.
     parked_reader: Mutex<Option<Waker>>,
@@ -52,7 +54,11 @@ pub struct ConnActivity {
 
 impl ConnActivity {
     /// Activity for a connection accepted now.
-    pub fn new(header_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        write_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             origin: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -61,6 +67,7 @@ impl ConnActivity {
             served_any: std::sync::atomic::AtomicBool::new(false),
             header_timeout,
             idle_timeout,
+            write_timeout,
             parked_reader: Mutex::new(None),
         })
     }
@@ -133,13 +140,17 @@ impl Drop for InFlight {
     }
 }
 
-/// A client socket with connection-state deadlines on reads.
+/// A client socket with connection-state deadlines on reads and a stall deadline on writes.
 #[derive(Debug)]
 pub struct ClientIo<T> {
     inner: T,
     activity: Arc<ConnActivity>,
     /// Re-armed to the current deadline whenever a read would block.
     sleep: Pin<Box<Sleep>>,
+    /// Armed when a write blocks; cleared when a write makes progress. A client that stops
+    /// reading would otherwise pin the upstream connection, the cache fill and every request
+    /// collapsed behind it (Squid `write_timeout`, nginx `send_timeout`).
+    write_stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> ClientIo<T> {
@@ -149,6 +160,7 @@ impl<T> ClientIo<T> {
             inner,
             activity,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            write_stall: None,
         }
     }
 }
@@ -196,13 +208,39 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
     }
 }
 
+impl<T> ClientIo<T> {
+    /// Tracks how long writes have been blocked; fails them after the write timeout.
+    fn watch_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if result.is_ready() {
+            self.write_stall = None;
+            return result;
+        }
+        let timeout = self.activity.write_timeout;
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading the response",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch_write(cx, result)
     }
 
     fn poll_write_vectored(
@@ -210,7 +248,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch_write(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -234,7 +273,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn first_request_gets_header_deadline_from_accept() {
         let (client, server) = tokio::io::duplex(64);
-        let activity = ConnActivity::new(Duration::from_secs(5), Duration::from_secs(60));
+        let activity = ConnActivity::new(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let mut io = ClientIo::new(server, activity);
         let started = Instant::now();
         let mut buf = [0u8; 8];
@@ -247,7 +290,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_deadline_applies_between_requests_and_none_in_flight() {
         let (mut client, server) = tokio::io::duplex(64);
-        let activity = ConnActivity::new(Duration::from_secs(5), Duration::from_secs(60));
+        let activity = ConnActivity::new(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let mut io = ClientIo::new(server, Arc::clone(&activity));
         client.write_all(b"GET").await.unwrap();
         let mut buf = [0u8; 8];
@@ -266,7 +313,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn reader_parked_during_a_request_arms_the_idle_deadline_when_it_ends() {
         let (_client, server) = tokio::io::duplex(64);
-        let activity = ConnActivity::new(Duration::from_secs(5), Duration::from_secs(60));
+        let activity = ConnActivity::new(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let guard = activity.begin();
         let mut io = ClientIo::new(server, Arc::clone(&activity));
         let reader = tokio::spawn(async move {
@@ -283,9 +334,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_fails_the_write_after_the_write_timeout() {
+        let (_client, server) = tokio::io::duplex(16);
+        let activity = ConnActivity::new(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+        );
+        let mut io = ClientIo::new(server, activity);
+        let started = Instant::now();
+        let err = io.write_all(&[0u8; 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn partial_header_gets_header_deadline_from_first_byte() {
         let (mut client, server) = tokio::io::duplex(64);
-        let activity = ConnActivity::new(Duration::from_secs(5), Duration::from_secs(60));
+        let activity = ConnActivity::new(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let mut io = ClientIo::new(server, Arc::clone(&activity));
         drop(activity.begin()); // one request served: now idle
         tokio::time::advance(Duration::from_secs(30)).await;

@@ -89,6 +89,7 @@ pub async fn serve(
             activity: ConnActivity::new(
                 shared.config.timeouts.client_header,
                 shared.config.timeouts.client_idle,
+                shared.config.timeouts.client_write,
             ),
             shared,
             // Shared with tunnels, which outlive the HTTP connection that opened them.

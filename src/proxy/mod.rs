@@ -82,6 +82,8 @@ pub struct Timeouts {
     pub client_header: Duration,
     pub client_idle: Duration,
     pub client_read: Duration,
+    /// Longest a response write may stay blocked by a client that does not read.
+    pub client_write: Duration,
     pub tunnel_idle: Duration,
     pub shutdown: Duration,
 }
