@@ -112,3 +112,73 @@ fn errors_name_file_line_and_key() {
     let e = error_for("[http_port\n");
     assert!(e.starts_with("broken.toml:1: "), "{e}");
 }
+
+#[test]
+fn cdn_cache_control_is_a_default_targeted_field_only_for_accelerators() {
+    let forward = config::load_default().unwrap();
+    let names: Vec<&str> = forward
+        .cache
+        .behaviour
+        .targeted_fields
+        .iter()
+        .map(|h| h.as_str())
+        .collect();
+    assert_eq!(names, ["cuttle-cache-control"]);
+    let reverse = config::load_str(
+        "r.toml",
+        "[[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n\
+         [[site]]\nhosts = [\"*\"]\nupstream = \"a\"\n\
+         [upstream.a]\nservers = [{ address = \"127.0.0.1:1\" }]\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = reverse
+        .cache
+        .behaviour
+        .targeted_fields
+        .iter()
+        .map(|h| h.as_str())
+        .collect();
+    assert_eq!(names, ["cuttle-cache-control", "cdn-cache-control"]);
+}
+
+#[test]
+fn reverse_config_errors_name_their_keys() {
+    let e = config::load_str(
+        "r.toml",
+        "[[site]]\nhosts = [\"*\"]\nupstream = \"missing\"\n\
+         [upstream.a]\nservers = [{ address = \"127.0.0.1:1\" }]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("r.toml:3: site[0].upstream: unknown upstream group `missing`"),
+        "{e}"
+    );
+    let e = config::load_str(
+        "r.toml",
+        "[upstream.a]\nalgorithm = \"fastest\"\nservers = [{ address = \"127.0.0.1:1\" }]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("r.toml:2: upstream.a.algorithm: `fastest` is not one of"),
+        "{e}"
+    );
+    let e = config::load_str(
+        "r.toml",
+        "[upstream.a]\nservers = [{ address = \"no-port\" }]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("upstream.a.servers[0]"), "{e}");
+    let e = config::load_str(
+        "r.toml",
+        "[[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("a reverse port needs at least one [[site]]"),
+        "{e}"
+    );
+}

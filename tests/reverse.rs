@@ -408,3 +408,39 @@ async fn origin_one_liner_runs_an_accelerator() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn cdn_cache_control_governs_this_cache_on_an_accelerator() {
+    let origin = Origin::builder()
+        .route("/", |_| {
+            let mut r = reply(200, "for the cdn only");
+            r.headers_mut()
+                .insert("cache-control", "no-store".parse().unwrap());
+            r.headers_mut()
+                .insert("cdn-cache-control", "max-age=60".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start_text(
+        &reverse_config(dir.path(), "round_robin", &[server(origin.addr, "")], ""),
+        None,
+    )
+    .await;
+    for _ in 0..3 {
+        let r = client()
+            .get(format!("{}/", proxy.url()))
+            .header("host", "www.example.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["cache-control"],
+            "no-store",
+            "Cache-Control goes on unchanged"
+        );
+        assert_eq!(r.text().await.unwrap(), "for the cdn only");
+    }
+    assert_eq!(origin.hits(), 1);
+}

@@ -148,7 +148,8 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         max_response_header_size,
         pool_idle_timeout: std::time::Duration::from_secs(90),
     };
-    let cache = build_cache(&cx, &raw.cache, &raw.refresh_pattern)?;
+    let accelerator = raw.http_port.iter().any(|p| p.mode == file::Mode::Reverse);
+    let cache = build_cache(&cx, &raw.cache, &raw.refresh_pattern, accelerator)?;
     let log = build_log(&cx, &raw.log)?;
     Ok(Config {
         proxy,
@@ -407,6 +408,7 @@ fn build_cache(
     cx: &Ctx<'_>,
     raw: &file::Cache,
     patterns: &[file::RefreshPattern],
+    accelerator: bool,
 ) -> Result<cache::Config, ConfigError> {
     let m = &raw.memory;
     if m.max_object_size > m.max_size {
@@ -445,8 +447,18 @@ fn build_cache(
             max_object_size: d.max_object_size.as_u64(),
         })
     };
-    let mut targeted_fields = Vec::with_capacity(raw.targeted_fields.len());
-    for (i, name) in raw.targeted_fields.iter().enumerate() {
+    // RFC 9213 §2: CDN-Cache-Control targets "all CDN caches"; an accelerator is one.
+    let default_fields: &[&str] = if accelerator {
+        &["cuttle-cache-control", "cdn-cache-control"]
+    } else {
+        &["cuttle-cache-control"]
+    };
+    let names: Vec<String> = match &raw.targeted_fields {
+        Some(names) => names.clone(),
+        None => default_fields.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let mut targeted_fields = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
         let field = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             cx.err(
                 &[

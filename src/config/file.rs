@@ -369,7 +369,8 @@ pub struct Cache {
     /// without the response's own `stale-if-error`.
     pub max_stale: HumanDuration,
     /// RFC 9213 targeted fields that override Cache-Control for this cache, in order.
-    pub targeted_fields: Vec<String>,
+    /// Default: `cuttle-cache-control`, plus `cdn-cache-control` when a port is in reverse mode.
+    pub targeted_fields: Option<Vec<String>>,
     /// Add Squid's `X-Cache: HIT|MISS from <host>`.
     pub x_cache: bool,
     /// A Range request starting below this offset fetches (and caches) the whole object
@@ -390,7 +391,7 @@ impl Default for Cache {
         let loopback = |s: &str| s.parse().map(Cidr).ok();
         Self {
             max_stale: HumanDuration(Duration::ZERO),
-            targeted_fields: vec!["cuttle-cache-control".to_owned()],
+            targeted_fields: None,
             x_cache: false,
             range_offset_limit: ByteSize::mib(1),
             collapsed_forwarding: true,

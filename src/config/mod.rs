@@ -151,6 +151,12 @@ impl Config {
             addr,
             mode: proxy::Mode::Reverse,
         }];
+        // As for any accelerator, honour CDN-Cache-Control (RFC 9213) unless configured otherwise.
+        let fields = &mut self.cache.behaviour.targeted_fields;
+        let cdn = http::HeaderName::from_static("cdn-cache-control");
+        if fields.len() == 1 && fields[0] == "cuttle-cache-control" && !fields.contains(&cdn) {
+            fields.push(cdn);
+        }
         self.upstream_groups = vec![upstream::group::GroupConfig {
             name: "origin".to_owned(),
             algorithm: upstream::select::Algorithm::RoundRobin,
