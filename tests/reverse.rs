@@ -444,3 +444,32 @@ async fn cdn_cache_control_governs_this_cache_on_an_accelerator() {
     }
     assert_eq!(origin.hits(), 1);
 }
+
+#[tokio::test]
+async fn all_servers_down_is_503_with_the_error_page() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dead: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::start_text(
+        &reverse_config(
+            dir.path(),
+            "round_robin",
+            &[server(dead, ", max_fails = 1, fail_timeout = \"30s\"")],
+            "",
+        ),
+        None,
+    )
+    .await;
+    // First: the connection is refused. Then: the server is out, no candidate is left.
+    let (first, _) = get(&proxy, "www.example.test", "/").await;
+    assert_eq!(first, 503);
+    let (second, page) = get(&proxy, "www.example.test", "/").await;
+    assert_eq!(second, 503);
+    assert!(
+        page.contains("no server of upstream group `app` is available"),
+        "{page}"
+    );
+}
