@@ -239,9 +239,8 @@ impl Cache {
     pub async fn invalidate(&self, primary: &str) -> usize {
         let seq = self.invalidations.seq.fetch_add(1, Ordering::AcqRel) + 1;
         self.invalidations.latest.insert(primary.to_owned(), seq);
-        let had_record = self.store.lookup(primary).await.is_some();
-        self.store.remove(primary).await;
-        usize::from(had_record) + self.store.remove_prefix(&variant_prefix(primary)).await
+        let removed = self.store.remove(primary).await;
+        usize::from(removed) + self.store.remove_prefix(&variant_prefix(primary)).await
     }
 }
 

@@ -180,12 +180,14 @@ impl Store {
         on_disk || in_memory
     }
 
-    /// Removes `key` from both tiers.
-    pub async fn remove(&self, key: &str) {
-        self.inner.memory.remove(key).await;
-        if let Some(disk) = &self.inner.disk {
-            disk.remove(key).await;
-        }
+    /// Removes `key` from both tiers; true if either held it.
+    pub async fn remove(&self, key: &str) -> bool {
+        let in_memory = self.inner.memory.remove(key).await;
+        let on_disk = match &self.inner.disk {
+            Some(disk) => disk.remove(key).await,
+            None => false,
+        };
+        in_memory || on_disk
     }
 
     /// Removes every key starting with `prefix` from both tiers (all Vary variants of a
