@@ -4,6 +4,7 @@
 //! This layer never decides policy (access, caching, routing); it sends what the proxy gives it
 //! and reports failures as typed errors.
 
+pub mod carp;
 pub mod client;
 pub mod connect;
 pub mod group;
