@@ -70,6 +70,27 @@ fn embedded_default_is_a_closed_forward_proxy_on_3128_with_both_cache_tiers() {
     assert!(!allowed(rules, "127.0.0.1", Method::GET, 25));
 }
 
+#[test]
+fn the_office_example_keeps_clients_off_this_machine() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/forward.toml");
+    let cfg = config::load_file(&dir).unwrap();
+    let rules = &cfg.access;
+    // Squid's `deny to_localhost`: no client reaches this machine or metadata addresses.
+    for target in ["127.0.0.1", "[::1]", "169.254.169.254"] {
+        let verdict = rules.check(&AccessRequest {
+            src: "192.168.10.5".parse().unwrap(),
+            host: target,
+            port: 80,
+            method: &Method::GET,
+        });
+        assert!(
+            matches!(verdict, Verdict::Deny(_)),
+            "{target} must be denied"
+        );
+    }
+    assert!(allowed(rules, "192.168.10.5", Method::GET, 80));
+}
+
 fn error_for(src: &str) -> String {
     config::load_str("broken.toml", src)
         .unwrap_err()

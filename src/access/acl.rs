@@ -28,6 +28,9 @@ pub enum Acl {
     All,
     /// Client address inside one of these networks.
     Src(Vec<IpNet>),
+    /// Destination is an address literal inside one of these networks (Squid `dst`). Names
+    /// are not resolved for this check, so it guards address literals only.
+    Dst(Vec<IpNet>),
     /// Destination host: `example.com` matches exactly; `.example.com` matches it and subdomains.
     DstDomain(Vec<String>),
     /// Destination port in one of these inclusive ranges.
@@ -55,6 +58,15 @@ impl Acl {
                 let src = req.src.to_canonical();
                 nets.iter().any(|net| net.contains(&src))
             }
+            Self::Dst(nets) => req
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| {
+                    let ip = ip.to_canonical();
+                    nets.iter().any(|net| net.contains(&ip))
+                }),
             Self::DstDomain(names) => {
                 let host = req.host.trim_end_matches('.');
                 names.iter().any(|name| domain_matches(name, host))
@@ -110,6 +122,19 @@ mod tests {
         assert!(!acl.matches(&req("1.1.1.1", "badexample.com", 80, &Method::GET)));
         let exact = Acl::dst_domain(["example.com".to_owned()]);
         assert!(!exact.matches(&req("1.1.1.1", "www.example.com", 80, &Method::GET)));
+    }
+
+    #[test]
+    fn dst_matches_address_literals_including_bracketed_ipv6() {
+        let acl = Acl::Dst(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]);
+        assert!(acl.matches(&req("10.0.0.1", "127.0.0.1", 80, &Method::GET)));
+        assert!(acl.matches(&req("10.0.0.1", "[::1]", 80, &Method::GET)));
+        assert!(acl.matches(&req("10.0.0.1", "[::ffff:127.0.0.2]", 80, &Method::GET)));
+        assert!(!acl.matches(&req("10.0.0.1", "example.com", 80, &Method::GET)));
+        assert!(!acl.matches(&req("10.0.0.1", "192.0.2.1", 80, &Method::GET)));
     }
 
     #[test]

@@ -343,6 +343,7 @@ fn build_access(
         }
         let acl = match def {
             AclDef::Src(nets) if !nets.is_empty() => Acl::Src(nets.iter().map(|c| c.0).collect()),
+            AclDef::Dst(nets) if !nets.is_empty() => Acl::Dst(nets.iter().map(|c| c.0).collect()),
             AclDef::Dstdomain(names) if !names.is_empty() => Acl::dst_domain(names.iter().cloned()),
             AclDef::Port(ports) if !ports.is_empty() => {
                 Acl::Port(ports.iter().map(|p| (p.low, p.high)).collect())

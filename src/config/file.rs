@@ -236,6 +236,9 @@ impl Default for Reverse {
 pub enum AclDef {
     /// Client address in one of these networks.
     Src(Vec<Cidr>),
+    /// Destination address literal in one of these networks (Squid `dst`; names are not
+    /// resolved for this check).
+    Dst(Vec<Cidr>),
     /// Destination host equals a name, or ends with a `.suffix` (matching the bare name too).
     Dstdomain(Vec<String>),
     /// Destination port in one of these ports or ranges.
