@@ -13,7 +13,7 @@ use super::body::ProxyBody;
 use super::caching;
 use super::headers::{self, MaxForwards};
 use super::next_hop::Target;
-use super::service::{check_access, check_loop, reply_error, ConnInfo};
+use super::service::{check_access, check_loop, finish, ConnInfo};
 use super::transaction::{hier, Transaction};
 use crate::error::{Error, ErrorKind};
 
@@ -23,13 +23,8 @@ pub async fn handle(
     conn: &ConnInfo,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    match forward(req, conn, &mut txn).await {
-        Ok(response) => {
-            txn.respond(&response);
-            response.map(|body| body.with_transaction(txn))
-        }
-        Err(err) => reply_error(txn, &err, &conn.shared),
-    }
+    let result = forward(req, conn, &mut txn).await;
+    finish(txn, result, &conn.shared)
 }
 
 async fn forward(

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::headers::{self, MaxForwards};
 use super::next_hop::{HostHeader, Target};
-use super::service::{check_access, check_loop, reply_error, ConnInfo};
+use super::service::{check_access, check_loop, finish, ConnInfo};
 use super::transaction::{hier, Transaction};
 use super::{caching, Shared};
 use crate::error::{Error, ErrorKind};
@@ -86,13 +86,8 @@ pub async fn handle(
     conn: &ConnInfo,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    match route(req, conn, &mut txn).await {
-        Ok(response) => {
-            txn.respond(&response);
-            response.map(|body| body.with_transaction(txn))
-        }
-        Err(err) => reply_error(txn, &err, &conn.shared),
-    }
+    let result = route(req, conn, &mut txn).await;
+    finish(txn, result, &conn.shared)
 }
 
 async fn route(

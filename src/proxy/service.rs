@@ -80,6 +80,21 @@ pub fn without_userinfo(uri: &http::Uri) -> String {
     }
 }
 
+/// Attaches `txn` to the response for logging, or answers with the error page.
+pub fn finish(
+    mut txn: Transaction,
+    result: Result<Response<ProxyBody>, Error>,
+    shared: &Shared,
+) -> Response<ProxyBody> {
+    match result {
+        Ok(response) => {
+            txn.respond(&response);
+            response.map(|body| body.with_transaction(txn))
+        }
+        Err(err) => reply_error(txn, &err, shared),
+    }
+}
+
 /// Answers with the error page for `err` and logs the transaction with it.
 pub fn reply_error(mut txn: Transaction, err: &Error, shared: &Shared) -> Response<ProxyBody> {
     txn.code = match err.side() {
