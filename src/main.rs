@@ -27,6 +27,9 @@ struct Cli {
     /// Host, caching what the origin allows, e.g. --origin http://127.0.0.1:8000.
     #[arg(long, value_name = "URL")]
     origin: Option<http::Uri>,
+    /// Runtime worker threads (default: the config's `workers`, else one per CPU core).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// Diagnostics level or filter (error, warn, info, debug, trace); overrides RUST_LOG.
     #[arg(long, value_name = "LEVEL", global = true)]
     log_level: Option<String>,
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
     if let Err(e) = config.apply(&Overrides {
         listen: cli.listen,
         cache_dir: cli.cache_dir,
+        workers: cli.workers,
         origin: cli.origin,
     }) {
         eprintln!("cuttle: {e}");

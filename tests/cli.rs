@@ -16,6 +16,8 @@ fn help_lists_the_everyday_options() {
         "--listen",
         "--cache-dir",
         "--log-level",
+        "--workers",
+        "--origin",
         "--print-default-config",
         "check",
         "127.0.0.1:3128",
@@ -92,6 +94,8 @@ async fn binary_serves_with_overrides_and_exits_cleanly_on_sigterm() {
             file.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--workers",
+            "1",
             "--cache-dir",
         ])
         .arg(&cache)

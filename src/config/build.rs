@@ -151,7 +151,14 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
     let accelerator = raw.http_port.iter().any(|p| p.mode == file::Mode::Reverse);
     let cache = build_cache(&cx, &raw.cache, &raw.refresh_pattern, accelerator)?;
     let log = build_log(&cx, &raw.log)?;
+    if raw.workers > 1024 {
+        return Err(cx.err(
+            &[Seg::Key("workers")],
+            "must be at most 1024 (0 = one per core)",
+        ));
+    }
     Ok(Config {
+        workers: raw.workers,
         proxy,
         access,
         upstream,

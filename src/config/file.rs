@@ -23,6 +23,9 @@ use serde::Deserialize;
 pub struct FileConfig {
     /// Name used in `Via`, error pages and loop detection; defaults to the machine's hostname.
     pub visible_hostname: Option<String>,
+    /// Runtime worker threads; 0 (the default) means one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
     /// Listening ports (Squid `http_port`); defaults to one forward port on 127.0.0.1:3128.
     #[serde(default)]
     pub http_port: Vec<HttpPort>,

@@ -30,6 +30,8 @@ pub const DEFAULT_NAME: &str = "<embedded default>";
 /// Everything cuttle needs to run, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Runtime worker threads (0: one per core); used by `main` to build the runtime.
+    pub workers: usize,
     pub proxy: proxy::Config,
     pub access: Rules,
     pub upstream: upstream::Config,
@@ -91,6 +93,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// Replaces the disk cache directory.
     pub cache_dir: Option<PathBuf>,
+    /// Replaces `workers`.
+    pub workers: Option<usize>,
     /// Runs as an accelerator for this origin (`http://host:port`): one reverse port (at
     /// `listen`, default 127.0.0.1:8080), any Host, one upstream server.
     pub origin: Option<http::Uri>,
@@ -102,6 +106,9 @@ pub const DEFAULT_ACCEL_LISTEN: &str = "127.0.0.1:8080";
 impl Config {
     /// Applies command-line overrides.
     pub fn apply(&mut self, overrides: &Overrides) -> Result<(), String> {
+        if let Some(workers) = overrides.workers {
+            self.workers = workers;
+        }
         if let Some(origin) = &overrides.origin {
             self.accelerate(origin, overrides.listen)?;
         } else if let Some(addr) = overrides.listen {
