@@ -9,6 +9,7 @@ pub mod client;
 pub mod connect;
 pub mod group;
 pub mod health;
+pub mod hierarchy;
 pub mod request_body;
 pub mod select;
 
