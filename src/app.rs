@@ -74,7 +74,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
             addr: listener.addr,
             source,
         })?;
-        bound.push((socket, local, listener.mode));
+        bound.push((socket, local, listener.mode, listener.tls.clone()));
     }
     let (access_log, log_writer) = crate::log::access::start(&config.log.access_log)
         .await
@@ -92,6 +92,20 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
             )
         })
         .collect();
+    let mut tls_upstreams = std::collections::HashMap::new();
+    for group in &config.upstream_groups {
+        let Some(tls) = &group.tls else { continue };
+        if !tls.verifies() {
+            tracing::warn!(
+                group = %group.name,
+                "tls_verify = false: the servers' certificates are NOT checked (testing only)"
+            );
+        }
+        tls_upstreams.insert(
+            group.name.clone(),
+            Upstream::with_tls(&config.upstream, Arc::clone(tls)),
+        );
+    }
     let shared = Arc::new(Shared {
         via,
         access: config.access,
@@ -99,6 +113,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         upstream_config: config.upstream,
         access_log,
         groups,
+        tls_upstreams,
         cache,
         clock,
         connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
@@ -113,12 +128,13 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     }
     let mut addrs = Vec::with_capacity(bound.len());
     let mut listeners = Vec::with_capacity(bound.len());
-    for (socket, local, mode) in bound {
-        tracing::info!(addr = %local, mode = mode.as_str(), "listening");
+    for (socket, local, mode, tls) in bound {
+        tracing::info!(addr = %local, mode = mode.as_str(), tls = tls.is_some(), "listening");
         addrs.push((local, mode));
         listeners.push(tokio::spawn(proxy::listener::serve(
             socket,
             mode,
+            tls,
             Arc::clone(&shared),
             stop_rx.clone(),
         )));

@@ -42,6 +42,10 @@ pub enum ErrorKind {
     ReadTimeout,
     /// The upstream answered with something that is not valid HTTP (502).
     InvalidResponse,
+    /// The TLS handshake with the upstream failed for a protocol reason (502).
+    TlsProtocol,
+    /// The upstream's TLS certificate was not acceptable: untrusted, wrong name, expired (502).
+    TlsCertificate,
     /// `only-if-cached` and nothing usable is stored (504, RFC 9111 §5.2.1.7).
     NotInCache,
     /// A stale response that must be revalidated, and the origin is unreachable (504, §5.2.2.2).
@@ -68,6 +72,7 @@ impl ErrorKind {
             Self::ConnectTimeout => "ERR_CONNECT_TIMEOUT",
             Self::ReadTimeout => "ERR_READ_TIMEOUT",
             Self::InvalidResponse => "ERR_INVALID_RESP",
+            Self::TlsProtocol | Self::TlsCertificate => "ERR_SECURE_CONNECT_FAIL",
             Self::NotInCache => "ERR_ONLY_IF_CACHED_MISS",
             Self::MustRevalidate => "ERR_MUST_REVALIDATE",
             Self::UnknownSite => "ERR_UNKNOWN_SITE",
@@ -91,6 +96,8 @@ impl ErrorKind {
             | Self::ConnectTimeout
             | Self::ReadTimeout
             | Self::InvalidResponse
+            | Self::TlsProtocol
+            | Self::TlsCertificate
             | Self::MustRevalidate
             | Self::NoUpstream => Side::Upstream,
             Self::Internal => Side::Internal,

@@ -3,9 +3,9 @@
 //! # Layout
 //! ```text
 //! main ─▶ config (file ▶ build) ─▶ app (wiring, shutdown)
-//!                                   └▶ proxy (listener ▶ service ▶ forward | tunnel)
+//!                                   └▶ proxy (listener [tls] ▶ service ▶ forward | reverse | tunnel)
 //!                                         ├▶ access   (pure: http_access over ACLs)
-//!                                         ├▶ upstream (connect, pooled client, request body)
+//!                                         ├▶ upstream (connect [tls], pooled client, request body)
 //!                                         ├▶ log      (access log writer, tracing)
 //!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers)
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests)

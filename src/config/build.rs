@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::error::ConfigError;
 use super::file::{self, AccessRule, AclDef, FileConfig};
@@ -15,9 +16,11 @@ use super::Config;
 use crate::access::{Acl, Action, Rule, Rules};
 use crate::proxy::next_hop::HostHeader;
 use crate::proxy::reverse::{HostPattern, ReverseConfig, Site};
+use crate::proxy::tls::{LoadError as TlsLoadError, ServerTls};
 use crate::proxy::{self, headers::ViaIdentity};
 use crate::upstream::group::{GroupConfig, HealthCheckConfig, NextUpstream, ServerConfig};
 use crate::upstream::select::Algorithm;
+use crate::upstream::tls::{ClientTls, SetupError};
 use crate::{cache, log, upstream};
 
 /// The listener used when the file has none.
@@ -235,6 +238,7 @@ fn build_groups(
                 },
             }
         }
+        let tls = build_group_tls(cx, name, g)?;
         let health_check = g.health_check.as_ref().map(|h| HealthCheckConfig {
             path: h.path.clone(),
             interval: h.interval.0,
@@ -250,9 +254,69 @@ fn build_groups(
             retries: g.retries,
             next_upstream,
             health_check,
+            tls,
         });
     }
     Ok(groups)
+}
+
+/// A group's TLS client settings: trust roots loaded, server names checked.
+fn build_group_tls(
+    cx: &Ctx<'_>,
+    name: &str,
+    g: &file::UpstreamGroup,
+) -> Result<Option<Arc<ClientTls>>, ConfigError> {
+    let at = |key| [Seg::Key("upstream"), Seg::Key(name), Seg::Key(key)];
+    if !g.tls {
+        for (key, set) in [
+            ("tls_ca_file", g.tls_ca_file.is_some()),
+            ("tls_server_name", g.tls_server_name.is_some()),
+            ("tls_verify", !g.tls_verify),
+        ] {
+            if set {
+                return Err(cx.err(&at(key), "has no effect without `tls = true`"));
+            }
+        }
+        return Ok(None);
+    }
+    let roots = match &g.tls_ca_file {
+        None => upstream::tls::Roots::System,
+        Some(path) => {
+            let path = expand_home(path).ok_or_else(|| {
+                cx.err(&at("tls_ca_file"), "starts with `~/` but HOME is not set")
+            })?;
+            upstream::tls::Roots::File(path)
+        }
+    };
+    let settings = upstream::tls::Settings {
+        roots,
+        server_name: g.tls_server_name.clone(),
+        verify: g.tls_verify,
+    };
+    let tls = ClientTls::new(&settings).map_err(|e| match e {
+        SetupError::CaFile(reason) => cx.err(&at("tls_ca_file"), reason),
+        SetupError::ServerName(_) => cx.err(&at("tls_server_name"), e.to_string()),
+        SetupError::SystemRoots(reason) | SetupError::Unsupported(reason) => {
+            cx.err(&at("tls"), reason)
+        }
+    })?;
+    for (i, server) in g.servers.iter().enumerate() {
+        let host = crate::upstream::health::split_address(&server.address)
+            .map(|(host, _)| host)
+            .unwrap_or_default();
+        if let Err(e) = tls.server_name(&host) {
+            return Err(cx.err(
+                &[
+                    Seg::Key("upstream"),
+                    Seg::Key(name),
+                    Seg::Key("servers"),
+                    Seg::Index(i),
+                ],
+                format!("{e}, so it cannot be checked against a certificate; set tls_server_name"),
+            ));
+        }
+    }
+    Ok(Some(Arc::new(tls)))
 }
 
 fn build_reverse(
@@ -312,6 +376,7 @@ fn build_listeners(
         return Ok(vec![proxy::ListenerConfig {
             addr,
             mode: proxy::Mode::Forward,
+            tls: None,
         }]);
     }
     let mut out: Vec<proxy::ListenerConfig> = Vec::with_capacity(ports.len());
@@ -322,15 +387,47 @@ fn build_listeners(
                 format!("{} is listed twice", port.listen),
             ));
         }
+        let mode = match port.mode {
+            file::Mode::Forward => proxy::Mode::Forward,
+            file::Mode::Reverse => proxy::Mode::Reverse,
+        };
+        let tls = match &port.tls {
+            Some(tls) => Some(build_port_tls(cx, i, tls, mode)?),
+            None => None,
+        };
         out.push(proxy::ListenerConfig {
             addr: port.listen,
-            mode: match port.mode {
-                file::Mode::Forward => proxy::Mode::Forward,
-                file::Mode::Reverse => proxy::Mode::Reverse,
-            },
+            mode,
+            tls,
         });
     }
     Ok(out)
+}
+
+/// Loads a TLS port's certificate chain and key; HTTP/2 is offered on reverse ports only.
+fn build_port_tls(
+    cx: &Ctx<'_>,
+    i: usize,
+    raw: &file::PortTls,
+    mode: proxy::Mode,
+) -> Result<ServerTls, ConfigError> {
+    let at = |key| {
+        [
+            Seg::Key("http_port"),
+            Seg::Index(i),
+            Seg::Key("tls"),
+            Seg::Key(key),
+        ]
+    };
+    let path = |key, value: &str| {
+        expand_home(value).ok_or_else(|| cx.err(&at(key), "starts with `~/` but HOME is not set"))
+    };
+    let cert = path("cert", &raw.cert)?;
+    let key = path("key", &raw.key)?;
+    ServerTls::load(&cert, &key, mode == proxy::Mode::Reverse).map_err(|e| match e {
+        TlsLoadError::Cert(reason) => cx.err(&at("cert"), reason),
+        TlsLoadError::Key(reason) => cx.err(&at("key"), reason),
+    })
 }
 
 fn build_access(

@@ -78,6 +78,20 @@ pub struct HttpPort {
     pub listen: SocketAddr,
     #[serde(default)]
     pub mode: Mode,
+    /// Terminate TLS on this port (Squid `https_port`).
+    #[serde(default)]
+    pub tls: Option<PortTls>,
+}
+
+/// A TLS port's certificate chain and private key, PEM files (paths relative to the working
+/// directory).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortTls {
+    /// The certificate chain, leaf first.
+    pub cert: String,
+    /// The private key of the leaf certificate (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: String,
 }
 
 /// What a listening port does with requests.
@@ -123,6 +137,22 @@ pub struct UpstreamGroup {
     pub next_upstream: Vec<String>,
     #[serde(default)]
     pub health_check: Option<HealthCheck>,
+    /// Speak HTTPS to the servers.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM certificates to trust for the servers instead of the system's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// The name sent in SNI and checked against the certificates; default: each server's host.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// Check the servers' certificates (turn off only for testing).
+    #[serde(default = "default_true")]
+    pub tls_verify: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_algorithm() -> String {

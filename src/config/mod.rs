@@ -112,12 +112,13 @@ impl Config {
         if let Some(origin) = &overrides.origin {
             self.accelerate(origin, overrides.listen)?;
         } else if let Some(addr) = overrides.listen {
-            let mode = self
+            // The one port keeps the first configured port's mode and TLS settings.
+            let (mode, tls) = self
                 .proxy
                 .listeners
                 .first()
-                .map_or(proxy::Mode::Forward, |l| l.mode);
-            self.proxy.listeners = vec![proxy::ListenerConfig { addr, mode }];
+                .map_or((proxy::Mode::Forward, None), |l| (l.mode, l.tls.clone()));
+            self.proxy.listeners = vec![proxy::ListenerConfig { addr, mode, tls }];
         }
         if let Some(dir) = &overrides.cache_dir {
             match &mut self.cache.disk {
@@ -157,6 +158,7 @@ impl Config {
         self.proxy.listeners = vec![proxy::ListenerConfig {
             addr,
             mode: proxy::Mode::Reverse,
+            tls: None,
         }];
         // As for any accelerator, honour CDN-Cache-Control (RFC 9213) unless configured otherwise.
         let fields = &mut self.cache.behaviour.targeted_fields;
@@ -179,6 +181,7 @@ impl Config {
             retries: 0,
             next_upstream: upstream::group::NextUpstream::default(),
             health_check: None,
+            tls: None,
         }];
         self.proxy.reverse.sites = vec![proxy::reverse::Site {
             hosts: vec![proxy::reverse::HostPattern::Any],

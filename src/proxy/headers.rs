@@ -1,5 +1,5 @@
 //! Proxy duties on header fields (RFC 9110 §7.6): hop-by-hop removal, `Via`, loop detection,
-//! `Max-Forwards`, and `X-Forwarded-For`.
+//! `Max-Forwards`, `X-Forwarded-For`, and joining HTTP/2 `Cookie` fields for HTTP/1.1.
 //!
 //! Pure functions over `HeaderMap`s, shared by every mode. Framing (`Transfer-Encoding`,
 //! `Content-Length`) is left to hyper, which re-frames each message for its own connection once
@@ -60,6 +60,28 @@ pub fn strip_request(headers: &mut HeaderMap, pass_proxy_authorization: bool) {
     remove_hop_by_hop(headers);
     if !pass_proxy_authorization {
         headers.remove(header::PROXY_AUTHORIZATION);
+    }
+}
+
+/// Joins the `Cookie` fields of an HTTP/2 request into one, for an HTTP/1.1 next hop.
+///
+/// RFC 9113 §8.2.3: "If there are multiple cookie header fields after decompression, these MUST
+/// be concatenated into a single octet string using the two-octet delimiter of 0x3b, 0x20 ("; ")
+/// before being passed into a non-HTTP/2 context, such as an HTTP/1.1 connection".
+pub fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    // Each part was a valid field value, so their join is one too.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -262,6 +284,21 @@ pub fn apply_forwarded_for(headers: &mut HeaderMap, mode: ForwardedFor, client: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http2_cookie_fields_are_joined_with_semicolon_space() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2; c=3");
+        let mut one = HeaderMap::new();
+        one.insert(header::COOKIE, HeaderValue::from_static("a=1; b=2"));
+        join_cookies(&mut one);
+        assert_eq!(one[header::COOKIE], "a=1; b=2");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -1,24 +1,39 @@
-//! Accepting client connections and serving HTTP/1.x on them until shutdown.
+//! Accepting client connections and serving HTTP on them until shutdown.
 //!
-//! Forward proxies speak HTTP/1.1 to their clients (browsers and tools send absolute-form
-//! requests and CONNECT over HTTP/1.1), so this uses hyper's `http1` server directly rather than
-//! hyper-util's auto (h1+h2) builder: it exposes `max_header_size`, which turns an oversized
-//! request header into a real 431. Connections are capped by a semaphore permit taken before
-//! `accept`, so excess clients wait in the kernel's backlog instead of exhausting memory or file
-//! descriptors. On shutdown the accept loop stops and each connection is asked to finish its
-//! current request and close (hyper's graceful shutdown); `app` waits for them with a deadline.
+//! Plain ports speak HTTP/1.1 (browsers and tools send absolute-form requests and CONNECT over
+//! HTTP/1.1), so this uses hyper's `http1` server directly rather than hyper-util's auto (h1+h2)
+//! builder: it exposes `max_header_size`, which turns an oversized request header into a real
+//! 431. TLS ports (see `tls`) first run the handshake, bounded by the client header timeout; a
+//! failed handshake just closes the connection. Then the protocol ALPN chose is served: `h2`
+//! with hyper's `http2` server, anything else with the same `http1` server as plain ports.
+//! Connections are capped by a semaphore permit taken before `accept`, so excess clients wait in
+//! the kernel's backlog instead of exhausting memory or file descriptors. On shutdown the accept
+//! loop stops and each connection is asked to finish its current requests and close (hyper's
+//! graceful shutdown; GOAWAY on HTTP/2); `app` waits for them with a deadline.
+//!
+//! Both protocols read through `client_conn`'s timers. On HTTP/2 those see frames, not requests:
+//! a control frame (PING, WINDOW_UPDATE) on an idle connection starts the header deadline, so an
+//! idle HTTP/2 connection may be closed after `client_header` rather than `client_idle`.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::{service_fn, Service};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::body::ProxyBody;
 use super::client_conn::{ClientIo, ConnActivity};
 use super::service::{handle, ConnInfo};
+use super::tls::{self, ServerTls};
 use super::Shared;
 
 /// hyper refuses buffers below this.
@@ -26,13 +41,18 @@ const MIN_BUF_SIZE: usize = 8192;
 /// Room for the method, spaces and version around the URI in a request line.
 const REQUEST_LINE_OVERHEAD: usize = 64;
 
-/// The hyper connection settings for `shared`'s limits.
-fn http1_builder(shared: &Shared) -> http1::Builder {
+/// The largest request head (request line and header section) `shared`'s limits allow.
+fn max_head(shared: &Shared) -> usize {
     let limits = &shared.config.limits;
     // hyper's limit covers the request line and the header section together. It is set to
     // the sum of our two limits, and `service` checks each one on its own, so a long URI gets
     // 414 and a big header 431, as configured.
-    let max_head = limits.max_request_header_size + limits.max_uri_length + REQUEST_LINE_OVERHEAD;
+    limits.max_request_header_size + limits.max_uri_length + REQUEST_LINE_OVERHEAD
+}
+
+/// The hyper HTTP/1 connection settings for `shared`'s limits.
+fn http1_builder(shared: &Shared) -> http1::Builder {
+    let max_head = max_head(shared);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -44,10 +64,27 @@ fn http1_builder(shared: &Shared) -> http1::Builder {
     builder
 }
 
+/// The hyper HTTP/2 connection settings for `shared`'s limits.
+fn http2_builder(shared: &Shared) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        // RFC 9113 §6.5.2 SETTINGS_MAX_HEADER_LIST_SIZE: the same head budget as HTTP/1.
+        .max_header_list_size(u32::try_from(max_head(shared)).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Both protocol builders, configured once per listener.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
 /// Accepts connections on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     mode: super::Mode,
+    tls: Option<ServerTls>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -58,7 +95,10 @@ pub async fn serve(
             return;
         }
     };
-    let builder = http1_builder(&shared);
+    let builders = Arc::new(Builders {
+        http1: http1_builder(&shared),
+        http2: http2_builder(&shared),
+    });
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&shared.connections).acquire_owned() => match permit {
@@ -81,11 +121,12 @@ pub async fn serve(
         };
         let conn_shutdown = shutdown.clone();
         let shared = Arc::clone(&shared);
-        let builder = builder.clone();
+        let builders = Arc::clone(&builders);
         let info = Arc::new(ConnInfo {
             peer,
             local,
             mode,
+            tls: tls.is_some(),
             activity: ConnActivity::new(
                 shared.config.timeouts.client_header,
                 shared.config.timeouts.client_idle,
@@ -95,34 +136,107 @@ pub async fn serve(
             // Shared with tunnels, which outlive the HTTP connection that opened them.
             permit: Arc::new(permit),
         });
-        tokio::spawn(serve_connection(stream, info, builder, conn_shutdown));
+        tokio::spawn(serve_connection(
+            stream,
+            tls.clone(),
+            info,
+            builders,
+            conn_shutdown,
+        ));
     }
 }
 
+/// Serves one accepted connection: plain HTTP/1.1, or TLS and then what ALPN chose.
 async fn serve_connection(
     stream: TcpStream,
+    tls: Option<ServerTls>,
     info: Arc<ConnInfo>,
-    builder: http1::Builder,
-    mut shutdown: watch::Receiver<bool>,
+    builders: Arc<Builders>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let peer = info.peer;
-    let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&info.activity)));
-    let service = service_fn(move |req| {
-        let info = Arc::clone(&info);
-        async move { Ok::<_, std::convert::Infallible>(handle(req, info).await) }
-    });
-    let conn = builder.serve_connection(io, service).with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = stopped(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let result = match tls {
+        None => serve_http1(stream, info, &builders.http1, shutdown).await,
+        Some(tls) => {
+            // The handshake counts against the first request's header deadline.
+            let timeout = info.shared.config.timeouts.client_header;
+            let stream = match tls.accept(stream, timeout).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            if tls::negotiated_h2(&stream) {
+                serve_http2(stream, info, &builders.http2, shutdown).await
+            } else {
+                serve_http1(stream, info, &builders.http1, shutdown).await
+            }
         }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// HTTP/1.x on `io` (a socket or a TLS stream), with upgrades for CONNECT.
+async fn serve_http1<T>(
+    io: T,
+    info: Arc<ConnInfo>,
+    builder: &http1::Builder,
+    shutdown: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(ClientIo::new(io, Arc::clone(&info.activity)));
+    let conn = builder.serve_connection(io, service(info)).with_upgrades();
+    until_shutdown(conn, |c| c.graceful_shutdown(), shutdown).await
+}
+
+/// HTTP/2 on a TLS stream whose ALPN chose `h2`.
+async fn serve_http2<T>(
+    io: T,
+    info: Arc<ConnInfo>,
+    builder: &http2::Builder<TokioExecutor>,
+    shutdown: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(ClientIo::new(io, Arc::clone(&info.activity)));
+    let conn = builder.serve_connection(io, service(info));
+    until_shutdown(conn, |c| c.graceful_shutdown(), shutdown).await
+}
+
+/// The per-request service of a connection.
+fn service(
+    info: Arc<ConnInfo>,
+) -> impl Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible, Future: Send>
+{
+    service_fn(move |req| {
+        let info = Arc::clone(&info);
+        async move { Ok::<_, Infallible>(handle(req, info).await) }
+    })
+}
+
+/// Drives `conn` to its end; once shutdown is requested, asks it to finish gracefully first.
+async fn until_shutdown<C, E>(
+    conn: C,
+    graceful: impl FnOnce(Pin<&mut C>),
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        () = stopped(&mut shutdown) => {
+            graceful(conn.as_mut());
+            conn.await
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The request path: from an accepted connection to a response.
 //!
 //! ```text
-//! listener ── accept (connection cap) ── hyper http1 (+ client_conn timers)
+//! listener ── accept (connection cap) ── [tls handshake, ALPN] ── hyper http1 or h2
+//!    │                                                              (+ client_conn timers)
 //!    └─ service::handle ── limits (414/431)
 //!         ├─ CONNECT ........ tunnel: port list, loop, http_access, connect, 200, copy bytes
 //!         ├─ http://host/... forward: loop, http_access, Max-Forwards, rewrite, upstream
@@ -24,6 +25,7 @@ pub mod next_hop;
 pub mod respond;
 pub mod reverse;
 pub mod service;
+pub mod tls;
 pub mod transaction;
 pub mod tunnel;
 
@@ -55,6 +57,8 @@ pub struct Config {
 pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub mode: Mode,
+    /// TLS termination: clients speak HTTPS to this port.
+    pub tls: Option<tls::ServerTls>,
 }
 
 /// What a port does with requests.
@@ -118,6 +122,9 @@ pub struct Shared {
     pub clock: SharedClock,
     /// Upstream groups by name (reverse mode).
     pub groups: std::collections::HashMap<String, std::sync::Arc<crate::upstream::group::Group>>,
+    /// The clients of groups that speak TLS, by group name: each has its own pool (see
+    /// [`Upstream::with_tls`]). Plain groups share `upstream`.
+    pub tls_upstreams: std::collections::HashMap<String, Upstream>,
     /// The HTTP cache.
     pub cache: crate::cache::lookup::Cache,
     /// Caps client connections across all listeners.
@@ -125,6 +132,13 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The client that carries requests to `group`'s servers.
+    pub fn upstream_for(&self, group: &crate::upstream::group::Group) -> &Upstream {
+        self.tls_upstreams
+            .get(&group.config.name)
+            .unwrap_or(&self.upstream)
+    }
+
     /// Budget for opening an upstream connection.
     pub fn upstream_connect_timeout(&self) -> Duration {
         self.upstream_config.connect_timeout

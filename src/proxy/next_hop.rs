@@ -5,11 +5,13 @@
 //! head is held until the first body frame arrives, so an upstream whose body is broken from its
 //! first byte (bad chunked framing) still gets the client a clean 502 instead of a truncated 200.
 //!
-//! For a group, servers are tried in the selector's order (nginx `proxy_next_upstream`): a
-//! connection that could not be made is always safe to retry; a timeout, an invalid reply or a
-//! configured 5xx only for an idempotent request without a body, because once a request has been
-//! sent a non-idempotent one must not be replayed (RFC 9110 §9.2.2). Each failure counts towards
-//! the server's `max_fails`.
+//! A group's servers are addressed as `http://{address}{path}`, or `https://...` for a group with
+//! `tls = true`, and reached on that group's own client (see `Shared::upstream_for`). They are
+//! tried in the selector's order (nginx `proxy_next_upstream`): a connection that could not be
+//! made (a failed TLS handshake included) is always safe to retry; a timeout, an invalid reply or
+//! a configured 5xx only for an idempotent request without a body, because once a request has
+//! been sent a non-idempotent one must not be replayed (RFC 9110 §9.2.2). Each failure counts
+//! towards the server's `max_fails`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -114,7 +116,7 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
                 .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
             let peer = out.uri.host().map(str::to_owned);
             let uri = out.uri.clone();
-            let mut up = send_once(shared, out, uri, host).await?;
+            let mut up = send_once(shared, &shared.upstream, out, uri, host).await?;
             up.peer = peer;
             Ok(up)
         }
@@ -159,12 +161,19 @@ async fn send_to_group(
         .map_or("/", |pq| pq.as_str())
         .to_owned();
     let total = candidates.len().min(attempts);
+    // TLS groups are reached over https on their own client (so their own pool).
+    let scheme = if group.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let client = shared.upstream_for(group);
     for (attempt, index) in candidates.into_iter().take(attempts).enumerate() {
         let Some(server) = group.servers.get(index) else {
             continue;
         };
         let address = server.config.address.clone();
-        let uri: Uri = format!("http://{address}{path_and_query}")
+        let uri: Uri = format!("{scheme}://{address}{path_and_query}")
             .parse()
             .map_err(|_| {
                 Error::new(
@@ -189,7 +198,7 @@ async fn send_to_group(
             target: Target::Origin,
         };
         let is_last = attempt + 1 >= total;
-        match send_once(shared, attempt_out, uri, host).await {
+        match send_once(shared, client, attempt_out, uri, host).await {
             Ok(mut up) => {
                 let status = up.parts.status.as_u16();
                 if next.statuses.contains(&status) && replayable && !is_last {
@@ -203,9 +212,14 @@ async fn send_to_group(
                 return Ok(up);
             }
             Err(err) => {
+                // A failed TLS handshake happens before any request byte is sent.
                 let not_sent = matches!(
                     err.kind(),
-                    ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::DnsFailed
+                    ErrorKind::ConnectFailed
+                        | ErrorKind::ConnectTimeout
+                        | ErrorKind::DnsFailed
+                        | ErrorKind::TlsProtocol
+                        | ErrorKind::TlsCertificate
                 );
                 let counts = not_sent
                     || matches!(
@@ -217,7 +231,10 @@ async fn send_to_group(
                 }
                 let allowed = match err.kind() {
                     ErrorKind::ConnectTimeout => next.timeout,
-                    ErrorKind::ConnectFailed | ErrorKind::DnsFailed => next.error,
+                    ErrorKind::ConnectFailed
+                    | ErrorKind::DnsFailed
+                    | ErrorKind::TlsProtocol
+                    | ErrorKind::TlsCertificate => next.error,
                     ErrorKind::ReadTimeout => next.timeout && replayable,
                     ErrorKind::InvalidResponse => next.error && replayable,
                     _ => false,
@@ -246,9 +263,10 @@ fn random() -> u64 {
     z ^ (z >> 31)
 }
 
-/// One request to `uri` (whose authority is where to connect) with `host` as Host.
+/// One request to `uri` (whose authority is where to connect) with `host` as Host, on `upstream`.
 async fn send_once(
     shared: &Shared,
+    upstream: &crate::upstream::Upstream,
     out: Outgoing,
     uri: Uri,
     host: HeaderValue,
@@ -279,11 +297,11 @@ async fn send_once(
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    let response = shared.upstream.send(request, progress).await?;
+    let response = upstream.send(request, progress).await?;
     let (mut parts, mut body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
 
-    let read_timeout = shared.upstream.read_timeout();
+    let read_timeout = upstream.read_timeout();
     let first = if body.is_end_stream() {
         None
     } else {

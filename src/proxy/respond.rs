@@ -23,6 +23,9 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::DnsFailed | ErrorKind::ConnectFailed => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::ConnectTimeout | ErrorKind::ReadTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::InvalidResponse => StatusCode::BAD_GATEWAY,
+        // A next hop we cannot talk to securely gave no valid response: 502, as in Squid
+        // (ERR_SECURE_CONNECT_FAIL) and nginx.
+        ErrorKind::TlsProtocol | ErrorKind::TlsCertificate => StatusCode::BAD_GATEWAY,
         ErrorKind::NotInCache | ErrorKind::MustRevalidate => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::UnknownSite => StatusCode::MISDIRECTED_REQUEST,
         ErrorKind::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
@@ -43,6 +46,11 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::ConnectTimeout => "connection_timeout",
         ErrorKind::ReadTimeout => "connection_read_timeout",
         ErrorKind::InvalidResponse => "http_protocol_error",
+        // §2.3.13: "The intermediary encountered a TLS error when communicating with the next hop."
+        ErrorKind::TlsProtocol => "tls_protocol_error",
+        // §2.3.14: "The intermediary encountered an error verifying the certificate presented by
+        // the next hop."
+        ErrorKind::TlsCertificate => "tls_certificate_error",
         ErrorKind::NotInCache => "proxy_internal_response",
         ErrorKind::MustRevalidate => "destination_unavailable",
         ErrorKind::UnknownSite => "destination_not_found",
@@ -134,6 +142,8 @@ mod tests {
             (ErrorKind::ConnectTimeout, 504),
             (ErrorKind::ReadTimeout, 504),
             (ErrorKind::InvalidResponse, 502),
+            (ErrorKind::TlsProtocol, 502),
+            (ErrorKind::TlsCertificate, 502),
             (ErrorKind::NotInCache, 504),
             (ErrorKind::MustRevalidate, 504),
             (ErrorKind::UnknownSite, 421),
@@ -143,6 +153,25 @@ mod tests {
         for (kind, status) in cases {
             assert_eq!(status_for(kind).as_u16(), status, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn tls_failures_have_their_rfc_9209_error_types() {
+        assert_eq!(
+            proxy_status_error(ErrorKind::TlsProtocol),
+            "tls_protocol_error"
+        );
+        assert_eq!(
+            proxy_status_error(ErrorKind::TlsCertificate),
+            "tls_certificate_error"
+        );
+        let err = Error::new(ErrorKind::TlsCertificate, "unknown issuer");
+        let response = error_response(&err, "https://h/", "proxy1");
+        assert_eq!(response.status(), 502);
+        assert_eq!(
+            response.headers()["proxy-status"],
+            "proxy1;error=tls_certificate_error;details=\"unknown issuer\""
+        );
     }
 
     #[tokio::test]

@@ -3,8 +3,9 @@
 //!
 //! Only configured sites are served: an unknown Host gets 421 Misdirected Request (RFC 9110
 //! §15.5.20) and never reaches any upstream, so an accelerator port cannot be used as an open
-//! proxy. The request keeps its Host by default; its effective URI (`http://host/path`) is the
-//! cache key, so the cache works unchanged in this mode.
+//! proxy. The request keeps its Host by default; its effective URI (`http://host/path`, or
+//! `https://...` on a TLS port) is the cache key, so the cache works unchanged in this mode and
+//! keeps the http and https variants of a page apart.
 
 use std::sync::Arc;
 
@@ -126,15 +127,25 @@ async fn route(
         &mut parts.headers,
         shared.config.forward.pass_proxy_authorization,
     );
+    if parts.version == http::Version::HTTP_2 {
+        headers::join_cookies(&mut parts.headers);
+    }
     add_forwarding_fields(shared, conn, &authority, &mut parts.headers);
 
-    // The effective request URI (RFC 9110 §7.1) keys the cache, as in forward mode.
+    // The effective request URI (RFC 9110 §7.1) keys the cache, as in forward mode. Its scheme is
+    // the one the client used: "https" if the request was received over a secured connection
+    // (§7.1 names the scheme by the connection, not by any header).
+    let scheme = if conn.tls {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
     let path_and_query = parts
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
     parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
+        .scheme(scheme)
         .authority(authority.clone())
         .path_and_query(path_and_query)
         .build()
@@ -176,10 +187,11 @@ fn add_forwarding_fields(
     headers: &mut http::HeaderMap,
 ) {
     let reverse = &shared.config.reverse;
+    let proto = if conn.tls { "https" } else { "http" };
     if reverse.x_forwarded_proto {
         headers.insert(
             http::HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static("http"),
+            HeaderValue::from_static(proto),
         );
     }
     if reverse.forwarded {
@@ -191,7 +203,7 @@ fn add_forwarding_fields(
             ip.to_string()
         };
         let element = format!(
-            "for={for_value};proto=http;host={}",
+            "for={for_value};proto={proto};host={}",
             quote_if_needed(authority.as_str())
         );
         let combined = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {

@@ -26,6 +26,8 @@ pub struct ConnInfo {
     /// The listening address the client connected to.
     pub local: SocketAddr,
     pub mode: Mode,
+    /// The client spoke TLS to us (an `https` port): reverse mode says so upstream.
+    pub tls: bool,
     pub activity: Arc<ConnActivity>,
     pub shared: Arc<Shared>,
     /// This connection's slot under `limits.max_connections`; CONNECT tunnels keep a clone.

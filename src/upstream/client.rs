@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::connect::{ConnectError, Connector};
 use super::request_body::{ClientBodyError, Progress, RequestBody};
+use super::tls::ClientTls;
 use super::Config;
 use crate::error::{Error, ErrorKind};
 
@@ -31,10 +32,24 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A client for `config`.
+    /// A client for `config` that speaks plain HTTP only.
     pub fn new(config: &Config) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A client for `config` that also speaks HTTPS, trusting what `tls` trusts.
+    ///
+    /// Each TLS group gets its own client (so its own pool): hyper-util's pool keys connections
+    /// by scheme and authority only, and a connection verified under one group's trust settings
+    /// must never be handed to another group that shares the address.
+    pub fn with_tls(config: &Config, tls: Arc<ClientTls>) -> Self {
+        Self::build(config, Some(tls))
+    }
+
+    fn build(config: &Config, tls: Option<Arc<ClientTls>>) -> Self {
         let connector = Connector {
             timeout: config.connect_timeout,
+            tls,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())

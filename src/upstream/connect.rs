@@ -1,22 +1,30 @@
-//! Opening TCP connections to upstreams, with errors that say exactly what failed.
+//! Opening connections to upstreams (TCP, and TLS on top for `https`), with errors that say
+//! exactly what failed.
 //!
 //! hyper-util's `HttpConnector` reports every failure as an opaque "connect error"; a proxy needs
-//! to tell a name that does not resolve from a refused port from a timeout, because each gets a
-//! different status and error page. This connector resolves with tokio (getaddrinfo on the
-//! blocking pool), tries each address in turn within one overall timeout, and returns a typed
-//! [`ConnectError`]. It serves both the pooled HTTP client and CONNECT tunnels.
+//! to tell a name that does not resolve from a refused port from a timeout from an untrusted
+//! certificate, because each gets a different status and error page. This connector resolves
+//! with tokio (getaddrinfo on the blocking pool), tries each address in turn, runs the TLS
+//! handshake when the URI's scheme is `https`, all within one overall timeout, and returns a
+//! typed [`ConnectError`]. It serves the pooled HTTP client, health checks and (TCP only)
+//! CONNECT tunnels.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::uri::Scheme;
 use http::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use super::stream::UpstreamStream;
+use super::tls::{self, ClientTls};
 use crate::error::{Error, ErrorKind};
 
 /// Why a connection could not be opened.
@@ -38,6 +46,14 @@ pub enum ConnectError {
     Io { addr: SocketAddr, source: io::Error },
     #[error("invalid destination `{0}`")]
     InvalidDestination(String),
+    #[error("TLS handshake with {host}:{port} failed: {source}")]
+    Tls {
+        host: String,
+        port: u16,
+        source: io::Error,
+    },
+    #[error("`{0}` is https but its upstream group has no TLS settings")]
+    TlsNotConfigured(String),
 }
 
 impl ConnectError {
@@ -48,6 +64,11 @@ impl ConnectError {
             Self::Timeout { .. } => ErrorKind::ConnectTimeout,
             Self::Refused { .. } | Self::Io { .. } => ErrorKind::ConnectFailed,
             Self::InvalidDestination(_) => ErrorKind::InvalidRequest,
+            Self::Tls { source, .. } if tls::is_certificate_error(source) => {
+                ErrorKind::TlsCertificate
+            }
+            Self::Tls { .. } => ErrorKind::TlsProtocol,
+            Self::TlsNotConfigured(_) => ErrorKind::Internal,
         };
         Error::new(kind, self.to_string())
     }
@@ -95,15 +116,46 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
     }
 }
 
-/// The connector the pooled client uses: origin-form requests straight to the URI's authority.
+/// Connects to `host:port` and, with `tls`, runs the handshake; all within `timeout`.
+pub async fn connect_stream(
+    host: &str,
+    port: u16,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<UpstreamStream, ConnectError> {
+    let deadline = Instant::now() + timeout;
+    let tcp = connect(host, port, timeout).await?;
+    let Some(tls) = tls else {
+        return Ok(UpstreamStream::Plain(tcp));
+    };
+    let host_only = host.trim_start_matches('[').trim_end_matches(']');
+    match tokio::time::timeout_at(deadline, tls.handshake(host_only, tcp)).await {
+        Ok(Ok(stream)) => Ok(UpstreamStream::Tls(Box::new(stream))),
+        Ok(Err(source)) => Err(ConnectError::Tls {
+            host: host_only.to_owned(),
+            port,
+            source,
+        }),
+        Err(_) => Err(ConnectError::Timeout {
+            host: host_only.to_owned(),
+            port,
+            after: timeout,
+        }),
+    }
+}
+
+/// The connector the pooled client uses: origin-form requests straight to the URI's authority,
+/// over TLS when the scheme is `https`.
 #[derive(Debug, Clone)]
 pub struct Connector {
-    /// Overall budget for resolving and connecting.
+    /// Overall budget for resolving, connecting and the TLS handshake.
     pub timeout: Duration,
+    /// Trust settings for `https` URIs; a client without them refuses `https`.
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<UpstreamStream>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -113,13 +165,22 @@ impl tower_service::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let timeout = self.timeout;
+        let tls = self.tls.clone();
         Box::pin(async move {
             let host = uri
                 .host()
                 .ok_or_else(|| ConnectError::InvalidDestination(uri.to_string()))?
                 .to_owned();
-            let port = uri.port_u16().unwrap_or(80);
-            connect(&host, port, timeout).await.map(TokioIo::new)
+            let https = uri.scheme() == Some(&Scheme::HTTPS);
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let tls = match (https, &tls) {
+                (false, _) => None,
+                (true, Some(tls)) => Some(tls.as_ref()),
+                (true, None) => return Err(ConnectError::TlsNotConfigured(uri.to_string())),
+            };
+            connect_stream(&host, port, tls, timeout)
+                .await
+                .map(TokioIo::new)
         })
     }
 }
@@ -154,5 +215,36 @@ mod tests {
             after: Duration::from_secs(1),
         };
         assert_eq!(timeout.to_error().kind(), ErrorKind::ConnectTimeout);
+    }
+
+    #[test]
+    fn tls_handshake_failures_are_certificate_or_protocol_errors() {
+        use tokio_rustls::rustls;
+        let tls = |source: rustls::Error| ConnectError::Tls {
+            host: "origin.test".into(),
+            port: 443,
+            source: io::Error::new(io::ErrorKind::InvalidData, source),
+        };
+        let untrusted = tls(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(untrusted.to_error().kind(), ErrorKind::TlsCertificate);
+        let garbage = tls(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        assert_eq!(garbage.to_error().kind(), ErrorKind::TlsProtocol);
+        assert!(garbage.to_string().contains("origin.test:443"), "{garbage}");
+    }
+
+    #[tokio::test]
+    async fn https_without_tls_settings_is_refused_before_connecting() {
+        use tower_service::Service as _;
+        let mut connector = Connector {
+            timeout: Duration::from_secs(1),
+            tls: None,
+        };
+        let uri: Uri = "https://127.0.0.1:1/".parse().unwrap();
+        let err = connector.call(uri).await.unwrap_err();
+        assert!(matches!(err, ConnectError::TlsNotConfigured(_)), "{err}");
     }
 }

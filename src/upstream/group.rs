@@ -57,6 +57,8 @@ pub struct GroupConfig {
     pub retries: u32,
     pub next_upstream: NextUpstream,
     pub health_check: Option<HealthCheckConfig>,
+    /// HTTPS to the servers, with these trust settings; `None` is plain HTTP.
+    pub tls: Option<std::sync::Arc<super::tls::ClientTls>>,
 }
 
 /// Live state of one server.
@@ -238,6 +240,7 @@ mod tests {
             retries: 1,
             next_upstream: NextUpstream::default(),
             health_check: None,
+            tls: None,
         })
     }
 

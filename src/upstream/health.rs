@@ -2,7 +2,8 @@
 //! takes it out after `fall` consecutive failures, back in after `rise` successes.
 //!
 //! State changes are logged. Checks use their own short-lived connections (not the request pool)
-//! so a check measures whether a fresh connection works.
+//! so a check measures whether a fresh connection works; for a TLS group that includes the
+//! handshake and certificate check, exactly as requests would make them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use super::connect::connect;
+use super::connect::connect_stream;
 use super::group::{Group, HealthCheckConfig};
+use super::tls::ClientTls;
 
 /// Runs checks for `group` until `stop` turns true. Does nothing without a check configured.
 pub async fn run(group: Arc<Group>, mut stop: watch::Receiver<bool>) {
@@ -33,7 +35,7 @@ pub async fn run(group: Arc<Group>, mut stop: watch::Receiver<bool>) {
             if server.config.down {
                 continue;
             }
-            let ok = probe(&server.config.address, &check).await;
+            let ok = probe(&server.config.address, group.config.tls.as_deref(), &check).await;
             let (successes, failures) = &mut streaks[i];
             if ok {
                 *successes += 1;
@@ -54,11 +56,12 @@ pub async fn run(group: Arc<Group>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One check: GET `path` on a fresh connection within `timeout`; true if the status fits.
-pub async fn probe(address: &str, check: &HealthCheckConfig) -> bool {
+/// One check: GET `path` on a fresh connection (TLS with `tls`) within `timeout`; true if the
+/// status fits.
+pub async fn probe(address: &str, tls: Option<&ClientTls>, check: &HealthCheckConfig) -> bool {
     let attempt = async {
         let (host, port) = split_address(address)?;
-        let stream = connect(&host, port, check.timeout).await.ok()?;
+        let stream = connect_stream(&host, port, tls, check.timeout).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;

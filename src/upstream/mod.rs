@@ -1,5 +1,5 @@
-//! Everything about talking to the next hop: opening connections, the pooled client, and the
-//! request body on its way up.
+//! Everything about talking to the next hop: opening connections (TCP or TLS), the pooled
+//! client, and the request body on its way up.
 //!
 //! This layer never decides policy (access, caching, routing); it sends what the proxy gives it
 //! and reports failures as typed errors.
@@ -12,6 +12,8 @@ pub mod health;
 pub mod hierarchy;
 pub mod request_body;
 pub mod select;
+pub mod stream;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -1,0 +1,324 @@
+//! TLS to upstream servers: whom to trust, which name to check, and the client handshake.
+//!
+//! Verification is on by default, against the operating system's trust store as read by
+//! `rustls-native-certs` (the files or keychain the OS's own TLS libraries use). `tls_ca_file`
+//! *replaces* those roots: only the certificates in that file are trusted, so a group behind a
+//! private CA is not also open to every public CA, and the file's CA is trusted for that group
+//! alone. `tls_verify = false` accepts any certificate (for testing only; `app` warns at start)
+//! but still checks the handshake signatures. The name sent in SNI and checked against the
+//! certificate is the server's host unless `tls_server_name` says otherwise. ALPN offers only
+//! `http/1.1`: the pooled client speaks HTTP/1.1 upstream.
+//!
+//! Everything here is built when the config is built, so a missing CA file or an impossible
+//! server name is a config error, not a failed request.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{self, CryptoProvider};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+/// Which certificates a group trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Roots {
+    /// The operating system's trust store.
+    System,
+    /// Only the certificates in this PEM file.
+    File(PathBuf),
+}
+
+/// A group's TLS settings as configured.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub roots: Roots,
+    /// SNI and verification name for every server of the group.
+    pub server_name: Option<String>,
+    pub verify: bool,
+}
+
+/// Why a group's TLS settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    CaFile(String),
+    #[error("`{0}` is not a DNS name or IP address")]
+    ServerName(String),
+    #[error("{0}")]
+    SystemRoots(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A group's client TLS configuration, shared by all its connections.
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+    /// Overrides each server's host as the SNI and verification name.
+    server_name: Option<ServerName<'static>>,
+    verify: bool,
+}
+
+impl ClientTls {
+    /// Builds the client configuration for `settings`.
+    pub fn new(settings: &Settings) -> Result<Self, SetupError> {
+        let server_name = settings
+            .server_name
+            .as_deref()
+            .map(|name| {
+                ServerName::try_from(name.to_owned())
+                    .map_err(|_| SetupError::ServerName(name.to_owned()))
+            })
+            .transpose()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| SetupError::Unsupported(format!("no usable TLS version: {e}")))?;
+        let mut config = if settings.verify {
+            let roots = match &settings.roots {
+                Roots::System => system_roots()?,
+                Roots::File(path) => file_roots(path)?,
+            };
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                .with_no_client_auth()
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            server_name,
+            verify: settings.verify,
+        })
+    }
+
+    /// Whether certificates are checked.
+    pub fn verifies(&self) -> bool {
+        self.verify
+    }
+
+    /// The SNI and verification name for a server whose host is `host`.
+    pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, SetupError> {
+        match &self.server_name {
+            Some(name) => Ok(name.clone()),
+            None => {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                ServerName::try_from(bare.to_owned())
+                    .map_err(|_| SetupError::ServerName(bare.to_owned()))
+            }
+        }
+    }
+
+    /// The client handshake with the server `host` over `tcp`.
+    pub async fn handshake(&self, host: &str, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+        let name = self
+            .server_name(host)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        TlsConnector::from(Arc::clone(&self.config))
+            .connect(name, tcp)
+            .await
+    }
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .field("verify", &self.verify)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True when a failed handshake was about the server's certificate (untrusted issuer, wrong
+/// name, expired, none sent) rather than the protocol.
+pub fn is_certificate_error(err: &io::Error) -> bool {
+    let rustls_error = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    matches!(
+        rustls_error,
+        Some(
+            rustls::Error::InvalidCertificate(_)
+                | rustls::Error::NoCertificatesPresented
+                | rustls::Error::UnsupportedNameType
+                | rustls::Error::InvalidCertRevocationList(_)
+        )
+    )
+}
+
+/// The operating system's trust store; fails when it holds nothing usable.
+fn system_roots() -> Result<RootCertStore, SetupError> {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(%error, "while reading the system's trusted certificates");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(SetupError::SystemRoots(
+            "the system trust store has no usable certificates (install ca-certificates, or set \
+             tls_ca_file)"
+                .to_owned(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// The certificates of a PEM file, as the only roots.
+fn file_roots(path: &Path) -> Result<RootCertStore, SetupError> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| SetupError::CaFile(format!("cannot read `{shown}`: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SetupError::CaFile(format!("`{shown}` is not valid PEM: {e}")))?;
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(SetupError::CaFile(format!(
+            "`{shown}` holds no usable PEM certificate"
+        )));
+    }
+    if ignored > 0 {
+        tracing::warn!(file = %shown, ignored, "some CA certificates could not be parsed");
+    }
+    Ok(roots)
+}
+
+/// `tls_verify = false`: any certificate is accepted, but the handshake itself is still checked.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(roots: Roots) -> Settings {
+        Settings {
+            roots,
+            server_name: None,
+            verify: true,
+        }
+    }
+
+    #[test]
+    fn ca_file_problems_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = ClientTls::new(&settings(Roots::File(missing))).unwrap_err();
+        assert!(
+            matches!(&err, SetupError::CaFile(m) if m.contains("cannot read")),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "nothing here\n").unwrap();
+        let err = ClientTls::new(&settings(Roots::File(empty))).unwrap_err();
+        assert!(
+            matches!(&err, SetupError::CaFile(m) if m.contains("no usable")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn server_name_defaults_to_the_host_and_can_be_fixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let certified = rcgen::generate_simple_self_signed(vec!["a.test".to_owned()]).unwrap();
+        std::fs::write(&ca, certified.cert.pem()).unwrap();
+        let tls = ClientTls::new(&settings(Roots::File(ca.clone()))).unwrap();
+        assert_eq!(
+            tls.server_name("origin.test").unwrap(),
+            ServerName::try_from("origin.test").unwrap()
+        );
+        assert!(matches!(
+            tls.server_name("[::1]").unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        let fixed = ClientTls::new(&Settings {
+            server_name: Some("internal.test".into()),
+            ..settings(Roots::File(ca))
+        })
+        .unwrap();
+        assert_eq!(
+            fixed.server_name("10.0.0.1").unwrap(),
+            ServerName::try_from("internal.test").unwrap()
+        );
+        let bad = ClientTls::new(&Settings {
+            server_name: Some("not a name".into()),
+            roots: Roots::System,
+            verify: false,
+        })
+        .unwrap_err();
+        assert_eq!(bad, SetupError::ServerName("not a name".into()));
+    }
+
+    #[test]
+    fn certificate_errors_are_told_from_protocol_errors() {
+        let cert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(is_certificate_error(&cert));
+        let protocol = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert!(!is_certificate_error(&protocol));
+        assert!(!is_certificate_error(&io::Error::other("reset")));
+    }
+}
