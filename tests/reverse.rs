@@ -473,3 +473,46 @@ async fn all_servers_down_is_503_with_the_error_page() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn host_can_be_rewritten_to_the_upstream_address() {
+    let origin = named("ok", "no-store").await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = reverse_config(dir.path(), "round_robin", &[server(origin.addr, "")], "").replace(
+        "upstream = \"app\"\n[upstream.app]",
+        "upstream = \"app\"\nhost_header = \"upstream\"\n[upstream.app]",
+    );
+    let proxy = TestProxy::start_text(&text, None).await;
+    get(&proxy, "www.example.test", "/").await;
+    assert_eq!(
+        origin.requests()[0].headers["host"],
+        origin.addr.to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_listed_5xx_moves_an_idempotent_request_to_the_next_server() {
+    let failing = Origin::builder()
+        .route("/", |_| reply(503, "busy"))
+        .spawn()
+        .await;
+    let working = named("working", "no-store").await;
+    let dir = tempfile::tempdir().unwrap();
+    let servers = vec![
+        server(failing.addr, ", weight = 100, max_fails = 0"),
+        server(working.addr, ", max_fails = 0"),
+    ];
+    let text = reverse_config(dir.path(), "round_robin", &servers, "").replace(
+        "[upstream.app]\n",
+        "[upstream.app]\nnext_upstream = [\"error\", \"timeout\", \"http_503\"]\n",
+    );
+    let proxy = TestProxy::start_text(&text, None).await;
+    let (status, body) = get(&proxy, "www.example.test", "/").await;
+    assert_eq!((status, body.as_str()), (200, "working"));
+    assert_eq!(failing.hits(), 1);
+    // Without http_503 listed, the 503 goes to the client.
+    let text = reverse_config(dir.path(), "round_robin", &servers, "");
+    let proxy = TestProxy::start_text(&text.replace("cache\"", "cache2\""), None).await;
+    let (status, _) = get(&proxy, "www.example.test", "/").await;
+    assert_eq!(status, 503);
+}
