@@ -106,12 +106,18 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
             Upstream::with_tls(&config.upstream, Arc::clone(tls)),
         );
     }
+    let peers = config
+        .proxy
+        .hierarchy
+        .clone()
+        .map(|h| crate::upstream::peer::Peers::new(h, &config.upstream));
     let shared = Arc::new(Shared {
         via,
         access: config.access,
         upstream: Upstream::new(&config.upstream),
         upstream_config: config.upstream,
         access_log,
+        peers,
         groups,
         tls_upstreams,
         cache,

@@ -27,6 +27,10 @@ struct Cli {
     /// Host, caching what the origin allows, e.g. --origin http://127.0.0.1:8000.
     #[arg(long, value_name = "URL")]
     origin: Option<http::Uri>,
+    /// Send misses through this parent cache (HOST:PORT); repeat for failover. Implies
+    /// never_direct.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_parent)]
+    parent: Vec<(String, u16)>,
     /// Runtime worker threads (default: the config's `workers`, else one per CPU core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -45,6 +49,20 @@ enum Command {
     /// Validate a config file (or the default) and exit: 0 if valid, 1 with file:line: key:
     /// reason if not.
     Check,
+}
+
+fn parse_parent(value: &str) -> Result<(String, u16), String> {
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{value}` is not HOST:PORT"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("`{port}` is not a port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{value}` has no host"));
+    }
+    Ok((host.to_owned(), port))
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
@@ -79,6 +97,7 @@ fn main() -> ExitCode {
         listen: cli.listen,
         cache_dir: cli.cache_dir,
         workers: cli.workers,
+        parents: cli.parent,
         origin: cli.origin,
     }) {
         eprintln!("cuttle: {e}");

@@ -41,6 +41,8 @@ pub struct Behaviour {
     /// RFC 9213 targeted fields, most specific first.
     pub targeted_fields: Vec<HeaderName>,
     pub x_cache: bool,
+    /// Our member's name in `Cache-Status`.
+    pub status_name: String,
     pub range_offset_limit: u64,
     pub collapsed_forwarding: bool,
     pub collapsed_forwarding_timeout: Duration,
@@ -64,6 +66,7 @@ impl Default for Behaviour {
             max_stale: Duration::ZERO,
             targeted_fields: vec![HeaderName::from_static("cuttle-cache-control")],
             x_cache: false,
+            status_name: "cuttle".to_owned(),
             range_offset_limit: 1 << 20,
             collapsed_forwarding: true,
             collapsed_forwarding_timeout: Duration::from_secs(30),

@@ -19,6 +19,8 @@ use crate::proxy::reverse::{HostPattern, ReverseConfig, Site};
 use crate::proxy::tls::{LoadError as TlsLoadError, ServerTls};
 use crate::proxy::{self, headers::ViaIdentity};
 use crate::upstream::group::{GroupConfig, HealthCheckConfig, NextUpstream, ServerConfig};
+use crate::upstream::hierarchy::{ParentSelection, PeerInfo, PeerKind};
+use crate::upstream::peer::{HierarchyConfig, PeerConfig};
 use crate::upstream::select::Algorithm;
 use crate::upstream::tls::{ClientTls, SetupError};
 use crate::{cache, log, upstream};
@@ -46,7 +48,7 @@ impl Ctx<'_> {
 /// Validates `raw` (parsed from `src`, named `file` in errors) into a [`Config`].
 pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigError> {
     let cx = Ctx { file, src };
-    let visible_hostname = match raw.visible_hostname {
+    let visible_hostname = match raw.visible_hostname.clone() {
         Some(name) => {
             if ViaIdentity::new(&name).is_none() {
                 return Err(cx.err(
@@ -108,6 +110,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         tracing::info!("forward.connect_ports is empty: CONNECT is disabled");
     }
     let upstream_groups = build_groups(&cx, &raw.upstream)?;
+    let hierarchy = build_hierarchy(&cx, &raw)?;
     let reverse = build_reverse(&cx, &raw.site, &raw.reverse, &upstream_groups)?;
     if listeners.iter().any(|l| l.mode == proxy::Mode::Reverse) && reverse.sites.is_empty() {
         return Err(cx.err(
@@ -144,6 +147,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
             pass_proxy_authorization: f.pass_proxy_authorization,
         },
         reverse,
+        hierarchy,
     };
     let upstream = upstream::Config {
         connect_timeout: t.connect.0,
@@ -435,6 +439,19 @@ fn build_access(
     defs: &std::collections::BTreeMap<String, AclDef>,
     rules: &[AccessRule],
 ) -> Result<Rules, ConfigError> {
+    let (acls, index) = build_acls(cx, defs)?;
+    let compiled = compile_rules(cx, "http_access", rules, &index)?;
+    if compiled.is_empty() {
+        tracing::warn!("no http_access rules: every request will be denied");
+    }
+    Ok(Rules::new(acls, compiled))
+}
+
+/// The ACL table (index 0 is the built-in `all`) and each name's index.
+fn build_acls<'a>(
+    cx: &Ctx<'_>,
+    defs: &'a std::collections::BTreeMap<String, AclDef>,
+) -> Result<(Vec<Acl>, HashMap<&'a str, usize>), ConfigError> {
     let mut acls = vec![Acl::All];
     let mut index: HashMap<&str, usize> = HashMap::from([("all", 0)]);
     for (name, def) in defs {
@@ -460,6 +477,16 @@ fn build_access(
         index.insert(name, acls.len());
         acls.push(acl);
     }
+    Ok((acls, index))
+}
+
+/// Compiles one allow/deny rule list (`http_access`, `never_direct`, ...) named `list`.
+fn compile_rules(
+    cx: &Ctx<'_>,
+    list: &'static str,
+    rules: &[AccessRule],
+    index: &HashMap<&str, usize>,
+) -> Result<Vec<Rule>, ConfigError> {
     let mut compiled = Vec::with_capacity(rules.len());
     for (i, rule) in rules.iter().enumerate() {
         let (action, names, key) = match (&rule.allow, &rule.deny) {
@@ -467,14 +494,14 @@ fn build_access(
             (None, Some(names)) => (Action::Deny, names, "deny"),
             _ => {
                 return Err(cx.err(
-                    &[Seg::Key("http_access"), Seg::Index(i)],
+                    &[Seg::Key(list), Seg::Index(i)],
                     "each rule needs exactly one of `allow` or `deny`",
                 ))
             }
         };
         if names.is_empty() {
             return Err(cx.err(
-                &[Seg::Key("http_access"), Seg::Index(i), Seg::Key(key)],
+                &[Seg::Key(list), Seg::Index(i), Seg::Key(key)],
                 "a rule needs at least one ACL name (use \"all\" to match everything)",
             ));
         }
@@ -486,12 +513,7 @@ fn build_access(
             };
             let Some(&acl) = index.get(bare) else {
                 return Err(cx.err(
-                    &[
-                        Seg::Key("http_access"),
-                        Seg::Index(i),
-                        Seg::Key(key),
-                        Seg::Index(j),
-                    ],
+                    &[Seg::Key(list), Seg::Index(i), Seg::Key(key), Seg::Index(j)],
                     format!("unknown ACL `{bare}` (define it under [acl])"),
                 ));
             };
@@ -503,10 +525,77 @@ fn build_access(
             text: format!("{} {}", action.as_str(), names.join(" ")),
         });
     }
-    if compiled.is_empty() {
-        tracing::warn!("no http_access rules: every request will be denied");
+    Ok(compiled)
+}
+
+fn build_hierarchy(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<HierarchyConfig>, ConfigError> {
+    if raw.peer.is_empty() {
+        return Ok(None);
     }
-    Ok(Rules::new(acls, compiled))
+    let selection = match raw.hierarchy.parent_selection.as_str() {
+        "first_up" => ParentSelection::FirstUp,
+        "round_robin" => ParentSelection::RoundRobin,
+        "weighted_round_robin" => ParentSelection::WeightedRoundRobin,
+        "carp" => ParentSelection::Carp,
+        "sourcehash" => ParentSelection::SourceHash,
+        other => {
+            return Err(cx.err(
+                &[Seg::Key("hierarchy"), Seg::Key("parent_selection")],
+                format!("`{other}` is not one of first_up, round_robin, weighted_round_robin, carp, sourcehash"),
+            ))
+        }
+    };
+    let mut peers = Vec::with_capacity(raw.peer.len());
+    for (i, p) in raw.peer.iter().enumerate() {
+        let at = |key| [Seg::Key("peer"), Seg::Index(i), Seg::Key(key)];
+        if p.host.is_empty() || p.port == 0 {
+            return Err(cx.err(&at("host"), "a peer needs a host and a port"));
+        }
+        let login = match &p.login {
+            None => None,
+            Some(credentials) if credentials.contains(':') => {
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+                Some(
+                    http::HeaderValue::from_str(&format!("Basic {encoded}"))
+                        .map_err(|_| cx.err(&at("login"), "credentials must be printable"))?,
+                )
+            }
+            Some(_) => return Err(cx.err(&at("login"), "use `user:password`")),
+        };
+        peers.push(PeerConfig {
+            info: PeerInfo {
+                name: p.name.clone().unwrap_or_else(|| p.host.clone()),
+                kind: match p.kind {
+                    file::PeerType::Parent => PeerKind::Parent,
+                    file::PeerType::Sibling => PeerKind::Sibling,
+                },
+                weight: p.weight.max(1),
+                no_query: p.no_query,
+                default: p.default,
+            },
+            host: p.host.clone(),
+            port: p.port,
+            proxy_only: p.proxy_only,
+            login,
+        });
+    }
+    let (acls, index) = build_acls(cx, &raw.acl)?;
+    let never_direct = Rules::new(
+        acls.clone(),
+        compile_rules(cx, "never_direct", &raw.never_direct, &index)?,
+    );
+    let always_direct = Rules::new(
+        acls,
+        compile_rules(cx, "always_direct", &raw.always_direct, &index)?,
+    );
+    Ok(Some(HierarchyConfig {
+        peers,
+        selection,
+        never_direct,
+        always_direct,
+        dead_time: raw.hierarchy.dead_peer_timeout.0,
+    }))
 }
 
 fn build_cache(
@@ -606,6 +695,15 @@ fn build_cache(
             max_stale: raw.max_stale.0,
             targeted_fields,
             x_cache: raw.x_cache,
+            status_name: {
+                if sfv::TokenRef::from_str(&raw.status_name).is_err() {
+                    return Err(cx.err(
+                        &[Seg::Key("cache"), Seg::Key("status_name")],
+                        format!("`{}` is not a structured-field token", raw.status_name),
+                    ));
+                }
+                raw.status_name.clone()
+            },
             range_offset_limit: raw.range_offset_limit.as_u64(),
             collapsed_forwarding: raw.collapsed_forwarding,
             collapsed_forwarding_timeout: raw.collapsed_forwarding_timeout.0,

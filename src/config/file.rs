@@ -55,6 +55,18 @@ pub struct FileConfig {
     /// Reverse-mode request headers.
     #[serde(default)]
     pub reverse: Reverse,
+    /// Parent and sibling caches (Squid `cache_peer`).
+    #[serde(default)]
+    pub peer: Vec<Peer>,
+    /// How parents are chosen and how long unreachable peers are skipped.
+    #[serde(default)]
+    pub hierarchy: Hierarchy,
+    /// Requests that must go through a parent (Squid `never_direct`), as allow/deny rules.
+    #[serde(default)]
+    pub never_direct: Vec<AccessRule>,
+    /// Requests that must go direct (Squid `always_direct`), as allow/deny rules.
+    #[serde(default)]
+    pub always_direct: Vec<AccessRule>,
     #[serde(default)]
     pub log: Log,
 }
@@ -103,6 +115,59 @@ pub enum Mode {
     Forward,
     /// An accelerator in front of origin servers (Squid `http_port ... accel`).
     Reverse,
+}
+
+/// One cache peer (Squid `cache_peer HOST TYPE PORT ... OPTIONS`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub host: String,
+    pub port: u16,
+    /// `parent` or `sibling`.
+    #[serde(rename = "type")]
+    pub kind: PeerType,
+    /// Name used in logs and for CARP (Squid `name=`); defaults to `host`.
+    pub name: Option<String>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Don't store what this peer served.
+    #[serde(default)]
+    pub proxy_only: bool,
+    /// Never ask this sibling.
+    #[serde(default)]
+    pub no_query: bool,
+    /// The parent of last resort.
+    #[serde(default)]
+    pub default: bool,
+    /// `user:password` sent as Basic `Proxy-Authorization` to this peer.
+    pub login: Option<String>,
+}
+
+/// Squid's peer types.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerType {
+    Parent,
+    Sibling,
+}
+
+/// Hierarchy settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hierarchy {
+    /// `first_up`, `round_robin`, `weighted_round_robin`, `carp` or `sourcehash`.
+    pub parent_selection: String,
+    /// How long an unreachable peer is skipped (Squid `dead_peer_timeout`).
+    pub dead_peer_timeout: HumanDuration,
+}
+
+impl Default for Hierarchy {
+    fn default() -> Self {
+        Self {
+            parent_selection: "first_up".to_owned(),
+            dead_peer_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
 }
 
 /// One accelerated site.
@@ -409,6 +474,8 @@ pub struct Cache {
     pub targeted_fields: Option<Vec<String>>,
     /// Add Squid's `X-Cache: HIT|MISS from <host>`.
     pub x_cache: bool,
+    /// This cache's name in `Cache-Status` (RFC 9211 §2); give each cache of a hierarchy its own.
+    pub status_name: String,
     /// A Range request starting below this offset fetches (and caches) the whole object
     /// (Squid `range_offset_limit`); beyond it the Range is passed through.
     pub range_offset_limit: ByteSize,
@@ -429,6 +496,7 @@ impl Default for Cache {
             max_stale: HumanDuration(Duration::ZERO),
             targeted_fields: None,
             x_cache: false,
+            status_name: "cuttle".to_owned(),
             range_offset_limit: ByteSize::mib(1),
             collapsed_forwarding: true,
             collapsed_forwarding_timeout: HumanDuration(Duration::from_secs(30)),

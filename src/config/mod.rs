@@ -95,6 +95,8 @@ pub struct Overrides {
     pub cache_dir: Option<PathBuf>,
     /// Replaces `workers`.
     pub workers: Option<usize>,
+    /// Sends every miss through these parents (`host:port`), first up, `never_direct`.
+    pub parents: Vec<(String, u16)>,
     /// Runs as an accelerator for this origin (`http://host:port`): one reverse port (at
     /// `listen`, default 127.0.0.1:8080), any Host, one upstream server.
     pub origin: Option<http::Uri>,
@@ -108,6 +110,9 @@ impl Config {
     pub fn apply(&mut self, overrides: &Overrides) -> Result<(), String> {
         if let Some(workers) = overrides.workers {
             self.workers = workers;
+        }
+        if !overrides.parents.is_empty() {
+            self.use_parents(&overrides.parents);
         }
         if let Some(origin) = &overrides.origin {
             self.accelerate(origin, overrides.listen)?;
@@ -132,6 +137,41 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `--parent`: these parents, first up, and never direct (Squid `never_direct allow all`).
+    fn use_parents(&mut self, parents: &[(String, u16)]) {
+        use crate::access::{Acl, Action, Rule, Rules};
+        use crate::upstream::hierarchy::{ParentSelection, PeerInfo, PeerKind};
+        use crate::upstream::peer::{HierarchyConfig, PeerConfig};
+        let peers = parents
+            .iter()
+            .map(|(host, port)| PeerConfig {
+                info: PeerInfo {
+                    name: format!("{host}:{port}"),
+                    kind: PeerKind::Parent,
+                    weight: 1,
+                    no_query: false,
+                    default: false,
+                },
+                host: host.clone(),
+                port: *port,
+                proxy_only: false,
+                login: None,
+            })
+            .collect();
+        let allow_all = Rule {
+            action: Action::Allow,
+            conditions: vec![(0, false)],
+            text: "allow all".to_owned(),
+        };
+        self.proxy.hierarchy = Some(HierarchyConfig {
+            peers,
+            selection: ParentSelection::FirstUp,
+            never_direct: Rules::new(vec![Acl::All], vec![allow_all]),
+            always_direct: Rules::default(),
+            dead_time: std::time::Duration::from_secs(10),
+        });
     }
 
     /// The `--origin` accelerator: a reverse port for any Host, one upstream server.

@@ -25,9 +25,6 @@ use crate::cache::status::CacheStatus;
 use crate::cache::store::{Hit, HitBody};
 use crate::error::{Error, ErrorKind};
 
-/// The cache's name in `Cache-Status`.
-pub const CACHE_NAME: &str = "cuttle";
-
 static X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
 
 /// Adds `Via`, `Cache-Status` and (if configured) `X-Cache` to a response we send.
@@ -35,7 +32,7 @@ fn decorate(shared: &Shared, headers: &mut HeaderMap, received: Version, status:
     if shared.config.forward.via {
         shared.via.append(headers, received);
     }
-    status.append_to(headers, CACHE_NAME);
+    status.append_to(headers, &shared.cache.behaviour.status_name);
     if shared.cache.behaviour.x_cache {
         let word = if status.hit { "HIT" } else { "MISS" };
         if let Ok(value) = HeaderValue::from_str(&format!("{word} from {}", shared.via.pseudonym()))
@@ -164,7 +161,7 @@ pub fn not_in_cache(shared: &Shared, txn: &mut Transaction, url: &str) -> Respon
         detail: Some("only-if-cached"),
         ..CacheStatus::default()
     };
-    status.append_to(response.headers_mut(), CACHE_NAME);
+    status.append_to(response.headers_mut(), &shared.cache.behaviour.status_name);
     txn.code = code::TCP_MISS;
     response
 }

@@ -41,6 +41,15 @@ pub(super) async fn store_or_pass(
     let response =
         effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
     let content_length = up.content_length();
+    if up.no_store {
+        // A `proxy_only` peer served it: relay without storing (Squid `proxy-only`).
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            detail: Some("proxy-only"),
+            ..CacheStatus::default()
+        };
+        return Ok(deliver(ex.shared, up, status, None));
+    }
     let verdict = if ex.parts.method == Method::HEAD {
         Err(crate::cache::policy::NotStorable::Method)
     } else {

@@ -163,6 +163,9 @@ impl Exchange<'_> {
         if up.peer.is_some() {
             txn.peer.clone_from(&up.peer);
         }
+        if let Some(code) = up.hierarchy {
+            txn.hierarchy = code;
+        }
         Ok(up)
     }
 

@@ -50,6 +50,8 @@ pub struct Config {
     pub forward: ForwardConfig,
     /// Sites and forwarding fields for reverse ports.
     pub reverse: reverse::ReverseConfig,
+    /// Parent and sibling caches; `None` without `[[peer]]`s.
+    pub hierarchy: Option<crate::upstream::peer::HierarchyConfig>,
 }
 
 /// One listening socket.
@@ -125,6 +127,8 @@ pub struct Shared {
     /// The clients of groups that speak TLS, by group name: each has its own pool (see
     /// [`Upstream::with_tls`]). Plain groups share `upstream`.
     pub tls_upstreams: std::collections::HashMap<String, Upstream>,
+    /// Peers of the cache hierarchy (forward mode), if any.
+    pub peers: Option<std::sync::Arc<crate::upstream::peer::Peers>>,
     /// The HTTP cache.
     pub cache: crate::cache::lookup::Cache,
     /// Caps client connections across all listeners.

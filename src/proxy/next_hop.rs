@@ -25,9 +25,13 @@ use hyper::body::{Body, Frame, Incoming};
 
 use super::headers;
 use super::Shared;
+use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind};
+use crate::upstream::carp::url_key;
 use crate::upstream::client::classify_hyper;
 use crate::upstream::group::{ActiveGuard, Group};
+use crate::upstream::hierarchy::{Hop, Route};
+use crate::upstream::peer::Peers;
 use crate::upstream::{Progress, RequestBody};
 
 /// Where a request goes.
@@ -66,6 +70,10 @@ pub struct Upstreamed {
     pub peer: Option<String>,
     /// Counts the request against its group server until the response is done.
     pub guard: Option<ActiveGuard>,
+    /// How the next hop was chosen (Squid hierarchy code), when a hierarchy routed it.
+    pub hierarchy: Option<&'static str>,
+    /// A `proxy_only` peer served it: do not store.
+    pub no_store: bool,
 }
 
 impl Upstreamed {
@@ -114,6 +122,9 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
             // instead replace it with the host information of the request-target."
             let host = HeaderValue::from_str(&authority)
                 .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
+            if let Some(peers) = &shared.peers {
+                return send_via_hierarchy(shared, peers, out, host).await;
+            }
             let peer = out.uri.host().map(str::to_owned);
             let uri = out.uri.clone();
             let mut up = send_once(shared, &shared.upstream, out, uri, host).await?;
@@ -126,6 +137,151 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
             client_host,
         } => send_to_group(shared, out, &group, &host_header, &client_host).await,
     }
+}
+
+/// Routes through the cache hierarchy: siblings asked with `only-if-cached`, then parents in
+/// selection order (absolute-form, RFC 9112 §3.2.2), then direct unless `never_direct`.
+/// A sibling never becomes a path to the origin: its 504 (not cached there) moves on.
+async fn send_via_hierarchy(
+    shared: &Shared,
+    peers: &Arc<Peers>,
+    mut out: Outgoing,
+    host: HeaderValue,
+) -> Result<Upstreamed, Error> {
+    let uri_host = out.uri.host().unwrap_or("").to_owned();
+    let port = out.uri.port_u16().unwrap_or(80);
+    let request = AccessRequest {
+        src: out.client,
+        host: &uri_host,
+        port,
+        method: &out.method,
+    };
+    let always_direct = peers.config.always_direct.check(&request) == Verdict::Allow;
+    let never_direct = peers.config.never_direct.check(&request) == Verdict::Allow;
+    let key = url_key(&out.uri);
+    let route = Route {
+        url: &key,
+        client: out.client,
+        turn: peers.next_turn(),
+        always_direct,
+        never_direct,
+    };
+    let hops = peers.router.hops(&route, |i| peers.alive(i));
+    let has_body = out.body.as_ref().is_some_and(|b| !b.is_end_stream());
+    let lookup_method = matches!(out.method, Method::GET | Method::HEAD);
+    let mut last_error = Error::new(
+        ErrorKind::NoUpstream,
+        "no route to the origin: never_direct applies and no parent cache is reachable",
+    );
+    for hop in hops {
+        let copy = |body: Option<Incoming>| Outgoing {
+            method: out.method.clone(),
+            uri: out.uri.clone(),
+            version: out.version,
+            headers: out.headers.clone(),
+            body,
+            client: out.client,
+            target: Target::Origin,
+        };
+        match hop {
+            Hop::Sibling(i) => {
+                let (Some(peer), Some(client)) = (peers.config.peers.get(i), peers.client(i))
+                else {
+                    continue;
+                };
+                if !lookup_method || has_body {
+                    continue;
+                }
+                let mut attempt = copy(None);
+                ask_only_if_cached(&mut attempt.headers);
+                if let Some(login) = &peer.login {
+                    attempt
+                        .headers
+                        .insert(header::PROXY_AUTHORIZATION, login.clone());
+                }
+                match send_once(shared, client, attempt, out.uri.clone(), host.clone()).await {
+                    Ok(mut up)
+                        if up.parts.status.is_success() || up.parts.status.is_redirection() =>
+                    {
+                        up.peer = Some(peer.info.name.clone());
+                        up.hierarchy = Some("SIBLING_HIT");
+                        up.no_store = peer.proxy_only;
+                        return Ok(up);
+                    }
+                    // 504: not cached there (RFC 9111 §5.2.1.7); anything else: not usable.
+                    Ok(_) => {}
+                    Err(err) => {
+                        if unreachable(&err) {
+                            peers.mark_dead(i);
+                        }
+                    }
+                }
+            }
+            Hop::Parent { index, code } => {
+                let (Some(peer), Some(client)) =
+                    (peers.config.peers.get(index), peers.client(index))
+                else {
+                    continue;
+                };
+                let mut attempt = copy(out.body.take());
+                if let Some(login) = &peer.login {
+                    attempt
+                        .headers
+                        .insert(header::PROXY_AUTHORIZATION, login.clone());
+                }
+                match send_once(shared, client, attempt, out.uri.clone(), host.clone()).await {
+                    Ok(mut up) => {
+                        up.peer = Some(peer.info.name.clone());
+                        up.hierarchy = Some(code);
+                        up.no_store = peer.proxy_only;
+                        return Ok(up);
+                    }
+                    Err(err) => {
+                        let not_sent = unreachable(&err);
+                        if not_sent {
+                            peers.mark_dead(index);
+                        }
+                        last_error = err;
+                        // A body handed to a parent cannot be sent again.
+                        if has_body || !not_sent {
+                            return Err(last_error);
+                        }
+                    }
+                }
+            }
+            Hop::Direct => {
+                let peer = out.uri.host().map(str::to_owned);
+                let uri = out.uri.clone();
+                let mut up = send_once(shared, &shared.upstream, out, uri, host).await?;
+                up.peer = peer;
+                up.hierarchy = Some("HIER_DIRECT");
+                return Ok(up);
+            }
+        }
+    }
+    Err(last_error)
+}
+
+/// Adds `only-if-cached` to the request's Cache-Control (a sibling must not fetch for us).
+fn ask_only_if_cached(headers: &mut http::HeaderMap) {
+    let value = match headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(existing) if !existing.trim().is_empty() => format!("{existing}, only-if-cached"),
+        _ => "only-if-cached".to_owned(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+}
+
+/// Failures that mean the peer could not be reached (nothing was sent).
+fn unreachable(err: &Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::DnsFailed
+    )
 }
 
 /// Tries the group's servers in order until one answers acceptably.
@@ -323,5 +479,7 @@ async fn send_once(
         body,
         peer: None,
         guard: None,
+        hierarchy: None,
+        no_store: false,
     })
 }

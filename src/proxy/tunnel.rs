@@ -23,8 +23,11 @@ use tokio::net::TcpStream;
 use super::body::ProxyBody;
 use super::service::{check_access, check_loop, reply_error, ConnInfo};
 use super::transaction::{code, hier, Transaction};
+use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::connect::connect;
+use crate::upstream::hierarchy::{Hop, Route};
+use crate::upstream::peer::{connect_through, Peers};
 use crate::upstream::Progress;
 
 /// Handles one CONNECT request.
@@ -95,9 +98,67 @@ async fn open(req: &Request<Incoming>, conn: &ConnInfo) -> Result<TcpStream, Err
     }
     check_loop(shared, req.headers())?;
     check_access(shared, conn.peer, req.method(), host, port)?;
-    connect(host, port, shared.upstream_connect_timeout())
-        .await
-        .map_err(|e| e.to_error())
+    let timeout = shared.upstream_connect_timeout();
+    if let Some(peers) = &shared.peers {
+        return open_through_hierarchy(peers, conn, req, host, port, timeout).await;
+    }
+    connect(host, port, timeout).await.map_err(|e| e.to_error())
+}
+
+/// CONNECT through the hierarchy: parents in order (each asked with CONNECT), then direct
+/// unless `never_direct`. Siblings never carry tunnels.
+async fn open_through_hierarchy(
+    peers: &Peers,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    host: &str,
+    port: u16,
+    timeout: std::time::Duration,
+) -> Result<TcpStream, Error> {
+    let access = AccessRequest {
+        src: conn.peer.ip(),
+        host,
+        port,
+        method: req.method(),
+    };
+    let key = format!("{host}:{port}");
+    let route = Route {
+        url: &key,
+        client: conn.peer.ip(),
+        turn: peers.next_turn(),
+        always_direct: peers.config.always_direct.check(&access) == Verdict::Allow,
+        never_direct: peers.config.never_direct.check(&access) == Verdict::Allow,
+    };
+    let mut last_error = Error::new(
+        ErrorKind::NoUpstream,
+        "no route for CONNECT: never_direct applies and no parent cache is reachable",
+    );
+    for hop in peers.router.hops(&route, |i| peers.alive(i)) {
+        match hop {
+            Hop::Sibling(_) => {}
+            Hop::Parent { index, .. } => {
+                let Some(peer) = peers.config.peers.get(index) else {
+                    continue;
+                };
+                match connect_through(&peer.host, peer.port, &key, peer.login.as_ref(), timeout)
+                    .await
+                {
+                    Ok(stream) => return Ok(stream),
+                    Err(err) => {
+                        if matches!(
+                            err.kind(),
+                            ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout
+                        ) {
+                            peers.mark_dead(index);
+                        }
+                        last_error = err;
+                    }
+                }
+            }
+            Hop::Direct => return connect(host, port, timeout).await.map_err(|e| e.to_error()),
+        }
+    }
+    Err(last_error)
 }
 
 /// Copies bytes both ways until a side closes or the tunnel idles out.

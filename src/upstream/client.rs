@@ -34,7 +34,7 @@ pub struct Upstream {
 impl Upstream {
     /// A client for `config` that speaks plain HTTP only.
     pub fn new(config: &Config) -> Self {
-        Self::build(config, None)
+        Self::build(config, None, None)
     }
 
     /// A client for `config` that also speaks HTTPS, trusting what `tls` trusts.
@@ -43,13 +43,20 @@ impl Upstream {
     /// by scheme and authority only, and a connection verified under one group's trust settings
     /// must never be handed to another group that shares the address.
     pub fn with_tls(config: &Config, tls: Arc<ClientTls>) -> Self {
-        Self::build(config, Some(tls))
+        Self::build(config, Some(tls), None)
     }
 
-    fn build(config: &Config, tls: Option<Arc<ClientTls>>) -> Self {
+    /// A client that sends every request, in absolute-form, to the cache at `host:port`
+    /// (a `cache_peer`); one per peer, so each peer has its own pool.
+    pub fn to_peer(config: &Config, host: &str, port: u16) -> Self {
+        Self::build(config, None, Some((host.to_owned(), port)))
+    }
+
+    fn build(config: &Config, tls: Option<Arc<ClientTls>>, peer: Option<(String, u16)>) -> Self {
         let connector = Connector {
             timeout: config.connect_timeout,
             tls,
+            peer,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())

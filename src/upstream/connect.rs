@@ -152,6 +152,8 @@ pub struct Connector {
     pub timeout: Duration,
     /// Trust settings for `https` URIs; a client without them refuses `https`.
     pub tls: Option<Arc<ClientTls>>,
+    /// A parent or sibling cache (`host`, `port`) to send every request to, whatever the URI.
+    pub peer: Option<(String, u16)>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -166,6 +168,13 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let timeout = self.timeout;
         let tls = self.tls.clone();
+        if let Some((host, port)) = self.peer.clone() {
+            return Box::pin(async move {
+                connect(&host, port, timeout)
+                    .await
+                    .map(|tcp| TokioIo::new(UpstreamStream::Peer(tcp)))
+            });
+        }
         Box::pin(async move {
             let host = uri
                 .host()

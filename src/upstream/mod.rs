@@ -10,6 +10,7 @@ pub mod connect;
 pub mod group;
 pub mod health;
 pub mod hierarchy;
+pub mod peer;
 pub mod request_body;
 pub mod select;
 pub mod stream;

@@ -16,6 +16,8 @@ use tokio_rustls::client::TlsStream;
 #[derive(Debug)]
 pub enum UpstreamStream {
     Plain(TcpStream),
+    /// Plain TCP to a parent or sibling cache: requests on it go in absolute-form.
+    Peer(TcpStream),
     /// Boxed: a TLS session is far larger than a socket.
     Tls(Box<TlsStream<TcpStream>>),
 }
@@ -24,6 +26,8 @@ impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
         match self {
             Self::Plain(tcp) => tcp.connected(),
+            // hyper-util sends absolute-form URIs on connections marked as proxied.
+            Self::Peer(tcp) => tcp.connected().proxy(true),
             Self::Tls(tls) => tls.get_ref().0.connected(),
         }
     }
@@ -36,7 +40,7 @@ impl AsyncRead for UpstreamStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
         }
     }
@@ -49,7 +53,7 @@ impl AsyncWrite for UpstreamStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
         }
     }
@@ -60,28 +64,28 @@ impl AsyncWrite for UpstreamStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Self::Plain(tcp) => tcp.is_write_vectored(),
+            Self::Plain(tcp) | Self::Peer(tcp) => tcp.is_write_vectored(),
             Self::Tls(tls) => tls.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_flush(cx),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
         }
     }
