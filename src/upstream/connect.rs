@@ -251,6 +251,7 @@ mod tests {
         let mut connector = Connector {
             timeout: Duration::from_secs(1),
             tls: None,
+            peer: None,
         };
         let uri: Uri = "https://127.0.0.1:1/".parse().unwrap();
         let err = connector.call(uri).await.unwrap_err();
