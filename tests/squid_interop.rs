@@ -1,0 +1,253 @@
+//! Interoperability with a real Squid (Debian package `squid`, installed by `.ci/run`):
+//! cuttle as a child under a Squid parent, and Squid as a child under a cuttle parent, each
+//! serving a second request as a parent hit. Squid runs from a temp dir on 127.0.0.1 only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+/// A Squid process with its own config, pid file and logs.
+struct Squid {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Squid {
+    fn start(name: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // Squid drops root privileges to its own user, which must write here.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let d = dir.path().display();
+        let conf = format!(
+            "http_port 127.0.0.1:{port}\nvisible_hostname {name}\npid_filename {d}/squid.pid\n\
+             cache_log {d}/cache.log\naccess_log stdio:{d}/access.log\ncoredump_dir {d}\n\
+             cache_mem 16 MB\nmaximum_object_size_in_memory 1 MB\nshutdown_lifetime 1 seconds\n\
+             pinger_enable off\n{extra}\nhttp_access allow localhost\nhttp_access deny all\n"
+        );
+        let file = dir.path().join("squid.conf");
+        std::fs::write(&file, conf).unwrap();
+        // /usr/sbin is not on every PATH.
+        let binary = if std::path::Path::new("/usr/sbin/squid").exists() {
+            "/usr/sbin/squid"
+        } else {
+            "squid"
+        };
+        let child = Command::new(binary)
+            .args(["-N", "-f"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("squid is installed (.ci/run installs the Debian package)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let squid = Self { child, addr, dir };
+        squid.wait_ready();
+        squid
+    }
+
+    fn wait_ready(&self) {
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("cache.log")).unwrap_or_default();
+        panic!("squid did not start listening on {}:\n{log}", self.addr);
+    }
+}
+
+impl Drop for Squid {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cacheable_origin() -> support::OriginBuilder {
+    Origin::builder().route("/object", |_| {
+        let mut r = reply(200, "interop body");
+        r.headers_mut()
+            .insert("cache-control", "max-age=300".parse().unwrap());
+        r
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuttle_children_under_a_squid_parent_get_a_parent_hit() {
+    let origin = cacheable_origin().spawn().await;
+    let squid = Squid::start("squid-parent", "");
+    let child = |name: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config(
+            dir.path(),
+            &format!(
+                "[[peer]]\nhost = \"127.0.0.1\"\nport = {}\ntype = \"parent\"\n\
+                 [[never_direct]]\nallow = [\"all\"]\n[cache]\nstatus_name = \"{name}\"\n",
+                squid.addr.port()
+            ),
+        );
+        (text, dir)
+    };
+    let (t1, d1) = child("child1");
+    let child1 = TestProxy::start_text(&t1, Some(d1)).await;
+    let (t2, d2) = child("child2");
+    let child2 = TestProxy::start_text(&t2, Some(d2)).await;
+
+    let first = http_client(&child1)
+        .get(origin.url("/object"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.text().await.unwrap(), "interop body");
+    assert_eq!(origin.hits(), 1);
+
+    let second = http_client(&child2)
+        .get(origin.url("/object"))
+        .send()
+        .await
+        .unwrap();
+    let x_cache = second
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(second.text().await.unwrap(), "interop body");
+    assert_eq!(
+        origin.hits(),
+        1,
+        "the second child was served by Squid's cache"
+    );
+    assert_eq!(x_cache.as_deref(), Some("HIT from squid-parent"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squid_child_under_a_cuttle_parent_gets_a_parent_hit() {
+    let origin = cacheable_origin().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let parent = TestProxy::start_text(
+        &config(dir.path(), "[cache]\nstatus_name = \"cuttle-parent\"\n"),
+        None,
+    )
+    .await;
+    // The child caches nothing itself, so its second request reaches the parent.
+    let squid = Squid::start(
+        "squid-child",
+        &format!(
+            "cache_peer 127.0.0.1 parent {} 0 no-query default\nnever_direct allow all\ncache deny all",
+            parent.addr.port()
+        ),
+    );
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", squid.addr)).unwrap())
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let first = client.get(origin.url("/object")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.text().await.unwrap(), "interop body");
+    let second = client.get(origin.url("/object")).send().await.unwrap();
+    let status = second
+        .headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(second.text().await.unwrap(), "interop body");
+    assert_eq!(origin.hits(), 1, "the second request was a hit in cuttle");
+    assert!(status.starts_with("cuttle-parent;hit"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuttle_and_squid_pick_the_same_carp_parent_for_every_url() {
+    // Stand-in parents that answer with their own name (no-store: nothing is cached anywhere).
+    let parent = |name: &'static str| {
+        Origin::builder().route("/obj", move |_| {
+            let mut r = reply(200, name);
+            r.headers_mut()
+                .insert("cache-control", "no-store".parse().unwrap());
+            r
+        })
+    };
+    let parents = [
+        parent("p1").spawn().await,
+        parent("p2").spawn().await,
+        parent("p3").spawn().await,
+    ];
+    let members = [("p1", 1), ("p2", 2), ("p3", 3)];
+    let squid_peers: String = parents
+        .iter()
+        .zip(members)
+        .map(|(p, (name, w))| {
+            format!(
+                "cache_peer 127.0.0.1 parent {} 0 carp no-query name={name} weight={w}\n",
+                p.addr.port()
+            )
+        })
+        .collect();
+    let squid = Squid::start(
+        "squid-carp",
+        &format!("{squid_peers}never_direct allow all\ncache deny all"),
+    );
+    let cuttle_peers: String = parents
+        .iter()
+        .zip(members)
+        .map(|(p, (name, w))| {
+            format!(
+                "[[peer]]\nhost = \"127.0.0.1\"\nport = {}\ntype = \"parent\"\nname = \"{name}\"\nweight = {w}\n",
+                p.addr.port()
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cuttle = TestProxy::start_text(
+        &config(
+            dir.path(),
+            &format!("{cuttle_peers}[hierarchy]\nparent_selection = \"carp\"\n[[never_direct]]\nallow = [\"all\"]\n"),
+        ),
+        None,
+    )
+    .await;
+    let via = |addr: SocketAddr| {
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(format!("http://{addr}")).unwrap())
+            .timeout(WAIT)
+            .build()
+            .unwrap()
+    };
+    let (squid_client, cuttle_client) = (via(squid.addr), via(cuttle.addr));
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..60 {
+        let url = format!("http://carp.example/obj?item={n}");
+        let by_squid = squid_client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let by_cuttle = cuttle_client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(by_cuttle, by_squid, "{url}");
+        seen.insert(by_squid);
+    }
+    assert_eq!(seen.len(), 3, "all three parents were used");
+}
