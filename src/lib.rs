@@ -5,7 +5,8 @@
 //! main ─▶ config (file ▶ build) ─▶ app (wiring, shutdown)
 //!                                   └▶ proxy (listener [tls] ▶ service ▶ forward | reverse | tunnel)
 //!                                         ├▶ access   (pure: http_access over ACLs)
-//!                                         ├▶ upstream (connect [tls], pooled client, request body)
+//!                                         ├▶ upstream (connect [tls], pooled clients, groups,
+//!                                         │            peers; pure select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
 //!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers)
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests)
