@@ -361,3 +361,70 @@ async fn parent_flag_sends_misses_through_the_parent() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn login_sends_basic_credentials_to_the_parent() {
+    let parent = recording_parent("authenticated").await;
+    let (child, _d) = start(
+        "child",
+        &format!(
+            "{}[[never_direct]]\nallow = [\"all\"]\n",
+            parent_entry(parent.addr, "login = \"branch:s3cret\"")
+        ),
+    )
+    .await;
+    let (status, _, _) = fetch(&child, "http://example.test/object").await;
+    assert_eq!(status, 200);
+    // base64("branch:s3cret")
+    assert_eq!(
+        parent.requests()[0].headers["proxy-authorization"],
+        "Basic YnJhbmNoOnMzY3JldA=="
+    );
+}
+
+#[tokio::test]
+async fn always_direct_domains_bypass_the_parent() {
+    let origin = Origin::builder()
+        .route("/", |_| reply(200, "direct"))
+        .spawn()
+        .await;
+    let parent = recording_parent("parent").await;
+    let (child, _d) = start(
+        "child",
+        &format!(
+            "{}[acl.local_sites]\ndst = [\"127.0.0.0/8\"]\n[[always_direct]]\nallow = [\"local_sites\"]\n[[never_direct]]\nallow = [\"all\"]\n",
+            parent_entry(parent.addr, "")
+        ),
+    )
+    .await;
+    let (status, _, body) = fetch(&child, &origin.url("/")).await;
+    assert_eq!((status, body.as_str()), (200, "direct"));
+    assert_eq!(parent.hits(), 0);
+    let (_, _, body) = fetch(&child, "http://example.test/object").await;
+    assert_eq!(
+        body, "parent",
+        "other destinations still go through the parent"
+    );
+}
+
+#[tokio::test]
+async fn the_access_log_shows_squid_hierarchy_codes() {
+    let parent = recording_parent("via parent").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let text = named_config(
+        dir.path(),
+        "child",
+        &format!(
+            "{}[[never_direct]]\nallow = [\"all\"]\n[log]\naccess_log = \"{}\"\n",
+            parent_entry(parent.addr, "name = \"upper\""),
+            log.display()
+        ),
+    );
+    let child = TestProxy::start_text(&text, None).await;
+    fetch(&child, "http://example.test/object").await;
+    child.shutdown().await;
+    let line = std::fs::read_to_string(&log).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[8], "FIRST_UP_PARENT/upper", "{line}");
+}
