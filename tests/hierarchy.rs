@@ -316,30 +316,8 @@ async fn two_caches_that_are_each_others_parent_do_not_bounce_a_request() {
 #[tokio::test]
 async fn parent_flag_sends_misses_through_the_parent() {
     let parent = recording_parent("the parent").await;
-    let home = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(cuttle_bin())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--parent",
-            &parent.addr.to_string(),
-            "--log-level",
-            "warn",
-        ])
-        .env("HOME", home.path())
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let addr = std::io::BufRead::lines(stderr)
-        .take(50)
-        .map(Result::unwrap)
-        .find_map(|l| {
-            l.strip_prefix("cuttle: listening on ")
-                .map(|r| r.split(' ').next().unwrap_or("").to_owned())
-        })
-        .unwrap();
+    let proxy = CuttleProcess::start(&["--parent", &parent.addr.to_string()]);
+    let addr = proxy.addr;
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::all(format!("http://{addr}")).unwrap())
         .build()
@@ -358,8 +336,7 @@ async fn parent_flag_sends_misses_through_the_parent() {
         parent.requests()[0].uri.to_string(),
         "http://example.test/object"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(proxy);
 }
 
 #[tokio::test]

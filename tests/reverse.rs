@@ -371,30 +371,8 @@ async fn get_is_retried_on_another_server_but_a_sent_post_is_not() {
 #[tokio::test]
 async fn origin_one_liner_runs_an_accelerator() {
     let origin = named("accelerated", "max-age=60").await;
-    let home = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(cuttle_bin())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--origin",
-            &origin.url(""),
-            "--log-level",
-            "warn",
-        ])
-        .env("HOME", home.path())
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let addr = std::io::BufRead::lines(stderr)
-        .take(50)
-        .map(Result::unwrap)
-        .find_map(|l| {
-            l.strip_prefix("cuttle: listening on ")
-                .map(|r| r.split(' ').next().unwrap_or("").to_owned())
-        })
-        .unwrap();
+    let proxy = CuttleProcess::start(&["--origin", &origin.url("")]);
+    let addr = proxy.addr;
     for _ in 0..3 {
         let r = client()
             .get(format!("http://{addr}/"))
@@ -405,8 +383,7 @@ async fn origin_one_liner_runs_an_accelerator() {
         assert_eq!(r.text().await.unwrap(), "accelerated");
     }
     assert_eq!(origin.hits(), 1, "cached by the accelerator");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(proxy);
 }
 
 #[tokio::test]

@@ -507,16 +507,26 @@ pub fn run_cuttle(args: &[&str]) -> Output {
 pub struct CuttleProcess {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// The private HOME, removed when the process is.
+    _home: tempfile::TempDir,
 }
 
 impl CuttleProcess {
     /// Starts `cuttle --config FILE --listen 127.0.0.1:0` and waits for its listening line.
     pub fn spawn(config_file: &Path) -> Self {
+        let file = config_file.to_str().unwrap();
+        Self::start(&["--config", file])
+    }
+
+    /// Starts `cuttle ARGS --listen 127.0.0.1:0 --log-level warn` with a private HOME (so the
+    /// default disk cache goes to a temp dir) and waits for its listening line.
+    pub fn start(args: &[&str]) -> Self {
         use std::io::BufRead;
+        let home = tempfile::tempdir().unwrap();
         let mut child = Command::new(cuttle_bin())
-            .args(["--config"])
-            .arg(config_file)
+            .args(args)
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .env("HOME", home.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -538,7 +548,11 @@ impl CuttleProcess {
             .expect("cuttle printed its listening address")
             .parse()
             .unwrap();
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            _home: home,
+        }
     }
 
     /// Resident and peak resident memory (VmRSS, VmHWM) in KiB, from /proc.
