@@ -1,0 +1,460 @@
+#!/usr/bin/env bash
+# Whole-proxy load benchmark for cuttle.
+#
+# Question: how do cuttle's throughput and latency compare, on this machine in the same run,
+# with nginx proxy_cache, Varnish (malloc storage), HAProxy's cache and Squid (accel mode),
+# and with the origin served directly (the one-core ceiling)?
+#
+# Every server (origin and proxies) is pinned to CPU 0 and wrk to CPU 1 with taskset; all
+# listen on free high ports on 127.0.0.1 with configs, pids and caches in one mktemp -d
+# directory, removed (and everything stopped) by a trap on exit.
+#
+# Usage: benches/load.sh            (REPS=5 SECS=10)
+#        REPS=3 SECS=5 benches/load.sh
+# Env:   REPS, SECS, CONNS (wrk connections, 50), CUTTLE2_CPUS (cores for cuttle --workers 2,
+#        default "0,1": this shares core 1 with wrk, so it is a rough scaling note only).
+# Output: a Markdown table on stdout (progress on stderr). Needs root for apt-get only.
+set -euo pipefail
+
+REPS=${REPS:-5}
+SECS=${SECS:-10}
+CONNS=${CONNS:-50}
+CUTTLE2_CPUS=${CUTTLE2_CPUS:-0,1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CUTTLE=$ROOT/target/release/cuttle
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '%s\n' "$*" >&2; }
+
+TMP=$(mktemp -d /tmp/cuttle-load.XXXXXX)
+chmod 777 "$TMP" # squid drops root privileges and must still reach its files
+declare -a STOP_PIDS=()
+declare -A PID NOTRUN
+
+cleanup() {
+  local p
+  for p in "${STOP_PIDS[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  local i
+  for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do
+    for p in "${STOP_PIDS[@]}"; do
+      kill -0 "$p" 2>/dev/null && break
+    done
+    kill -0 "$p" 2>/dev/null || break
+    sleep 0.1
+  done
+  for p in "${STOP_PIDS[@]}"; do
+    kill -9 "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+install_deps() {
+  local missing=() bin pkg
+  for pkg in nginx:nginx varnishd:varnish haproxy:haproxy wrk:wrk squid:squid; do
+    bin=${pkg%%:*}
+    command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || missing+=("${pkg#*:}")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  fi
+  # Debian enables these as services on install; stop them so they use no CPU during the run.
+  local svc
+  for svc in nginx varnish haproxy squid; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl stop "$svc" || true
+    fi
+  done
+  export PATH=$PATH:/usr/sbin:/sbin
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT [SECONDS]: wait until something accepts on 127.0.0.1:PORT.
+wait_port() {
+  local port=$1 tries=$((${2:-15} * 10))
+  while [ "$tries" -gt 0 ]; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+    tries=$((tries - 1))
+  done
+  return 1
+}
+
+# pid_from_file FILE: wait for a daemon's pid file.
+pid_from_file() {
+  local f=$1 tries=100
+  while [ "$tries" -gt 0 ] && ! [ -s "$f" ]; do
+    sleep 0.1
+    tries=$((tries - 1))
+  done
+  head -n1 "$f" | tr -d ' \n'
+}
+
+start_origin() {
+  mkdir -p "$TMP/www/static" "$TMP/www/nocache" "$TMP/origin"
+  head -c 1024 /dev/urandom >"$TMP/www/static/1k"
+  head -c 102400 /dev/urandom >"$TMP/www/static/100k"
+  head -c 1048576 /dev/urandom >"$TMP/www/static/1m"
+  cp "$TMP/www/static/1k" "$TMP/www/nocache/1k"
+  ORIGIN_PORT=$(free_port)
+  local d=$TMP/origin
+  cat >"$d/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+  default_type application/octet-stream;
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  server {
+    listen 127.0.0.1:$ORIGIN_PORT;
+    root $TMP/www;
+    location /static/ { add_header Cache-Control "public, max-age=3600"; }
+    location /nocache/ { add_header Cache-Control "no-store"; }
+  }
+}
+EOF
+  taskset -c 0 nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
+  PID[origin]=$(pid_from_file "$d/nginx.pid")
+  STOP_PIDS+=("${PID[origin]}")
+  PORT[origin]=$ORIGIN_PORT
+  wait_port "$ORIGIN_PORT"
+}
+
+# start_cuttle NAME WORKERS CPUS [CONFIG]
+start_cuttle() {
+  local name=$1 workers=$2 cpus=$3 config=${4:-} port
+  port=$(free_port)
+  local args=(--listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT"
+    --workers "$workers" --cache-dir "$TMP/$name" --log-level warn)
+  [ -n "$config" ] && args=(--config "$config" "${args[@]}")
+  taskset -c "$cpus" "$CUTTLE" "${args[@]}" >/dev/null 2>"$TMP/$name.err" &
+  PID[$name]=$!
+  STOP_PIDS+=("${PID[$name]}")
+  PORT[$name]=$port
+  wait_port "$port"
+}
+
+start_nginx_cache() {
+  local d=$TMP/nginx_cache port
+  port=$(free_port)
+  mkdir -p "$d/cache"
+  cat >"$d/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+  default_type application/octet-stream;
+  access_log $d/access.log combined buffer=64k flush=5s;
+  keepalive_requests 1000000;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  proxy_cache_path $d/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 32; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache c;
+      add_header X-Cache-Status \$upstream_cache_status;
+    }
+  }
+}
+EOF
+  taskset -c 0 nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
+  PID[nginx]=$(pid_from_file "$d/nginx.pid")
+  STOP_PIDS+=("${PID[nginx]}")
+  PORT[nginx]=$port
+  wait_port "$port"
+}
+
+start_varnish() {
+  local d=$TMP/varnish port
+  port=$(free_port)
+  mkdir -p "$d"
+  if ! taskset -c 0 varnishd -j none -a "127.0.0.1:$port" -b "127.0.0.1:$ORIGIN_PORT" \
+    -s malloc,256m -n "$d/work" -P "$d/varnishd.pid" >"$d/out.log" 2>&1; then
+    NOTRUN[varnish]="varnishd failed: $(tr '\n' ' ' <"$d/out.log" | cut -c1-120)"
+    return 0
+  fi
+  PID[varnish]=$(pid_from_file "$d/varnishd.pid")
+  STOP_PIDS+=("${PID[varnish]}")
+  PORT[varnish]=$port
+  wait_port "$port" || NOTRUN[varnish]="varnishd did not listen"
+}
+
+start_haproxy() {
+  local d=$TMP/haproxy port
+  port=$(free_port)
+  mkdir -p "$d"
+  cat >"$d/haproxy.cfg" <<EOF
+global
+  daemon
+  nbthread 1
+  pidfile $d/haproxy.pid
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+cache c
+  total-max-size 256
+  max-object-size 2000000
+  max-age 3600
+frontend f
+  bind 127.0.0.1:$port
+  http-request cache-use c
+  http-response cache-store c
+  http-response set-header X-Cache HIT if { res.cache_hit }
+  default_backend b
+backend b
+  http-reuse always
+  server origin 127.0.0.1:$ORIGIN_PORT
+EOF
+  if ! taskset -c 0 haproxy -f "$d/haproxy.cfg" >"$d/out.log" 2>&1; then
+    NOTRUN[haproxy]="haproxy failed: $(tr '\n' ' ' <"$d/out.log" | cut -c1-120)"
+    return 0
+  fi
+  PID[haproxy]=$(pid_from_file "$d/haproxy.pid")
+  STOP_PIDS+=("${PID[haproxy]}")
+  PORT[haproxy]=$port
+  wait_port "$port" || NOTRUN[haproxy]="haproxy did not listen"
+}
+
+start_squid() {
+  local d=$TMP/squid port
+  port=$(free_port)
+  mkdir -p "$d"
+  chmod 777 "$d"
+  cat >"$d/squid.conf" <<EOF
+http_port 127.0.0.1:$port accel defaultsite=127.0.0.1 no-vhost
+cache_peer 127.0.0.1 parent $ORIGIN_PORT 0 no-query originserver name=origin
+cache_peer_access origin allow all
+http_access allow all
+cache_mem 256 MB
+maximum_object_size_in_memory 2 MB
+maximum_object_size 2 MB
+pid_filename $d/squid.pid
+cache_log $d/cache.log
+access_log daemon:$d/access.log squid
+cache_store_log none
+coredump_dir $d
+netdb_filename none
+shutdown_lifetime 1 seconds
+workers 1
+EOF
+  taskset -c 0 squid -N -f "$d/squid.conf" >"$d/out.log" 2>&1 &
+  PID[squid]=$!
+  STOP_PIDS+=("${PID[squid]}")
+  PORT[squid]=$port
+  wait_port "$port" 20 || NOTRUN[squid]="squid did not listen: $(tail -n2 "$d/cache.log" 2>/dev/null | tr '\n' ' ' | cut -c1-120)"
+}
+
+# hit_header NAME HEADERS: 0 if the (second) response's headers show a cache hit.
+is_hit() {
+  local name=$1 h=$2
+  case $name in
+    cuttle*) grep -qi '^cache-status:.*hit' <<<"$h" ;;
+    nginx) grep -qi '^x-cache-status: *hit' <<<"$h" ;;
+    varnish) grep -Eqi '^x-varnish: *[0-9]+ [0-9]+' <<<"$h" ;;
+    haproxy) grep -qi '^x-cache: *hit' <<<"$h" || grep -Eqi '^age: *[0-9]' <<<"$h" ;;
+    squid) grep -qi '^x-cache: *hit' <<<"$h" ;;
+    *) return 0 ;;
+  esac
+}
+
+# warm_and_check NAME PATH: fetch twice; the second must be a 200 hit (misses: just a 200).
+# Prints nothing on success, a warning text otherwise.
+warm_and_check() {
+  local name=$1 path=$2 url h code
+  url="http://127.0.0.1:${PORT[$name]}$path"
+  curl -s -o /dev/null "$url" || true
+  sleep 0.2
+  h=$(curl -s -D - -o /dev/null "$url" | tr -d '\r') || true
+  code=$(head -n1 <<<"$h" | awk '{print $2}')
+  if [ "$code" != 200 ]; then
+    echo "WARN status ${code:-none}"
+  elif [[ $path != /nocache/* ]] && ! is_hit "$name" "$h"; then
+    echo "WARN not a hit"
+  fi
+}
+
+# proc_ticks PID: utime+stime of PID and all its descendants, in clock ticks.
+proc_ticks() {
+  local total=0 p t kids
+  local -a queue=("$1")
+  while [ "${#queue[@]}" -gt 0 ]; do
+    p=${queue[0]}
+    queue=("${queue[@]:1}")
+    if [ -r "/proc/$p/stat" ]; then
+      t=$(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')
+      total=$((total + t))
+    fi
+    kids=$(pgrep -P "$p" || true)
+    for t in $kids; do queue+=("$t"); done
+  done
+  echo "$total"
+}
+
+to_ms() { # "123.45us" / "1.2ms" / "1.5s" -> milliseconds
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+    printf "%.3f", n }'
+}
+
+to_mib() { # wrk Transfer/sec "1.23MB" (1024-based) -> MiB/s
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "B") n /= 1048576; else if (u == "KB") n /= 1024; else if (u == "GB") n *= 1024
+    printf "%.1f", n }'
+}
+
+# run_wrk NAME PATH: one wrk run; prints "rps mib p50ms p99ms cpu% errors".
+run_wrk() {
+  local name=$1 path=$2 out t0 t1 w0 w1 rps mib p50 p99 cpu errs
+  t0=$(proc_ticks "${PID[$name]}")
+  w0=$(date +%s.%N)
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
+    "http://127.0.0.1:${PORT[$name]}$path")
+  w1=$(date +%s.%N)
+  t1=$(proc_ticks "${PID[$name]}")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  mib=$(to_mib "$(awk '/^Transfer\/sec:/ {print $2}' <<<"$out")")
+  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  cpu=$(awk -v a="$t0" -v b="$t1" -v s="$w0" -v e="$w1" -v hz="$CLK_TCK" \
+    'BEGIN { printf "%.0f", (b - a) / hz / (e - s) * 100 }')
+  errs=$(awk '/Non-2xx|Socket errors/ {s = s $0 "; "} END {gsub(/  +/, " ", s); print s}' <<<"$out")
+  echo "${rps:-0} ${mib:-0} ${p50:-0} ${p99:-0} ${cpu:-0} ${errs// /_}"
+}
+
+median() { # median of the numbers given as arguments
+  printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {
+    if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+fmt_int() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
+
+ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+
+# ---------------------------------------------------------------------------------------------
+install_deps
+log "building cuttle (cargo build --release)"
+(cd "$ROOT" && cargo build --release --quiet)
+declare -A PORT
+
+start_origin
+start_cuttle cuttle 1 0
+start_cuttle cuttle_w2 2 "$CUTTLE2_CPUS"
+# Disk tier: the embedded default config (so http_access etc. stay as with no --config) with
+# a memory tier that takes no object, so every hit is read from --cache-dir.
+"$CUTTLE" --print-default-config | awk '
+  /^\[/ { sect = $0 }
+  sect == "[cache.memory]" && /^max_object_size/ { print "max_object_size = \"1 B\""; next }
+  { print }' >"$TMP/cuttle_disk.toml"
+start_cuttle cuttle_disk 1 0 "$TMP/cuttle_disk.toml"
+start_nginx_cache
+start_varnish
+start_haproxy
+start_squid
+
+declare -A LABEL=(
+  [origin]="origin direct (nginx)" [cuttle]="cuttle (1 worker)"
+  [cuttle_w2]="cuttle (2 workers, cores $CUTTLE2_CPUS)" [cuttle_disk]="cuttle (disk tier)"
+  [nginx]="nginx proxy_cache" [varnish]="Varnish (malloc)" [haproxy]="HAProxy cache"
+  [squid]="Squid (accel)"
+)
+MEM_PEERS=(origin cuttle cuttle_w2 nginx varnish haproxy squid)
+ROWS=(
+  "1 KiB memory hit|/static/1k|${MEM_PEERS[*]}"
+  "100 KiB memory hit|/static/100k|${MEM_PEERS[*]}"
+  "1 MiB memory hit|/static/1m|${MEM_PEERS[*]}"
+  "1 KiB miss (no-store)|/nocache/1k|${MEM_PEERS[*]}"
+  "100 KiB disk hit|/static/100k|origin cuttle_disk nginx"
+)
+
+echo "| row | proxy | median req/s (min-max) | MiB/s | p50 ms | p99 ms | proxy CPU | vs nginx proxy_cache | vs origin direct | note |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for spec in "${ROWS[@]}"; do
+  IFS='|' read -r row path peers <<<"$spec"
+  read -r -a names <<<"$peers"
+  declare -A NOTE=() RPS=() MIBS=() P50S=() P99S=() CPUS=() ERRS=()
+  for n in "${names[@]}"; do
+    if [ -n "${NOTRUN[$n]:-}" ] || [ -z "${PORT[$n]:-}" ]; then continue; fi
+    NOTE[$n]=$(warm_and_check "$n" "$path")
+  done
+  for ((r = 1; r <= REPS; r++)); do
+    for n in "${names[@]}"; do
+      if [ -n "${NOTRUN[$n]:-}" ] || [ -z "${PORT[$n]:-}" ]; then continue; fi
+      log "$row: ${LABEL[$n]} run $r/$REPS"
+      read -r rps mib p50 p99 cpu errs <<<"$(run_wrk "$n" "$path")"
+      RPS[$n]+="$rps "
+      MIBS[$n]+="$mib "
+      P50S[$n]+="$p50 "
+      P99S[$n]+="$p99 "
+      CPUS[$n]+="$cpu "
+      [ -n "$errs" ] && ERRS[$n]="${errs//_/ }"
+    done
+  done
+  declare -A MED=()
+  for n in "${names[@]}"; do
+    [ -n "${RPS[$n]:-}" ] || continue
+    # shellcheck disable=SC2086 # word splitting of the per-run lists is intended
+    MED[$n]=$(median ${RPS[$n]})
+  done
+  for n in "${names[@]}"; do
+    if [ -z "${RPS[$n]:-}" ]; then
+      echo "| $row | ${LABEL[$n]} | not run: ${NOTRUN[$n]:-no port} | | | | | | | |"
+      continue
+    fi
+    # shellcheck disable=SC2086
+    {
+      lo=$(median "$(printf '%s\n' ${RPS[$n]} | sort -g | head -n1)")
+      hi=$(printf '%s\n' ${RPS[$n]} | sort -g | tail -n1)
+      mib=$(median ${MIBS[$n]})
+      p50=$(median ${P50S[$n]})
+      p99=$(median ${P99S[$n]})
+      cpu=$(median ${CPUS[$n]})
+    }
+    note="${NOTE[$n]:-}${ERRS[$n]:+ ${ERRS[$n]}}"
+    printf '| %s | %s | %s (%s-%s) | %s | %s | %s | %s%% | %s | %s | %s |\n' \
+      "$row" "${LABEL[$n]}" "$(fmt_int "${MED[$n]}")" "$(fmt_int "$lo")" "$(fmt_int "$hi")" \
+      "$(awk -v v="$mib" 'BEGIN { printf "%.1f", v }')" \
+      "$(awk -v v="$p50" 'BEGIN { printf "%.2f", v }')" \
+      "$(awk -v v="$p99" 'BEGIN { printf "%.2f", v }')" \
+      "$cpu" "$(ratio "${MED[$n]}" "${MED[nginx]:-}")" "$(ratio "${MED[$n]}" "${MED[origin]:-}")" \
+      "$note"
+  done
+  unset NOTE RPS MIBS P50S P99S CPUS ERRS MED
+done
+for n in "${!NOTRUN[@]}"; do
+  log "not run: ${LABEL[$n]}: ${NOTRUN[$n]}"
+done
