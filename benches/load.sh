@@ -36,13 +36,15 @@ cleanup() {
   for p in "${STOP_PIDS[@]}"; do
     kill "$p" 2>/dev/null || true
   done
-  local i
-  for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do
+  local tries=30 alive
+  while [ "$tries" -gt 0 ]; do # give them up to 3 s to exit
+    alive=0
     for p in "${STOP_PIDS[@]}"; do
-      kill -0 "$p" 2>/dev/null && break
+      kill -0 "$p" 2>/dev/null && alive=1
     done
-    kill -0 "$p" 2>/dev/null || break
+    [ "$alive" = 1 ] || break
     sleep 0.1
+    tries=$((tries - 1))
   done
   for p in "${STOP_PIDS[@]}"; do
     kill -9 "$p" 2>/dev/null || true
@@ -277,7 +279,7 @@ EOF
   wait_port "$port" 20 || NOTRUN[squid]="squid did not listen: $(tail -n2 "$d/cache.log" 2>/dev/null | tr '\n' ' ' | cut -c1-120)"
 }
 
-# hit_header NAME HEADERS: 0 if the (second) response's headers show a cache hit.
+# is_hit NAME HEADERS: 0 if the (second) response's headers show a cache hit.
 is_hit() {
   local name=$1 h=$2
   case $name in
@@ -437,7 +439,7 @@ for spec in "${ROWS[@]}"; do
     fi
     # shellcheck disable=SC2086
     {
-      lo=$(median "$(printf '%s\n' ${RPS[$n]} | sort -g | head -n1)")
+      lo=$(printf '%s\n' ${RPS[$n]} | sort -g | head -n1)
       hi=$(printf '%s\n' ${RPS[$n]} | sort -g | tail -n1)
       mib=$(median ${MIBS[$n]})
       p50=$(median ${P50S[$n]})
