@@ -64,6 +64,25 @@ fn cacheable(
     }
 }
 
+/// A cacheable route answering `{prefix}{the request's field}` with `Vary: field`.
+fn echo_varying(
+    field: &'static str,
+    prefix: &'static str,
+) -> impl Fn(&Recorded) -> http::Response<OriginBody> {
+    move |req| {
+        let value = req
+            .headers
+            .get(field)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let mut r = reply(200, &format!("{prefix}{value}"));
+        r.headers_mut()
+            .insert("cache-control", "max-age=100".parse().unwrap());
+        r.headers_mut().insert("vary", field.parse().unwrap());
+        r
+    }
+}
+
 fn cache_status(r: &reqwest::Response) -> String {
     r.headers()
         .get("cache-status")
@@ -153,19 +172,7 @@ async fn stale_entry_is_revalidated_with_304_and_freshened() {
 #[tokio::test]
 async fn vary_variants_coexist() {
     let origin = Origin::builder()
-        .route("/lang", |req| {
-            let lang = req
-                .headers
-                .get("accept-language")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let mut r = reply(200, &format!("hello in {lang}"));
-            r.headers_mut()
-                .insert("cache-control", "max-age=100".parse().unwrap());
-            r.headers_mut()
-                .insert("vary", "Accept-Language".parse().unwrap());
-            r
-        })
+        .route("/lang", echo_varying("accept-language", "hello in "))
         .spawn()
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -919,19 +926,7 @@ async fn an_invalidation_during_a_fill_keeps_the_old_body_out_of_the_cache() {
 #[tokio::test]
 async fn vary_on_a_field_the_proxy_writes_is_never_shared_between_clients() {
     let origin = Origin::builder()
-        .route("/me", |rec| {
-            let who = rec
-                .headers
-                .get("x-forwarded-for")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let mut r = reply(200, &format!("hello {who}"));
-            r.headers_mut()
-                .insert("cache-control", "max-age=100".parse().unwrap());
-            r.headers_mut()
-                .insert("vary", "x-forwarded-for".parse().unwrap());
-            r
-        })
+        .route("/me", echo_varying("x-forwarded-for", "hello "))
         .spawn()
         .await;
     let dir = tempfile::tempdir().unwrap();
