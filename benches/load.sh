@@ -136,10 +136,15 @@ http {
 }
 EOF
   taskset -c 0 nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
-  PID[origin]=$(pid_from_file "$d/nginx.pid")
-  STOP_PIDS+=("${PID[origin]}")
-  PORT[origin]=$ORIGIN_PORT
+  started "origin" "$(pid_from_file "$d/nginx.pid")" "$ORIGIN_PORT"
   wait_port "$ORIGIN_PORT"
+}
+
+# started NAME PID PORT: remember a server so it is measured and stopped on exit.
+started() {
+  PID[$1]=$2
+  STOP_PIDS+=("$2")
+  PORT[$1]=$3
 }
 
 # start_cuttle NAME WORKERS CPUS [CONFIG]
@@ -150,9 +155,7 @@ start_cuttle() {
     --workers "$workers" --cache-dir "$TMP/$name" --log-level warn)
   [ -n "$config" ] && args=(--config "$config" "${args[@]}")
   taskset -c "$cpus" "$CUTTLE" "${args[@]}" >/dev/null 2>"$TMP/$name.err" &
-  PID[$name]=$!
-  STOP_PIDS+=("${PID[$name]}")
-  PORT[$name]=$port
+  started "$name" "$!" "$port"
   wait_port "$port"
 }
 
@@ -190,9 +193,7 @@ http {
 }
 EOF
   taskset -c 0 nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
-  PID[nginx]=$(pid_from_file "$d/nginx.pid")
-  STOP_PIDS+=("${PID[nginx]}")
-  PORT[nginx]=$port
+  started "nginx" "$(pid_from_file "$d/nginx.pid")" "$port"
   wait_port "$port"
 }
 
@@ -205,9 +206,7 @@ start_varnish() {
     NOTRUN[varnish]="varnishd failed: $(tr '\n' ' ' <"$d/out.log" | cut -c1-120)"
     return 0
   fi
-  PID[varnish]=$(pid_from_file "$d/varnishd.pid")
-  STOP_PIDS+=("${PID[varnish]}")
-  PORT[varnish]=$port
+  started "varnish" "$(pid_from_file "$d/varnishd.pid")" "$port"
   wait_port "$port" || NOTRUN[varnish]="varnishd did not listen"
 }
 
@@ -244,9 +243,7 @@ EOF
     NOTRUN[haproxy]="haproxy failed: $(tr '\n' ' ' <"$d/out.log" | cut -c1-120)"
     return 0
   fi
-  PID[haproxy]=$(pid_from_file "$d/haproxy.pid")
-  STOP_PIDS+=("${PID[haproxy]}")
-  PORT[haproxy]=$port
+  started "haproxy" "$(pid_from_file "$d/haproxy.pid")" "$port"
   wait_port "$port" || NOTRUN[haproxy]="haproxy did not listen"
 }
 
@@ -273,9 +270,7 @@ shutdown_lifetime 1 seconds
 workers 1
 EOF
   taskset -c 0 squid -N -f "$d/squid.conf" >"$d/out.log" 2>&1 &
-  PID[squid]=$!
-  STOP_PIDS+=("${PID[squid]}")
-  PORT[squid]=$port
+  started "squid" "$!" "$port"
   wait_port "$port" 20 || NOTRUN[squid]="squid did not listen: $(tail -n2 "$d/cache.log" 2>/dev/null | tr '\n' ' ' | cut -c1-120)"
 }
 

@@ -16,7 +16,7 @@ use super::key::{secondary_key, vary_fields, VarySpec};
 use super::meta::StoredHead;
 use super::policy::{
     self, current_age, effective_response_directives, evaluate_reuse, freshness_lifetime,
-    AgeInputs, Lifetime, RequestDirectives, ResponseDirectives, Reuse, ReuseInput,
+    AgeInputs, Heuristic, Lifetime, RequestDirectives, ResponseDirectives, Reuse, ReuseInput,
 };
 use super::store::{Hit, Store};
 use super::{Behaviour, Config};
@@ -158,12 +158,22 @@ impl Cache {
     ) -> Evaluation {
         let response =
             effective_response_directives(&head.headers, &self.behaviour.targeted_fields);
+        // Heuristics (§4.2.2) apply only without explicit freshness, so the refresh_pattern
+        // regexes run only for such responses, not on every hit.
+        let explicit = response.s_maxage.is_some()
+            || response.max_age.is_some()
+            || (!response.targeted && head.headers.contains_key(http::header::EXPIRES));
+        let heuristic = if explicit {
+            Heuristic::default()
+        } else {
+            self.behaviour.heuristic_for(url)
+        };
         let lifetime = freshness_lifetime(
             head.status,
             &head.headers,
             &response,
             head.response_time,
-            &self.behaviour.heuristic_for(url),
+            &heuristic,
         );
         let age = current_age(
             &AgeInputs::from_headers(&head.headers, head.request_time, head.response_time),

@@ -103,6 +103,22 @@ impl StoredHead {
         })
     }
 
+    /// This head freshened by a 304 or matching HEAD response (RFC 9111 §4.3.4, §4.3.5):
+    /// its fields updated from `update`, its times those of the validating exchange.
+    pub fn freshened(
+        &self,
+        update: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> StoredHead {
+        StoredHead {
+            headers: crate::cache::policy::freshen_headers(&self.headers, update),
+            request_time,
+            response_time,
+            ..self.clone()
+        }
+    }
+
     /// Approximate bytes this head occupies, for the memory weigher and disk accounting.
     pub fn approx_size(&self) -> u64 {
         let fields = self.headers.iter().fold(0u64, |acc, (name, value)| {

@@ -17,8 +17,8 @@ use crate::cache::fill;
 use crate::cache::lookup::{Evaluation, Lookup};
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::{
-    check_storable, conditional_request_headers, effective_response_directives, freshen_headers,
-    RequestDirectives, StoreInput,
+    check_storable, conditional_request_headers, effective_response_directives, RequestDirectives,
+    StoreInput,
 };
 use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::{CacheStatus, Fwd};
@@ -217,10 +217,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
         };
         let cache = &shared.cache;
         if up.parts.status == StatusCode::NOT_MODIFIED {
-            let mut fresh = (*head).clone();
-            fresh.headers = freshen_headers(&head.headers, &up.parts.headers);
-            fresh.request_time = request_time;
-            fresh.response_time = shared.clock.now();
+            let fresh = head.freshened(&up.parts.headers, request_time, shared.clock.now());
             cache.store.update_head(&key, fresh).await;
             leader.finish(Outcome::Stored);
             return;

@@ -30,7 +30,7 @@ use crate::cache::collapse::{Leader, Outcome, Role};
 use crate::cache::key::primary_key;
 use crate::cache::lookup::{is_cacheable_method, Evaluation, Lookup};
 use crate::cache::policy::{
-    conditional_request_headers, freshen_headers, head_may_freshen, invalidation::is_safe_method,
+    conditional_request_headers, head_may_freshen, invalidation::is_safe_method,
     invalidation_targets, may_serve_stale_on_error, select_stored_for_304, RequestDirectives,
     Reuse, RevalidateReason,
 };
@@ -70,7 +70,8 @@ pub async fn handle(
     body: Incoming,
     target: Target,
 ) -> Result<Response<ProxyBody>, Error> {
-    let url = super::service::without_userinfo(&parts.uri);
+    // The transaction already holds the effective URI without credentials.
+    let url = txn.url.clone();
     let request = RequestDirectives::from_headers(&parts.headers);
     let mut ex = Exchange {
         conn,
@@ -336,11 +337,9 @@ async fn revalidate(
         return fetch(ex, txn, primary, fwd, key != primary, None, None).await;
     }
     if up.parts.status == StatusCode::NOT_MODIFIED {
-        let response_time = ex.shared.clock.now();
-        let mut head = (*hit.head).clone();
-        head.headers = freshen_headers(&hit.head.headers, &up.parts.headers);
-        head.request_time = request_time;
-        head.response_time = response_time;
+        let head = hit
+            .head
+            .freshened(&up.parts.headers, request_time, ex.shared.clock.now());
         ex.shared.cache.store.update_head(&key, head.clone()).await;
         let now = ex.shared.clock.now();
         let fresh = ex
@@ -369,10 +368,9 @@ async fn revalidate(
         && up.parts.status == StatusCode::OK
         && head_may_freshen(&hit.head.headers, &up.parts.headers)
     {
-        let mut head = (*hit.head).clone();
-        head.headers = freshen_headers(&hit.head.headers, &up.parts.headers);
-        head.request_time = request_time;
-        head.response_time = ex.shared.clock.now();
+        let head = hit
+            .head
+            .freshened(&up.parts.headers, request_time, ex.shared.clock.now());
         ex.shared.cache.store.update_head(&key, head).await;
     } else if ex.parts.method == Method::HEAD && up.parts.status == StatusCode::OK {
         // §4.3.5: validators that differ mean the stored GET "SHOULD be considered stale";
