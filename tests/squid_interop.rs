@@ -17,6 +17,10 @@ struct Squid {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    /// The `-n` service name: Squid prefixes its shared-memory segments in /dev/shm with it, so
+    /// concurrent Squids (tests run in parallel) must each have their own or the second one
+    /// dies with `shm_open(/squid-cf__metadata.shm): File exists`.
+    service: String,
 }
 
 impl Squid {
@@ -43,8 +47,12 @@ impl Squid {
         } else {
             "squid"
         };
+        let service = format!("cuttletest{port}");
+        remove_shared_memory(&service);
         let child = Command::new(binary)
-            .args(["-N", "-f"])
+            .args(["-N", "-n"])
+            .arg(&service)
+            .arg("-f")
             .arg(&file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -52,7 +60,12 @@ impl Squid {
             .spawn()
             .expect("squid is installed (.ci/run installs the Debian package)");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let squid = Self { child, addr, dir };
+        let squid = Self {
+            child,
+            addr,
+            dir,
+            service,
+        };
         squid.wait_ready();
         squid
     }
@@ -71,8 +84,32 @@ impl Squid {
 
 impl Drop for Squid {
     fn drop(&mut self) {
+        // SIGTERM lets Squid unlink its segments; SIGKILL after a bounded wait, then clean up
+        // whatever it left so the next run on this machine starts clean.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..60 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_shared_memory(&self.service);
+    }
+}
+
+/// Removes the /dev/shm segments of one Squid service name.
+fn remove_shared_memory(service: &str) {
+    let prefix = format!("{service}-");
+    if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
