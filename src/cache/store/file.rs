@@ -1,10 +1,12 @@
 //! Content files: where cacache keeps a body, and reading one with plain blocking reads.
 //!
-//! A hit opens the content file itself instead of going through cacache, whose reader
-//! hashes every byte and sends every read through tokio's blocking pool. Here one blocking
+//! A hit opens the content file itself instead of going through cacache, whose async
+//! reader hashes every byte and sends every read through tokio's blocking pool. Here one
 //! step opens the file, compares its size and mtime with what was recorded when it was last
 //! checked ([`Stamp`]), and, for a small body, reads it whole; a large body is then read in
-//! [`CHUNK`]s, one blocking step each (see `body`).
+//! [`CHUNK`]s, one step each (see `body`). Each step is plain blocking I/O; `disk` decides
+//! whether it runs on the worker thread (a file read moments ago, so in the page cache) or
+//! on tokio's blocking pool.
 //!
 //! Integrity is checked on a content's first read (after it is written, and after every
 //! start) and remembered with the file's stamp; later reads trust a file whose stamp is
@@ -12,7 +14,6 @@
 //! changed since its check (other size or mtime) is checked again; damage that keeps both
 //! (bit rot under an unchanged inode) is not noticed after the first read.
 
-use std::fmt::Write as _;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use cacache::Integrity;
 use super::disk::io_error;
 
 /// Bytes asked of the file per read when streaming.
-pub(super) const CHUNK: usize = 64 * 1024;
+pub(super) const CHUNK: usize = 256 * 1024;
 
 /// What a content file looked like when it was checked; a change means "check again".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +53,12 @@ pub(super) fn content_path(dir: &Path, sri: &Integrity) -> Option<PathBuf> {
     let digest = base64::engine::general_purpose::STANDARD
         .decode(&hash.digest)
         .ok()?;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(digest.len().saturating_mul(2));
     for byte in digest {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{byte:02x}");
+        for nibble in [byte >> 4, byte & 0xf] {
+            hex.push(char::from(DIGITS[usize::from(nibble)]));
+        }
     }
     let mut path = dir.join("content-v2");
     path.push(hash.algorithm.to_string());
