@@ -19,7 +19,7 @@ use cacache::Integrity;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-use super::disk::Disk;
+use super::disk::{is_damage, Disk};
 use super::file::{Source, Stamp};
 
 /// Streams a stored body from disk; implements [`hyper::body::Body`].
@@ -80,13 +80,14 @@ impl DiskBody {
         }
     }
 
-    /// Ends the stream with `e`. The entry's removal is spawned (so it completes even if
-    /// the body is dropped) and awaited before the error is yielded; `Some(e)` when there
-    /// is nothing to await.
+    /// Ends the stream with `e`. If `e` shows damage, the entry's removal is spawned (so it
+    /// completes even if the body is dropped) and awaited before the error is yielded;
+    /// `Some(e)` when there is nothing to await.
     fn fail(&mut self, e: io::Error) -> Option<io::Error> {
         self.state = State::Done;
         self.held = None;
-        match (self.entry.take(), tokio::runtime::Handle::try_current()) {
+        let entry = self.entry.take().filter(|_| is_damage(&e));
+        match (entry, tokio::runtime::Handle::try_current()) {
             (Some(c), Ok(rt)) => {
                 tracing::warn!(key = c.key, error = %e, "removing damaged disk cache entry");
                 let task = rt.spawn(async move { c.disk.remove_if(&c.key, &c.sri).await });

@@ -122,7 +122,8 @@ impl Disk {
     /// Finds `key`; bodies of at most `whole_up_to` bytes are read whole now.
     ///
     /// A damaged entry (missing content, wrong size, or content failing its first check)
-    /// is removed and reported as a miss.
+    /// is removed and reported as a miss; any other failure (no file descriptors left, the
+    /// runtime shutting down) is only a miss.
     pub async fn lookup(self: &Arc<Self>, key: &str, whole_up_to: u64) -> Option<Found> {
         let entry = self.lock().read(key, Instant::now())?;
         let open = Open {
@@ -171,9 +172,13 @@ impl Disk {
             }
             // `run(true)` always reads or fails.
             Ok(Opened::Unchecked(_)) => None,
-            Err(e) => {
+            Err(e) if is_damage(&e) => {
                 tracing::warn!(key, error = %e, "removing damaged disk cache entry");
                 self.remove_if(key, &entry.sri).await;
+                None
+            }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "disk cache read failed");
                 None
             }
         }
@@ -333,6 +338,15 @@ fn list(path: &Path) -> Vec<Listed> {
         }
     }
     out
+}
+
+/// True for the errors reading a content file gives when the entry itself is damaged: the
+/// file is gone, or its size or hash is not what was recorded (see `file` and `body`).
+pub(super) fn is_damage(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// cacache's error as an `io::Error`, keeping the kind of an underlying I/O error.

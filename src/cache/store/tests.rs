@@ -689,3 +689,18 @@ async fn hot_and_cold_reads_serve_the_same_bytes() {
         }
     }
 }
+
+#[test]
+fn only_a_missing_or_mismatched_file_is_damage() {
+    use std::io::{Error, ErrorKind};
+    for kind in [
+        ErrorKind::NotFound,
+        ErrorKind::InvalidData,
+        ErrorKind::UnexpectedEof,
+    ] {
+        assert!(disk::is_damage(&Error::from(kind)), "{kind:?}");
+    }
+    // Anything else (a cancelled blocking task, a refused open): a miss; the entry stays.
+    assert!(!disk::is_damage(&Error::other("task cancelled")));
+    assert!(!disk::is_damage(&Error::from(ErrorKind::PermissionDenied)));
+}
