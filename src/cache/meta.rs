@@ -33,6 +33,59 @@ pub struct StoredHead {
     pub url: String,
     /// Exact length of the stored body; the store sets it from the bytes it committed.
     pub body_len: u64,
+    /// What the cache derives from this head alone (directives, lifetime, age inputs), worked
+    /// out on the first hit and reused by the following ones. Not part of the head's value:
+    /// ignored by `==`, emptied by `clone` (a clone is made to be changed), never stored.
+    pub derived: Memo<Derived>,
+}
+
+/// Freshness facts that depend only on a stored head and the cache's fixed settings
+/// (RFC 9111 §4.2.1 lifetime, §4.2.3 age inputs, and the directives they came from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    pub response: crate::cache::policy::ResponseDirectives,
+    pub lifetime: crate::cache::policy::Lifetime,
+    pub age_inputs: crate::cache::policy::AgeInputs,
+}
+
+/// A value computed at most once, on first use; see [`StoredHead::derived`].
+pub struct Memo<T>(std::sync::OnceLock<Box<T>>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> Memo<T> {
+    /// The value, computing it with `init` the first time.
+    pub fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(|| Box::new(init()))
+    }
+}
+
+impl<T> Clone for Memo<T> {
+    fn clone(&self) -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Memo<T> {}
+
+impl<T> std::fmt::Debug for Memo<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Memo(set)"
+        } else {
+            "Memo(empty)"
+        })
+    }
 }
 
 /// Why a stored head could not be read back.
@@ -100,6 +153,7 @@ impl StoredHead {
             body_len: field(obj, "body_len")?
                 .as_u64()
                 .ok_or(MetaError::Malformed("body_len"))?,
+            derived: Memo::default(),
         })
     }
 

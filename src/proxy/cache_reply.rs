@@ -144,6 +144,7 @@ pub fn stored_head(
         response_time,
         url: url.to_owned(),
         body_len: content_length.unwrap_or(0),
+        derived: Default::default(),
     }
 }
 

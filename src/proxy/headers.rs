@@ -13,14 +13,14 @@ use http::{Method, Version};
 /// Fields that belong to one connection only. RFC 9110 §7.6.1: "intermediaries SHOULD remove or
 /// replace fields that are known to require removal before forwarding ... Proxy-Connection,
 /// Keep-Alive, TE, Transfer-Encoding, Upgrade". `Trailer` describes this hop's framing too.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Removes hop-by-hop fields: those named in `Connection`, then the fixed list above.
@@ -30,6 +30,11 @@ const HOP_BY_HOP: [&str; 7] = [
 /// trailer field(s) from the message with the same name as the connection-option, and then remove
 /// the Connection header field itself".
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names settles that without a hash
+    // lookup per listed field.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // RFC 9112 §6.3: with both, "Transfer-Encoding overrides the Content-Length" and an
     // intermediary "MUST remove the received Content-Length field prior to forwarding".
     if headers.contains_key(header::TRANSFER_ENCODING) {
@@ -47,7 +52,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }

@@ -16,6 +16,7 @@ fn sample() -> StoredHead {
         response_time: UNIX_EPOCH + Duration::new(1_700_000_001, 999_999_999),
         url: "http://example.com/a?b".to_owned(),
         body_len: 42,
+        derived: Default::default(),
     }
 }
 
