@@ -166,7 +166,10 @@ impl StoredHead {
         response_time: SystemTime,
     ) -> StoredHead {
         StoredHead {
-            headers: crate::cache::policy::freshen_headers(&self.headers, update),
+            headers: compact_headers(&crate::cache::policy::freshen_headers(
+                &self.headers,
+                update,
+            )),
             request_time,
             response_time,
             ..self.clone()
@@ -183,6 +186,34 @@ impl StoredHead {
         let fixed = std::mem::size_of::<Self>().saturating_add(self.url.len());
         fields.saturating_add(u64::try_from(fixed).unwrap_or(u64::MAX))
     }
+}
+
+/// `headers` with every value copied into one exact-size buffer owned by the result.
+///
+/// Values hyper parsed are slices of the connection's read buffer (8 KiB and up), and a stored
+/// slice keeps that whole buffer alive for as long as the entry lives: measured at ~9 KiB per
+/// cached 1 KiB object before this. A stored head keeps one buffer of its own instead.
+pub fn compact_headers(headers: &HeaderMap) -> HeaderMap {
+    let total: usize = headers.iter().map(|(_, value)| value.len()).sum();
+    let mut buf = bytes::BytesMut::with_capacity(total);
+    for (_, value) in headers {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut out = HeaderMap::with_capacity(headers.keys_len());
+    let mut at = 0;
+    for (name, value) in headers {
+        let end = at + value.len();
+        // Each slice is an already valid value, so this cannot fail; keep the original if it did.
+        let mut copy = buf
+            .get(at..end)
+            .and_then(|_| HeaderValue::from_maybe_shared(buf.slice(at..end)).ok())
+            .unwrap_or_else(|| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+        at = end;
+    }
+    out
 }
 
 fn field<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, MetaError> {

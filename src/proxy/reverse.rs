@@ -210,15 +210,19 @@ pub(super) fn add_forwarding_fields(
     if reverse.forwarded {
         // RFC 7239 §6: IPv6 addresses are quoted and bracketed.
         let ip = client.to_canonical();
-        let for_value = if ip.is_ipv6() {
-            format!("\"[{ip}]\"")
+        let mut element = String::with_capacity(64);
+        element.push_str("for=");
+        if ip.is_ipv6() {
+            element.push_str("\"[");
+            headers::push_ip(&mut element, ip);
+            element.push_str("]\"");
         } else {
-            ip.to_string()
-        };
-        let element = format!(
-            "for={for_value};proto={proto};host={}",
-            quote_if_needed(authority.as_str())
-        );
+            headers::push_ip(&mut element, ip);
+        }
+        element.push_str(";proto=");
+        element.push_str(proto);
+        element.push_str(";host=");
+        element.push_str(&quote_if_needed(authority.as_str()));
         let combined = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
             Some(previous) => format!("{previous}, {element}"),
             None => element,
