@@ -492,6 +492,7 @@ OBJECTS=${OBJECTS:-100000}
 "$CUTTLE" --print-default-config | awk '
   /^\[/ { sect = $0 }
   sect == "[cache.disk]" && /^path/ { print "path = \"\""; next }
+  sect == "[cache.memory]" && /^max_size/ { print "max_size = \"2 GiB\""; next }
   sect == "[log]" && /^access_log *=/ { print "access_log = \"none\""; next }
   { print }' >"$TMP/cuttle_mem.toml"
 start_cuttle cuttle_mem 1 0 "$TMP/cuttle_mem.toml"
@@ -508,9 +509,12 @@ request = function()
 end
 EOF
 log "memory: filling cuttle with $OBJECTS objects of 1 KiB"
-taskset -c 1 wrk -t1 -c10 -d600s -s "$TMP/fill.lua" "$mem_url/" >"$TMP/fill.out" 2>&1 || true
+# wrk keeps its clock running after the script stops sending, so the duration bounds the fill.
+taskset -c 1 wrk -t1 -c10 -d"${FILL_SECS:-60}s" -s "$TMP/fill.lua" "$mem_url/" >"$TMP/fill.out" 2>&1 || true
 sleep 1
 rss1=$(rss_kib "${PID[cuttle_mem]}")
+sent=$(awk '/requests in/ {print $1}' "$TMP/fill.out")
+[ -n "$sent" ] && [ "$sent" -lt "$OBJECTS" ] && OBJECTS=$sent
 first=$(curl -s -D - -o /dev/null "$mem_url/obj/1" | tr -d '\r' | grep -i '^cache-status:' || true)
 last=$(curl -s -D - -o /dev/null "$mem_url/obj/$OBJECTS" | tr -d '\r' | grep -i '^cache-status:' || true)
 echo
