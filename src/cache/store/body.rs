@@ -1,9 +1,11 @@
-//! A disk hit's body, streamed from cacache in chunks and checked as it goes.
+//! A disk hit's body, streamed from its content file in chunks, one blocking read each.
 //!
-//! Integrity is only known once the whole file has been read, so the last chunk is held
-//! back until the end-of-file check passes: a damaged body ends in an error before the
-//! client has all of its bytes (the proxy then aborts the response), and the entry is
-//! removed so the next request is a miss.
+//! The file must hold exactly the recorded length, which is only known once the whole file
+//! has been read, so the last chunk is held back until end of file: a file that turns out
+//! shorter, longer or (on a content's first read, see `file`) not matching its hash ends
+//! the body in an error before the client has all of its bytes (the proxy then aborts the
+//! response), and the entry is removed so the next request is a miss. A first read that
+//! ends cleanly records the content as checked.
 
 use std::fmt;
 use std::future::Future;
@@ -12,52 +14,69 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cacache::Integrity;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
-use tokio_util::io::poll_read_buf;
 
-use super::disk::{io_error, Disk};
-
-/// Bytes asked of the file per read.
-const CHUNK: usize = 64 * 1024;
+use super::disk::Disk;
+use super::file::{Source, Stamp};
 
 /// Streams a stored body from disk; implements [`hyper::body::Body`].
 pub struct DiskBody {
-    /// `None` once the body ended or failed. Boxed to keep `HitBody` small.
-    reader: Option<Box<cacache::Reader>>,
-    buf: BytesMut,
+    state: State,
     /// Length recorded in the head; the file must hold exactly this many bytes.
     len: u64,
     read: u64,
     sent: u64,
-    /// The final chunk, released only after the integrity check.
+    /// The final chunk, released only after the end-of-file checks.
     held: Option<Bytes>,
-    /// Removes the entry if the content turns out damaged.
-    on_corrupt: Option<Corrupt>,
+    /// The entry this body is read from: removed if the content turns out damaged.
+    entry: Option<EntryRef>,
+    /// The file's stamp when this read started, if it checks the hash as it goes: recorded
+    /// as the content's check once the body ends cleanly.
+    checking: Option<Stamp>,
     /// That removal under way, and the error to yield once it is done.
     removing: Option<(JoinHandle<()>, io::Error)>,
+    /// Read on the polling thread (a checked file in the page cache, see `disk`) rather
+    /// than on the blocking pool.
+    inline: bool,
 }
 
-/// Which entry to remove when the body is damaged.
-pub(super) struct Corrupt {
+/// Where the reading stands. The file is boxed to keep `HitBody` small.
+enum State {
+    Idle(Box<Source>),
+    /// A blocking read under way; it hands the file back with the chunk.
+    Reading(JoinHandle<(Box<Source>, io::Result<Bytes>)>),
+    /// Ended or failed.
+    Done,
+}
+
+/// Which entry a body belongs to.
+pub(super) struct EntryRef {
     pub disk: Arc<Disk>,
     pub key: String,
     pub sri: Integrity,
 }
 
 impl DiskBody {
-    pub(super) fn new(reader: cacache::Reader, len: u64, on_corrupt: Corrupt) -> Self {
+    pub(super) fn new(
+        source: Source,
+        len: u64,
+        entry: EntryRef,
+        checking: Option<Stamp>,
+        inline: bool,
+    ) -> Self {
         Self {
-            reader: Some(Box::new(reader)),
-            buf: BytesMut::new(),
+            state: State::Idle(Box::new(source)),
             len,
             read: 0,
             sent: 0,
             held: None,
-            on_corrupt: Some(on_corrupt),
+            entry: Some(entry),
+            checking,
             removing: None,
+            inline,
         }
     }
 
@@ -65,12 +84,9 @@ impl DiskBody {
     /// the body is dropped) and awaited before the error is yielded; `Some(e)` when there
     /// is nothing to await.
     fn fail(&mut self, e: io::Error) -> Option<io::Error> {
-        self.reader = None;
+        self.state = State::Done;
         self.held = None;
-        match (
-            self.on_corrupt.take(),
-            tokio::runtime::Handle::try_current(),
-        ) {
+        match (self.entry.take(), tokio::runtime::Handle::try_current()) {
             (Some(c), Ok(rt)) => {
                 tracing::warn!(key = c.key, error = %e, "removing damaged disk cache entry");
                 let task = rt.spawn(async move { c.disk.remove_if(&c.key, &c.sri).await });
@@ -81,18 +97,18 @@ impl DiskBody {
         }
     }
 
-    /// End of file: check length and integrity; then the held chunk may go.
-    fn finish(&mut self) -> io::Result<Option<Bytes>> {
-        let Some(reader) = self.reader.take() else {
-            return Ok(None);
-        };
+    /// End of file: check length and (on a first read) the hash; then the held chunk may go.
+    fn finish(&mut self, source: Source) -> io::Result<Option<Bytes>> {
         if self.read != self.len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "stored body is shorter than recorded",
             ));
         }
-        reader.check().map_err(io_error)?;
+        source.check()?;
+        if let (Some(stamp), Some(entry)) = (self.checking.take(), &self.entry) {
+            entry.disk.set_checked(&entry.sri, stamp);
+        }
         Ok(self.held.take())
     }
 
@@ -105,26 +121,45 @@ impl DiskBody {
     /// Reads the next chunk: `Ok(None)` at a checked end, `Ok(Some)` for data to send.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         loop {
-            let Some(reader) = self.reader.as_mut() else {
-                return Poll::Ready(Ok(None));
+            let (source, chunk) = match &mut self.state {
+                State::Done => return Poll::Ready(Ok(None)),
+                State::Reading(task) => {
+                    let joined = ready!(Pin::new(task).poll(cx));
+                    self.state = State::Done;
+                    joined.map_err(io::Error::other)?
+                }
+                State::Idle(_) => {
+                    let State::Idle(mut source) = std::mem::replace(&mut self.state, State::Done)
+                    else {
+                        return Poll::Ready(Ok(None));
+                    };
+                    if self.inline {
+                        let chunk = source.read_chunk();
+                        (source, chunk)
+                    } else {
+                        let rt = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+                        self.state = State::Reading(rt.spawn_blocking(move || {
+                            let chunk = source.read_chunk();
+                            (source, chunk)
+                        }));
+                        continue;
+                    }
+                }
             };
-            if self.buf.capacity() == 0 {
-                self.buf = BytesMut::with_capacity(CHUNK);
+            let chunk = chunk?;
+            if chunk.is_empty() {
+                return Poll::Ready(self.finish(*source));
             }
-            let n = ready!(poll_read_buf(Pin::new(&mut **reader), cx, &mut self.buf))?;
-            if n == 0 {
-                return Poll::Ready(self.finish());
-            }
+            self.state = State::Idle(source);
             self.read = self
                 .read
-                .saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+                .saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
             if self.read > self.len {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "stored body is longer than recorded",
                 )));
             }
-            let chunk = std::mem::take(&mut self.buf).freeze();
             if self.read < self.len {
                 return Poll::Ready(Ok(Some(chunk)));
             }
@@ -163,7 +198,7 @@ impl Body for DiskBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.reader.is_none() && self.held.is_none() && self.removing.is_none()
+        matches!(self.state, State::Done) && self.held.is_none() && self.removing.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -177,7 +212,8 @@ impl fmt::Debug for DiskBody {
             .field("len", &self.len)
             .field("read", &self.read)
             .field("sent", &self.sent)
-            .field("open", &self.reader.is_some())
+            .field("open", &!matches!(self.state, State::Done))
+            .field("checking", &self.checking.is_some())
             .finish()
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! cacache stores content by hash and appends `key → integrity + metadata` lines to index
 //! buckets; the head is that metadata. It has no size bound, so [`DiskIndex`] accounts
-//! bytes in process and this file deletes what it evicts. Bodies go in and out in chunks:
-//! a body is never held whole in memory here unless the caller asked for a small one.
+//! bytes in process and this file deletes what it evicts. The index also keeps each key's
+//! parsed head, so a hit reads neither cacache's index nor JSON: it opens the content file
+//! directly (`file`), on the worker thread if the file was read moments ago (it is in the
+//! page cache), else on tokio's blocking pool. Bodies go in and out in chunks: a body is
+//! never held whole in memory here unless the caller asked for a small one.
 //!
 //! Changes (commit, freshen, remove, evict) are serialised by one async lock. Each is a
 //! rename or an index append, and doing them in order keeps cacache's index and ours in
@@ -18,20 +21,23 @@
 //! another key is removed with a tombstone line rather than by deleting its bucket.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use cacache::{Integrity, RemoveOpts, WriteOpts};
-use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 
+use super::body::{DiskBody, EntryRef};
+use super::file::{content_path, Open, Opened, Stamp};
 use super::lru::{DiskIndex, Removed};
 use crate::cache::meta::StoredHead;
 use crate::cache::DiskConfig;
 
 /// The cacache tier of one directory. Only one `Disk` may use a directory at a time.
 pub(super) struct Disk {
-    path: PathBuf,
+    /// Shared with the blocking reads that open content files.
+    path: Arc<Path>,
     max_size: u64,
     max_object_size: u64,
     /// std mutex: held for a few map operations, never across an `.await`.
@@ -42,10 +48,10 @@ pub(super) struct Disk {
 
 /// What a disk lookup found.
 pub(super) enum Found {
-    /// The whole body, already checked against its integrity.
+    /// The whole body (checked against its integrity if this was its first read).
     Whole(Arc<StoredHead>, Bytes, Integrity),
-    /// A reader at the start of a larger body, checked as it streams.
-    Stream(Arc<StoredHead>, cacache::Reader, Integrity),
+    /// A larger body, streaming from the start.
+    Stream(Arc<StoredHead>, DiskBody),
 }
 
 /// One entry listed at open.
@@ -72,7 +78,7 @@ impl Disk {
             .map_err(io::Error::other)?;
         listed.sort_by_key(|l| l.time);
         let disk = Self {
-            path: cfg.path.clone(),
+            path: Arc::from(cfg.path.as_path()),
             max_size: cfg.max_size,
             max_object_size: cfg.max_object_size,
             index: Mutex::new(DiskIndex::default()),
@@ -83,16 +89,18 @@ impl Disk {
             let mut ix = disk.lock();
             for l in listed {
                 match l.head {
-                    Some(head) => {
-                        ix.insert(l.key, l.sri, head.body_len, head.approx_size());
+                    Some(head) if content_path(&disk.path, &l.sri).is_some() => {
+                        ix.insert(l.key, l.sri, Arc::new(head));
                     }
-                    None => bad.push((l.key, l.sri)),
+                    // A malformed integrity names no content file: only the line goes.
+                    Some(_) => bad.push((l.key, l.sri, false)),
+                    None => bad.push((l.key, l.sri, true)),
                 }
             }
         }
-        for (key, sri) in bad {
+        for (key, sri, has_content) in bad {
             tracing::warn!(key, "dropping disk cache entry with an unreadable head");
-            let orphaned = !disk.lock().references(&sri);
+            let orphaned = has_content && !disk.lock().references(&sri);
             disk.delete(Removed { key, sri, orphaned }).await;
         }
         {
@@ -111,74 +119,69 @@ impl Disk {
         self.lock().total()
     }
 
-    /// Finds `key`; bodies of at most `whole_up_to` bytes are read and checked now.
+    /// Finds `key`; bodies of at most `whole_up_to` bytes are read whole now.
     ///
-    /// A damaged entry (unreadable head, missing or corrupt content) is removed and
-    /// reported as a miss.
-    pub async fn lookup(&self, key: &str, whole_up_to: u64) -> Option<Found> {
-        let (sri, _) = self.lock().get(key)?;
-        let meta = match cacache::index::find_async(&self.path, key).await {
-            Ok(Some(meta)) => meta,
-            Ok(None) => {
-                self.remove_if(key, &sri).await;
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(key, error = %e, "disk cache index read failed");
-                return None;
-            }
+    /// A damaged entry (missing content, wrong size, or content failing its first check)
+    /// is removed and reported as a miss.
+    pub async fn lookup(self: &Arc<Self>, key: &str, whole_up_to: u64) -> Option<Found> {
+        let entry = self.lock().read(key, Instant::now())?;
+        let open = Open {
+            dir: Arc::clone(&self.path),
+            sri: entry.sri.clone(),
+            len: entry.head.body_len,
+            checked: entry.checked,
+            whole_up_to,
         };
-        let found = self.read(key, &meta, whole_up_to).await;
-        match found {
-            Ok(found) => {
-                self.lock().touch(key);
-                Some(found)
+        // A checked file read moments ago is in the page cache: reading it here takes
+        // microseconds, less than handing it to another thread and back (nginx reads all
+        // its cache files this way). A file that may have to come from the disk, or whose
+        // bytes must be hashed, is read on tokio's blocking pool instead.
+        let inline = entry.hot && entry.checked.is_some();
+        let first = if inline {
+            open.run(false)
+        } else {
+            Ok(Opened::Unchecked(open))
+        };
+        let opened = match first {
+            Ok(Opened::Unchecked(open)) => {
+                match tokio::task::spawn_blocking(move || open.run(true)).await {
+                    Ok(opened) => opened,
+                    Err(e) => Err(io::Error::other(e)),
+                }
             }
+            other => other,
+        };
+        match opened {
+            Ok(Opened::Whole(body, checked)) => {
+                if let Some(stamp) = checked {
+                    self.set_checked(&entry.sri, stamp);
+                }
+                Some(Found::Whole(entry.head, body, entry.sri))
+            }
+            Ok(Opened::Stream(source, checking)) => {
+                let len = entry.head.body_len;
+                let inline = entry.hot && checking.is_none();
+                let of = EntryRef {
+                    disk: Arc::clone(self),
+                    key: key.to_owned(),
+                    sri: entry.sri,
+                };
+                let body = DiskBody::new(source, len, of, checking, inline);
+                Some(Found::Stream(entry.head, body))
+            }
+            // `run(true)` always reads or fails.
+            Ok(Opened::Unchecked(_)) => None,
             Err(e) => {
                 tracing::warn!(key, error = %e, "removing damaged disk cache entry");
-                self.remove_if(key, &meta.integrity).await;
+                self.remove_if(key, &entry.sri).await;
                 None
             }
         }
     }
 
-    async fn read(
-        &self,
-        key: &str,
-        meta: &cacache::Metadata,
-        whole_up_to: u64,
-    ) -> io::Result<Found> {
-        let head = StoredHead::from_json(&meta.metadata).map_err(io::Error::other)?;
-        let len = head.body_len;
-        if u64::try_from(meta.size).ok() != Some(len) {
-            return Err(io::Error::other(format!("{key}: index size disagrees")));
-        }
-        let mut reader = cacache::Reader::open_hash(&self.path, meta.integrity.clone())
-            .await
-            .map_err(io_error)?;
-        if len > whole_up_to {
-            return Ok(Found::Stream(
-                Arc::new(head),
-                reader,
-                meta.integrity.clone(),
-            ));
-        }
-        let cap = usize::try_from(len).map_err(io::Error::other)?;
-        let mut body = Vec::with_capacity(cap);
-        // One byte more than recorded, so that a longer (damaged) file is noticed.
-        (&mut reader)
-            .take(len.saturating_add(1))
-            .read_to_end(&mut body)
-            .await?;
-        if body.len() != cap {
-            return Err(io::Error::other(format!("{key}: content length differs")));
-        }
-        reader.check().map_err(io_error)?;
-        Ok(Found::Whole(
-            Arc::new(head),
-            Bytes::from(body),
-            meta.integrity.clone(),
-        ))
+    /// Records that `sri`'s file, as `stamp` describes it, matched its hash.
+    pub fn set_checked(&self, sri: &Integrity, stamp: Stamp) {
+        self.lock().set_checked(sri, stamp);
     }
 
     /// Starts writing a body; the content is visible to no key until [`commit`](Self::commit).
@@ -194,7 +197,7 @@ impl Disk {
         &self,
         key: &str,
         writer: cacache::Writer,
-        head: &StoredHead,
+        head: &Arc<StoredHead>,
     ) -> io::Result<()> {
         let _changes = self.changes.lock().await;
         let sri = writer.commit().await.map_err(io_error)?;
@@ -204,9 +207,7 @@ impl Disk {
             }
             return Err(e);
         }
-        let previous = self
-            .lock()
-            .insert(key.to_owned(), sri, head.body_len, head.approx_size());
+        let previous = self.lock().insert(key.to_owned(), sri, Arc::clone(head));
         if let Some(old) = previous.filter(|old| old.orphaned) {
             remove_content(&self.path, &old.sri).await;
         }
@@ -217,15 +218,15 @@ impl Disk {
     /// Replaces `key`'s head, keeping its content; false if the key is not stored.
     pub async fn update_head(&self, key: &str, mut head: StoredHead) -> bool {
         let _changes = self.changes.lock().await;
-        let Some((sri, size)) = self.lock().get(key) else {
+        let Some(entry) = self.lock().get(key) else {
             return false;
         };
-        head.body_len = size;
-        if let Err(e) = self.insert_line(key, &sri, &head).await {
+        head.body_len = entry.size;
+        if let Err(e) = self.insert_line(key, &entry.sri, &head).await {
             tracing::warn!(key, error = %e, "disk cache head update failed");
             return false;
         }
-        self.lock().set_head_bytes(key, head.approx_size());
+        self.lock().set_head(key, Arc::new(head));
         self.evict().await;
         true
     }
@@ -258,7 +259,7 @@ impl Disk {
 
     /// True while `key` still names `sri` (it has not been replaced or removed).
     pub fn holds(&self, key: &str, sri: &Integrity) -> bool {
-        self.lock().get(key).is_some_and(|(s, _)| s == *sri)
+        self.lock().holds(key, sri)
     }
 
     /// Appends `key → sri` with `head` to cacache's index.

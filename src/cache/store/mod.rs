@@ -1,21 +1,26 @@
 //! The cache store: a memory tier in front of a disk tier, behind one cheap handle.
 //!
-//! Lookups try memory, then disk. A disk hit small enough for memory is read whole,
-//! checked, and promoted into memory ("small hot disk hits are promoted"); a larger one
-//! streams from disk as a [`DiskBody`]. Writes go through a [`Writer`] that makes the
-//! entry visible in every tier that took it only at commit. Freshness, Vary and what may
-//! be stored are decided elsewhere (`cache::policy`, `cache::key`): the store only keeps
-//! bytes under keys.
+//! Lookups try memory, then disk. A disk hit small enough for memory (or up to
+//! `READ_WHOLE`) is read whole and served as shared bytes; one small enough for memory is
+//! also promoted into memory ("small hot disk hits are promoted"); a larger one streams
+//! from disk as a [`DiskBody`]. A content's first read after it is written or after a start
+//! checks it against its hash (before serving when read whole, at the end of the stream
+//! otherwise); later reads trust it while its file's size and mtime are unchanged (see
+//! `file`). Writes go through a [`Writer`] that makes the entry visible in every tier that
+//! took it only at commit. Freshness, Vary and what may be stored are decided elsewhere
+//! (`cache::policy`, `cache::key`): the store only keeps bytes under keys.
 //!
 //! ```text
 //! lookup ─▶ memory (moka) ─hit─▶ Hit { Memory(Bytes) }
-//!             └miss▶ disk (cacache + LRU index)
-//!                      ├ small ▶ read + check ▶ promote ▶ Hit { Memory(Bytes), tier: Disk }
-//!                      └ large ▶ Hit { Disk(DiskBody) }  (checked at end of stream)
+//!             └miss▶ disk (LRU index: head + integrity ▶ open the content file)
+//!                      ├ small ▶ read whole (+ check, first read) ▶ promote if it fits
+//!                      │           ▶ Hit { Memory(Bytes), tier: Disk }
+//!                      └ large ▶ Hit { Disk(DiskBody) }  (first read: checked at the end)
 //! ```
 
 mod body;
 mod disk;
+mod file;
 mod lru;
 mod memory;
 mod writer;
@@ -30,12 +35,12 @@ pub use body::DiskBody;
 pub use writer::Writer;
 
 use crate::cache::meta::StoredHead;
-use body::Corrupt;
 use disk::{Disk, Found};
 use memory::Memory;
 
-/// Disk bodies up to this size are verified before serving even when too big for memory.
-const VERIFY_BEFORE_SERVING: u64 = 256 * 1024;
+/// Disk bodies up to this size are read whole (so on a first read, checked before anything
+/// is sent) even when too big for memory.
+const READ_WHOLE: u64 = 256 * 1024;
 
 /// The two-tier cache store. Cloning is cheap (one `Arc`).
 #[derive(Clone)]
@@ -128,10 +133,10 @@ impl Store {
             });
         }
         let disk = inner.disk.as_ref()?;
-        // Bodies up to this size are read whole and integrity-checked before anything is sent,
-        // so damage is a clean miss; larger ones stream and fail at the end if damaged.
-        let verify_whole = inner.memory.max_object_size().max(VERIFY_BEFORE_SERVING);
-        let hit = match disk.lookup(key, verify_whole).await? {
+        // Bodies up to this size are read whole, so damage found then is a clean miss;
+        // larger ones stream and fail at the end if damaged.
+        let whole = inner.memory.max_object_size().max(READ_WHOLE);
+        let hit = match disk.lookup(key, whole).await? {
             Found::Whole(head, body, sri) => {
                 let promoted = inner
                     .memory
@@ -147,18 +152,11 @@ impl Store {
                     tier: Tier::Disk,
                 }
             }
-            Found::Stream(head, reader, sri) => {
-                let corrupt = Corrupt {
-                    disk: Arc::clone(disk),
-                    key: key.to_owned(),
-                    sri,
-                };
-                Hit {
-                    body: HitBody::Disk(DiskBody::new(reader, head.body_len, corrupt)),
-                    head,
-                    tier: Tier::Disk,
-                }
-            }
+            Found::Stream(head, body) => Hit {
+                head,
+                body: HitBody::Disk(body),
+                tier: Tier::Disk,
+            },
         };
         Some(hit)
     }

@@ -1,7 +1,7 @@
 //! Store tests on real temporary directories and real cacache.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, StatusCode};
 use http_body_util::BodyExt;
@@ -541,4 +541,124 @@ async fn large_entry_streams_back_in_chunks() {
     assert!(stream.is_end_stream());
     assert!(chunks >= 128, "{chunks} chunks");
     assert!(got == body);
+}
+
+/// The only content file, rewritten by `edit` with its mtime then set to `mtime(old)`.
+fn rewrite_content(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<u8>),
+    mtime: impl FnOnce(SystemTime) -> SystemTime,
+) {
+    let files = content_files(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let before = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    edit(&mut bytes);
+    std::fs::write(&files[0], bytes).unwrap();
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&files[0])
+        .unwrap();
+    file.set_modified(mtime(before)).unwrap();
+}
+
+fn flip_middle(bytes: &mut [u8]) {
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+}
+
+#[tokio::test]
+async fn content_path_is_where_cacache_keeps_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, MIB))
+        .await
+        .unwrap();
+    put(&store, "k", &payload(10 * KIB, 1)).await;
+    let sri = cacache::index::find(dir.path(), "k")
+        .unwrap()
+        .unwrap()
+        .integrity;
+    let path = file::content_path(dir.path(), &sri).unwrap();
+    assert_eq!(content_files(dir.path()), [path]);
+    // Integrity read back from a damaged index line must not panic (cacache's own
+    // `to_hex` would).
+    for bad in ["sha256-%%%", "sha256-", "sha256-AAA="] {
+        let sri: cacache::Integrity = bad.parse().unwrap();
+        assert_eq!(file::content_path(dir.path(), &sri), None, "{bad}");
+    }
+    assert_eq!(
+        file::content_path(dir.path(), &cacache::Integrity { hashes: vec![] }),
+        None
+    );
+}
+
+/// A content is checked against its hash on its first read, then trusted while its file
+/// keeps its size and mtime (as nginx and Squid trust their cache files); a file changed
+/// since is checked again, and damage found then is a miss as before.
+#[tokio::test]
+async fn checked_content_is_trusted_until_its_file_changes() {
+    for len in [20 * KIB, MIB] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&config(dir.path(), KIB, 16 * MIB, 4 * MIB))
+            .await
+            .unwrap();
+        let body = payload(len, 15);
+        put(&store, "k", &body).await;
+        // First read: checked (whole, or as the stream ends).
+        assert_eq!(
+            read_body(store.lookup("k").await.unwrap().body)
+                .await
+                .unwrap(),
+            body
+        );
+        // Bytes changed under an unchanged size and mtime are not noticed...
+        rewrite_content(dir.path(), |b| flip_middle(b), |t| t);
+        let served = read_body(store.lookup("k").await.unwrap().body)
+            .await
+            .unwrap();
+        assert_eq!(served.len(), body.len());
+        assert_ne!(served, body, "{len}: trusted, so read without hashing");
+        // ...but a new mtime means "check again": damage is then a miss.
+        rewrite_content(dir.path(), |_| {}, |t| t + Duration::from_secs(1));
+        match store.lookup("k").await {
+            None => {}
+            Some(hit) => assert!(read_body(hit.body).await.is_err(), "{len}"),
+        }
+        assert!(store.lookup("k").await.is_none(), "{len}: removed");
+        assert_eq!(content_files(dir.path()), Vec::<PathBuf>::new());
+    }
+}
+
+#[tokio::test]
+async fn a_file_of_the_wrong_size_is_a_miss_even_when_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, 4 * MIB))
+        .await
+        .unwrap();
+    let body = payload(MIB, 16);
+    put(&store, "k", &body).await;
+    assert_eq!(
+        read_body(store.lookup("k").await.unwrap().body)
+            .await
+            .unwrap(),
+        body
+    );
+    rewrite_content(dir.path(), |b| b.truncate(b.len() - 1), |t| t);
+    assert!(store.lookup("k").await.is_none());
+    assert_eq!(store.disk_usage(), Some(0));
+}
+
+#[tokio::test]
+async fn a_restart_checks_every_content_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), KIB, 16 * MIB, MIB);
+    {
+        let store = Store::open(&cfg).await.unwrap();
+        put(&store, "k", &payload(20 * KIB, 17)).await;
+        assert!(store.lookup("k").await.is_some());
+    }
+    rewrite_content(dir.path(), |b| flip_middle(b), |t| t);
+    let store = Store::open(&cfg).await.unwrap();
+    assert!(store.lookup("k").await.is_none());
+    assert_eq!(content_files(dir.path()), Vec::<PathBuf>::new());
 }
