@@ -77,16 +77,16 @@ fn bench_log(c: &mut Criterion) {
     let record = AccessRecord {
         time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
         elapsed: Duration::from_millis(45),
-        client: "192.168.1.20".parse().unwrap(),
+        client: cuttle::log::access::client_text("192.168.1.20".parse().unwrap()),
         code: "TCP_MISS",
         status: 200,
         bytes: 12_345,
-        method: "GET".into(),
+        method: Method::GET,
         url: "http://www.example.com/index.html".into(),
         user: None,
         hierarchy: "HIER_DIRECT",
         peer: Some("www.example.com".into()),
-        content_type: Some("text/html".into()),
+        content_type: Some(http::HeaderValue::from_static("text/html")),
     };
     let mut line = String::with_capacity(256);
     c.bench_function("format_squid_access_line", |b| {

@@ -132,6 +132,8 @@ http {
     root $TMP/www;
     location /static/ { add_header Cache-Control "public, max-age=3600"; }
     location /nocache/ { add_header Cache-Control "no-store"; }
+    # Any /obj/NAME is the 1 KiB file: distinct cacheable URLs for the memory measurement.
+    location /obj/ { add_header Cache-Control "public, max-age=3600"; try_files /static/1k =404; }
   }
 }
 EOF
@@ -145,6 +147,17 @@ started() {
   PID[$1]=$2
   STOP_PIDS+=("$2")
   PORT[$1]=$3
+}
+
+# start_cuttle_forward NAME: cuttle as a forward proxy (the embedded default config, 1 worker);
+# wrk sends it absolute-form requests for the origin through a Lua script (see run_wrk).
+start_cuttle_forward() {
+  local name=$1 port
+  port=$(free_port)
+  taskset -c 0 "$CUTTLE" --listen "127.0.0.1:$port" --workers 1 --cache-dir "$TMP/$name" \
+    --log-level warn >/dev/null 2>"$TMP/$name.err" &
+  started "$name" "$!" "$port"
+  wait_port "$port"
 }
 
 # start_cuttle NAME WORKERS CPUS [CONFIG]
@@ -291,10 +304,15 @@ is_hit() {
 # Prints nothing on success, a warning text otherwise.
 warm_and_check() {
   local name=$1 path=$2 url h code
+  local -a via=()
   url="http://127.0.0.1:${PORT[$name]}$path"
-  curl -s -o /dev/null "$url" || true
+  if [[ $name == cuttle_fwd* ]]; then
+    via=(-x "http://127.0.0.1:${PORT[$name]}")
+    url="http://127.0.0.1:$ORIGIN_PORT$path"
+  fi
+  curl -s "${via[@]}" -o /dev/null "$url" || true
   sleep 0.2
-  h=$(curl -s -D - -o /dev/null "$url" | tr -d '\r') || true
+  h=$(curl -s "${via[@]}" -D - -o /dev/null "$url" | tr -d '\r') || true
   code=$(head -n1 <<<"$h" | awk '{print $2}')
   if [ "$code" != 200 ]; then
     echo "WARN status ${code:-none}"
@@ -337,9 +355,16 @@ to_mib() { # wrk Transfer/sec "1.23MB" (1024-based) -> MiB/s
 # run_wrk NAME PATH: one wrk run; prints "rps mib p50ms p99ms cpu% errors".
 run_wrk() {
   local name=$1 path=$2 out t0 t1 w0 w1 rps mib p50 p99 cpu errs
+  local -a script=()
+  if [[ $name == cuttle_fwd* ]]; then
+    # A forward proxy gets absolute-form targets (RFC 9112 §3.2.2).
+    printf 'local r\ninit = function() r = wrk.format(nil, "http://127.0.0.1:%s%s") end\nrequest = function() return r end\n' \
+      "$ORIGIN_PORT" "$path" >"$TMP/fwd.lua"
+    script=(-s "$TMP/fwd.lua")
+  fi
   t0=$(proc_ticks "${PID[$name]}")
   w0=$(date +%s.%N)
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${script[@]}" \
     "http://127.0.0.1:${PORT[$name]}$path")
   w1=$(date +%s.%N)
   t1=$(proc_ticks "${PID[$name]}")
@@ -371,6 +396,7 @@ declare -A PORT
 start_origin
 start_cuttle cuttle 1 0
 start_cuttle cuttle_w2 2 "$CUTTLE2_CPUS"
+start_cuttle_forward cuttle_fwd
 # Disk tier: the embedded default config (so http_access etc. stay as with no --config) with
 # a memory tier that takes no object, so every hit is read from --cache-dir.
 "$CUTTLE" --print-default-config | awk '
@@ -385,11 +411,12 @@ start_squid
 
 declare -A LABEL=(
   [origin]="origin direct (nginx)" [cuttle]="cuttle (1 worker)"
+  [cuttle_fwd]="cuttle forward mode (1 worker)"
   [cuttle_w2]="cuttle (2 workers, cores $CUTTLE2_CPUS)" [cuttle_disk]="cuttle (disk tier)"
   [nginx]="nginx proxy_cache" [varnish]="Varnish (malloc)" [haproxy]="HAProxy cache"
   [squid]="Squid (accel)"
 )
-MEM_PEERS=(origin cuttle cuttle_w2 nginx varnish haproxy squid)
+MEM_PEERS=(origin cuttle cuttle_fwd cuttle_w2 nginx varnish haproxy squid)
 ROWS=(
   "1 KiB memory hit|/static/1k|${MEM_PEERS[*]}"
   "100 KiB memory hit|/static/100k|${MEM_PEERS[*]}"
@@ -455,3 +482,43 @@ done
 for n in "${!NOTRUN[@]}"; do
   log "not run: ${LABEL[$n]}: ${NOTRUN[$n]}"
 done
+
+# ---------------------------------------------------------------------------------------------
+# Memory: RSS per cached 1 KiB object. A fresh cuttle with the memory tier only (no disk tier,
+# no access log) is filled with OBJECTS distinct 1 KiB objects (/obj/1../obj/N, each a miss that
+# is stored); its RSS growth divided by N is the cost of one object, and that minus the 1024
+# body bytes is the per-object overhead.
+OBJECTS=${OBJECTS:-100000}
+"$CUTTLE" --print-default-config | awk '
+  /^\[/ { sect = $0 }
+  sect == "[cache.disk]" && /^path/ { print "path = \"\""; next }
+  sect == "[cache.memory]" && /^max_size/ { print "max_size = \"2 GiB\""; next }
+  sect == "[log]" && /^access_log *=/ { print "access_log = \"none\""; next }
+  { print }' >"$TMP/cuttle_mem.toml"
+start_cuttle cuttle_mem 1 0 "$TMP/cuttle_mem.toml"
+mem_url="http://127.0.0.1:${PORT[cuttle_mem]}"
+curl -s -o /dev/null "$mem_url/obj/0"
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+rss0=$(rss_kib "${PID[cuttle_mem]}")
+cat >"$TMP/fill.lua" <<EOF
+local n = 0
+request = function()
+  n = n + 1
+  if n > $OBJECTS then wrk.thread:stop() end
+  return wrk.format(nil, "/obj/" .. n)
+end
+EOF
+log "memory: filling cuttle with $OBJECTS objects of 1 KiB"
+# wrk keeps its clock running after the script stops sending, so the duration bounds the fill.
+taskset -c 1 wrk -t1 -c10 -d"${FILL_SECS:-60}s" -s "$TMP/fill.lua" "$mem_url/" >"$TMP/fill.out" 2>&1 || true
+sleep 1
+rss1=$(rss_kib "${PID[cuttle_mem]}")
+sent=$(awk '/requests in/ {print $1}' "$TMP/fill.out")
+[ -n "$sent" ] && [ "$sent" -lt "$OBJECTS" ] && OBJECTS=$sent
+first=$(curl -s -D - -o /dev/null "$mem_url/obj/1" | tr -d '\r' | grep -i '^cache-status:' || true)
+last=$(curl -s -D - -o /dev/null "$mem_url/obj/$OBJECTS" | tr -d '\r' | grep -i '^cache-status:' || true)
+echo
+echo "Memory tier, $OBJECTS objects of 1 KiB: RSS $((rss0 / 1024)) MiB -> $((rss1 / 1024)) MiB," \
+  "$(awk -v a="$rss0" -v b="$rss1" -v n="$OBJECTS" 'BEGIN {
+    per = (b - a) * 1024 / n; printf "%.0f bytes per object, %.0f beyond the 1024-byte body", per, per - 1024 }')."
+echo "Check: /obj/1 -> ${first:-no Cache-Status}; /obj/$OBJECTS -> ${last:-no Cache-Status}."

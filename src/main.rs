@@ -104,10 +104,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     cuttle::log::init_tracing(cli.log_level.as_deref(), &config.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match build_runtime(config.workers) {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cuttle: cannot start the runtime: {e}");
@@ -115,6 +112,26 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config))
+}
+
+/// The runtime `workers` asks for (0: one thread per core). One worker gets a current-thread
+/// runtime: every task runs on the main thread, so a request never crosses threads (no wake-ups
+/// through futexes, no work stealing), which is what a proxy pinned to one core wants. More
+/// workers get tokio's work-stealing scheduler; what they share is listed in README's
+/// performance section.
+fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder.enable_all().thread_name("cuttle-worker").build()
 }
 
 async fn run(config: Config) -> ExitCode {
@@ -128,6 +145,12 @@ async fn run(config: Config) -> ExitCode {
     for (addr, mode) in server.addrs() {
         eprintln!("cuttle: listening on {addr} ({})", mode.as_str());
     }
+    // Read back from the runtime itself, so the line shows what really runs.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    eprintln!(
+        "cuttle: {workers} worker thread{}",
+        if workers == 1 { "" } else { "s" }
+    );
     wait_for_signal().await;
     eprintln!("cuttle: shutting down");
     server.shutdown().await;

@@ -133,3 +133,33 @@ async fn binary_serves_with_overrides_and_exits_cleanly_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Names of the process's threads, from /proc.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn workers_sets_the_runtime_threads() {
+    let one = CuttleProcess::start(&["--workers", "1"]);
+    assert_eq!(one.workers, 1, "--workers 1 runs one worker");
+    let three = CuttleProcess::start(&["--workers", "3"]);
+    assert_eq!(three.workers, 3);
+    let names = thread_names(three.child.id());
+    assert!(
+        names.iter().filter(|n| *n == "cuttle-worker").count() >= 3,
+        "three runtime threads: {names:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("w.toml");
+    std::fs::write(&file, "workers = 2\n").unwrap();
+    let from_file = CuttleProcess::start(&["--config", file.to_str().unwrap()]);
+    assert_eq!(from_file.workers, 2, "the config's workers is used");
+    let default = CuttleProcess::start(&[]);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(default.workers, cores, "workers = 0 means one per core");
+}

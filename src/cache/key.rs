@@ -39,32 +39,53 @@ pub fn origin(uri: &Uri) -> Option<(String, String, Option<u16>)> {
 /// scheme and host, and do not percent-encode unreserved characters. Userinfo
 /// and the fragment are never part of the key.
 pub fn primary_key(uri: &Uri) -> Option<String> {
-    let (scheme, host, port) = origin(uri)?;
-    let mut key = String::with_capacity(64);
-    key.push_str(&scheme);
-    key.push_str("://");
-    key.push_str(&host);
-    if let Some(p) = port {
-        if Some(p) != default_port(&scheme) {
-            key.push(':');
-            key.push_str(&p.to_string());
-        }
+    let scheme = uri.scheme_str()?;
+    let host = uri.host()?;
+    if host.is_empty() {
+        return None;
     }
     let path = uri.path();
+    let query = uri.query();
+    let mut key = String::with_capacity(
+        scheme.len() + host.len() + path.len() + query.map_or(0, str::len) + 10,
+    );
+    push_lowercase(&mut key, scheme);
+    let scheme_len = key.len();
+    key.push_str("://");
+    push_lowercase(&mut key, host);
+    if let Some(p) = uri.port_u16() {
+        if Some(p) != default_port(key.get(..scheme_len).unwrap_or("")) {
+            key.push(':');
+            key.push_str(itoa::Buffer::new().format(p));
+        }
+    }
     if path.is_empty() {
         key.push('/');
     } else {
         normalise_percent(path, &mut key);
     }
-    if let Some(q) = uri.query() {
+    if let Some(q) = query {
         key.push('?');
         normalise_percent(q, &mut key);
     }
     Some(key)
 }
 
+/// Appends `s` in ASCII lowercase.
+fn push_lowercase(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        out.push_str(s);
+    }
+}
+
 /// Decodes %XX of unreserved characters and upper-cases the hex of the rest (RFC 3986 §6.2.2).
 fn normalise_percent(s: &str, out: &mut String) {
+    if !s.contains('%') {
+        out.push_str(s);
+        return;
+    }
     let bytes = s.as_bytes();
     let mut i = 0usize;
     while let Some(&b) = bytes.get(i) {

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::key::{secondary_key, vary_fields, VarySpec};
-use super::meta::StoredHead;
+use super::meta::{Derived, StoredHead};
 use super::policy::{
     self, current_age, effective_response_directives, evaluate_reuse, freshness_lifetime,
     AgeInputs, Heuristic, Lifetime, RequestDirectives, ResponseDirectives, Reuse, ReuseInput,
@@ -156,10 +156,32 @@ impl Cache {
         url: &str,
         now: SystemTime,
     ) -> Evaluation {
+        let derived = head.derived.get_or_init(|| self.derive(head, url));
+        let response = derived.response.clone();
+        let lifetime = derived.lifetime;
+        let age = current_age(&derived.age_inputs, now);
+        let reuse = evaluate_reuse(&ReuseInput {
+            request,
+            response: &response,
+            lifetime,
+            current_age: age,
+            strip_qualified_no_cache: false,
+        });
+        Evaluation {
+            response,
+            lifetime,
+            age,
+            reuse,
+        }
+    }
+
+    /// What `evaluate` needs from `head` besides the request and the clock: the same for every
+    /// hit on one stored head, so it is worked out once (see [`StoredHead::derived`]).
+    fn derive(&self, head: &StoredHead, url: &str) -> Derived {
         let response =
             effective_response_directives(&head.headers, &self.behaviour.targeted_fields);
         // Heuristics (§4.2.2) apply only without explicit freshness, so the refresh_pattern
-        // regexes run only for such responses, not on every hit.
+        // regexes run only for such responses.
         let explicit = response.s_maxage.is_some()
             || response.max_age.is_some()
             || (!response.targeted && head.headers.contains_key(http::header::EXPIRES));
@@ -175,22 +197,14 @@ impl Cache {
             head.response_time,
             &heuristic,
         );
-        let age = current_age(
-            &AgeInputs::from_headers(&head.headers, head.request_time, head.response_time),
-            now,
-        );
-        let reuse = evaluate_reuse(&ReuseInput {
-            request,
-            response: &response,
-            lifetime,
-            current_age: age,
-            strip_qualified_no_cache: false,
-        });
-        Evaluation {
+        Derived {
             response,
             lifetime,
-            age,
-            reuse,
+            age_inputs: AgeInputs::from_headers(
+                &head.headers,
+                head.request_time,
+                head.response_time,
+            ),
         }
     }
 
@@ -230,6 +244,7 @@ impl Cache {
                     response_time: response.response_time,
                     url: response.url.clone(),
                     body_len: 0,
+                    derived: Default::default(),
                 };
                 for value in response.headers.get_all(http::header::VARY) {
                     record.headers.append(http::header::VARY, value.clone());

@@ -33,6 +33,59 @@ pub struct StoredHead {
     pub url: String,
     /// Exact length of the stored body; the store sets it from the bytes it committed.
     pub body_len: u64,
+    /// What the cache derives from this head alone (directives, lifetime, age inputs), worked
+    /// out on the first hit and reused by the following ones. Not part of the head's value:
+    /// ignored by `==`, emptied by `clone` (a clone is made to be changed), never stored.
+    pub derived: Memo<Derived>,
+}
+
+/// Freshness facts that depend only on a stored head and the cache's fixed settings
+/// (RFC 9111 §4.2.1 lifetime, §4.2.3 age inputs, and the directives they came from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    pub response: crate::cache::policy::ResponseDirectives,
+    pub lifetime: crate::cache::policy::Lifetime,
+    pub age_inputs: crate::cache::policy::AgeInputs,
+}
+
+/// A value computed at most once, on first use; see [`StoredHead::derived`].
+pub struct Memo<T>(std::sync::OnceLock<Box<T>>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> Memo<T> {
+    /// The value, computing it with `init` the first time.
+    pub fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(|| Box::new(init()))
+    }
+}
+
+impl<T> Clone for Memo<T> {
+    fn clone(&self) -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Memo<T> {}
+
+impl<T> std::fmt::Debug for Memo<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Memo(set)"
+        } else {
+            "Memo(empty)"
+        })
+    }
 }
 
 /// Why a stored head could not be read back.
@@ -100,6 +153,7 @@ impl StoredHead {
             body_len: field(obj, "body_len")?
                 .as_u64()
                 .ok_or(MetaError::Malformed("body_len"))?,
+            derived: Memo::default(),
         })
     }
 
@@ -112,7 +166,10 @@ impl StoredHead {
         response_time: SystemTime,
     ) -> StoredHead {
         StoredHead {
-            headers: crate::cache::policy::freshen_headers(&self.headers, update),
+            headers: compact_headers(&crate::cache::policy::freshen_headers(
+                &self.headers,
+                update,
+            )),
             request_time,
             response_time,
             ..self.clone()
@@ -129,6 +186,34 @@ impl StoredHead {
         let fixed = std::mem::size_of::<Self>().saturating_add(self.url.len());
         fields.saturating_add(u64::try_from(fixed).unwrap_or(u64::MAX))
     }
+}
+
+/// `headers` with every value copied into one exact-size buffer owned by the result.
+///
+/// Values hyper parsed are slices of the connection's read buffer (8 KiB and up), and a stored
+/// slice keeps that whole buffer alive for as long as the entry lives: measured at ~9 KiB per
+/// cached 1 KiB object before this. A stored head keeps one buffer of its own instead.
+pub fn compact_headers(headers: &HeaderMap) -> HeaderMap {
+    let total: usize = headers.iter().map(|(_, value)| value.len()).sum();
+    let mut buf = bytes::BytesMut::with_capacity(total);
+    for (_, value) in headers {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut out = HeaderMap::with_capacity(headers.keys_len());
+    let mut at = 0;
+    for (name, value) in headers {
+        let end = at + value.len();
+        // Each slice is an already valid value, so this cannot fail; keep the original if it did.
+        let mut copy = buf
+            .get(at..end)
+            .and_then(|_| HeaderValue::from_maybe_shared(buf.slice(at..end)).ok())
+            .unwrap_or_else(|| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+        at = end;
+    }
+    out
 }
 
 fn field<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, MetaError> {

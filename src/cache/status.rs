@@ -77,7 +77,27 @@ impl CacheStatus {
     }
 
     /// Renders our member, named `cache`.
+    ///
+    /// A plain hit (the hot path) is rendered from a per-thread template: sfv serialises
+    /// `<cache>;hit;ttl=0;detail=<detail>` once, and each hit splices its `ttl` in, written the
+    /// way sfv writes an Integer (RFC 9651 §4.1.4: optional `-`, then decimal digits).
     pub fn render(&self, cache: &str) -> Option<String> {
+        if let (true, None, None, Some(ttl), false, None, Some(detail)) = (
+            self.hit,
+            self.fwd,
+            self.fwd_status,
+            self.ttl,
+            self.stored,
+            self.collapsed,
+            self.detail,
+        ) {
+            return render_hit(cache, ttl, detail);
+        }
+        self.render_with_sfv(cache)
+    }
+
+    /// Renders our member through sfv, field by field.
+    fn render_with_sfv(&self, cache: &str) -> Option<String> {
         let mut list = sfv::ListSerializer::new();
         let name = sfv::TokenRef::from_str(cache).ok()?;
         let mut member = list.bare_item(name);
@@ -97,8 +117,7 @@ impl CacheStatus {
             );
         }
         if let Some(ttl) = self.ttl {
-            let ttl = sfv::Integer::try_from(ttl.clamp(-999_999_999_999_999, 999_999_999_999_999))
-                .ok()?;
+            let ttl = sfv::Integer::try_from(ttl.clamp(-MAX_INTEGER, MAX_INTEGER)).ok()?;
             member = member.parameter(sfv::KeyRef::constant("ttl"), ttl);
         }
         if self.stored {
@@ -120,21 +139,73 @@ impl CacheStatus {
         let Some(ours) = self.render(cache) else {
             return;
         };
-        let existing: Vec<&str> = headers
+        let mut existing = headers
             .get_all(&CACHE_STATUS)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .filter(|v| !v.trim().is_empty())
-            .collect();
-        let value = if existing.is_empty() {
-            ours
+            .peekable();
+        let value = if existing.peek().is_none() {
+            // The usual case: ours is the only member; hand over the rendered bytes as they are.
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(ours))
         } else {
-            format!("{}, {ours}", existing.join(", "))
+            let mut joined = existing.collect::<Vec<_>>().join(", ");
+            joined.push_str(", ");
+            joined.push_str(&ours);
+            HeaderValue::from_str(&joined)
         };
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Ok(value) = value {
             headers.insert(&CACHE_STATUS, value);
         }
     }
+}
+
+/// The largest magnitude an sfv Integer may have (RFC 9651 §3.3.1: at most 15 digits).
+const MAX_INTEGER: i64 = 999_999_999_999_999;
+
+/// A hit member from its template; see [`CacheStatus::render`].
+fn render_hit(cache: &str, ttl: i64, detail: &'static str) -> Option<String> {
+    use std::cell::RefCell;
+    /// (cache name, detail) -> the text before and after the ttl digits.
+    type Templates = Vec<(String, &'static str, String, String)>;
+    thread_local! {
+        static TEMPLATES: RefCell<Templates> = const { RefCell::new(Vec::new()) };
+    }
+    TEMPLATES.with(|cell| {
+        let mut templates = cell.borrow_mut();
+        let found = templates
+            .iter()
+            .position(|(name, d, _, _)| name == cache && *d == detail);
+        let index = match found {
+            Some(index) => index,
+            None => {
+                let sample = CacheStatus::hit(0, detail).render_with_sfv(cache)?;
+                // Neither a token nor a key can hold `;` or `=`, so this marker occurs once.
+                let at = sample.find(";ttl=0")? + ";ttl=".len();
+                let (before, after) = sample.split_at(at);
+                let after = after.strip_prefix('0')?;
+                // Bounded: a handful of (name, detail) pairs exist in one configuration.
+                if templates.len() >= 16 {
+                    templates.clear();
+                }
+                templates.push((
+                    cache.to_owned(),
+                    detail,
+                    before.to_owned(),
+                    after.to_owned(),
+                ));
+                templates.len() - 1
+            }
+        };
+        let (_, _, before, after) = templates.get(index)?;
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(ttl.clamp(-MAX_INTEGER, MAX_INTEGER));
+        let mut out = String::with_capacity(before.len() + digits.len() + after.len());
+        out.push_str(before);
+        out.push_str(digits);
+        out.push_str(after);
+        Some(out)
+    })
 }
 
 #[cfg(test)]
@@ -171,5 +242,22 @@ mod tests {
         h.insert(&CACHE_STATUS, HeaderValue::from_static("parent; hit"));
         CacheStatus::forward(Fwd::UriMiss).append_to(&mut h, "cuttle");
         assert_eq!(h[&CACHE_STATUS], "parent; hit, cuttle;fwd=uri-miss");
+    }
+
+    #[test]
+    fn hit_template_renders_exactly_what_sfv_renders() {
+        for name in ["cuttle", "edge-1", "a.b_c"] {
+            for detail in ["memory", "disk", "stale-while-revalidate", "max-stale"] {
+                for ttl in [0, 1, -1, 42, -3600, 86_400, i64::MAX, i64::MIN] {
+                    let status = CacheStatus::hit(ttl, detail);
+                    assert_eq!(
+                        status.render(name),
+                        status.render_with_sfv(name),
+                        "{name} {detail} {ttl}"
+                    );
+                }
+            }
+        }
+        assert_eq!(CacheStatus::hit(5, "memory").render("Bad Name"), None);
     }
 }

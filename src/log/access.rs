@@ -9,12 +9,13 @@
 //! Squid's native format is `%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt`:
 //! time, elapsed ms, client, code/status, bytes, method, URL, user, hierarchy/peer, type.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::HeaderValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -35,13 +36,14 @@ pub struct AccessRecord {
     /// Wall-clock time the transaction ended.
     pub time: SystemTime,
     pub elapsed: Duration,
-    pub client: IpAddr,
+    /// The client address as logged (see [`client_text`]), rendered once per connection.
+    pub client: Arc<str>,
     /// Squid result code (`TCP_MISS`, `TCP_TUNNEL`, `TCP_DENIED`, `NONE_NONE`...).
     pub code: &'static str,
     pub status: u16,
     /// Bytes sent to the client, header included.
     pub bytes: u64,
-    pub method: String,
+    pub method: http::Method,
     pub url: String,
     /// Authenticated user, if any.
     pub user: Option<String>,
@@ -49,56 +51,104 @@ pub struct AccessRecord {
     pub hierarchy: &'static str,
     /// The next hop that served it.
     pub peer: Option<String>,
-    pub content_type: Option<String>,
+    pub content_type: Option<HeaderValue>,
+}
+
+/// How a client address appears in the log: IPv4-mapped IPv6 addresses as plain IPv4.
+pub fn client_text(ip: IpAddr) -> Arc<str> {
+    Arc::from(ip.to_canonical().to_string())
 }
 
 /// Appends one Squid-native line (with a trailing newline) for `rec` to `out`.
+///
+/// Written field by field with `itoa` rather than `format!`: this runs once per request.
 pub fn format_squid(rec: &AccessRecord, out: &mut String) {
     let since_epoch = rec.time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let dash = |v: &Option<String>| -> String {
-        match v.as_deref() {
-            Some(s) if !s.is_empty() => s.split_whitespace().collect::<Vec<_>>().join("+"),
-            _ => "-".to_owned(),
-        }
-    };
-    let _ = writeln!(
+    let mut num = itoa::Buffer::new();
+    // %ts.%03tu
+    out.push_str(num.format(since_epoch.as_secs()));
+    out.push('.');
+    push_padded(out, num.format(since_epoch.subsec_millis()), 3, '0');
+    out.push(' ');
+    // %6tr
+    push_padded(out, num.format(rec.elapsed.as_millis()), 6, ' ');
+    out.push(' ');
+    out.push_str(&rec.client);
+    out.push(' ');
+    out.push_str(rec.code);
+    out.push('/');
+    push_padded(out, num.format(rec.status), 3, '0');
+    out.push(' ');
+    out.push_str(num.format(rec.bytes));
+    out.push(' ');
+    push_word(out, rec.method.as_str().as_bytes());
+    out.push(' ');
+    push_url(out, &rec.url);
+    out.push(' ');
+    push_word(out, rec.user.as_deref().unwrap_or("").as_bytes());
+    out.push(' ');
+    out.push_str(rec.hierarchy);
+    out.push('/');
+    push_word(out, rec.peer.as_deref().unwrap_or("").as_bytes());
+    out.push(' ');
+    push_word(
         out,
-        "{}.{:03} {:>6} {} {}/{:03} {} {} {} {} {}/{} {}",
-        since_epoch.as_secs(),
-        since_epoch.subsec_millis(),
-        rec.elapsed.as_millis(),
-        rec.client.to_canonical(),
-        rec.code,
-        rec.status,
-        rec.bytes,
-        rec.method,
-        sanitize(&rec.url),
-        dash(&rec.user),
-        rec.hierarchy,
-        dash(&rec.peer),
-        dash(&rec.content_type),
+        rec.content_type
+            .as_ref()
+            .map_or(&b""[..], HeaderValue::as_bytes),
     );
+    out.push('\n');
 }
 
-/// URLs may not contain spaces or line breaks in a log line (they would split the fields).
-fn sanitize(url: &str) -> std::borrow::Cow<'_, str> {
-    if url
+/// `digits` right-aligned in `width` columns, padded with `pad`.
+fn push_padded(out: &mut String, digits: &str, width: usize, pad: char) {
+    for _ in digits.len()..width {
+        out.push(pad);
+    }
+    out.push_str(digits);
+}
+
+/// A free-text field as one log word: `-` when empty, runs of whitespace as `+`, and bytes that
+/// are not printable ASCII dropped (the line must stay one line of ASCII words).
+fn push_word(out: &mut String, value: &[u8]) {
+    let start = out.len();
+    let mut gap = false;
+    for &b in value {
+        if b.is_ascii_whitespace() {
+            gap = out.len() > start;
+        } else if b.is_ascii_graphic() {
+            if gap {
+                out.push('+');
+                gap = false;
+            }
+            out.push(char::from(b));
+        }
+    }
+    if out.len() == start {
+        out.push('-');
+    }
+}
+
+/// URLs may not contain spaces or line breaks in a log line (they would split the fields):
+/// such bytes are percent-encoded.
+fn push_url(out: &mut String, url: &str) {
+    if !url
         .bytes()
         .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
-        std::borrow::Cow::Owned(
-            url.bytes()
-                .map(|b| {
-                    if b.is_ascii_whitespace() || b.is_ascii_control() {
-                        format!("%{b:02X}")
-                    } else {
-                        char::from(b).to_string()
-                    }
-                })
-                .collect(),
-        )
-    } else {
-        std::borrow::Cow::Borrowed(url)
+        out.push_str(url);
+        return;
+    }
+    for ch in url.chars() {
+        if ch.is_ascii_whitespace() || ch.is_ascii_control() {
+            let b = ch as u8;
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push(ch);
+        }
     }
 }
 
@@ -202,16 +252,16 @@ mod tests {
         AccessRecord {
             time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             elapsed: Duration::from_millis(45),
-            client: "::ffff:127.0.0.1".parse().unwrap(),
+            client: client_text("::ffff:127.0.0.1".parse().unwrap()),
             code: "TCP_MISS",
             status: 200,
             bytes: 1234,
-            method: "GET".into(),
+            method: http::Method::GET,
             url: "http://example.com/a b".into(),
             user: None,
             hierarchy: "HIER_DIRECT",
             peer: Some("example.com".into()),
-            content_type: Some("text/html; charset=utf-8".into()),
+            content_type: Some(HeaderValue::from_static("text/html; charset=utf-8")),
         }
     }
 
@@ -238,6 +288,22 @@ mod tests {
         assert!(
             out.ends_with("TCP_DENIED/403 1234 GET http://example.com/a%20b - HIER_NONE/- -\n"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn odd_fields_stay_one_word_each() {
+        let mut rec = record();
+        rec.url = "http://example.com/\r\nx".into();
+        rec.elapsed = Duration::from_millis(1_234_567);
+        rec.user = Some("  ".into());
+        rec.content_type = Some(HeaderValue::from_bytes(b"text/plain;\t charset=\xff x").unwrap());
+        rec.method = http::Method::from_bytes(b"PURGE").unwrap();
+        let mut out = String::new();
+        format_squid(&rec, &mut out);
+        assert_eq!(
+            out,
+            "1700000000.123 1234567 127.0.0.1 TCP_MISS/200 1234 PURGE http://example.com/%0D%0Ax - HIER_DIRECT/example.com text/plain;+charset=+x\n"
         );
     }
 }

@@ -139,11 +139,12 @@ pub fn stored_head(
     headers.remove(crate::cache::lookup::VARY_RECORD);
     StoredHead {
         status: up.parts.status,
-        headers,
+        headers: crate::cache::meta::compact_headers(&headers),
         request_time,
         response_time,
         url: url.to_owned(),
         body_len: content_length.unwrap_or(0),
+        derived: Default::default(),
     }
 }
 

@@ -13,14 +13,14 @@ use http::{Method, Version};
 /// Fields that belong to one connection only. RFC 9110 §7.6.1: "intermediaries SHOULD remove or
 /// replace fields that are known to require removal before forwarding ... Proxy-Connection,
 /// Keep-Alive, TE, Transfer-Encoding, Upgrade". `Trailer` describes this hop's framing too.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Removes hop-by-hop fields: those named in `Connection`, then the fixed list above.
@@ -30,6 +30,11 @@ const HOP_BY_HOP: [&str; 7] = [
 /// trailer field(s) from the message with the same name as the connection-option, and then remove
 /// the Connection header field itself".
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names settles that without a hash
+    // lookup per listed field.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // RFC 9112 §6.3: with both, "Transfer-Encoding overrides the Content-Length" and an
     // intermediary "MUST remove the received Content-Length field prior to forwarding".
     if headers.contains_key(header::TRANSFER_ENCODING) {
@@ -41,13 +46,18 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .map(str::trim)
+            // The usual options: `close` names no field, `keep-alive` goes with the list below.
+            .filter(|name| {
+                !name.eq_ignore_ascii_case("close") && !name.eq_ignore_ascii_case("keep-alive")
+            })
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -253,31 +263,52 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Applies the configured `X-Forwarded-For` behaviour for a client at `client`.
 pub fn apply_forwarded_for(headers: &mut HeaderMap, mode: ForwardedFor, client: IpAddr) {
-    let ours = match mode {
+    let mut value = String::with_capacity(64);
+    match mode {
         ForwardedFor::Transparent => return,
         ForwardedFor::Delete => {
             headers.remove(&X_FORWARDED_FOR);
             return;
         }
-        ForwardedFor::On | ForwardedFor::Truncate => client.to_canonical().to_string(),
-        ForwardedFor::Off => "unknown".to_owned(),
-    };
-    let previous: Vec<&str> = if mode == ForwardedFor::Truncate {
-        Vec::new()
-    } else {
-        headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    };
-    let mut value = previous.join(", ");
-    if !value.is_empty() {
-        value.push_str(", ");
+        ForwardedFor::Truncate => {}
+        ForwardedFor::On | ForwardedFor::Off => {
+            for previous in headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+            {
+                value.push_str(previous);
+                value.push_str(", ");
+            }
+        }
     }
-    value.push_str(&ours);
+    if mode == ForwardedFor::Off {
+        value.push_str("unknown");
+    } else {
+        push_ip(&mut value, client.to_canonical());
+    }
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(&X_FORWARDED_FOR, value);
+    }
+}
+
+/// Appends `ip` in its usual text form; IPv4 digit by digit, since this runs per request and
+/// `Display` for addresses goes through the formatting machinery.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -407,5 +438,15 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.0.0.7, unknown");
         apply_forwarded_for(&mut h, ForwardedFor::Delete, ip);
         assert!(!h.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.20.255.9", "::1", "2001:db8::5"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
     }
 }

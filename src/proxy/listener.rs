@@ -124,6 +124,7 @@ pub async fn serve(
         let builders = Arc::clone(&builders);
         let info = Arc::new(ConnInfo {
             peer,
+            client_text: crate::log::access::client_text(peer.ip()),
             local,
             mode,
             tls: tls.is_some(),

@@ -45,6 +45,8 @@ pub enum Target {
         host_header: HostHeader,
         /// The Host the client asked for.
         client_host: Authority,
+        /// The client reached us over TLS (for `X-Forwarded-Proto` and `Forwarded`).
+        client_tls: bool,
     },
 }
 
@@ -135,7 +137,19 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
             group,
             host_header,
             client_host,
-        } => send_to_group(shared, out, &group, &host_header, &client_host).await,
+            client_tls,
+        } => {
+            let mut out = out;
+            // Added only when a request really goes upstream: hits never pay for them.
+            super::reverse::add_forwarding_fields(
+                &shared.config.reverse,
+                out.client,
+                client_tls,
+                &client_host,
+                &mut out.headers,
+            );
+            send_to_group(shared, out, &group, &host_header, &client_host).await
+        }
     }
 }
 

@@ -7,19 +7,17 @@
 //! `https://...` on a TLS port) is the cache key, so the cache works unchanged in this mode and
 //! keeps the http and https variants of a page apart.
 
-use std::sync::Arc;
-
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
 use super::body::ProxyBody;
+use super::caching;
 use super::headers::{self, MaxForwards};
 use super::next_hop::{HostHeader, Target};
 use super::service::{check_access, check_loop, finish, ConnInfo};
 use super::transaction::{hier, Transaction};
-use super::{caching, Shared};
 use crate::error::{Error, ErrorKind};
 
 /// A host name pattern of a site.
@@ -99,14 +97,19 @@ async fn route(
     let shared = &conn.shared;
     let (mut parts, body) = req.into_parts();
     let authority = request_authority(&parts)?;
-    let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
-    let path = parts.uri.path().to_owned();
-    let site = find_site(&shared.config.reverse.sites, &host, &path).ok_or_else(|| {
-        Error::new(
-            ErrorKind::UnknownSite,
-            format!("no site is configured for host `{host}` on this accelerator port"),
-        )
-    })?;
+    let host = authority.host().trim_end_matches('.');
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    };
+    let site =
+        find_site(&shared.config.reverse.sites, &host, parts.uri.path()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownSite,
+                format!("no site is configured for host `{host}` on this accelerator port"),
+            )
+        })?;
     let group = shared.groups.get(&site.upstream).cloned().ok_or_else(|| {
         Error::new(
             ErrorKind::Internal,
@@ -130,7 +133,6 @@ async fn route(
     if parts.version == http::Version::HTTP_2 {
         headers::join_cookies(&mut parts.headers);
     }
-    add_forwarding_fields(shared, conn, &authority, &mut parts.headers);
 
     // The effective request URI (RFC 9110 §7.1) keys the cache, as in forward mode. Its scheme is
     // the one the client used: "https" if the request was received over a secured connection
@@ -143,7 +145,16 @@ async fn route(
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // The log's URL, written out directly rather than through `Uri`'s Display.
+    let mut url = String::with_capacity(
+        scheme.as_str().len() + 3 + authority.as_str().len() + path_and_query.as_str().len(),
+    );
+    url.push_str(scheme.as_str());
+    url.push_str("://");
+    url.push_str(authority.as_str());
+    url.push_str(path_and_query.as_str());
     parts.uri = Uri::builder()
         .scheme(scheme)
         .authority(authority.clone())
@@ -155,12 +166,13 @@ async fn route(
                 format!("bad request target: {e}"),
             )
         })?;
-    txn.url = parts.uri.to_string();
+    txn.url = url;
     txn.hierarchy = hier::PARENT;
     let target = Target::Group {
         group,
         host_header: site.host_header.clone(),
         client_host: authority,
+        client_tls: conn.tls,
     };
     caching::handle(conn, txn, parts, body, target).await
 }
@@ -179,15 +191,16 @@ fn request_authority(parts: &http::request::Parts) -> Result<Authority, Error> {
         .map_err(|_| Error::new(ErrorKind::InvalidRequest, format!("invalid Host `{host}`")))
 }
 
-/// `X-Forwarded-Proto` and RFC 7239 `Forwarded`, as configured.
-fn add_forwarding_fields(
-    shared: &Arc<Shared>,
-    conn: &ConnInfo,
+/// `X-Forwarded-Proto` and RFC 7239 `Forwarded`, as configured, for a request from `client`
+/// (over TLS when `tls`) for `authority`.
+pub(super) fn add_forwarding_fields(
+    reverse: &ReverseConfig,
+    client: std::net::IpAddr,
+    tls: bool,
     authority: &Authority,
     headers: &mut http::HeaderMap,
 ) {
-    let reverse = &shared.config.reverse;
-    let proto = if conn.tls { "https" } else { "http" };
+    let proto = if tls { "https" } else { "http" };
     if reverse.x_forwarded_proto {
         headers.insert(
             http::HeaderName::from_static("x-forwarded-proto"),
@@ -196,16 +209,20 @@ fn add_forwarding_fields(
     }
     if reverse.forwarded {
         // RFC 7239 §6: IPv6 addresses are quoted and bracketed.
-        let ip = conn.peer.ip().to_canonical();
-        let for_value = if ip.is_ipv6() {
-            format!("\"[{ip}]\"")
+        let ip = client.to_canonical();
+        let mut element = String::with_capacity(64);
+        element.push_str("for=");
+        if ip.is_ipv6() {
+            element.push_str("\"[");
+            headers::push_ip(&mut element, ip);
+            element.push_str("]\"");
         } else {
-            ip.to_string()
-        };
-        let element = format!(
-            "for={for_value};proto={proto};host={}",
-            quote_if_needed(authority.as_str())
-        );
+            headers::push_ip(&mut element, ip);
+        }
+        element.push_str(";proto=");
+        element.push_str(proto);
+        element.push_str(";host=");
+        element.push_str(&quote_if_needed(authority.as_str()));
         let combined = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
             Some(previous) => format!("{previous}, {element}"),
             None => element,

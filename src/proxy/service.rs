@@ -23,6 +23,8 @@ use crate::error::{Error, ErrorKind, Side};
 #[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// `peer`'s address as the access log writes it, rendered once per connection.
+    pub client_text: Arc<str>,
     /// The listening address the client connected to.
     pub local: SocketAddr,
     pub mode: Mode,
@@ -46,7 +48,7 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
     };
     let txn = Transaction::new(
         Arc::clone(&conn.shared),
-        conn.peer.ip(),
+        Arc::clone(&conn.client_text),
         req.method(),
         url,
         Some(in_flight),

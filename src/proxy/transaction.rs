@@ -6,7 +6,6 @@
 //! It also holds the connection's [`InFlight`] mark, so the keep-alive idle timer starts only
 //! once the response is really finished.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -44,14 +43,15 @@ pub mod hier {
 pub struct Transaction {
     shared: Arc<Shared>,
     started: Instant,
-    pub client: IpAddr,
-    pub method: String,
+    /// The client address as logged, shared with the connection.
+    pub client: Arc<str>,
+    pub method: http::Method,
     pub url: String,
     pub code: &'static str,
     pub status: u16,
     pub hierarchy: &'static str,
     pub peer: Option<String>,
-    pub content_type: Option<String>,
+    pub content_type: Option<http::HeaderValue>,
     /// Bytes of response header sent to the client.
     pub header_bytes: u64,
     /// Bytes of response body (or tunnelled data) sent to the client.
@@ -67,7 +67,7 @@ impl Transaction {
     /// A transaction for a request from `client`.
     pub fn new(
         shared: Arc<Shared>,
-        client: IpAddr,
+        client: Arc<str>,
         method: &http::Method,
         url: String,
         in_flight: Option<InFlight>,
@@ -76,7 +76,7 @@ impl Transaction {
             shared,
             started: Instant::now(),
             client,
-            method: method.as_str().to_owned(),
+            method: method.clone(),
             url,
             code: code::NONE,
             status: 0,
@@ -104,11 +104,7 @@ impl Transaction {
     /// Notes the response about to be sent.
     pub fn respond<B>(&mut self, response: &http::Response<B>) {
         self.status = response.status().as_u16();
-        self.content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        self.content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
         self.header_bytes = head_size(response);
     }
 }
@@ -133,11 +129,11 @@ impl Drop for Transaction {
         self.shared.access_log.log(AccessRecord {
             time: self.shared.clock.now(),
             elapsed: self.started.elapsed(),
-            client: self.client,
+            client: Arc::clone(&self.client),
             code,
             status: self.status,
             bytes: self.header_bytes + self.body_bytes,
-            method: std::mem::take(&mut self.method),
+            method: std::mem::replace(&mut self.method, http::Method::GET),
             url: std::mem::take(&mut self.url),
             user: None,
             hierarchy: self.hierarchy,

@@ -507,6 +507,8 @@ pub fn run_cuttle(args: &[&str]) -> Output {
 pub struct CuttleProcess {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// Runtime worker threads, as the binary reported them (`cuttle: N worker threads`).
+    pub workers: usize,
     /// The private HOME, removed when the process is.
     _home: tempfile::TempDir,
 }
@@ -540,6 +542,11 @@ impl CuttleProcess {
                 if let Some(rest) = line.strip_prefix("cuttle: listening on ") {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
                     let _ = tx.send(addr);
+                } else if let Some(rest) = line.strip_prefix("cuttle: ") {
+                    if rest.contains(" worker thread") {
+                        let n = rest.split_whitespace().next().unwrap_or("").to_owned();
+                        let _ = tx.send(n);
+                    }
                 }
             }
         });
@@ -548,9 +555,15 @@ impl CuttleProcess {
             .expect("cuttle printed its listening address")
             .parse()
             .unwrap();
+        let workers = rx
+            .recv_timeout(WAIT)
+            .expect("cuttle printed its worker count")
+            .parse()
+            .unwrap();
         Self {
             child,
             addr,
+            workers,
             _home: home,
         }
     }

@@ -302,6 +302,7 @@ mod tests {
             response_time: UNIX_EPOCH,
             url: url.to_owned(),
             body_len: size,
+            derived: Default::default(),
         })
     }
 

@@ -24,6 +24,7 @@ fn head(url: &str) -> StoredHead {
         response_time: UNIX_EPOCH + Duration::new(1_700_000_002, 7),
         url: url.to_owned(),
         body_len: 0,
+        derived: Default::default(),
     }
 }
 
