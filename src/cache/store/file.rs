@@ -26,7 +26,7 @@ use cacache::Integrity;
 use super::disk::io_error;
 
 /// Bytes asked of the file per read when streaming.
-pub(super) const CHUNK: usize = 256 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 
 /// What a content file looked like when it was checked; a change means "check again".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
