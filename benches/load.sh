@@ -515,10 +515,12 @@ sleep 1
 rss1=$(rss_kib "${PID[cuttle_mem]}")
 sent=$(awk '/requests in/ {print $1}' "$TMP/fill.out")
 [ -n "$sent" ] && [ "$sent" -lt "$OBJECTS" ] && OBJECTS=$sent
-first=$(curl -s -D - -o /dev/null "$mem_url/obj/1" | tr -d '\r' | grep -i '^cache-status:' || true)
+# wrk calls request() once per thread before sending, so /obj/1 is never asked for: the first
+# object actually stored is /obj/2.
+first=$(curl -s -D - -o /dev/null "$mem_url/obj/2" | tr -d '\r' | grep -i '^cache-status:' || true)
 last=$(curl -s -D - -o /dev/null "$mem_url/obj/$OBJECTS" | tr -d '\r' | grep -i '^cache-status:' || true)
 echo
 echo "Memory tier, $OBJECTS objects of 1 KiB: RSS $((rss0 / 1024)) MiB -> $((rss1 / 1024)) MiB," \
   "$(awk -v a="$rss0" -v b="$rss1" -v n="$OBJECTS" 'BEGIN {
     per = (b - a) * 1024 / n; printf "%.0f bytes per object, %.0f beyond the 1024-byte body", per, per - 1024 }')."
-echo "Check: /obj/1 -> ${first:-no Cache-Status}; /obj/$OBJECTS -> ${last:-no Cache-Status}."
+echo "Check: /obj/2 -> ${first:-no Cache-Status}; /obj/$OBJECTS -> ${last:-no Cache-Status}."

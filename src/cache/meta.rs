@@ -204,11 +204,9 @@ pub fn compact_headers(headers: &HeaderMap) -> HeaderMap {
     let mut at = 0;
     for (name, value) in headers {
         let end = at + value.len();
-        // Each slice is an already valid value, so this cannot fail; keep the original if it did.
-        let mut copy = buf
-            .get(at..end)
-            .and_then(|_| HeaderValue::from_maybe_shared(buf.slice(at..end)).ok())
-            .unwrap_or_else(|| value.clone());
+        // Each slice holds an already valid value, so this cannot fail; keep the original if it did.
+        let mut copy =
+            HeaderValue::from_maybe_shared(buf.slice(at..end)).unwrap_or_else(|_| value.clone());
         copy.set_sensitive(value.is_sensitive());
         out.append(name.clone(), copy);
         at = end;
