@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::key::{secondary_key, vary_fields, VarySpec};
-use super::meta::{Derived, StoredHead};
+use super::meta::{Derived, StoredFields, StoredHead};
 use super::policy::{
     self, current_age, effective_response_directives, evaluate_reuse, freshness_lifetime,
     AgeInputs, Heuristic, Lifetime, RequestDirectives, ResponseDirectives, Reuse, ReuseInput,
@@ -137,7 +137,7 @@ impl Cache {
                 key: primary.to_owned(),
             };
         }
-        let spec = vary_fields(&hit.head.headers);
+        let spec = vary_fields(&hit.head.headers.to_map());
         let Some(secondary) = secondary_key(&spec, headers) else {
             return Lookup::VaryMiss;
         };
@@ -178,13 +178,13 @@ impl Cache {
     /// What `evaluate` needs from `head` besides the request and the clock: the same for every
     /// hit on one stored head, so it is worked out once (see [`StoredHead::derived`]).
     fn derive(&self, head: &StoredHead, url: &str) -> Derived {
-        let response =
-            effective_response_directives(&head.headers, &self.behaviour.targeted_fields);
+        let headers = head.headers.to_map();
+        let response = effective_response_directives(&headers, &self.behaviour.targeted_fields);
         // Heuristics (§4.2.2) apply only without explicit freshness, so the refresh_pattern
         // regexes run only for such responses.
         let explicit = response.s_maxage.is_some()
             || response.max_age.is_some()
-            || (!response.targeted && head.headers.contains_key(http::header::EXPIRES));
+            || (!response.targeted && headers.contains_key(http::header::EXPIRES));
         let heuristic = if explicit {
             Heuristic::default()
         } else {
@@ -192,7 +192,7 @@ impl Cache {
         };
         let lifetime = freshness_lifetime(
             head.status,
-            &head.headers,
+            &headers,
             &response,
             head.response_time,
             &heuristic,
@@ -200,11 +200,7 @@ impl Cache {
         Derived {
             response,
             lifetime,
-            age_inputs: AgeInputs::from_headers(
-                &head.headers,
-                head.request_time,
-                head.response_time,
-            ),
+            age_inputs: AgeInputs::from_headers(&headers, head.request_time, head.response_time),
         }
     }
 
@@ -218,7 +214,7 @@ impl Cache {
         response: &StoredHead,
         had_variants: bool,
     ) -> Option<String> {
-        match vary_fields(&response.headers) {
+        match vary_fields(&response.headers.to_map()) {
             VarySpec::Star => None,
             // The secondary key is built from the client's fields; fields the proxy writes
             // itself on the way up (Via, X-Forwarded-For, Forwarded, X-Forwarded-Proto) differ
@@ -237,21 +233,22 @@ impl Cache {
             }
             spec => {
                 let secondary = secondary_key(&spec, request_headers)?;
-                let mut record = StoredHead {
+                let mut fields = HeaderMap::new();
+                for (name, value) in response.headers.iter() {
+                    if name == http::header::VARY {
+                        fields.append(name, value);
+                    }
+                }
+                fields.insert(VARY_RECORD, HeaderValue::from_static("1"));
+                let record = StoredHead {
                     status: StatusCode::OK,
-                    headers: HeaderMap::new(),
+                    headers: StoredFields::from_map(&fields),
                     request_time: response.request_time,
                     response_time: response.response_time,
                     url: response.url.clone(),
                     body_len: 0,
                     derived: Default::default(),
                 };
-                for value in response.headers.get_all(http::header::VARY) {
-                    record.headers.append(http::header::VARY, value.clone());
-                }
-                record
-                    .headers
-                    .insert(VARY_RECORD, HeaderValue::from_static("1"));
                 let writer = self.store.writer(primary, record, Some(0))?;
                 writer.commit().await.ok()?;
                 Some(variant_key(primary, &secondary))

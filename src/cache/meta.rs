@@ -13,6 +13,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
+mod fields;
+pub use fields::StoredFields;
+
 /// Version tag of the JSON form; bump it when the layout changes.
 const VERSION: u64 = 1;
 
@@ -24,7 +27,7 @@ const FIELD_OVERHEAD: u64 = 32;
 pub struct StoredHead {
     pub status: StatusCode,
     /// Response header fields as stored (hop-by-hop fields already removed by the caller).
-    pub headers: HeaderMap,
+    pub headers: StoredFields,
     /// When the request that produced this response was sent (RFC 9111 §4.2.3).
     pub request_time: SystemTime,
     /// When the response was received (RFC 9111 §4.2.3).
@@ -105,7 +108,7 @@ impl StoredHead {
         let headers: Vec<Value> = self
             .headers
             .iter()
-            .map(|(name, value)| json!([name.as_str(), value_to_json(value)]))
+            .map(|(name, value)| json!([name.as_str(), value_to_json(&value)]))
             .collect();
         json!({
             "v": VERSION,
@@ -141,7 +144,7 @@ impl StoredHead {
         }
         Ok(Self {
             status,
-            headers,
+            headers: StoredFields::from_map(&headers),
             request_time: time_from_json(field(obj, "request_time")?)
                 .ok_or(MetaError::Malformed("request_time"))?,
             response_time: time_from_json(field(obj, "response_time")?)
@@ -166,8 +169,8 @@ impl StoredHead {
         response_time: SystemTime,
     ) -> StoredHead {
         StoredHead {
-            headers: compact_headers(&crate::cache::policy::freshen_headers(
-                &self.headers,
+            headers: StoredFields::from_map(&crate::cache::policy::freshen_headers(
+                &self.headers.to_map(),
                 update,
             )),
             request_time,
@@ -178,40 +181,13 @@ impl StoredHead {
 
     /// Approximate bytes this head occupies, for the memory weigher and disk accounting.
     pub fn approx_size(&self) -> u64 {
-        let fields = self.headers.iter().fold(0u64, |acc, (name, value)| {
-            let len = name.as_str().len().saturating_add(value.len());
-            acc.saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
-                .saturating_add(FIELD_OVERHEAD)
-        });
+        let count = u64::try_from(self.headers.len()).unwrap_or(u64::MAX);
+        let fields = u64::try_from(self.headers.bytes_len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(count.saturating_mul(FIELD_OVERHEAD));
         let fixed = std::mem::size_of::<Self>().saturating_add(self.url.len());
         fields.saturating_add(u64::try_from(fixed).unwrap_or(u64::MAX))
     }
-}
-
-/// `headers` with every value copied into one exact-size buffer owned by the result.
-///
-/// Values hyper parsed are slices of the connection's read buffer (8 KiB and up), and a stored
-/// slice keeps that whole buffer alive for as long as the entry lives: measured at ~9 KiB per
-/// cached 1 KiB object before this. A stored head keeps one buffer of its own instead.
-pub fn compact_headers(headers: &HeaderMap) -> HeaderMap {
-    let total: usize = headers.iter().map(|(_, value)| value.len()).sum();
-    let mut buf = bytes::BytesMut::with_capacity(total);
-    for (_, value) in headers {
-        buf.extend_from_slice(value.as_bytes());
-    }
-    let buf = buf.freeze();
-    let mut out = HeaderMap::with_capacity(headers.keys_len());
-    let mut at = 0;
-    for (name, value) in headers {
-        let end = at + value.len();
-        // Each slice holds an already valid value, so this cannot fail; keep the original if it did.
-        let mut copy =
-            HeaderValue::from_maybe_shared(buf.slice(at..end)).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), copy);
-        at = end;
-    }
-    out
 }
 
 fn field<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, MetaError> {

@@ -56,10 +56,11 @@ pub fn serve_stored(
     age: u64,
     multipart: bool,
 ) -> Served {
-    let mut headers = head.headers.clone();
+    // Room for the fields every hit adds: Age here, Cache-Status and Via by the proxy.
+    let mut headers = head.headers.to_map_with_room(3);
     // RFC 9111 §5.1: a cache sends Age on every response it serves from storage.
     headers.insert(header::AGE, HeaderValue::from(age));
-    match evaluate_client_conditional(method, request, head.status, &head.headers) {
+    match evaluate_client_conditional(method, request, head.status, &headers) {
         ConditionalOutcome::NotModified => {
             let mut kept = HeaderMap::new();
             for name in NOT_MODIFIED_FIELDS {
@@ -93,7 +94,7 @@ pub fn serve_stored(
         };
     }
     let len = head.body_len;
-    match plan_range(method, request, &head.headers, len) {
+    match plan_range(method, request, &headers, len) {
         RangePlan::Full => Served {
             status: head.status,
             headers,
@@ -117,7 +118,7 @@ pub fn serve_stored(
             match range::multipart_layout(
                 &ranges,
                 len,
-                head.headers.get(header::CONTENT_TYPE),
+                head.headers.get(&header::CONTENT_TYPE).as_ref(),
                 &boundary,
             ) {
                 Some(layout) => {

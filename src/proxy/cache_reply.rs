@@ -139,7 +139,7 @@ pub fn stored_head(
     headers.remove(crate::cache::lookup::VARY_RECORD);
     StoredHead {
         status: up.parts.status,
-        headers: crate::cache::meta::compact_headers(&headers),
+        headers: crate::cache::meta::StoredFields::from_map(&headers),
         request_time,
         response_time,
         url: url.to_owned(),

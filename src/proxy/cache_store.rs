@@ -179,8 +179,8 @@ pub(super) async fn store_or_pass(
 /// no Last-Modified, so zero heuristic lifetime) would only cost disk writes.
 fn reusable(head: &StoredHead, eval: &Evaluation, max_stale: u64) -> bool {
     eval.ttl() > 0
-        || head.headers.contains_key(header::ETAG)
-        || head.headers.contains_key(header::LAST_MODIFIED)
+        || head.headers.contains_key(&header::ETAG)
+        || head.headers.contains_key(&header::LAST_MODIFIED)
         || eval.response.stale_while_revalidate.is_some()
         || eval.response.stale_if_error.is_some()
         || max_stale > 0
@@ -194,7 +194,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
     };
     let shared = Arc::clone(ex.shared);
     let mut headers = ex.headers_for_store();
-    for (name, value) in &conditional_request_headers(&hit.head.headers) {
+    for (name, value) in &conditional_request_headers(&hit.head.headers.to_map()) {
         headers.insert(name.clone(), value.clone());
     }
     let out = Outgoing {

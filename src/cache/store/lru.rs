@@ -297,7 +297,7 @@ mod tests {
     fn head_with(size: u64, url: &str) -> Arc<StoredHead> {
         Arc::new(StoredHead {
             status: http::StatusCode::OK,
-            headers: http::HeaderMap::new(),
+            headers: Default::default(),
             request_time: UNIX_EPOCH,
             response_time: UNIX_EPOCH,
             url: url.to_owned(),

@@ -1,7 +1,8 @@
 //! The memory tier: whole bodies as shared `Bytes` in a moka cache bounded by weight.
 //!
 //! A hit clones two reference counts (the head's `Arc` and the body's `Bytes`) and copies
-//! no body bytes; moka's `get` takes no global lock. Which objects are small enough to be
+//! no body bytes; moka's `get` takes no global lock. The entry is moka's value itself, not
+//! behind another `Arc`: one allocation less per cached object. Which objects are small enough to be
 //! here is decided by `Store`; moka decides admission and eviction (TinyLFU).
 
 use std::sync::Arc;
@@ -13,15 +14,24 @@ use moka::ops::compute::{CompResult, Op};
 use crate::cache::meta::StoredHead;
 
 /// One stored object.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct MemEntry {
     pub head: Arc<StoredHead>,
     pub body: Bytes,
 }
 
+impl MemEntry {
+    /// The very same stored object (not merely equal bytes).
+    fn is(&self, other: &MemEntry) -> bool {
+        Arc::ptr_eq(&self.head, &other.head)
+            && self.body.as_ptr() == other.body.as_ptr()
+            && self.body.len() == other.body.len()
+    }
+}
+
 /// The moka-backed tier.
 pub(super) struct Memory {
-    cache: Cache<String, Arc<MemEntry>>,
+    cache: Cache<String, MemEntry>,
     /// Larger bodies are never kept here.
     max_object_size: u64,
 }
@@ -30,7 +40,7 @@ impl Memory {
     pub fn new(max_size: u64, max_object_size: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_size)
-            .weigher(|key: &String, entry: &Arc<MemEntry>| weight(key, entry))
+            .weigher(|key: &String, entry: &MemEntry| weight(key, entry))
             .build();
         Self {
             cache,
@@ -42,7 +52,7 @@ impl Memory {
         self.max_object_size
     }
 
-    pub async fn get(&self, key: &str) -> Option<Arc<MemEntry>> {
+    pub async fn get(&self, key: &str) -> Option<MemEntry> {
         self.cache.get(key).await
     }
 
@@ -51,24 +61,20 @@ impl Memory {
         if u64::try_from(body.len()).map_or(true, |len| len > self.max_object_size) {
             return false;
         }
-        let entry = Arc::new(MemEntry { head, body });
-        self.cache.insert(key.to_owned(), entry).await;
+        self.cache
+            .insert(key.to_owned(), MemEntry { head, body })
+            .await;
         true
     }
 
     /// Stores a promoted disk hit unless `key` is already here (a newer commit may be);
     /// returns the entry it inserted.
-    pub async fn promote(
-        &self,
-        key: &str,
-        head: Arc<StoredHead>,
-        body: Bytes,
-    ) -> Option<Arc<MemEntry>> {
+    pub async fn promote(&self, key: &str, head: Arc<StoredHead>, body: Bytes) -> Option<MemEntry> {
         if u64::try_from(body.len()).map_or(true, |len| len > self.max_object_size) {
             return None;
         }
-        let entry = Arc::new(MemEntry { head, body });
-        let put = Arc::clone(&entry);
+        let entry = MemEntry { head, body };
+        let put = entry.clone();
         let result = self
             .cache
             .entry_by_ref(key)
@@ -83,12 +89,12 @@ impl Memory {
     }
 
     /// Removes `key` only while it still holds `entry`.
-    pub async fn remove_if_same(&self, key: &str, entry: &Arc<MemEntry>) {
+    pub async fn remove_if_same(&self, key: &str, entry: &MemEntry) {
         self.cache
             .entry_by_ref(key)
             .and_compute_with(|current| {
                 std::future::ready(match current {
-                    Some(c) if Arc::ptr_eq(c.value(), entry) => Op::Remove,
+                    Some(c) if c.value().is(entry) => Op::Remove,
                     _ => Op::Nop,
                 })
             })
@@ -105,10 +111,10 @@ impl Memory {
                     Some(entry) => {
                         let body = entry.value().body.clone();
                         head.body_len = u64::try_from(body.len()).unwrap_or(u64::MAX);
-                        Op::Put(Arc::new(MemEntry {
+                        Op::Put(MemEntry {
                             head: Arc::new(head),
                             body,
-                        }))
+                        })
                     }
                     None => Op::Nop,
                 };

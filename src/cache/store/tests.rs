@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use super::*;
+use crate::cache::meta::StoredFields;
 use crate::cache::{Config, DiskConfig, MemoryConfig};
 
 const KIB: u64 = 1024;
@@ -19,7 +20,7 @@ fn head(url: &str) -> StoredHead {
     headers.insert("x-bytes", HeaderValue::from_bytes(b"\xfe\xff").unwrap());
     StoredHead {
         status: StatusCode::OK,
-        headers,
+        headers: StoredFields::from_map(&headers),
         request_time: UNIX_EPOCH + Duration::new(1_700_000_000, 5),
         response_time: UNIX_EPOCH + Duration::new(1_700_000_002, 7),
         url: url.to_owned(),
@@ -431,9 +432,9 @@ async fn update_head_keeps_the_body() {
     let small = payload(KIB, 1);
     let large = payload(100 * KIB, 2);
     let mut fresh = head("new");
-    fresh
-        .headers
-        .insert("etag", HeaderValue::from_static("\"v2\""));
+    let mut fields = fresh.headers.to_map();
+    fields.insert("etag", HeaderValue::from_static("\"v2\""));
+    fresh.headers = StoredFields::from_map(&fields);
     fresh.response_time = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     {
         let store = Store::open(&cfg).await.unwrap();
@@ -444,7 +445,7 @@ async fn update_head_keeps_the_body() {
             // body_len in the new head is ignored: the stored body's length is kept.
             assert!(store.update_head(key, fresh.clone()).await);
             let hit = store.lookup(key).await.unwrap();
-            assert_eq!(hit.head.headers.get("etag").unwrap(), "\"v2\"");
+            assert_eq!(hit.head.headers.get(&http::header::ETAG).unwrap(), "\"v2\"");
             assert_eq!(hit.head.response_time, fresh.response_time);
         }
         let hit = store.lookup("small").await.unwrap();
