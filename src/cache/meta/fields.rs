@@ -222,7 +222,7 @@ mod tests {
         assert!(!fields.contains_key(&http::header::VARY));
         assert_eq!(fields.get(&http::header::SET_COOKIE).unwrap(), "a=1");
         assert_eq!(
-            fields.get(&HeaderName::from_static("x-custom")).unwrap(),
+            fields.get("x-custom").unwrap(),
             HeaderValue::from_bytes(b"caf\xe9").unwrap()
         );
         assert_eq!(fields.get(&http::header::VARY), None);
