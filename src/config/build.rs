@@ -733,6 +733,7 @@ fn build_log(cx: &Ctx<'_>, raw: &file::Log) -> Result<log::Config, ConfigError> 
     }
     Ok(log::Config {
         access_log,
+        access_log_flush: raw.access_log_flush.0,
         level: raw.level.clone(),
     })
 }

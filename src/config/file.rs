@@ -555,6 +555,9 @@ pub struct Log {
     pub access_log: String,
     /// Access-log line format; `squid` is Squid's native format.
     pub access_log_format: AccessLogFormat,
+    /// Longest time a written line may wait in the buffer before it is flushed (nginx's
+    /// `flush=`; `0s` flushes every batch, Squid's `buffered_logs off`).
+    pub access_log_flush: HumanDuration,
     /// Diagnostics level for `tracing` (`error`..`trace`, or a filter like `cuttle=debug`).
     pub level: String,
 }
@@ -564,6 +567,7 @@ impl Default for Log {
         Self {
             access_log: "stdout".to_owned(),
             access_log_format: AccessLogFormat::Squid,
+            access_log_flush: HumanDuration(Duration::from_millis(500)),
             level: "info".to_owned(),
         }
     }

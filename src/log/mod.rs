@@ -8,6 +8,8 @@ pub use access::{AccessLog, AccessRecord, Target};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub access_log: Target,
+    /// Longest time an access-log line waits in the buffer before it is written.
+    pub access_log_flush: std::time::Duration,
     /// `tracing` filter used when neither `--log-level` nor `RUST_LOG` is given.
     pub level: String,
 }
