@@ -2,27 +2,147 @@
 //!
 //! A `HeaderMap` costs ~104 bytes per field (hash, name, value and links) plus a quarter of
 //! spare slots, so a typical 9-field response head took ~1.3 KiB of index on top of its bytes:
-//! more than a 1 KiB body. A stored head keeps its fields instead as one buffer of records, each
-//! a 7-byte length prefix, the name and the value. A hit rebuilds the `HeaderMap` it sends from
-//! that buffer; values are shared slices of it, not copies.
+//! more than a 1 KiB body. A stored head keeps its fields instead as one buffer of records. A
+//! name the `http` crate knows is stored as its one-byte index in [`KNOWN`] (rebuilding it on a
+//! hit is a copy, not a parse); any other name is stored as its bytes. A hit rebuilds the
+//! `HeaderMap` it sends from the buffer; values are shared slices of it, not copies.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Header fields as stored, in their original order (repeated names stay separate fields).
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct StoredFields {
-    /// For each field: [`PREFIX`] bytes (sensitive flag, name length, value length), the name
-    /// bytes, then the value bytes.
+    /// One record per field: [`PREFIX`] bytes (flags, name code, value length as u32 LE);
+    /// for a [`CUSTOM`] name, its length (u16 LE) and bytes; then the value bytes.
     buf: Bytes,
     /// Number of records in `buf`.
     count: u32,
 }
 
-/// Bytes before each record's name: 1 flag byte, the name length (u16 LE) and the value
-/// length (u32 LE).
-const PREFIX: usize = 7;
+/// Bytes at the start of each record.
+const PREFIX: usize = 6;
+/// Flag bit: the value is sensitive (HPACK never-indexed).
 const SENSITIVE: u8 = 1;
+/// Name code of a name that is not in [`KNOWN`]: its bytes follow.
+const CUSTOM: u8 = u8::MAX;
+
+/// The names the `http` crate has constants for, indexed by their name code. Append only:
+/// the codes are not written to disk (the disk form is JSON), but keep them stable anyway.
+static KNOWN: [HeaderName; KNOWN_LEN] = [
+    header::ACCEPT,
+    header::ACCEPT_CHARSET,
+    header::ACCEPT_ENCODING,
+    header::ACCEPT_LANGUAGE,
+    header::ACCEPT_RANGES,
+    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    header::ACCESS_CONTROL_ALLOW_HEADERS,
+    header::ACCESS_CONTROL_ALLOW_METHODS,
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+    header::ACCESS_CONTROL_MAX_AGE,
+    header::ACCESS_CONTROL_REQUEST_HEADERS,
+    header::ACCESS_CONTROL_REQUEST_METHOD,
+    header::AGE,
+    header::ALLOW,
+    header::ALT_SVC,
+    header::AUTHORIZATION,
+    header::CACHE_CONTROL,
+    header::CACHE_STATUS,
+    header::CDN_CACHE_CONTROL,
+    header::CONNECTION,
+    header::CONTENT_DISPOSITION,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_LOCATION,
+    header::CONTENT_RANGE,
+    header::CONTENT_SECURITY_POLICY,
+    header::CONTENT_SECURITY_POLICY_REPORT_ONLY,
+    header::CONTENT_TYPE,
+    header::COOKIE,
+    header::DNT,
+    header::DATE,
+    header::ETAG,
+    header::EXPECT,
+    header::EXPIRES,
+    header::FORWARDED,
+    header::FROM,
+    header::HOST,
+    header::IF_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_NONE_MATCH,
+    header::IF_RANGE,
+    header::IF_UNMODIFIED_SINCE,
+    header::LAST_MODIFIED,
+    header::LINK,
+    header::LOCATION,
+    header::MAX_FORWARDS,
+    header::ORIGIN,
+    header::PRAGMA,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::PUBLIC_KEY_PINS,
+    header::PUBLIC_KEY_PINS_REPORT_ONLY,
+    header::RANGE,
+    header::REFERER,
+    header::REFERRER_POLICY,
+    header::REFRESH,
+    header::RETRY_AFTER,
+    header::SEC_WEBSOCKET_ACCEPT,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SERVER,
+    header::SET_COOKIE,
+    header::STRICT_TRANSPORT_SECURITY,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::USER_AGENT,
+    header::UPGRADE,
+    header::UPGRADE_INSECURE_REQUESTS,
+    header::VARY,
+    header::VIA,
+    header::WARNING,
+    header::WWW_AUTHENTICATE,
+    header::X_CONTENT_TYPE_OPTIONS,
+    header::X_DNS_PREFETCH_CONTROL,
+    header::X_FRAME_OPTIONS,
+    header::X_XSS_PROTECTION,
+];
+const KNOWN_LEN: usize = 81;
+
+/// A stored field's name: a known one or the bytes of another.
+#[derive(Clone, Copy)]
+enum Name<'a> {
+    Known(&'a HeaderName),
+    Custom(&'a [u8]),
+}
+
+impl Name<'_> {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Known(name) => name.as_str().as_bytes(),
+            Name::Custom(bytes) => bytes,
+        }
+    }
+
+    fn to_header_name(self) -> Option<HeaderName> {
+        match self {
+            Name::Known(name) => Some(name.clone()),
+            Name::Custom(bytes) => HeaderName::from_bytes(bytes).ok(),
+        }
+    }
+}
+
+fn code_of(name: &HeaderName) -> Option<u8> {
+    KNOWN
+        .iter()
+        .position(|known| known == name)
+        .and_then(|i| u8::try_from(i).ok())
+}
 
 impl StoredFields {
     /// The fields of `map`, copied into one exact-size buffer. Values hyper parsed are slices
@@ -30,27 +150,38 @@ impl StoredFields {
     /// A field too long to be described here (a name over 64 KiB or a value over 4 GiB,
     /// which no parser this proxy uses lets through) is left out.
     pub fn from_map(map: &HeaderMap) -> Self {
-        let lens = |name: &HeaderName, value: &HeaderValue| {
-            Some((
-                u16::try_from(name.as_str().len()).ok()?,
-                u32::try_from(value.len()).ok()?,
-            ))
+        // (name code, custom name length, value length) for each field that fits.
+        let shape = |name: &HeaderName, value: &HeaderValue| {
+            let value_len = u32::try_from(value.len()).ok()?;
+            match code_of(name) {
+                Some(code) => Some((code, None, value_len)),
+                None => Some((
+                    CUSTOM,
+                    Some(u16::try_from(name.as_str().len()).ok()?),
+                    value_len,
+                )),
+            }
         };
         let total: usize = map
             .iter()
-            .filter(|(n, v)| lens(n, v).is_some())
-            .map(|(n, v)| PREFIX + n.as_str().len() + v.len())
+            .filter_map(|(n, v)| {
+                let (_, custom, _) = shape(n, v)?;
+                Some(PREFIX + custom.map_or(0, |len| 2 + usize::from(len)) + v.len())
+            })
             .sum();
         let mut buf = BytesMut::with_capacity(total);
         let mut count = 0u32;
         for (name, value) in map {
-            let Some((name_len, value_len)) = lens(name, value) else {
+            let Some((code, custom, value_len)) = shape(name, value) else {
                 continue;
             };
-            buf.extend_from_slice(&[if value.is_sensitive() { SENSITIVE } else { 0 }]);
-            buf.extend_from_slice(&name_len.to_le_bytes());
+            let flags = if value.is_sensitive() { SENSITIVE } else { 0 };
+            buf.extend_from_slice(&[flags, code]);
             buf.extend_from_slice(&value_len.to_le_bytes());
-            buf.extend_from_slice(name.as_str().as_bytes());
+            if let Some(name_len) = custom {
+                buf.extend_from_slice(&name_len.to_le_bytes());
+                buf.extend_from_slice(name.as_str().as_bytes());
+            }
             buf.extend_from_slice(value.as_bytes());
             count = count.saturating_add(1);
         }
@@ -70,31 +201,38 @@ impl StoredFields {
         self.count == 0
     }
 
-    /// Bytes of the stored form (names, values and record prefixes).
+    /// Bytes of the stored form (record prefixes, custom names and values).
     pub fn bytes_len(&self) -> usize {
         self.buf.len()
     }
 
-    /// Each field as (name bytes, value range in `buf`, sensitive). `from_map` wrote every
-    /// record whole, so the walk never stops early in practice; a short record ends it.
-    fn raw(&self) -> impl Iterator<Item = (&[u8], std::ops::Range<usize>, bool)> + '_ {
+    /// Each field as (name, value range in `buf`, sensitive). `from_map` wrote every record
+    /// whole, so the walk never stops early in practice; a short or unknown record ends it.
+    fn raw(&self) -> impl Iterator<Item = (Name<'_>, std::ops::Range<usize>, bool)> + '_ {
         let mut at = 0usize;
         std::iter::from_fn(move || {
-            let &[flags, n0, n1, v0, v1, v2, v3] = self.buf.get(at..at + PREFIX)? else {
+            let &[flags, code, v0, v1, v2, v3] = self.buf.get(at..at + PREFIX)? else {
                 return None;
             };
-            let sensitive = flags & SENSITIVE != 0;
-            let name_len = usize::from(u16::from_le_bytes([n0, n1]));
-            let value_len = u32::from_le_bytes([v0, v1, v2, v3]);
-            let name_start = at + PREFIX;
-            let name_end = name_start + name_len;
-            let value_end = name_end.checked_add(usize::try_from(value_len).ok()?)?;
+            at += PREFIX;
+            let name = if code == CUSTOM {
+                let &[n0, n1] = self.buf.get(at..at + 2)? else {
+                    return None;
+                };
+                let start = at + 2;
+                at = start + usize::from(u16::from_le_bytes([n0, n1]));
+                Name::Custom(self.buf.get(start..at)?)
+            } else {
+                Name::Known(KNOWN.get(usize::from(code))?)
+            };
+            let value_len = usize::try_from(u32::from_le_bytes([v0, v1, v2, v3])).ok()?;
+            let value_end = at.checked_add(value_len)?;
             if value_end > self.buf.len() {
                 return None;
             }
+            let value = at..value_end;
             at = value_end;
-            let name = self.buf.get(name_start..name_end)?;
-            Some((name, name_end..value_end, sensitive))
+            Some((name, value, flags & SENSITIVE != 0))
         })
     }
 
@@ -108,10 +246,7 @@ impl StoredFields {
     /// practice; one that no longer parses would be left out rather than fail a hit.
     pub fn iter(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
         self.raw().filter_map(|(name, range, sensitive)| {
-            Some((
-                HeaderName::from_bytes(name).ok()?,
-                self.value(range, sensitive)?,
-            ))
+            Some((name.to_header_name()?, self.value(range, sensitive)?))
         })
     }
 
@@ -132,14 +267,14 @@ impl StoredFields {
     /// True if a field is named `name` (lowercase, as field names are stored).
     pub fn contains_key(&self, name: impl AsRef<str>) -> bool {
         let want = name.as_ref().as_bytes();
-        self.raw().any(|(n, _, _)| n == want)
+        self.raw().any(|(n, _, _)| n.as_bytes() == want)
     }
 
     /// The first value of `name` (lowercase, as field names are stored).
     pub fn get(&self, name: impl AsRef<str>) -> Option<HeaderValue> {
         let want = name.as_ref().as_bytes();
         self.raw()
-            .find(|(n, _, _)| *n == want)
+            .find(|(n, _, _)| n.as_bytes() == want)
             .and_then(|(_, range, sensitive)| self.value(range, sensitive))
     }
 }
@@ -207,12 +342,41 @@ mod tests {
             HeaderValue::from_maybe_shared(big.slice(0..4)).unwrap(),
         );
         let fields = StoredFields::from_map(&map);
-        assert_eq!(fields.bytes_len(), PREFIX + "etag".len() + 4);
+        assert_eq!(
+            fields.bytes_len(),
+            PREFIX + 4,
+            "a known name is stored as its code"
+        );
         let value = fields.get(&http::header::ETAG).unwrap();
         assert!(!big.as_ptr_range().contains(&value.as_bytes().as_ptr()));
         drop(map);
         drop(big);
         assert_eq!(value, "vvvv");
+    }
+
+    #[test]
+    fn every_known_name_is_stored_as_its_code_and_comes_back() {
+        for name in &KNOWN {
+            let mut map = HeaderMap::new();
+            map.insert(name.clone(), HeaderValue::from_static("v"));
+            let fields = StoredFields::from_map(&map);
+            assert_eq!(fields.bytes_len(), PREFIX + 1, "{name}");
+            assert_eq!(fields.to_map(), map, "{name}");
+        }
+        let distinct: std::collections::HashSet<_> = KNOWN.iter().collect();
+        assert_eq!(distinct.len(), KNOWN_LEN);
+        assert!(KNOWN_LEN < usize::from(CUSTOM));
+    }
+
+    #[test]
+    fn other_names_are_stored_as_their_bytes() {
+        let mut map = HeaderMap::new();
+        map.insert("x-custom", HeaderValue::from_static("abc"));
+        let fields = StoredFields::from_map(&map);
+        assert_eq!(fields.bytes_len(), PREFIX + 2 + "x-custom".len() + 3);
+        assert_eq!(fields.to_map(), map);
+        assert!(fields.contains_key("x-custom"));
+        assert!(!fields.contains_key("x-custo"));
     }
 
     #[test]
