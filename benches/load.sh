@@ -12,7 +12,9 @@
 # Usage: benches/load.sh            (REPS=5 SECS=10)
 #        REPS=3 SECS=5 benches/load.sh
 # Env:   REPS, SECS, CONNS (wrk connections, 50), CUTTLE2_CPUS (cores for cuttle --workers 2,
-#        default "0,1": this shares core 1 with wrk, so it is a rough scaling note only).
+#        default "0,1": this shares core 1 with wrk, so it is a rough scaling note only),
+#        OBJECTS (memory measurement, 100000), FILL_SECS (bound on each half of the fill, 60),
+#        MEMORY_ONLY=1 (only the memory measurement).
 # Output: a Markdown table on stdout (progress on stderr). Needs root for apt-get only.
 set -euo pipefail
 
@@ -160,12 +162,14 @@ start_cuttle_forward() {
   wait_port "$port"
 }
 
-# start_cuttle NAME WORKERS CPUS [CONFIG]
+# start_cuttle NAME WORKERS CPUS [CONFIG [CACHE_DIR]]: CACHE_DIR "none" keeps the config's
+# disk setting instead of passing --cache-dir.
 start_cuttle() {
-  local name=$1 workers=$2 cpus=$3 config=${4:-} port
+  local name=$1 workers=$2 cpus=$3 config=${4:-} cache_dir=${5:-$TMP/$1} port
   port=$(free_port)
   local args=(--listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT"
-    --workers "$workers" --cache-dir "$TMP/$name" --log-level warn)
+    --workers "$workers" --log-level warn)
+  [ "$cache_dir" != none ] && args+=(--cache-dir "$cache_dir")
   [ -n "$config" ] && args=(--config "$config" "${args[@]}")
   taskset -c "$cpus" "$CUTTLE" "${args[@]}" >/dev/null 2>"$TMP/$name.err" &
   started "$name" "$!" "$port"
@@ -394,6 +398,7 @@ log "building cuttle (cargo build --release)"
 declare -A PORT
 
 start_origin
+if [ "${MEMORY_ONLY:-0}" != 1 ]; then
 start_cuttle cuttle 1 0
 start_cuttle cuttle_w2 2 "$CUTTLE2_CPUS"
 start_cuttle_forward cuttle_fwd
@@ -482,12 +487,15 @@ done
 for n in "${!NOTRUN[@]}"; do
   log "not run: ${LABEL[$n]}: ${NOTRUN[$n]}"
 done
+fi # MEMORY_ONLY
 
 # ---------------------------------------------------------------------------------------------
 # Memory: RSS per cached 1 KiB object. A fresh cuttle with the memory tier only (no disk tier,
 # no access log) is filled with OBJECTS distinct 1 KiB objects (/obj/1../obj/N, each a miss that
-# is stored); its RSS growth divided by N is the cost of one object, and that minus the 1024
-# body bytes is the per-object overhead.
+# is stored), in two halves. Its RSS growth divided by N is the cost of one object including
+# start-up growth (allocator arenas, connection buffers); the growth over the second half divided
+# by its objects is the marginal cost of one more object. Either minus the 1024 body bytes is
+# the per-object overhead.
 OBJECTS=${OBJECTS:-100000}
 "$CUTTLE" --print-default-config | awk '
   /^\[/ { sect = $0 }
@@ -495,32 +503,41 @@ OBJECTS=${OBJECTS:-100000}
   sect == "[cache.memory]" && /^max_size/ { print "max_size = \"2 GiB\""; next }
   sect == "[log]" && /^access_log *=/ { print "access_log = \"none\""; next }
   { print }' >"$TMP/cuttle_mem.toml"
-start_cuttle cuttle_mem 1 0 "$TMP/cuttle_mem.toml"
+start_cuttle cuttle_mem 1 0 "$TMP/cuttle_mem.toml" none
 mem_url="http://127.0.0.1:${PORT[cuttle_mem]}"
 curl -s -o /dev/null "$mem_url/obj/0"
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-rss0=$(rss_kib "${PID[cuttle_mem]}")
-cat >"$TMP/fill.lua" <<EOF
-local n = 0
+# fill FIRST LAST: asks for /obj/FIRST+1../obj/LAST (wrk calls request() once per thread before
+# sending, so /obj/FIRST itself is never asked for); prints how many requests were sent.
+fill() {
+  cat >"$TMP/fill.lua" <<EOF
+local n = $1
 request = function()
   n = n + 1
-  if n > $OBJECTS then wrk.thread:stop() end
+  if n > $2 then wrk.thread:stop() end
   return wrk.format(nil, "/obj/" .. n)
 end
 EOF
+  # wrk keeps its clock running after the script stops sending, so the duration bounds the fill.
+  taskset -c 1 wrk -t1 -c10 -d"${FILL_SECS:-60}s" -s "$TMP/fill.lua" "$mem_url/" >"$TMP/fill.out" 2>&1 || true
+  awk '/requests in/ {print $1}' "$TMP/fill.out"
+}
+half=$((OBJECTS / 2))
 log "memory: filling cuttle with $OBJECTS objects of 1 KiB"
-# wrk keeps its clock running after the script stops sending, so the duration bounds the fill.
-taskset -c 1 wrk -t1 -c10 -d"${FILL_SECS:-60}s" -s "$TMP/fill.lua" "$mem_url/" >"$TMP/fill.out" 2>&1 || true
+rss0=$(rss_kib "${PID[cuttle_mem]}")
+sent1=$(fill 0 "$half")
 sleep 1
 rss1=$(rss_kib "${PID[cuttle_mem]}")
-sent=$(awk '/requests in/ {print $1}' "$TMP/fill.out")
-[ -n "$sent" ] && [ "$sent" -lt "$OBJECTS" ] && OBJECTS=$sent
-# wrk calls request() once per thread before sending, so /obj/1 is never asked for: the first
-# object actually stored is /obj/2.
+sent2=$(fill "$half" "$OBJECTS")
+sleep 1
+rss2=$(rss_kib "${PID[cuttle_mem]}")
 first=$(curl -s -D - -o /dev/null "$mem_url/obj/2" | tr -d '\r' | grep -i '^cache-status:' || true)
 last=$(curl -s -D - -o /dev/null "$mem_url/obj/$OBJECTS" | tr -d '\r' | grep -i '^cache-status:' || true)
 echo
-echo "Memory tier, $OBJECTS objects of 1 KiB: RSS $((rss0 / 1024)) MiB -> $((rss1 / 1024)) MiB," \
-  "$(awk -v a="$rss0" -v b="$rss1" -v n="$OBJECTS" 'BEGIN {
-    per = (b - a) * 1024 / n; printf "%.0f bytes per object, %.0f beyond the 1024-byte body", per, per - 1024 }')."
+echo "Memory tier, $((sent1 + sent2)) objects of 1 KiB: RSS $((rss0 / 1024)) MiB -> $((rss1 / 1024)) MiB" \
+  "(after $sent1) -> $((rss2 / 1024)) MiB;" \
+  "$(awk -v a="$rss0" -v c="$rss2" -v n="$((sent1 + sent2))" 'BEGIN {
+    per = (c - a) * 1024 / n; printf "%.0f bytes per object overall (%.0f beyond the 1024-byte body)", per, per - 1024 }')," \
+  "$(awk -v b="$rss1" -v c="$rss2" -v n="$sent2" 'BEGIN {
+    per = (c - b) * 1024 / n; printf "%.0f bytes per object over the second half (%.0f beyond the body)", per, per - 1024 }')."
 echo "Check: /obj/2 -> ${first:-no Cache-Status}; /obj/$OBJECTS -> ${last:-no Cache-Status}."
