@@ -14,7 +14,8 @@
 # Env:   REPS, SECS, CONNS (wrk connections, 50), CUTTLE2_CPUS (cores for cuttle --workers 2,
 #        default "0,1": this shares core 1 with wrk, so it is a rough scaling note only),
 #        OBJECTS (memory measurement, 100000), FILL_SECS (bound on each half of the fill, 60),
-#        MEMORY_ONLY=1 (only the memory measurement).
+#        MEMORY_ONLY=1 (only the memory measurement), ROW_FILTER (run only the rows whose label
+#        contains this text, e.g. "miss"; the memory measurement still runs).
 # Output: a Markdown table on stdout (progress on stderr). Needs root for apt-get only.
 set -euo pipefail
 
@@ -434,6 +435,7 @@ echo "| row | proxy | median req/s (min-max) | MiB/s | p50 ms | p99 ms | proxy C
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for spec in "${ROWS[@]}"; do
   IFS='|' read -r row path peers <<<"$spec"
+  [[ "$row" == *"${ROW_FILTER:-}"* ]] || continue
   read -r -a names <<<"$peers"
   declare -A NOTE=() RPS=() MIBS=() P50S=() P99S=() CPUS=() ERRS=()
   for n in "${names[@]}"; do

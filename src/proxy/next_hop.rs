@@ -306,7 +306,12 @@ async fn send_to_group(
     host_header: &HostHeader,
     client_host: &Authority,
 ) -> Result<Upstreamed, Error> {
-    let key = out.uri.to_string();
+    // Only `hash` balancing looks at the key, so only it pays for rendering the URI.
+    let key = if group.needs_hash_key() {
+        out.uri.to_string()
+    } else {
+        String::new()
+    };
     let candidates = group.candidates(out.client, &key, random());
     let has_body = out.body.as_ref().is_some_and(|b| !b.is_end_stream());
     let idempotent = matches!(
@@ -328,14 +333,14 @@ async fn send_to_group(
     let path_and_query = out
         .uri
         .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     let total = candidates.len().min(attempts);
     // TLS groups are reached over https on their own client (so their own pool).
     let scheme = if group.config.tls.is_some() {
-        "https"
+        http::uri::Scheme::HTTPS
     } else {
-        "http"
+        http::uri::Scheme::HTTP
     };
     let client = shared.upstream_for(group);
     for (attempt, index) in candidates.into_iter().take(attempts).enumerate() {
@@ -343,14 +348,19 @@ async fn send_to_group(
             continue;
         };
         let address = server.config.address.clone();
-        let uri: Uri = format!("{scheme}://{address}{path_and_query}")
-            .parse()
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!("bad upstream address `{address}`"),
-                )
-            })?;
+        let bad_address = || {
+            Error::new(
+                ErrorKind::Internal,
+                format!("bad upstream address `{address}`"),
+            )
+        };
+        let authority = server.authority.clone().ok_or_else(bad_address)?;
+        let uri = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority)
+            .path_and_query(path_and_query.clone())
+            .build()
+            .map_err(|_| bad_address())?;
         let host = match host_header {
             HostHeader::Preserve => HeaderValue::from_str(client_host.as_str()),
             HostHeader::Upstream => HeaderValue::from_str(&address),
@@ -358,16 +368,21 @@ async fn send_to_group(
         }
         .map_err(|_| Error::new(ErrorKind::InvalidRequest, "invalid Host"))?;
         let guard = group.begin(index);
+        let is_last = attempt + 1 >= total;
         let attempt_out = Outgoing {
             method: out.method.clone(),
             uri: out.uri.clone(),
             version: out.version,
-            headers: out.headers.clone(),
+            // The last attempt takes the fields; earlier ones keep them for a retry.
+            headers: if is_last {
+                std::mem::take(&mut out.headers)
+            } else {
+                out.headers.clone()
+            },
             body: out.body.take(),
             client: out.client,
             target: Target::Origin,
         };
-        let is_last = attempt + 1 >= total;
         match send_once(shared, client, attempt_out, uri, host).await {
             Ok(mut up) => {
                 let status = up.parts.status.as_u16();

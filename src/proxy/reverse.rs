@@ -200,12 +200,10 @@ pub(super) fn add_forwarding_fields(
     authority: &Authority,
     headers: &mut http::HeaderMap,
 ) {
+    const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
     let proto = if tls { "https" } else { "http" };
     if reverse.x_forwarded_proto {
-        headers.insert(
-            http::HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static(proto),
-        );
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if reverse.forwarded {
         // RFC 7239 §6: IPv6 addresses are quoted and bracketed.
@@ -222,27 +220,35 @@ pub(super) fn add_forwarding_fields(
         element.push_str(";proto=");
         element.push_str(proto);
         element.push_str(";host=");
-        element.push_str(&quote_if_needed(authority.as_str()));
+        push_token_or_quoted(&mut element, authority.as_str());
         let combined = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
             Some(previous) => format!("{previous}, {element}"),
             None => element,
         };
-        if let Ok(value) = HeaderValue::from_str(&combined) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(combined)) {
             headers.insert(header::FORWARDED, value);
         }
     }
 }
 
-/// RFC 7239 values are tokens or quoted strings; `host:port` needs quotes.
-fn quote_if_needed(value: &str) -> String {
+/// RFC 7239 §4 values are tokens or quoted strings; `host:port` needs quotes. Appends `value`
+/// to `out` as a token when it is one, else quoted with `\\` and `"` escaped.
+fn push_token_or_quoted(out: &mut String, value: &str) {
     if value
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     {
-        value.to_owned()
-    } else {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+        out.push_str(value);
+        return;
     }
+    out.push('"');
+    for ch in value.chars() {
+        if ch == '\\' || ch == '"' {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -280,7 +286,13 @@ mod tests {
 
     #[test]
     fn forwarded_values_are_quoted_when_needed() {
-        assert_eq!(quote_if_needed("example.com"), "example.com");
-        assert_eq!(quote_if_needed("example.com:8080"), "\"example.com:8080\"");
+        let quoted = |value: &str| {
+            let mut out = String::from("host=");
+            push_token_or_quoted(&mut out, value);
+            out
+        };
+        assert_eq!(quoted("example.com"), "host=example.com");
+        assert_eq!(quoted("example.com:8080"), "host=\"example.com:8080\"");
+        assert_eq!(quoted("a\"b\\c"), "host=\"a\\\"b\\\\c\"");
     }
 }

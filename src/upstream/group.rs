@@ -65,6 +65,9 @@ pub struct GroupConfig {
 #[derive(Debug)]
 pub struct ServerState {
     pub config: ServerConfig,
+    /// `config.address` parsed once, for building request URIs; `None` if it does not parse
+    /// (config validation rejects such addresses, so only a hand-built config gets one).
+    pub authority: Option<http::uri::Authority>,
     /// Requests in flight to this server.
     active: AtomicU32,
     /// Failures in the current `fail_timeout` window and when it started (ms after `origin`).
@@ -118,6 +121,7 @@ impl Group {
             .servers
             .iter()
             .map(|s| ServerState {
+                authority: s.address.parse().ok(),
                 config: s.clone(),
                 active: AtomicU32::new(0),
                 fails: AtomicU32::new(0),
@@ -144,6 +148,11 @@ impl Group {
             s.check_ok.load(Ordering::Relaxed)
                 && self.now_ms() >= s.banned_until_ms.load(Ordering::Relaxed)
         })
+    }
+
+    /// True if [`candidates`](Self::candidates) uses its `hash_key` (so callers build it only then).
+    pub fn needs_hash_key(&self) -> bool {
+        self.config.algorithm == Algorithm::Hash
     }
 
     /// Servers to try for a request, best first.
