@@ -13,7 +13,7 @@ use http::{Method, Version};
 /// Fields that belong to one connection only. RFC 9110 §7.6.1: "intermediaries SHOULD remove or
 /// replace fields that are known to require removal before forwarding ... Proxy-Connection,
 /// Keep-Alive, TE, Transfer-Encoding, Upgrade". `Trailer` describes this hop's framing too.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_LEN] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
@@ -22,6 +22,10 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+const HOP_BY_HOP_LEN: usize = 7;
+/// Where `Connection` and `Transfer-Encoding` sit in [`HOP_BY_HOP`].
+const CONNECTION_AT: usize = 0;
+const TRANSFER_ENCODING_AT: usize = 5;
 
 /// Removes hop-by-hop fields: those named in `Connection`, then the fixed list above.
 ///
@@ -30,17 +34,23 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// trailer field(s) from the message with the same name as the connection-option, and then remove
 /// the Connection header field itself".
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the names settles that without a hash
-    // lookup per listed field.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names finds which of the fixed fields are present, so only those pay
+    // a hash lookup to be removed; most messages carry none or just `Connection`.
+    let mut present = [false; HOP_BY_HOP_LEN];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
     // RFC 9112 §6.3: with both, "Transfer-Encoding overrides the Content-Length" and an
     // intermediary "MUST remove the received Content-Length field prior to forwarding".
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if present[TRANSFER_ENCODING_AT] {
         headers.remove(header::CONTENT_LENGTH);
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present[CONNECTION_AT] {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -57,7 +67,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
         headers.remove(name);
     }
 }
@@ -315,6 +325,12 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_positions_name_their_fields() {
+        assert_eq!(HOP_BY_HOP[CONNECTION_AT], header::CONNECTION);
+        assert_eq!(HOP_BY_HOP[TRANSFER_ENCODING_AT], header::TRANSFER_ENCODING);
+    }
 
     #[test]
     fn http2_cookie_fields_are_joined_with_semicolon_space() {
