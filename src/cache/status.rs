@@ -78,22 +78,12 @@ impl CacheStatus {
 
     /// Renders our member, named `cache`.
     ///
-    /// A plain hit (the hot path) is rendered from a per-thread template: sfv serialises
-    /// `<cache>;hit;ttl=0;detail=<detail>` once, and each hit splices its `ttl` in, written the
-    /// way sfv writes an Integer (RFC 9651 §4.1.4: optional `-`, then decimal digits).
+    /// This runs on every response, so sfv serialises each *shape* of member once per thread
+    /// (everything but the two Integers, `fwd-status` and `ttl`, which it renders as 0) and each
+    /// response splices its numbers into that template, written the way sfv writes an Integer
+    /// (RFC 9651 §4.1.4: optional `-`, then decimal digits).
     pub fn render(&self, cache: &str) -> Option<String> {
-        if let (true, None, None, Some(ttl), false, None, Some(detail)) = (
-            self.hit,
-            self.fwd,
-            self.fwd_status,
-            self.ttl,
-            self.stored,
-            self.collapsed,
-            self.detail,
-        ) {
-            return render_hit(cache, ttl, detail);
-        }
-        self.render_with_sfv(cache)
+        render_from_template(self, cache)
     }
 
     /// Renders our member through sfv, field by field.
@@ -163,49 +153,71 @@ impl CacheStatus {
 /// The largest magnitude an sfv Integer may have (RFC 9651 §3.3.1: at most 15 digits).
 const MAX_INTEGER: i64 = 999_999_999_999_999;
 
-/// A hit member from its template; see [`CacheStatus::render`].
-fn render_hit(cache: &str, ttl: i64, detail: &'static str) -> Option<String> {
+/// Our member from its shape's template; see [`CacheStatus::render`].
+fn render_from_template(status: &CacheStatus, cache: &str) -> Option<String> {
     use std::cell::RefCell;
-    /// (cache name, detail) -> the text before and after the ttl digits.
-    type Templates = Vec<(String, &'static str, String, String)>;
+    /// (cache name, shape) -> the shape rendered by sfv, cut where its numbers go.
+    type Templates = Vec<(String, CacheStatus, Vec<String>)>;
     thread_local! {
         static TEMPLATES: RefCell<Templates> = const { RefCell::new(Vec::new()) };
     }
+    // sfv writes parameters in the order they were added: fwd-status before ttl.
+    let numbers = [status.fwd_status.map(i64::from), status.ttl];
+    let shape = CacheStatus {
+        fwd_status: status.fwd_status.map(|_| 0),
+        ttl: status.ttl.map(|_| 0),
+        ..status.clone()
+    };
     TEMPLATES.with(|cell| {
         let mut templates = cell.borrow_mut();
         let found = templates
             .iter()
-            .position(|(name, d, _, _)| name == cache && *d == detail);
+            .position(|(name, s, _)| *s == shape && name == cache);
         let index = match found {
             Some(index) => index,
             None => {
-                let sample = CacheStatus::hit(0, detail).render_with_sfv(cache)?;
-                // Neither a token nor a key can hold `;` or `=`, so this marker occurs once.
-                let at = sample.find(";ttl=0")? + ";ttl=".len();
-                let (before, after) = sample.split_at(at);
-                let after = after.strip_prefix('0')?;
-                // Bounded: a handful of (name, detail) pairs exist in one configuration.
-                if templates.len() >= 16 {
+                let pieces = template_pieces(&shape.render_with_sfv(cache)?, &shape)?;
+                // Bounded: a few dozen shapes exist (hit/forward reasons × flags × details).
+                if templates.len() >= 64 {
                     templates.clear();
                 }
-                templates.push((
-                    cache.to_owned(),
-                    detail,
-                    before.to_owned(),
-                    after.to_owned(),
-                ));
+                templates.push((cache.to_owned(), shape, pieces));
                 templates.len() - 1
             }
         };
-        let (_, _, before, after) = templates.get(index)?;
+        let (_, _, pieces) = templates.get(index)?;
+        let mut pieces = pieces.iter();
+        let mut out = String::with_capacity(64);
+        out.push_str(pieces.next()?);
         let mut digits = itoa::Buffer::new();
-        let digits = digits.format(ttl.clamp(-MAX_INTEGER, MAX_INTEGER));
-        let mut out = String::with_capacity(before.len() + digits.len() + after.len());
-        out.push_str(before);
-        out.push_str(digits);
-        out.push_str(after);
+        for value in numbers.into_iter().flatten() {
+            out.push_str(digits.format(value.clamp(-MAX_INTEGER, MAX_INTEGER)));
+            out.push_str(pieces.next()?);
+        }
         Some(out)
     })
+}
+
+/// `rendered` (a shape whose Integers are 0) cut around those zeros: one more piece than
+/// numbers. Neither a token nor a key can hold `;` or `=`, so each marker occurs once.
+fn template_pieces(rendered: &str, shape: &CacheStatus) -> Option<Vec<String>> {
+    let markers = [
+        (";fwd-status=", shape.fwd_status.is_some()),
+        (";ttl=", shape.ttl.is_some()),
+    ];
+    let mut pieces = Vec::with_capacity(3);
+    let mut rest = rendered;
+    for (marker, present) in markers {
+        if !present {
+            continue;
+        }
+        let at = rest.find(marker)? + marker.len();
+        let (before, after) = rest.split_at(at);
+        pieces.push(before.to_owned());
+        rest = after.strip_prefix('0')?;
+    }
+    pieces.push(rest.to_owned());
+    Some(pieces)
 }
 
 #[cfg(test)]
@@ -245,19 +257,65 @@ mod tests {
     }
 
     #[test]
-    fn hit_template_renders_exactly_what_sfv_renders() {
-        for name in ["cuttle", "edge-1", "a.b_c"] {
-            for detail in ["memory", "disk", "stale-while-revalidate", "max-stale"] {
-                for ttl in [0, 1, -1, 42, -3600, 86_400, i64::MAX, i64::MIN] {
-                    let status = CacheStatus::hit(ttl, detail);
-                    assert_eq!(
-                        status.render(name),
-                        status.render_with_sfv(name),
-                        "{name} {detail} {ttl}"
-                    );
+    fn templates_render_exactly_what_sfv_renders() {
+        let fwds = [
+            None,
+            Some(Fwd::Bypass),
+            Some(Fwd::Method),
+            Some(Fwd::UriMiss),
+            Some(Fwd::VaryMiss),
+            Some(Fwd::Miss),
+            Some(Fwd::Request),
+            Some(Fwd::Stale),
+            Some(Fwd::Partial),
+        ];
+        let ttls = [
+            None,
+            Some(0),
+            Some(-1),
+            Some(42),
+            Some(i64::MAX),
+            Some(i64::MIN),
+        ];
+        let details = [
+            None,
+            Some("memory"),
+            Some("stale-while-revalidate"),
+            Some("not a token"),
+        ];
+        let mut checked = 0;
+        for name in [
+            "cuttle", "edge-1", "a.b_c", "*x", "a:b/c", "Bad Name", "1abc", "",
+        ] {
+            for (hit, stored) in [(false, false), (false, true), (true, false), (true, true)] {
+                for fwd in fwds {
+                    for fwd_status in [None, Some(304), Some(0), Some(u16::MAX)] {
+                        for ttl in ttls {
+                            for collapsed in [None, Some(true), Some(false)] {
+                                for detail in details {
+                                    let status = CacheStatus {
+                                        hit,
+                                        fwd,
+                                        fwd_status,
+                                        ttl,
+                                        stored,
+                                        collapsed,
+                                        detail,
+                                    };
+                                    assert_eq!(
+                                        status.render(name),
+                                        status.render_with_sfv(name),
+                                        "{name} {status:?}"
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
+        assert_eq!(checked, 8 * 4 * 9 * 4 * 6 * 3 * 4);
         assert_eq!(CacheStatus::hit(5, "memory").render("Bad Name"), None);
     }
 }
