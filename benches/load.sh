@@ -509,8 +509,9 @@ start_cuttle cuttle_mem 1 0 "$TMP/cuttle_mem.toml" none
 mem_url="http://127.0.0.1:${PORT[cuttle_mem]}"
 curl -s -o /dev/null "$mem_url/obj/0"
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-# fill FIRST LAST: asks for /obj/FIRST+1../obj/LAST (wrk calls request() once per thread before
-# sending, so /obj/FIRST itself is never asked for); prints how many requests were sent.
+# fill FIRST LAST: asks for /obj/FIRST+2../obj/LAST (wrk calls request() once per thread before
+# sending and drops that one, so /obj/FIRST+1 is never asked for); prints how many requests
+# were sent (0 if wrk printed no count).
 fill() {
   cat >"$TMP/fill.lua" <<EOF
 local n = $1
@@ -522,7 +523,7 @@ end
 EOF
   # wrk keeps its clock running after the script stops sending, so the duration bounds the fill.
   taskset -c 1 wrk -t1 -c10 -d"${FILL_SECS:-60}s" -s "$TMP/fill.lua" "$mem_url/" >"$TMP/fill.out" 2>&1 || true
-  awk '/requests in/ {print $1}' "$TMP/fill.out"
+  awk '/requests in/ {n = $1} END {print n + 0}' "$TMP/fill.out"
 }
 half=$((OBJECTS / 2))
 log "memory: filling cuttle with $OBJECTS objects of 1 KiB"
@@ -539,7 +540,9 @@ echo
 echo "Memory tier, $((sent1 + sent2)) objects of 1 KiB: RSS $((rss0 / 1024)) MiB -> $((rss1 / 1024)) MiB" \
   "(after $sent1) -> $((rss2 / 1024)) MiB;" \
   "$(awk -v a="$rss0" -v c="$rss2" -v n="$((sent1 + sent2))" 'BEGIN {
+    if (n == 0) { printf "no objects sent"; exit }
     per = (c - a) * 1024 / n; printf "%.0f bytes per object overall (%.0f beyond the 1024-byte body)", per, per - 1024 }')," \
   "$(awk -v b="$rss1" -v c="$rss2" -v n="$sent2" 'BEGIN {
+    if (n == 0) { printf "no objects sent in the second half"; exit }
     per = (c - b) * 1024 / n; printf "%.0f bytes per object over the second half (%.0f beyond the body)", per, per - 1024 }')."
 echo "Check: /obj/2 -> ${first:-no Cache-Status}; /obj/$OBJECTS -> ${last:-no Cache-Status}."

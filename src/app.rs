@@ -40,7 +40,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     drain: std::time::Duration,
     listeners: Vec<JoinHandle<()>>,
-    log_writer: Option<JoinHandle<()>>,
+    log_writer: Option<crate::log::access::Writer>,
     shared: Option<Arc<Shared>>,
 }
 
@@ -180,10 +180,11 @@ impl Server {
         {
             tracing::warn!(after = ?self.drain, "shutdown: connections still open; they end with the runtime");
         }
-        // The access-log writer ends when the last sender (inside `Shared`) is dropped.
+        // The access-log writer ends when the last sender (inside `Shared`) is dropped; a
+        // connection still open past the drain may hold one, so its batch is written now.
         self.shared = None;
         if let Some(writer) = self.log_writer.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+            writer.finish(std::time::Duration::from_secs(2)).await;
         }
     }
 }

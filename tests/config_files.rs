@@ -192,6 +192,19 @@ fn reverse_config_errors_name_their_keys() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("upstream.a.servers[0]"), "{e}");
+    // host:port in shape, but not an authority a request URI can carry.
+    for bad in ["a b:80", "a/b:80"] {
+        let e = config::load_str(
+            "r.toml",
+            &format!("[upstream.a]\nservers = [{{ address = \"{bad}\" }}]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("upstream.a.servers[0]") && e.contains(bad),
+            "{e}"
+        );
+    }
     let e = config::load_str(
         "r.toml",
         "[[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n",

@@ -19,7 +19,8 @@ pub use fields::StoredFields;
 /// Version tag of the JSON form; bump it when the layout changes.
 const VERSION: u64 = 1;
 
-/// Bytes charged per header field on top of name and value, as HPACK does (RFC 7541 §4.1).
+/// Bytes charged per header field on top of its stored bytes, as HPACK does (RFC 7541 §4.1).
+/// (A known name is stored as a one-byte code, so it is charged the overhead only.)
 const FIELD_OVERHEAD: u64 = 32;
 
 /// A response head as stored in the cache.
@@ -137,6 +138,10 @@ impl StoredHead {
         let list = field(obj, "headers")?
             .as_array()
             .ok_or(MetaError::Malformed("headers"))?;
+        // A damaged index entry must not reach the map's size limit (it panics past it).
+        if list.len() > fields::MAX_FIELDS {
+            return Err(MetaError::Malformed("headers"));
+        }
         let mut headers = HeaderMap::with_capacity(list.len());
         for pair in list {
             let (name, value) = header_from_json(pair).ok_or(MetaError::Malformed("headers"))?;

@@ -202,7 +202,9 @@ fn build_groups(
                 Seg::Key("servers"),
                 Seg::Index(i),
             ];
-            if crate::upstream::health::split_address(&s.address).is_none() {
+            if crate::upstream::health::split_address(&s.address).is_none()
+                || s.address.parse::<http::uri::Authority>().is_err()
+            {
                 return Err(cx.err(&here, format!("`{}` is not host:port", s.address)));
             }
             if s.weight == 0 {

@@ -192,13 +192,31 @@ impl AccessLog {
     }
 }
 
+/// The running writer task: [`finish`](Self::finish) it at shutdown.
+#[derive(Debug)]
+pub struct Writer {
+    task: JoinHandle<()>,
+    /// Set at shutdown: write what is batched now, and every later batch at once.
+    hurry: tokio::sync::watch::Sender<bool>,
+}
+
+impl Writer {
+    /// Writes the pending batch now and waits up to `wait` for the task, which ends once every
+    /// [`AccessLog`] sender is gone. Lines logged after this are written without delay, so a
+    /// request still finishing when the wait runs out has its line written as soon as it logs.
+    pub async fn finish(self, wait: Duration) {
+        let _ = self.hurry.send(true);
+        let _ = tokio::time::timeout(wait, self.task).await;
+    }
+}
+
 /// Opens `target` and starts the writer task, which writes a line at most `flush_every` after
-/// it was logged. The task ends (after a final write) once every [`AccessLog`] clone of the
-/// sender is dropped.
+/// it was logged (sooner once [`Writer::finish`] is called). The task ends (after a final write)
+/// once every [`AccessLog`] clone of the sender is dropped.
 pub async fn start(
     target: &Target,
     flush_every: Duration,
-) -> std::io::Result<(AccessLog, Option<JoinHandle<()>>)> {
+) -> std::io::Result<(AccessLog, Option<Writer>)> {
     let sink: Box<dyn AsyncWrite + Send + Unpin> = match target {
         Target::None => return Ok((AccessLog::disabled(), None)),
         Target::Stdout => Box::new(tokio::io::stdout()),
@@ -215,13 +233,14 @@ pub async fn start(
         ),
     };
     let (tx, rx) = mpsc::channel(QUEUE);
-    let handle = tokio::spawn(write_loop(rx, sink, flush_every));
+    let (hurry, hurry_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(write_loop(rx, sink, flush_every, hurry_rx));
     Ok((
         AccessLog {
             tx: Some(tx),
             dropped: AtomicU64::new(0),
         },
-        Some(handle),
+        Some(Writer { task, hurry }),
     ))
 }
 
@@ -236,6 +255,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<AccessRecord>,
     mut sink: Box<dyn AsyncWrite + Send + Unpin>,
     flush_every: Duration,
+    mut hurry: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch = String::with_capacity(BATCH_BYTES);
     let mut open = true;
@@ -244,7 +264,12 @@ async fn write_loop(
             break;
         };
         format_squid(&rec, &mut batch);
-        let flush_at = tokio::time::sleep(flush_every);
+        let wait = if *hurry.borrow() {
+            Duration::ZERO
+        } else {
+            flush_every
+        };
+        let flush_at = tokio::time::sleep(wait);
         tokio::pin!(flush_at);
         while batch.len() < BATCH_BYTES {
             // Records already queued join the batch even when it is due (`biased`).
@@ -258,6 +283,8 @@ async fn write_loop(
                     }
                 },
                 () = &mut flush_at => break,
+                // Shutdown: the batch goes out now (a dropped sender ends the wait too).
+                _ = hurry.wait_for(|now| *now) => break,
             }
         }
         if let Err(e) = sink.write_all(batch.as_bytes()).await {
@@ -379,10 +406,12 @@ mod tests {
     async fn a_burst_is_one_write_at_its_flush_time_and_closing_writes_the_rest() {
         let sink = Recorder::default();
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (_hurry, calm) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(write_loop(
             rx,
             Box::new(sink.clone()),
             Duration::from_millis(500),
+            calm,
         ));
         let start = tokio::time::Instant::now();
         for _ in 0..100 {
@@ -414,10 +443,12 @@ mod tests {
     async fn a_full_batch_is_written_before_its_flush_time() {
         let sink = Recorder::default();
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (_hurry, calm) = tokio::sync::watch::channel(false);
         tokio::spawn(write_loop(
             rx,
             Box::new(sink.clone()),
             Duration::from_secs(60),
+            calm,
         ));
         let per_batch = BATCH_BYTES.div_ceil(line_len());
         for _ in 0..per_batch {
@@ -433,7 +464,8 @@ mod tests {
     async fn zero_flush_time_writes_each_batch_at_once() {
         let sink = Recorder::default();
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(rx, Box::new(sink.clone()), Duration::ZERO));
+        let (_hurry, calm) = tokio::sync::watch::channel(false);
+        tokio::spawn(write_loop(rx, Box::new(sink.clone()), Duration::ZERO, calm));
         tx.try_send(record()).unwrap();
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
@@ -445,5 +477,36 @@ mod tests {
         let writes = sink.writes();
         assert_eq!(writes.len(), 2, "{writes:?}");
         assert_eq!(writes[1].1, 2 * line_len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finishing_writes_the_pending_batch_at_once_and_later_lines_without_delay() {
+        let sink = Recorder::default();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (hurry, hurry_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(write_loop(
+            rx,
+            Box::new(sink.clone()),
+            Duration::from_secs(60),
+            hurry_rx,
+        ));
+        let writer = Writer { task, hurry };
+        tx.try_send(record()).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(sink.writes().is_empty());
+        let start = tokio::time::Instant::now();
+        // The sender is still alive (a request still finishing): finishing must not wait for
+        // the 60 s flush time, only for its own bound.
+        writer.finish(Duration::from_millis(100)).await;
+        let writes = sink.writes();
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        assert_eq!(writes[0].0, start, "written at once");
+        tx.try_send(record()).unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            sink.writes().len(),
+            2,
+            "a late line is written without delay"
+        );
     }
 }

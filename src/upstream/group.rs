@@ -66,7 +66,7 @@ pub struct GroupConfig {
 pub struct ServerState {
     pub config: ServerConfig,
     /// `config.address` parsed once, for building request URIs; `None` if it does not parse
-    /// (config validation rejects such addresses, so only a hand-built config gets one).
+    /// (config loading rejects such addresses, so only a config built in code can get one).
     pub authority: Option<http::uri::Authority>,
     /// Requests in flight to this server.
     active: AtomicU32,

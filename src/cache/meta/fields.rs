@@ -20,6 +20,10 @@ pub struct StoredFields {
     count: u32,
 }
 
+/// At most this many fields are kept: a `HeaderMap` panics past 32 768 entries, and a
+/// served head adds a few. hyper lets no more than 100 through from an upstream.
+pub const MAX_FIELDS: usize = 16 * 1024;
+
 /// Bytes at the start of each record.
 const PREFIX: usize = 6;
 /// Flag bit: the value is sensitive (HPACK never-indexed).
@@ -148,7 +152,8 @@ impl StoredFields {
     /// The fields of `map`, copied into one exact-size buffer. Values hyper parsed are slices
     /// of a connection's read buffer (8 KiB and up), so keeping them would keep that alive.
     /// A field too long to be described here (a name over 64 KiB or a value over 4 GiB,
-    /// which no parser this proxy uses lets through) is left out.
+    /// which no parser this proxy uses lets through) is left out, and so is every field past
+    /// [`MAX_FIELDS`].
     pub fn from_map(map: &HeaderMap) -> Self {
         // (name code, custom name length, value length) for each field that fits.
         let shape = |name: &HeaderName, value: &HeaderValue| {
@@ -164,6 +169,7 @@ impl StoredFields {
         };
         let total: usize = map
             .iter()
+            .take(MAX_FIELDS)
             .filter_map(|(n, v)| {
                 let (_, custom, _) = shape(n, v)?;
                 Some(PREFIX + custom.map_or(0, |len| 2 + usize::from(len)) + v.len())
@@ -171,7 +177,7 @@ impl StoredFields {
             .sum();
         let mut buf = BytesMut::with_capacity(total);
         let mut count = 0u32;
-        for (name, value) in map {
+        for (name, value) in map.iter().take(MAX_FIELDS) {
             let Some((code, custom, value_len)) = shape(name, value) else {
                 continue;
             };
@@ -252,9 +258,14 @@ impl StoredFields {
 
     /// The fields as a map, with room for `extra` more names (the ones a hit adds).
     pub fn to_map_with_room(&self, extra: usize) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.len().saturating_add(extra));
+        // `with_capacity` and `append` panic past the map's size limit. `from_map` stores at
+        // most [`MAX_FIELDS`], far below it, so the fallbacks here are only belts and braces.
+        let mut map =
+            HeaderMap::try_with_capacity(self.len().saturating_add(extra)).unwrap_or_default();
         for (name, value) in self.iter() {
-            map.append(name, value);
+            if map.try_append(name, value).is_err() {
+                break;
+            }
         }
         map
     }
@@ -391,6 +402,19 @@ mod tests {
         );
         assert_eq!(fields.get(&http::header::VARY), None);
         assert!(StoredFields::default().is_empty());
+    }
+
+    #[test]
+    fn keeps_at_most_max_fields_so_the_rebuilt_map_cannot_overflow() {
+        let mut map = HeaderMap::new();
+        for _ in 0..MAX_FIELDS + 10 {
+            map.append("x-many", HeaderValue::from_static("1"));
+        }
+        let fields = StoredFields::from_map(&map);
+        assert_eq!(fields.len(), MAX_FIELDS);
+        let mut rebuilt = fields.to_map_with_room(3);
+        assert_eq!(rebuilt.len(), MAX_FIELDS);
+        rebuilt.insert(http::header::AGE, HeaderValue::from_static("1"));
     }
 
     #[test]

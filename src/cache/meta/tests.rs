@@ -46,6 +46,19 @@ fn survives_a_trip_through_text() {
 }
 
 #[test]
+fn rejects_a_head_with_more_fields_than_a_map_can_hold() {
+    let mut json = sample().to_json();
+    let many: Vec<Value> = (0..=fields::MAX_FIELDS)
+        .map(|_| json!(["x-many", "1"]))
+        .collect();
+    json["headers"] = Value::Array(many);
+    assert_eq!(
+        StoredHead::from_json(&json),
+        Err(MetaError::Malformed("headers"))
+    );
+}
+
+#[test]
 fn rejects_other_versions() {
     let mut json = sample().to_json();
     json["v"] = json!(2);
