@@ -215,17 +215,26 @@ EOF
   wait_port "$port"
 }
 
+# launch_daemon NAME DIR PIDFILE PORT CMD...: runs CMD (which daemonises and writes PIDFILE)
+# pinned to core 0 and records it under NAME, or records in NOTRUN why it is not running.
+launch_daemon() {
+  local name=$1 d=$2 pidfile=$3 port=$4
+  shift 4
+  if ! taskset -c 0 "$@" >"$d/out.log" 2>&1; then
+    NOTRUN[$name]="$1 failed: $(tr '\n' ' ' <"$d/out.log" | cut -c1-120)"
+    return 0
+  fi
+  started "$name" "$(pid_from_file "$pidfile")" "$port"
+  wait_port "$port" || NOTRUN[$name]="$1 did not listen"
+}
+
 start_varnish() {
   local d=$TMP/varnish port
   port=$(free_port)
   mkdir -p "$d"
-  if ! taskset -c 0 varnishd -j none -a "127.0.0.1:$port" -b "127.0.0.1:$ORIGIN_PORT" \
-    -s malloc,256m -n "$d/work" -P "$d/varnishd.pid" >"$d/out.log" 2>&1; then
-    NOTRUN[varnish]="varnishd failed: $(tr '\n' ' ' <"$d/out.log" | cut -c1-120)"
-    return 0
-  fi
-  started "varnish" "$(pid_from_file "$d/varnishd.pid")" "$port"
-  wait_port "$port" || NOTRUN[varnish]="varnishd did not listen"
+  launch_daemon varnish "$d" "$d/varnishd.pid" "$port" \
+    varnishd -j none -a "127.0.0.1:$port" -b "127.0.0.1:$ORIGIN_PORT" \
+    -s malloc,256m -n "$d/work" -P "$d/varnishd.pid"
 }
 
 start_haproxy() {
@@ -257,12 +266,7 @@ backend b
   http-reuse always
   server origin 127.0.0.1:$ORIGIN_PORT
 EOF
-  if ! taskset -c 0 haproxy -f "$d/haproxy.cfg" >"$d/out.log" 2>&1; then
-    NOTRUN[haproxy]="haproxy failed: $(tr '\n' ' ' <"$d/out.log" | cut -c1-120)"
-    return 0
-  fi
-  started "haproxy" "$(pid_from_file "$d/haproxy.pid")" "$port"
-  wait_port "$port" || NOTRUN[haproxy]="haproxy did not listen"
+  launch_daemon haproxy "$d" "$d/haproxy.pid" "$port" haproxy -f "$d/haproxy.cfg"
 }
 
 start_squid() {

@@ -118,7 +118,7 @@ pub fn serve_stored(
             match range::multipart_layout(
                 &ranges,
                 len,
-                head.headers.get(&header::CONTENT_TYPE).as_ref(),
+                headers.get(header::CONTENT_TYPE),
                 &boundary,
             ) {
                 Some(layout) => {

@@ -232,16 +232,23 @@ pub async fn start(
                 })?,
         ),
     };
+    let (log, writer) = spawn_writer(sink, flush_every);
+    Ok((log, Some(writer)))
+}
+
+/// Starts the writer task over `sink`; the returned log feeds it.
+fn spawn_writer(
+    sink: Box<dyn AsyncWrite + Send + Unpin>,
+    flush_every: Duration,
+) -> (AccessLog, Writer) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let (hurry, hurry_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(write_loop(rx, sink, flush_every, hurry_rx));
-    Ok((
-        AccessLog {
-            tx: Some(tx),
-            dropped: AtomicU64::new(0),
-        },
-        Some(Writer { task, hurry }),
-    ))
+    let log = AccessLog {
+        tx: Some(tx),
+        dropped: AtomicU64::new(0),
+    };
+    (log, Writer { task, hurry })
 }
 
 /// A batch is written once it holds this much, even before its flush time.
@@ -264,12 +271,7 @@ async fn write_loop(
             break;
         };
         format_squid(&rec, &mut batch);
-        let wait = if *hurry.borrow() {
-            Duration::ZERO
-        } else {
-            flush_every
-        };
-        let flush_at = tokio::time::sleep(wait);
+        let flush_at = tokio::time::sleep(flush_every);
         tokio::pin!(flush_at);
         while batch.len() < BATCH_BYTES {
             // Records already queued join the batch even when it is due (`biased`).
@@ -283,7 +285,8 @@ async fn write_loop(
                     }
                 },
                 () = &mut flush_at => break,
-                // Shutdown: the batch goes out now (a dropped sender ends the wait too).
+                // Shutdown, now or earlier: the batch goes out at once (once nothing more is
+                // queued). A dropped `Writer` ends the wait the same way.
                 _ = hurry.wait_for(|now| *now) => break,
             }
         }
@@ -402,20 +405,19 @@ mod tests {
         line.len()
     }
 
+    /// A writer over a fresh [`Recorder`] with `flush_every`.
+    fn recorded(flush_every: Duration) -> (Recorder, AccessLog, Writer) {
+        let sink = Recorder::default();
+        let (log, writer) = spawn_writer(Box::new(sink.clone()), flush_every);
+        (sink, log, writer)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_burst_is_one_write_at_its_flush_time_and_closing_writes_the_rest() {
-        let sink = Recorder::default();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (_hurry, calm) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(write_loop(
-            rx,
-            Box::new(sink.clone()),
-            Duration::from_millis(500),
-            calm,
-        ));
+        let (sink, log, writer) = recorded(Duration::from_millis(500));
         let start = tokio::time::Instant::now();
         for _ in 0..100 {
-            tx.try_send(record()).unwrap();
+            log.log(record());
         }
         tokio::time::sleep(Duration::from_millis(499)).await;
         assert!(sink.writes().is_empty(), "written before its flush time");
@@ -425,10 +427,10 @@ mod tests {
         assert_eq!(writes[0].0 - start, Duration::from_millis(500));
         assert_eq!(writes[0].1, 100 * line_len());
 
-        tx.try_send(record()).unwrap();
+        log.log(record());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        drop(tx);
-        task.await.unwrap();
+        drop(log);
+        writer.task.await.unwrap();
         let writes = sink.writes();
         assert_eq!(writes.len(), 2, "{writes:?}");
         assert_eq!(writes[1].1, line_len());
@@ -441,37 +443,26 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_batch_is_written_before_its_flush_time() {
-        let sink = Recorder::default();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (_hurry, calm) = tokio::sync::watch::channel(false);
-        tokio::spawn(write_loop(
-            rx,
-            Box::new(sink.clone()),
-            Duration::from_secs(60),
-            calm,
-        ));
-        let per_batch = BATCH_BYTES.div_ceil(line_len());
-        for _ in 0..per_batch {
-            tx.try_send(record()).unwrap();
+        let (sink, log, _writer) = recorded(Duration::from_secs(60));
+        for _ in 0..BATCH_BYTES.div_ceil(line_len()) {
+            log.log(record());
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
         let writes = sink.writes();
         assert_eq!(writes.len(), 1, "{writes:?}");
         assert!(writes[0].1 >= BATCH_BYTES);
+        assert_eq!(log.dropped(), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn zero_flush_time_writes_each_batch_at_once() {
-        let sink = Recorder::default();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (_hurry, calm) = tokio::sync::watch::channel(false);
-        tokio::spawn(write_loop(rx, Box::new(sink.clone()), Duration::ZERO, calm));
-        tx.try_send(record()).unwrap();
+        let (sink, log, _writer) = recorded(Duration::ZERO);
+        log.log(record());
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
         assert_eq!(sink.writes().len(), 1);
-        tx.try_send(record()).unwrap();
-        tx.try_send(record()).unwrap();
+        log.log(record());
+        log.log(record());
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
         let writes = sink.writes();
@@ -481,27 +472,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn finishing_writes_the_pending_batch_at_once_and_later_lines_without_delay() {
-        let sink = Recorder::default();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (hurry, hurry_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(write_loop(
-            rx,
-            Box::new(sink.clone()),
-            Duration::from_secs(60),
-            hurry_rx,
-        ));
-        let writer = Writer { task, hurry };
-        tx.try_send(record()).unwrap();
+        let (sink, log, writer) = recorded(Duration::from_secs(60));
+        log.log(record());
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(sink.writes().is_empty());
         let start = tokio::time::Instant::now();
-        // The sender is still alive (a request still finishing): finishing must not wait for
+        // The log is still alive (a request still finishing): finishing must not wait for
         // the 60 s flush time, only for its own bound.
         writer.finish(Duration::from_millis(100)).await;
         let writes = sink.writes();
         assert_eq!(writes.len(), 1, "{writes:?}");
         assert_eq!(writes[0].0, start, "written at once");
-        tx.try_send(record()).unwrap();
+        log.log(record());
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(
             sink.writes().len(),

@@ -70,6 +70,20 @@ async fn read_body(body: HitBody) -> std::io::Result<Vec<u8>> {
     }
 }
 
+/// A store whose memory tier takes objects up to 1 KiB, so larger ones are disk hits.
+async fn disk_store(dir: &Path) -> Store {
+    Store::open(&config(dir, KIB, 16 * MIB, 4 * MIB))
+        .await
+        .unwrap()
+}
+
+/// The body served for `key`, which must be a hit that reads back whole.
+async fn served(store: &Store, key: &str) -> Vec<u8> {
+    read_body(store.lookup(key).await.unwrap().body)
+        .await
+        .unwrap()
+}
+
 /// Every content file cacache holds under `dir`.
 fn content_files(dir: &Path) -> Vec<PathBuf> {
     fn walk(p: &Path, out: &mut Vec<PathBuf>) {
@@ -321,9 +335,7 @@ async fn corrupt_small_entry_is_a_miss_and_removed() {
 #[tokio::test]
 async fn corrupt_large_entry_fails_the_stream_and_is_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, 4 * MIB))
-        .await
-        .unwrap();
+    let store = disk_store(dir.path()).await;
     put(&store, "k", &payload(MIB, 13)).await;
     corrupt_content(dir.path());
     let hit = store.lookup("k").await.unwrap();
@@ -476,12 +488,7 @@ async fn replacing_and_sharing_content_keeps_files_in_step() {
     put(&store, "b", &body).await; // same bytes: one content file
     assert_eq!(content_files(dir.path()).len(), 1);
     store.remove("a").await;
-    assert_eq!(
-        read_body(store.lookup("b").await.unwrap().body)
-            .await
-            .unwrap(),
-        body
-    );
+    assert_eq!(served(&store, "b").await, body);
     store.remove("b").await;
     assert_eq!(content_files(dir.path()).len(), 0);
     assert_eq!(store.disk_usage(), Some(0));
@@ -601,23 +608,14 @@ async fn content_path_is_where_cacache_keeps_the_body() {
 async fn checked_content_is_trusted_until_its_file_changes() {
     for len in [20 * KIB, MIB] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&config(dir.path(), KIB, 16 * MIB, 4 * MIB))
-            .await
-            .unwrap();
+        let store = disk_store(dir.path()).await;
         let body = payload(len, 15);
         put(&store, "k", &body).await;
         // First read: checked (whole, or as the stream ends).
-        assert_eq!(
-            read_body(store.lookup("k").await.unwrap().body)
-                .await
-                .unwrap(),
-            body
-        );
+        assert_eq!(served(&store, "k").await, body);
         // Bytes changed under an unchanged size and mtime are not noticed...
         rewrite_content(dir.path(), |b| flip_middle(b), |t| t);
-        let served = read_body(store.lookup("k").await.unwrap().body)
-            .await
-            .unwrap();
+        let served = served(&store, "k").await;
         assert_eq!(served.len(), body.len());
         assert_ne!(served, body, "{len}: trusted, so read without hashing");
         // ...but a new mtime means "check again": damage is then a miss.
@@ -634,17 +632,10 @@ async fn checked_content_is_trusted_until_its_file_changes() {
 #[tokio::test]
 async fn a_file_of_the_wrong_size_is_a_miss_even_when_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, 4 * MIB))
-        .await
-        .unwrap();
+    let store = disk_store(dir.path()).await;
     let body = payload(MIB, 16);
     put(&store, "k", &body).await;
-    assert_eq!(
-        read_body(store.lookup("k").await.unwrap().body)
-            .await
-            .unwrap(),
-        body
-    );
+    assert_eq!(served(&store, "k").await, body);
     rewrite_content(dir.path(), |b| b.truncate(b.len() - 1), |t| t);
     assert!(store.lookup("k").await.is_none());
     assert_eq!(store.disk_usage(), Some(0));
@@ -670,9 +661,7 @@ async fn a_restart_checks_every_content_again() {
 #[tokio::test(start_paused = true)]
 async fn hot_and_cold_reads_serve_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, 4 * MIB))
-        .await
-        .unwrap();
+    let store = disk_store(dir.path()).await;
     let small = payload(100 * KIB, 18);
     let large = payload(3 * MIB / 2, 19);
     put(&store, "small", &small).await;
