@@ -113,23 +113,10 @@ start_origin() {
   cp "$TMP/www/static/1k" "$TMP/www/nocache/1k"
   ORIGIN_PORT=$(free_port)
   local d=$TMP/origin
-  cat >"$d/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-  default_type application/octet-stream;
+  write_nginx_conf "$d" <<EOF
   access_log off;
   sendfile on;
   tcp_nopush on;
-  keepalive_requests 1000000;
-  client_body_temp_path $d/body;
-  proxy_temp_path $d/proxy;
-  fastcgi_temp_path $d/fastcgi;
-  uwsgi_temp_path $d/uwsgi;
-  scgi_temp_path $d/scgi;
   server {
     listen 127.0.0.1:$ORIGIN_PORT;
     root $TMP/www;
@@ -138,11 +125,40 @@ http {
     # Any /obj/NAME is the 1 KiB file: distinct cacheable URLs for the memory measurement.
     location /obj/ { add_header Cache-Control "public, max-age=3600"; try_files /static/1k =404; }
   }
-}
 EOF
-  taskset -c 0 nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
-  started "origin" "$(pid_from_file "$d/nginx.pid")" "$ORIGIN_PORT"
-  wait_port "$ORIGIN_PORT"
+  start_nginx origin "$d" "$ORIGIN_PORT"
+}
+
+# write_nginx_conf DIR: writes DIR/nginx.conf, the settings both nginx servers share around the
+# rest of the http block, which is read from stdin.
+write_nginx_conf() {
+  local d=$1
+  {
+    cat <<EOF
+user root;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+  default_type application/octet-stream;
+  keepalive_requests 1000000;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+EOF
+    cat
+    echo "}"
+  } >"$d/nginx.conf"
+}
+
+# start_nginx NAME DIR PORT: starts nginx on DIR/nginx.conf pinned to core 0 and records it.
+start_nginx() {
+  taskset -c 0 nginx -e "$2/error.log" -p "$2" -c "$2/nginx.conf"
+  started "$1" "$(pid_from_file "$2/nginx.pid")" "$3"
+  wait_port "$3"
 }
 
 # started NAME PID PORT: remember a server so it is measured and stopped on exit.
@@ -181,21 +197,8 @@ start_nginx_cache() {
   local d=$TMP/nginx_cache port
   port=$(free_port)
   mkdir -p "$d/cache"
-  cat >"$d/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-  default_type application/octet-stream;
+  write_nginx_conf "$d" <<EOF
   access_log $d/access.log combined buffer=64k flush=5s;
-  keepalive_requests 1000000;
-  client_body_temp_path $d/body;
-  proxy_temp_path $d/proxy;
-  fastcgi_temp_path $d/fastcgi;
-  uwsgi_temp_path $d/uwsgi;
-  scgi_temp_path $d/scgi;
   proxy_cache_path $d/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 32; }
   server {
@@ -208,11 +211,8 @@ http {
       add_header X-Cache-Status \$upstream_cache_status;
     }
   }
-}
 EOF
-  taskset -c 0 nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
-  started "nginx" "$(pid_from_file "$d/nginx.pid")" "$port"
-  wait_port "$port"
+  start_nginx nginx "$d" "$port"
 }
 
 # launch_daemon NAME DIR PIDFILE PORT CMD...: runs CMD (which daemonises and writes PIDFILE)
