@@ -9,7 +9,8 @@
 //!                                         │            peers; pure select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
 //!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers)
-//! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests)
+//! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests),
+//!         cli (the clap definition main parses; man page and completions come from it)
 //! ```
 //! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::access`'s
 //! formatter) use no sockets or clocks; only `proxy` sees access, upstream and log together;
@@ -18,6 +19,7 @@
 pub mod access;
 pub mod app;
 pub mod cache;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;

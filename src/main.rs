@@ -1,69 +1,11 @@
 //! The `cuttle` command: parse the command line, load the config, run until a signal.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use cuttle::cli::{Cli, Command};
 use cuttle::config::{self, Config, ConfigError, Overrides};
-
-/// A caching forward and reverse HTTP proxy in the Squid tradition.
-///
-/// With no options, runs a forward proxy on 127.0.0.1:3128 from the embedded default config
-/// (use it as http_proxy=http://127.0.0.1:3128).
-#[derive(Debug, Parser)]
-#[command(version, about, long_about)]
-struct Cli {
-    /// TOML config file (default: the embedded config; see --print-default-config).
-    #[arg(short, long, value_name = "FILE", global = true)]
-    config: Option<PathBuf>,
-    /// Listen here instead of the configured ports, e.g. 0.0.0.0:3128.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Use this directory for the disk cache.
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Accelerate this origin: a reverse proxy (on --listen, default 127.0.0.1:8080) for any
-    /// Host, caching what the origin allows, e.g. --origin http://127.0.0.1:8000.
-    #[arg(long, value_name = "URL")]
-    origin: Option<http::Uri>,
-    /// Send misses through this parent cache (HOST:PORT); repeat for failover. Implies
-    /// never_direct.
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_parent)]
-    parent: Vec<(String, u16)>,
-    /// Runtime worker threads (default: the config's `workers`, else one per CPU core).
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
-    /// Diagnostics level or filter (error, warn, info, debug, trace); overrides RUST_LOG.
-    #[arg(long, value_name = "LEVEL", global = true)]
-    log_level: Option<String>,
-    /// Print the embedded default config and exit.
-    #[arg(long)]
-    print_default_config: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Validate a config file (or the default) and exit: 0 if valid, 1 with file:line: key:
-    /// reason if not.
-    Check,
-}
-
-fn parse_parent(value: &str) -> Result<(String, u16), String> {
-    let (host, port) = value
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{value}` is not HOST:PORT"))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("`{port}` is not a port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("`{value}` has no host"));
-    }
-    Ok((host.to_owned(), port))
-}
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
     match path {
