@@ -33,8 +33,9 @@ pub struct Cli {
     /// Runtime worker threads (default: the config's `workers`, else one per CPU core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Diagnostics level or filter (error, warn, info, debug, trace); overrides RUST_LOG.
-    #[arg(long, value_name = "LEVEL", global = true)]
+    /// Diagnostics level (off, error, warn, info, debug, trace) or filter directives like
+    /// warn,cuttle=debug; overrides RUST_LOG and the config's log.level.
+    #[arg(long, value_name = "LEVEL", global = true, value_parser = parse_level)]
     pub log_level: Option<String>,
     /// Print the embedded default config and exit.
     #[arg(long)]
@@ -48,6 +49,10 @@ pub enum Command {
     /// Validate a config file (or the default) and exit: 0 if valid, 1 with file:line: key:
     /// reason if not.
     Check,
+}
+
+fn parse_level(value: &str) -> Result<String, String> {
+    crate::log::parse_filter(value).map(|_| value.to_owned())
 }
 
 fn parse_parent(value: &str) -> Result<(String, u16), String> {

@@ -163,3 +163,208 @@ fn workers_sets_the_runtime_threads() {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     assert_eq!(default.workers, cores, "workers = 0 means one per core");
 }
+
+/// `cuttle check --config FILE` on `text` written to FILE in `dir`: (exit code, stderr).
+fn check_text(dir: &std::path::Path, text: &str) -> (Option<i32>, String) {
+    let file = dir.join("check.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = run_cuttle(&["check", "--config", file.to_str().unwrap()]);
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// Asserts that `text` is refused with `cuttle: check.toml:LINE: KEY: ...` containing `reason`.
+fn assert_refused(dir: &std::path::Path, text: &str, line_and_key: &str, reason: &str) {
+    let (code, stderr) = check_text(dir, text);
+    assert_eq!(code, Some(1), "{text}\n{stderr}");
+    let expected = format!("{}:{line_and_key}: ", dir.join("check.toml").display());
+    assert!(
+        stderr.starts_with(&format!("cuttle: {expected}")) && stderr.contains(reason),
+        "{text}\nwanted `{expected}...{reason}`, got: {stderr}"
+    );
+}
+
+#[test]
+fn check_refuses_a_log_level_that_would_silence_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_disk = "[cache.disk]\npath = \"\"\n";
+    assert_refused(
+        dir.path(),
+        &format!("{no_disk}[log]\nlevel = \"verbose\"\n"),
+        "4: log.level",
+        "`verbose` is not a level: use one of off, error, warn, info, debug, trace",
+    );
+    let (code, stderr) = check_text(
+        dir.path(),
+        &format!("{no_disk}[log]\nlevel = \"warn,cuttle=debug\"\n"),
+    );
+    assert_eq!(code, Some(0), "EnvFilter directives are accepted: {stderr}");
+    let out = run_cuttle(&["--log-level", "verbose", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`verbose` is not a level"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_opens_the_access_log_and_the_cache_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let no_disk = "[cache.disk]\npath = \"\"\n";
+    assert_refused(
+        dir.path(),
+        &format!(
+            "{no_disk}[log]\naccess_log = \"{}\"\n",
+            missing.join("access.log").display()
+        ),
+        "4: log.access_log",
+        &format!("`{}` does not exist", missing.display()),
+    );
+    assert_refused(
+        dir.path(),
+        &format!(
+            "{no_disk}[log]\naccess_log = \"{}\"\n",
+            file.join("access.log").display()
+        ),
+        "4: log.access_log",
+        "is not a directory",
+    );
+    assert_refused(
+        dir.path(),
+        &format!(
+            "[cache.disk]\npath = \"{}\"\n",
+            file.join("cache").display()
+        ),
+        "2: cache.disk.path",
+        &format!("cannot create `{}`", file.join("cache").display()),
+    );
+    assert_refused(
+        dir.path(),
+        &format!("[cache.disk]\npath = \"{}\"\n", file.display()),
+        "2: cache.disk.path",
+        "is not a directory",
+    );
+    // What can be used passes, and check leaves nothing behind.
+    let log = dir.path().join("logs/access.log");
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let (code, stderr) = check_text(
+        dir.path(),
+        &format!(
+            "[cache.disk]\npath = \"{}\"\n[log]\naccess_log = \"{}\"\n",
+            missing.join("cache").display(),
+            log.display()
+        ),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!missing.exists() && !log.exists());
+    // `--cache-dir` is checked the same way at start-up.
+    let out = run_cuttle(&[
+        "--config",
+        dir.path().join("check.toml").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--cache-dir",
+        file.join("cache").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--cache-dir: cannot create"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_reads_and_parses_the_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    std::fs::write(&garbage, "not a PEM file\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let port = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "[cache.disk]\npath = \"\"\n[[http_port]]\nlisten = \"127.0.0.1:0\"\n\
+             tls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let (code, stderr) = check_text(dir.path(), &port(&cert_file, &key_file));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_refused(
+        dir.path(),
+        &port(&missing, &key_file),
+        "5: http_port[0].tls.cert",
+        "cannot read",
+    );
+    assert_refused(
+        dir.path(),
+        &port(&garbage, &key_file),
+        "5: http_port[0].tls.cert",
+        "holds no PEM certificate",
+    );
+    assert_refused(
+        dir.path(),
+        &port(&cert_file, &missing),
+        "5: http_port[0].tls.key",
+        "cannot read",
+    );
+    assert_refused(
+        dir.path(),
+        &port(&cert_file, &garbage),
+        "5: http_port[0].tls.key",
+        "no PEM private key",
+    );
+    let group = |ca: &std::path::Path| {
+        format!(
+            "[cache.disk]\npath = \"\"\n[upstream.app]\nservers = [{{ address = \"127.0.0.1:1\" }}]\n\
+             tls = true\ntls_ca_file = \"{}\"\n",
+            ca.display()
+        )
+    };
+    let (code, stderr) = check_text(dir.path(), &group(&cert_file));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_refused(
+        dir.path(),
+        &group(&missing),
+        "6: upstream.app.tls_ca_file",
+        "cannot read",
+    );
+    assert_refused(
+        dir.path(),
+        &group(&garbage),
+        "6: upstream.app.tls_ca_file",
+        "holds no usable PEM certificate",
+    );
+}
+
+#[test]
+fn check_shows_the_expected_form_of_sizes_durations_and_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_refused(
+        dir.path(),
+        "[cache.memory]\nmax_size = \"big\"\n",
+        "2: cache.memory.max_size",
+        "`big` is not a size like \"256 MiB\"",
+    );
+    assert_refused(
+        dir.path(),
+        "[timeouts]\nread = \"a while\"\n",
+        "2: timeouts.read",
+        "is not a duration like \"30s\"",
+    );
+    assert_refused(
+        dir.path(),
+        "[[http_port]]\nlisten = \"proxy:3128\"\n",
+        "2: http_port[0].listen",
+        "`proxy:3128` is not an IP address and port like \"127.0.0.1:3128\"",
+    );
+}

@@ -216,3 +216,134 @@ fn reverse_config_errors_name_their_keys() {
         "{e}"
     );
 }
+
+#[test]
+fn sizes_durations_and_addresses_show_the_expected_form() {
+    let e = error_for("[cache.memory]\nmax_size = \"lots\"\n");
+    assert_eq!(
+        e,
+        "broken.toml:2: cache.memory.max_size: `lots` is not a size like \"256 MiB\", \"64 KiB\" or a number of bytes"
+    );
+    let e = error_for("[cache.disk]\npath = \"\"\nmax_object_size = -1\n");
+    assert!(
+        e.starts_with(
+            "broken.toml:3: cache.disk.max_object_size: `-1` is not a size like \"256 MiB\""
+        ),
+        "{e}"
+    );
+    let e = error_for("[limits]\nmax_request_header_size = true\n");
+    assert!(
+        e.starts_with("broken.toml:2: limits.max_request_header_size: invalid type")
+            && e.contains("\"256 MiB\""),
+        "{e}"
+    );
+    let e = error_for("[cache]\nrange_offset_limit = \"1 parsec\"\n");
+    assert!(e.contains("\"256 MiB\""), "{e}");
+    let e = error_for("[timeouts]\nconnect = \"soon\"\n");
+    assert!(
+        e.starts_with("broken.toml:2: timeouts.connect: `soon` is not a duration like \"30s\""),
+        "{e}"
+    );
+    let e = error_for("[[http_port]]\nlisten = \"localhost:3128\"\n");
+    assert_eq!(
+        e,
+        "broken.toml:2: http_port[0].listen: `localhost:3128` is not an IP address and port like \"127.0.0.1:3128\" or \"[::1]:3128\""
+    );
+    let e = error_for("[[http_port]]\nlisten = 3128\n");
+    assert!(
+        e.starts_with("broken.toml:2: http_port[0].listen: invalid type")
+            && e.contains("\"127.0.0.1:3128\""),
+        "{e}"
+    );
+    let e = error_for("[upstream.a]\nservers = [{ address = \"app\" }]\n");
+    assert!(
+        e.starts_with(
+            "broken.toml:2: upstream.a.servers[0]: `app` is not host:port like \"127.0.0.1:8080\""
+        ),
+        "{e}"
+    );
+    // Sizes still take the forms they took before.
+    let cfg = config::load_str(
+        "ok.toml",
+        "[cache.memory]\nmax_size = \"64 MiB\"\nmax_object_size = 1048576\n[cache.disk]\npath = \"\"\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.cache.memory.max_size, 64 << 20);
+    assert_eq!(cfg.cache.memory.max_object_size, 1 << 20);
+}
+
+#[test]
+fn log_level_must_name_a_level() {
+    let e = error_for("[log]\nlevel = \"verbose\"\n");
+    assert_eq!(
+        e,
+        "broken.toml:2: log.level: `verbose` is not a level: use one of off, error, warn, info, debug, trace, or directives like \"warn,cuttle=debug\""
+    );
+    let e = error_for("[log]\nlevel = \"info,cuttle=loud\"\n");
+    assert!(
+        e.starts_with("broken.toml:2: log.level: `loud` is not a level"),
+        "{e}"
+    );
+    for ok in ["debug", "OFF", "warn,cuttle=debug", "cuttle::cache=trace"] {
+        let text = format!("[log]\nlevel = \"{ok}\"\n");
+        let cfg = config::load_str("ok.toml", &text).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(cfg.log.level, ok);
+    }
+}
+
+#[test]
+fn access_log_and_cache_dir_must_be_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let missing = dir.path().join("missing");
+
+    let log = |path: &std::path::Path| {
+        format!(
+            "[cache.disk]\npath = \"\"\n\n[log]\naccess_log = \"{}\"\n",
+            path.display()
+        )
+    };
+    let e = error_for(&log(&missing.join("access.log")));
+    assert_eq!(
+        e,
+        format!(
+            "broken.toml:5: log.access_log: cannot open `{}`: `{}` does not exist",
+            missing.join("access.log").display(),
+            missing.display()
+        )
+    );
+    let e = error_for(&log(&file.join("access.log")));
+    assert!(
+        e.starts_with("broken.toml:5: log.access_log: ") && e.contains("is not a directory"),
+        "{e}"
+    );
+    let e = error_for(&log(dir.path()));
+    assert!(e.contains("is a directory, not a file"), "{e}");
+    // A usable log: an existing one is neither truncated nor replaced, a new one not left behind.
+    let existing = dir.path().join("access.log");
+    std::fs::write(&existing, "old line\n").unwrap();
+    config::load_str("ok.toml", &log(&existing)).unwrap();
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "old line\n");
+    let fresh = dir.path().join("fresh.log");
+    config::load_str("ok.toml", &log(&fresh)).unwrap();
+    assert!(!fresh.exists());
+
+    let cache = |path: &std::path::Path| format!("[cache.disk]\npath = \"{}\"\n", path.display());
+    let e = error_for(&cache(&file));
+    assert!(
+        e.starts_with("broken.toml:2: cache.disk.path: ") && e.contains("is not a directory"),
+        "{e}"
+    );
+    let e = error_for(&cache(&file.join("cache")));
+    assert!(
+        e.starts_with(&format!(
+            "broken.toml:2: cache.disk.path: cannot create `{}`",
+            file.join("cache").display()
+        )),
+        "{e}"
+    );
+    // A directory that can be created passes, and the check does not leave it behind.
+    config::load_str("ok.toml", &cache(&missing.join("cache"))).unwrap();
+    assert!(!missing.exists());
+}

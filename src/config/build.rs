@@ -205,7 +205,13 @@ fn build_groups(
             if crate::upstream::health::split_address(&s.address).is_none()
                 || s.address.parse::<http::uri::Authority>().is_err()
             {
-                return Err(cx.err(&here, format!("`{}` is not host:port", s.address)));
+                return Err(cx.err(
+                    &here,
+                    format!(
+                        "`{}` is not host:port like \"127.0.0.1:8080\" or \"app.internal:80\"",
+                        s.address
+                    ),
+                ));
             }
             if s.weight == 0 {
                 return Err(cx.err(&here, "weight must be at least 1"));
@@ -551,7 +557,10 @@ fn build_hierarchy(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<HierarchyCon
     for (i, p) in raw.peer.iter().enumerate() {
         let at = |key| [Seg::Key("peer"), Seg::Index(i), Seg::Key(key)];
         if p.host.is_empty() || p.port == 0 {
-            return Err(cx.err(&at("host"), "a peer needs a host and a port"));
+            return Err(cx.err(
+                &at("host"),
+                "a peer needs a host and a port, like host = \"parent.example\" and port = 3128",
+            ));
         }
         let login = match &p.login {
             None => None,
@@ -637,6 +646,12 @@ fn build_cache(
                 "starts with `~/` but HOME is not set",
             )
         })?;
+        if let Err(reason) = super::probe::cache_dir(&path) {
+            return Err(cx.err(
+                &[Seg::Key("cache"), Seg::Key("disk"), Seg::Key("path")],
+                reason,
+            ));
+        }
         Some(cache::DiskConfig {
             path,
             max_size: d.max_size.as_u64(),
@@ -720,18 +735,16 @@ fn build_log(cx: &Ctx<'_>, raw: &file::Log) -> Result<log::Config, ConfigError> 
         "stdout" | "-" => log::Target::Stdout,
         "stderr" => log::Target::Stderr,
         "none" | "" => log::Target::None,
-        path => log::Target::File(expand_home(path).ok_or_else(|| {
-            cx.err(
-                &[Seg::Key("log"), Seg::Key("access_log")],
-                "starts with `~/` but HOME is not set",
-            )
-        })?),
+        path => {
+            let at = [Seg::Key("log"), Seg::Key("access_log")];
+            let path = expand_home(path)
+                .ok_or_else(|| cx.err(&at, "starts with `~/` but HOME is not set"))?;
+            super::probe::append_file(&path).map_err(|reason| cx.err(&at, reason))?;
+            log::Target::File(path)
+        }
     };
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.level) {
-        return Err(cx.err(
-            &[Seg::Key("log"), Seg::Key("level")],
-            format!("not a log level or filter: {e}"),
-        ));
+    if let Err(reason) = log::parse_filter(&raw.level) {
+        return Err(cx.err(&[Seg::Key("log"), Seg::Key("level")], reason));
     }
     Ok(log::Config {
         access_log,

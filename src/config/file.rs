@@ -87,6 +87,7 @@ pub struct RefreshPattern {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpPort {
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     #[serde(default)]
     pub mode: Mode,
@@ -399,10 +400,12 @@ pub struct Limits {
     /// Simultaneous client connections; further clients wait in the kernel's accept queue.
     pub max_connections: usize,
     /// Request header section, without the request line (Squid `request_header_max_size`): 431.
+    #[serde(deserialize_with = "size")]
     pub max_request_header_size: ByteSize,
     /// Request-target length: 414.
     pub max_uri_length: usize,
     /// Upstream response header section (Squid `reply_header_max_size`): 502.
+    #[serde(deserialize_with = "size")]
     pub max_response_header_size: ByteSize,
 }
 
@@ -478,6 +481,7 @@ pub struct Cache {
     pub status_name: String,
     /// A Range request starting below this offset fetches (and caches) the whole object
     /// (Squid `range_offset_limit`); beyond it the Range is passed through.
+    #[serde(deserialize_with = "size")]
     pub range_offset_limit: ByteSize,
     /// Concurrent misses on one URL make one upstream request (Squid `collapsed_forwarding`).
     pub collapsed_forwarding: bool,
@@ -514,7 +518,9 @@ impl Default for Cache {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryCache {
+    #[serde(deserialize_with = "size")]
     pub max_size: ByteSize,
+    #[serde(deserialize_with = "size")]
     pub max_object_size: ByteSize,
 }
 
@@ -533,7 +539,9 @@ impl Default for MemoryCache {
 pub struct DiskCache {
     /// Directory; a leading `~/` means the user's home directory. Empty disables the tier.
     pub path: String,
+    #[serde(deserialize_with = "size")]
     pub max_size: ByteSize,
+    #[serde(deserialize_with = "size")]
     pub max_object_size: ByteSize,
 }
 
@@ -688,6 +696,53 @@ deserialize_from_str!(Cidr, "an address or CIDR network string");
 deserialize_from_str!(PortRange, "a port number or a \"low-high\" range");
 deserialize_from_str!(MethodName, "a method name string");
 deserialize_from_str!(HumanDuration, "a duration string like \"30s\"");
+
+/// What a size error shows as the expected form.
+pub const SIZE_EXAMPLE: &str = "a size like \"256 MiB\", \"64 KiB\" or a number of bytes";
+/// What an address error shows as the expected form.
+pub const ADDR_EXAMPLE: &str = "an IP address and port like \"127.0.0.1:3128\" or \"[::1]:3128\"";
+
+/// Deserialises a size: `"256 MiB"`, `"64 KiB"`, `"1 GB"` or a plain number of bytes; the
+/// error shows the expected form.
+pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+    struct SizeVisitor;
+    impl Visitor<'_> for SizeVisitor {
+        type Value = ByteSize;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(SIZE_EXAMPLE)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+            v.parse::<ByteSize>()
+                .map_err(|_| E::custom(format!("`{v}` is not {SIZE_EXAMPLE}")))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+            Ok(ByteSize::b(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+            u64::try_from(v)
+                .map(ByteSize::b)
+                .map_err(|_| E::custom(format!("`{v}` is not {SIZE_EXAMPLE}")))
+        }
+    }
+    d.deserialize_any(SizeVisitor)
+}
+
+/// Deserialises a listening address, an IP literal and a port (names are not resolved for a
+/// socket to bind); the error shows the expected form.
+pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    struct AddrVisitor;
+    impl Visitor<'_> for AddrVisitor {
+        type Value = SocketAddr;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(ADDR_EXAMPLE)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<SocketAddr, E> {
+            v.parse()
+                .map_err(|_| E::custom(format!("`{v}` is not {ADDR_EXAMPLE}")))
+        }
+    }
+    d.deserialize_any(AddrVisitor)
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod build;
 pub mod error;
 pub mod file;
 pub mod locate;
+pub mod probe;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,7 @@ impl Config {
             self.proxy.listeners = vec![proxy::ListenerConfig { addr, mode, tls }];
         }
         if let Some(dir) = &overrides.cache_dir {
+            probe::cache_dir(dir).map_err(|reason| format!("--cache-dir: {reason}"))?;
             match &mut self.cache.disk {
                 Some(disk) => disk.path.clone_from(dir),
                 None => {
