@@ -27,11 +27,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let name = cli.config.as_ref().map_or_else(
+        || config::DEFAULT_NAME.to_owned(),
+        |p| p.display().to_string(),
+    );
     if matches!(cli.command, Some(Command::Check)) {
-        let name = cli.config.as_ref().map_or_else(
-            || config::DEFAULT_NAME.to_owned(),
-            |p| p.display().to_string(),
-        );
         println!("{name}: OK");
         return ExitCode::SUCCESS;
     }
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(name, config))
 }
 
 /// The runtime `workers` asks for (0: one thread per core). One worker gets a current-thread
@@ -76,7 +76,9 @@ fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().thread_name("cuttle-worker").build()
 }
 
-async fn run(config: Config) -> ExitCode {
+async fn run(name: String, config: Config) -> ExitCode {
+    // Kept for the start-up lines, which show the addresses really bound.
+    let described = config.clone();
     let server = match cuttle::app::start(config).await {
         Ok(server) => server,
         Err(e) => {
@@ -84,8 +86,9 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for (addr, mode) in server.addrs() {
-        eprintln!("cuttle: listening on {addr} ({})", mode.as_str());
+    let bound: Vec<_> = server.addrs().iter().map(|(addr, _)| *addr).collect();
+    for line in config::summary(&name, &described, &bound) {
+        eprintln!("cuttle: {line}");
     }
     // Read back from the runtime itself, so the line shows what really runs.
     let workers = tokio::runtime::Handle::current().metrics().num_workers();

@@ -368,3 +368,143 @@ fn check_shows_the_expected_form_of_sizes_durations_and_addresses() {
         "`proxy:3128` is not an IP address and port like \"127.0.0.1:3128\"",
     );
 }
+
+/// Starts `cuttle ARGS` and returns its stderr lines up to the worker-count line, then stops it.
+fn startup_lines(args: &[&str], home: &std::path::Path) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(cuttle_bin())
+        .args(args)
+        .args(["--log-level", "warn"])
+        .env("HOME", home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().take(100) {
+            let Ok(line) = line else { return };
+            let last = line.contains(" worker thread");
+            if tx.send(line).is_err() || last {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(WAIT) {
+        let last = line.contains(" worker thread");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn startup_lines_name_the_config_ports_cache_log_peers_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let cache = dir.path().join("cache");
+    let log = dir.path().join("access.log");
+    let file = dir.path().join("cuttle.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[http_port]]\nlisten = \"127.0.0.1:0\"\n\
+             [[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n\
+             tls = {{ cert = \"{}\", key = \"{}\" }}\n\
+             [[site]]\nhosts = [\"*\"]\nupstream = \"app\"\n\
+             [upstream.app]\nservers = [{{ address = \"127.0.0.1:1\" }}, {{ address = \"127.0.0.1:2\" }}]\n\
+             [[peer]]\nhost = \"127.0.0.1\"\nport = 3\ntype = \"parent\"\nname = \"p1\"\n\
+             [cache.memory]\nmax_size = \"32 MiB\"\n\
+             [cache.disk]\npath = \"{}\"\nmax_size = \"2 GiB\"\n\
+             [log]\naccess_log = \"{}\"\n",
+            cert_file.display(),
+            key_file.display(),
+            cache.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let lines = startup_lines(&["--config", file.to_str().unwrap()], dir.path());
+    let text = lines.join("\n");
+    let listening: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("cuttle: listening on 127.0.0.1:"))
+        .collect();
+    assert_eq!(listening.len(), 2, "{text}");
+    assert!(listening[0].ends_with(" (forward)"), "{text}");
+    assert!(!listening[0].contains(":0 "), "bound port shown: {text}");
+    assert!(
+        listening[1].ends_with(&format!(" (reverse, tls with {}, h2)", cert_file.display())),
+        "{text}"
+    );
+    for expected in [
+        format!("cuttle: config {}", file.display()),
+        "cuttle: memory cache 32 MiB, objects up to 1 MiB".to_owned(),
+        format!(
+            "cuttle: disk cache {}, 2 GiB, objects up to 128 MiB",
+            cache.display()
+        ),
+        format!("cuttle: access log {}, squid format", log.display()),
+        "cuttle: peer p1: parent at 127.0.0.1:3, weight 1".to_owned(),
+        "cuttle: parent selection first_up".to_owned(),
+        "cuttle: upstream app: round_robin over 127.0.0.1:1, 127.0.0.1:2".to_owned(),
+        "cuttle: site * / -> upstream app".to_owned(),
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "missing `{expected}` in:\n{text}"
+        );
+    }
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.ends_with(" worker threads") || l.ends_with(" worker thread")),
+        "{text}"
+    );
+
+    // The embedded default names itself; --cache-dir and no disk tier show up as such.
+    let lines = startup_lines(&["--listen", "127.0.0.1:0"], dir.path());
+    assert!(
+        lines.contains(
+            &"cuttle: config <embedded default> (cuttle --print-default-config shows it)"
+                .to_owned()
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!(
+            "cuttle: disk cache {}, 1 GiB, objects up to 128 MiB",
+            dir.path().join(".cache/cuttle").display()
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"cuttle: access log to stdout, squid format".to_owned()),
+        "{lines:?}"
+    );
+    let off = dir.path().join("off.toml");
+    std::fs::write(
+        &off,
+        "[cache.disk]\npath = \"\"\n[log]\naccess_log = \"none\"\n",
+    )
+    .unwrap();
+    let lines = startup_lines(
+        &["--config", off.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        dir.path(),
+    );
+    for expected in ["cuttle: disk tier off", "cuttle: access log off"] {
+        assert!(lines.contains(&expected.to_owned()), "{lines:?}");
+    }
+}

@@ -13,11 +13,13 @@ pub mod error;
 pub mod file;
 pub mod locate;
 pub mod probe;
+pub mod summary;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
+pub use summary::summary;
 
 use crate::access::Rules;
 use crate::{cache, log, proxy, upstream};

@@ -76,6 +76,11 @@ impl ServerTls {
         })
     }
 
+    /// The certificate chain's file, as configured (for the start-up lines).
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
     /// Whether ALPN offers `h2`.
     pub fn offers_h2(&self) -> bool {
         self.config.alpn_protocols.iter().any(|p| p == ALPN_H2)

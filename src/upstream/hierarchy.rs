@@ -34,6 +34,17 @@ pub enum ParentSelection {
 }
 
 impl ParentSelection {
+    /// The name `hierarchy.parent_selection` gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FirstUp => "first_up",
+            Self::RoundRobin => "round_robin",
+            Self::WeightedRoundRobin => "weighted_round_robin",
+            Self::Carp => "carp",
+            Self::SourceHash => "sourcehash",
+        }
+    }
+
     /// The Squid hierarchy code for a parent chosen this way.
     pub fn code(self) -> &'static str {
         match self {
