@@ -216,3 +216,24 @@ fn reverse_config_errors_name_their_keys() {
         "{e}"
     );
 }
+
+#[test]
+fn access_log_format_and_strip_query_terms() {
+    let c = config::load_str(
+        "l.toml",
+        "[log]\naccess_log_format = \"json\"\nstrip_query_terms = false\n",
+    )
+    .unwrap();
+    assert_eq!(c.log.access_log_format.format, cuttle::log::Format::Json);
+    assert!(!c.log.access_log_format.strip_query_terms);
+    let c = config::load_default().unwrap();
+    assert_eq!(c.log.access_log_format, cuttle::log::LineFormat::default());
+    assert!(
+        c.log.access_log_format.strip_query_terms,
+        "on by default, as in Squid"
+    );
+    assert_eq!(
+        error_for("[log]\naccess_log = \"none\"\naccess_log_format = \"apache\"\n"),
+        "broken.toml:3: log.access_log_format: unknown variant `apache`, expected one of `squid`, `combined`, `json`"
+    );
+}
