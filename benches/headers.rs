@@ -2,7 +2,8 @@
 //!
 //! Measures the pure steps every forwarded request pays: hop-by-hop stripping, the `Via`
 //! append and loop check, `X-Forwarded-For`, the `http_access` check against the default
-//! rules, and formatting one Squid access-log line. Run with `cargo bench --bench headers`.
+//! rules, and formatting one access-log line in each format (in the writer task, not on
+//! the request path, but it bounds how many lines per second one writer keeps up with). Run with `cargo bench --bench headers`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -11,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cuttle::access::AccessRequest;
 use cuttle::log::access::{format_squid, AccessRecord};
+use cuttle::log::{Format, LineFormat};
 use cuttle::proxy::headers::{apply_forwarded_for, strip_request, ForwardedFor, ViaIdentity};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 
@@ -81,14 +83,24 @@ fn bench_log(c: &mut Criterion) {
         code: "TCP_MISS",
         status: 200,
         bytes: 12_345,
+        body_bytes: 12_000,
         method: Method::GET,
-        url: "http://www.example.com/index.html".into(),
+        url: "http://www.example.com/index.html?q=1".into(),
+        origin_form: false,
+        version: Version::HTTP_11,
         user: None,
         hierarchy: "HIER_DIRECT",
         peer: Some("www.example.com".into()),
-        content_type: Some(http::HeaderValue::from_static("text/html")),
+        upstream_addr: Some("192.0.2.10:80".parse().unwrap()),
+        upstream_wait: Some(Duration::from_micros(1_234)),
+        content_type: Some(HeaderValue::from_static("text/html")),
+        cache_status: Some(HeaderValue::from_static("cuttle; fwd=miss; stored")),
+        referer: Some(HeaderValue::from_static("http://www.example.com/")),
+        user_agent: Some(HeaderValue::from_static(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        )),
     };
-    let mut line = String::with_capacity(256);
+    let mut line = String::with_capacity(512);
     c.bench_function("format_squid_access_line", |b| {
         b.iter(|| {
             line.clear();
@@ -96,6 +108,19 @@ fn bench_log(c: &mut Criterion) {
             black_box(line.len())
         });
     });
+    for format in [Format::Combined, Format::Json] {
+        let format = LineFormat {
+            format,
+            strip_query_terms: true,
+        };
+        c.bench_function(&format!("format_{}_access_line", format.format), |b| {
+            b.iter(|| {
+                line.clear();
+                format.write(black_box(&record), &mut line);
+                black_box(line.len())
+            });
+        });
+    }
 }
 
 criterion_group!(benches, bench_headers, bench_access, bench_log);

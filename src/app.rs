@@ -76,10 +76,13 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         })?;
         bound.push((socket, local, listener.mode, listener.tls.clone()));
     }
-    let (access_log, log_writer) =
-        crate::log::access::start(&config.log.access_log, config.log.access_log_flush)
-            .await
-            .map_err(StartError::AccessLog)?;
+    let (access_log, log_writer) = crate::log::access::start(
+        &config.log.access_log,
+        config.log.access_log_flush,
+        config.log.access_log_format,
+    )
+    .await
+    .map_err(StartError::AccessLog)?;
     let via = ViaIdentity::new(&config.proxy.visible_hostname)
         .ok_or_else(|| StartError::Hostname(config.proxy.visible_hostname.clone()))?;
     let drain = config.proxy.timeouts.shutdown;

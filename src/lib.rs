@@ -12,8 +12,8 @@
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests),
 //!         cli (the clap definition main parses; man page and completions come from it)
 //! ```
-//! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::access`'s
-//! formatter) use no sockets or clocks; only `proxy` sees access, upstream and log together;
+//! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::format`) use no
+//! sockets or clocks; only `proxy` sees access, upstream and log together;
 //! each module owns its `Config` and only `config` reads the file format.
 
 pub mod access;

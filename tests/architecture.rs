@@ -76,6 +76,8 @@ fn pure_modules_do_no_io_and_read_no_clock() {
         "cache/status.rs",
         "access",
         "proxy/headers.rs",
+        "log/format",
+        "log/record.rs",
         "upstream/select",
         "upstream/carp.rs",
         "upstream/hierarchy.rs",

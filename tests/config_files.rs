@@ -347,3 +347,24 @@ fn access_log_and_cache_dir_must_be_usable() {
     config::load_str("ok.toml", &cache(&missing.join("cache"))).unwrap();
     assert!(!missing.exists());
 }
+
+#[test]
+fn access_log_format_and_strip_query_terms() {
+    let c = config::load_str(
+        "l.toml",
+        "[log]\naccess_log_format = \"json\"\nstrip_query_terms = false\n",
+    )
+    .unwrap();
+    assert_eq!(c.log.access_log_format.format, cuttle::log::Format::Json);
+    assert!(!c.log.access_log_format.strip_query_terms);
+    let c = config::load_default().unwrap();
+    assert_eq!(c.log.access_log_format, cuttle::log::LineFormat::default());
+    assert!(
+        c.log.access_log_format.strip_query_terms,
+        "on by default, as in Squid"
+    );
+    assert_eq!(
+        error_for("[log]\naccess_log = \"none\"\naccess_log_format = \"apache\"\n"),
+        "broken.toml:3: log.access_log_format: unknown variant `apache`, expected one of `squid`, `combined`, `json`"
+    );
+}

@@ -288,3 +288,71 @@ async fn cuttle_and_squid_pick_the_same_carp_parent_for_every_url() {
     }
     assert_eq!(seen.len(), 3, "all three parents were used");
 }
+
+/// The fields of a Squid-native access log's request lines, once there are `n`. Squid also
+/// logs connections that sent no request (the readiness probe) as `error:...` URLs; those are
+/// left out.
+fn squid_log_fields(path: &std::path::Path, n: usize) -> Vec<Vec<String>> {
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<Vec<String>> = text
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|fields| fields.get(6).is_some_and(|url| !url.starts_with("error:")))
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{} has fewer than {n} lines", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuttle_logs_a_miss_and_a_hit_as_squid_does_with_strip_query_terms() {
+    let origin = cacheable_origin().spawn().await;
+    let squid = Squid::start("squid-log", "");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let cuttle = TestProxy::start_text(
+        &config(
+            dir.path(),
+            &format!("[log]\naccess_log = \"{}\"\n", log.display()),
+        ),
+        None,
+    )
+    .await;
+    let url = origin.url("/object?secret=1&user=alice");
+    for proxy in [format!("http://{}", squid.addr), cuttle.url()] {
+        let client = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(proxy).unwrap())
+            .timeout(WAIT)
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.text().await.unwrap(), "interop body");
+        }
+    }
+    cuttle.shutdown().await;
+    let theirs = squid_log_fields(&squid.dir.path().join("access.log"), 2);
+    let ours = squid_log_fields(&log, 2);
+    // Code/status, method, URL, user, hierarchy/peer and type; time, elapsed and byte counts
+    // differ by nature.
+    let comparable = |line: &[String]| -> Vec<String> {
+        [3, 5, 6, 7, 8, 9]
+            .iter()
+            .map(|&i| line[i].clone())
+            .collect()
+    };
+    for (ours, theirs) in ours.iter().zip(&theirs) {
+        assert_eq!(comparable(ours), comparable(theirs));
+    }
+    assert_eq!(
+        ours[0][6],
+        origin.url("/object?"),
+        "the query is not logged"
+    );
+    assert_eq!(ours[1][3], "TCP_MEM_HIT/200");
+    assert_eq!(ours[1][8], "HIER_NONE/-");
+}

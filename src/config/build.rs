@@ -746,9 +746,18 @@ fn build_log(cx: &Ctx<'_>, raw: &file::Log) -> Result<log::Config, ConfigError> 
     if let Err(reason) = log::parse_filter(&raw.level) {
         return Err(cx.err(&[Seg::Key("log"), Seg::Key("level")], reason));
     }
+    let format = match raw.access_log_format {
+        file::AccessLogFormat::Squid => log::Format::Squid,
+        file::AccessLogFormat::Combined => log::Format::Combined,
+        file::AccessLogFormat::Json => log::Format::Json,
+    };
     Ok(log::Config {
         access_log,
         access_log_flush: raw.access_log_flush.0,
+        access_log_format: log::LineFormat {
+            format,
+            strip_query_terms: raw.strip_query_terms,
+        },
         level: raw.level.clone(),
     })
 }

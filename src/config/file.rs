@@ -561,8 +561,10 @@ impl Default for DiskCache {
 pub struct Log {
     /// `stdout`, `stderr`, `none`, or a file path (appended to).
     pub access_log: String,
-    /// Access-log line format; `squid` is Squid's native format.
+    /// Access-log line format: `squid` (Squid's native), `combined` (Apache/nginx) or `json`.
     pub access_log_format: AccessLogFormat,
+    /// Squid's `strip_query_terms`: log URLs without what follows their `?`.
+    pub strip_query_terms: bool,
     /// Longest time a written line may wait in the buffer before it is flushed (nginx's
     /// `flush=`; `0s` flushes every batch, Squid's `buffered_logs off`).
     pub access_log_flush: HumanDuration,
@@ -575,6 +577,7 @@ impl Default for Log {
         Self {
             access_log: "stdout".to_owned(),
             access_log_format: AccessLogFormat::Squid,
+            strip_query_terms: true,
             access_log_flush: HumanDuration(Duration::from_millis(500)),
             level: "info".to_owned(),
         }
@@ -587,6 +590,8 @@ impl Default for Log {
 pub enum AccessLogFormat {
     #[default]
     Squid,
+    Combined,
+    Json,
 }
 
 // === leaf value types, checked where they stand ===

@@ -1,24 +1,20 @@
-//! The access log: one line per transaction in Squid's native format, written off the request
-//! path.
+//! The access log: one line per transaction, written off the request path.
 //!
 //! A request hands its finished [`AccessRecord`] to a bounded channel and moves on; a single
-//! writer task formats and writes the lines, batching flushes. When the channel is full (the disk
-//! cannot keep up), records are dropped and counted rather than slowing clients down. The
-//! formatter is a pure function so the format is pinned by unit tests.
-//!
-//! Squid's native format is `%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt`:
-//! time, elapsed ms, client, code/status, bytes, method, URL, user, hierarchy/peer, type.
+//! writer task formats the lines (in the configured [`LineFormat`], see [`super::format`]) and
+//! writes them, batching flushes. When the channel is full (the disk cannot keep up), records
+//! are dropped and counted rather than slowing clients down.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use http::HeaderValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+pub use super::format::{format_squid, LineFormat};
+pub use super::record::{client_text, AccessRecord};
 
 /// Where access-log lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,128 +24,6 @@ pub enum Target {
     File(PathBuf),
     /// Logging disabled.
     None,
-}
-
-/// One finished transaction.
-#[derive(Debug, Clone)]
-pub struct AccessRecord {
-    /// Wall-clock time the transaction ended.
-    pub time: SystemTime,
-    pub elapsed: Duration,
-    /// The client address as logged (see [`client_text`]), rendered once per connection.
-    pub client: Arc<str>,
-    /// Squid result code (`TCP_MISS`, `TCP_TUNNEL`, `TCP_DENIED`, `NONE_NONE`...).
-    pub code: &'static str,
-    pub status: u16,
-    /// Bytes sent to the client, header included.
-    pub bytes: u64,
-    pub method: http::Method,
-    pub url: String,
-    /// Authenticated user, if any.
-    pub user: Option<String>,
-    /// Squid hierarchy code (`HIER_DIRECT`, `HIER_NONE`...).
-    pub hierarchy: &'static str,
-    /// The next hop that served it.
-    pub peer: Option<String>,
-    pub content_type: Option<HeaderValue>,
-}
-
-/// How a client address appears in the log: IPv4-mapped IPv6 addresses as plain IPv4.
-pub fn client_text(ip: IpAddr) -> Arc<str> {
-    Arc::from(ip.to_canonical().to_string())
-}
-
-/// Appends one Squid-native line (with a trailing newline) for `rec` to `out`.
-///
-/// Written field by field with `itoa` rather than `format!`: this runs once per request.
-pub fn format_squid(rec: &AccessRecord, out: &mut String) {
-    let since_epoch = rec.time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut num = itoa::Buffer::new();
-    // %ts.%03tu
-    out.push_str(num.format(since_epoch.as_secs()));
-    out.push('.');
-    push_padded(out, num.format(since_epoch.subsec_millis()), 3, '0');
-    out.push(' ');
-    // %6tr
-    push_padded(out, num.format(rec.elapsed.as_millis()), 6, ' ');
-    out.push(' ');
-    out.push_str(&rec.client);
-    out.push(' ');
-    out.push_str(rec.code);
-    out.push('/');
-    push_padded(out, num.format(rec.status), 3, '0');
-    out.push(' ');
-    out.push_str(num.format(rec.bytes));
-    out.push(' ');
-    push_word(out, rec.method.as_str().as_bytes());
-    out.push(' ');
-    push_url(out, &rec.url);
-    out.push(' ');
-    push_word(out, rec.user.as_deref().unwrap_or("").as_bytes());
-    out.push(' ');
-    out.push_str(rec.hierarchy);
-    out.push('/');
-    push_word(out, rec.peer.as_deref().unwrap_or("").as_bytes());
-    out.push(' ');
-    push_word(
-        out,
-        rec.content_type
-            .as_ref()
-            .map_or(&b""[..], HeaderValue::as_bytes),
-    );
-    out.push('\n');
-}
-
-/// `digits` right-aligned in `width` columns, padded with `pad`.
-fn push_padded(out: &mut String, digits: &str, width: usize, pad: char) {
-    for _ in digits.len()..width {
-        out.push(pad);
-    }
-    out.push_str(digits);
-}
-
-/// A free-text field as one log word: `-` when empty, runs of whitespace as `+`, and bytes that
-/// are not printable ASCII dropped (the line must stay one line of ASCII words).
-fn push_word(out: &mut String, value: &[u8]) {
-    let start = out.len();
-    let mut gap = false;
-    for &b in value {
-        if b.is_ascii_whitespace() {
-            gap = out.len() > start;
-        } else if b.is_ascii_graphic() {
-            if gap {
-                out.push('+');
-                gap = false;
-            }
-            out.push(char::from(b));
-        }
-    }
-    if out.len() == start {
-        out.push('-');
-    }
-}
-
-/// URLs may not contain spaces or line breaks in a log line (they would split the fields):
-/// such bytes are percent-encoded.
-fn push_url(out: &mut String, url: &str) {
-    if !url
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
-        out.push_str(url);
-        return;
-    }
-    for ch in url.chars() {
-        if ch.is_ascii_whitespace() || ch.is_ascii_control() {
-            let b = ch as u8;
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        } else {
-            out.push(ch);
-        }
-    }
 }
 
 /// Records waiting to be written; beyond this, new records are dropped.
@@ -210,12 +84,13 @@ impl Writer {
     }
 }
 
-/// Opens `target` and starts the writer task, which writes a line at most `flush_every` after
-/// it was logged (sooner once [`Writer::finish`] is called). The task ends (after a final write)
+/// Opens `target` and starts the writer task, which writes lines in `format` at most
+/// `flush_every` after they were logged (sooner once [`Writer::finish`] is called). The task ends (after a final write)
 /// once every [`AccessLog`] clone of the sender is dropped.
 pub async fn start(
     target: &Target,
     flush_every: Duration,
+    format: LineFormat,
 ) -> std::io::Result<(AccessLog, Option<Writer>)> {
     let sink: Box<dyn AsyncWrite + Send + Unpin> = match target {
         Target::None => return Ok((AccessLog::disabled(), None)),
@@ -232,7 +107,7 @@ pub async fn start(
                 })?,
         ),
     };
-    let (log, writer) = spawn_writer(sink, flush_every);
+    let (log, writer) = spawn_writer(sink, flush_every, format);
     Ok((log, Some(writer)))
 }
 
@@ -240,10 +115,11 @@ pub async fn start(
 fn spawn_writer(
     sink: Box<dyn AsyncWrite + Send + Unpin>,
     flush_every: Duration,
+    format: LineFormat,
 ) -> (AccessLog, Writer) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let (hurry, hurry_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(write_loop(rx, sink, flush_every, hurry_rx));
+    let task = tokio::spawn(write_loop(rx, sink, flush_every, format, hurry_rx));
     let log = AccessLog {
         tx: Some(tx),
         dropped: AtomicU64::new(0),
@@ -262,6 +138,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<AccessRecord>,
     mut sink: Box<dyn AsyncWrite + Send + Unpin>,
     flush_every: Duration,
+    format: LineFormat,
     mut hurry: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch = String::with_capacity(BATCH_BYTES);
@@ -270,7 +147,7 @@ async fn write_loop(
         let Some(rec) = rx.recv().await else {
             break;
         };
-        format_squid(&rec, &mut batch);
+        format.write(&rec, &mut batch);
         let flush_at = tokio::time::sleep(flush_every);
         tokio::pin!(flush_at);
         while batch.len() < BATCH_BYTES {
@@ -278,7 +155,7 @@ async fn write_loop(
             tokio::select! {
                 biased;
                 rec = rx.recv() => match rec {
-                    Some(rec) => format_squid(&rec, &mut batch),
+                    Some(rec) => format.write(&rec, &mut batch),
                     None => {
                         open = false;
                         break;
@@ -304,64 +181,9 @@ async fn write_loop(
 mod tests {
     use super::*;
 
-    fn record() -> AccessRecord {
-        AccessRecord {
-            time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-            elapsed: Duration::from_millis(45),
-            client: client_text("::ffff:127.0.0.1".parse().unwrap()),
-            code: "TCP_MISS",
-            status: 200,
-            bytes: 1234,
-            method: http::Method::GET,
-            url: "http://example.com/a b".into(),
-            user: None,
-            hierarchy: "HIER_DIRECT",
-            peer: Some("example.com".into()),
-            content_type: Some(HeaderValue::from_static("text/html; charset=utf-8")),
-        }
-    }
+    use std::sync::Arc;
 
-    #[test]
-    fn squid_native_line() {
-        let mut out = String::new();
-        format_squid(&record(), &mut out);
-        assert_eq!(
-            out,
-            "1700000000.123     45 127.0.0.1 TCP_MISS/200 1234 GET http://example.com/a%20b - HIER_DIRECT/example.com text/html;+charset=utf-8\n"
-        );
-    }
-
-    #[test]
-    fn missing_fields_are_dashes() {
-        let mut rec = record();
-        rec.peer = None;
-        rec.content_type = None;
-        rec.hierarchy = "HIER_NONE";
-        rec.code = "TCP_DENIED";
-        rec.status = 403;
-        let mut out = String::new();
-        format_squid(&rec, &mut out);
-        assert!(
-            out.ends_with("TCP_DENIED/403 1234 GET http://example.com/a%20b - HIER_NONE/- -\n"),
-            "{out}"
-        );
-    }
-
-    #[test]
-    fn odd_fields_stay_one_word_each() {
-        let mut rec = record();
-        rec.url = "http://example.com/\r\nx".into();
-        rec.elapsed = Duration::from_millis(1_234_567);
-        rec.user = Some("  ".into());
-        rec.content_type = Some(HeaderValue::from_bytes(b"text/plain;\t charset=\xff x").unwrap());
-        rec.method = http::Method::from_bytes(b"PURGE").unwrap();
-        let mut out = String::new();
-        format_squid(&rec, &mut out);
-        assert_eq!(
-            out,
-            "1700000000.123 1234567 127.0.0.1 TCP_MISS/200 1234 PURGE http://example.com/%0D%0Ax - HIER_DIRECT/example.com text/plain;+charset=+x\n"
-        );
-    }
+    use crate::log::record::sample as record;
 
     /// A sink that notes when each write happened and how many bytes it carried.
     #[derive(Clone, Default)]
@@ -401,14 +223,15 @@ mod tests {
 
     fn line_len() -> usize {
         let mut line = String::new();
-        format_squid(&record(), &mut line);
+        LineFormat::default().write(&record(), &mut line);
         line.len()
     }
 
     /// A writer over a fresh [`Recorder`] with `flush_every`.
     fn recorded(flush_every: Duration) -> (Recorder, AccessLog, Writer) {
         let sink = Recorder::default();
-        let (log, writer) = spawn_writer(Box::new(sink.clone()), flush_every);
+        let (log, writer) =
+            spawn_writer(Box::new(sink.clone()), flush_every, LineFormat::default());
         (sink, log, writer)
     }
 

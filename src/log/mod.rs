@@ -1,8 +1,12 @@
 //! Logging: the access log (what was served) and diagnostics (what went wrong, via `tracing`).
 
 pub mod access;
+pub mod format;
+pub mod record;
 
-pub use access::{AccessLog, AccessRecord, Target};
+pub use access::{AccessLog, Target};
+pub use format::{Format, LineFormat};
+pub use record::AccessRecord;
 
 /// Logging settings from the `[log]` section.
 #[derive(Debug, Clone)]
@@ -10,6 +14,8 @@ pub struct Config {
     pub access_log: Target,
     /// Longest time an access-log line waits in the buffer before it is written.
     pub access_log_flush: std::time::Duration,
+    /// Line format and query stripping of the access log.
+    pub access_log_format: LineFormat,
     /// `tracing` filter used when neither `--log-level` nor `RUST_LOG` is given.
     pub level: String,
 }

@@ -13,7 +13,7 @@ use http::{HeaderMap, Response, StatusCode, Uri, Version};
 
 use super::body::ProxyBody;
 use super::next_hop::Upstreamed;
-use super::transaction::{code, Transaction};
+use super::transaction::{code, hier, Transaction};
 use super::Shared;
 use crate::cache::fill::FillSink;
 use crate::cache::key::primary_key;
@@ -80,6 +80,11 @@ pub fn serve_hit(
     *response.status_mut() = served.status;
     *response.headers_mut() = served.headers;
     decorate(shared, response.headers_mut(), Version::HTTP_11, &status);
+    if txn.upstream_wait.is_none() {
+        // Served without asking anyone: Squid logs such a hit as `HIER_NONE/-`.
+        txn.hierarchy = hier::NONE;
+        txn.peer = None;
+    }
     txn.code = if hit.tier == crate::cache::store::Tier::Memory && log_code == code::TCP_HIT {
         code::TCP_MEM_HIT
     } else {

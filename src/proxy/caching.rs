@@ -18,6 +18,8 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpInfo;
+use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::cache_reply::{deliver, not_in_cache, purge, serve_hit};
@@ -148,6 +150,7 @@ impl Exchange<'_> {
         txn: &mut Transaction,
         headers: HeaderMap,
     ) -> Result<Upstreamed, Error> {
+        let asked = Instant::now();
         let up = send(
             self.shared,
             Outgoing {
@@ -161,6 +164,11 @@ impl Exchange<'_> {
             },
         )
         .await?;
+        // Summed over a revalidation's and a refetch's round trips.
+        txn.upstream_wait = Some(txn.upstream_wait.unwrap_or_default() + asked.elapsed());
+        if let Some(info) = up.parts.extensions.get::<HttpInfo>() {
+            txn.upstream_addr = Some(info.remote_addr());
+        }
         if up.peer.is_some() {
             txn.peer.clone_from(&up.peer);
         }

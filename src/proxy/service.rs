@@ -46,13 +46,17 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
     } else {
         without_userinfo(req.uri())
     };
-    let txn = Transaction::new(
+    let mut txn = Transaction::new(
         Arc::clone(&conn.shared),
         Arc::clone(&conn.client_text),
         req.method(),
         url,
         Some(in_flight),
     );
+    // An accelerator's clients write origin-form targets (HTTP/2 ones too, as `:path`).
+    let origin_form = req.method() != Method::CONNECT
+        && (conn.mode == Mode::Reverse || req.uri().scheme().is_none());
+    txn.note_request(&req, origin_form);
     if let Err(err) = check_limits(&req, &conn.shared.config.limits) {
         return reply_error(txn, &err, &conn.shared);
     }

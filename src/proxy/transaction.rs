@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::client_conn::InFlight;
 use super::Shared;
+use crate::cache::status::CACHE_STATUS;
 use crate::log::AccessRecord;
 
 /// Squid result codes used so far.
@@ -52,6 +53,18 @@ pub struct Transaction {
     pub hierarchy: &'static str,
     pub peer: Option<String>,
     pub content_type: Option<http::HeaderValue>,
+    /// The client's HTTP version.
+    pub version: http::Version,
+    /// The client sent an origin-form target (see [`AccessRecord::origin_form`]).
+    pub origin_form: bool,
+    pub referer: Option<http::HeaderValue>,
+    pub user_agent: Option<http::HeaderValue>,
+    /// The `Cache-Status` field of the response sent.
+    pub cache_status: Option<http::HeaderValue>,
+    /// Address of the upstream connection the response came on.
+    pub upstream_addr: Option<std::net::SocketAddr>,
+    /// Time spent waiting on the next hop (see [`AccessRecord::upstream_wait`]).
+    pub upstream_wait: Option<std::time::Duration>,
     /// Bytes of response header sent to the client.
     pub header_bytes: u64,
     /// Bytes of response body (or tunnelled data) sent to the client.
@@ -83,6 +96,13 @@ impl Transaction {
             hierarchy: hier::NONE,
             peer: None,
             content_type: None,
+            version: http::Version::HTTP_11,
+            origin_form: false,
+            referer: None,
+            user_agent: None,
+            cache_status: None,
+            upstream_addr: None,
+            upstream_wait: None,
             header_bytes: 0,
             body_bytes: 0,
             aborted: false,
@@ -101,10 +121,21 @@ impl Transaction {
         self.incomplete = false;
     }
 
+    /// Notes what the log shows of the request head: its version, its target's form (as
+    /// the client wrote it), `Referer` and `User-Agent` (refcounted clones, not copies).
+    pub fn note_request<B>(&mut self, request: &http::Request<B>, origin_form: bool) {
+        self.version = request.version();
+        self.origin_form = origin_form;
+        let headers = request.headers();
+        self.referer = headers.get(http::header::REFERER).cloned();
+        self.user_agent = headers.get(http::header::USER_AGENT).cloned();
+    }
+
     /// Notes the response about to be sent.
     pub fn respond<B>(&mut self, response: &http::Response<B>) {
         self.status = response.status().as_u16();
         self.content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+        self.cache_status = response.headers().get(&CACHE_STATUS).cloned();
         self.header_bytes = head_size(response);
     }
 }
@@ -133,12 +164,20 @@ impl Drop for Transaction {
             code,
             status: self.status,
             bytes: self.header_bytes + self.body_bytes,
+            body_bytes: self.body_bytes,
             method: std::mem::replace(&mut self.method, http::Method::GET),
             url: std::mem::take(&mut self.url),
+            origin_form: self.origin_form,
+            version: self.version,
             user: None,
             hierarchy: self.hierarchy,
             peer: self.peer.take(),
+            upstream_addr: self.upstream_addr,
+            upstream_wait: self.upstream_wait,
             content_type: self.content_type.take(),
+            cache_status: self.cache_status.take(),
+            referer: self.referer.take(),
+            user_agent: self.user_agent.take(),
         });
     }
 }
