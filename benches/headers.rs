@@ -69,6 +69,7 @@ fn bench_access(c: &mut Criterion) {
         host: "www.example.com",
         port: 80,
         method: &method,
+        dst: None,
     };
     c.bench_function("http_access_default_rules", |b| {
         b.iter(|| black_box(config.access.check(black_box(&req))));

@@ -26,6 +26,7 @@ fn allowed(rules: &cuttle::access::Rules, src: &str, method: Method, port: u16) 
         host: "example.com",
         port,
         method: &method,
+        dst: None,
     }) == Verdict::Allow
 }
 
@@ -82,6 +83,7 @@ fn the_office_example_keeps_clients_off_this_machine() {
             host: target,
             port: 80,
             method: &Method::GET,
+            dst: None,
         });
         assert!(
             matches!(verdict, Verdict::Deny(_)),

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use http::Method;
 use ipnet::IpNet;
 
+use super::host;
+
 /// What an ACL looks at in a request.
 #[derive(Debug)]
 pub struct AccessRequest<'a> {
@@ -19,6 +21,9 @@ pub struct AccessRequest<'a> {
     /// Destination port.
     pub port: u16,
     pub method: &'a Method,
+    /// One address `host` resolved to, when the proxy resolved it for a `dst` check
+    /// ([`super::Rules::check_resolved`] checks each address in turn).
+    pub dst: Option<IpAddr>,
 }
 
 /// One named matcher.
@@ -28,8 +33,9 @@ pub enum Acl {
     All,
     /// Client address inside one of these networks.
     Src(Vec<IpNet>),
-    /// Destination is an address literal inside one of these networks (Squid `dst`). Names
-    /// are not resolved for this check, so it guards address literals only.
+    /// Destination address inside one of these networks (Squid `dst`): the resolved address
+    /// when the proxy resolved the host, else the host as an address literal in any spelling a
+    /// resolver accepts (`127.1`, `0x7f000001`, `localhost`; see [`host`]).
     Dst(Vec<IpNet>),
     /// Destination host: `example.com` matches exactly; `.example.com` matches it and subdomains.
     DstDomain(Vec<String>),
@@ -58,15 +64,16 @@ impl Acl {
                 let src = req.src.to_canonical();
                 nets.iter().any(|net| net.contains(&src))
             }
-            Self::Dst(nets) => req
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| {
+            Self::Dst(nets) => {
+                let inside = |ip: IpAddr| {
                     let ip = ip.to_canonical();
                     nets.iter().any(|net| net.contains(&ip))
-                }),
+                };
+                match req.dst {
+                    Some(ip) => inside(ip),
+                    None => host::any_address(req.host, inside),
+                }
+            }
             Self::DstDomain(names) => {
                 let host = req.host.trim_end_matches('.');
                 names.iter().any(|name| domain_matches(name, host))
@@ -103,6 +110,7 @@ mod tests {
             host,
             port,
             method,
+            dst: None,
         }
     }
 
@@ -135,6 +143,42 @@ mod tests {
         assert!(acl.matches(&req("10.0.0.1", "[::ffff:127.0.0.2]", 80, &Method::GET)));
         assert!(!acl.matches(&req("10.0.0.1", "example.com", 80, &Method::GET)));
         assert!(!acl.matches(&req("10.0.0.1", "192.0.2.1", 80, &Method::GET)));
+    }
+
+    #[test]
+    fn dst_matches_every_spelling_of_an_address_and_the_resolved_address() {
+        let acl = Acl::Dst(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "169.254.0.0/16".parse().unwrap(),
+        ]);
+        for host in [
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "0177.0.0.1",
+            "localhost",
+        ] {
+            assert!(
+                acl.matches(&req("10.0.0.1", host, 80, &Method::GET)),
+                "{host}"
+            );
+        }
+        for host in [
+            "169.254.43518",
+            "2852039166",
+            "0xa9fea9fe",
+            "0251.0376.0251.0376",
+        ] {
+            assert!(
+                acl.matches(&req("10.0.0.1", host, 443, &Method::CONNECT)),
+                "{host}"
+            );
+        }
+        // A name is judged by what it resolved to.
+        let mut resolved = req("10.0.0.1", "metadata.example", 80, &Method::GET);
+        assert!(!acl.matches(&resolved));
+        resolved.dst = Some("169.254.169.254".parse().unwrap());
+        assert!(acl.matches(&resolved));
     }
 
     #[test]

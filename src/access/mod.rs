@@ -5,8 +5,18 @@
 //! `allow localnet` denies everyone else), and an empty rule list denies everything. A rule names
 //! ACLs by index into the ACL table, with `!` negation resolved at build time, so checking a
 //! request is a short loop with no lookups or allocation. Pure: no I/O, no clock.
+//!
+//! `dst` ACLs judge addresses, not spellings: the proxy resolves the destination first (see
+//! `proxy::destination`) and [`Rules::check_resolved`] applies the rules to *every* address the
+//! name resolved to. A request is allowed only if it is allowed for each of them, so a deny rule
+//! that matches any one address denies the request (as Squid's `dst`, which matches if any
+//! address matches), and an allow rule must hold for all of them; the proxy then connects only
+//! to those checked addresses.
 
 pub mod acl;
+pub mod host;
+
+use std::net::IpAddr;
 
 pub use acl::{AccessRequest, Acl};
 
@@ -57,12 +67,48 @@ pub enum Verdict {
 pub struct Rules {
     acls: Vec<Acl>,
     rules: Vec<Rule>,
+    /// Some rule uses a `dst` ACL, so the destination must be resolved before checking.
+    needs_dst: bool,
 }
 
 impl Rules {
     /// Rules over `acls`; conditions index into `acls` (the builder guarantees they are valid).
     pub fn new(acls: Vec<Acl>, rules: Vec<Rule>) -> Self {
-        Self { acls, rules }
+        let needs_dst = rules.iter().any(|rule| {
+            rule.conditions
+                .iter()
+                .any(|&(index, _)| matches!(acls.get(index), Some(Acl::Dst(_))))
+        });
+        Self {
+            acls,
+            rules,
+            needs_dst,
+        }
+    }
+
+    /// Whether a rule looks at the destination address (a `dst` ACL): only then must the
+    /// proxy resolve the destination before [`Rules::check_resolved`].
+    pub fn needs_dst(&self) -> bool {
+        self.needs_dst
+    }
+
+    /// Decides for a destination that resolved to `addrs`: the rules are applied once per
+    /// address (as `req.dst`), and the first denial decides. With no addresses, or rules that
+    /// never look at the destination address, this is [`Rules::check`].
+    pub fn check_resolved(&self, req: &AccessRequest<'_>, addrs: &[IpAddr]) -> Verdict {
+        if !self.needs_dst || addrs.is_empty() {
+            return self.check(req);
+        }
+        for &addr in addrs {
+            let verdict = self.check(&AccessRequest {
+                dst: Some(addr),
+                ..*req
+            });
+            if verdict != Verdict::Allow {
+                return verdict;
+            }
+        }
+        Verdict::Allow
     }
 
     /// Decides whether `req` may be served.
@@ -124,6 +170,7 @@ mod tests {
             host: "example.com",
             port,
             method,
+            dst: None,
         })
     }
 
@@ -145,6 +192,122 @@ mod tests {
         let r = rules();
         assert!(matches!(
             check(&r, "192.0.2.1", 80, &Method::GET),
+            Verdict::Deny(_)
+        ));
+    }
+
+    /// `deny to_localhost`, `allow all`, as Squid's default config orders them.
+    fn deny_to_localhost() -> Rules {
+        let acls = vec![
+            Acl::All,
+            Acl::Dst(vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "0.0.0.0/32".parse().unwrap(),
+                "::1/128".parse().unwrap(),
+                "169.254.0.0/16".parse().unwrap(),
+                "fe80::/10".parse().unwrap(),
+            ]),
+        ];
+        let rule = |action, conditions: Vec<(usize, bool)>, text: &str| Rule {
+            action,
+            conditions,
+            text: text.to_owned(),
+        };
+        Rules::new(
+            acls,
+            vec![
+                rule(Action::Deny, vec![(1, false)], "deny to_localhost"),
+                rule(Action::Allow, vec![(0, false)], "allow all"),
+            ],
+        )
+    }
+
+    fn check_addrs(rules: &Rules, host: &str, method: &Method, addrs: &[&str]) -> Verdict {
+        let addrs: Vec<IpAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        rules.check_resolved(
+            &AccessRequest {
+                src: "192.0.2.7".parse().unwrap(),
+                host,
+                port: 443,
+                method,
+                dst: None,
+            },
+            &addrs,
+        )
+    }
+
+    #[test]
+    fn link_local_and_loopback_spellings_are_denied_for_get_and_connect() {
+        let r = deny_to_localhost();
+        assert!(r.needs_dst());
+        for host in [
+            "169.254.169.254",
+            "169.254.43518",
+            "2852039166",
+            "0xa9fea9fe",
+            "0251.0376.0251.0376",
+            "0xa9.0xfe.0xa9.0xfe",
+            "127.1",
+            "0",
+            "[::1]",
+            "[fe80::1]",
+            "[::ffff:169.254.169.254]",
+        ] {
+            for method in [Method::GET, Method::CONNECT] {
+                assert!(
+                    matches!(check_addrs(&r, host, &method, &[]), Verdict::Deny(_)),
+                    "{method} {host}"
+                );
+            }
+        }
+        assert_eq!(
+            check_addrs(&r, "192.0.2.1", &Method::CONNECT, &[]),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn a_name_is_denied_if_any_resolved_address_is_denied() {
+        let r = deny_to_localhost();
+        let get = Method::GET;
+        assert_eq!(
+            check_addrs(&r, "www.example", &get, &["192.0.2.1", "2001:db8::1"]),
+            Verdict::Allow
+        );
+        for addrs in [
+            &["192.0.2.1", "169.254.169.254"][..],
+            &["fe80::1", "192.0.2.1"][..],
+            &["::ffff:127.0.0.1"][..],
+        ] {
+            assert!(
+                matches!(
+                    check_addrs(&r, "rebind.example", &get, addrs),
+                    Verdict::Deny(_)
+                ),
+                "{addrs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_allow_list_of_destinations_must_hold_for_every_address() {
+        // `allow dst 192.0.2.0/24`, then deny all: a name with one address outside is denied.
+        let acls = vec![Acl::All, Acl::Dst(vec!["192.0.2.0/24".parse().unwrap()])];
+        let r = Rules::new(
+            acls,
+            vec![Rule {
+                action: Action::Allow,
+                conditions: vec![(1, false)],
+                text: "allow inside".to_owned(),
+            }],
+        );
+        let get = Method::GET;
+        assert_eq!(
+            check_addrs(&r, "in.example", &get, &["192.0.2.1", "192.0.2.2"]),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            check_addrs(&r, "mixed.example", &get, &["192.0.2.1", "198.51.100.1"]),
             Verdict::Deny(_)
         ));
     }

@@ -1,6 +1,7 @@
 //! Forward mode: relay an absolute-form request to the origin it names.
 //!
-//! Order of checks: scheme, forwarding loop (our `Via`), `http_access`, `Max-Forwards`; then
+//! Order of checks: scheme, forwarding loop (our `Via`), `http_access` (on the resolved
+//! addresses when a `dst` ACL needs them: `proxy::destination`), `Max-Forwards`; then
 //! the cache decides (`proxy::caching`), and whatever must go upstream goes to the origin named
 //! by the URI through `proxy::next_hop`.
 
@@ -11,9 +12,10 @@ use hyper::body::Incoming;
 
 use super::body::ProxyBody;
 use super::caching;
+use super::destination;
 use super::headers::{self, MaxForwards};
 use super::next_hop::Target;
-use super::service::{check_access, check_loop, finish, ConnInfo};
+use super::service::{check_loop, finish, ConnInfo};
 use super::transaction::{hier, Transaction};
 use crate::error::{Error, ErrorKind};
 
@@ -53,7 +55,8 @@ async fn forward(
         }
     };
     check_loop(shared, &parts.headers)?;
-    check_access(shared, conn.peer, &parts.method, &host, port)?;
+    let resolution =
+        destination::check(shared, conn.peer.ip(), &parts.method, &host, port, false).await?;
 
     match headers::max_forwards(&parts.method, &parts.headers) {
         MaxForwards::Respond => return Ok(answer_as_final_recipient(&parts)),
@@ -70,7 +73,7 @@ async fn forward(
     );
     txn.hierarchy = hier::DIRECT;
     txn.peer = Some(host);
-    caching::handle(conn, txn, parts, body, Target::Origin).await
+    caching::handle(conn, txn, parts, body, Target::Origin(resolution)).await
 }
 
 /// RFC 9110 §7.6.2: with `Max-Forwards: 0`, TRACE and OPTIONS are answered here.

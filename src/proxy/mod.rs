@@ -4,8 +4,10 @@
 //! listener ── accept (connection cap) ── [tls handshake, ALPN] ── hyper http1 or h2
 //!    │                                                              (+ client_conn timers)
 //!    └─ service::handle ── limits (414/431)
-//!         ├─ CONNECT ........ tunnel: port list, loop, http_access, connect, 200, copy bytes
-//!         ├─ http://host/... forward: loop, http_access, Max-Forwards, rewrite, upstream
+//!         ├─ CONNECT ........ tunnel: port list, loop, resolve + http_access, connect, 200,
+//!         │                   copy bytes
+//!         ├─ http://host/... forward: loop, [resolve +] http_access, Max-Forwards, rewrite,
+//!         │                   upstream (to a checked address)
 //!         └─ /path .......... 400 Invalid URL
 //!    every outcome ── Transaction (access log) + respond (error pages, Proxy-Status)
 //! ```
@@ -18,6 +20,7 @@ pub mod cache_reply;
 pub mod cache_store;
 pub mod caching;
 pub mod client_conn;
+pub mod destination;
 pub mod forward;
 pub mod headers;
 pub mod listener;

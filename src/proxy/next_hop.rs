@@ -23,6 +23,7 @@ use http::{Method, Request, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 
+use super::destination::Resolution;
 use super::headers;
 use super::Shared;
 use crate::access::{AccessRequest, Verdict};
@@ -37,8 +38,9 @@ use crate::upstream::{Progress, RequestBody};
 /// Where a request goes.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// The origin in the request URI.
-    Origin,
+    /// The origin in the request URI, with what `http_access` learnt of its addresses
+    /// (`proxy::destination`): when it resolved them, only those are connected to.
+    Origin(Resolution),
     /// A server of an upstream group.
     Group {
         group: Arc<Group>,
@@ -107,7 +109,7 @@ pub struct Outgoing {
 /// Sends `out` to its next hop and waits for the response head and first body frame.
 pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
     match out.target.clone() {
-        Target::Origin => {
+        Target::Origin(resolution) => {
             let authority = out
                 .uri
                 .authority()
@@ -125,13 +127,9 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
             let host = HeaderValue::from_str(&authority)
                 .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
             if let Some(peers) = &shared.peers {
-                return send_via_hierarchy(shared, peers, out, host).await;
+                return send_via_hierarchy(shared, peers, out, host, &resolution).await;
             }
-            let peer = out.uri.host().map(str::to_owned);
-            let uri = out.uri.clone();
-            let mut up = send_once(shared, &shared.upstream, out, uri, host).await?;
-            up.peer = peer;
-            Ok(up)
+            send_direct(shared, out, host, &resolution).await
         }
         Target::Group {
             group,
@@ -161,6 +159,7 @@ async fn send_via_hierarchy(
     peers: &Arc<Peers>,
     mut out: Outgoing,
     host: HeaderValue,
+    resolution: &Resolution,
 ) -> Result<Upstreamed, Error> {
     let uri_host = out.uri.host().unwrap_or("").to_owned();
     let port = out.uri.port_u16().unwrap_or(80);
@@ -169,9 +168,11 @@ async fn send_via_hierarchy(
         host: &uri_host,
         port,
         method: &out.method,
+        dst: None,
     };
-    let always_direct = peers.config.always_direct.check(&request) == Verdict::Allow;
-    let never_direct = peers.config.never_direct.check(&request) == Verdict::Allow;
+    let ips = resolution.ips();
+    let always_direct = peers.config.always_direct.check_resolved(&request, &ips) == Verdict::Allow;
+    let never_direct = peers.config.never_direct.check_resolved(&request, &ips) == Verdict::Allow;
     let key = url_key(&out.uri);
     let route = Route {
         url: &key,
@@ -195,7 +196,7 @@ async fn send_via_hierarchy(
             headers: out.headers.clone(),
             body,
             client: out.client,
-            target: Target::Origin,
+            target: Target::Origin(Resolution::Unneeded),
         };
         match hop {
             Hop::Sibling(i) => {
@@ -264,13 +265,71 @@ async fn send_via_hierarchy(
                 }
             }
             Hop::Direct => {
-                let peer = out.uri.host().map(str::to_owned);
-                let uri = out.uri.clone();
-                let mut up = send_once(shared, &shared.upstream, out, uri, host).await?;
-                up.peer = peer;
+                let mut up = send_direct(shared, out, host, resolution).await?;
                 up.hierarchy = Some("HIER_DIRECT");
                 return Ok(up);
             }
+        }
+    }
+    Err(last_error)
+}
+
+/// Sends `out` straight to its origin. With checked addresses (a `dst` rule resolved and
+/// checked them) the connection goes to one of those, named by address so that neither the
+/// pool nor the connector looks the name up again; a bodiless request moves on to the next
+/// address when a connection cannot be made (a body, once handed over, cannot be re-sent).
+async fn send_direct(
+    shared: &Shared,
+    mut out: Outgoing,
+    host: HeaderValue,
+    resolution: &Resolution,
+) -> Result<Upstreamed, Error> {
+    let peer = out.uri.host().map(str::to_owned);
+    let addrs = match resolution {
+        Resolution::Checked(addrs) => addrs,
+        Resolution::Failed(kind, cause) => return Err(Error::new(*kind, cause.to_string())),
+        Resolution::Unneeded => {
+            let uri = out.uri.clone();
+            let mut up = send_once(shared, &shared.upstream, out, uri, host).await?;
+            up.peer = peer;
+            return Ok(up);
+        }
+    };
+    let has_body = out.body.as_ref().is_some_and(|b| !b.is_end_stream());
+    let path = out
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str)
+        .to_owned();
+    let mut last_error = Error::new(
+        ErrorKind::DnsFailed,
+        format!("{} resolved to no address", peer.as_deref().unwrap_or("")),
+    );
+    for (i, addr) in addrs.iter().enumerate() {
+        let uri: Uri = format!("http://{addr}{path}")
+            .parse()
+            .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad path"))?;
+        let last = has_body || i + 1 == addrs.len();
+        let attempt = Outgoing {
+            method: out.method.clone(),
+            uri: out.uri.clone(),
+            version: out.version,
+            headers: if last {
+                std::mem::take(&mut out.headers)
+            } else {
+                out.headers.clone()
+            },
+            body: out.body.take(),
+            client: out.client,
+            target: Target::Origin(Resolution::Unneeded),
+        };
+        match send_once(shared, &shared.upstream, attempt, uri, host.clone()).await {
+            Ok(mut up) => {
+                up.peer = peer;
+                return Ok(up);
+            }
+            Err(err) if !last && unreachable(&err) => last_error = err,
+            Err(err) => return Err(err),
         }
     }
     Err(last_error)
@@ -381,7 +440,7 @@ async fn send_to_group(
             },
             body: out.body.take(),
             client: out.client,
-            target: Target::Origin,
+            target: Target::Origin(Resolution::Unneeded),
         };
         match send_once(shared, client, attempt_out, uri, host).await {
             Ok(mut up) => {

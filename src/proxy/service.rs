@@ -116,7 +116,8 @@ pub fn reply_error(mut txn: Transaction, err: &Error, shared: &Shared) -> Respon
     response.map(|body| body.with_transaction(txn))
 }
 
-/// Applies `http_access` to a request for `host:port`.
+/// Applies `http_access` to a request for `host:port` without resolving it (reverse mode:
+/// the destination is a configured group; forward mode uses `destination::check`).
 pub fn check_access(
     shared: &Shared,
     peer: SocketAddr,
@@ -129,6 +130,7 @@ pub fn check_access(
         host,
         port,
         method,
+        dst: None,
     });
     match verdict {
         Verdict::Allow => Ok(()),

@@ -21,11 +21,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::body::ProxyBody;
-use super::service::{check_access, check_loop, reply_error, ConnInfo};
+use super::destination::{self, Resolution};
+use super::service::{check_loop, reply_error, ConnInfo};
 use super::transaction::{code, hier, Transaction};
 use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind};
-use crate::upstream::connect::connect;
+use crate::upstream::connect::{connect, connect_addrs};
 use crate::upstream::hierarchy::{Hop, Route};
 use crate::upstream::peer::{connect_through, Peers};
 use crate::upstream::Progress;
@@ -97,12 +98,37 @@ async fn open(req: &Request<Incoming>, conn: &ConnInfo) -> Result<TcpStream, Err
         ));
     }
     check_loop(shared, req.headers())?;
-    check_access(shared, conn.peer, req.method(), host, port)?;
+    // A direct tunnel needs the addresses anyway: resolve once, check them, connect to them.
+    let direct_only = shared.peers.is_none();
+    let resolution = destination::check(
+        shared,
+        conn.peer.ip(),
+        req.method(),
+        host,
+        port,
+        direct_only,
+    )
+    .await?;
     let timeout = shared.upstream_connect_timeout();
     if let Some(peers) = &shared.peers {
-        return open_through_hierarchy(peers, conn, req, host, port, timeout).await;
+        return open_through_hierarchy(peers, conn, req, host, port, &resolution, timeout).await;
     }
-    connect(host, port, timeout).await.map_err(|e| e.to_error())
+    connect_direct(host, port, &resolution, timeout).await
+}
+
+/// Connects to the checked addresses, or (only when no rule needed them) resolves `host` now.
+async fn connect_direct(
+    host: &str,
+    port: u16,
+    resolution: &Resolution,
+    timeout: std::time::Duration,
+) -> Result<TcpStream, Error> {
+    match resolution {
+        Resolution::Checked(addrs) => connect_addrs(host, addrs, timeout).await,
+        Resolution::Unneeded => connect(host, port, timeout).await,
+        Resolution::Failed(kind, cause) => return Err(Error::new(*kind, cause.to_string())),
+    }
+    .map_err(|e| e.to_error())
 }
 
 /// CONNECT through the hierarchy: parents in order (each asked with CONNECT), then direct
@@ -113,6 +139,7 @@ async fn open_through_hierarchy(
     req: &Request<Incoming>,
     host: &str,
     port: u16,
+    resolution: &Resolution,
     timeout: std::time::Duration,
 ) -> Result<TcpStream, Error> {
     let access = AccessRequest {
@@ -120,14 +147,16 @@ async fn open_through_hierarchy(
         host,
         port,
         method: req.method(),
+        dst: None,
     };
+    let ips = resolution.ips();
     let key = format!("{host}:{port}");
     let route = Route {
         url: &key,
         client: conn.peer.ip(),
         turn: peers.next_turn(),
-        always_direct: peers.config.always_direct.check(&access) == Verdict::Allow,
-        never_direct: peers.config.never_direct.check(&access) == Verdict::Allow,
+        always_direct: peers.config.always_direct.check_resolved(&access, &ips) == Verdict::Allow,
+        never_direct: peers.config.never_direct.check_resolved(&access, &ips) == Verdict::Allow,
     };
     let mut last_error = Error::new(
         ErrorKind::NoUpstream,
@@ -155,7 +184,7 @@ async fn open_through_hierarchy(
                     }
                 }
             }
-            Hop::Direct => return connect(host, port, timeout).await.map_err(|e| e.to_error()),
+            Hop::Direct => return connect_direct(host, port, resolution, timeout).await,
         }
     }
     Err(last_error)

@@ -4,7 +4,8 @@
 //! hyper-util's `HttpConnector` reports every failure as an opaque "connect error"; a proxy needs
 //! to tell a name that does not resolve from a refused port from a timeout from an untrusted
 //! certificate, because each gets a different status and error page. This connector resolves
-//! with tokio (getaddrinfo on the blocking pool), tries each address in turn, runs the TLS
+//! with tokio (getaddrinfo on the blocking pool; numeric hosts and `localhost` without it),
+//! tries each address in turn, runs the TLS
 //! handshake when the URI's scheme is `https`, all within one overall timeout, and returns a
 //! typed [`ConnectError`]. It serves the pooled HTTP client, health checks and (TCP only)
 //! CONNECT tunnels.
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 
 use super::stream::UpstreamStream;
 use super::tls::{self, ClientTls};
+use crate::access::host::{self, HostKind};
 use crate::error::{Error, ErrorKind};
 
 /// Why a connection could not be opened.
@@ -74,22 +76,80 @@ impl ConnectError {
     }
 }
 
-/// Connects to `host:port`, trying each resolved address, all within `timeout`.
-pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
+/// Resolves `host` for `port` within `timeout`: address literals in every spelling a resolver
+/// accepts, and `localhost` names, without DNS (see [`crate::access::host`]); other names with
+/// getaddrinfo. A host that looks numeric but is no valid address is refused, never looked up.
+///
+/// The proxy resolves once, checks `dst` ACLs against every address, and then connects only
+/// to those addresses ([`connect_addrs`]), so a second lookup can never return something else.
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, ConnectError> {
+    let host_only = host.trim_start_matches('[').trim_end_matches(']');
+    match host::classify(host) {
+        HostKind::Address(ip) => return Ok(vec![SocketAddr::new(ip, port)]),
+        HostKind::Localhost => {
+            return Ok(host::LOOPBACK
+                .iter()
+                .map(|&ip| SocketAddr::new(ip, port))
+                .collect())
+        }
+        HostKind::Invalid => return Err(ConnectError::InvalidDestination(host.to_owned())),
+        HostKind::Name => {}
+    }
+    let name = host_only.strip_suffix('.').unwrap_or(host_only);
+    if name.eq_ignore_ascii_case("invalid")
+        || name
+            .len()
+            .checked_sub(".invalid".len())
+            .and_then(|start| name.get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".invalid"))
+    {
+        // RFC 6761 §6.4: resolvers "SHOULD recognize them as invalid and immediately return
+        // negative"; no query leaves the machine.
+        return Err(ConnectError::Dns {
+            host: host_only.to_owned(),
+            source: io::Error::new(io::ErrorKind::NotFound, ".invalid names never resolve"),
+        });
+    }
+    let lookup = tokio::net::lookup_host((host_only, port));
+    let addrs: Vec<SocketAddr> = match tokio::time::timeout(timeout, lookup).await {
+        Ok(Ok(addrs)) => addrs.collect(),
+        Ok(Err(source)) => {
+            return Err(ConnectError::Dns {
+                host: host_only.to_owned(),
+                source,
+            })
+        }
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                host: host_only.to_owned(),
+                port,
+                after: timeout,
+            })
+        }
+    };
+    if addrs.is_empty() {
+        return Err(ConnectError::NoAddresses {
+            host: host_only.to_owned(),
+        });
+    }
+    Ok(addrs)
+}
+
+/// Connects to the first of `addrs` (already resolved, and checked) that accepts, within
+/// `timeout`; `host` names the destination in errors.
+pub async fn connect_addrs(
+    host: &str,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
     let host_only = host.trim_start_matches('[').trim_end_matches(']');
     let attempt = async {
-        let addrs: Vec<SocketAddr> = match host_only.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host_only, port))
-                .await
-                .map_err(|source| ConnectError::Dns {
-                    host: host_only.to_owned(),
-                    source,
-                })?
-                .collect(),
-        };
         let mut last = None;
-        for addr in addrs {
+        for &addr in addrs {
             match TcpStream::connect(addr).await {
                 Ok(stream) => {
                     // Small writes (headers) should not wait for Nagle.
@@ -110,10 +170,18 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout {
             host: host_only.to_owned(),
-            port,
+            port: addrs.first().map_or(0, SocketAddr::port),
             after: timeout,
         }),
     }
+}
+
+/// Connects to `host:port`, trying each resolved address, all within `timeout`.
+pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let deadline = Instant::now() + timeout;
+    let addrs = resolve(host, port, timeout).await?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    connect_addrs(host, &addrs, left).await
 }
 
 /// Connects to `host:port` and, with `tls`, runs the handshake; all within `timeout`.
@@ -208,6 +276,31 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, ConnectError::Refused { .. }), "{err}");
         assert_eq!(err.to_error().kind(), ErrorKind::ConnectFailed);
+    }
+
+    #[tokio::test]
+    async fn numeric_and_localhost_hosts_resolve_without_dns_and_junk_is_refused() {
+        let t = Duration::from_secs(1);
+        for form in ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "[::1]"] {
+            let addrs = resolve(form, 8080, t).await.unwrap();
+            assert_eq!(addrs.len(), 1, "{form}");
+            assert!(addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 8080));
+        }
+        let err = resolve("shop.example.INVALID.", 80, t).await.unwrap_err();
+        assert!(matches!(err, ConnectError::Dns { .. }), "{err}");
+        let local = resolve("app.localhost", 80, t).await.unwrap();
+        assert!(local.len() == 2 && local.iter().all(|a| a.ip().is_loopback()));
+        // Numeric-looking but no address: refused (400), never handed to a resolver.
+        for junk in ["256.0.0.1", "1.2.3.4.5", "0x1ffffffff"] {
+            let err = resolve(junk, 80, t).await.unwrap_err();
+            assert!(
+                matches!(err, ConnectError::InvalidDestination(_)),
+                "{junk}: {err}"
+            );
+            assert_eq!(err.to_error().kind(), ErrorKind::InvalidRequest);
+        }
     }
 
     #[test]
