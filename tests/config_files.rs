@@ -478,3 +478,42 @@ fn access_log_and_cache_dir_must_be_usable() {
     config::load_str("ok.toml", &cache(&missing.join("cache"))).unwrap();
     assert!(!missing.exists());
 }
+
+#[test]
+fn the_service_install_edits_of_the_readme_apply_to_the_default_config() {
+    // README "Installing as a service" moves the cache and the access log with two `sed`
+    // substitutions anchored at the start of these lines.
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let log = dir.path().join("access.log");
+    let mut text = String::new();
+    let mut replaced = 0;
+    for line in config::DEFAULT_CONFIG.lines() {
+        let (pattern, value) = if line.starts_with("path = \"~/.cache/cuttle\"") {
+            (
+                "s|^path = \"~/.cache/cuttle\"|path = \"/var/cache/cuttle\"|",
+                &cache,
+            )
+        } else if line.starts_with("access_log = \"stdout\"") {
+            (
+                "s|^access_log = \"stdout\"|access_log = \"/var/log/cuttle/access.log\"|",
+                &log,
+            )
+        } else {
+            text.push_str(line);
+            text.push('\n');
+            continue;
+        };
+        assert!(readme.contains(pattern), "README lacks {pattern}");
+        let key = line.split(" = ").next().unwrap();
+        text.push_str(&format!("{key} = \"{}\"\n", value.display()));
+        replaced += 1;
+    }
+    assert_eq!(replaced, 2, "each substitution matches one line");
+    let cfg = config::load_str("cuttle.toml", &text).unwrap();
+    assert_eq!(cfg.cache.disk.unwrap().path, cache);
+    assert_eq!(cfg.log.access_log, cuttle::log::Target::File(log));
+}
