@@ -17,7 +17,7 @@ pub struct Cli {
     #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Listen here instead of the configured ports, e.g. 0.0.0.0:3128.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
     /// Use this directory for the disk cache.
     #[arg(long, value_name = "DIR")]
@@ -142,6 +142,12 @@ pub fn write_completions(
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "cuttle", &mut script);
     out.write_all(&script)
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("`{value}` is not an IP address and port like 127.0.0.1:3128"))
 }
 
 fn parse_level(value: &str) -> Result<String, String> {
