@@ -17,7 +17,7 @@ pub struct Cli {
     #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Listen here instead of the configured ports, e.g. 0.0.0.0:3128.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
     /// Use this directory for the disk cache.
     #[arg(long, value_name = "DIR")]
@@ -46,9 +46,108 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate a config file (or the default) and exit: 0 if valid, 1 with file:line: key:
+    /// Validate a config file (or the default) and open the files it names (access log, cache
+    /// directory, TLS certificates and keys), then exit: 0 if valid, 1 with file:line: key:
     /// reason if not.
     Check,
+    /// Print the man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
+    /// Print completions for SHELL to stdout.
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Sections of the man page that the options do not describe.
+const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
+0 on success; 1 when the config is refused (\fIfile\fR:\fIline\fR: \fIkey\fR: \fIreason\fR on
+standard error) or the proxy cannot start; 2 for a command-line error.
+.SH SIGNALS
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop accepting, let in-flight requests finish for up to \fBtimeouts.shutdown\fR, then exit.
+.TP
+\fBSIGHUP\fR
+Re-read the config file and swap it in; a refused file leaves the running config in place.
+.TP
+\fBSIGUSR1\fR
+Reopen the access log (after logrotate moved it).
+.SH FILES
+.TP
+\fI/etc/cuttle/cuttle.toml\fR
+The config file the systemd unit passes with \fB\-\-config\fR; \fBcuttle
+\-\-print\-default\-config\fR prints a commented starting point.
+.TP
+\fI/var/cache/cuttle\fR
+The disk cache tier of a service install (\fBcache.disk.path\fR).
+.TP
+\fI/var/log/cuttle/access.log\fR
+The access log of a service install (\fBlog.access_log\fR).
+.SH ENVIRONMENT
+.TP
+\fBRUST_LOG\fR
+Diagnostics filter when \fB\-\-log\-level\fR is not given (same syntax).
+.SH "SEE ALSO"
+\fBsquid\fR(8), \fBsystemd.service\fR(5)
+"#;
+
+/// Writes the man page, generated from this definition, as roff.
+pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    // clap_mangen's own list points at cuttle-check(1) pages; the subcommands are one line each
+    // and are described here instead.
+    let command = <Cli as clap::CommandFactory>::command();
+    out.write_all(b".SH COMMANDS\n")?;
+    for sub in command.get_subcommands() {
+        if sub.is_hide_set() || sub.get_name() == "help" {
+            continue;
+        }
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        writeln!(
+            out,
+            ".TP\n\\fBcuttle {}\\fR [\\fB\\-\\-config\\fR \\fIFILE\\fR]\n{}",
+            roff_escape(sub.get_name()),
+            roff_escape(&about)
+        )?;
+    }
+    out.write_all(MAN_EXTRA.as_bytes())?;
+    man.render_version_section(out)
+}
+
+/// `text` as roff body text: backslashes and hyphens escaped, no line starting with a control
+/// character.
+fn roff_escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    match escaped.chars().next() {
+        Some('.' | '\'') => format!("\\&{escaped}"),
+        _ => escaped,
+    }
+}
+
+/// Writes `shell`'s completion script for `cuttle`.
+pub fn write_completions(
+    shell: clap_complete::Shell,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    // Generated into memory: clap_complete panics if its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "cuttle", &mut script);
+    out.write_all(&script)
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("`{value}` is not an IP address and port like 127.0.0.1:3128"))
 }
 
 fn parse_level(value: &str) -> Result<String, String> {

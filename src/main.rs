@@ -20,6 +20,18 @@ fn main() -> ExitCode {
         print!("{}", config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
+    match cli.command {
+        Some(Command::Man) => {
+            return written(cuttle::cli::write_man_page(&mut std::io::stdout().lock()));
+        }
+        Some(Command::Completions { shell }) => {
+            return written(cuttle::cli::write_completions(
+                shell,
+                &mut std::io::stdout().lock(),
+            ));
+        }
+        Some(Command::Check) | None => {}
+    }
     let mut config = match load(cli.config.as_ref()) {
         Ok(config) => config,
         Err(e) => {
@@ -54,6 +66,17 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(name, config))
+}
+
+/// The exit code after writing generated text (man page, completions) to stdout.
+fn written(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cuttle: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The runtime `workers` asks for (0: one thread per core). One worker gets a current-thread

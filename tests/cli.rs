@@ -367,6 +367,13 @@ fn check_shows_the_expected_form_of_sizes_durations_and_addresses() {
         "2: http_port[0].listen",
         "`proxy:3128` is not an IP address and port like \"127.0.0.1:3128\"",
     );
+    let out = run_cuttle(&["--listen", "proxy:3128", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`proxy:3128` is not an IP address and port like 127.0.0.1:3128"),
+        "{stderr}"
+    );
 }
 
 /// Starts `cuttle ARGS` and returns its stderr lines up to the worker-count line, then stops it.

@@ -6,6 +6,10 @@ use cuttle::access::{AccessRequest, Verdict};
 use cuttle::config;
 use http::Method;
 
+/// Files in conf/ that are not cuttle configs, each with the test that checks it.
+const NOT_CONFIGS: &[(&str, &str)] =
+    &[("cuttle.service", "the_systemd_unit_is_valid_and_hardened")];
+
 #[test]
 fn every_file_in_conf_loads() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
@@ -15,9 +19,136 @@ fn every_file_in_conf_loads() {
         if path.extension().is_some_and(|e| e == "toml") {
             config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
             loaded += 1;
+        } else {
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(
+                NOT_CONFIGS.iter().any(|(file, _)| *file == name),
+                "conf/{name} is checked by no test"
+            );
         }
     }
     assert!(loaded >= 1, "no configs in {}", dir.display());
+}
+
+/// A systemd unit file: (section, key, value) in file order, comments and blank lines left out.
+fn parse_unit(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut entries = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("cuttle.service:{}: not key=value: {line}", i + 1));
+        assert!(
+            !section.is_empty(),
+            "cuttle.service:{}: outside a section",
+            i + 1
+        );
+        entries.push((
+            section.clone(),
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
+    }
+    entries
+}
+
+#[test]
+fn the_systemd_unit_is_valid_and_hardened() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/cuttle.service");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let entries = parse_unit(&text);
+    let values = |section: &str, key: &str| -> Vec<&str> {
+        entries
+            .iter()
+            .filter(|(s, k, _)| s == section && k == key)
+            .map(|(_, _, v)| v.as_str())
+            .collect()
+    };
+    let one = |section: &str, key: &str| -> String {
+        let found = values(section, key);
+        assert_eq!(found.len(), 1, "[{section}] {key}: {found:?}");
+        found[0].to_owned()
+    };
+    assert_eq!(
+        one("Service", "ExecStart"),
+        "/usr/local/bin/cuttle --config /etc/cuttle/cuttle.toml"
+    );
+    assert_eq!(
+        one("Service", "ExecStartPre"),
+        "/usr/local/bin/cuttle check --config /etc/cuttle/cuttle.toml"
+    );
+    assert_eq!(one("Service", "ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(one("Service", "User"), "cuttle");
+    for (key, value) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("ReadWritePaths", "/var/cache/cuttle /var/log/cuttle"),
+        ("CacheDirectory", "cuttle"),
+        ("LogsDirectory", "cuttle"),
+    ] {
+        assert_eq!(one("Service", key), value, "[Service] {key}");
+    }
+    let nofile: u64 = one("Service", "LimitNOFILE").parse().unwrap();
+    assert!(nofile >= 65536, "LimitNOFILE={nofile}");
+    // The drain (timeouts.shutdown, 30s by default) ends before systemd's SIGKILL.
+    let stop = one("Service", "TimeoutStopSec").parse::<u64>().unwrap();
+    assert!(stop > 30, "TimeoutStopSec={stop}");
+    assert_eq!(one("Install", "WantedBy"), "multi-user.target");
+
+    // Where systemd is installed, its own checker reads the unit too: every key known, every
+    // value valid, the hardening scored. The ExecStart binary must exist, so the checked copy
+    // runs the binary under test instead of /usr/local/bin/cuttle.
+    let Ok(version) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed: the unit was only parsed");
+        return;
+    };
+    assert!(version.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("cuttle.service");
+    std::fs::write(
+        &copy,
+        text.replace("/usr/local/bin/cuttle", env!("CARGO_BIN_EXE_cuttle")),
+    )
+    .unwrap();
+    let verify = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify: {complaints}"
+    );
+    // Exposure 0.0 (locked down) to 10.0 (unprotected); the threshold is in tenths.
+    let security = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=20"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    assert!(
+        security.status.success(),
+        "exposure above 2.0:\n{report}{}",
+        String::from_utf8_lossy(&security.stderr)
+    );
 }
 
 fn allowed(rules: &cuttle::access::Rules, src: &str, method: Method, port: u16) -> bool {
@@ -369,4 +500,43 @@ fn access_log_format_and_strip_query_terms() {
         error_for("[log]\naccess_log = \"none\"\naccess_log_format = \"apache\"\n"),
         "broken.toml:3: log.access_log_format: unknown variant `apache`, expected one of `squid`, `combined`, `json`"
     );
+}
+
+#[test]
+fn the_service_install_edits_of_the_readme_apply_to_the_default_config() {
+    // README "Installing as a service" moves the cache and the access log with two `sed`
+    // substitutions anchored at the start of these lines.
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let log = dir.path().join("access.log");
+    let mut text = String::new();
+    let mut replaced = 0;
+    for line in config::DEFAULT_CONFIG.lines() {
+        let (pattern, value) = if line.starts_with("path = \"~/.cache/cuttle\"") {
+            (
+                "s|^path = \"~/.cache/cuttle\"|path = \"/var/cache/cuttle\"|",
+                &cache,
+            )
+        } else if line.starts_with("access_log = \"stdout\"") {
+            (
+                "s|^access_log = \"stdout\"|access_log = \"/var/log/cuttle/access.log\"|",
+                &log,
+            )
+        } else {
+            text.push_str(line);
+            text.push('\n');
+            continue;
+        };
+        assert!(readme.contains(pattern), "README lacks {pattern}");
+        let key = line.split(" = ").next().unwrap();
+        text.push_str(&format!("{key} = \"{}\"\n", value.display()));
+        replaced += 1;
+    }
+    assert_eq!(replaced, 2, "each substitution matches one line");
+    let cfg = config::load_str("cuttle.toml", &text).unwrap();
+    assert_eq!(cfg.cache.disk.unwrap().path, cache);
+    assert_eq!(cfg.log.access_log, cuttle::log::Target::File(log));
 }

@@ -6,7 +6,10 @@
 //!        (syntax, types, unknown keys:             (cross-field checks,
 //!         file:line: key: reason)                   defaults, same error shape)
 //! ```
+//! `build` also tries the paths the file names (`probe`: access log, cache directory; TLS files
+//! are loaded by their modules), so a config that loads is one the proxy can run with.
 //! Command-line overrides (`--listen`, `--cache-dir`) are applied to the built [`Config`].
+//! [`summary`] renders a built config as the start-up lines.
 
 pub mod build;
 pub mod error;
