@@ -151,7 +151,16 @@ fn bench_heads(c: &mut Criterion) {
     };
     let request = map(&[("host", "www.example.com"), ("accept", "*/*")]);
     c.bench_function("serve_stored_head", |b| {
-        b.iter(|| serve_stored(&Method::GET, black_box(&request), &head, 100, true))
+        b.iter(|| {
+            serve_stored(
+                &Method::GET,
+                black_box(&request),
+                &head,
+                100,
+                true,
+                head.response_time,
+            )
+        })
     });
 }
 

@@ -5,6 +5,8 @@
 //! proxy maps the plan onto the stored body (shared `Bytes` slices for memory hits, a skipping
 //! stream for disk hits), so serving a hit never copies a body.
 
+use std::time::SystemTime;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
@@ -48,19 +50,21 @@ const NOT_MODIFIED_FIELDS: [HeaderName; 8] = [
 ];
 
 /// Builds the response for `method`/`request` from `head`, `age` seconds old.
-/// `multipart` says the body source can serve several ranges (memory hits).
+/// `multipart` says the body source can serve several ranges (memory hits); `now` reads the
+/// request's date preconditions (see [`super::policy::date`]).
 pub fn serve_stored(
     method: &Method,
     request: &HeaderMap,
     head: &StoredHead,
     age: u64,
     multipart: bool,
+    now: SystemTime,
 ) -> Served {
     // Room for the fields every hit adds: Age here, Cache-Status and Via by the proxy.
     let mut headers = head.headers.to_map_with_room(3);
     // RFC 9111 §5.1: a cache sends Age on every response it serves from storage.
     headers.insert(header::AGE, HeaderValue::from(age));
-    match evaluate_client_conditional(method, request, head.status, &headers) {
+    match evaluate_client_conditional(method, request, head.status, &headers, now) {
         ConditionalOutcome::NotModified => {
             let mut kept = HeaderMap::new();
             for name in NOT_MODIFIED_FIELDS {
@@ -94,7 +98,7 @@ pub fn serve_stored(
         };
     }
     let len = head.body_len;
-    match plan_range(method, request, &headers, len) {
+    match plan_range(method, request, &headers, len, now) {
         RangePlan::Full => Served {
             status: head.status,
             headers,

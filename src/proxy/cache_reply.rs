@@ -53,7 +53,16 @@ pub fn serve_hit(
     log_code: &'static str,
 ) -> Response<ProxyBody> {
     let multipart = matches!(hit.body, HitBody::Memory(_));
-    let served = serve_stored(&parts.method, &parts.headers, &hit.head, age, multipart);
+    // The response's arrival stands in for the clock when reading the request's date
+    // preconditions: it only places two-digit years, where a year's precision is plenty.
+    let served = serve_stored(
+        &parts.method,
+        &parts.headers,
+        &hit.head,
+        age,
+        multipart,
+        hit.head.response_time,
+    );
     let body = match (served.body, hit.body) {
         (BodyPlan::Empty, _) => ProxyBody::empty(),
         (BodyPlan::Full, HitBody::Memory(bytes)) => ProxyBody::full(bytes),

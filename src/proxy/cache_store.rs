@@ -129,7 +129,14 @@ pub(super) async fn store_or_pass(
     if wants_partial {
         let mut known = head.clone();
         known.body_len = content_length.unwrap_or(0);
-        let served = serve_stored(&ex.parts.method, &ex.parts.headers, &known, 0, false);
+        let served = serve_stored(
+            &ex.parts.method,
+            &ex.parts.headers,
+            &known,
+            0,
+            false,
+            known.response_time,
+        );
         match served.body {
             BodyPlan::Empty => {
                 let Upstreamed { first, body, .. } = up;
@@ -194,7 +201,9 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
     };
     let shared = Arc::clone(ex.shared);
     let mut headers = ex.headers_for_store();
-    for (name, value) in &conditional_request_headers(&hit.head.headers.to_map()) {
+    for (name, value) in
+        &conditional_request_headers(&hit.head.headers.to_map(), hit.head.response_time)
+    {
         headers.insert(name.clone(), value.clone());
     }
     let out = Outgoing {

@@ -325,7 +325,8 @@ async fn revalidate(
     }
     // The stored fields as a map, built once for the validator checks below.
     let stored = hit.head.headers.to_map();
-    for (name, value) in &conditional_request_headers(&stored) {
+    let now = ex.shared.clock.now();
+    for (name, value) in &conditional_request_headers(&stored, now) {
         headers.insert(name.clone(), value.clone());
     }
     let request_time = ex.shared.clock.now();
@@ -340,7 +341,7 @@ async fn revalidate(
         || up.parts.headers.contains_key(header::LAST_MODIFIED);
     if up.parts.status == StatusCode::NOT_MODIFIED
         && carries_validator
-        && select_stored_for_304(&up.parts.headers, &[&stored]).is_empty()
+        && select_stored_for_304(&up.parts.headers, &[&stored], now).is_empty()
     {
         // RFC 9111 §4.3.4: a 304 whose validators select no stored response MUST NOT update
         // one; ask again without conditions.
@@ -376,7 +377,7 @@ async fn revalidate(
     // RFC 9111 §4.3.5: a HEAD response may freshen the stored GET response it matches.
     if ex.parts.method == Method::HEAD
         && up.parts.status == StatusCode::OK
-        && head_may_freshen(&stored, &up.parts.headers)
+        && head_may_freshen(&stored, &up.parts.headers, now)
     {
         let head = hit
             .head

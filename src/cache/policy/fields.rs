@@ -2,11 +2,13 @@
 //!
 //! Every policy module needs the same few primitives — walking all lines of a
 //! field, splitting comma lists without breaking quoted strings, unquoting, and
-//! parsing HTTP-dates leniently — so they live here once instead of being
+//! reading date fields (parsed by [`super::date`]) — so they live here once instead of being
 //! re-implemented (slightly differently) in each module.
 
 use http::header::{HeaderMap, HeaderName};
 use std::time::SystemTime;
+
+pub use super::date::parse_http_date;
 
 /// RFC 9111 §1.2.2: "the cache MUST consider the value to be 2147483648 (2^31)".
 pub const DELTA_SECONDS_CAP: u32 = 2_147_483_648;
@@ -140,49 +142,10 @@ pub fn parse_delta_seconds(s: &str) -> Option<u32> {
     Some(u32::try_from(acc).unwrap_or(DELTA_SECONDS_CAP))
 }
 
-/// Parses an HTTP-date (RFC 9110 §5.6.7), matching case-insensitively.
-///
-/// RFC 9111 §4.2: "a cache recipient SHOULD match the field value
-/// case-insensitively" and "SHOULD consider a date with a zone abbreviation
-/// other than "GMT" to be invalid" — `httpdate` only accepts GMT, so we only
-/// canonicalise letter case before handing the text over.
-pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let s = s.trim_matches(|c| c == ' ' || c == '\t');
-    if s.is_empty() || s.len() > 64 || !s.is_ascii() {
-        return None;
-    }
-    if let Ok(t) = httpdate::parse_http_date(s) {
-        return Some(t);
-    }
-    let mut canon = String::with_capacity(s.len());
-    let mut word = String::new();
-    for c in s.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_alphabetic() {
-            word.push(c);
-            continue;
-        }
-        if !word.is_empty() {
-            let lower = word.to_ascii_lowercase();
-            if lower == "gmt" {
-                canon.push_str("GMT");
-            } else {
-                let mut cs = lower.chars();
-                if let Some(f) = cs.next() {
-                    canon.push(f.to_ascii_uppercase());
-                    canon.extend(cs);
-                }
-            }
-            word.clear();
-        }
-        canon.push(c);
-    }
-    canon.pop();
-    httpdate::parse_http_date(&canon).ok()
-}
-
 /// Parses the single-line HTTP-date field `name`; None when absent, repeated or invalid.
-pub fn date_field(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
-    single_value(headers, name).and_then(|v| parse_http_date(&v))
+/// `now` places rfc850's two-digit years (see [`parse_http_date`]).
+pub fn date_field(headers: &HeaderMap, name: &HeaderName, now: SystemTime) -> Option<SystemTime> {
+    single_value(headers, name).and_then(|v| parse_http_date(&v, now))
 }
 
 /// Whole seconds from `earlier` to `later`, or 0 when `later` is not after `earlier`.
@@ -196,7 +159,6 @@ pub fn secs_between(later: SystemTime, earlier: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn split_list_keeps_commas_inside_quoted_strings() {
@@ -238,23 +200,5 @@ mod tests {
         for bad in ["", "-1", "+1", "1.5", "abc", " 1"] {
             assert_eq!(parse_delta_seconds(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn http_date_matches_case_insensitively() {
-        let want = UNIX_EPOCH + Duration::from_secs(784_111_777);
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(want));
-        assert_eq!(parse_http_date("sun, 06 NOV 1994 08:49:37 gmt"), Some(want));
-        assert_eq!(
-            parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"),
-            Some(want)
-        );
-        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(want));
-    }
-
-    #[test]
-    fn http_date_with_non_gmt_zone_is_invalid() {
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
-        assert_eq!(parse_http_date("0"), None);
     }
 }

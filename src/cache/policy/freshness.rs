@@ -63,13 +63,13 @@ fn capped(secs: u64) -> u64 {
 /// the value "0", as representing a time in the past". Several differing
 /// Expires lines are treated as stale (§4.2.1 "or the response should be
 /// considered stale").
-fn expires_value(headers: &HeaderMap) -> Option<Result<SystemTime, ()>> {
+fn expires_value(headers: &HeaderMap, now: SystemTime) -> Option<Result<SystemTime, ()>> {
     let lines = field_lines(headers, &EXPIRES);
     let first = lines.first()?;
     if lines.iter().any(|l| l.trim() != first.trim()) {
         return Some(Err(()));
     }
-    Some(parse_http_date(first).ok_or(()))
+    Some(parse_http_date(first, now).ok_or(()))
 }
 
 /// Computes the freshness lifetime of a response for a shared cache (§4.2.1).
@@ -95,12 +95,12 @@ pub fn freshness_lifetime(
     if let Some(d) = directives.max_age {
         return explicit(u64::from(d.secs()));
     }
-    let date = date_field(resp_headers, &DATE).unwrap_or(response_time);
+    let date = date_field(resp_headers, &DATE, response_time).unwrap_or(response_time);
     // "If the Expires response header field is present, use its value minus
     // the value of the Date response header field". RFC 9213 §2.2: Expires is
     // ignored when a targeted field supplied the directives.
     if !directives.targeted {
-        match expires_value(resp_headers) {
+        match expires_value(resp_headers, response_time) {
             Some(Ok(expires)) => return explicit(secs_between(expires, date)),
             Some(Err(())) => return explicit(0),
             None => {}
@@ -122,7 +122,7 @@ pub fn freshness_lifetime(
 ///
 /// Without a (valid, not-in-the-future) Last-Modified the lifetime is `min`.
 pub fn heuristic_lifetime(resp_headers: &HeaderMap, date: SystemTime, h: &Heuristic) -> u64 {
-    let lm = date_field(resp_headers, &LAST_MODIFIED).filter(|lm| *lm <= date);
+    let lm = date_field(resp_headers, &LAST_MODIFIED, date).filter(|lm| *lm <= date);
     let base = match lm {
         Some(lm) => secs_between(date, lm).saturating_mul(u64::from(h.percent)) / 100,
         None => h.min_secs,
@@ -151,7 +151,7 @@ impl AgeInputs {
         response_time: SystemTime,
     ) -> Self {
         AgeInputs {
-            date: date_field(headers, &DATE),
+            date: date_field(headers, &DATE, response_time),
             age_header: parse_age_header(headers),
             request_time,
             response_time,

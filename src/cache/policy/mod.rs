@@ -5,6 +5,7 @@
 //! acts on the typed answers. `now` is always a parameter, never read here.
 
 pub mod cache_control;
+pub mod date;
 pub mod fields;
 pub mod freshness;
 pub mod invalidation;

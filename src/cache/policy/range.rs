@@ -12,6 +12,8 @@
 //! overlapping or nearly adjacent ranges are coalesced (§15.3.7.2);
 //! a zero-length representation ignores Range (§14.2 "MAY ignore").
 
+use std::time::SystemTime;
+
 use super::fields::single_value;
 use super::validation::{last_modified, last_modified_is_strong, response_etag, EntityTag};
 use bytes::Bytes;
@@ -178,7 +180,11 @@ fn coalesce(ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 /// if it "exactly matches the Last-Modified field value" and that
 /// Last-Modified is a strong validator (§8.8.2.2). No If-Range → true;
 /// anything unparseable → false (send the full representation).
-pub fn evaluate_if_range(req_headers: &HeaderMap, stored_headers: &HeaderMap) -> bool {
+pub fn evaluate_if_range(
+    req_headers: &HeaderMap,
+    stored_headers: &HeaderMap,
+    now: SystemTime,
+) -> bool {
     let Some(value) = req_headers.get(IF_RANGE) else {
         return true;
     };
@@ -195,11 +201,11 @@ pub fn evaluate_if_range(req_headers: &HeaderMap, stored_headers: &HeaderMap) ->
         };
     }
     let Some(date) =
-        single_value(req_headers, &IF_RANGE).and_then(|v| super::fields::parse_http_date(&v))
+        single_value(req_headers, &IF_RANGE).and_then(|v| super::fields::parse_http_date(&v, now))
     else {
         return false;
     };
-    last_modified_is_strong(stored_headers) && last_modified(stored_headers) == Some(date)
+    last_modified_is_strong(stored_headers, now) && last_modified(stored_headers, now) == Some(date)
 }
 
 /// Full range decision for serving a stored, complete representation of `len` bytes.
@@ -211,6 +217,7 @@ pub fn plan_range(
     req_headers: &HeaderMap,
     stored_headers: &HeaderMap,
     len: u64,
+    now: SystemTime,
 ) -> RangePlan {
     if *method != Method::GET {
         return RangePlan::Full;
@@ -218,7 +225,7 @@ pub fn plan_range(
     let Some(value) = single_value(req_headers, &RANGE) else {
         return RangePlan::Full;
     };
-    if !evaluate_if_range(req_headers, stored_headers) {
+    if !evaluate_if_range(req_headers, stored_headers, now) {
         return RangePlan::Full;
     }
     match parse_range(&value) {

@@ -141,14 +141,14 @@ pub fn response_etag(headers: &HeaderMap) -> Option<EntityTag> {
 }
 
 /// Last-Modified of a stored response, if valid.
-pub fn last_modified(headers: &HeaderMap) -> Option<SystemTime> {
-    date_field(headers, &LAST_MODIFIED)
+pub fn last_modified(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
+    date_field(headers, &LAST_MODIFIED, now)
 }
 
 /// RFC 9110 §8.8.2.2 (cache case): Last-Modified is strong if the entry's Date
 /// "is at least one second after the Last-Modified value".
-pub fn last_modified_is_strong(headers: &HeaderMap) -> bool {
-    match (last_modified(headers), date_field(headers, &DATE)) {
+pub fn last_modified_is_strong(headers: &HeaderMap, now: SystemTime) -> bool {
+    match (last_modified(headers, now), date_field(headers, &DATE, now)) {
         (Some(lm), Some(date)) => lm
             .checked_add(Duration::from_secs(1))
             .is_some_and(|t| date >= t),
@@ -161,14 +161,14 @@ pub fn last_modified_is_strong(headers: &HeaderMap) -> bool {
 /// "MUST send the relevant entity tags ... if the entity tags were provided"
 /// (If-None-Match) and "SHOULD send the Last-Modified value (using
 /// If-Modified-Since)"; both are sent when both exist.
-pub fn conditional_request_headers(stored: &HeaderMap) -> HeaderMap {
+pub fn conditional_request_headers(stored: &HeaderMap, now: SystemTime) -> HeaderMap {
     let mut out = HeaderMap::new();
     if let Some(v) = stored.get(ETAG) {
         if EntityTag::parse(v.as_bytes()).is_some() {
             out.insert(IF_NONE_MATCH, v.clone());
         }
     }
-    if let Some(lm) = last_modified(stored) {
+    if let Some(lm) = last_modified(stored, now) {
         if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(lm)) {
             out.insert(IF_MODIFIED_SINCE, v);
         }
@@ -212,11 +212,15 @@ fn same_time(a: Option<SystemTime>, b: Option<SystemTime>) -> bool {
 /// otherwise weak validators select the most recent match (by Date, later
 /// index on ties); with no validators at all, a lone validator-less candidate
 /// is selected.
-pub fn select_stored_for_304(from_304: &HeaderMap, candidates: &[&HeaderMap]) -> Vec<usize> {
+pub fn select_stored_for_304(
+    from_304: &HeaderMap,
+    candidates: &[&HeaderMap],
+    now: SystemTime,
+) -> Vec<usize> {
     let etag = response_etag(from_304);
-    let lm = last_modified(from_304);
+    let lm = last_modified(from_304, now);
     let strong_etag = etag.as_ref().filter(|t| !t.weak);
-    let strong_lm = lm.filter(|_| last_modified_is_strong(from_304));
+    let strong_lm = lm.filter(|_| last_modified_is_strong(from_304, now));
     if strong_etag.is_some() || strong_lm.is_some() {
         // "If none of the initial set contains at least one of the same strong
         // validators, then the cache MUST NOT use the new response to update".
@@ -227,7 +231,7 @@ pub fn select_stored_for_304(from_304: &HeaderMap, candidates: &[&HeaderMap]) ->
                 let etag_match = strong_etag
                     .zip(response_etag(c))
                     .is_some_and(|(n, s)| n.strong_eq(&s));
-                etag_match || (strong_lm.is_some() && same_time(strong_lm, last_modified(c)))
+                etag_match || (strong_lm.is_some() && same_time(strong_lm, last_modified(c, now)))
             })
             .map(|(i, _)| i)
             .collect();
@@ -242,9 +246,9 @@ pub fn select_stored_for_304(from_304: &HeaderMap, candidates: &[&HeaderMap]) ->
                     .as_ref()
                     .zip(response_etag(c))
                     .is_some_and(|(n, s)| n.weak_eq(&s));
-                etag_match || same_time(lm, last_modified(c))
+                etag_match || same_time(lm, last_modified(c, now))
             })
-            .max_by_key(|(i, c)| (date_field(c, &DATE).unwrap_or(UNIX_EPOCH), *i))
+            .max_by_key(|(i, c)| (date_field(c, &DATE, now).unwrap_or(UNIX_EPOCH), *i))
             .map(|(i, _)| vec![i])
             .unwrap_or_default();
     }
@@ -259,7 +263,7 @@ pub fn select_stored_for_304(from_304: &HeaderMap, candidates: &[&HeaderMap]) ->
 /// True when every validator the HEAD response carries (ETag, Last-Modified)
 /// matches the stored one and, if the HEAD has Content-Length, it equals the
 /// stored Content-Length; otherwise the stored response should be considered stale.
-pub fn head_may_freshen(stored: &HeaderMap, head_resp: &HeaderMap) -> bool {
+pub fn head_may_freshen(stored: &HeaderMap, head_resp: &HeaderMap, now: SystemTime) -> bool {
     if head_resp.contains_key(ETAG) {
         let same = match (response_etag(head_resp), response_etag(stored)) {
             (Some(h), Some(s)) => h == s,
@@ -270,7 +274,7 @@ pub fn head_may_freshen(stored: &HeaderMap, head_resp: &HeaderMap) -> bool {
         }
     }
     if head_resp.contains_key(LAST_MODIFIED) {
-        let same = match (last_modified(head_resp), last_modified(stored)) {
+        let same = match (last_modified(head_resp, now), last_modified(stored, now)) {
             (Some(h), Some(s)) => h == s,
             _ => raw_eq(head_resp, stored, &LAST_MODIFIED),
         };
@@ -327,6 +331,7 @@ pub fn evaluate_client_conditional(
     req_headers: &HeaderMap,
     stored_status: StatusCode,
     stored_headers: &HeaderMap,
+    now: SystemTime,
 ) -> ConditionalOutcome {
     if (*method != Method::GET && *method != Method::HEAD) || !stored_status.is_success() {
         return ConditionalOutcome::Proceed;
@@ -345,7 +350,7 @@ pub fn evaluate_client_conditional(
         return ConditionalOutcome::Proceed;
     }
     let stored_etag = response_etag(stored_headers);
-    let stored_lm = last_modified(stored_headers);
+    let stored_lm = last_modified(stored_headers, now);
 
     // Step 1 — If-Match (§13.1.1): strong comparison; "Otherwise, the condition is false."
     if let Some(list) = header_etag_list(req_headers, &IF_MATCH) {
@@ -360,7 +365,7 @@ pub fn evaluate_client_conditional(
             return ConditionalOutcome::PreconditionFailed;
         }
     } else if let Some(ius) =
-        single_value(req_headers, &IF_UNMODIFIED_SINCE).and_then(|v| parse_http_date(&v))
+        single_value(req_headers, &IF_UNMODIFIED_SINCE).and_then(|v| parse_http_date(&v, now))
     {
         // Step 2 — If-Unmodified-Since (§13.1.4); ignored if invalid or no Last-Modified.
         if let Some(lm) = stored_lm {
@@ -389,9 +394,9 @@ pub fn evaluate_client_conditional(
     // Step 4 — If-Modified-Since (§13.1.3), only without If-None-Match. RFC 9111
     // §4.3.2: without Last-Modified "a cache SHOULD use the stored response's Date".
     if let Some(ims) =
-        single_value(req_headers, &IF_MODIFIED_SINCE).and_then(|v| parse_http_date(&v))
+        single_value(req_headers, &IF_MODIFIED_SINCE).and_then(|v| parse_http_date(&v, now))
     {
-        let modified = stored_lm.or_else(|| date_field(stored_headers, &DATE));
+        let modified = stored_lm.or_else(|| date_field(stored_headers, &DATE, now));
         if modified.is_some_and(|m| m <= ims) {
             return ConditionalOutcome::NotModified;
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cache::policy::date::test_now;
 use std::time::{Duration, UNIX_EPOCH};
 
 const T0: u64 = 1_700_000_000;
@@ -16,7 +17,13 @@ fn hm(pairs: &[(&'static str, &str)]) -> HeaderMap {
 }
 
 fn plan(range: &str, len: u64) -> RangePlan {
-    plan_range(&Method::GET, &hm(&[("range", range)]), &hm(&[]), len)
+    plan_range(
+        &Method::GET,
+        &hm(&[("range", range)]),
+        &hm(&[]),
+        len,
+        test_now(),
+    )
 }
 
 #[test]
@@ -193,7 +200,7 @@ fn many_small_descending_ranges_are_ignored() {
 fn range_ignored_for_non_get() {
     let req = hm(&[("range", "bytes=0-1")]);
     assert_eq!(
-        plan_range(&Method::HEAD, &req, &hm(&[]), 100),
+        plan_range(&Method::HEAD, &req, &hm(&[]), 100, test_now()),
         RangePlan::Full
     );
 }
@@ -207,9 +214,9 @@ fn invalid_range_header_is_ignored() {
 fn if_range_strong_etag_match_honours_range() {
     let stored = hm(&[("etag", r#""v1""#)]);
     let req = hm(&[("range", "bytes=0-1"), ("if-range", r#""v1""#)]);
-    assert!(evaluate_if_range(&req, &stored));
+    assert!(evaluate_if_range(&req, &stored, test_now()));
     assert_eq!(
-        plan_range(&Method::GET, &req, &stored, 10),
+        plan_range(&Method::GET, &req, &stored, 10, test_now()),
         RangePlan::Single { start: 0, end: 1 }
     );
 }
@@ -218,10 +225,13 @@ fn if_range_strong_etag_match_honours_range() {
 fn if_range_etag_mismatch_or_weak_sends_full() {
     let stored = hm(&[("etag", r#""v1""#)]);
     let req = hm(&[("range", "bytes=0-1"), ("if-range", r#""v2""#)]);
-    assert_eq!(plan_range(&Method::GET, &req, &stored, 10), RangePlan::Full);
+    assert_eq!(
+        plan_range(&Method::GET, &req, &stored, 10, test_now()),
+        RangePlan::Full
+    );
     let weak = hm(&[("etag", r#"W/"v1""#)]);
     let req = hm(&[("range", "bytes=0-1"), ("if-range", r#"W/"v1""#)]);
-    assert!(!evaluate_if_range(&req, &weak));
+    assert!(!evaluate_if_range(&req, &weak, test_now()));
 }
 
 #[test]
@@ -229,16 +239,28 @@ fn if_range_date_requires_exact_strong_last_modified() {
     let lm = date(T0);
     let d = date(T0 + 10);
     let stored = hm(&[("last-modified", &lm), ("date", &d)]);
-    assert!(evaluate_if_range(&hm(&[("if-range", &lm)]), &stored));
+    assert!(evaluate_if_range(
+        &hm(&[("if-range", &lm)]),
+        &stored,
+        test_now()
+    ));
     // Later date: If-Range is an exact match, not "earlier than or equal".
-    assert!(!evaluate_if_range(&hm(&[("if-range", &d)]), &stored));
+    assert!(!evaluate_if_range(
+        &hm(&[("if-range", &d)]),
+        &stored,
+        test_now()
+    ));
 }
 
 #[test]
 fn if_range_date_with_weak_last_modified_is_false() {
     let lm = date(T0);
     let stored = hm(&[("last-modified", &lm), ("date", &lm)]);
-    assert!(!evaluate_if_range(&hm(&[("if-range", &lm)]), &stored));
+    assert!(!evaluate_if_range(
+        &hm(&[("if-range", &lm)]),
+        &stored,
+        test_now()
+    ));
 }
 
 #[test]
@@ -246,9 +268,10 @@ fn if_range_garbage_is_false_and_absent_is_true() {
     let stored = hm(&[("etag", r#""v1""#)]);
     assert!(!evaluate_if_range(
         &hm(&[("if-range", "whenever")]),
-        &stored
+        &stored,
+        test_now()
     ));
-    assert!(evaluate_if_range(&hm(&[]), &stored));
+    assert!(evaluate_if_range(&hm(&[]), &stored, test_now()));
 }
 
 #[test]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cache::policy::date::test_now;
 use http::header::CONNECTION;
 
 const T0: u64 = 1_700_000_000;
@@ -69,15 +70,17 @@ fn obs_text_etags_are_compared_bytewise() {
 fn conditional_request_sends_both_validators() {
     let lm = date(T0 - 1000);
     let stored = hm(&[("etag", r#""v1""#), ("last-modified", &lm)]);
-    let c = conditional_request_headers(&stored);
+    let c = conditional_request_headers(&stored, test_now());
     assert_eq!(c.get(IF_NONE_MATCH).unwrap(), r#""v1""#);
     assert_eq!(c.get(IF_MODIFIED_SINCE).unwrap().to_str().unwrap(), lm);
 }
 
 #[test]
 fn conditional_request_without_validators_is_empty() {
-    assert!(conditional_request_headers(&hm(&[("etag", "garbage")])).is_empty());
-    assert!(conditional_request_headers(&hm(&[("last-modified", "yesterday")])).is_empty());
+    assert!(conditional_request_headers(&hm(&[("etag", "garbage")]), test_now()).is_empty());
+    assert!(
+        conditional_request_headers(&hm(&[("last-modified", "yesterday")]), test_now()).is_empty()
+    );
 }
 
 #[test]
@@ -151,17 +154,20 @@ fn select_304_strong_etag_updates_all_matches() {
     let b = hm(&[("etag", r#""v2""#)]);
     let c = hm(&[("etag", r#""v1""#)]);
     let r = hm(&[("etag", r#""v1""#)]);
-    assert_eq!(select_stored_for_304(&r, &[&a, &b, &c]), vec![0, 2]);
+    assert_eq!(
+        select_stored_for_304(&r, &[&a, &b, &c], test_now()),
+        vec![0, 2]
+    );
 }
 
 #[test]
 fn select_304_strong_etag_without_match_updates_nothing() {
     let a = hm(&[("etag", r#""v1""#)]);
     let r = hm(&[("etag", r#""v9""#)]);
-    assert!(select_stored_for_304(&r, &[&a]).is_empty());
+    assert!(select_stored_for_304(&r, &[&a], test_now()).is_empty());
     // A weak stored tag never strong-matches.
     let w = hm(&[("etag", r#"W/"v9""#)]);
-    assert!(select_stored_for_304(&r, &[&w]).is_empty());
+    assert!(select_stored_for_304(&r, &[&w], test_now()).is_empty());
 }
 
 #[test]
@@ -172,7 +178,10 @@ fn select_304_weak_etag_picks_most_recent_match() {
     let b = hm(&[("etag", r#"W/"x""#), ("date", &d1)]);
     let c = hm(&[("etag", r#"W/"y""#), ("date", &d2)]);
     let r = hm(&[("etag", r#"W/"x""#)]);
-    assert_eq!(select_stored_for_304(&r, &[&a, &b, &c]), vec![0]);
+    assert_eq!(
+        select_stored_for_304(&r, &[&a, &b, &c], test_now()),
+        vec![0]
+    );
 }
 
 #[test]
@@ -183,17 +192,17 @@ fn select_304_strong_last_modified_updates_exact_matches() {
     let a = hm(&[("last-modified", &lm)]);
     let b = hm(&[("last-modified", &other)]);
     let r = hm(&[("last-modified", &lm), ("date", &d)]);
-    assert_eq!(select_stored_for_304(&r, &[&a, &b]), vec![0]);
+    assert_eq!(select_stored_for_304(&r, &[&a, &b], test_now()), vec![0]);
 }
 
 #[test]
 fn select_304_without_validators_updates_lone_validatorless_entry() {
     let r = hm(&[]);
     let a = hm(&[("x", "1")]);
-    assert_eq!(select_stored_for_304(&r, &[&a]), vec![0]);
+    assert_eq!(select_stored_for_304(&r, &[&a], test_now()), vec![0]);
     let b = hm(&[("etag", r#""1""#)]);
-    assert!(select_stored_for_304(&r, &[&b]).is_empty());
-    assert!(select_stored_for_304(&r, &[&a, &a]).is_empty());
+    assert!(select_stored_for_304(&r, &[&b], test_now()).is_empty());
+    assert!(select_stored_for_304(&r, &[&a, &a], test_now()).is_empty());
 }
 
 #[test]
@@ -209,17 +218,26 @@ fn head_freshens_when_validators_and_length_match() {
         ("last-modified", &lm),
         ("content-length", "10"),
     ]);
-    assert!(head_may_freshen(&stored, &head));
+    assert!(head_may_freshen(&stored, &head, test_now()));
 }
 
 #[test]
 fn head_with_different_etag_or_length_marks_stale() {
     let stored = hm(&[("etag", r#""1""#), ("content-length", "10")]);
-    assert!(!head_may_freshen(&stored, &hm(&[("etag", r#""2""#)])));
-    assert!(!head_may_freshen(&stored, &hm(&[("content-length", "11")])));
+    assert!(!head_may_freshen(
+        &stored,
+        &hm(&[("etag", r#""2""#)]),
+        test_now()
+    ));
+    assert!(!head_may_freshen(
+        &stored,
+        &hm(&[("content-length", "11")]),
+        test_now()
+    ));
     assert!(!head_may_freshen(
         &hm(&[]),
-        &hm(&[("content-length", "11")])
+        &hm(&[("content-length", "11")]),
+        test_now()
     ));
 }
 
@@ -228,11 +246,15 @@ fn head_with_different_last_modified_marks_stale() {
     let a = date(T0);
     let b = date(T0 + 1);
     let stored = hm(&[("last-modified", &a)]);
-    assert!(!head_may_freshen(&stored, &hm(&[("last-modified", &b)])));
+    assert!(!head_may_freshen(
+        &stored,
+        &hm(&[("last-modified", &b)]),
+        test_now()
+    ));
 }
 
 fn cond(method: Method, req: &HeaderMap, stored: &HeaderMap) -> ConditionalOutcome {
-    evaluate_client_conditional(&method, req, StatusCode::OK, stored)
+    evaluate_client_conditional(&method, req, StatusCode::OK, stored, test_now())
 }
 
 #[test]
@@ -336,7 +358,13 @@ fn conditionals_not_evaluated_for_other_methods_or_error_status() {
         ConditionalOutcome::Proceed
     );
     assert_eq!(
-        evaluate_client_conditional(&Method::GET, &req, StatusCode::NOT_FOUND, &stored),
+        evaluate_client_conditional(
+            &Method::GET,
+            &req,
+            StatusCode::NOT_FOUND,
+            &stored,
+            test_now()
+        ),
         ConditionalOutcome::Proceed
     );
 }
@@ -403,14 +431,17 @@ fn if_unmodified_since_ignored_when_if_match_present() {
 #[test]
 fn last_modified_strength_needs_date_one_second_later() {
     let lm = date(T0);
-    assert!(!last_modified_is_strong(&hm(&[
-        ("last-modified", &lm),
-        ("date", &lm)
-    ])));
+    assert!(!last_modified_is_strong(
+        &hm(&[("last-modified", &lm), ("date", &lm)]),
+        test_now()
+    ));
     let d = date(T0 + 1);
-    assert!(last_modified_is_strong(&hm(&[
-        ("last-modified", &lm),
-        ("date", &d)
-    ])));
-    assert!(!last_modified_is_strong(&hm(&[("last-modified", &lm)])));
+    assert!(last_modified_is_strong(
+        &hm(&[("last-modified", &lm), ("date", &d)]),
+        test_now()
+    ));
+    assert!(!last_modified_is_strong(
+        &hm(&[("last-modified", &lm)]),
+        test_now()
+    ));
 }
