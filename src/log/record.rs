@@ -42,7 +42,8 @@ pub struct AccessRecord {
     /// The address of the upstream connection the response came on, when one was used.
     pub upstream_addr: Option<SocketAddr>,
     /// From sending the request upstream (connecting and any failover included) to having its
-    /// response head and first body chunk; `None` when nothing went upstream.
+    /// response head and first body chunk, summed if the request went upstream more than once;
+    /// `None` when nothing went upstream.
     pub upstream_wait: Option<Duration>,
     pub content_type: Option<HeaderValue>,
     /// The `Cache-Status` field as sent to the client (RFC 9211).

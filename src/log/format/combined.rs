@@ -82,21 +82,23 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f
 }
 
-/// `value` with [`needs_escape`] bytes as `\xHH`.
+/// `value` with [`needs_escape`] bytes as `\xHH`; the runs between them are printable ASCII
+/// and go in whole.
 fn push_escaped(out: &mut String, value: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    if !value.iter().copied().any(needs_escape) {
-        // Only printable ASCII is left, so every byte is its own char.
-        out.extend(value.iter().copied().map(char::from));
-        return;
+    let mut rest = value;
+    while let Some(at) = rest.iter().position(|&b| needs_escape(b)) {
+        push_ascii(out, &rest[..at]);
+        let b = rest[at];
+        out.push_str("\\x");
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+        rest = &rest[at + 1..];
     }
-    for &b in value {
-        if needs_escape(b) {
-            out.push_str("\\x");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        } else {
-            out.push(char::from(b));
-        }
-    }
+    push_ascii(out, rest);
+}
+
+/// Bytes known to be printable ASCII.
+fn push_ascii(out: &mut String, run: &[u8]) {
+    out.push_str(std::str::from_utf8(run).unwrap_or_default());
 }

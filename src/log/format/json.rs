@@ -14,7 +14,7 @@
 //! | `hierarchy_code` | Squid hierarchy code (`HIER_DIRECT`, `FIRST_UP_PARENT`, ...) |
 //! | `peer` | name of the next hop (host, peer or group server) |
 //! | `upstream_addr` | address of the upstream connection used |
-//! | `upstream_wait_ms` | request sent upstream to response head and first body chunk received |
+//! | `upstream_wait_ms` | request sent upstream to response head and first body chunk in (summed if sent twice) |
 //! | `cache_status` | the `Cache-Status` field sent to the client |
 //! | `content_type`, `user`, `referer`, `user_agent` | as named |
 //!
