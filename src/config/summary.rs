@@ -52,11 +52,20 @@ pub fn summary(source: &str, config: &Config, bound: &[SocketAddr]) -> Vec<Strin
         ),
         None => "disk tier off".to_owned(),
     });
-    // Squid's native format is the only access-log format so far.
+    let line_format = &config.log.access_log_format;
+    let format = format!(
+        "{} format{}",
+        line_format.format.as_str(),
+        if line_format.strip_query_terms {
+            ""
+        } else {
+            ", query strings kept"
+        }
+    );
     lines.push(match &config.log.access_log {
-        Target::Stdout => "access log to stdout, squid format".to_owned(),
-        Target::Stderr => "access log to stderr, squid format".to_owned(),
-        Target::File(path) => format!("access log {}, squid format", path.display()),
+        Target::Stdout => format!("access log to stdout, {format}"),
+        Target::Stderr => format!("access log to stderr, {format}"),
+        Target::File(path) => format!("access log {}, {format}", path.display()),
         Target::None => "access log off".to_owned(),
     });
     if let Some(hierarchy) = &config.proxy.hierarchy {
@@ -189,7 +198,7 @@ mod tests {
              [hierarchy]\nparent_selection = \"carp\"\n\
              [cache.memory]\nmax_size = \"64 MiB\"\nmax_object_size = \"512 KiB\"\n\
              [cache.disk]\npath = \"\"\n\
-             [log]\naccess_log = \"{}\"\n",
+             [log]\naccess_log = \"{}\"\naccess_log_format = \"json\"\nstrip_query_terms = false\n",
             log.display()
         );
         let config = crate::config::load_str("/etc/cuttle/cuttle.toml", &text).unwrap();
@@ -203,7 +212,10 @@ mod tests {
                 "listening on 127.0.0.1:3128 (forward)".to_owned(),
                 "memory cache 64 MiB, objects up to 512 KiB".to_owned(),
                 "disk tier off".to_owned(),
-                format!("access log {}, squid format", log.display()),
+                format!(
+                    "access log {}, json format, query strings kept",
+                    log.display()
+                ),
                 "peer up1: parent at 127.0.0.1:3130, weight 2".to_owned(),
                 "peer 127.0.0.1: sibling at 127.0.0.1:3131, weight 1".to_owned(),
                 "parent selection carp".to_owned(),
