@@ -117,3 +117,102 @@ async fn with_a_dst_rule_allowed_requests_go_to_the_checked_address_with_the_cli
         assert_eq!(seen.headers["host"], format!("{form}:{port}").as_str());
     }
 }
+
+/// GETs `url` through `proxy` as a fresh client; returns the status, all `set-cookie` values
+/// and the body.
+async fn get_cookies(proxy: &TestProxy, url: &str) -> (u16, Vec<String>, String) {
+    let response = http_client(proxy).get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let cookies = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    (status, cookies, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_stored_set_cookie_is_never_served_to_another_client() {
+    let origin = Origin::builder()
+        .route("/welcome", |_| {
+            let mut r = reply(200, "hello");
+            r.headers_mut()
+                .insert("cache-control", "public, max-age=60".parse().unwrap());
+            r.headers_mut()
+                .insert("set-cookie", "session=alice; HttpOnly".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("").await;
+    let url = origin.url("/welcome");
+    // The client whose request went to the origin gets its cookie.
+    let (status, cookies, _) = get_cookies(&proxy, &url).await;
+    assert_eq!(
+        (status, cookies),
+        (200, vec!["session=alice; HttpOnly".to_owned()])
+    );
+    // Another client is served from the cache, without it.
+    let (status, cookies, body) = get_cookies(&proxy, &url).await;
+    assert_eq!((status, body.as_str()), (200, "hello"));
+    assert!(cookies.is_empty(), "another client got {cookies:?}");
+    assert_eq!(origin.hits(), 1, "the second request was a hit");
+}
+
+#[tokio::test]
+async fn a_set_cookie_on_a_304_is_not_merged_into_the_stored_response() {
+    let origin = Origin::builder()
+        .route("/page", |req| {
+            if req.headers.contains_key("if-none-match") {
+                let mut r = reply(304, "");
+                r.headers_mut()
+                    .insert("cache-control", "public, max-age=60".parse().unwrap());
+                r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+                r.headers_mut()
+                    .insert("set-cookie", "session=bob".parse().unwrap());
+                return r;
+            }
+            let mut r = reply(200, "page");
+            r.headers_mut()
+                .insert("cache-control", "public, max-age=0".parse().unwrap());
+            r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("").await;
+    let url = origin.url("/page");
+    let (status, cookies, _) = get_cookies(&proxy, &url).await;
+    assert_eq!((status, cookies.len()), (200, 0));
+    // Stale: revalidated; the 304 sets a cookie for this client only.
+    let (status, cookies, body) = get_cookies(&proxy, &url).await;
+    assert_eq!((status, body.as_str()), (200, "page"));
+    assert_eq!(cookies, vec!["session=bob".to_owned()]);
+    // Now fresh for 60 s: a hit for the next client, without bob's cookie.
+    let (status, cookies, body) = get_cookies(&proxy, &url).await;
+    assert_eq!((status, body.as_str()), (200, "page"));
+    assert!(cookies.is_empty(), "another client got {cookies:?}");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn store_set_cookie_true_keeps_the_cookie_in_hits() {
+    let origin = Origin::builder()
+        .route("/shared", |_| {
+            let mut r = reply(200, "x");
+            r.headers_mut()
+                .insert("cache-control", "public, max-age=60".parse().unwrap());
+            r.headers_mut()
+                .insert("set-cookie", "lang=en".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("[cache]\nstore_set_cookie = true\n").await;
+    let url = origin.url("/shared");
+    get_cookies(&proxy, &url).await;
+    let (_, cookies, _) = get_cookies(&proxy, &url).await;
+    assert_eq!(cookies, vec!["lang=en".to_owned()]);
+    assert_eq!(origin.hits(), 1);
+}

@@ -20,7 +20,9 @@ use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::body::ProxyBody;
-use super::cache_reply::{deliver, not_in_cache, purge, serve_hit};
+use super::cache_reply::{
+    deliver, not_in_cache, purge, serve_hit, storable_update, with_cookies_of,
+};
 use super::cache_store::{spawn_refresh, store_or_pass};
 use super::next_hop::{send, Outgoing, Target, Upstreamed};
 use super::service::ConnInfo;
@@ -339,10 +341,14 @@ async fn revalidate(
         return fetch(ex, txn, primary, fwd, key != primary, None, None).await;
     }
     if up.parts.status == StatusCode::NOT_MODIFIED {
+        let store_set_cookie = ex.shared.cache.behaviour.store_set_cookie;
+        let update = storable_update(&up.parts.headers, store_set_cookie);
         let head = hit
             .head
-            .freshened(&up.parts.headers, request_time, ex.shared.clock.now());
+            .freshened(&update, request_time, ex.shared.clock.now());
         ex.shared.cache.store.update_head(&key, head.clone()).await;
+        // This client's request brought the 304: its cookies are for it alone.
+        let head = with_cookies_of(head, &up.parts.headers);
         let now = ex.shared.clock.now();
         let fresh = ex
             .shared
@@ -370,9 +376,13 @@ async fn revalidate(
         && up.parts.status == StatusCode::OK
         && head_may_freshen(&stored, &up.parts.headers)
     {
+        let update = storable_update(
+            &up.parts.headers,
+            ex.shared.cache.behaviour.store_set_cookie,
+        );
         let head = hit
             .head
-            .freshened(&up.parts.headers, request_time, ex.shared.clock.now());
+            .freshened(&update, request_time, ex.shared.clock.now());
         ex.shared.cache.store.update_head(&key, head).await;
     } else if ex.parts.method == Method::HEAD && up.parts.status == StatusCode::OK {
         // §4.3.5: validators that differ mean the stored GET "SHOULD be considered stale";
