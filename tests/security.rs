@@ -216,3 +216,133 @@ async fn store_set_cookie_true_keeps_the_cookie_in_hits() {
     assert_eq!(cookies, vec!["lang=en".to_owned()]);
     assert_eq!(origin.hits(), 1);
 }
+
+/// Sends `request` as raw bytes to `proxy` and reads one response.
+async fn exchange(proxy: &TestProxy, request: &[u8]) -> (String, Vec<u8>) {
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    read_response(&mut stream).await
+}
+
+/// An origin whose `/q` answers `public, max-age=60` with the request body echoed.
+async fn echoing_origin() -> Origin {
+    Origin::builder()
+        .route("/q", |req| {
+            let mut r = reply(
+                200,
+                &format!("answer to [{}]", String::from_utf8_lossy(&req.body)),
+            );
+            r.headers_mut()
+                .insert("cache-control", "public, max-age=60".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await
+}
+
+#[tokio::test]
+async fn a_get_with_a_body_is_neither_stored_nor_served_from_the_cache() {
+    let origin = echoing_origin().await;
+    let proxy = TestProxy::start("").await;
+    let port = origin.addr.port();
+    let with_body = format!(
+        "GET http://127.0.0.1:{port}/q HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil"
+    );
+    let plain = format!(
+        "GET http://127.0.0.1:{port}/q HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    );
+    let (head, body) = exchange(&proxy, with_body.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"answer to [evil]");
+    // A plain GET is not answered with what the body asked for.
+    let (_, body) = exchange(&proxy, plain.as_bytes()).await;
+    assert_eq!(body, b"answer to []");
+    assert_eq!(origin.hits(), 2);
+    // And a GET with a body is not answered from what plain GETs stored.
+    let (_, body) = exchange(&proxy, plain.as_bytes()).await;
+    assert_eq!(body, b"answer to []");
+    assert_eq!(origin.hits(), 2, "the plain GET is a hit");
+    let (_, body) = exchange(&proxy, with_body.as_bytes()).await;
+    assert_eq!(body, b"answer to [evil]");
+    assert_eq!(origin.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_host_with_userinfo_is_rejected_in_reverse_mode() {
+    let origin = echoing_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n\
+         [acl]\nlocalhost = {{ src = [\"127.0.0.0/8\"] }}\n\
+         [[http_access]]\nallow = [\"localhost\"]\n\
+         [[site]]\nhosts = [\"site.example\"]\nupstream = \"app\"\n\
+         [upstream.app]\nservers = [{{ address = \"{}\" }}]\n\
+         [cache.disk]\npath = \"{}\"\n",
+        origin.addr,
+        dir.path().join("cache").display()
+    );
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    for request in [
+        &b"GET /q HTTP/1.1\r\nHost: evil.example@site.example\r\nConnection: close\r\n\r\n"[..],
+        &b"GET http://evil.example@site.example/q HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n"[..],
+    ] {
+        let (head, _) = exchange(&proxy, request).await;
+        assert!(
+            head.starts_with("HTTP/1.1 400"),
+            "{}: {head}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert_eq!(origin.hits(), 0);
+    // The real site still works.
+    let (head, _) = exchange(
+        &proxy,
+        b"GET /q HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+#[tokio::test]
+async fn raw_utf8_in_a_path_does_not_share_a_key_with_a_percent_encoded_path() {
+    let cacheable = |body: &'static str| {
+        move |_: &Recorded| {
+            let mut r = reply(200, body);
+            r.headers_mut()
+                .insert("cache-control", "public, max-age=60".parse().unwrap());
+            r
+        }
+    };
+    let origin = Origin::builder()
+        .route("/%41\u{e9}", cacheable("e-acute"))
+        .route("/A\u{e9}", cacheable("e-acute"))
+        .route("/A\u{c3}\u{a9}", cacheable("A-tilde copyright"))
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("").await;
+    let port = origin.addr.port();
+    // `/%41` + raw "é" (C3 A9) was keyed byte by byte as Latin-1: "/AÃ©", the same key as the
+    // raw UTF-8 of "Ã©" (C3 83 C2 A9), a different resource.
+    let first: Vec<u8> = [
+        format!("GET http://127.0.0.1:{port}/%41").as_bytes(),
+        b"\xc3\xa9",
+        format!(" HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes(),
+    ]
+    .concat();
+    let second: Vec<u8> = [
+        format!("GET http://127.0.0.1:{port}/A").as_bytes(),
+        b"\xc3\x83\xc2\xa9",
+        format!(" HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes(),
+    ]
+    .concat();
+    let (head, body) = exchange(&proxy, &first).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"e-acute");
+    let (head, body) = exchange(&proxy, &second).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        body, b"A-tilde copyright",
+        "answered from the other path's entry"
+    );
+    assert_eq!(origin.hits(), 2);
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 use http::{Method, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use super::body::ProxyBody;
 use super::cache_reply::{
@@ -90,6 +90,20 @@ pub async fn handle(
     }
     if !is_cacheable_method(&ex.parts.method) {
         return forward_uncached(&mut ex, txn).await;
+    }
+    if ex.body.as_ref().is_some_and(|b| !b.is_end_stream()) {
+        // RFC 9110 §9.3.1: content in a GET "has no generally defined semantics, cannot alter
+        // the meaning or target of the request". Some origins answer it anyway (search APIs),
+        // so it is forwarded, but its answer is about the content, not the URI: it is neither
+        // served from nor stored under the URI's key, or one client's body would choose what
+        // everyone else gets for a plain GET.
+        let up = ex.send(txn, ex.parts.headers.clone()).await?;
+        txn.code = code::TCP_MISS;
+        let status = CacheStatus {
+            detail: Some("request-content"),
+            ..CacheStatus::forward(Fwd::Bypass)
+        };
+        return Ok(deliver(ex.shared, up, status, None));
     }
     let Some(primary) = primary_key(&ex.parts.uri) else {
         let up = ex.send(txn, ex.parts.headers.clone()).await?;

@@ -178,17 +178,32 @@ async fn route(
 }
 
 /// The authority a request is for: the absolute-form target's, else the Host field's.
+///
+/// Userinfo is refused (400): RFC 9110 §7.2 defines Host as `uri-host [ ":" port ]`, and §4.2.4
+/// says a recipient SHOULD treat userinfo in an http URI as an error. Accepting it would route
+/// and key `evil.example@site.example` as `site.example` while the upstream saw the whole
+/// string as its Host.
 fn request_authority(parts: &http::request::Parts) -> Result<Authority, Error> {
-    if let Some(authority) = parts.uri.authority() {
-        return Ok(authority.clone());
+    let authority = match parts.uri.authority() {
+        Some(authority) => authority.clone(),
+        None => {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "the request has no Host"))?;
+            host.parse::<Authority>().map_err(|_| {
+                Error::new(ErrorKind::InvalidRequest, format!("invalid Host `{host}`"))
+            })?
+        }
+    };
+    if authority.as_str().contains('@') {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "invalid Host: user information is not allowed in a Host",
+        ));
     }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "the request has no Host"))?;
-    host.parse::<Authority>()
-        .map_err(|_| Error::new(ErrorKind::InvalidRequest, format!("invalid Host `{host}`")))
+    Ok(authority)
 }
 
 /// `X-Forwarded-Proto` and RFC 7239 `Forwarded`, as configured, for a request from `client`

@@ -221,3 +221,24 @@ fn non_ascii_values_are_escaped_injectively() {
     assert_ne!(k1, secondary_key(&spec, &h2).unwrap());
     assert_eq!(k1, "x-b=%FE");
 }
+
+#[test]
+fn primary_key_keeps_raw_non_ascii_apart_from_other_spellings() {
+    // Bytes a client sent raw (hyper accepts them in the target) must not be reread as
+    // Latin-1 when the path also has a `%`: "/%41" + "é" used to become "/AÃ©".
+    let key = |target: &[u8]| {
+        let uri = Uri::try_from([b"http://h".as_slice(), target].concat()).unwrap();
+        primary_key(&uri).unwrap()
+    };
+    let raw_e_acute = key(b"/%41\xc3\xa9");
+    assert_eq!(raw_e_acute, "http://h/A\u{e9}");
+    assert_eq!(raw_e_acute, key(b"/A\xc3\xa9"), "%41 is an unreserved A");
+    assert_ne!(raw_e_acute, key(b"/A\xc3\x83\xc2\xa9"));
+    assert_ne!(
+        raw_e_acute,
+        key(b"/A%C3%A9"),
+        "raw and encoded are not §6.2.2-equivalent"
+    );
+    assert_eq!(key(b"/A%c3%a9"), key(b"/A%C3%A9"), "hex case is");
+    assert_ne!(key(b"/a?x=%e9\xc3\xa9"), key(b"/a?x=%E9\xc3\x83\xc2\xa9"));
+}
