@@ -346,3 +346,67 @@ async fn raw_utf8_in_a_path_does_not_share_a_key_with_a_percent_encoded_path() {
     );
     assert_eq!(origin.hits(), 2);
 }
+
+#[tokio::test]
+async fn dot_segments_cannot_escape_a_sites_path_prefix() {
+    let origin = Origin::builder()
+        .route("/admin", |_| reply(200, "admin secrets"))
+        .route("/public/b", |_| reply(200, "public b"))
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n\
+         [acl]\nlocalhost = {{ src = [\"127.0.0.0/8\"] }}\n\
+         [[http_access]]\nallow = [\"localhost\"]\n\
+         [[site]]\nhosts = [\"site.example\"]\npath_prefix = \"/public/\"\nupstream = \"app\"\n\
+         [upstream.app]\nservers = [{{ address = \"{}\" }}]\n\
+         [cache.disk]\npath = \"{}\"\n",
+        origin.addr,
+        dir.path().join("cache").display()
+    );
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin",
+        "/public/.%2e/admin",
+        "/public/./../admin",
+        "/public/x/../../admin",
+        "/public/..%2Fadmin",
+        "/public/..%2fadmin",
+        "/public/..%5Cadmin",
+        "/public/..;/admin",
+        "/public/%2e%2e;x=1/admin",
+    ] {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n");
+        let (head, body) = exchange(&proxy, request.as_bytes()).await;
+        assert!(
+            head.starts_with("HTTP/1.1 400") || head.starts_with("HTTP/1.1 421"),
+            "{path}: {head}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&body).contains("secrets"),
+            "{path}"
+        );
+    }
+    assert!(
+        origin.requests().is_empty(),
+        "the origin saw {:?}",
+        origin
+            .requests()
+            .iter()
+            .map(|r| r.uri.to_string())
+            .collect::<Vec<_>>()
+    );
+    // Dot segments that stay inside the prefix are resolved, and the origin gets the result.
+    let (head, body) = exchange(
+        &proxy,
+        b"GET /public/a/%2E/../b HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"public b");
+    assert_eq!(origin.requests()[0].uri.to_string(), "/public/b");
+}

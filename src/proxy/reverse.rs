@@ -1,7 +1,8 @@
 //! Reverse mode (an accelerator, Squid `http_port ... accel`): map a request's Host (and path)
 //! to a configured site, and the site to an upstream group.
 //!
-//! Only configured sites are served: an unknown Host gets 421 Misdirected Request (RFC 9110
+//! The path is routed after its dot segments are resolved (`target_path`), so `/public/../x`
+//! is routed, keyed and forwarded as `/x`. Only configured sites are served: an unknown Host gets 421 Misdirected Request (RFC 9110
 //! §15.5.20) and never reaches any upstream, so an accelerator port cannot be used as an open
 //! proxy. The request keeps its Host by default; its effective URI (`http://host/path`, or
 //! `https://...` on a TLS port) is the cache key, so the cache works unchanged in this mode and
@@ -17,6 +18,7 @@ use super::caching;
 use super::headers::{self, MaxForwards};
 use super::next_hop::{HostHeader, Target};
 use super::service::{check_access, check_loop, finish, ConnInfo};
+use super::target_path;
 use super::transaction::{hier, Transaction};
 use crate::error::{Error, ErrorKind};
 
@@ -97,6 +99,7 @@ async fn route(
     let shared = &conn.shared;
     let (mut parts, body) = req.into_parts();
     let authority = request_authority(&parts)?;
+    resolve_dot_segments(&mut parts.uri)?;
     let host = authority.host().trim_end_matches('.');
     let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())
@@ -175,6 +178,28 @@ async fn route(
         client_tls: conn.tls,
     };
     caching::handle(conn, txn, parts, body, target).await
+}
+
+/// Removes dot segments from the request path before it is routed, keyed or forwarded, so a
+/// site's `path_prefix` cannot be escaped (`proxy::target_path`); ambiguous ones are a 400.
+fn resolve_dot_segments(uri: &mut Uri) -> Result<(), Error> {
+    let normal = match target_path::normalise(uri.path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(normal)) => normal,
+        Err(e) => return Err(Error::new(ErrorKind::InvalidRequest, e.to_string())),
+    };
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{normal}?{query}"),
+        None => normal,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        PathAndQuery::try_from(path_and_query)
+            .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("bad path: {e}")))?,
+    );
+    *uri = Uri::from_parts(parts)
+        .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("bad path: {e}")))?;
+    Ok(())
 }
 
 /// The authority a request is for: the absolute-form target's, else the Host field's.
