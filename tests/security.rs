@@ -410,3 +410,111 @@ async fn dot_segments_cannot_escape_a_sites_path_prefix() {
     assert_eq!(body, b"public b");
     assert_eq!(origin.requests()[0].uri.to_string(), "/public/b");
 }
+
+#[tokio::test]
+async fn missing_duplicate_or_invalid_host_is_400() {
+    let origin = echoing_origin().await;
+    let proxy = TestProxy::start("").await;
+    let port = origin.addr.port();
+    let target = format!("http://127.0.0.1:{port}/q");
+    for (what, request) in [
+        (
+            "missing in HTTP/1.1",
+            format!("GET {target} HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        ),
+        (
+            "duplicate",
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: other.example\r\nConnection: close\r\n\r\n"),
+        ),
+        (
+            "invalid",
+            format!("GET {target} HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n"),
+        ),
+        (
+            "userinfo",
+            format!("GET {target} HTTP/1.1\r\nHost: u@127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+        ),
+    ] {
+        let (head, _) = exchange(&proxy, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{what}: {head}");
+    }
+    assert_eq!(origin.hits(), 0);
+    // HTTP/1.0 may omit Host.
+    let (head, _) = exchange(&proxy, format!("GET {target} HTTP/1.0\r\n\r\n").as_bytes()).await;
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_transfer_coding_other_than_chunked_is_501() {
+    let origin = echoing_origin().await;
+    let proxy = TestProxy::start("").await;
+    let port = origin.addr.port();
+    let request = format!(
+        "POST http://127.0.0.1:{port}/q HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"
+    );
+    let (head, _) = exchange(&proxy, request.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 501"), "{head}");
+    assert_eq!(origin.hits(), 0);
+}
+
+/// An origin that answers every request with `response` (raw bytes) and closes.
+async fn raw_origin(response: &'static [u8]) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::time::timeout(WAIT, stream.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = stream.write_all(response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_response_transfer_coding_other_than_chunked_is_502_and_not_cached() {
+    let addr = raw_origin(
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = TestProxy::start("").await;
+    let request =
+        format!("GET http://{addr}/te HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    for _ in 0..2 {
+        let (head, _) = exchange(&proxy, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    }
+}
+
+#[tokio::test]
+async fn status_codes_outside_100_to_599_and_unsolicited_101_are_502() {
+    for response in [
+        &b"HTTP/1.1 600 Weird\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok"[..],
+        &b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok"[..],
+        &b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"[..],
+    ] {
+        let addr = raw_origin(response).await;
+        let proxy = TestProxy::start("").await;
+        let request =
+            format!("GET http://{addr}/s HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let (head, _) = exchange(&proxy, request.as_bytes()).await;
+        assert!(
+            head.starts_with("HTTP/1.1 502"),
+            "{}: {head}",
+            String::from_utf8_lossy(response)
+        );
+    }
+}
