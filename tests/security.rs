@@ -518,3 +518,48 @@ async fn status_codes_outside_100_to_599_and_unsolicited_101_are_502() {
         );
     }
 }
+
+#[tokio::test]
+async fn cache_status_says_stored_only_for_responses_that_are_stored() {
+    // Without a Content-Length the size is unknown when the header goes out: an object that
+    // turns out too large for every tier is not stored, so `stored` must not be claimed.
+    let origin = Origin::builder()
+        .route("/big", |_| {
+            let mut r = reply_stream(64 * 1024, 4096);
+            r.headers_mut()
+                .insert("cache-control", "max-age=60".parse().unwrap());
+            r
+        })
+        .route("/small", |_| {
+            let mut r = reply(200, "small");
+            r.headers_mut()
+                .insert("cache-control", "max-age=60".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    // `extra` lands in the [cache.disk] table first: both tiers take at most 16 KiB objects.
+    let proxy = TestProxy::start(
+        "max_object_size = \"16 KiB\"\n[cache.memory]\nmax_object_size = \"16 KiB\"\n",
+    )
+    .await;
+    let client = http_client(&proxy);
+    for round in 0..2 {
+        let response = client.get(origin.url("/big")).send().await.unwrap();
+        let status = response.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(response.bytes().await.unwrap().len(), 64 * 1024);
+        assert!(!status.contains("stored"), "round {round}: {status}");
+        assert!(!status.contains("hit"), "round {round}: {status}");
+    }
+    assert_eq!(origin.hits(), 2, "too large: never stored");
+    // A response that is stored still says so.
+    let response = client.get(origin.url("/small")).send().await.unwrap();
+    let status = response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(status.contains("stored"), "{status}");
+}

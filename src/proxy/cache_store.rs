@@ -113,7 +113,11 @@ pub(super) async fn store_or_pass(
         // After a validation request, show what the origin answered (RFC 9211 §2.3).
         fwd_status: (fwd == Fwd::Stale).then_some(up.parts.status.as_u16()),
         ttl: Some(eval.ttl()),
-        stored: true,
+        // RFC 9211 §2.6: `stored` says the cache stored the response. The header goes out
+        // before the body: only a known length (which the writer accepted as fitting) makes
+        // storing a near certainty; with an unknown length the object may still prove too
+        // large, so the parameter is left out rather than risk claiming what did not happen.
+        stored: content_length.is_some(),
         ..CacheStatus::default()
     };
     let ticket = ex.ticket.take().unwrap_or_else(|| cache.ticket(primary));

@@ -360,7 +360,8 @@ async fn revalidate(
         let head = hit
             .head
             .freshened(&update, request_time, ex.shared.clock.now());
-        ex.shared.cache.store.update_head(&key, head.clone()).await;
+        // False when no tier holds the entry any more (evicted meanwhile): nothing was stored.
+        let updated = ex.shared.cache.store.update_head(&key, head.clone()).await;
         // This client's request brought the 304: its cookies are for it alone.
         let head = with_cookies_of(head, &up.parts.headers);
         let now = ex.shared.clock.now();
@@ -372,7 +373,7 @@ async fn revalidate(
             fwd: Some(fwd),
             fwd_status: Some(304),
             ttl: Some(fresh.ttl()),
-            stored: true,
+            stored: updated,
             ..CacheStatus::default()
         };
         let hit = Hit {
