@@ -563,3 +563,37 @@ async fn cache_status_says_stored_only_for_responses_that_are_stored() {
         .to_owned();
     assert!(status.contains("stored"), "{status}");
 }
+
+#[tokio::test]
+async fn reverse_mode_answers_trace_and_options_with_max_forwards_0() {
+    let origin = echoing_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n\
+         [acl]\nlocalhost = {{ src = [\"127.0.0.0/8\"] }}\n\
+         [[http_access]]\nallow = [\"localhost\"]\n\
+         [[site]]\nhosts = [\"site.example\"]\nupstream = \"app\"\n\
+         [upstream.app]\nservers = [{{ address = \"{}\" }}]\n\
+         [cache.disk]\npath = \"{}\"\n",
+        origin.addr,
+        dir.path().join("cache").display()
+    );
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    // RFC 9110 §7.6.2: with Max-Forwards: 0 the recipient "MUST NOT forward the request".
+    for method in ["TRACE", "OPTIONS"] {
+        let request = format!(
+            "{method} /q HTTP/1.1\r\nHost: site.example\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (head, _) = exchange(&proxy, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{method}: {head}");
+    }
+    assert_eq!(origin.hits(), 0, "Max-Forwards: 0 was forwarded");
+    // Max-Forwards: 1 goes on, decremented.
+    let (head, _) = exchange(
+        &proxy,
+        b"OPTIONS /q HTTP/1.1\r\nHost: site.example\r\nMax-Forwards: 1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(!head.is_empty());
+    assert_eq!(origin.requests()[0].headers["max-forwards"], "0");
+}

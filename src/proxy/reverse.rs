@@ -122,7 +122,10 @@ async fn route(
     check_loop(shared, &parts.headers)?;
     check_access(shared, conn.peer, &parts.method, &host, conn.local.port())?;
     match headers::max_forwards(&parts.method, &parts.headers) {
-        MaxForwards::Respond | MaxForwards::Forward => {}
+        // RFC 9110 §7.6.2: "If the received value is zero (0), the recipient MUST NOT forward
+        // the request; instead, the recipient MUST respond as the final recipient."
+        MaxForwards::Respond => return Ok(super::forward::answer_as_final_recipient(&parts)),
+        MaxForwards::Forward => {}
         MaxForwards::Decrement(n) => {
             parts
                 .headers
