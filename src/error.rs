@@ -52,6 +52,9 @@ pub enum ErrorKind {
     MustRevalidate,
     /// No configured site serves this Host on a reverse port (421, RFC 9110 §15.5.20).
     UnknownSite,
+    /// The request uses something cuttle does not implement, such as a transfer coding other
+    /// than chunked (501, RFC 9112 §6.1; Squid's ERR_UNSUP_REQ).
+    NotImplemented,
     /// No server of an upstream group is available (503).
     NoUpstream,
     /// A fault inside cuttle (500).
@@ -76,6 +79,7 @@ impl ErrorKind {
             Self::NotInCache => "ERR_ONLY_IF_CACHED_MISS",
             Self::MustRevalidate => "ERR_MUST_REVALIDATE",
             Self::UnknownSite => "ERR_UNKNOWN_SITE",
+            Self::NotImplemented => "ERR_UNSUP_REQ",
             Self::NoUpstream => "ERR_NO_UPSTREAM",
             Self::Internal => "ERR_INTERNAL",
         }
@@ -90,7 +94,8 @@ impl ErrorKind {
             | Self::AccessDenied
             | Self::ForwardingLoop
             | Self::NotInCache
-            | Self::UnknownSite => Side::Downstream,
+            | Self::UnknownSite
+            | Self::NotImplemented => Side::Downstream,
             Self::DnsFailed
             | Self::ConnectFailed
             | Self::ConnectTimeout

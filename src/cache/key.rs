@@ -80,7 +80,9 @@ fn push_lowercase(out: &mut String, s: &str) {
     }
 }
 
-/// Decodes %XX of unreserved characters and upper-cases the hex of the rest (RFC 3986 §6.2.2).
+/// Decodes %XX of unreserved characters and upper-cases the hex of the rest (RFC 3986 §6.2.2);
+/// everything else, raw non-ASCII characters included, is kept exactly as received, so two
+/// strings give the same result only if they are equivalent under §6.2.2.
 fn normalise_percent(s: &str, out: &mut String) {
     if !s.contains('%') {
         out.push_str(s);
@@ -105,8 +107,21 @@ fn normalise_percent(s: &str, out: &mut String) {
                 continue;
             }
         }
-        out.push(char::from(b));
-        i = i.saturating_add(1);
+        if b.is_ascii() {
+            out.push(char::from(b));
+            i = i.saturating_add(1);
+            continue;
+        }
+        // A raw non-ASCII character is copied as it came, never reread byte by byte: "é" sent
+        // raw stays "é" (and so differs from "%C3%A9", which RFC 3986 does not make equivalent
+        // to it, and from the Latin-1 reading "Ã©" of its bytes).
+        match s.get(i..).and_then(|rest| rest.chars().next()) {
+            Some(c) => {
+                out.push(c);
+                i = i.saturating_add(c.len_utf8());
+            }
+            None => i = i.saturating_add(1),
+        }
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Behaviour {
     pub collapsed_forwarding: bool,
     pub collapsed_forwarding_timeout: Duration,
     pub purge_from: Vec<IpNet>,
+    /// Keep `Set-Cookie` in stored heads (hits then replay it to everyone); off by default.
+    pub store_set_cookie: bool,
     pub refresh_patterns: Vec<RefreshPattern>,
 }
 
@@ -71,6 +73,7 @@ impl Default for Behaviour {
             collapsed_forwarding: true,
             collapsed_forwarding_timeout: Duration::from_secs(30),
             purge_from: Vec::new(),
+            store_set_cookie: false,
             refresh_patterns: Vec::new(),
         }
     }

@@ -725,6 +725,7 @@ fn build_cache(
             collapsed_forwarding: raw.collapsed_forwarding,
             collapsed_forwarding_timeout: raw.collapsed_forwarding_timeout.0,
             purge_from: raw.purge_from.iter().map(|c| c.0).collect(),
+            store_set_cookie: raw.store_set_cookie,
             refresh_patterns,
         },
     })

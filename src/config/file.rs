@@ -489,6 +489,9 @@ pub struct Cache {
     pub collapsed_forwarding_timeout: HumanDuration,
     /// Client networks allowed to send PURGE.
     pub purge_from: Vec<Cidr>,
+    /// Keep `Set-Cookie` in stored responses, so hits replay it to every client. Off by
+    /// default: a cookie goes only to the client whose request fetched the response.
+    pub store_set_cookie: bool,
     pub memory: MemoryCache,
     pub disk: DiskCache,
 }
@@ -508,6 +511,7 @@ impl Default for Cache {
                 .into_iter()
                 .filter_map(loopback)
                 .collect(),
+            store_set_cookie: false,
             memory: MemoryCache::default(),
             disk: DiskCache::default(),
         }

@@ -5,10 +5,11 @@
 //! Squid `X-Cache`. Hit bodies are shared `Bytes` slices (memory) or a stream (disk), never
 //! copied.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Uri, Version};
 
 use super::body::ProxyBody;
@@ -135,8 +136,12 @@ pub fn deliver(
     Response::from_parts(parts, body)
 }
 
+/// The obsolete RFC 2965 cookie field, treated like `Set-Cookie`.
+const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
+
 /// The head to store for an upstream response (RFC 9111 §3.1: without hop-by-hop fields,
-/// proxy authentication fields, or fields named by a qualified `private`).
+/// proxy authentication fields, or fields named by a qualified `private`), and without
+/// `Set-Cookie` unless `store_set_cookie` (see [`storable_update`]).
 pub fn stored_head(
     up: &Upstreamed,
     directives: &ResponseDirectives,
@@ -144,10 +149,15 @@ pub fn stored_head(
     response_time: SystemTime,
     url: &str,
     content_length: Option<u64>,
+    store_set_cookie: bool,
 ) -> StoredHead {
     let mut headers = up.parts.headers.clone();
     for name in storage_excluded_fields(&up.parts.headers, directives) {
         headers.remove(name);
+    }
+    if !store_set_cookie {
+        headers.remove(header::SET_COOKIE);
+        headers.remove(SET_COOKIE2);
     }
     // An origin must not be able to make its response look like an internal vary record.
     headers.remove(crate::cache::lookup::VARY_RECORD);
@@ -159,6 +169,47 @@ pub fn stored_head(
         url: url.to_owned(),
         body_len: content_length.unwrap_or(0),
         derived: Default::default(),
+    }
+}
+
+/// The fields of a 304 (or HEAD) response that may update a stored head: all of them, except
+/// `Set-Cookie` unless `store_set_cookie`.
+///
+/// A cookie is one client's state. RFC 9111 §7.3 notes that `Set-Cookie` does not inhibit
+/// caching and that a stored response with it "can be (and often is) used to satisfy subsequent
+/// requests", which hands the first client's session to everyone else. cuttle, like Squid
+/// (which strips it from hits), never replays it: it is removed before storage (so it never
+/// reaches disk either, and hits stay a plain copy of the stored head), while the client whose
+/// request fetched the response still receives it. RFC 9110 §7.6.1 / RFC 9111 §3.1 allow
+/// removing fields before storage when their semantics require it.
+pub fn storable_update(headers: &HeaderMap, store_set_cookie: bool) -> Cow<'_, HeaderMap> {
+    if store_set_cookie
+        || !(headers.contains_key(header::SET_COOKIE) || headers.contains_key(SET_COOKIE2))
+    {
+        return Cow::Borrowed(headers);
+    }
+    let mut owned = headers.clone();
+    owned.remove(header::SET_COOKIE);
+    owned.remove(SET_COOKIE2);
+    Cow::Owned(owned)
+}
+
+/// `head` with the cookies of `response` added, for the one client whose request fetched
+/// `response` (the stored copy stays without them).
+pub fn with_cookies_of(head: StoredHead, response: &HeaderMap) -> StoredHead {
+    if !(response.contains_key(header::SET_COOKIE) || response.contains_key(SET_COOKIE2)) {
+        return head;
+    }
+    let mut map = head.headers.to_map();
+    for name in [header::SET_COOKIE, SET_COOKIE2] {
+        map.remove(&name);
+        for value in response.get_all(&name) {
+            map.append(name.clone(), value.clone());
+        }
+    }
+    StoredHead {
+        headers: crate::cache::meta::StoredFields::from_map(&map),
+        ..head
     }
 }
 

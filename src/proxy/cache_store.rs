@@ -8,7 +8,7 @@ use http::header;
 use http::{Method, Response, StatusCode};
 
 use super::body::{Prefixed, ProxyBody};
-use super::cache_reply::{deliver, stored_head};
+use super::cache_reply::{deliver, storable_update, stored_head, with_cookies_of};
 use super::caching::{Exchange, CLIENT_CONDITIONALS};
 use super::next_hop::{send, Outgoing, Upstreamed};
 use super::transaction::{code, Transaction};
@@ -82,6 +82,7 @@ pub(super) async fn store_or_pass(
         response_time,
         &ex.url,
         content_length,
+        cache.behaviour.store_set_cookie,
     );
     let eval = cache.evaluate(&head, &RequestDirectives::default(), &ex.url, response_time);
     if !reusable(&head, &eval, cache.behaviour.max_stale.as_secs()) {
@@ -112,7 +113,11 @@ pub(super) async fn store_or_pass(
         // After a validation request, show what the origin answered (RFC 9211 §2.3).
         fwd_status: (fwd == Fwd::Stale).then_some(up.parts.status.as_u16()),
         ttl: Some(eval.ttl()),
-        stored: true,
+        // RFC 9211 §2.6: `stored` says the cache stored the response. The header goes out
+        // before the body: only a known length (which the writer accepted as fitting) makes
+        // storing a near certainty; with an unknown length the object may still prove too
+        // large, so the parameter is left out rather than risk claiming what did not happen.
+        stored: content_length.is_some(),
         ..CacheStatus::default()
     };
     let ticket = ex.ticket.take().unwrap_or_else(|| cache.ticket(primary));
@@ -127,7 +132,8 @@ pub(super) async fn store_or_pass(
         .any(|name| ex.parts.headers.contains_key(name))
         || ex.parts.headers.contains_key(header::RANGE);
     if wants_partial {
-        let mut known = head.clone();
+        // Answered from the new copy, but this client fetched it: it gets the cookies.
+        let mut known = with_cookies_of(head.clone(), &up.parts.headers);
         known.body_len = content_length.unwrap_or(0);
         let served = serve_stored(
             &ex.parts.method,
@@ -226,7 +232,8 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
         };
         let cache = &shared.cache;
         if up.parts.status == StatusCode::NOT_MODIFIED {
-            let fresh = head.freshened(&up.parts.headers, request_time, shared.clock.now());
+            let update = storable_update(&up.parts.headers, cache.behaviour.store_set_cookie);
+            let fresh = head.freshened(&update, request_time, shared.clock.now());
             cache.store.update_head(&key, fresh).await;
             leader.finish(Outcome::Stored);
             return;
@@ -256,6 +263,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
             shared.clock.now(),
             &url,
             content_length,
+            cache.behaviour.store_set_cookie,
         );
         let Some(key) = cache
             .key_for_response(&primary, &request_headers, &head, key != primary)

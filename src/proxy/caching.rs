@@ -17,12 +17,14 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 use http::{Method, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::connect::HttpInfo;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
-use super::cache_reply::{deliver, not_in_cache, purge, serve_hit};
+use super::cache_reply::{
+    deliver, not_in_cache, purge, serve_hit, storable_update, with_cookies_of,
+};
 use super::cache_store::{spawn_refresh, store_or_pass};
 use super::next_hop::{send, Outgoing, Target, Upstreamed};
 use super::service::ConnInfo;
@@ -90,6 +92,20 @@ pub async fn handle(
     }
     if !is_cacheable_method(&ex.parts.method) {
         return forward_uncached(&mut ex, txn).await;
+    }
+    if ex.body.as_ref().is_some_and(|b| !b.is_end_stream()) {
+        // RFC 9110 §9.3.1: content in a GET "has no generally defined semantics, cannot alter
+        // the meaning or target of the request". Some origins answer it anyway (search APIs),
+        // so it is forwarded, but its answer is about the content, not the URI: it is neither
+        // served from nor stored under the URI's key, or one client's body would choose what
+        // everyone else gets for a plain GET.
+        let up = ex.send(txn, ex.parts.headers.clone()).await?;
+        txn.code = code::TCP_MISS;
+        let status = CacheStatus {
+            detail: Some("request-content"),
+            ..CacheStatus::forward(Fwd::Bypass)
+        };
+        return Ok(deliver(ex.shared, up, status, None));
     }
     let Some(primary) = primary_key(&ex.parts.uri) else {
         let up = ex.send(txn, ex.parts.headers.clone()).await?;
@@ -348,10 +364,15 @@ async fn revalidate(
         return fetch(ex, txn, primary, fwd, key != primary, None, None).await;
     }
     if up.parts.status == StatusCode::NOT_MODIFIED {
+        let store_set_cookie = ex.shared.cache.behaviour.store_set_cookie;
+        let update = storable_update(&up.parts.headers, store_set_cookie);
         let head = hit
             .head
-            .freshened(&up.parts.headers, request_time, ex.shared.clock.now());
-        ex.shared.cache.store.update_head(&key, head.clone()).await;
+            .freshened(&update, request_time, ex.shared.clock.now());
+        // False when no tier holds the entry any more (evicted meanwhile): nothing was stored.
+        let updated = ex.shared.cache.store.update_head(&key, head.clone()).await;
+        // This client's request brought the 304: its cookies are for it alone.
+        let head = with_cookies_of(head, &up.parts.headers);
         let now = ex.shared.clock.now();
         let fresh = ex
             .shared
@@ -361,7 +382,7 @@ async fn revalidate(
             fwd: Some(fwd),
             fwd_status: Some(304),
             ttl: Some(fresh.ttl()),
-            stored: true,
+            stored: updated,
             ..CacheStatus::default()
         };
         let hit = Hit {
@@ -379,9 +400,13 @@ async fn revalidate(
         && up.parts.status == StatusCode::OK
         && head_may_freshen(&stored, &up.parts.headers, now)
     {
+        let update = storable_update(
+            &up.parts.headers,
+            ex.shared.cache.behaviour.store_set_cookie,
+        );
         let head = hit
             .head
-            .freshened(&up.parts.headers, request_time, ex.shared.clock.now());
+            .freshened(&update, request_time, ex.shared.clock.now());
         ex.shared.cache.store.update_head(&key, head).await;
     } else if ex.parts.method == Method::HEAD && up.parts.status == StatusCode::OK {
         // §4.3.5: validators that differ mean the stored GET "SHOULD be considered stale";

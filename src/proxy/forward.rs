@@ -77,7 +77,7 @@ async fn forward(
 }
 
 /// RFC 9110 §7.6.2: with `Max-Forwards: 0`, TRACE and OPTIONS are answered here.
-fn answer_as_final_recipient(parts: &http::request::Parts) -> Response<ProxyBody> {
+pub(super) fn answer_as_final_recipient(parts: &http::request::Parts) -> Response<ProxyBody> {
     if parts.method == Method::TRACE {
         // RFC 9110 §9.3.8: reflect the request, excluding fields likely to hold secrets.
         let mut echo = format!("TRACE {} {:?}\r\n", parts.uri, parts.version);

@@ -322,6 +322,26 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// The first transfer coding in `headers` other than `chunked`, if any (RFC 9112 §6.1).
+pub fn unsupported_coding(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .split(',')
+                .map(|c| {
+                    c.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                })
+                .collect::<Vec<_>>()
+        })
+        .find(|coding| !coding.is_empty() && coding != "chunked")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,5 +484,22 @@ mod tests {
             push_ip(&mut out, ip);
             assert_eq!(out, ip.to_string());
         }
+    }
+
+    #[test]
+    fn only_chunked_is_a_supported_transfer_coding() {
+        let te = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(http::header::TRANSFER_ENCODING, v.parse().unwrap());
+            }
+            unsupported_coding(&h)
+        };
+        assert_eq!(te(&[]), None);
+        assert_eq!(te(&["chunked"]), None);
+        assert_eq!(te(&["Chunked"]), None);
+        assert_eq!(te(&["gzip, chunked"]).as_deref(), Some("gzip"));
+        assert_eq!(te(&["gzip", "chunked"]).as_deref(), Some("gzip"));
+        assert_eq!(te(&["x-custom;q=1, chunked"]).as_deref(), Some("x-custom"));
     }
 }

@@ -28,6 +28,7 @@ pub mod next_hop;
 pub mod respond;
 pub mod reverse;
 pub mod service;
+pub mod target_path;
 pub mod tls;
 pub mod transaction;
 pub mod tunnel;

@@ -507,6 +507,25 @@ fn random() -> u64 {
     z ^ (z >> 31)
 }
 
+/// Refuses (502) what cannot be relayed faithfully: a status outside 100-599 (RFC 9110 §15:
+/// "Values outside the range 100..599 are invalid"), a `101` cuttle never asked for (it
+/// forwards no `Upgrade`, RFC 9110 §15.2.2), and a transfer coding other than chunked, which
+/// would be dropped with the hop-by-hop field and its coded bytes relayed (and stored) as the
+/// content (RFC 9112 §6.1).
+fn check_response_framing(parts: &http::response::Parts) -> Result<(), Error> {
+    let status = parts.status.as_u16();
+    let cause = if !(100..=599).contains(&status) {
+        format!("the upstream sent status {status}, outside 100-599")
+    } else if status == 101 {
+        "the upstream switched protocols (101) without being asked to".to_owned()
+    } else if let Some(coding) = headers::unsupported_coding(&parts.headers) {
+        format!("the upstream used transfer coding `{coding}` (only chunked is supported)")
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(ErrorKind::InvalidResponse, cause))
+}
+
 /// One request to `uri` (whose authority is where to connect) with `host` as Host, on `upstream`.
 async fn send_once(
     shared: &Shared,
@@ -543,6 +562,7 @@ async fn send_once(
     *request.headers_mut() = headers;
     let response = upstream.send(request, progress).await?;
     let (mut parts, mut body) = response.into_parts();
+    check_response_framing(&parts)?;
     headers::remove_hop_by_hop(&mut parts.headers);
 
     let read_timeout = upstream.read_timeout();

@@ -28,6 +28,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::TlsProtocol | ErrorKind::TlsCertificate => StatusCode::BAD_GATEWAY,
         ErrorKind::NotInCache | ErrorKind::MustRevalidate => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::UnknownSite => StatusCode::MISDIRECTED_REQUEST,
+        ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -54,6 +55,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::NotInCache => "proxy_internal_response",
         ErrorKind::MustRevalidate => "destination_unavailable",
         ErrorKind::UnknownSite => "destination_not_found",
+        ErrorKind::NotImplemented => "http_request_error",
         ErrorKind::NoUpstream => "destination_unavailable",
         ErrorKind::Internal => "proxy_internal_error",
     }
@@ -147,6 +149,7 @@ mod tests {
             (ErrorKind::NotInCache, 504),
             (ErrorKind::MustRevalidate, 504),
             (ErrorKind::UnknownSite, 421),
+            (ErrorKind::NotImplemented, 501),
             (ErrorKind::NoUpstream, 503),
             (ErrorKind::Internal, 500),
         ];

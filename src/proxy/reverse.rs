@@ -1,7 +1,8 @@
 //! Reverse mode (an accelerator, Squid `http_port ... accel`): map a request's Host (and path)
 //! to a configured site, and the site to an upstream group.
 //!
-//! Only configured sites are served: an unknown Host gets 421 Misdirected Request (RFC 9110
+//! The path is routed after its dot segments are resolved (`target_path`), so `/public/../x`
+//! is routed, keyed and forwarded as `/x`. Only configured sites are served: an unknown Host gets 421 Misdirected Request (RFC 9110
 //! §15.5.20) and never reaches any upstream, so an accelerator port cannot be used as an open
 //! proxy. The request keeps its Host by default; its effective URI (`http://host/path`, or
 //! `https://...` on a TLS port) is the cache key, so the cache works unchanged in this mode and
@@ -17,6 +18,7 @@ use super::caching;
 use super::headers::{self, MaxForwards};
 use super::next_hop::{HostHeader, Target};
 use super::service::{check_access, check_loop, finish, ConnInfo};
+use super::target_path;
 use super::transaction::{hier, Transaction};
 use crate::error::{Error, ErrorKind};
 
@@ -97,6 +99,7 @@ async fn route(
     let shared = &conn.shared;
     let (mut parts, body) = req.into_parts();
     let authority = request_authority(&parts)?;
+    resolve_dot_segments(&mut parts.uri)?;
     let host = authority.host().trim_end_matches('.');
     let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())
@@ -119,7 +122,10 @@ async fn route(
     check_loop(shared, &parts.headers)?;
     check_access(shared, conn.peer, &parts.method, &host, conn.local.port())?;
     match headers::max_forwards(&parts.method, &parts.headers) {
-        MaxForwards::Respond | MaxForwards::Forward => {}
+        // RFC 9110 §7.6.2: "If the received value is zero (0), the recipient MUST NOT forward
+        // the request; instead, the recipient MUST respond as the final recipient."
+        MaxForwards::Respond => return Ok(super::forward::answer_as_final_recipient(&parts)),
+        MaxForwards::Forward => {}
         MaxForwards::Decrement(n) => {
             parts
                 .headers
@@ -177,18 +183,55 @@ async fn route(
     caching::handle(conn, txn, parts, body, target).await
 }
 
+/// Removes dot segments from the request path before it is routed, keyed or forwarded, so a
+/// site's `path_prefix` cannot be escaped (`proxy::target_path`); ambiguous ones are a 400.
+fn resolve_dot_segments(uri: &mut Uri) -> Result<(), Error> {
+    let normal = match target_path::normalise(uri.path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(normal)) => normal,
+        Err(e) => return Err(Error::new(ErrorKind::InvalidRequest, e.to_string())),
+    };
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{normal}?{query}"),
+        None => normal,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        PathAndQuery::try_from(path_and_query)
+            .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("bad path: {e}")))?,
+    );
+    *uri = Uri::from_parts(parts)
+        .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("bad path: {e}")))?;
+    Ok(())
+}
+
 /// The authority a request is for: the absolute-form target's, else the Host field's.
+///
+/// Userinfo is refused (400): RFC 9110 §7.2 defines Host as `uri-host [ ":" port ]`, and §4.2.4
+/// says a recipient SHOULD treat userinfo in an http URI as an error. Accepting it would route
+/// and key `evil.example@site.example` as `site.example` while the upstream saw the whole
+/// string as its Host.
 fn request_authority(parts: &http::request::Parts) -> Result<Authority, Error> {
-    if let Some(authority) = parts.uri.authority() {
-        return Ok(authority.clone());
+    let authority = match parts.uri.authority() {
+        Some(authority) => authority.clone(),
+        None => {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "the request has no Host"))?;
+            host.parse::<Authority>().map_err(|_| {
+                Error::new(ErrorKind::InvalidRequest, format!("invalid Host `{host}`"))
+            })?
+        }
+    };
+    if authority.as_str().contains('@') {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "invalid Host: user information is not allowed in a Host",
+        ));
     }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "the request has no Host"))?;
-    host.parse::<Authority>()
-        .map_err(|_| Error::new(ErrorKind::InvalidRequest, format!("invalid Host `{host}`")))
+    Ok(authority)
 }
 
 /// `X-Forwarded-Proto` and RFC 7239 `Forwarded`, as configured, for a request from `client`

@@ -57,7 +57,10 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
     let origin_form = req.method() != Method::CONNECT
         && (conn.mode == Mode::Reverse || req.uri().scheme().is_none());
     txn.note_request(&req, origin_form);
-    if let Err(err) = check_limits(&req, &conn.shared.config.limits) {
+    if let Err(err) = check_limits(&req, &conn.shared.config.limits)
+        .and_then(|()| check_host(&req))
+        .and_then(|()| check_transfer_coding(req.headers()))
+    {
         return reply_error(txn, &err, &conn.shared);
     }
     if conn.mode == Mode::Reverse {
@@ -153,6 +156,47 @@ pub fn check_loop(shared: &Shared, headers: &http::HeaderMap) -> Result<(), Erro
         ));
     }
     Ok(())
+}
+
+/// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
+/// request message that lacks a Host header field and to any request message that contains
+/// more than one Host header field line or a Host header field with an invalid field value."
+/// A valid value is `uri-host [ ":" port ]` (RFC 9110 §7.2): no userinfo; empty is allowed.
+fn check_host<B>(req: &Request<B>) -> Result<(), Error> {
+    let bad = |cause: &str| Err(Error::new(ErrorKind::InvalidRequest, cause.to_owned()));
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return bad("more than one Host field (RFC 9112 §3.2)");
+    }
+    let Some(value) = first else {
+        if req.version() == http::Version::HTTP_11 {
+            return bad("an HTTP/1.1 request needs a Host field (RFC 9112 §3.2)");
+        }
+        return Ok(());
+    };
+    let valid = value.is_empty()
+        || value
+            .to_str()
+            .is_ok_and(|text| !text.contains('@') && text.parse::<http::uri::Authority>().is_ok());
+    if !valid {
+        return bad("invalid Host field value (RFC 9110 §7.2)");
+    }
+    Ok(())
+}
+
+/// RFC 9112 §6.1: "A server that receives a request message with a transfer coding it does not
+/// understand SHOULD respond with 501 (Not Implemented)." cuttle decodes only `chunked`; any
+/// other coding (`gzip, chunked`) would otherwise be dropped with the hop-by-hop field while
+/// its coded bytes went upstream as if they were the content.
+fn check_transfer_coding(headers: &http::HeaderMap) -> Result<(), Error> {
+    match super::headers::unsupported_coding(headers) {
+        Some(coding) => Err(Error::new(
+            ErrorKind::NotImplemented,
+            format!("transfer coding `{coding}` is not supported (only chunked)"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// URI length (414) and header-section size (431), measured as on the wire.
