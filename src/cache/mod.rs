@@ -36,7 +36,8 @@ pub struct Config {
 /// How the cache treats requests (as opposed to where it stores them).
 #[derive(Debug, Clone)]
 pub struct Behaviour {
-    /// Serve stale this long past expiry when the upstream is down (Squid `max_stale`).
+    /// Serve stale this long past expiry when the upstream cannot be reached (Squid
+    /// `max_stale`; never on a 5xx answer, RFC 9111 §4.2.4).
     pub max_stale: Duration,
     /// RFC 9213 targeted fields, most specific first.
     pub targeted_fields: Vec<HeaderName>,
@@ -65,7 +66,7 @@ impl Behaviour {
 impl Default for Behaviour {
     fn default() -> Self {
         Self {
-            max_stale: Duration::ZERO,
+            max_stale: Duration::from_secs(86_400),
             targeted_fields: vec![HeaderName::from_static("cuttle-cache-control")],
             x_cache: false,
             status_name: "cuttle".to_owned(),

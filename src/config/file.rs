@@ -469,8 +469,8 @@ pub enum ForwardedFor {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cache {
-    /// Serve stale up to this long when the upstream is down (Squid `max_stale`); 0 = never
-    /// without the response's own `stale-if-error`.
+    /// Serve stale up to this long past expiry when the upstream cannot be reached (Squid
+    /// `max_stale`); 0 = never without a `stale-if-error`. Default one day (see README).
     pub max_stale: HumanDuration,
     /// RFC 9213 targeted fields that override Cache-Control for this cache, in order.
     /// Default: `cuttle-cache-control`, plus `cdn-cache-control` when a port is in reverse mode.
@@ -500,7 +500,7 @@ impl Default for Cache {
     fn default() -> Self {
         let loopback = |s: &str| s.parse().map(Cidr).ok();
         Self {
-            max_stale: HumanDuration(Duration::ZERO),
+            max_stale: HumanDuration(Duration::from_secs(86_400)),
             targeted_fields: None,
             x_cache: false,
             status_name: "cuttle".to_owned(),

@@ -85,7 +85,7 @@ pub(super) async fn store_or_pass(
         cache.behaviour.store_set_cookie,
     );
     let eval = cache.evaluate(&head, &RequestDirectives::default(), &ex.url, response_time);
-    if !reusable(&head, &eval, cache.behaviour.max_stale.as_secs()) {
+    if !reusable(&head, &eval) {
         let status = CacheStatus {
             fwd: Some(fwd),
             detail: Some("not-reusable"),
@@ -188,15 +188,17 @@ pub(super) async fn store_or_pass(
 }
 
 /// Whether a storable response could ever be reused: fresh now, or revalidatable (it has a
-/// validator), or allowed to be served stale. Storing one that is none of these (a bare 200 with
-/// no Last-Modified, so zero heuristic lifetime) would only cost disk writes.
-fn reusable(head: &StoredHead, eval: &Evaluation, max_stale: u64) -> bool {
+/// validator), or allowed by its own directives to be served stale. Storing one that is none of
+/// these (a bare 200 with no Last-Modified, so zero heuristic lifetime) would only cost disk
+/// writes. `max_stale` (on by default) does not count: it keeps serving what is stored for a
+/// reason of its own when the origin is unreachable, and is no reason to store every
+/// uncacheable-looking page.
+fn reusable(head: &StoredHead, eval: &Evaluation) -> bool {
     eval.ttl() > 0
         || head.headers.contains_key(&header::ETAG)
         || head.headers.contains_key(&header::LAST_MODIFIED)
         || eval.response.stale_while_revalidate.is_some()
         || eval.response.stale_if_error.is_some()
-        || max_stale > 0
 }
 
 /// Starts one background revalidation for a stale-while-revalidate hit (one per key).

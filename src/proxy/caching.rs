@@ -35,8 +35,8 @@ use crate::cache::key::primary_key;
 use crate::cache::lookup::{is_cacheable_method, Evaluation, Lookup};
 use crate::cache::policy::{
     conditional_request_headers, head_may_freshen, invalidation::is_safe_method,
-    invalidation_targets, may_serve_stale_on_error, select_stored_for_304, RequestDirectives,
-    Reuse, RevalidateReason,
+    invalidation_targets, may_serve_stale_on_error, select_stored_for_304, OriginFailure,
+    RequestDirectives, Reuse, RevalidateReason,
 };
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::store::Hit;
@@ -428,12 +428,34 @@ fn stale_on_error(
     failure: Result<Upstreamed, Error>,
 ) -> Result<Response<ProxyBody>, Error> {
     let max_stale = ex.shared.cache.behaviour.max_stale.as_secs();
-    if may_serve_stale_on_error(&ex.request, &eval.response, eval.staleness(), max_stale) {
+    let how = match &failure {
+        Ok(_) => OriginFailure::ServerError,
+        // A refusal of ours (an access rule on the resolved address) is not an outage.
+        Err(err) if err.is_denied() || err.side() != crate::error::Side::Upstream => {
+            return failure
+                .map(|up| deliver(ex.shared, up, CacheStatus::forward(Fwd::Stale), None));
+        }
+        Err(_) => OriginFailure::Unreachable,
+    };
+    if may_serve_stale_on_error(
+        &ex.request,
+        &eval.response,
+        eval.staleness(),
+        max_stale,
+        how,
+    ) {
         let status = CacheStatus {
             fwd: Some(Fwd::Stale),
             fwd_status: failure.as_ref().ok().map(|up| up.parts.status.as_u16()),
             ttl: Some(eval.ttl()),
-            detail: Some("stale-if-error"),
+            // Which permission it was: the message's own, or this cache's max_stale.
+            detail: Some(
+                if ex.request.stale_if_error.is_some() || eval.response.stale_if_error.is_some() {
+                    "stale-if-error"
+                } else {
+                    "max-stale"
+                },
+            ),
             ..CacheStatus::default()
         };
         return Ok(ex.serve(txn, hit, eval.age, status, code::TCP_REFRESH_FAIL_OLD));

@@ -22,7 +22,9 @@ pub use freshness::{
 };
 pub use invalidation::invalidation_targets;
 pub use range::{evaluate_if_range, plan_range, MultipartLayout, Part, RangePlan};
-pub use reuse::{evaluate_reuse, may_serve_stale_on_error, Reuse, ReuseInput, RevalidateReason};
+pub use reuse::{
+    evaluate_reuse, may_serve_stale_on_error, OriginFailure, Reuse, ReuseInput, RevalidateReason,
+};
 pub use storable::{check_storable, fields_to_strip, NotStorable, StoreInput};
 pub use targeted::effective_response_directives;
 pub use validation::{

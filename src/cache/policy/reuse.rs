@@ -148,6 +148,16 @@ pub fn evaluate_reuse(input: &ReuseInput<'_>) -> Reuse {
     }
 }
 
+/// How the attempt to refresh a stored response failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginFailure {
+    /// No response at all: the next hop could not be reached, reset the connection or timed
+    /// out. The cache is "disconnected" in RFC 9111 §4.2.4's sense.
+    Unreachable,
+    /// The origin answered with a server error (500, 502, 503, 504).
+    ServerError,
+}
+
 /// May a stale response be served because the origin failed (5xx / unreachable)?
 ///
 /// RFC 5861 §4: stale-if-error (request or response) allows it while the
@@ -156,12 +166,17 @@ pub fn evaluate_reuse(input: &ReuseInput<'_>) -> Reuse {
 /// disconnected, the cache MUST generate an error response rather than reuse
 /// the stale response"), as does a request `no-cache`. When neither side
 /// states a stale-if-error limit, Squid's `max_stale` (`config_max_stale`)
-/// applies: RFC 9111 §4.2.4 lets a disconnected cache serve stale.
+/// applies, and only when the origin is [`OriginFailure::Unreachable`]: RFC 9111
+/// §4.2.4 "A cache MUST NOT generate a stale response unless it is disconnected or
+/// doing so is explicitly permitted by the client or origin server". An origin that
+/// answers 5xx is connected; only its own (or the client's) stale-if-error lets the
+/// cache hide that answer.
 pub fn may_serve_stale_on_error(
     req: &RequestDirectives,
     resp: &ResponseDirectives,
     staleness: u64,
     config_max_stale: u64,
+    failure: OriginFailure,
 ) -> bool {
     if resp.forbids_stale() || req.no_cache {
         return false;
@@ -175,7 +190,7 @@ pub fn may_serve_stale_on_error(
             .flatten()
             .any(|limit| staleness <= u64::from(*limit));
     }
-    staleness <= config_max_stale
+    failure == OriginFailure::Unreachable && staleness <= config_max_stale
 }
 
 #[cfg(test)]

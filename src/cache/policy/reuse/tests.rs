@@ -213,9 +213,27 @@ fn zero_lifetime_is_immediately_stale() {
 #[test]
 fn stale_if_error_in_response_allows_within_window() {
     let r = resp("max-age=600, stale-if-error=1200");
-    assert!(may_serve_stale_on_error(&req(""), &r, 300, 0));
-    assert!(may_serve_stale_on_error(&req(""), &r, 1200, 0));
-    assert!(!may_serve_stale_on_error(&req(""), &r, 1201, 0));
+    assert!(may_serve_stale_on_error(
+        &req(""),
+        &r,
+        300,
+        0,
+        OriginFailure::Unreachable
+    ));
+    assert!(may_serve_stale_on_error(
+        &req(""),
+        &r,
+        1200,
+        0,
+        OriginFailure::Unreachable
+    ));
+    assert!(!may_serve_stale_on_error(
+        &req(""),
+        &r,
+        1201,
+        0,
+        OriginFailure::Unreachable
+    ));
 }
 
 #[test]
@@ -225,46 +243,90 @@ fn stale_if_error_in_request_allows_within_window() {
         &req("stale-if-error=60"),
         &r,
         60,
-        0
+        0,
+        OriginFailure::Unreachable
     ));
     assert!(!may_serve_stale_on_error(
         &req("stale-if-error=60"),
         &r,
         61,
-        0
+        0,
+        OriginFailure::Unreachable
     ));
 }
 
 #[test]
 fn stale_if_error_limit_overrides_config_max_stale() {
     let r = resp("max-age=1, stale-if-error=10");
-    assert!(!may_serve_stale_on_error(&req(""), &r, 100, 604_800));
+    assert!(!may_serve_stale_on_error(
+        &req(""),
+        &r,
+        100,
+        604_800,
+        OriginFailure::Unreachable
+    ));
 }
 
 #[test]
 fn must_revalidate_forbids_stale_if_error() {
     let r = resp("max-age=1, must-revalidate, stale-if-error=1000");
-    assert!(!may_serve_stale_on_error(&req(""), &r, 5, 604_800));
+    assert!(!may_serve_stale_on_error(
+        &req(""),
+        &r,
+        5,
+        604_800,
+        OriginFailure::Unreachable
+    ));
 }
 
 #[test]
 fn response_no_cache_forbids_stale_on_error() {
     let r = resp("no-cache, stale-if-error=1000");
-    assert!(!may_serve_stale_on_error(&req(""), &r, 5, 604_800));
+    assert!(!may_serve_stale_on_error(
+        &req(""),
+        &r,
+        5,
+        604_800,
+        OriginFailure::Unreachable
+    ));
 }
 
 #[test]
 fn request_no_cache_forbids_stale_on_error() {
     let r = resp("max-age=1");
-    assert!(!may_serve_stale_on_error(&req("no-cache"), &r, 5, 604_800));
+    assert!(!may_serve_stale_on_error(
+        &req("no-cache"),
+        &r,
+        5,
+        604_800,
+        OriginFailure::Unreachable
+    ));
 }
 
 #[test]
 fn config_max_stale_is_the_fallback_when_disconnected() {
     let r = resp("max-age=1");
-    assert!(may_serve_stale_on_error(&req(""), &r, 100, 604_800));
-    assert!(!may_serve_stale_on_error(&req(""), &r, 604_801, 604_800));
-    assert!(!may_serve_stale_on_error(&req(""), &r, 1, 0));
+    assert!(may_serve_stale_on_error(
+        &req(""),
+        &r,
+        100,
+        604_800,
+        OriginFailure::Unreachable
+    ));
+    assert!(!may_serve_stale_on_error(
+        &req(""),
+        &r,
+        604_801,
+        604_800,
+        OriginFailure::Unreachable
+    ));
+    assert!(!may_serve_stale_on_error(
+        &req(""),
+        &r,
+        1,
+        0,
+        OriginFailure::Unreachable
+    ));
 }
 
 #[test]
@@ -274,4 +336,40 @@ fn revalidate_reason_strings() {
         "request-no-cache"
     );
     assert_eq!(RevalidateReason::Stale.as_str(), "stale");
+}
+
+#[test]
+fn config_max_stale_covers_an_unreachable_origin_not_a_server_error() {
+    // RFC 9111 §4.2.4: only a disconnected cache may serve stale on its own authority; an
+    // origin's 5xx is an answer, hidden only where stale-if-error permits it.
+    let r = resp("max-age=1");
+    assert!(may_serve_stale_on_error(
+        &req(""),
+        &r,
+        100,
+        86_400,
+        OriginFailure::Unreachable
+    ));
+    assert!(!may_serve_stale_on_error(
+        &req(""),
+        &r,
+        100,
+        86_400,
+        OriginFailure::ServerError
+    ));
+    let r = resp("max-age=1, stale-if-error=1000");
+    assert!(may_serve_stale_on_error(
+        &req(""),
+        &r,
+        100,
+        0,
+        OriginFailure::ServerError
+    ));
+    assert!(may_serve_stale_on_error(
+        &req("stale-if-error=1000"),
+        &resp("max-age=1"),
+        100,
+        0,
+        OriginFailure::ServerError
+    ));
 }
