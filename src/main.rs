@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cuttle::config::{self, Config, ConfigError, Overrides};
+use cuttle::config::{self, Config, ConfigError, Overrides, Source};
 
 /// A caching forward and reverse HTTP proxy in the Squid tradition.
 ///
@@ -93,17 +93,22 @@ fn main() -> ExitCode {
         println!("{name}: OK");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = config.apply(&Overrides {
-        listen: cli.listen,
-        cache_dir: cli.cache_dir,
-        workers: cli.workers,
-        parents: cli.parent,
-        origin: cli.origin,
-    }) {
+    // A reload reads the same file and re-applies the same overrides.
+    let source = Source {
+        path: cli.config,
+        overrides: Overrides {
+            listen: cli.listen,
+            cache_dir: cli.cache_dir,
+            workers: cli.workers,
+            parents: cli.parent,
+            origin: cli.origin,
+        },
+    };
+    if let Err(e) = config.apply(&source.overrides) {
         eprintln!("cuttle: {e}");
         return ExitCode::FAILURE;
     }
-    cuttle::log::init_tracing(cli.log_level.as_deref(), &config.log.level);
+    let diagnostics = cuttle::log::init_tracing(cli.log_level.as_deref(), &config.log.level);
     let runtime = match build_runtime(config.workers) {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -111,7 +116,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, source, diagnostics))
 }
 
 /// The runtime `workers` asks for (0: one thread per core). One worker gets a current-thread
@@ -134,8 +139,13 @@ fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().thread_name("cuttle-worker").build()
 }
 
-async fn run(config: Config) -> ExitCode {
-    let server = match cuttle::app::start(config).await {
+async fn run(
+    config: Config,
+    source: Source,
+    diagnostics: Option<cuttle::log::Diagnostics>,
+) -> ExitCode {
+    let server = match cuttle::app::start_with(config, cuttle::clock::system(), Some(source)).await
+    {
         Ok(server) => server,
         Err(e) => {
             eprintln!("cuttle: {e}");
@@ -151,31 +161,56 @@ async fn run(config: Config) -> ExitCode {
         "cuttle: {workers} worker thread{}",
         if workers == 1 { "" } else { "s" }
     );
-    wait_for_signal().await;
+    handle_signals(&server.control(), diagnostics.as_ref()).await;
     eprintln!("cuttle: shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+/// Serves signals until Ctrl-C or SIGTERM: SIGHUP reloads the config, SIGUSR1 reopens the
+/// access log, SIGUSR2 toggles debug diagnostics. None of them stops the proxy; a failed reload
+/// or reopen is logged and the proxy goes on as before.
+#[cfg(unix)]
+async fn handle_signals(
+    control: &cuttle::app::Control,
+    diagnostics: Option<&cuttle::log::Diagnostics>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let streams = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    );
+    let (Ok(mut term), Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) = streams else {
+        eprintln!("cuttle: cannot install signal handlers; only Ctrl-C stops the proxy");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                // `reload` logs the outcome (and what it changed) itself.
+                let _ = control.reload().await;
+            }
+            _ = usr1.recv() => {
+                let _ = control.reopen_logs().await;
+            }
+            _ = usr2.recv() => match diagnostics {
+                Some(diagnostics) => {
+                    let on = diagnostics.toggle_debug();
+                    tracing::warn!("SIGUSR2: debug diagnostics {}", if on { "on" } else { "off" });
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+                None => tracing::warn!("SIGUSR2: ignored (diagnostics are set up elsewhere)"),
+            },
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+async fn handle_signals(_: &cuttle::app::Control, _: Option<&cuttle::log::Diagnostics>) {
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -7,6 +7,8 @@
 //! `https://...` on a TLS port) is the cache key, so the cache works unchanged in this mode and
 //! keeps the http and https variants of a page apart.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
@@ -18,6 +20,7 @@ use super::headers::{self, MaxForwards};
 use super::next_hop::{HostHeader, Target};
 use super::service::{check_access, check_loop, finish, ConnInfo};
 use super::transaction::{hier, Transaction};
+use super::Shared;
 use crate::error::{Error, ErrorKind};
 
 /// A host name pattern of a site.
@@ -83,18 +86,19 @@ pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<&'a Si
 pub async fn handle(
     req: Request<Incoming>,
     conn: &ConnInfo,
+    shared: &Arc<Shared>,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    let result = route(req, conn, &mut txn).await;
-    finish(txn, result, &conn.shared)
+    let result = route(req, conn, shared, &mut txn).await;
+    finish(txn, result, shared)
 }
 
 async fn route(
     req: Request<Incoming>,
     conn: &ConnInfo,
+    shared: &Arc<Shared>,
     txn: &mut Transaction,
 ) -> Result<Response<ProxyBody>, Error> {
-    let shared = &conn.shared;
     let (mut parts, body) = req.into_parts();
     let authority = request_authority(&parts)?;
     let host = authority.host().trim_end_matches('.');
@@ -174,7 +178,7 @@ async fn route(
         client_host: authority,
         client_tls: conn.tls,
     };
-    caching::handle(conn, txn, parts, body, target).await
+    caching::handle(conn, shared, txn, parts, body, target).await
 }
 
 /// The authority a request is for: the absolute-form target's, else the Host field's.
