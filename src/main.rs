@@ -144,6 +144,9 @@ async fn run(
     source: Source,
     diagnostics: Option<cuttle::log::Diagnostics>,
 ) -> ExitCode {
+    // Before anything is announced: a signal sent once the listening line is out must find
+    // its handler (the default action of each of these ends the process).
+    let signals = Signals::install();
     let server = match cuttle::app::start_with(config, cuttle::clock::system(), Some(source)).await
     {
         Ok(server) => server,
@@ -161,56 +164,81 @@ async fn run(
         "cuttle: {workers} worker thread{}",
         if workers == 1 { "" } else { "s" }
     );
-    handle_signals(&server.control(), diagnostics.as_ref()).await;
+    signals.serve(&server.control(), diagnostics.as_ref()).await;
     eprintln!("cuttle: shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// Serves signals until Ctrl-C or SIGTERM: SIGHUP reloads the config, SIGUSR1 reopens the
-/// access log, SIGUSR2 toggles debug diagnostics. None of them stops the proxy; a failed reload
-/// or reopen is logged and the proxy goes on as before.
-#[cfg(unix)]
-async fn handle_signals(
-    control: &cuttle::app::Control,
-    diagnostics: Option<&cuttle::log::Diagnostics>,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let streams = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::user_defined2()),
-    );
-    let (Ok(mut term), Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) = streams else {
-        eprintln!("cuttle: cannot install signal handlers; only Ctrl-C stops the proxy");
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
-            _ = hup.recv() => {
-                // `reload` logs the outcome (and what it changed) itself.
-                let _ = control.reload().await;
-            }
-            _ = usr1.recv() => {
-                let _ = control.reopen_logs().await;
-            }
-            _ = usr2.recv() => match diagnostics {
-                Some(diagnostics) => {
-                    let on = diagnostics.toggle_debug();
-                    tracing::warn!("SIGUSR2: debug diagnostics {}", if on { "on" } else { "off" });
-                }
-                None => tracing::warn!("SIGUSR2: ignored (diagnostics are set up elsewhere)"),
-            },
-        }
-    }
+/// The signals cuttle handles, each with its own stream.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<[tokio::signal::unix::Signal; 5]>,
 }
 
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
-async fn handle_signals(_: &cuttle::app::Control, _: Option<&cuttle::log::Diagnostics>) {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    /// Installs the handlers; from here on none of these signals ends the process by itself.
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = [
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+                SignalKind::user_defined1(),
+                SignalKind::user_defined2(),
+            ]
+            .map(signal);
+            let streams = match streams {
+                [Ok(int), Ok(term), Ok(hup), Ok(usr1), Ok(usr2)] => {
+                    Some([int, term, hup, usr1, usr2])
+                }
+                _ => {
+                    eprintln!(
+                        "cuttle: cannot install signal handlers; only Ctrl-C stops the proxy"
+                    );
+                    None
+                }
+            };
+            Self { streams }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Serves signals until Ctrl-C or SIGTERM: SIGHUP reloads the config, SIGUSR1 reopens the
+    /// access log, SIGUSR2 toggles debug diagnostics. None of them stops the proxy; a failed
+    /// reload or reopen is logged and the proxy goes on as before.
+    async fn serve(
+        self,
+        control: &cuttle::app::Control,
+        diagnostics: Option<&cuttle::log::Diagnostics>,
+    ) {
+        #[cfg(unix)]
+        if let Some([mut int, mut term, mut hup, mut usr1, mut usr2]) = self.streams {
+            loop {
+                tokio::select! {
+                    _ = int.recv() => return,
+                    _ = term.recv() => return,
+                    _ = hup.recv() => {
+                        // `reload` logs the outcome (and what it changed) itself.
+                        let _ = control.reload().await;
+                    }
+                    _ = usr1.recv() => {
+                        let _ = control.reopen_logs().await;
+                    }
+                    _ = usr2.recv() => match diagnostics {
+                        Some(diagnostics) => {
+                            let on = diagnostics.toggle_debug();
+                            tracing::warn!("SIGUSR2: debug diagnostics {}", if on { "on" } else { "off" });
+                        }
+                        None => tracing::warn!("SIGUSR2: ignored (diagnostics are set up elsewhere)"),
+                    },
+                }
+            }
+        }
+        let _ = (control, diagnostics);
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
