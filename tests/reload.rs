@@ -220,16 +220,31 @@ async fn reload_swaps_the_upstream_under_load_and_keeps_sockets_cache_and_old_co
     let counts = control.reload_counts();
     assert_eq!((counts.succeeded, counts.failed), (1, 1));
 
-    // Dropping the added port closes it; the first one stays.
-    std::fs::write(&file, reverse_config(dir.path(), b.addr, 0)).unwrap();
+    // Dropping the added port closes it; the first one stays. The access log, off so far,
+    // starts; a new memory-tier size is reported as needing a restart.
+    let log = dir.path().join("access.log");
+    let text = reverse_config(dir.path(), b.addr, 0).replace(
+        "access_log = \"none\"",
+        &format!(
+            "access_log = \"{}\"\naccess_log_flush = \"0s\"\n[cache.memory]\nmax_size = \"32 MiB\"",
+            log.display()
+        ),
+    );
+    std::fs::write(&file, text).unwrap();
     let report = control.reload().await.unwrap();
     assert_eq!(report.listeners_closed, vec![added], "{report}");
     assert!(report.groups_changed.is_empty(), "{report}");
+    assert!(report.access_log_changed, "{report}");
+    assert_eq!(report.needs_restart, vec!["cache.memory"], "{report}");
     assert!(
         TcpStream::connect(added).await.is_err(),
         "the removed port is closed"
     );
     assert_eq!(body_of(addr, "/x").await, "B");
+    until("a line in the new access log", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("/x"))
+    })
+    .await;
     server.shutdown().await;
 }
 
