@@ -1,23 +1,47 @@
-//! Wiring: build the shared state from a [`Config`], bind listeners, run until shutdown, drain.
+//! Wiring: build the shared state from a [`Config`], bind listeners, run until shutdown, drain;
+//! and the [`Control`] handle that reloads the config and reopens the logs while it runs.
 //!
 //! [`start`] returns a [`Server`] handle so both `main` and the tests run the real thing: tests
 //! configure `127.0.0.1:0`, read the bound addresses, and call [`Server::shutdown`].
+//!
+//! What lives how long:
+//! ```text
+//! Kept    process   cache stores, clock, access log and its writer, connection cap
+//! Shared  one per   config, ACLs, Via, upstream groups and pools, peers
+//!         generation (swapped whole in proxy::Live; requests keep the one they started on)
+//! Port    per listen socket, its settings (mode, TLS), its connections' stop signal
+//!         address
+//! ```
+//! [`Control::reload`] (see `reload`) builds the next generation from `Kept` and the current
+//! one, so what did not change carries over.
 
+mod reload;
+
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Mutex, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cache::lookup::Cache;
 use crate::clock::{self, SharedClock};
-use crate::config::Config;
-use crate::proxy::{self, headers::ViaIdentity, Shared};
+use crate::config::{Config, Source};
+use crate::log::access::Writer;
+use crate::log::AccessLog;
+use crate::proxy::listener::PortSettings;
+use crate::proxy::{self, headers::ViaIdentity, Live, Shared};
+use crate::upstream::group::Group;
+use crate::upstream::peer::Peers;
 use crate::upstream::Upstream;
 
-/// Why the server could not start.
+pub use reload::{ReloadError, ReloadReport};
+
+/// Why the server could not start (or a reload could not apply its config).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
@@ -37,20 +61,93 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     addrs: Vec<(SocketAddr, proxy::Mode)>,
+    control: Control,
+}
+
+/// Reloads, log reopening and reload counters of a running proxy; cheap to clone (the signal
+/// loop and the admin listener each hold one).
+#[derive(Debug, Clone)]
+pub struct Control {
+    inner: Arc<Inner>,
+}
+
+/// How many reloads succeeded and failed since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReloadCounts {
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    live: Arc<Live>,
+    /// What a reload reads; `None` when started from a config built in code.
+    source: Option<Source>,
+    /// Reloads and shutdown take turns.
+    state: Mutex<State>,
+    generation: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// What reloads and shutdown change.
+#[derive(Debug)]
+struct State {
+    kept: Kept,
+    /// The config of the current generation, to compare a reloaded one with.
+    config: Config,
+    ports: Vec<Port>,
+    /// Stops each group's health-check task, by group name.
+    checks: HashMap<String, watch::Sender<bool>>,
+    /// Stop signals of closed ports whose connections may still be finishing.
+    draining: Vec<watch::Sender<bool>>,
+    stopped: bool,
+}
+
+/// What survives every reload: built once at start and handed to each generation. Anything
+/// else that must outlive a reload (counters, say) belongs here.
+#[derive(Debug)]
+struct Kept {
+    clock: SharedClock,
+    /// The stores; each generation gets them with its own `behaviour`.
+    cache: Cache,
+    access_log: Arc<AccessLog>,
+    /// `None` while the access log is off.
+    log_writer: Option<Writer>,
+    /// Caps client connections across all listeners and generations.
+    connections: Arc<Semaphore>,
+}
+
+/// One open listening socket.
+#[derive(Debug)]
+struct Port {
+    /// Its `listen` address as configured (port 0 stays 0) and its rank among equal ones: a
+    /// reload keeps the socket of every key still configured.
+    key: (SocketAddr, usize),
+    local: SocketAddr,
+    settings: Arc<ArcSwap<PortSettings>>,
+    /// Tells the accept loop, then this port's connections, to finish.
     stop: watch::Sender<bool>,
-    drain: std::time::Duration,
-    listeners: Vec<JoinHandle<()>>,
-    log_writer: Option<crate::log::access::Writer>,
-    shared: Option<Arc<Shared>>,
+    task: JoinHandle<()>,
 }
 
 /// Starts cuttle with `config` on the real clock.
 pub async fn start(config: Config) -> Result<Server, StartError> {
-    start_with_clock(config, clock::system()).await
+    start_with(config, clock::system(), None).await
 }
 
 /// Starts cuttle with `config`, reading wall time from `clock`.
 pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
+    start_with(config, clock, None).await
+}
+
+/// Starts cuttle with `config` (loaded from `source`, which [`Control::reload`] reads again),
+/// reading wall time from `clock`.
+pub async fn start_with(
+    config: Config,
+    clock: SharedClock,
+    source: Option<Source>,
+) -> Result<Server, StartError> {
     let cache = Cache::open(&config.cache)
         .await
         .map_err(|source| StartError::CacheDir {
@@ -62,19 +159,11 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
                 .unwrap_or_default(),
             source,
         })?;
-    let mut bound = Vec::with_capacity(config.proxy.listeners.len());
-    for listener in &config.proxy.listeners {
-        let socket = TcpListener::bind(listener.addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: listener.addr,
-                source,
-            })?;
-        let local = socket.local_addr().map_err(|source| StartError::Bind {
-            addr: listener.addr,
-            source,
-        })?;
-        bound.push((socket, local, listener.mode, listener.tls.clone()));
+    let keys = port_keys(&config.proxy.listeners);
+    let mut bound = Vec::with_capacity(keys.len());
+    for (listener, key) in config.proxy.listeners.iter().zip(keys) {
+        let (socket, local) = bind(listener.addr).await?;
+        bound.push((socket, local, key, port_settings(listener)));
     }
     let (access_log, log_writer) = crate::log::access::start(
         &config.log.access_log,
@@ -83,84 +172,192 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     )
     .await
     .map_err(StartError::AccessLog)?;
-    let via = ViaIdentity::new(&config.proxy.visible_hostname)
-        .ok_or_else(|| StartError::Hostname(config.proxy.visible_hostname.clone()))?;
-    let drain = config.proxy.timeouts.shutdown;
-    let groups: std::collections::HashMap<_, _> = config
-        .upstream_groups
-        .iter()
-        .map(|g| {
-            (
-                g.name.clone(),
-                crate::upstream::group::Group::new(g.clone()),
-            )
-        })
-        .collect();
-    let mut tls_upstreams = std::collections::HashMap::new();
-    for group in &config.upstream_groups {
-        let Some(tls) = &group.tls else { continue };
-        if !tls.verifies() {
-            tracing::warn!(
-                group = %group.name,
-                "tls_verify = false: the servers' certificates are NOT checked (testing only)"
-            );
-        }
-        tls_upstreams.insert(
-            group.name.clone(),
-            Upstream::with_tls(&config.upstream, Arc::clone(tls)),
-        );
-    }
-    let peers = config
-        .proxy
-        .hierarchy
-        .clone()
-        .map(|h| crate::upstream::peer::Peers::new(h, &config.upstream));
-    let shared = Arc::new(Shared {
-        via,
-        access: config.access,
-        upstream: Upstream::new(&config.upstream),
-        upstream_config: config.upstream,
-        access_log,
-        peers,
-        groups,
-        tls_upstreams,
-        cache,
+    let via = via_for(&config)?;
+    let kept = Kept {
         clock,
+        cache,
+        access_log: Arc::new(access_log),
+        log_writer,
         connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
-        config: config.proxy,
-    });
-    let (stop, stop_rx) = watch::channel(false);
-    for group in shared.groups.values() {
-        tokio::spawn(crate::upstream::health::run(
-            Arc::clone(group),
-            stop_rx.clone(),
-        ));
+    };
+    let shared = Arc::new(build_shared(&config, &kept, via, None, 1));
+    let live = Arc::new(Live::new(Arc::clone(&shared)));
+    let mut checks = HashMap::new();
+    for (name, group) in &shared.groups {
+        checks.insert(name.clone(), spawn_checks(group));
     }
     let mut addrs = Vec::with_capacity(bound.len());
-    let mut listeners = Vec::with_capacity(bound.len());
-    for (socket, local, mode, tls) in bound {
-        tracing::info!(addr = %local, mode = mode.as_str(), tls = tls.is_some(), "listening");
-        addrs.push((local, mode));
-        listeners.push(tokio::spawn(proxy::listener::serve(
-            socket,
-            mode,
-            tls,
-            Arc::clone(&shared),
-            stop_rx.clone(),
-        )));
+    let mut ports = Vec::with_capacity(bound.len());
+    for (socket, local, key, settings) in bound {
+        addrs.push((local, settings.mode));
+        ports.push(open_port(socket, local, key, settings, &live));
     }
+    let state = State {
+        kept,
+        config,
+        ports,
+        checks,
+        draining: Vec::new(),
+        stopped: false,
+    };
     Ok(Server {
         addrs,
-        stop,
-        drain,
-        listeners,
-        log_writer,
-        shared: Some(shared),
+        control: Control {
+            inner: Arc::new(Inner {
+                live,
+                source,
+                state: Mutex::new(state),
+                generation: AtomicU64::new(1),
+                succeeded: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+            }),
+        },
     })
 }
 
+/// Binds `addr`, returning the socket and the address it really got.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let socket = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = socket
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((socket, local))
+}
+
+/// Each listener's key: its configured address and how many listeners before it share it.
+fn port_keys(listeners: &[proxy::ListenerConfig]) -> Vec<(SocketAddr, usize)> {
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    listeners
+        .iter()
+        .map(|l| {
+            let rank = seen.entry(l.addr).or_default();
+            let key = (l.addr, *rank);
+            *rank += 1;
+            key
+        })
+        .collect()
+}
+
+fn port_settings(listener: &proxy::ListenerConfig) -> PortSettings {
+    PortSettings {
+        mode: listener.mode,
+        tls: listener.tls.clone(),
+    }
+}
+
+/// Starts the accept loop of a bound socket.
+fn open_port(
+    socket: TcpListener,
+    local: SocketAddr,
+    key: (SocketAddr, usize),
+    settings: PortSettings,
+    live: &Arc<Live>,
+) -> Port {
+    tracing::info!(addr = %local, mode = settings.mode.as_str(), tls = settings.tls.is_some(), "listening");
+    let settings = Arc::new(ArcSwap::from_pointee(settings));
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(proxy::listener::serve(
+        socket,
+        Arc::clone(&settings),
+        Arc::clone(live),
+        stop_rx,
+    ));
+    Port {
+        key,
+        local,
+        settings,
+        stop,
+        task,
+    }
+}
+
+/// Starts `group`'s health checks; sending `true` (or dropping the sender) stops them.
+fn spawn_checks(group: &Arc<Group>) -> watch::Sender<bool> {
+    let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(crate::upstream::health::run(Arc::clone(group), stop_rx));
+    stop
+}
+
+fn via_for(config: &Config) -> Result<ViaIdentity, StartError> {
+    ViaIdentity::new(&config.proxy.visible_hostname)
+        .ok_or_else(|| StartError::Hostname(config.proxy.visible_hostname.clone()))
+}
+
+/// Builds generation `generation` of the request state from `config`, keeping from
+/// `previous` every upstream pool, group and peer whose settings did not change.
+fn build_shared(
+    config: &Config,
+    kept: &Kept,
+    via: ViaIdentity,
+    previous: Option<&Shared>,
+    generation: u64,
+) -> Shared {
+    let same_upstream = previous.is_some_and(|p| p.upstream_config == config.upstream);
+    let upstream = match previous {
+        Some(previous) if same_upstream => previous.upstream.clone(),
+        _ => Upstream::new(&config.upstream),
+    };
+    let mut groups = HashMap::with_capacity(config.upstream_groups.len());
+    let mut tls_upstreams = HashMap::new();
+    for group in &config.upstream_groups {
+        let old = previous.and_then(|p| p.groups.get(&group.name));
+        let live = match old {
+            Some(old) if old.config == *group => Arc::clone(old),
+            Some(old) => Group::new_after(group.clone(), old),
+            None => Group::new(group.clone()),
+        };
+        groups.insert(group.name.clone(), live);
+        let Some(tls) = &group.tls else { continue };
+        let kept_pool = previous
+            .filter(|_| same_upstream)
+            .zip(old)
+            .filter(|(_, old)| old.config.tls == group.tls)
+            .and_then(|(p, _)| p.tls_upstreams.get(&group.name));
+        let client = match kept_pool {
+            Some(client) => client.clone(),
+            None => {
+                if !tls.verifies() {
+                    tracing::warn!(
+                        group = %group.name,
+                        "tls_verify = false: the servers' certificates are NOT checked (testing only)"
+                    );
+                }
+                Upstream::with_tls(&config.upstream, Arc::clone(tls))
+            }
+        };
+        tls_upstreams.insert(group.name.clone(), client);
+    }
+    let peers =
+        config
+            .proxy
+            .hierarchy
+            .clone()
+            .map(|h| match previous.and_then(|p| p.peers.as_deref()) {
+                Some(old) => Peers::new_after(h, &config.upstream, old, same_upstream),
+                None => Peers::new(h, &config.upstream),
+            });
+    Shared {
+        generation,
+        via,
+        access: config.access.clone(),
+        upstream,
+        upstream_config: config.upstream.clone(),
+        access_log: Arc::clone(&kept.access_log),
+        peers,
+        groups,
+        tls_upstreams,
+        cache: kept.cache.with_behaviour(config.cache.behaviour.clone()),
+        clock: Arc::clone(&kept.clock),
+        connections: Arc::clone(&kept.connections),
+        config: config.proxy.clone(),
+    }
+}
+
 impl Server {
-    /// The bound addresses with their modes.
+    /// The bound addresses with their modes, as started (a reload's [`ReloadReport`] says
+    /// which it opened or closed).
     pub fn addrs(&self) -> &[(SocketAddr, proxy::Mode)] {
         &self.addrs
     }
@@ -170,23 +367,101 @@ impl Server {
         self.addrs.first().map(|(addr, _)| *addr)
     }
 
+    /// The handle that reloads the config and reopens the logs.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to `timeouts.shutdown`), then returns.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        for listener in self.listeners.drain(..) {
-            let _ = listener.await;
+    pub async fn shutdown(self) {
+        self.control.inner.shutdown().await;
+    }
+}
+
+impl Control {
+    /// Re-reads the config source, validates all of it, and swaps it in at once; on any error
+    /// the running config stays. Logs the outcome either way.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let result = reload::reload(&self.inner).await;
+        match &result {
+            Ok(report) => {
+                self.inner.succeeded.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("config reloaded: {report}");
+                for setting in &report.needs_restart {
+                    tracing::warn!(
+                        "config reload: {setting} changed but applies only after a restart"
+                    );
+                }
+            }
+            Err(e) => {
+                self.inner.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("config reload refused, the running config stays: {e}");
+            }
         }
-        // Every connection task holds a receiver; `closed` resolves when the last one ends.
-        if tokio::time::timeout(self.drain, self.stop.closed())
-            .await
-            .is_err()
-        {
-            tracing::warn!(after = ?self.drain, "shutdown: connections still open; they end with the runtime");
+        result
+    }
+
+    /// Reopens the access-log file at its configured path (after logrotate moved it).
+    pub async fn reopen_logs(&self) -> io::Result<()> {
+        let state = self.inner.state.lock().await;
+        let result = match &state.kept.log_writer {
+            Some(writer) => writer.reopen().await,
+            None => Ok(()),
+        };
+        match &result {
+            Ok(()) => tracing::info!("access log reopened"),
+            Err(e) => {
+                tracing::error!(error = %e, "access log reopen failed; still writing to the old file")
+            }
         }
-        // The access-log writer ends when the last sender (inside `Shared`) is dropped; a
-        // connection still open past the drain may hold one, so its batch is written now.
-        self.shared = None;
-        if let Some(writer) = self.log_writer.take() {
+        result
+    }
+
+    /// The config generation new requests run on: 1 at start, +1 per successful reload.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Relaxed)
+    }
+
+    /// Reloads that succeeded and failed so far.
+    pub fn reload_counts(&self) -> ReloadCounts {
+        ReloadCounts {
+            succeeded: self.inner.succeeded.load(Ordering::Relaxed),
+            failed: self.inner.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Inner {
+    async fn shutdown(&self) {
+        let mut state = self.state.lock().await;
+        state.stopped = true;
+        for port in &state.ports {
+            let _ = port.stop.send(true);
+        }
+        for stop in state.checks.values() {
+            let _ = stop.send(true);
+        }
+        let ports = std::mem::take(&mut state.ports);
+        for port in ports {
+            let _ = port.task.await;
+            state.draining.push(port.stop);
+        }
+        // Every connection task holds a receiver of its port's signal; `closed` resolves when
+        // the last one ends.
+        let drain = state.config.proxy.timeouts.shutdown;
+        let deadline = tokio::time::Instant::now() + drain;
+        for stop in &state.draining {
+            if tokio::time::timeout_at(deadline, stop.closed())
+                .await
+                .is_err()
+            {
+                tracing::warn!(after = ?drain, "shutdown: connections still open; they end with the runtime");
+                break;
+            }
+        }
+        // Lines of requests that finished are written now; a connection still open past the
+        // drain gets its line written as soon as it logs.
+        if let Some(writer) = state.kept.log_writer.take() {
             writer.finish(std::time::Duration::from_secs(2)).await;
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! ```text
-//! main ─▶ config (file ▶ build) ─▶ app (wiring, shutdown)
+//! main ─▶ config (file ▶ build) ─▶ app (wiring, reload, shutdown)
 //!                                   └▶ proxy (listener [tls] ▶ service ▶ forward | reverse | tunnel)
 //!                                         ├▶ access   (pure: http_access over ACLs)
 //!                                         ├▶ upstream (connect [tls], pooled clients, groups,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cuttle::cli::{Cli, Command};
-use cuttle::config::{self, Config, ConfigError, Overrides};
+use cuttle::config::{self, Config, ConfigError, Overrides, Source};
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
     match path {
@@ -47,17 +47,22 @@ fn main() -> ExitCode {
         println!("{name}: OK");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = config.apply(&Overrides {
-        listen: cli.listen,
-        cache_dir: cli.cache_dir,
-        workers: cli.workers,
-        parents: cli.parent,
-        origin: cli.origin,
-    }) {
+    // A reload reads the same file and re-applies the same overrides.
+    let source = Source {
+        path: cli.config,
+        overrides: Overrides {
+            listen: cli.listen,
+            cache_dir: cli.cache_dir,
+            workers: cli.workers,
+            parents: cli.parent,
+            origin: cli.origin,
+        },
+    };
+    if let Err(e) = config.apply(&source.overrides) {
         eprintln!("cuttle: {e}");
         return ExitCode::FAILURE;
     }
-    cuttle::log::init_tracing(cli.log_level.as_deref(), &config.log.level);
+    let diagnostics = cuttle::log::init_tracing(cli.log_level.as_deref(), &config.log.level);
     let runtime = match build_runtime(config.workers) {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -65,7 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(name, config))
+    runtime.block_on(run(name, config, source, diagnostics))
 }
 
 /// The exit code after writing generated text (man page, completions) to stdout.
@@ -99,10 +104,19 @@ fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().thread_name("cuttle-worker").build()
 }
 
-async fn run(name: String, config: Config) -> ExitCode {
+async fn run(
+    name: String,
+    config: Config,
+    source: Source,
+    diagnostics: Option<cuttle::log::Diagnostics>,
+) -> ExitCode {
+    // Before anything is announced: a signal sent once the listening line is out must find
+    // its handler (the default action of each of these ends the process).
+    let signals = Signals::install();
     // Kept for the start-up lines, which show the addresses really bound.
     let described = config.clone();
-    let server = match cuttle::app::start(config).await {
+    let server = match cuttle::app::start_with(config, cuttle::clock::system(), Some(source)).await
+    {
         Ok(server) => server,
         Err(e) => {
             eprintln!("cuttle: {e}");
@@ -119,31 +133,81 @@ async fn run(name: String, config: Config) -> ExitCode {
         "cuttle: {workers} worker thread{}",
         if workers == 1 { "" } else { "s" }
     );
-    wait_for_signal().await;
+    signals.serve(&server.control(), diagnostics.as_ref()).await;
     eprintln!("cuttle: shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn wait_for_signal() {
+/// The signals cuttle handles, each with its own stream.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+    streams: Option<[tokio::signal::unix::Signal; 5]>,
+}
+
+impl Signals {
+    /// Installs the handlers; from here on none of these signals ends the process by itself.
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = [
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+                SignalKind::user_defined1(),
+                SignalKind::user_defined2(),
+            ]
+            .map(signal);
+            let streams = match streams {
+                [Ok(int), Ok(term), Ok(hup), Ok(usr1), Ok(usr2)] => {
+                    Some([int, term, hup, usr1, usr2])
+                }
+                _ => {
+                    eprintln!(
+                        "cuttle: cannot install signal handlers; only Ctrl-C stops the proxy"
+                    );
+                    None
+                }
+            };
+            Self { streams }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Serves signals until Ctrl-C or SIGTERM: SIGHUP reloads the config, SIGUSR1 reopens the
+    /// access log, SIGUSR2 toggles debug diagnostics. None of them stops the proxy; a failed
+    /// reload or reopen is logged and the proxy goes on as before.
+    async fn serve(
+        self,
+        control: &cuttle::app::Control,
+        diagnostics: Option<&cuttle::log::Diagnostics>,
+    ) {
+        #[cfg(unix)]
+        if let Some([mut int, mut term, mut hup, mut usr1, mut usr2]) = self.streams {
+            loop {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = int.recv() => return,
+                    _ = term.recv() => return,
+                    _ = hup.recv() => {
+                        // `reload` logs the outcome (and what it changed) itself.
+                        let _ = control.reload().await;
+                    }
+                    _ = usr1.recv() => {
+                        let _ = control.reopen_logs().await;
+                    }
+                    _ = usr2.recv() => match diagnostics {
+                        Some(diagnostics) => {
+                            let on = diagnostics.toggle_debug();
+                            tracing::warn!("SIGUSR2: debug diagnostics {}", if on { "on" } else { "off" });
+                        }
+                        None => tracing::warn!("SIGUSR2: ignored (diagnostics are set up elsewhere)"),
+                    },
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
-    }
-    #[cfg(not(unix))]
-    {
+        let _ = (control, diagnostics);
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -107,6 +107,15 @@ impl Cache {
         })
     }
 
+    /// The same stores, collapsing table and invalidation marks with other `behaviour`
+    /// settings: what a config reload keeps of the cache.
+    pub fn with_behaviour(&self, behaviour: Behaviour) -> Self {
+        Self {
+            behaviour: Arc::new(behaviour),
+            ..self.clone()
+        }
+    }
+
     /// A ticket for a fill of `primary` starting now.
     pub fn ticket(&self, primary: &str) -> FillTicket {
         FillTicket {

@@ -88,7 +88,7 @@ pub struct RefreshPattern {
 }
 
 /// The memory tier.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryConfig {
     /// Total bytes of bodies and heads held in memory.
     pub max_size: u64,
@@ -97,7 +97,7 @@ pub struct MemoryConfig {
 }
 
 /// The disk tier.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskConfig {
     pub path: PathBuf,
     pub max_size: u64,

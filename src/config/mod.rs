@@ -108,6 +108,42 @@ pub struct Overrides {
     pub origin: Option<http::Uri>,
 }
 
+/// Where the running config came from: a reload reads it again the same way, with the same
+/// command-line overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The config file; `None` for the embedded default.
+    pub path: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+impl Source {
+    /// Loads and validates the file (or the embedded default), then applies the overrides.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.path {
+            Some(path) => load_file(path)?,
+            None => load_default()?,
+        };
+        config
+            .apply(&self.overrides)
+            .map_err(|reason| ConfigError {
+                file: self.name(),
+                line: None,
+                key: String::new(),
+                reason,
+            })?;
+        Ok(config)
+    }
+
+    /// How the source is named in messages.
+    pub fn name(&self) -> String {
+        self.path.as_ref().map_or_else(
+            || DEFAULT_NAME.to_owned(),
+            |path| path.display().to_string(),
+        )
+    }
+}
+
 /// Where `--origin` listens without `--listen`.
 pub const DEFAULT_ACCEL_LISTEN: &str = "127.0.0.1:8080";
 

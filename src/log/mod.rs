@@ -88,8 +88,12 @@ fn rsplit_top_level(text: &str, sep: char) -> Option<(&str, &str)> {
 
 /// Installs the diagnostics subscriber on stderr. `cli_level` (from `--log-level`) wins over
 /// `RUST_LOG`, which wins over the config file's level. All three are checked with
-/// [`parse_filter`]; a `RUST_LOG` it refuses is ignored with a warning.
-pub fn init_tracing(cli_level: Option<&str>, config_level: &str) {
+/// [`parse_filter`]; a `RUST_LOG` it refuses is ignored with a warning. Returns the handle that
+/// switches debugging on and off, unless a subscriber was already installed.
+pub fn init_tracing(cli_level: Option<&str>, config_level: &str) -> Option<Diagnostics> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
     let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let mut refused_env = None;
     let filter = match (cli_level, from_env) {
@@ -100,14 +104,55 @@ pub fn init_tracing(cli_level: Option<&str>, config_level: &str) {
         }),
         (None, None) => parse_filter(config_level),
     }
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let normal = filter.to_string();
+    let (filter, handle) = reload::Layer::new(filter);
+    let output = fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .ok()?;
     if let Some((env, reason)) = refused_env {
         tracing::warn!("RUST_LOG=`{env}` ignored: {reason}");
+    }
+    Some(Diagnostics {
+        handle,
+        normal: std::sync::Arc::from(normal),
+        debug: std::sync::Arc::default(),
+    })
+}
+
+/// Switches diagnostics between the configured filter and full `debug` (SIGUSR2, as Squid's
+/// `squid -k debug` toggles full debugging).
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    handle: tracing_subscriber::reload::Handle<
+        tracing_subscriber::EnvFilter,
+        tracing_subscriber::Registry,
+    >,
+    /// The filter in force when debugging is off.
+    normal: std::sync::Arc<str>,
+    debug: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Diagnostics {
+    /// Turns debugging on if it was off, off if it was on; returns whether it is now on.
+    pub fn toggle_debug(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let on = !self.debug.fetch_xor(true, Ordering::Relaxed);
+        let filter = if on { "debug" } else { &*self.normal };
+        match tracing_subscriber::EnvFilter::try_new(filter) {
+            Ok(filter) => {
+                if let Err(e) = self.handle.reload(filter) {
+                    tracing::warn!(error = %e, "cannot change the diagnostics level");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot change the diagnostics level"),
+        }
+        on
     }
 }
 

@@ -69,6 +69,7 @@ pub(super) struct Exchange<'a> {
 /// Handles a forward-mode request whose checks have passed.
 pub async fn handle(
     conn: &ConnInfo,
+    shared: &Arc<Shared>,
     txn: &mut Transaction,
     parts: http::request::Parts,
     body: Incoming,
@@ -79,7 +80,7 @@ pub async fn handle(
     let request = RequestDirectives::from_headers(&parts.headers);
     let mut ex = Exchange {
         conn,
-        shared: &conn.shared,
+        shared,
         parts,
         body: Some(body),
         url,

@@ -5,6 +5,8 @@
 //! the cache decides (`proxy::caching`), and whatever must go upstream goes to the origin named
 //! by the URI through `proxy::next_hop`.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderValue};
 use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode};
@@ -17,24 +19,26 @@ use super::headers::{self, MaxForwards};
 use super::next_hop::Target;
 use super::service::{check_loop, finish, ConnInfo};
 use super::transaction::{hier, Transaction};
+use super::Shared;
 use crate::error::{Error, ErrorKind};
 
 /// Forwards one absolute-form request.
 pub async fn handle(
     req: Request<Incoming>,
     conn: &ConnInfo,
+    shared: &Arc<Shared>,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    let result = forward(req, conn, &mut txn).await;
-    finish(txn, result, &conn.shared)
+    let result = forward(req, conn, shared, &mut txn).await;
+    finish(txn, result, shared)
 }
 
 async fn forward(
     req: Request<Incoming>,
     conn: &ConnInfo,
+    shared: &Arc<Shared>,
     txn: &mut Transaction,
 ) -> Result<Response<ProxyBody>, Error> {
-    let shared = &conn.shared;
     let (mut parts, body) = req.into_parts();
     if parts.uri.scheme() != Some(&Scheme::HTTP) {
         return Err(Error::new(
@@ -73,7 +77,7 @@ async fn forward(
     );
     txn.hierarchy = hier::DIRECT;
     txn.peer = Some(host);
-    caching::handle(conn, txn, parts, body, Target::Origin(resolution)).await
+    caching::handle(conn, shared, txn, parts, body, Target::Origin(resolution)).await
 }
 
 /// RFC 9110 §7.6.2: with `Max-Forwards: 0`, TRACE and OPTIONS are answered here.

@@ -11,6 +11,11 @@
 //! loop stops and each connection is asked to finish its current requests and close (hyper's
 //! graceful shutdown; GOAWAY on HTTP/2); `app` waits for them with a deadline.
 //!
+//! Each accepted connection takes the port's settings (mode, TLS) and the connection-level
+//! limits and timers from the config generation current at accept time; its requests each load
+//! the generation current when they arrive (see [`Live`]). So a reload changes a kept port's
+//! mode or certificate for new connections without closing the socket.
+//!
 //! Both protocols read through `client_conn`'s timers. On HTTP/2 those see frames, not requests:
 //! a control frame (PING, WINDOW_UPDATE) on an idle connection starts the header deadline, so an
 //! idle HTTP/2 connection may be closed after `client_header` rather than `client_idle`.
@@ -34,7 +39,7 @@ use super::body::ProxyBody;
 use super::client_conn::{ClientIo, ConnActivity};
 use super::service::{handle, ConnInfo};
 use super::tls::{self, ServerTls};
-use super::Shared;
+use super::{Live, Mode, Shared};
 
 /// hyper refuses buffers below this.
 const MIN_BUF_SIZE: usize = 8192;
@@ -74,18 +79,37 @@ fn http2_builder(shared: &Shared) -> http2::Builder<TokioExecutor> {
     builder
 }
 
-/// Both protocol builders, configured once per listener.
+/// Both protocol builders, configured once per listener and config generation.
 struct Builders {
+    generation: u64,
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
 }
 
-/// Accepts connections on `listener` until `shutdown` turns true.
+impl Builders {
+    fn for_generation(shared: &Shared) -> Self {
+        Self {
+            generation: shared.generation,
+            http1: http1_builder(shared),
+            http2: http2_builder(shared),
+        }
+    }
+}
+
+/// What a port does with the connections it accepts; a reload may replace it.
+#[derive(Debug, Clone)]
+pub struct PortSettings {
+    pub mode: Mode,
+    /// TLS termination: clients speak HTTPS to this port.
+    pub tls: Option<ServerTls>,
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true (or its sender is dropped);
+/// then asks this port's connections to finish.
 pub async fn serve(
     listener: TcpListener,
-    mode: super::Mode,
-    tls: Option<ServerTls>,
-    shared: Arc<Shared>,
+    port: Arc<arc_swap::ArcSwap<PortSettings>>,
+    live: Arc<Live>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let local = match listener.local_addr() {
@@ -95,13 +119,17 @@ pub async fn serve(
             return;
         }
     };
-    let builders = Arc::new(Builders {
-        http1: http1_builder(&shared),
-        http2: http2_builder(&shared),
-    });
+    // The cap is one semaphore for the whole process, kept across reloads.
+    let (connections, mut builders) = {
+        let shared = live.load();
+        (
+            Arc::clone(&shared.connections),
+            Arc::new(Builders::for_generation(&shared)),
+        )
+    };
     loop {
         let permit = tokio::select! {
-            permit = Arc::clone(&shared.connections).acquire_owned() => match permit {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
@@ -119,31 +147,30 @@ pub async fn serve(
             },
             () = stopped(&mut shutdown) => break,
         };
+        let shared = live.load();
+        if builders.generation != shared.generation {
+            builders = Arc::new(Builders::for_generation(&shared));
+        }
+        let settings = port.load();
+        let tls = settings.tls.clone();
         let conn_shutdown = shutdown.clone();
-        let shared = Arc::clone(&shared);
         let builders = Arc::clone(&builders);
         let info = Arc::new(ConnInfo {
             peer,
             client_text: crate::log::access::client_text(peer.ip()),
             local,
-            mode,
+            mode: settings.mode,
             tls: tls.is_some(),
             activity: ConnActivity::new(
                 shared.config.timeouts.client_header,
                 shared.config.timeouts.client_idle,
                 shared.config.timeouts.client_write,
             ),
-            shared,
+            live: Arc::clone(&live),
             // Shared with tunnels, which outlive the HTTP connection that opened them.
             permit: Arc::new(permit),
         });
-        tokio::spawn(serve_connection(
-            stream,
-            tls.clone(),
-            info,
-            builders,
-            conn_shutdown,
-        ));
+        tokio::spawn(serve_connection(stream, tls, info, builders, conn_shutdown));
     }
 }
 
@@ -161,7 +188,7 @@ async fn serve_connection(
         None => serve_http1(stream, info, &builders.http1, shutdown).await,
         Some(tls) => {
             // The handshake counts against the first request's header deadline.
-            let timeout = info.shared.config.timeouts.client_header;
+            let timeout = info.live.load().config.timeouts.client_header;
             let stream = match tls.accept(stream, timeout).await {
                 Ok(stream) => stream,
                 Err(e) => {

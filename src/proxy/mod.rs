@@ -116,15 +116,21 @@ pub struct ForwardConfig {
     pub pass_proxy_authorization: bool,
 }
 
-/// Everything a request needs, shared by all connections.
+/// Everything a request needs, shared by all connections: one config generation.
+///
+/// A reload builds a new `Shared` (handing over what survives, see `app`) and swaps it into
+/// [`Live`]; requests already running keep the one they started with.
 #[derive(Debug)]
 pub struct Shared {
+    /// Counts successful loads: 1 at start, +1 per reload.
+    pub generation: u64,
     pub config: Config,
     pub via: headers::ViaIdentity,
     pub access: Rules,
     pub upstream: Upstream,
     pub upstream_config: crate::upstream::Config,
-    pub access_log: AccessLog,
+    /// The same log across generations, so a reload loses and reorders no lines.
+    pub access_log: std::sync::Arc<AccessLog>,
     pub clock: SharedClock,
     /// Upstream groups by name (reverse mode).
     pub groups: std::collections::HashMap<String, std::sync::Arc<crate::upstream::group::Group>>,
@@ -133,7 +139,7 @@ pub struct Shared {
     pub tls_upstreams: std::collections::HashMap<String, Upstream>,
     /// Peers of the cache hierarchy (forward mode), if any.
     pub peers: Option<std::sync::Arc<crate::upstream::peer::Peers>>,
-    /// The HTTP cache.
+    /// The HTTP cache (its stores outlive reloads; `behaviour` is this generation's).
     pub cache: crate::cache::lookup::Cache,
     /// Caps client connections across all listeners.
     pub connections: std::sync::Arc<tokio::sync::Semaphore>,
@@ -150,5 +156,29 @@ impl Shared {
     /// Budget for opening an upstream connection.
     pub fn upstream_connect_timeout(&self) -> Duration {
         self.upstream_config.connect_timeout
+    }
+}
+
+/// The current config generation, swapped whole by a reload.
+///
+/// Loading costs what handing a request its `Arc<Shared>` always cost (one reference count)
+/// plus arc-swap's lock-free read, so the request path takes no lock to see a reload.
+#[derive(Debug)]
+pub struct Live(arc_swap::ArcSwap<Shared>);
+
+impl Live {
+    /// Starts at `shared`.
+    pub fn new(shared: std::sync::Arc<Shared>) -> Self {
+        Self(arc_swap::ArcSwap::new(shared))
+    }
+
+    /// The generation new requests run on.
+    pub fn load(&self) -> std::sync::Arc<Shared> {
+        self.0.load_full()
+    }
+
+    /// Makes `shared` current; returns the generation it replaces.
+    pub fn swap(&self, shared: std::sync::Arc<Shared>) -> std::sync::Arc<Shared> {
+        self.0.swap(shared)
     }
 }

@@ -8,6 +8,8 @@
 //! `https://...` on a TLS port) is the cache key, so the cache works unchanged in this mode and
 //! keeps the http and https variants of a page apart.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
@@ -20,6 +22,7 @@ use super::next_hop::{HostHeader, Target};
 use super::service::{check_access, check_loop, finish, ConnInfo};
 use super::target_path;
 use super::transaction::{hier, Transaction};
+use super::Shared;
 use crate::error::{Error, ErrorKind};
 
 /// A host name pattern of a site.
@@ -85,18 +88,19 @@ pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<&'a Si
 pub async fn handle(
     req: Request<Incoming>,
     conn: &ConnInfo,
+    shared: &Arc<Shared>,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    let result = route(req, conn, &mut txn).await;
-    finish(txn, result, &conn.shared)
+    let result = route(req, conn, shared, &mut txn).await;
+    finish(txn, result, shared)
 }
 
 async fn route(
     req: Request<Incoming>,
     conn: &ConnInfo,
+    shared: &Arc<Shared>,
     txn: &mut Transaction,
 ) -> Result<Response<ProxyBody>, Error> {
-    let shared = &conn.shared;
     let (mut parts, body) = req.into_parts();
     let authority = request_authority(&parts)?;
     resolve_dot_segments(&mut parts.uri)?;
@@ -180,7 +184,7 @@ async fn route(
         client_host: authority,
         client_tls: conn.tls,
     };
-    caching::handle(conn, txn, parts, body, target).await
+    caching::handle(conn, shared, txn, parts, body, target).await
 }
 
 /// Removes dot segments from the request path before it is routed, keyed or forwarded, so a

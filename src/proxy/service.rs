@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::client_conn::ConnActivity;
 use super::transaction::{code, Transaction};
-use super::{forward, respond, reverse, tunnel, Limits, Mode, Shared};
+use super::{forward, respond, reverse, tunnel, Limits, Live, Mode, Shared};
 use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind, Side};
 
@@ -31,14 +31,19 @@ pub struct ConnInfo {
     /// The client spoke TLS to us (an `https` port): reverse mode says so upstream.
     pub tls: bool,
     pub activity: Arc<ConnActivity>,
-    pub shared: Arc<Shared>,
+    /// The current config generation; each request loads it once (see [`Live`]).
+    pub live: Arc<Live>,
     /// This connection's slot under `limits.max_connections`; CONNECT tunnels keep a clone.
     pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Handles one request; never fails (errors become error pages).
+///
+/// The request runs start to end on the config generation current when it arrived, so a
+/// reload never changes the rules under a request in flight.
 pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
     let in_flight = conn.activity.begin();
+    let shared = conn.live.load();
     let url = if req.method() == Method::CONNECT {
         req.uri()
             .authority()
@@ -47,7 +52,7 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
         without_userinfo(req.uri())
     };
     let mut txn = Transaction::new(
-        Arc::clone(&conn.shared),
+        Arc::clone(&shared),
         Arc::clone(&conn.client_text),
         req.method(),
         url,
@@ -57,26 +62,26 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
     let origin_form = req.method() != Method::CONNECT
         && (conn.mode == Mode::Reverse || req.uri().scheme().is_none());
     txn.note_request(&req, origin_form);
-    if let Err(err) = check_limits(&req, &conn.shared.config.limits)
+    if let Err(err) = check_limits(&req, &shared.config.limits)
         .and_then(|()| check_host(&req))
         .and_then(|()| check_transfer_coding(req.headers()))
     {
-        return reply_error(txn, &err, &conn.shared);
+        return reply_error(txn, &err, &shared);
     }
     if conn.mode == Mode::Reverse {
-        return reverse::handle(req, &conn, txn).await;
+        return reverse::handle(req, &conn, &shared, txn).await;
     }
     if req.method() == Method::CONNECT {
-        return tunnel::handle(req, &conn, txn).await;
+        return tunnel::handle(req, &conn, &shared, txn).await;
     }
     if req.uri().scheme().is_some() && req.uri().authority().is_some() {
-        return forward::handle(req, &conn, txn).await;
+        return forward::handle(req, &conn, &shared, txn).await;
     }
     let err = Error::new(
         ErrorKind::InvalidRequest,
         "Invalid URL: this is a proxy; requests must use an absolute URL (http://host/path)",
     );
-    reply_error(txn, &err, &conn.shared)
+    reply_error(txn, &err, &shared)
 }
 
 /// The URI for logs and error pages, without `user:password@` credentials.

@@ -24,6 +24,7 @@ use super::body::ProxyBody;
 use super::destination::{self, Resolution};
 use super::service::{check_loop, reply_error, ConnInfo};
 use super::transaction::{code, hier, Transaction};
+use super::Shared;
 use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::connect::{connect, connect_addrs};
@@ -35,10 +36,10 @@ use crate::upstream::Progress;
 pub async fn handle(
     mut req: Request<Incoming>,
     conn: &ConnInfo,
+    shared: &Shared,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    let shared = &conn.shared;
-    let upstream = match open(&req, conn).await {
+    let upstream = match open(&req, conn, shared).await {
         Ok(stream) => stream,
         Err(err) => return reply_error(txn, &err, shared),
     };
@@ -73,8 +74,11 @@ pub async fn handle(
 }
 
 /// Checks the request and connects to its target.
-async fn open(req: &Request<Incoming>, conn: &ConnInfo) -> Result<TcpStream, Error> {
-    let shared = &conn.shared;
+async fn open(
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    shared: &Shared,
+) -> Result<TcpStream, Error> {
     let authority = req.uri().authority().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidRequest,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::select::{Algorithm, Request, Selector, ServerSpec, ServerView};
 
 /// One server's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// `host:port`.
     pub address: String,
@@ -30,7 +30,7 @@ pub struct ServerConfig {
 }
 
 /// Which failures send an idempotent request to the next server (nginx `proxy_next_upstream`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NextUpstream {
     pub error: bool,
     pub timeout: bool,
@@ -38,7 +38,7 @@ pub struct NextUpstream {
 }
 
 /// Active health check settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckConfig {
     pub path: String,
     pub interval: Duration,
@@ -49,7 +49,7 @@ pub struct HealthCheckConfig {
 }
 
 /// One group's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupConfig {
     pub name: String,
     pub algorithm: Algorithm,
@@ -136,6 +136,33 @@ impl Group {
             servers,
             origin: Instant::now(),
         })
+    }
+
+    /// The group for `config` after a reload replaced `old`: each server configured exactly
+    /// as before keeps its passive-health state (failures, ban) and, when the health check is
+    /// unchanged, its active-check verdict. In-flight counts start at zero: requests still
+    /// running were counted on `old`.
+    pub fn new_after(config: GroupConfig, old: &Group) -> Arc<Self> {
+        let same_check = config.health_check == old.config.health_check;
+        let mut group = Self::new(config);
+        if let Some(fresh) = Arc::get_mut(&mut group) {
+            fresh.origin = old.origin;
+            for server in &mut fresh.servers {
+                let Some(before) = old.servers.iter().find(|s| s.config == server.config) else {
+                    continue;
+                };
+                let copy = |from: &AtomicU64, to: &mut AtomicU64| {
+                    *to.get_mut() = from.load(Ordering::Relaxed);
+                };
+                *server.fails.get_mut() = before.fails.load(Ordering::Relaxed);
+                copy(&before.window_start_ms, &mut server.window_start_ms);
+                copy(&before.banned_until_ms, &mut server.banned_until_ms);
+                if same_check {
+                    *server.check_ok.get_mut() = before.check_ok.load(Ordering::Relaxed);
+                }
+            }
+        }
+        group
     }
 
     fn now_ms(&self) -> u64 {
@@ -282,5 +309,21 @@ mod tests {
         assert_eq!(g.servers[1].active.load(Ordering::Relaxed), 1);
         drop(guard);
         assert_eq!(g.servers[1].active.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replaced_group_keeps_the_state_of_unchanged_servers_only() {
+        let old = group(1);
+        old.failed(0);
+        old.failed(1);
+        assert!(!old.is_healthy(0) && !old.is_healthy(1));
+        let mut config = old.config.clone();
+        config.servers[1].weight = 5;
+        config.retries = 3;
+        let new = Group::new_after(config, &old);
+        assert!(!new.is_healthy(0), "an unchanged server keeps its ban");
+        assert!(new.is_healthy(1), "a changed server starts afresh");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(new.is_healthy(0), "the ban ends when it would have");
     }
 }

@@ -22,7 +22,7 @@ pub use client::Upstream;
 pub use request_body::{Progress, RequestBody};
 
 /// Upstream settings, built from the `[timeouts]` and `[limits]` sections.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Budget for resolving and connecting.
     pub connect_timeout: Duration,

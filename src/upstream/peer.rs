@@ -21,7 +21,7 @@ use crate::access::Rules;
 use crate::error::{Error, ErrorKind};
 
 /// One peer's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub info: PeerInfo,
     pub host: String,
@@ -77,6 +77,37 @@ impl Peers {
             origin: Instant::now(),
             config,
         })
+    }
+
+    /// The peers for `config` after a reload replaced `old`: a peer configured exactly as
+    /// before keeps its pooled connections (when `same_upstream`, the upstream timeouts and
+    /// limits did not change either) and its dead-peer mark.
+    pub fn new_after(
+        config: HierarchyConfig,
+        upstream: &Config,
+        old: &Peers,
+        same_upstream: bool,
+    ) -> Arc<Self> {
+        let mut peers = Self::new(config, upstream);
+        if let Some(fresh) = Arc::get_mut(&mut peers) {
+            fresh.origin = old.origin;
+            for (i, peer) in fresh.config.peers.iter().enumerate() {
+                let Some(j) = old.config.peers.iter().position(|p| p == peer) else {
+                    continue;
+                };
+                if let (Some(until), Some(before)) =
+                    (fresh.dead_until_ms.get_mut(i), old.dead_until_ms.get(j))
+                {
+                    *until.get_mut() = before.load(Ordering::Relaxed);
+                }
+                if let (true, Some(client), Some(before)) =
+                    (same_upstream, fresh.clients.get_mut(i), old.clients.get(j))
+                {
+                    client.clone_from(before);
+                }
+            }
+        }
+        peers
     }
 
     fn now_ms(&self) -> u64 {

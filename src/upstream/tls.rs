@@ -38,7 +38,7 @@ pub enum Roots {
 }
 
 /// A group's TLS settings as configured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub roots: Roots,
     /// SNI and verification name for every server of the group.
@@ -66,7 +66,18 @@ pub struct ClientTls {
     /// Overrides each server's host as the SNI and verification name.
     server_name: Option<ServerName<'static>>,
     verify: bool,
+    /// What it was built from: a reload keeps a group's pool when these did not change.
+    settings: Settings,
 }
+
+/// Built from the same settings (a reload re-reads a CA file only when its settings change).
+impl PartialEq for ClientTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.settings == other.settings
+    }
+}
+
+impl Eq for ClientTls {}
 
 impl ClientTls {
     /// Builds the client configuration for `settings`.
@@ -100,6 +111,7 @@ impl ClientTls {
             config: Arc::new(config),
             server_name,
             verify: settings.verify,
+            settings: settings.clone(),
         })
     }
 
