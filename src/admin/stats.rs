@@ -1,0 +1,1 @@
+//! `cuttle stats` (filled in below).
