@@ -425,3 +425,90 @@ fn the_reverse_example_opens_the_admin_listener_to_monitoring_only() {
     assert!(!allowed("10.0.51.7"));
     assert!(!allowed("8.8.8.8"));
 }
+
+/// Reverse mode: requests by mode, bytes per site, and the upstream server's state and
+/// latency in both renderings.
+#[tokio::test]
+async fn reverse_sites_and_upstream_servers_are_counted() {
+    let origin = Origin::builder()
+        .route("/page", |_| {
+            let mut r = reply(200, "0123456789");
+            r.headers_mut()
+                .insert("cache-control", "max-age=60".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "visible_hostname = \"edge-test\"\n\
+         [[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n\
+         [acl]\nlocalhost = {{ src = [\"127.0.0.0/8\"] }}\n\
+         [[http_access]]\nallow = [\"localhost\"]\n\
+         [[site]]\nhosts = [\"www.example.test\"]\nupstream = \"app\"\n\
+         [upstream.app]\nservers = [{{ address = \"{}\" }}]\n\
+         [cache.disk]\npath = \"{}\"\n",
+        origin.addr,
+        dir.path().join("cache").display()
+    );
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    let admin = proxy.admin.unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let r = client
+            .get(format!("http://{}/page", proxy.addr))
+            .header("host", "www.example.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap().len(), 10);
+    }
+    let s = status_after(admin, 3).await;
+    assert_eq!(s["requests"]["by_mode"]["reverse"], 3);
+    assert_eq!(s["requests"]["by_mode"]["forward"], 0);
+    let sites = s["bytes"]["by_site"].as_array().unwrap();
+    assert_eq!(sites.len(), 1, "{s:#}");
+    assert_eq!(sites[0]["site"], "www.example.test");
+    assert_eq!(sites[0]["to_clients"], 30);
+    assert_eq!(sites[0]["from_upstream"], 10);
+    let up = &s["upstreams"][0];
+    assert_eq!(up["group"], "app");
+    assert_eq!(up["server"], origin.addr.to_string());
+    assert_eq!(up["up"], true);
+    assert_eq!(up["requests"], 1);
+    assert_eq!(up["failures"], 0);
+    assert!(up["latency_ms_avg"].as_f64().unwrap() > 0.0);
+    let m = metrics(admin).await;
+    let labels = format!("{{group=\"app\",server=\"{}\"}}", origin.addr);
+    assert_eq!(
+        sample(&m, &format!("cuttle_upstream_server_up{labels}")),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("cuttle_upstream_server_requests_total{labels}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("cuttle_upstream_server_response_seconds_count{labels}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "cuttle_site_client_sent_bytes_total{site=\"www.example.test\"}"
+        ),
+        30.0
+    );
+    proxy.shutdown().await;
+}

@@ -100,6 +100,15 @@ pub async fn handle(
         Lookup::Found { hit, key } => {
             let now = ex.shared.clock.now();
             let eval = cache.evaluate(&hit.head, &ex.request, &ex.url, now);
+            tracing::trace!(
+                url = %ex.url,
+                tier = hit.tier.as_str(),
+                age = eval.age,
+                lifetime = eval.lifetime.secs,
+                heuristic = eval.lifetime.heuristic,
+                reuse = ?eval.reuse,
+                "cache: stored response evaluated (RFC 9111 §4.2)"
+            );
             match eval.reuse {
                 Reuse::Fresh { ttl_secs } => {
                     let result = CacheResult::Hit {
@@ -136,7 +145,10 @@ pub async fn handle(
                 }
             }
         }
-        Lookup::VaryMiss => miss(&mut ex, txn, &primary, Fwd::VaryMiss, true).await,
+        Lookup::VaryMiss => {
+            tracing::trace!(url = %ex.url, "cache: stored variants, none for this request's Vary fields (RFC 9111 §4.1)");
+            miss(&mut ex, txn, &primary, Fwd::VaryMiss, true).await
+        }
         Lookup::UriMiss => miss(&mut ex, txn, &primary, Fwd::UriMiss, false).await,
     }
 }
