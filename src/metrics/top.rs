@@ -9,7 +9,6 @@
 //! query variation end up here.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 
 /// URLs kept per shard.
 pub const CAPACITY: usize = 32;
@@ -35,19 +34,43 @@ pub struct TopK {
     /// Hashes beside the slots, so finding a URL compares integers first.
     hashes: Vec<u64>,
     slots: Vec<Slot>,
-    hasher: std::hash::RandomState,
 }
 
 /// `url` up to its query or fragment.
 pub fn strip_query(url: &str) -> &str {
-    url.find(['?', '#']).map_or(url, |at| &url[..at])
+    // Bytes, not chars: `?` and `#` are ASCII, so the cut is on a char boundary.
+    match url.bytes().position(|b| b == b'?' || b == b'#') {
+        Some(at) => url.get(..at).unwrap_or(url),
+        None => url,
+    }
+}
+
+/// A cheap hash (FxHash's multiply-rotate over 8-byte words) to find a URL among the slots.
+/// Not collision-resistant and need not be: a matching hash is confirmed by comparing the
+/// URLs, and a collision only costs that comparison. This runs on every counted response,
+/// where SipHash cost several hundred instructions (measured with callgrind).
+fn quick_hash(text: &str) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut hash = text.len() as u64;
+    let mut chunks = text.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let mut word = [0u8; 8];
+    let rest = chunks.remainder();
+    if let Some(dst) = word.get_mut(..rest.len()) {
+        dst.copy_from_slice(rest);
+    }
+    (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K)
 }
 
 impl TopK {
     /// Counts `bytes` served for `url` (its query is dropped here).
     pub fn add(&mut self, url: &str, bytes: u64) {
         let url = strip_query(url);
-        let hash = self.hasher.hash_one(url);
+        let hash = quick_hash(url);
         for (i, &stored) in self.hashes.iter().enumerate() {
             if stored == hash {
                 if let Some(slot) = self.slots.get_mut(i).filter(|s| &*s.url == url) {
@@ -128,6 +151,15 @@ mod tests {
         assert_eq!(best[0].requests, 100);
         assert!(best[0].bytes >= 1_000_000);
         assert!(top.slots.len() <= CAPACITY);
+    }
+
+    #[test]
+    fn quick_hash_tells_similar_urls_apart() {
+        let a = quick_hash("http://a/x/1");
+        assert_ne!(a, quick_hash("http://a/x/2"));
+        assert_ne!(a, quick_hash("http://a/x/1 "));
+        assert_eq!(a, quick_hash("http://a/x/1"));
+        assert_ne!(quick_hash(""), quick_hash("\0"));
     }
 
     #[test]
