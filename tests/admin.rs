@@ -512,3 +512,89 @@ async fn reverse_sites_and_upstream_servers_are_counted() {
     );
     proxy.shutdown().await;
 }
+
+/// `--log-level debug` explains each cache decision: the outcome and why.
+#[tokio::test]
+async fn debug_log_explains_cache_decisions() {
+    use std::io::BufRead;
+    let origin = Origin::builder()
+        .route("/obj", |_| {
+            let mut r = reply(200, "body");
+            r.headers_mut()
+                .insert("cache-control", "max-age=60".parse().unwrap());
+            r
+        })
+        .route("/private", |_| {
+            let mut r = reply(200, "mine");
+            r.headers_mut()
+                .insert("cache-control", "private".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(cuttle_bin())
+        .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+        .args(["--origin", &format!("http://{}", origin.addr)])
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let addr: SocketAddr = loop {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("cuttle printed its listening line");
+        if let Some(rest) = line.strip_prefix("cuttle: listening on ") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let client = admin_client();
+    for path in ["/obj", "/obj", "/private"] {
+        let r = client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        r.bytes().await.unwrap();
+    }
+    let mut decisions = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while decisions.len() < 3 && tokio::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line.contains("cache decision") {
+                decisions.push(line);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(decisions.len(), 3, "{decisions:#?}");
+    assert!(
+        decisions[0].contains("miss") && decisions[0].contains("TCP_MISS"),
+        "{}",
+        decisions[0]
+    );
+    assert!(decisions[0].contains("uri-miss"), "{}", decisions[0]);
+    assert!(
+        decisions[1].contains("memory_hit") && decisions[1].contains("TCP_MEM_HIT"),
+        "{}",
+        decisions[1]
+    );
+    assert!(
+        decisions[2].contains("bypass") && decisions[2].contains("private"),
+        "{}",
+        decisions[2]
+    );
+}
