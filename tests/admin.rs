@@ -329,6 +329,21 @@ async fn default_rules_allow_loopback_and_unknown_paths_are_404() {
     ] {
         assert!(!s[key].is_null(), "{key} missing from {s:#}");
     }
+    // The sampler takes its first sample at start, so charts have a point at once.
+    let mut history = Vec::new();
+    for _ in 0..100 {
+        history = status(admin).await["history"].as_array().cloned().unwrap();
+        if !history.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(history[0]["t"].as_f64().unwrap() > 1.7e9, "{history:?}");
+    assert_eq!(history[0]["requests"], 0);
+    assert_eq!(
+        s["cache"]["tiers"]["memory"]["max_bytes"],
+        256 * 1024 * 1024
+    );
     proxy.shutdown().await;
 }
 
