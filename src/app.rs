@@ -6,14 +6,16 @@
 //!
 //! What lives how long:
 //! ```text
-//! Kept    process   cache stores, clock, access log and its writer, connection cap
+//! Kept    process   cache stores, clock, access log and its writer, connection cap, metrics
 //! Shared  one per   config, ACLs, Via, upstream groups and pools, peers
 //!         generation (swapped whole in proxy::Live; requests keep the one they started on)
 //! Port    per listen socket, its settings (mode, TLS), its connections' stop signal
 //!         address
 //! ```
 //! [`Control::reload`] (see `reload`) builds the next generation from `Kept` and the current
-//! one, so what did not change carries over.
+//! one, so what did not change carries over. The admin listener (if any) is started once and
+//! handed fresh read handles ([`admin_sources`]) after each reload; its `POST /reload` calls
+//! [`Control::reload`] through a weak reference, so it never keeps a stopped proxy alive.
 
 mod reload;
 
@@ -21,7 +23,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -33,6 +35,7 @@ use crate::clock::{self, SharedClock};
 use crate::config::{Config, Source};
 use crate::log::access::Writer;
 use crate::log::AccessLog;
+use crate::metrics::Metrics;
 use crate::proxy::listener::PortSettings;
 use crate::proxy::{self, headers::ViaIdentity, Live, Shared};
 use crate::upstream::group::Group;
@@ -61,6 +64,9 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     addrs: Vec<(SocketAddr, proxy::Mode)>,
+    /// Where the admin listener listens, unless `[admin] listen = "none"` (or the default
+    /// address was taken).
+    admin_addr: Option<SocketAddr>,
     control: Control,
 }
 
@@ -88,6 +94,8 @@ struct Inner {
     generation: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
+    /// The counters; the reload outcome is counted here too.
+    metrics: Arc<Metrics>,
 }
 
 /// What reloads and shutdown change.
@@ -101,6 +109,8 @@ struct State {
     checks: HashMap<String, watch::Sender<bool>>,
     /// Stop signals of closed ports whose connections may still be finishing.
     draining: Vec<watch::Sender<bool>>,
+    /// The admin listener and its stop signal; started once, its sources swapped on reload.
+    admin: Option<(crate::admin::Admin, watch::Sender<bool>)>,
     stopped: bool,
 }
 
@@ -116,6 +126,9 @@ struct Kept {
     log_writer: Option<Writer>,
     /// Caps client connections across all listeners and generations.
     connections: Arc<Semaphore>,
+    /// Counters behind `/metrics` and `/status`: counters never reset, so not even a reload
+    /// replaces them.
+    metrics: Arc<Metrics>,
 }
 
 /// One open listening socket.
@@ -165,6 +178,17 @@ pub async fn start_with(
         let (socket, local) = bind(listener.addr).await?;
         bound.push((socket, local, key, port_settings(listener)));
     }
+    let admin_socket = match config.admin.listen {
+        None => None,
+        Some(addr) => match crate::admin::bind(addr).await {
+            Ok(socket) => Some(socket),
+            Err(e) if config.admin.default_listen => {
+                tracing::warn!(%addr, error = %e, "admin listener not started (set [admin] listen to another address, or \"none\")");
+                None
+            }
+            Err(source) => return Err(StartError::Bind { addr, source }),
+        },
+    };
     let (access_log, log_writer) = crate::log::access::start(
         &config.log.access_log,
         config.log.access_log_flush,
@@ -179,7 +203,12 @@ pub async fn start_with(
         access_log: Arc::new(access_log),
         log_writer,
         connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
+        metrics: Arc::new(Metrics::new()),
     };
+    // With no admin listener nothing reads the counters: the request path skips them.
+    kept.metrics.set_enabled(admin_socket.is_some());
+    kept.metrics.config_loaded(1);
+    let metrics = Arc::clone(&kept.metrics);
     let shared = Arc::new(build_shared(&config, &kept, via, None, 1));
     let live = Arc::new(Live::new(Arc::clone(&shared)));
     let mut checks = HashMap::new();
@@ -192,27 +221,88 @@ pub async fn start_with(
         addrs.push((local, settings.mode));
         ports.push(open_port(socket, local, key, settings, &live));
     }
+    let admin_access = config.admin.access.clone();
     let state = State {
         kept,
         config,
         ports,
         checks,
         draining: Vec::new(),
+        admin: None,
         stopped: false,
     };
+    let inner = Arc::new(Inner {
+        live,
+        source,
+        state: Mutex::new(state),
+        generation: AtomicU64::new(1),
+        succeeded: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        metrics,
+    });
+    let mut admin_addr = None;
+    if let Some(socket) = admin_socket {
+        let admin_state = crate::admin::State::new(
+            Arc::clone(&inner.metrics),
+            admin_sources(&shared),
+            admin_access,
+        );
+        admin_state.set_reload(reload_hook(Arc::downgrade(&inner)));
+        let (stop, stop_rx) = watch::channel(false);
+        let admin = crate::admin::start(socket, admin_state, stop_rx).map_err(|source| {
+            StartError::Bind {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                source,
+            }
+        })?;
+        tracing::info!(addr = %admin.addr(), "admin listener (/, /metrics, /status, /cache, POST /reload)");
+        admin_addr = Some(admin.addr());
+        inner.state.lock().await.admin = Some((admin, stop));
+    }
     Ok(Server {
         addrs,
-        control: Control {
-            inner: Arc::new(Inner {
-                live,
-                source,
-                state: Mutex::new(state),
-                generation: AtomicU64::new(1),
-                succeeded: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
-            }),
-        },
+        admin_addr,
+        control: Control { inner },
     })
+}
+
+/// `POST /reload` on the admin listener: the same as SIGHUP, answered with the outcome. Holds
+/// the proxy weakly: once it is shut down, a reload is refused.
+fn reload_hook(inner: Weak<Inner>) -> crate::admin::ReloadHook {
+    Arc::new(move || {
+        let inner = inner.clone();
+        Box::pin(async move {
+            let Some(inner) = inner.upgrade() else {
+                return Err("the proxy is shutting down".to_owned());
+            };
+            let control = Control { inner };
+            control
+                .reload()
+                .await
+                .map(|report| format!("config reloaded: {report}"))
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
+/// The narrow handles the admin listener reads the proxy through.
+pub fn admin_sources(shared: &Arc<Shared>) -> crate::admin::Sources {
+    let mut groups: Vec<_> = shared.groups.values().cloned().collect();
+    groups.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    // Weak: the admin listener must not keep the access log's sender alive at shutdown.
+    let log = Arc::downgrade(&shared.access_log);
+    let connections = Arc::clone(&shared.connections);
+    let max = shared.config.limits.max_connections;
+    crate::admin::Sources {
+        cache: shared.cache.clone(),
+        groups,
+        peers: shared.peers.clone(),
+        log_dropped: Box::new(move || log.upgrade().map_or(0, |log| log.dropped())),
+        clients_open: Box::new(move || {
+            u64::try_from(max.saturating_sub(connections.available_permits())).unwrap_or(0)
+        }),
+        clock: Arc::clone(&shared.clock),
+    }
 }
 
 /// Binds `addr`, returning the socket and the address it really got.
@@ -351,6 +441,7 @@ fn build_shared(
         cache: kept.cache.with_behaviour(config.cache.behaviour.clone()),
         clock: Arc::clone(&kept.clock),
         connections: Arc::clone(&kept.connections),
+        metrics: Arc::clone(&kept.metrics),
         config: config.proxy.clone(),
     }
 }
@@ -365,6 +456,16 @@ impl Server {
     /// The first bound address.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.addrs.first().map(|(addr, _)| *addr)
+    }
+
+    /// The admin listener's address, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The counters behind `/metrics` (for tests).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.control.inner.metrics)
     }
 
     /// The handle that reloads the config and reopens the logs.
@@ -386,6 +487,7 @@ impl Control {
         match &result {
             Ok(report) => {
                 self.inner.succeeded.fetch_add(1, Ordering::Relaxed);
+                self.inner.metrics.config_loaded(self.generation());
                 tracing::info!("config reloaded: {report}");
                 for setting in &report.needs_restart {
                     tracing::warn!(
@@ -395,6 +497,7 @@ impl Control {
             }
             Err(e) => {
                 self.inner.failed.fetch_add(1, Ordering::Relaxed);
+                self.inner.metrics.reload_failed();
                 tracing::error!("config reload refused, the running config stays: {e}");
             }
         }
@@ -440,6 +543,10 @@ impl Inner {
         }
         for stop in state.checks.values() {
             let _ = stop.send(true);
+        }
+        if let Some((admin, stop)) = state.admin.take() {
+            let _ = stop.send(true);
+            admin.join().await;
         }
         let ports = std::mem::take(&mut state.ports);
         for port in ports {

@@ -50,6 +50,12 @@ pub enum Command {
     /// directory, TLS certificates and keys), then exit: 0 if valid, 1 with file:line: key:
     /// reason if not.
     Check,
+    /// Print a short summary of a running cuttle, read from its admin listener's /status.
+    Stats {
+        /// The admin listener (`[admin] listen`).
+        #[arg(long, value_name = "ADDR", default_value = crate::admin::DEFAULT_LISTEN)]
+        admin: String,
+    },
     /// Print the man page (roff) to stdout.
     #[command(hide = true)]
     Man,

@@ -8,15 +8,21 @@
 //!                                         ├▶ upstream (connect [tls], pooled clients, groups,
 //!                                         │            peers; pure select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
-//!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers)
+//!                                         ├▶ metrics  (per-thread counter shards, top URLs)
+//!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers;
+//!                                                      result: the one CacheResult enum)
+//!                                   └▶ admin (own listener: /metrics, /status, /cache inspector,
+//!                                         dashboard, /reload) reads metrics + narrow handles
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests),
 //!         cli (the clap definition main parses; man page and completions come from it)
 //! ```
 //! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::format`) use no
-//! sockets or clocks; only `proxy` sees access, upstream and log together;
-//! each module owns its `Config` and only `config` reads the file format.
+//! sockets or clocks; only `proxy` sees access, upstream and log together; each module owns its
+//! `Config` and only `config` reads the file format. `admin` never sees `proxy`: `app` hands it
+//! the handles it reads, so the request path cannot depend on it.
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod cli;
@@ -24,5 +30,6 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod log;
+pub mod metrics;
 pub mod proxy;
 pub mod upstream;

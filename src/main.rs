@@ -20,16 +20,17 @@ fn main() -> ExitCode {
         print!("{}", config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    match cli.command {
+    match &cli.command {
         Some(Command::Man) => {
             return written(cuttle::cli::write_man_page(&mut std::io::stdout().lock()));
         }
         Some(Command::Completions { shell }) => {
             return written(cuttle::cli::write_completions(
-                shell,
+                *shell,
                 &mut std::io::stdout().lock(),
             ));
         }
+        Some(Command::Stats { admin }) => return cuttle::admin::stats::run(admin),
         Some(Command::Check) | None => {}
     }
     let mut config = match load(cli.config.as_ref()) {

@@ -267,6 +267,10 @@ pub(super) async fn reload(inner: &Inner) -> Result<ReloadReport, ReloadError> {
     ] {
         list.sort();
     }
+    // 5. The admin listener reads the new generation (and applies its new access rules).
+    if let Some((admin, _)) = &state.admin {
+        admin.set_sources(super::admin_sources(&shared), config.admin.access.clone());
+    }
     state.config = config;
     report.generation = generation;
     Ok(report)
@@ -286,6 +290,10 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     if new.cache.disk != old.cache.disk {
         kept.push("cache.disk");
         new.cache.disk = old.cache.disk.clone();
+    }
+    if new.admin.listen != old.admin.listen {
+        kept.push("admin.listen");
+        new.admin.listen = old.admin.listen;
     }
     if new.log.level != old.log.level {
         kept.push("log.level");

@@ -61,6 +61,8 @@ impl HostPattern {
 /// One accelerated site.
 #[derive(Debug, Clone)]
 pub struct Site {
+    /// The site's name in metrics: its first host as written, then its path prefix if not `/`.
+    pub name: String,
     pub hosts: Vec<HostPattern>,
     pub path_prefix: String,
     /// Name of the upstream group.
@@ -91,6 +93,7 @@ pub async fn handle(
     shared: &Arc<Shared>,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
+    txn.mode = super::Mode::Reverse;
     let result = route(req, conn, shared, &mut txn).await;
     finish(txn, result, shared)
 }
@@ -117,6 +120,12 @@ async fn route(
                 format!("no site is configured for host `{host}` on this accelerator port"),
             )
         })?;
+    txn.site = shared
+        .config
+        .reverse
+        .sites
+        .iter()
+        .position(|s| std::ptr::eq(s, site));
     let group = shared.groups.get(&site.upstream).cloned().ok_or_else(|| {
         Error::new(
             ErrorKind::Internal,
@@ -304,6 +313,7 @@ mod tests {
 
     fn site(hosts: &[&str], prefix: &str, upstream: &str) -> Site {
         Site {
+            name: hosts.first().copied().unwrap_or("*").to_owned(),
             hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(),
             path_prefix: prefix.to_owned(),
             upstream: upstream.to_owned(),

@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::stream::UpstreamStream;
+use super::stream::{Counted, UpstreamStream};
 use super::tls::{self, ClientTls};
 use crate::access::host::{self, HostKind};
 use crate::error::{Error, ErrorKind};
@@ -212,6 +212,11 @@ pub async fn connect_stream(
     }
 }
 
+/// Upstream connections open now (see [`Counted`]).
+pub fn open_connections() -> u64 {
+    super::stream::open_connections()
+}
+
 /// The connector the pooled client uses: origin-form requests straight to the URI's authority,
 /// over TLS when the scheme is `https`.
 #[derive(Debug, Clone)]
@@ -225,7 +230,7 @@ pub struct Connector {
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<UpstreamStream>;
+    type Response = TokioIo<Counted>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -240,7 +245,7 @@ impl tower_service::Service<Uri> for Connector {
             return Box::pin(async move {
                 connect(&host, port, timeout)
                     .await
-                    .map(|tcp| TokioIo::new(UpstreamStream::Peer(tcp)))
+                    .map(|tcp| TokioIo::new(Counted::new(UpstreamStream::Peer(tcp))))
             });
         }
         Box::pin(async move {
@@ -257,7 +262,7 @@ impl tower_service::Service<Uri> for Connector {
             };
             connect_stream(&host, port, tls, timeout)
                 .await
-                .map(TokioIo::new)
+                .map(|stream| TokioIo::new(Counted::new(stream)))
         })
     }
 }
