@@ -40,6 +40,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     drain: std::time::Duration,
     listeners: Vec<JoinHandle<()>>,
+    /// The admin listener, unless `[admin] listen = "none"`.
+    admin: Option<crate::admin::Admin>,
     log_writer: Option<crate::log::access::Writer>,
     shared: Option<Arc<Shared>>,
 }
@@ -76,6 +78,17 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         })?;
         bound.push((socket, local, listener.mode, listener.tls.clone()));
     }
+    let admin_socket = match config.admin.listen {
+        None => None,
+        Some(addr) => match crate::admin::bind(addr).await {
+            Ok(socket) => Some(socket),
+            Err(e) if config.admin.default_listen => {
+                tracing::warn!(%addr, error = %e, "admin listener not started (set [admin] listen to another address, or \"none\")");
+                None
+            }
+            Err(source) => return Err(StartError::Bind { addr, source }),
+        },
+    };
     let (access_log, log_writer) =
         crate::log::access::start(&config.log.access_log, config.log.access_log_flush)
             .await
@@ -124,9 +137,31 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         cache,
         clock,
         connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
         config: config.proxy,
     });
     let (stop, stop_rx) = watch::channel(false);
+    let admin = match admin_socket {
+        Some(socket) => {
+            let state = crate::admin::State::new(
+                Arc::clone(&shared.metrics),
+                admin_sources(&shared),
+                config.admin.access.clone(),
+            );
+            let admin = crate::admin::start(socket, state, stop_rx.clone()).map_err(|source| {
+                StartError::Bind {
+                    addr: config
+                        .admin
+                        .listen
+                        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+                    source,
+                }
+            })?;
+            tracing::info!(addr = %admin.addr(), "admin listener (/metrics, /status, /cache)");
+            Some(admin)
+        }
+        None => None,
+    };
     for group in shared.groups.values() {
         tokio::spawn(crate::upstream::health::run(
             Arc::clone(group),
@@ -151,15 +186,46 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         stop,
         drain,
         listeners,
+        admin,
         log_writer,
         shared: Some(shared),
     })
+}
+
+/// The narrow handles the admin listener reads the proxy through.
+pub fn admin_sources(shared: &Arc<Shared>) -> crate::admin::Sources {
+    let mut groups: Vec<_> = shared.groups.values().cloned().collect();
+    groups.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    // Weak: the admin listener must not keep the access log's sender alive at shutdown.
+    let weak = Arc::downgrade(shared);
+    let connections = Arc::clone(&shared.connections);
+    let max = shared.config.limits.max_connections;
+    crate::admin::Sources {
+        cache: shared.cache.clone(),
+        groups,
+        peers: shared.peers.clone(),
+        log_dropped: Box::new(move || weak.upgrade().map_or(0, |s| s.access_log.dropped())),
+        clients_open: Box::new(move || {
+            u64::try_from(max.saturating_sub(connections.available_permits())).unwrap_or(0)
+        }),
+        clock: Arc::clone(&shared.clock),
+    }
 }
 
 impl Server {
     /// The bound addresses with their modes.
     pub fn addrs(&self) -> &[(SocketAddr, proxy::Mode)] {
         &self.addrs
+    }
+
+    /// The admin listener's address, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(crate::admin::Admin::addr)
+    }
+
+    /// The counters behind `/metrics` (for the reload path and tests).
+    pub fn metrics(&self) -> Option<Arc<crate::metrics::Metrics>> {
+        self.shared.as_ref().map(|s| Arc::clone(&s.metrics))
     }
 
     /// The first bound address.
@@ -172,6 +238,9 @@ impl Server {
         let _ = self.stop.send(true);
         for listener in self.listeners.drain(..) {
             let _ = listener.await;
+        }
+        if let Some(admin) = self.admin.take() {
+            admin.join().await;
         }
         // Every connection task holds a receiver; `closed` resolves when the last one ends.
         if tokio::time::timeout(self.drain, self.stop.closed())

@@ -16,11 +16,13 @@
 //! each module owns its `Config` and only `config` reads the file format.
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod log;
+pub mod metrics;
 pub mod proxy;
 pub mod upstream;

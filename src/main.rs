@@ -49,6 +49,12 @@ enum Command {
     /// Validate a config file (or the default) and exit: 0 if valid, 1 with file:line: key:
     /// reason if not.
     Check,
+    /// Print a short summary of a running cuttle, read from its admin listener's /status.
+    Stats {
+        /// The admin listener (`[admin] listen`).
+        #[arg(long, value_name = "ADDR", default_value = cuttle::admin::DEFAULT_LISTEN)]
+        admin: String,
+    },
 }
 
 fn parse_parent(value: &str) -> Result<(String, u16), String> {
@@ -77,6 +83,9 @@ fn main() -> ExitCode {
     if cli.print_default_config {
         print!("{}", config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Stats { admin }) = &cli.command {
+        return cuttle::admin::stats::run(admin);
     }
     let mut config = match load(cli.config.as_ref()) {
         Ok(config) => config,

@@ -12,6 +12,7 @@ pub mod key;
 pub mod lookup;
 pub mod meta;
 pub mod policy;
+pub mod result;
 pub mod serve;
 pub mod status;
 pub mod store;

@@ -158,6 +158,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
     let accelerator = raw.http_port.iter().any(|p| p.mode == file::Mode::Reverse);
     let cache = build_cache(&cx, &raw.cache, &raw.refresh_pattern, accelerator)?;
     let log = build_log(&cx, &raw.log)?;
+    let admin = build_admin(&cx, &raw)?;
     if raw.workers > 1024 {
         return Err(cx.err(
             &[Seg::Key("workers")],
@@ -172,6 +173,42 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         upstream_groups,
         cache,
         log,
+        admin,
+    })
+}
+
+/// `[admin]`: the listen address (or `none`) and its access rules.
+fn build_admin(cx: &Ctx<'_>, raw: &FileConfig) -> Result<crate::admin::Config, ConfigError> {
+    let listen = match raw.admin.listen.as_deref().map(str::trim) {
+        None => Some(crate::admin::DEFAULT_LISTEN.parse().map_err(|_| {
+            cx.err(&[Seg::Key("admin")], "the built-in default address is invalid")
+        })?),
+        Some("none") => None,
+        Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+            cx.err(
+                &[Seg::Key("admin"), Seg::Key("listen")],
+                format!(
+                    "`{text}` is not an address and port; expected e.g. \"127.0.0.1:3180\", or \"none\" to disable the admin listener"
+                ),
+            )
+        })?),
+    };
+    let access = if raw.admin.access.is_empty() {
+        crate::admin::loopback_only()
+    } else {
+        let (acls, index) = build_acls(cx, &raw.acl)?;
+        let rules = compile_rules_at(
+            cx,
+            &[Seg::Key("admin"), Seg::Key("access")],
+            &raw.admin.access,
+            &index,
+        )?;
+        Rules::new(acls, rules)
+    };
+    Ok(crate::admin::Config {
+        listen,
+        access,
+        default_listen: raw.admin.listen.is_none(),
     })
 }
 
@@ -357,7 +394,13 @@ fn build_reverse(
                 cx.err(&at("host_header"), format!("`{name}` is not a valid Host"))
             })?),
         };
+        let first = site.hosts.first().map_or("*", |h| h.trim());
         out.push(Site {
+            name: if path_prefix == "/" {
+                first.to_owned()
+            } else {
+                format!("{first}{path_prefix}")
+            },
             hosts: site.hosts.iter().map(|h| HostPattern::parse(h)).collect(),
             path_prefix,
             upstream: site.upstream.clone(),
@@ -489,6 +532,19 @@ fn compile_rules(
     rules: &[AccessRule],
     index: &HashMap<&str, usize>,
 ) -> Result<Vec<Rule>, ConfigError> {
+    compile_rules_at(cx, &[Seg::Key(list)], rules, index)
+}
+
+/// [`compile_rules`] for a list at `list` (e.g. `admin.access`).
+fn compile_rules_at(
+    cx: &Ctx<'_>,
+    list: &[Seg<'_>],
+    rules: &[AccessRule],
+    index: &HashMap<&str, usize>,
+) -> Result<Vec<Rule>, ConfigError> {
+    fn join<'a>(list: &[Seg<'a>], rest: &[Seg<'a>]) -> Vec<Seg<'a>> {
+        list.iter().chain(rest).copied().collect()
+    }
     let mut compiled = Vec::with_capacity(rules.len());
     for (i, rule) in rules.iter().enumerate() {
         let (action, names, key) = match (&rule.allow, &rule.deny) {
@@ -496,14 +552,14 @@ fn compile_rules(
             (None, Some(names)) => (Action::Deny, names, "deny"),
             _ => {
                 return Err(cx.err(
-                    &[Seg::Key(list), Seg::Index(i)],
+                    &join(list, &[Seg::Index(i)]),
                     "each rule needs exactly one of `allow` or `deny`",
                 ))
             }
         };
         if names.is_empty() {
             return Err(cx.err(
-                &[Seg::Key(list), Seg::Index(i), Seg::Key(key)],
+                &join(list, &[Seg::Index(i), Seg::Key(key)]),
                 "a rule needs at least one ACL name (use \"all\" to match everything)",
             ));
         }
@@ -515,7 +571,7 @@ fn compile_rules(
             };
             let Some(&acl) = index.get(bare) else {
                 return Err(cx.err(
-                    &[Seg::Key(list), Seg::Index(i), Seg::Key(key), Seg::Index(j)],
+                    &join(list, &[Seg::Index(i), Seg::Key(key), Seg::Index(j)]),
                     format!("unknown ACL `{bare}` (define it under [acl])"),
                 ));
             };

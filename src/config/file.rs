@@ -69,6 +69,21 @@ pub struct FileConfig {
     pub always_direct: Vec<AccessRule>,
     #[serde(default)]
     pub log: Log,
+    /// The admin listener (`/metrics`, `/status`, `/cache`).
+    #[serde(default)]
+    pub admin: Admin,
+}
+
+/// `[admin]`: the admin listener and who may use it.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// `host:port`, or `"none"` to disable; default `127.0.0.1:3180`.
+    pub listen: Option<String>,
+    /// Allow/deny rules over `[acl]` names, checked against the connecting peer; default:
+    /// loopback clients only.
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
 }
 
 /// One `refresh_pattern` line: `regex`, then Squid's min / percent / max.

@@ -39,6 +39,8 @@ pub struct Config {
     pub upstream_groups: Vec<upstream::group::GroupConfig>,
     pub cache: cache::Config,
     pub log: log::Config,
+    /// The admin listener.
+    pub admin: crate::admin::Config,
 }
 
 /// Parses and validates config text; `name` is used in error messages.
@@ -224,6 +226,7 @@ impl Config {
             tls: None,
         }];
         self.proxy.reverse.sites = vec![proxy::reverse::Site {
+            name: "*".to_owned(),
             hosts: vec![proxy::reverse::HostPattern::Any],
             path_prefix: "/".to_owned(),
             upstream: "origin".to_owned(),

@@ -219,6 +219,9 @@ impl Body for ProxyBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(txn)) = (frame.data_ref(), this.txn.as_mut()) {
                     txn.body_bytes += data.len() as u64;
+                    if matches!(this.kind, Kind::Upstream(_)) {
+                        txn.upstream_bytes += data.len() as u64;
+                    }
                 }
             }
             Poll::Ready(Some(Err(e))) => {

@@ -13,13 +13,14 @@ use http::{HeaderMap, Response, StatusCode, Uri, Version};
 
 use super::body::ProxyBody;
 use super::next_hop::Upstreamed;
-use super::transaction::{code, Transaction};
+use super::transaction::Transaction;
 use super::Shared;
 use crate::cache::fill::FillSink;
 use crate::cache::key::primary_key;
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::storable::storage_excluded_fields;
 use crate::cache::policy::ResponseDirectives;
+use crate::cache::result::CacheResult;
 use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::CacheStatus;
 use crate::cache::store::{Hit, HitBody};
@@ -50,8 +51,9 @@ pub fn serve_hit(
     hit: Hit,
     age: u64,
     status: CacheStatus,
-    log_code: &'static str,
+    result: CacheResult,
 ) -> Response<ProxyBody> {
+    let status = txn.outcome(result, status);
     let multipart = matches!(hit.body, HitBody::Memory(_));
     let served = serve_stored(&parts.method, &parts.headers, &hit.head, age, multipart);
     let body = match (served.body, hit.body) {
@@ -80,11 +82,6 @@ pub fn serve_hit(
     *response.status_mut() = served.status;
     *response.headers_mut() = served.headers;
     decorate(shared, response.headers_mut(), Version::HTTP_11, &status);
-    txn.code = if hit.tier == crate::cache::store::Tier::Memory && log_code == code::TCP_HIT {
-        code::TCP_MEM_HIT
-    } else {
-        log_code
-    };
     response
 }
 
@@ -158,12 +155,8 @@ pub fn not_in_cache(shared: &Shared, txn: &mut Transaction, url: &str) -> Respon
         url,
         shared.via.pseudonym(),
     );
-    let status = CacheStatus {
-        detail: Some("only-if-cached"),
-        ..CacheStatus::default()
-    };
+    let status = txn.outcome(CacheResult::NotInCache, CacheStatus::default());
     status.append_to(response.headers_mut(), &shared.cache.behaviour.status_name);
-    txn.code = code::TCP_MISS;
     response
 }
 
@@ -204,10 +197,11 @@ pub async fn purge(
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
-    txn.code = if removed > 0 {
-        code::TCP_MISS
-    } else {
-        code::NONE
-    };
+    txn.outcome(
+        CacheResult::Purge {
+            removed: removed > 0,
+        },
+        CacheStatus::default(),
+    );
     Ok(response)
 }

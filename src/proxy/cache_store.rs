@@ -11,7 +11,7 @@ use super::body::{Prefixed, ProxyBody};
 use super::cache_reply::{deliver, stored_head};
 use super::caching::{Exchange, CLIENT_CONDITIONALS};
 use super::next_hop::{send, Outgoing, Upstreamed};
-use super::transaction::{code, Transaction};
+use super::transaction::Transaction;
 use crate::cache::collapse::{Leader, Outcome};
 use crate::cache::fill;
 use crate::cache::lookup::{Evaluation, Lookup};
@@ -20,6 +20,7 @@ use crate::cache::policy::{
     check_storable, conditional_request_headers, effective_response_directives, RequestDirectives,
     StoreInput,
 };
+use crate::cache::result::CacheResult;
 use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::store::{Hit, HitBody, Tier};
@@ -41,13 +42,23 @@ pub(super) async fn store_or_pass(
     let response =
         effective_response_directives(&up.parts.headers, &cache.behaviour.targeted_fields);
     let content_length = up.content_length();
-    if up.no_store {
-        // A `proxy_only` peer served it: relay without storing (Squid `proxy-only`).
+    // What the caller started (a miss or a refresh); a response that is not stored makes a
+    // miss `NotStorable`, while a refresh stays a refresh with the reason as its detail.
+    let base = txn.result.unwrap_or(CacheResult::Miss);
+    let not_stored = |txn: &mut Transaction, reason: &'static str| {
         let status = CacheStatus {
             fwd: Some(fwd),
-            detail: Some("proxy-only"),
+            detail: Some(reason),
             ..CacheStatus::default()
         };
+        match base {
+            CacheResult::Miss => txn.outcome(CacheResult::NotStorable { reason }, status),
+            other => txn.outcome(other, status),
+        }
+    };
+    if up.no_store {
+        // A `proxy_only` peer served it: relay without storing (Squid `proxy-only`).
+        let status = not_stored(txn, "proxy-only");
         return Ok(deliver(ex.shared, up, status, None));
     }
     let verdict = if ex.parts.method == Method::HEAD {
@@ -67,11 +78,8 @@ pub(super) async fn store_or_pass(
         })
     };
     if let Err(reason) = verdict {
-        let status = CacheStatus {
-            fwd: Some(fwd),
-            detail: Some(reason.as_str()),
-            ..CacheStatus::default()
-        };
+        tracing::debug!(url = %ex.url, reason = reason.as_str(), "cache: response not storable (RFC 9111 §3)");
+        let status = not_stored(txn, reason.as_str());
         return Ok(deliver(ex.shared, up, status, None));
     }
     let response_time = ex.shared.clock.now();
@@ -85,11 +93,7 @@ pub(super) async fn store_or_pass(
     );
     let eval = cache.evaluate(&head, &RequestDirectives::default(), &ex.url, response_time);
     if !reusable(&head, &eval, cache.behaviour.max_stale.as_secs()) {
-        let status = CacheStatus {
-            fwd: Some(fwd),
-            detail: Some("not-reusable"),
-            ..CacheStatus::default()
-        };
+        let status = not_stored(txn, "not-reusable");
         return Ok(deliver(ex.shared, up, status, None));
     }
     let writer = match cache
@@ -100,11 +104,7 @@ pub(super) async fn store_or_pass(
         None => None,
     };
     let Some(writer) = writer else {
-        let status = CacheStatus {
-            fwd: Some(fwd),
-            detail: Some("not-stored"),
-            ..CacheStatus::default()
-        };
+        let status = not_stored(txn, "not-stored");
         return Ok(deliver(ex.shared, up, status, None));
     };
     let status = CacheStatus {
@@ -144,7 +144,7 @@ pub(super) async fn store_or_pass(
                     body: HitBody::Memory(bytes::Bytes::new()),
                     tier: Tier::Memory,
                 };
-                return Ok(ex.serve(txn, hit, 0, status, code::TCP_MISS));
+                return Ok(ex.serve(txn, hit, 0, status, base));
             }
             BodyPlan::Range { .. }
                 if content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit) =>
@@ -155,22 +155,19 @@ pub(super) async fn store_or_pass(
                     if let Lookup::Found { hit, .. } =
                         cache.lookup(primary, &ex.parts.headers).await
                     {
-                        return Ok(ex.serve(txn, hit, 0, status, code::TCP_MISS));
+                        return Ok(ex.serve(txn, hit, 0, status, base));
                     }
                 }
                 // Not stored after all (stalled, refused at commit, or evicted at once): ask
                 // again for just the range and relay the answer uncached.
                 let up = ex.send(txn, ex.parts.headers.clone()).await?;
-                let status = CacheStatus {
-                    fwd: Some(fwd),
-                    detail: Some("not-stored"),
-                    ..CacheStatus::default()
-                };
+                let status = not_stored(txn, "not-stored");
                 return Ok(deliver(ex.shared, up, status, None));
             }
             _ => {}
         }
     }
+    let status = txn.outcome(base, status);
     Ok(deliver(ex.shared, up, status, Some(sink)))
 }
 

@@ -24,7 +24,7 @@ use super::cache_reply::{deliver, not_in_cache, purge, serve_hit};
 use super::cache_store::{spawn_refresh, store_or_pass};
 use super::next_hop::{send, Outgoing, Target, Upstreamed};
 use super::service::ConnInfo;
-use super::transaction::{code, Transaction};
+use super::transaction::Transaction;
 use super::Shared;
 use crate::cache::collapse::{Leader, Outcome, Role};
 use crate::cache::key::primary_key;
@@ -34,6 +34,7 @@ use crate::cache::policy::{
     invalidation_targets, may_serve_stale_on_error, select_stored_for_304, RequestDirectives,
     Reuse, RevalidateReason,
 };
+use crate::cache::result::CacheResult;
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::store::Hit;
 use crate::error::Error;
@@ -91,13 +92,8 @@ pub async fn handle(
     }
     let Some(primary) = primary_key(&ex.parts.uri) else {
         let up = ex.send(txn, ex.parts.headers.clone()).await?;
-        txn.code = code::TCP_MISS;
-        return Ok(deliver(
-            ex.shared,
-            up,
-            CacheStatus::forward(Fwd::Bypass),
-            None,
-        ));
+        let status = txn.outcome(CacheResult::Bypass, CacheStatus::forward(Fwd::Bypass));
+        return Ok(deliver(ex.shared, up, status, None));
     };
     let cache = &ex.shared.cache;
     match cache.lookup(&primary, &ex.parts.headers).await {
@@ -106,19 +102,23 @@ pub async fn handle(
             let eval = cache.evaluate(&hit.head, &ex.request, &ex.url, now);
             match eval.reuse {
                 Reuse::Fresh { ttl_secs } => {
-                    let status = CacheStatus::hit(ttl_secs, hit.tier.as_str());
-                    Ok(ex.serve(txn, hit, eval.age, status, hit_code(&ex.parts)))
+                    let result = CacheResult::Hit {
+                        tier: hit.tier,
+                        conditional: is_conditional(&ex.parts),
+                    };
+                    Ok(ex.serve(txn, hit, eval.age, ttl(ttl_secs), result))
                 }
                 Reuse::StaleWhileRevalidate { .. } => {
                     spawn_refresh(&ex, &primary, &key, &hit);
-                    let status = CacheStatus::hit(eval.ttl(), "stale-while-revalidate");
-                    Ok(ex.serve(txn, hit, eval.age, status, code::TCP_STALE_HIT))
+                    let result = CacheResult::StaleWhileRevalidate;
+                    Ok(ex.serve(txn, hit, eval.age, ttl(eval.ttl()), result))
                 }
                 Reuse::StaleAllowedByClient => {
-                    let status = CacheStatus::hit(eval.ttl(), "max-stale");
-                    Ok(ex.serve(txn, hit, eval.age, status, code::TCP_STALE_HIT))
+                    let result = CacheResult::StaleAllowedByClient;
+                    Ok(ex.serve(txn, hit, eval.age, ttl(eval.ttl()), result))
                 }
                 Reuse::MustRevalidate { reason } => {
+                    tracing::debug!(url = %ex.url, ?reason, age = eval.age, ttl = eval.ttl(), "cache: stored response must be revalidated");
                     if ex.request.only_if_cached {
                         return Ok(not_in_cache(ex.shared, txn, &ex.url));
                     }
@@ -170,16 +170,16 @@ impl Exchange<'_> {
         Ok(up)
     }
 
-    /// Serves `hit` (`age` seconds old) to this request, logged as `log_code`.
+    /// Serves `hit` (`age` seconds old) to this request as `result`.
     pub(super) fn serve(
         &self,
         txn: &mut Transaction,
         hit: Hit,
         age: u64,
         status: CacheStatus,
-        log_code: &'static str,
+        result: CacheResult,
     ) -> Response<ProxyBody> {
-        serve_hit(self.shared, &self.parts, txn, hit, age, status, log_code)
+        serve_hit(self.shared, &self.parts, txn, hit, age, status, result)
     }
 
     /// The client's fields for revalidating a stored response: its own validators go (cuttle
@@ -219,13 +219,17 @@ fn range_start(headers: &HeaderMap) -> Option<u64> {
         .or(Some(0))
 }
 
-fn hit_code(parts: &http::request::Parts) -> &'static str {
-    if parts.headers.contains_key(header::IF_NONE_MATCH)
+/// A client request with validators (its hits are logged `TCP_IMS_HIT`).
+fn is_conditional(parts: &http::request::Parts) -> bool {
+    parts.headers.contains_key(header::IF_NONE_MATCH)
         || parts.headers.contains_key(header::IF_MODIFIED_SINCE)
-    {
-        code::TCP_IMS_HIT
-    } else {
-        code::TCP_HIT
+}
+
+/// A `Cache-Status` carrying only a TTL; the outcome adds the rest.
+fn ttl(ttl: i64) -> CacheStatus {
+    CacheStatus {
+        ttl: Some(ttl),
+        ..CacheStatus::default()
     }
 }
 
@@ -248,13 +252,8 @@ async fn forward_uncached(
             }
         }
     }
-    txn.code = code::TCP_MISS;
-    Ok(deliver(
-        ex.shared,
-        up,
-        CacheStatus::forward(Fwd::Method),
-        None,
-    ))
+    let status = txn.outcome(CacheResult::Bypass, CacheStatus::forward(Fwd::Method));
+    Ok(deliver(ex.shared, up, status, None))
 }
 
 /// A miss: collapse with concurrent misses, then fetch and store.
@@ -286,12 +285,11 @@ async fn miss(
                         if let Reuse::Fresh { ttl_secs } = eval.reuse {
                             let status = CacheStatus {
                                 fwd: Some(fwd),
-                                collapsed: Some(true),
                                 ttl: Some(ttl_secs),
-                                detail: Some(hit.tier.as_str()),
                                 ..CacheStatus::default()
                             };
-                            return Ok(ex.serve(txn, hit, eval.age, status, code::TCP_CF_HIT));
+                            let result = CacheResult::Collapsed { tier: hit.tier };
+                            return Ok(ex.serve(txn, hit, eval.age, status, result));
                         }
                     }
                 }
@@ -352,14 +350,14 @@ async fn revalidate(
             fwd: Some(fwd),
             fwd_status: Some(304),
             ttl: Some(fresh.ttl()),
-            stored: true,
             ..CacheStatus::default()
         };
         let hit = Hit {
             head: Arc::new(head),
             ..hit
         };
-        return Ok(ex.serve(txn, hit, fresh.age, status, code::TCP_REFRESH_UNMODIFIED));
+        let result = CacheResult::RefreshUnmodified;
+        return Ok(ex.serve(txn, hit, fresh.age, status, result));
     }
     // RFC 5861 §4: "an error is any situation that would result in a 500, 502, 503, or 504".
     if matches!(up.parts.status.as_u16(), 500 | 502 | 503 | 504) {
@@ -379,7 +377,8 @@ async fn revalidate(
         // removing it is the strictest form of that.
         ex.shared.cache.store.remove(&key).await;
     }
-    txn.code = code::TCP_REFRESH_MODIFIED;
+    txn.result = Some(CacheResult::RefreshModified);
+    txn.code = CacheResult::RefreshModified.squid_code();
     let had_variants = key != primary;
     store_or_pass(ex, txn, primary, fwd, had_variants, None, up, request_time).await
 }
@@ -399,10 +398,9 @@ fn stale_on_error(
             fwd: Some(Fwd::Stale),
             fwd_status: failure.as_ref().ok().map(|up| up.parts.status.as_u16()),
             ttl: Some(eval.ttl()),
-            detail: Some("stale-if-error"),
             ..CacheStatus::default()
         };
-        return Ok(ex.serve(txn, hit, eval.age, status, code::TCP_REFRESH_FAIL_OLD));
+        return Ok(ex.serve(txn, hit, eval.age, status, CacheResult::StaleIfError));
     }
     let up = match failure {
         Ok(up) => up,
@@ -419,13 +417,8 @@ fn stale_on_error(
         }
         Err(err) => return Err(err),
     };
-    txn.code = code::TCP_MISS;
-    Ok(deliver(
-        ex.shared,
-        up,
-        CacheStatus::forward(Fwd::Stale),
-        None,
-    ))
+    let status = txn.outcome(CacheResult::Miss, CacheStatus::forward(Fwd::Stale));
+    Ok(deliver(ex.shared, up, status, None))
 }
 
 /// Fetches a full response for a miss.
@@ -447,7 +440,8 @@ async fn fetch(
     let request_time = ex.shared.clock.now();
     ex.ticket = Some(ex.shared.cache.ticket(primary));
     let up = ex.send(txn, headers).await?;
-    txn.code = code::TCP_MISS;
+    txn.result = Some(CacheResult::Miss);
+    txn.code = CacheResult::Miss.squid_code();
     store_or_pass(
         ex,
         txn,

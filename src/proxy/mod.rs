@@ -133,6 +133,8 @@ pub struct Shared {
     pub cache: crate::cache::lookup::Cache,
     /// Caps client connections across all listeners.
     pub connections: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Counters for `/metrics` and `/status`; created by `app` and carried over reloads.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {

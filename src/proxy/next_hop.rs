@@ -213,7 +213,10 @@ async fn send_via_hierarchy(
                         .headers
                         .insert(header::PROXY_AUTHORIZATION, login.clone());
                 }
-                match send_once(shared, client, attempt, out.uri.clone(), host.clone()).await {
+                let started = tokio::time::Instant::now();
+                let sent = send_once(shared, client, attempt, out.uri.clone(), host.clone()).await;
+                observe(peers.stats.get(i), &sent, started);
+                match sent {
                     Ok(mut up)
                         if up.parts.status.is_success() || up.parts.status.is_redirection() =>
                     {
@@ -243,7 +246,10 @@ async fn send_via_hierarchy(
                         .headers
                         .insert(header::PROXY_AUTHORIZATION, login.clone());
                 }
-                match send_once(shared, client, attempt, out.uri.clone(), host.clone()).await {
+                let started = tokio::time::Instant::now();
+                let sent = send_once(shared, client, attempt, out.uri.clone(), host.clone()).await;
+                observe(peers.stats.get(index), &sent, started);
+                match sent {
                     Ok(mut up) => {
                         up.peer = Some(peer.info.name.clone());
                         up.hierarchy = Some(code);
@@ -383,7 +389,10 @@ async fn send_to_group(
             client: out.client,
             target: Target::Origin,
         };
-        match send_once(shared, client, attempt_out, uri, host).await {
+        let started = tokio::time::Instant::now();
+        let sent = send_once(shared, client, attempt_out, uri, host).await;
+        observe(Some(&server.stats), &sent, started);
+        match sent {
             Ok(mut up) => {
                 let status = up.parts.status.as_u16();
                 if next.statuses.contains(&status) && replayable && !is_last {
@@ -449,6 +458,20 @@ fn random() -> u64 {
 }
 
 /// One request to `uri` (whose authority is where to connect) with `host` as Host, on `upstream`.
+/// Counts one attempt on a server's or peer's statistics.
+fn observe<T>(
+    stats: Option<&crate::upstream::stats::ServerStats>,
+    sent: &Result<T, Error>,
+    started: tokio::time::Instant,
+) {
+    if let Some(stats) = stats {
+        match sent {
+            Ok(_) => stats.responded(started.elapsed()),
+            Err(_) => stats.failed(),
+        }
+    }
+}
+
 async fn send_once(
     shared: &Shared,
     upstream: &crate::upstream::Upstream,

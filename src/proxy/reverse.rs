@@ -56,6 +56,8 @@ impl HostPattern {
 /// One accelerated site.
 #[derive(Debug, Clone)]
 pub struct Site {
+    /// The site's name in metrics: its first host as written, then its path prefix if not `/`.
+    pub name: String,
     pub hosts: Vec<HostPattern>,
     pub path_prefix: String,
     /// Name of the upstream group.
@@ -85,6 +87,7 @@ pub async fn handle(
     conn: &ConnInfo,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
+    txn.mode = super::Mode::Reverse;
     let result = route(req, conn, &mut txn).await;
     finish(txn, result, &conn.shared)
 }
@@ -110,6 +113,12 @@ async fn route(
                 format!("no site is configured for host `{host}` on this accelerator port"),
             )
         })?;
+    txn.site = shared
+        .config
+        .reverse
+        .sites
+        .iter()
+        .position(|s| std::ptr::eq(s, site));
     let group = shared.groups.get(&site.upstream).cloned().ok_or_else(|| {
         Error::new(
             ErrorKind::Internal,
@@ -257,6 +266,7 @@ mod tests {
 
     fn site(hosts: &[&str], prefix: &str, upstream: &str) -> Site {
         Site {
+            name: hosts.first().copied().unwrap_or("*").to_owned(),
             hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(),
             path_prefix: prefix.to_owned(),
             upstream: upstream.to_owned(),

@@ -11,8 +11,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::client_conn::InFlight;
-use super::Shared;
+use super::{Mode, Shared};
+use crate::cache::result::CacheResult;
+use crate::cache::status::CacheStatus;
 use crate::log::AccessRecord;
+use crate::metrics::{MethodClass, ModeClass, Record};
 
 /// Squid result codes used so far.
 pub mod code {
@@ -58,6 +61,14 @@ pub struct Transaction {
     pub body_bytes: u64,
     /// The response did not complete (upstream failed mid-body or the client left).
     pub aborted: bool,
+    /// What the cache did, when the request reached it; `code` is rendered from it.
+    pub result: Option<CacheResult>,
+    /// The kind of port the request came in on (for metrics).
+    pub mode: Mode,
+    /// Index of the reverse-mode site in `shared.config.reverse.sites` (for metrics).
+    pub site: Option<usize>,
+    /// Response body bytes received from upstream and relayed (for metrics).
+    pub upstream_bytes: u64,
     /// Cleared when the transaction completes normally.
     incomplete: bool,
     _in_flight: Option<InFlight>,
@@ -86,6 +97,10 @@ impl Transaction {
             header_bytes: 0,
             body_bytes: 0,
             aborted: false,
+            result: None,
+            mode: Mode::Forward,
+            site: None,
+            upstream_bytes: 0,
             incomplete: true,
             _in_flight: in_flight,
         }
@@ -99,6 +114,25 @@ impl Transaction {
     /// Marks the response as fully delivered.
     pub fn complete(&mut self) {
         self.incomplete = false;
+    }
+
+    /// Records what the cache did: the access-log code and the metric come from `result`,
+    /// and so do the members of the returned `Cache-Status` that say what happened
+    /// (`status` brings `fwd`, `fwd-status` and `ttl`). Explains the decision at debug level.
+    pub fn outcome(&mut self, result: CacheResult, status: CacheStatus) -> CacheStatus {
+        self.result = Some(result);
+        self.code = result.squid_code();
+        let status = result.mark(status);
+        tracing::debug!(
+            url = %self.url,
+            result = result.kind().as_str(),
+            code = self.code,
+            fwd = status.fwd.map(|f| f.as_str()),
+            detail = status.detail,
+            ttl = status.ttl,
+            "cache decision"
+        );
+        status
     }
 
     /// Notes the response about to be sent.
@@ -126,6 +160,28 @@ impl Drop for Transaction {
         } else {
             self.code
         };
+        let shared = &*self.shared;
+        shared.metrics.record(&Record {
+            mode: match self.mode {
+                Mode::Forward => ModeClass::Forward,
+                Mode::Reverse => ModeClass::Reverse,
+            },
+            method: MethodClass::of(&self.method),
+            status: self.status,
+            result: self.result,
+            to_clients: self.body_bytes,
+            // A tunnel relays what the other side sent.
+            from_upstream: if self.code == code::TCP_TUNNEL {
+                self.body_bytes
+            } else {
+                self.upstream_bytes
+            },
+            site: self
+                .site
+                .and_then(|i| shared.config.reverse.sites.get(i))
+                .map(|s| s.name.as_str()),
+            url: &self.url,
+        });
         self.shared.access_log.log(AccessRecord {
             time: self.shared.clock.now(),
             elapsed: self.started.elapsed(),

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::stream::UpstreamStream;
+use super::stream::{Counted, UpstreamStream};
 use super::tls::{self, ClientTls};
 use crate::error::{Error, ErrorKind};
 
@@ -144,6 +144,11 @@ pub async fn connect_stream(
     }
 }
 
+/// Upstream connections open now (see [`Counted`]).
+pub fn open_connections() -> u64 {
+    super::stream::open_connections()
+}
+
 /// The connector the pooled client uses: origin-form requests straight to the URI's authority,
 /// over TLS when the scheme is `https`.
 #[derive(Debug, Clone)]
@@ -157,7 +162,7 @@ pub struct Connector {
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<UpstreamStream>;
+    type Response = TokioIo<Counted>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -172,7 +177,7 @@ impl tower_service::Service<Uri> for Connector {
             return Box::pin(async move {
                 connect(&host, port, timeout)
                     .await
-                    .map(|tcp| TokioIo::new(UpstreamStream::Peer(tcp)))
+                    .map(|tcp| TokioIo::new(Counted::new(UpstreamStream::Peer(tcp))))
             });
         }
         Box::pin(async move {
@@ -189,7 +194,7 @@ impl tower_service::Service<Uri> for Connector {
             };
             connect_stream(&host, port, tls, timeout)
                 .await
-                .map(TokioIo::new)
+                .map(|stream| TokioIo::new(Counted::new(stream)))
         })
     }
 }

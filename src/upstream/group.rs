@@ -77,6 +77,8 @@ pub struct ServerState {
     banned_until_ms: AtomicU64,
     /// The active checker's verdict (true until a check says otherwise).
     pub(crate) check_ok: AtomicBool,
+    /// Attempts, failures and response times (for metrics).
+    pub stats: super::stats::ServerStats,
 }
 
 /// An upstream group.
@@ -128,6 +130,7 @@ impl Group {
                 window_start_ms: AtomicU64::new(0),
                 banned_until_ms: AtomicU64::new(0),
                 check_ok: AtomicBool::new(true),
+                stats: super::stats::ServerStats::default(),
             })
             .collect();
         Arc::new(Self {

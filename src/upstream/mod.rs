@@ -13,6 +13,7 @@ pub mod hierarchy;
 pub mod peer;
 pub mod request_body;
 pub mod select;
+pub mod stats;
 pub mod stream;
 pub mod tls;
 

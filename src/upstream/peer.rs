@@ -52,6 +52,8 @@ pub struct Peers {
     pub router: Router,
     clients: Vec<Upstream>,
     dead_until_ms: Vec<AtomicU64>,
+    /// Per peer: attempts, failures and response times (for metrics).
+    pub stats: Vec<super::stats::ServerStats>,
     turn: AtomicU64,
     origin: Instant,
 }
@@ -73,6 +75,11 @@ impl Peers {
             router,
             clients,
             dead_until_ms,
+            stats: config
+                .peers
+                .iter()
+                .map(|_| super::stats::ServerStats::default())
+                .collect(),
             turn: AtomicU64::new(0),
             origin: Instant::now(),
             config,

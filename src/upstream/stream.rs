@@ -90,3 +90,75 @@ impl AsyncWrite for UpstreamStream {
         }
     }
 }
+
+/// Upstream connections open now, across the process (for metrics). Changed only when a
+/// connection opens or closes, never per request.
+static OPEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Upstream connections (pooled or in use) open now.
+pub fn open_connections() -> u64 {
+    OPEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An [`UpstreamStream`] counted in [`open_connections`] while it exists.
+#[derive(Debug)]
+pub struct Counted(UpstreamStream);
+
+impl Counted {
+    pub fn new(stream: UpstreamStream) -> Self {
+        OPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(stream)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Connection for Counted {
+    fn connected(&self) -> Connected {
+        self.0.connected()
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}

@@ -336,9 +336,14 @@ pub fn config_with_access(dir: &Path, access: &str, extra: &str) -> String {
     )
 }
 
+/// Test proxies get their own admin listener on a free port unless the text has `[admin]`.
+const ADMIN_ON_PORT_0: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+
 /// cuttle running in this test process.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    /// The admin listener's address, if it runs.
+    pub admin: Option<SocketAddr>,
     server: Option<cuttle::app::Server>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -357,11 +362,15 @@ impl TestProxy {
         if !text.contains("[log]") {
             text.push_str("\n[log]\naccess_log = \"none\"\n");
         }
+        if !text.contains("[admin]") {
+            text.push_str(ADMIN_ON_PORT_0);
+        }
         let config = cuttle::config::load_str("test.toml", &text)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
         let server = cuttle::app::start(config).await.unwrap();
         Self {
             addr: server.addr().unwrap(),
+            admin: server.admin_addr(),
             server: Some(server),
             _dir: dir,
         }
@@ -390,12 +399,16 @@ impl TestProxy {
         if !text.contains("[log]") {
             text.push_str("\n[log]\naccess_log = \"none\"\n");
         }
+        if !text.contains("[admin]") {
+            text.push_str(ADMIN_ON_PORT_0);
+        }
         let config = cuttle::config::load_str("test.toml", &text)
             .map_err(|e| format!("test config invalid: {e}\n{text}"))?;
         let server = cuttle::app::start_with_clock(config, clock)
             .await
             .map_err(|e| format!("proxy did not start: {e}"))?;
         Ok(Self {
+            admin: server.admin_addr(),
             addr: server
                 .addr()
                 .ok_or_else(|| "proxy has no listening address".to_owned())?,

@@ -44,6 +44,8 @@ pub(super) struct Disk {
     index: Mutex<DiskIndex>,
     /// Serialises changes to cacache's index together with ours.
     changes: tokio::sync::Mutex<()>,
+    /// Entries evicted to stay under `max_size` (for metrics).
+    evictions: std::sync::atomic::AtomicU64,
 }
 
 /// What a disk lookup found.
@@ -83,6 +85,7 @@ impl Disk {
             max_object_size: cfg.max_object_size,
             index: Mutex::new(DiskIndex::default()),
             changes: tokio::sync::Mutex::new(()),
+            evictions: std::sync::atomic::AtomicU64::new(0),
         };
         let mut bad = Vec::new();
         {
@@ -117,6 +120,30 @@ impl Disk {
     /// Bytes accounted: content once per distinct body, plus each key's index line.
     pub fn usage(&self) -> u64 {
         self.lock().total()
+    }
+
+    /// Objects, bytes, byte limit and evictions so far.
+    pub fn stats(&self) -> super::TierStats {
+        let (objects, bytes) = {
+            let ix = self.lock();
+            (u64::try_from(ix.len()).unwrap_or(u64::MAX), ix.total())
+        };
+        super::TierStats {
+            objects,
+            bytes,
+            max_bytes: self.max_size,
+            evictions: self.evictions.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// `key`'s stored head, without touching use order.
+    pub fn peek(&self, key: &str) -> Option<Arc<StoredHead>> {
+        self.lock().get(key).map(|e| e.head)
+    }
+
+    /// The cache directory.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Finds `key`; bodies of at most `whole_up_to` bytes are read whole now.
@@ -283,6 +310,10 @@ impl Disk {
     /// Evicts until within `max_size`. Callers hold `changes`.
     async fn evict(&self) {
         let evicted = self.lock().evict(self.max_size);
+        self.evictions.fetch_add(
+            u64::try_from(evicted.len()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for removed in evicted {
             tracing::debug!(key = removed.key, "evicting from disk cache");
             self.delete(removed).await;

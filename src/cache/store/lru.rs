@@ -93,7 +93,6 @@ impl DiskIndex {
         self.total
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -32,18 +32,30 @@ impl MemEntry {
 /// The moka-backed tier.
 pub(super) struct Memory {
     cache: Cache<String, MemEntry>,
+    max_size: u64,
+    /// Entries moka evicted for size (for metrics); bumped by its eviction listener.
+    evictions: Arc<std::sync::atomic::AtomicU64>,
     /// Larger bodies are never kept here.
     max_object_size: u64,
 }
 
 impl Memory {
     pub fn new(max_size: u64, max_object_size: u64) -> Self {
+        let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = Arc::clone(&evictions);
         let cache = Cache::builder()
             .max_capacity(max_size)
             .weigher(|key: &String, entry: &MemEntry| weight(key, entry))
+            .eviction_listener(move |_key, _value, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
             .build();
         Self {
             cache,
+            max_size,
+            evictions,
             max_object_size,
         }
     }
@@ -141,6 +153,24 @@ impl Memory {
     /// Applies pending evictions now (moka batches them); for tests and metrics.
     pub async fn sync(&self) {
         self.cache.run_pending_tasks().await;
+    }
+
+    /// `key`'s stored head, without counting a use.
+    pub fn peek(&self, key: &str) -> Option<Arc<StoredHead>> {
+        self.cache
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, e)| Arc::clone(&e.head))
+    }
+
+    /// Objects, bytes, byte limit and evictions (moka's figures, without a sync).
+    pub fn stats(&self) -> super::TierStats {
+        super::TierStats {
+            objects: self.cache.entry_count(),
+            bytes: self.cache.weighted_size(),
+            max_bytes: self.max_size,
+            evictions: self.evictions.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// Bytes currently weighed (after [`sync`](Self::sync)).

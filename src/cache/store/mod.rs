@@ -71,6 +71,16 @@ impl Tier {
     }
 }
 
+/// One tier's use, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierStats {
+    pub objects: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Entries removed to make room, since start.
+    pub evictions: u64,
+}
+
 /// A stored response found by [`Store::lookup`].
 #[derive(Debug)]
 pub struct Hit {
@@ -207,6 +217,44 @@ impl Store {
             self.remove(key).await;
         }
         keys.len()
+    }
+
+    /// The memory tier's use.
+    pub fn memory_stats(&self) -> TierStats {
+        self.inner.memory.stats()
+    }
+
+    /// The disk tier's directory and use; `None` without a disk tier.
+    pub fn disk_stats(&self) -> Option<(std::path::PathBuf, TierStats)> {
+        let disk = self.inner.disk.as_ref()?;
+        Some((disk.path().to_path_buf(), disk.stats()))
+    }
+
+    /// `key`'s stored head in each tier that holds it, without promoting or counting a use
+    /// (for the cache inspector; scans the memory tier, so not for the request path).
+    pub fn peek(&self, key: &str) -> Vec<(Tier, Arc<StoredHead>)> {
+        let mut found = Vec::with_capacity(2);
+        if let Some(head) = self.inner.memory.peek(key) {
+            found.push((Tier::Memory, head));
+        }
+        if let Some(head) = self.inner.disk.as_ref().and_then(|d| d.peek(key)) {
+            found.push((Tier::Disk, head));
+        }
+        found
+    }
+
+    /// Every stored key starting with `prefix` (both tiers, deduplicated, sorted).
+    pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut keys: BTreeSet<String> = self
+            .inner
+            .memory
+            .keys_with_prefix(prefix)
+            .into_iter()
+            .collect();
+        if let Some(disk) = &self.inner.disk {
+            keys.extend(disk.keys_with_prefix(prefix));
+        }
+        keys.into_iter().collect()
     }
 
     /// Bytes accounted on disk; `None` without a disk tier.

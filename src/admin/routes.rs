@@ -1,0 +1,68 @@
+//! The admin listener's routes. Only `GET` (and `HEAD`); everything else is 405.
+//!
+//! `/` is left to the dashboard: until it exists, it is a 404 like any unknown path.
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use super::State;
+
+pub type AdminBody = Full<Bytes>;
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<AdminBody> {
+    respond(status, "text/plain; charset=utf-8", body.into())
+}
+
+/// A response with `content_type`.
+pub fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<AdminBody> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<AdminBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    respond(status, "application/json", Bytes::from(body))
+}
+
+/// Answers one admin request.
+pub async fn handle<B>(req: Request<B>, state: &std::sync::Arc<State>) -> Response<AdminBody> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match req.uri().path() {
+        "/metrics" => match super::exposition::render(state) {
+            Ok(body) => respond(
+                StatusCode::OK,
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                Bytes::from(body),
+            ),
+            Err(_) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics encoding failed\n",
+            ),
+        },
+        "/status" => json(StatusCode::OK, &super::status::document(state)),
+        "/cache" => super::inspect::handle(req.uri(), req.headers(), state).await,
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /status or /cache?url=\n",
+        ),
+    }
+}
