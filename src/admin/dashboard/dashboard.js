@@ -361,7 +361,7 @@ function renderUpstreams(s) {
     el("td", {}, badge(!!u.up)),
     el("td", { class: "n", text: grouped(num(u.requests)) }),
     el("td", { class: "n" + (num(u.failures) > 0 ? " fail" : ""), text: grouped(num(u.failures)) }),
-    el("td", { class: "n", text: num(u.requests) > 0 && Number.isFinite(u.latency_ms_avg)
+    el("td", { class: "n", text: num(u.requests) > num(u.failures) && Number.isFinite(u.latency_ms_avg)
       ? u.latency_ms_avg.toFixed(1) + " ms" : "n/a" }))) : [emptyRow(6, "no upstream groups")]));
 }
 
