@@ -5,7 +5,8 @@
 //! Everything stays on loopback: three origin sites behind a reverse port (one upstream group
 //! has a server that refuses connections, so it shows as down), a forward port whose requests
 //! all go to a parent `cache_peer`, and a traffic loop whose rate swings over a few minutes
-//! with Zipf-like URL popularity, uncacheable API calls, short-lived objects, some 404s.
+//! with Zipf-like URL popularity, uncacheable API calls, short-lived objects (some with an
+//! ETag, so they revalidate), large downloads through the parent, some 404s.
 //! After SECONDS (default 300) of traffic it keeps serving `/status` until killed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -51,6 +52,18 @@ fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
         .collect::<String>()
         .parse()
         .unwrap_or(1);
+    let etag = format!("\"v{number}\"");
+    if path.starts_with("/news/")
+        && req
+            .headers()
+            .get("if-none-match")
+            .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response.headers_mut().insert("etag", etag.parse().unwrap());
+        return response;
+    }
     let (status, size, cache_control) = if path.starts_with("/missing") {
         (404, 300, "max-age=10")
     } else if path.starts_with("/img/") {
@@ -59,6 +72,12 @@ fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
         (200, 8_000 + (number * 4099) % 60_000, "max-age=86400")
     } else if path.starts_with("/api/") {
         (200, 800 + (number * 31) % 3000, "no-store")
+    } else if path.starts_with("/pkg/") {
+        (
+            200,
+            300_000 + (number * 104_729) % 1_200_000,
+            "max-age=86400",
+        )
     } else if path.starts_with("/news/") {
         (200, 15_000 + (number * 211) % 20_000, "max-age=20")
     } else {
@@ -69,6 +88,9 @@ fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert("cache-control", cache_control.parse().unwrap());
+    if path.starts_with("/news/") {
+        response.headers_mut().insert("etag", etag.parse().unwrap());
+    }
     response
 }
 
@@ -158,7 +180,7 @@ async fn main() {
                     // Per worker: 10 to 50 requests a second, swinging over 3 minutes.
                     let rate = 30.0 + 20.0 * (t * std::f64::consts::TAU / 180.0).sin();
                     let pick = rng.unit();
-                    let request = if pick < 0.08 {
+                    let request = if pick < 0.04 {
                         let url = format!("http://downloads.example.net/pkg/{}.deb", rng.zipf(60));
                         proxied.get(url)
                     } else {

@@ -235,13 +235,19 @@ async fn dashboard_renders_the_status_figures_in_chromium() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let flowing = traffic(proxy, origin.clone(), Arc::clone(&stop));
-    // Let the first misses fill the cache, so both kinds are on the page.
-    for _ in 0..200 {
-        if total(&status(admin).await) > CACHEABLE_URLS * 2 {
+    // Let the first misses fill the cache, so both kinds are on the page, and let the clock
+    // pass the first history sample by 2 s, so the charts have an interval to draw.
+    let mut warm = false;
+    for _ in 0..400 {
+        let s = status(admin).await;
+        let first_sample = s["history"][0]["t"].as_f64().unwrap_or(f64::MAX);
+        if total(&s) > CACHEABLE_URLS * 2 && s["now"].as_f64().unwrap() - first_sample >= 2.0 {
+            warm = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(warm, "traffic and the first history sample in time");
 
     // 1. While traffic flows: the page shows a count between the ones before and after it ran.
     let before = status(admin).await;
@@ -258,10 +264,14 @@ async fn dashboard_renders_the_status_figures_in_chromium() {
     let (hits, lookups) = (int_of(&dom, "cache-hits"), int_of(&dom, "cache-lookups"));
     assert!(hits > 0 && hits < lookups, "hits {hits} of {lookups}");
     assert_eq!(text_of(&dom, "hit-ratio"), percent(hits, lookups));
-    assert!(
-        dom.contains("class=\"line s1\""),
-        "the request-rate chart has a line"
-    );
+    for chart in ["chart-rate", "chart-hits"] {
+        let svg = &dom[dom.find(&format!("id=\"{chart}\"")).unwrap()..];
+        let svg = &svg[..svg.find("</svg>").unwrap()];
+        assert!(
+            svg.contains("class=\"line s"),
+            "#{chart} draws a line: {svg}"
+        );
+    }
     assert_eq!(text_of(&dom, "live").split(" · ").next(), Some("live"));
 
     // 2. A screenshot, still under traffic, in the test's temp dir.
