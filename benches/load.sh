@@ -15,7 +15,10 @@
 #        default "0,1": this shares core 1 with wrk, so it is a rough scaling note only),
 #        OBJECTS (memory measurement, 100000), FILL_SECS (bound on each half of the fill, 60),
 #        MEMORY_ONLY=1 (only the memory measurement), ROW_FILTER (run only the rows whose label
-#        contains this text, e.g. "miss"; the memory measurement still runs).
+#        contains this text, e.g. "miss"; the memory measurement still runs),
+#        ADMIN_COMPARE=1 (the 1 KiB memory-hit row also runs cuttle with its admin listener on
+#        a free port, counting, and with `[admin] listen = "none"`, not counting: the cost of
+#        /metrics counting on the hit path, in the same run).
 # Output: a Markdown table on stdout (progress on stderr). Needs root for apt-get only.
 set -euo pipefail
 
@@ -414,6 +417,18 @@ start_cuttle_forward cuttle_fwd
   sect == "[cache.memory]" && /^max_object_size/ { print "max_object_size = \"1 B\""; next }
   { print }' >"$TMP/cuttle_disk.toml"
 start_cuttle cuttle_disk 1 0 "$TMP/cuttle_disk.toml"
+if [ "${ADMIN_COMPARE:-0}" = 1 ]; then
+  # The embedded default config with the admin listener on a free port (counting) or off.
+  admin_conf() { # FILE LISTEN
+    "$CUTTLE" --print-default-config | awk -v listen="$2" '
+      /^\[admin\]/ { print; print "listen = \"" listen "\""; next }
+      { print }' >"$1"
+  }
+  admin_conf "$TMP/cuttle_admin.toml" "127.0.0.1:$(free_port)"
+  admin_conf "$TMP/cuttle_noadmin.toml" none
+  start_cuttle cuttle_admin 1 0 "$TMP/cuttle_admin.toml"
+  start_cuttle cuttle_noadmin 1 0 "$TMP/cuttle_noadmin.toml"
+fi
 start_nginx_cache
 start_varnish
 start_haproxy
@@ -425,10 +440,14 @@ declare -A LABEL=(
   [cuttle_w2]="cuttle (2 workers, cores $CUTTLE2_CPUS)" [cuttle_disk]="cuttle (disk tier)"
   [nginx]="nginx proxy_cache" [varnish]="Varnish (malloc)" [haproxy]="HAProxy cache"
   [squid]="Squid (accel)"
+  [cuttle_admin]="cuttle, admin listener on (counting)"
+  [cuttle_noadmin]="cuttle, admin listener off (not counting)"
 )
+ADMIN_PEERS=""
+[ "${ADMIN_COMPARE:-0}" = 1 ] && ADMIN_PEERS=" cuttle_admin cuttle_noadmin"
 MEM_PEERS=(origin cuttle cuttle_fwd cuttle_w2 nginx varnish haproxy squid)
 ROWS=(
-  "1 KiB memory hit|/static/1k|${MEM_PEERS[*]}"
+  "1 KiB memory hit|/static/1k|${MEM_PEERS[*]}$ADMIN_PEERS"
   "100 KiB memory hit|/static/100k|${MEM_PEERS[*]}"
   "1 MiB memory hit|/static/1m|${MEM_PEERS[*]}"
   "1 KiB miss (no-store)|/nocache/1k|${MEM_PEERS[*]}"

@@ -141,6 +141,8 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         config: config.proxy,
     });
     let (stop, stop_rx) = watch::channel(false);
+    // With no admin listener nothing reads the counters: the request path skips them.
+    shared.metrics.set_enabled(config.admin.listen.is_some());
     let admin = match admin_socket {
         Some(socket) => {
             let state = crate::admin::State::new(

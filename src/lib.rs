@@ -8,12 +8,17 @@
 //!                                         ├▶ upstream (connect [tls], pooled clients, groups,
 //!                                         │            peers; pure select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
-//!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers)
+//!                                         ├▶ metrics  (per-thread counter shards, top URLs)
+//!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers;
+//!                                                      result: the one CacheResult enum)
+//!                                   └▶ admin (own listener: /metrics, /status, /cache inspector)
+//!                                         reads metrics + narrow handles (cache, groups, peers)
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests)
 //! ```
 //! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::access`'s
 //! formatter) use no sockets or clocks; only `proxy` sees access, upstream and log together;
-//! each module owns its `Config` and only `config` reads the file format.
+//! each module owns its `Config` and only `config` reads the file format. `admin` never sees
+//! `proxy`: `app` hands it the handles it reads, so the request path cannot depend on it.
 
 pub mod access;
 pub mod admin;

@@ -406,3 +406,23 @@ async fn cuttle_stats_prints_the_figures() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
+
+#[test]
+fn the_reverse_example_opens_the_admin_listener_to_monitoring_only() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/reverse.toml");
+    let cfg = cuttle::config::load_file(&path).unwrap();
+    assert_eq!(cfg.admin.listen, Some("0.0.0.0:3180".parse().unwrap()));
+    let allowed = |src: &str| {
+        let method = http::Method::GET;
+        cfg.admin.access.check(&cuttle::access::AccessRequest {
+            src: src.parse().unwrap(),
+            host: "",
+            port: 0,
+            method: &method,
+        }) == cuttle::access::Verdict::Allow
+    };
+    assert!(allowed("127.0.0.1"));
+    assert!(allowed("10.0.50.7"));
+    assert!(!allowed("10.0.51.7"));
+    assert!(!allowed("8.8.8.8"));
+}

@@ -99,9 +99,34 @@ fn cache_and_upstream_never_reach_into_the_proxy() {
 }
 
 #[test]
+fn admin_reads_through_narrow_handles_and_metrics_is_a_leaf() {
+    assert_none(
+        "admin",
+        &["crate::proxy"],
+        "admin reads metrics and the handles app gives it, never proxy::Shared",
+    );
+    assert_none(
+        "metrics",
+        &[
+            "crate::proxy",
+            "crate::admin",
+            "crate::upstream",
+            "tokio::sync",
+            "std::sync::RwLock",
+        ],
+        "counters are a leaf the request path writes without locks",
+    );
+    assert_none(
+        "cache/result.rs",
+        IO,
+        "pure module: no I/O, no clock, no proxy",
+    );
+}
+
+#[test]
 fn only_config_knows_the_file_format() {
     for module in [
-        "proxy", "cache", "upstream", "access", "log", "app.rs", "main.rs",
+        "proxy", "cache", "upstream", "access", "log", "app.rs", "main.rs", "admin", "metrics",
     ] {
         assert_none(module, &["config::file"], "modules own their Config types");
     }

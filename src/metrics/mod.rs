@@ -152,6 +152,9 @@ pub struct Metrics {
     shards: Sharded<Shard>,
     /// Site names by slot; set once each, read without locks.
     site_names: Box<[OnceLock<Box<str>>]>,
+    /// Off when no admin listener can read the counters (`[admin] listen = "none"`); read,
+    /// never written, on the request path.
+    enabled: std::sync::atomic::AtomicBool,
     generation: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
@@ -243,6 +246,7 @@ impl Metrics {
         Self {
             shards: Sharded::default(),
             site_names: (0..MAX_SITES).map(|_| OnceLock::new()).collect(),
+            enabled: std::sync::atomic::AtomicBool::new(true),
             generation: AtomicU64::new(1),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -252,6 +256,9 @@ impl Metrics {
 
     /// Counts one finished transaction (the request path; see the module docs).
     pub fn record(&self, r: &Record<'_>) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
         let shard = self.shards.local();
         let cell = request_cell(r.mode, r.method, status_class(r.status));
         if let Some(c) = shard.requests.get(cell) {
@@ -280,6 +287,11 @@ impl Metrics {
                 top.add(r.url, r.to_clients);
             }
         }
+    }
+
+    /// Turns counting on or off (off when nothing can read it; see `app`).
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
     }
 
     /// The slot for `site`, claiming a free one the first time a name is seen.
