@@ -299,8 +299,9 @@ async fn admin_access_rules_deny_by_peer_address() {
 async fn default_rules_allow_loopback_and_unknown_paths_are_404() {
     let proxy = TestProxy::start("").await;
     let admin = proxy.admin.unwrap();
+    // `/` is the dashboard (tests/dashboard.rs); any other unknown path is a 404.
     let root = admin_client()
-        .get(format!("http://{admin}/"))
+        .get(format!("http://{admin}/no-such-page"))
         .send()
         .await
         .unwrap();

@@ -15,6 +15,7 @@
 //! peers, a few closures), never `proxy::Shared`; `app` builds them and may swap them on
 //! reload ([`Admin::set_sources`]).
 
+pub mod dashboard;
 pub mod exposition;
 pub mod inspect;
 pub mod routes;

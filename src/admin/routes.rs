@@ -1,7 +1,7 @@
 //! The admin listener's routes: `GET` (and `HEAD`) everywhere, and `POST /reload`; anything
 //! else is 405.
 //!
-//! `/` is left to the dashboard: until it exists, it is a 404 like any unknown path.
+//! `/` and its CSS, JS and icon are the dashboard's ([`super::dashboard`]).
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -64,10 +64,13 @@ pub async fn handle<B>(req: Request<B>, state: &std::sync::Arc<State>) -> Respon
         },
         "/status" => json(StatusCode::OK, &super::status::document(state)),
         "/cache" => super::inspect::handle(req.uri(), req.headers(), state).await,
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found; try /metrics, /status or /cache?url=\n",
-        ),
+        // `/` and the files it loads (the dashboard).
+        path => super::dashboard::asset(path).unwrap_or_else(|| {
+            text(
+                StatusCode::NOT_FOUND,
+                "not found; try /, /metrics, /status or /cache?url=\n",
+            )
+        }),
     }
 }
 
