@@ -434,6 +434,7 @@ fn the_reverse_example_opens_the_admin_listener_to_monitoring_only() {
             host: "",
             port: 0,
             method: &method,
+            dst: None,
         }) == cuttle::access::Verdict::Allow
     };
     assert!(allowed("127.0.0.1"));

@@ -176,6 +176,7 @@ impl State {
             host: "",
             port: 0,
             method: &method,
+            dst: None,
         };
         match self.access.read().map(|rules| rules.check(&request)) {
             Ok(Verdict::Allow) => Ok(()),

@@ -102,11 +102,10 @@ pub async fn handle(
         // served from nor stored under the URI's key, or one client's body would choose what
         // everyone else gets for a plain GET.
         let up = ex.send(txn, ex.parts.headers.clone()).await?;
-        txn.code = code::TCP_MISS;
-        let status = CacheStatus {
-            detail: Some("request-content"),
-            ..CacheStatus::forward(Fwd::Bypass)
+        let result = CacheResult::NotStorable {
+            reason: "request-content",
         };
+        let status = txn.outcome(result, CacheStatus::forward(Fwd::Bypass));
         return Ok(deliver(ex.shared, up, status, None));
     }
     let Some(primary) = primary_key(&ex.parts.uri) else {
