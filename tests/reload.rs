@@ -507,3 +507,104 @@ async fn sighup_reloads_sigusr2_toggles_debug_and_neither_stops_the_proxy() {
     assert!(cuttle.stop().await.success());
     assert_eq!(lines(&log), 100 + 2 + 2, "every request logged once");
 }
+
+// === POST /reload on the admin listener ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_reload_on_the_admin_listener_reloads_answers_and_counts() {
+    let a = named("A").await;
+    let b = named("B").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cuttle.toml");
+    let admin_section = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let write = |server: SocketAddr, extra: &str| {
+        let text = format!(
+            "{}{admin_section}{extra}",
+            reverse_config(dir.path(), server, 0)
+        );
+        std::fs::write(&file, &text).unwrap();
+        text
+    };
+    write(a.addr, "");
+    let source = cuttle::config::Source {
+        path: Some(file.clone()),
+        overrides: cuttle::config::Overrides::default(),
+    };
+    let config = source.load().unwrap();
+    let server = cuttle::app::start_with(config, cuttle::clock::system(), Some(source))
+        .await
+        .unwrap();
+    let addr = server.addr().unwrap();
+    let admin = server.admin_addr().expect("the admin listener runs");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = |path: &str| format!("http://{admin}{path}");
+    assert_eq!(body_of(addr, "/x").await, "A");
+
+    // Only POST reloads: a link or a prefetch must not.
+    let get = http.get(url("/reload")).send().await.unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(server.control().generation(), 1);
+
+    // The same as SIGHUP: the new upstream serves, the answer says what changed.
+    write(b.addr, "");
+    let ok = http.post(url("/reload")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let text = ok.text().await.unwrap();
+    assert!(text.starts_with("config reloaded: generation 2"), "{text}");
+    assert!(text.contains(&format!("app/{}", b.addr)), "{text}");
+    assert_eq!(body_of(addr, "/x").await, "B");
+
+    // A broken file: 422 with file:line: key: reason, and the old config keeps serving.
+    let broken = write(b.addr, "[timeouts]\nconect = \"5s\"\n");
+    let refused = http.post(url("/reload")).send().await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let text = refused.text().await.unwrap();
+    let line = broken.lines().count();
+    assert!(
+        text.contains(&format!(
+            "{}:{line}: timeouts.conect: unknown field",
+            file.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(body_of(addr, "/x").await, "B");
+
+    // /status and /metrics count both, and read the new generation's upstream group.
+    let status = http
+        .get(url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["config"]["generation"], 2, "{status}");
+    assert_eq!(status["config"]["reloads_ok"], 1, "{status}");
+    assert_eq!(status["config"]["reloads_failed"], 1, "{status}");
+    let servers: Vec<String> = status["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["server"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(servers, vec![b.addr.to_string()], "{status}");
+    let metrics = http
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cuttle_config_reloads_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cuttle_config_reloads_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cuttle_config_generation 2"), "{metrics}");
+    server.shutdown().await;
+}
