@@ -128,6 +128,10 @@ async fn run(
     for line in config::summary(&name, &described, &bound) {
         eprintln!("cuttle: {line}");
     }
+    match server.admin_addr() {
+        Some(addr) => eprintln!("cuttle: admin listener on http://{addr}/ (dashboard, /metrics, /status, /cache, POST /reload)"),
+        None => eprintln!("cuttle: no admin listener"),
+    }
     // Read back from the runtime itself, so the line shows what really runs.
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     eprintln!(

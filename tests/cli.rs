@@ -435,7 +435,8 @@ fn startup_lines_name_the_config_ports_cache_log_peers_and_groups() {
              [[peer]]\nhost = \"127.0.0.1\"\nport = 3\ntype = \"parent\"\nname = \"p1\"\n\
              [cache.memory]\nmax_size = \"32 MiB\"\n\
              [cache.disk]\npath = \"{}\"\nmax_size = \"2 GiB\"\n\
-             [log]\naccess_log = \"{}\"\n",
+             [log]\naccess_log = \"{}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n",
             cert_file.display(),
             key_file.display(),
             cache.display(),
@@ -474,6 +475,12 @@ fn startup_lines_name_the_config_ports_cache_log_peers_and_groups() {
             "missing `{expected}` in:\n{text}"
         );
     }
+    assert!(
+        lines.iter().any(|l| l
+            .strip_prefix("cuttle: admin listener on http://127.0.0.1:")
+            .is_some_and(|rest| !rest.starts_with("0/") && rest.contains("/metrics"))),
+        "the admin listener's bound address: {text}"
+    );
     assert!(
         lines
             .last()
