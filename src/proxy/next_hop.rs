@@ -106,6 +106,26 @@ pub struct Outgoing {
     pub target: Target,
 }
 
+impl Outgoing {
+    /// One try of this request at an already chosen next hop: the body moves to it, and the
+    /// last try takes the fields where an earlier one keeps them for a retry.
+    fn attempt(&mut self, last: bool) -> Outgoing {
+        Outgoing {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            version: self.version,
+            headers: if last {
+                std::mem::take(&mut self.headers)
+            } else {
+                self.headers.clone()
+            },
+            body: self.body.take(),
+            client: self.client,
+            target: Target::Origin(Resolution::Unneeded),
+        }
+    }
+}
+
 /// Sends `out` to its next hop and waits for the response head and first body frame.
 pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
     match out.target.clone() {
@@ -316,19 +336,7 @@ async fn send_direct(
             .parse()
             .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad path"))?;
         let last = has_body || i + 1 == addrs.len();
-        let attempt = Outgoing {
-            method: out.method.clone(),
-            uri: out.uri.clone(),
-            version: out.version,
-            headers: if last {
-                std::mem::take(&mut out.headers)
-            } else {
-                out.headers.clone()
-            },
-            body: out.body.take(),
-            client: out.client,
-            target: Target::Origin(Resolution::Unneeded),
-        };
+        let attempt = out.attempt(last);
         match send_once(shared, &shared.upstream, attempt, uri, host.clone()).await {
             Ok(mut up) => {
                 up.peer = peer;
@@ -434,20 +442,7 @@ async fn send_to_group(
         .map_err(|_| Error::new(ErrorKind::InvalidRequest, "invalid Host"))?;
         let guard = group.begin(index);
         let is_last = attempt + 1 >= total;
-        let attempt_out = Outgoing {
-            method: out.method.clone(),
-            uri: out.uri.clone(),
-            version: out.version,
-            // The last attempt takes the fields; earlier ones keep them for a retry.
-            headers: if is_last {
-                std::mem::take(&mut out.headers)
-            } else {
-                out.headers.clone()
-            },
-            body: out.body.take(),
-            client: out.client,
-            target: Target::Origin(Resolution::Unneeded),
-        };
+        let attempt_out = out.attempt(is_last);
         let started = tokio::time::Instant::now();
         let sent = send_once(shared, client, attempt_out, uri, host).await;
         observe(Some(&server.stats), &sent, started);

@@ -204,15 +204,7 @@ impl Store {
     /// This is a plain string prefix: `"http://a/"` also matches `"http://a/b"`, so pass
     /// `"<primary>\n"` for the variants and [`remove`](Self::remove) the bare primary key.
     pub async fn remove_prefix(&self, prefix: &str) -> usize {
-        let mut keys: BTreeSet<String> = self
-            .inner
-            .memory
-            .keys_with_prefix(prefix)
-            .into_iter()
-            .collect();
-        if let Some(disk) = &self.inner.disk {
-            keys.extend(disk.keys_with_prefix(prefix));
-        }
+        let keys = self.keys_with_prefix(prefix);
         for key in &keys {
             self.remove(key).await;
         }
