@@ -130,22 +130,27 @@ fn push_word(out: &mut String, value: &[u8]) {
 }
 
 /// URLs may not contain spaces or line breaks in a log line (they would split the fields):
-/// such bytes are percent-encoded.
+/// such characters are percent-encoded (their UTF-8 bytes), non-ASCII ones included (C1
+/// controls such as U+0085 NEL and separators such as U+2028 end a line for some readers).
 fn push_url(out: &mut String, url: &str) {
-    if !url
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
+    let unsafe_char = |c: char| c.is_whitespace() || c.is_control();
+    if url.is_empty() {
+        out.push('-');
+        return;
+    }
+    if !url.chars().any(unsafe_char) {
         out.push_str(url);
         return;
     }
     for ch in url.chars() {
-        if ch.is_ascii_whitespace() || ch.is_ascii_control() {
-            let b = ch as u8;
+        if unsafe_char(ch) {
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+            let mut utf8 = [0u8; 4];
+            for &b in ch.encode_utf8(&mut utf8).as_bytes() {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
         } else {
             out.push(ch);
         }
