@@ -216,6 +216,8 @@ struct Outcome {
     status: Option<u16>,
     /// What each origin connection received.
     forwarded: Vec<Vec<u8>>,
+    /// The proxy closed the client connection (rather than the client giving up waiting).
+    closed: bool,
 }
 
 impl Outcome {
@@ -245,7 +247,9 @@ async fn exchange(proxy: SocketAddr, origin: &Recorder, request: &[u8]) -> Outco
     let mut stream = TcpStream::connect(proxy).await.unwrap();
     let _ = stream.write_all(request).await;
     let mut got = Vec::new();
-    let _ = tokio::time::timeout(CLIENT_WAIT, stream.read_to_end(&mut got)).await;
+    let closed = tokio::time::timeout(CLIENT_WAIT, stream.read_to_end(&mut got))
+        .await
+        .is_ok();
     drop(stream);
     let status = got
         .strip_prefix(b"HTTP/1.1 ")
@@ -255,6 +259,7 @@ async fn exchange(proxy: SocketAddr, origin: &Recorder, request: &[u8]) -> Outco
     Outcome {
         status,
         forwarded: origin.take().await,
+        closed,
     }
 }
 
@@ -285,6 +290,22 @@ fn check(request: &[u8], out: &Outcome) -> Result<(), String> {
             "a smuggled request reached the origin\nclient sent {:?}\norigin got {:?}",
             String::from_utf8_lossy(request),
             String::from_utf8_lossy(f)
+        ));
+    }
+    // RFC 9112 §6.1: after a request with both framings "the server MUST close the connection
+    // after responding to such a request" (the client's `Connection: close` aside).
+    let head = request
+        .split(|&b| b == b'\n')
+        .take_while(|l| *l != b"\r" && !l.is_empty())
+        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
+        .collect::<Vec<_>>();
+    let both = head.iter().any(|l| l.starts_with("content-length:"))
+        && head.iter().any(|l| l.starts_with("transfer-encoding:"));
+    if both && !out.rejected() && !out.closed {
+        return Err(format!(
+            "connection left open after a request with both Content-Length and \
+             Transfer-Encoding: {:?}",
+            String::from_utf8_lossy(request)
         ));
     }
     if out.rejected() {
