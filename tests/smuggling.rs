@@ -385,17 +385,22 @@ fn body_text() -> impl Strategy<Value = &'static str> {
     ])
 }
 
-/// A request: request line, Host, `Connection: close`, 0-3 framing fields, each ended by CRLF
-/// or (sometimes) a bare LF, then a body.
+/// A request for the reverse-mode site (origin-form, `Host: site.example`).
 fn hostile_request() -> impl Strategy<Value = Vec<u8>> {
+    hostile_request_to("/p".to_owned(), HOST.to_owned())
+}
+
+/// A request: request line for `target`, `Host: host`, `Connection: close`, 0-3 framing fields,
+/// each ended by CRLF or (sometimes) a bare LF, then a body.
+fn hostile_request_to(target: String, host: String) -> impl Strategy<Value = Vec<u8>> {
     (
         prop::sample::select(vec!["GET", "POST", "PUT"]),
         prop::sample::select(vec!["HTTP/1.1", "HTTP/1.1", "HTTP/1.0"]),
         prop::collection::vec((framing_field(), prop::bool::weighted(0.1)), 0..4),
         body_text(),
     )
-        .prop_map(|(method, version, fields, body)| {
-            let mut r = format!("{method} /p {version}\r\nHost: {HOST}\r\n").into_bytes();
+        .prop_map(move |(method, version, fields, body)| {
+            let mut r = format!("{method} {target} {version}\r\nHost: {host}\r\n").into_bytes();
             r.extend_from_slice(b"Connection: close\r\n");
             for (field, bare_lf) in fields {
                 r.extend_from_slice(field.as_bytes());
@@ -430,21 +435,21 @@ fn case_count(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// Generated hostile requests through cuttle (reverse mode) to a recording origin: every
-/// forwarded message is unambiguous, and a request that reached nothing got an error.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn property_forwarded_requests_are_one_unambiguous_message() {
-    let origin = Recorder::spawn().await;
-    let proxy = reverse_cuttle(origin.addr).await;
+/// Sends every generated request through `proxy` to `origin` and applies [`check`].
+async fn run_property(
+    proxy: &TestProxy,
+    origin: &Recorder,
+    strategy: impl Strategy<Value = Vec<u8>>,
+) {
     let mut runner = TestRunner::new(PropConfig::with_cases(case_count(60)));
     let mut requests = Vec::new();
     for _ in 0..case_count(60) {
-        let tree = hostile_request().new_tree(&mut runner).unwrap();
+        let tree = strategy.new_tree(&mut runner).unwrap();
         requests.push(tree.current());
     }
     let (mut forwarded, mut rejected) = (0, 0);
     for request in &requests {
-        let out = exchange(proxy.addr, &origin, request).await;
+        let out = exchange(proxy.addr, origin, request).await;
         if let Err(e) = check(request, &out) {
             panic!("{e}");
         }
@@ -462,6 +467,26 @@ async fn property_forwarded_requests_are_one_unambiguous_message() {
         forwarded > 0 && rejected > 0,
         "the grammar exercises both outcomes"
     );
+}
+
+/// Generated hostile requests through cuttle (reverse mode) to a recording origin: every
+/// forwarded message is unambiguous, and a request that reached nothing got an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn property_forwarded_requests_are_one_unambiguous_message() {
+    let origin = Recorder::spawn().await;
+    let proxy = reverse_cuttle(origin.addr).await;
+    run_property(&proxy, &origin, hostile_request()).await;
+    proxy.shutdown().await;
+}
+
+/// The same in forward mode: absolute-form targets naming the recording origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn property_forward_mode_forwards_one_unambiguous_message() {
+    let origin = Recorder::spawn().await;
+    let proxy = TestProxy::start("").await;
+    let authority = origin.addr.to_string();
+    let strategy = hostile_request_to(format!("http://{authority}/p"), authority);
+    run_property(&proxy, &origin, strategy).await;
     proxy.shutdown().await;
 }
 
