@@ -353,6 +353,22 @@ mod tests {
     }
 
     #[test]
+    fn unicode_line_ends_in_a_url_are_encoded_and_an_empty_url_is_a_dash() {
+        let mut rec = record();
+        rec.url = "http://example.com/\u{85}a\u{2028}b\u{80}".into();
+        let mut out = String::new();
+        format_squid(&rec, &mut out);
+        assert!(
+            out.contains(" GET http://example.com/%C2%85a%E2%80%A8b%C2%80 - "),
+            "{out}"
+        );
+        rec.url = String::new();
+        out.clear();
+        format_squid(&rec, &mut out);
+        assert!(out.contains(" GET - - HIER_DIRECT/"), "{out}");
+    }
+
+    #[test]
     fn odd_fields_stay_one_word_each() {
         let mut rec = record();
         rec.url = "http://example.com/\r\nx".into();
