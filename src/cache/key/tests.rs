@@ -310,3 +310,59 @@ fn property_two_paths_share_a_key_exactly_when_rfc3986_makes_them_equivalent() {
     }
     assert!(shared > 0, "the generator produces equivalent pairs too");
 }
+
+/// RFC 3986 §6.2.2.1 and §6.2.3 over whole URLs: scheme and host compare case-insensitively,
+/// an empty or default port is the same as none, an empty path is "/", leading zeros of a
+/// port do not matter; the path and query are compared as [`equivalence_class`] states.
+/// Two generated URLs share a key exactly when those rules make them equivalent.
+type UrlClass = (
+    String,
+    String,
+    Option<u16>,
+    Vec<(u8, bool)>,
+    Option<Vec<(u8, bool)>>,
+);
+
+fn url_class(uri: &Uri) -> UrlClass {
+    let scheme = uri.scheme_str().unwrap().to_ascii_lowercase();
+    let port = uri.port_u16().or_else(|| default_port(&scheme));
+    let path = if uri.path().is_empty() {
+        "/"
+    } else {
+        uri.path()
+    };
+    (
+        scheme,
+        uri.host().unwrap().to_ascii_lowercase(),
+        port,
+        equivalence_class(path),
+        uri.query().map(equivalence_class),
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)))]
+
+    #[test]
+    fn property_two_urls_share_a_key_exactly_when_rfc3986_makes_them_equivalent(
+        parts in proptest::collection::vec((
+            proptest::sample::select(vec!["http", "HTTP", "Http", "https"]),
+            proptest::sample::select(vec!["h", "H", "a.example", "A.Example"]),
+            proptest::sample::select(vec!["", ":", ":80", ":080", ":443", ":8080", ":08080"]),
+            proptest::sample::select(vec!["", "/", "/a", "/%61", "/A", "/%2f", "/%2F", "/a/"]),
+            proptest::sample::select(vec!["", "?", "?q", "?%71", "?Q", "?a=%7e", "?a=~", "?%3D"]),
+        ), 2..12),
+    ) {
+        let uris: Vec<Uri> = parts
+            .iter()
+            .map(|(s, h, p, path, q)| Uri::try_from(format!("{s}://{h}{p}{path}{q}")).unwrap())
+            .collect();
+        for a in &uris {
+            for b in &uris {
+                let (ka, kb) = (primary_key(a).unwrap(), primary_key(b).unwrap());
+                proptest::prop_assert_eq!(ka == kb, url_class(a) == url_class(b), "{} vs {}", a, b);
+            }
+        }
+    }
+}

@@ -19,7 +19,8 @@
 //! | `content_type`, `user`, `referer`, `user_agent` | as named |
 //!
 //! Field values that are not UTF-8 have their bad bytes replaced with U+FFFD; serde_json
-//! escapes quotes, backslashes and control characters.
+//! escapes quotes, backslashes and C0 controls; DEL, the C1 controls and U+2028/U+2029 are
+//! escaped here too, so no reader splits a record.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -112,7 +113,7 @@ pub fn write(rec: &AccessRecord, url: &str, out: &mut String) {
     // Serialising plain strings and numbers cannot fail; were it to, the line is marked
     // rather than silently lost.
     match serde_json::to_string(&line) {
-        Ok(json) => out.push_str(&json),
+        Ok(json) => push_escaping_line_ends(out, &json),
         Err(e) => {
             out.push_str(r#"{"error":"#);
             out.push_str(&serde_json::Value::from(e.to_string()).to_string());
@@ -120,6 +121,25 @@ pub fn write(rec: &AccessRecord, url: &str, out: &mut String) {
         }
     }
     out.push('\n');
+}
+
+/// Appends serde_json's output, escaping what it leaves raw but some readers act on: DEL and
+/// the C1 controls (U+0085 NEL ends a line for Python's `splitlines` and log shippers; U+009B
+/// starts a terminal escape) and the line and paragraph separators U+2028/U+2029. They can only
+/// occur inside strings, where `\uXXXX` means the same character, so one record stays one line.
+fn push_escaping_line_ends(out: &mut String, json: &str) {
+    let raw = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !json.contains(raw) {
+        out.push_str(json);
+        return;
+    }
+    for c in json.chars() {
+        if raw(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
 }
 
 /// A field value as text.

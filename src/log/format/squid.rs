@@ -87,6 +87,11 @@ fn push_word(out: &mut String, value: &[u8]) {
 /// URLs may not contain spaces or line breaks in a log line (they would split the fields):
 /// such bytes, and any that are not ASCII, are percent-encoded.
 fn push_url(out: &mut String, url: &str) {
+    // An empty field would shift every later one.
+    if url.is_empty() {
+        out.push('-');
+        return;
+    }
     let unsafe_byte = |b: u8| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii();
     if !url.bytes().any(unsafe_byte) {
         out.push_str(url);

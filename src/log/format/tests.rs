@@ -288,3 +288,28 @@ fn format_names_parse_and_unknown_ones_list_the_valid_ones() {
         "unknown access-log format \"xml\" (expected squid, combined or json)"
     );
 }
+
+// === every format ===
+
+/// U+0085 and U+2028/2029 end a line for some readers (Python's `splitlines`, log shippers),
+/// and an empty field shifts every later one: neither may reach a line raw.
+#[test]
+fn unicode_line_ends_and_an_empty_url_never_split_or_shift_a_line() {
+    let mut rec = sample();
+    rec.url = "http://example.com/\u{85}a\u{2028}b\u{2029}c".into();
+    rec.user_agent = Some(HeaderValue::from_bytes("ua\u{2028}x".as_bytes()).unwrap());
+    for format in Format::ALL {
+        let out = line(format, false, &rec);
+        assert_eq!(out.matches('\n').count(), 1, "{format:?}: {out:?}");
+        assert!(
+            !out.contains(['\u{85}', '\u{2028}', '\u{2029}']),
+            "{format:?}: {out:?}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(line(Format::Json, false, &rec).trim_end()).unwrap();
+    assert_eq!(json["url"], "http://example.com/\u{85}a\u{2028}b\u{2029}c");
+    assert!(line(Format::Squid, false, &rec).contains(" http://example.com/%C2%85a%E2%80%A8b"));
+    rec.url = String::new();
+    assert!(line(Format::Squid, false, &rec).contains(" GET - - HIER_DIRECT/"));
+}
