@@ -74,7 +74,13 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
             addr: listener.addr,
             source,
         })?;
-        bound.push((socket, local, listener.mode, listener.tls.clone()));
+        bound.push((
+            socket,
+            local,
+            listener.mode,
+            listener.tls.clone(),
+            listener.error_details,
+        ));
     }
     let (access_log, log_writer) =
         crate::log::access::start(&config.log.access_log, config.log.access_log_flush)
@@ -135,13 +141,14 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     }
     let mut addrs = Vec::with_capacity(bound.len());
     let mut listeners = Vec::with_capacity(bound.len());
-    for (socket, local, mode, tls) in bound {
+    for (socket, local, mode, tls, error_details) in bound {
         tracing::info!(addr = %local, mode = mode.as_str(), tls = tls.is_some(), "listening");
         addrs.push((local, mode));
         listeners.push(tokio::spawn(proxy::listener::serve(
             socket,
             mode,
             tls,
+            error_details,
             Arc::clone(&shared),
             stop_rx.clone(),
         )));

@@ -69,6 +69,22 @@ pub struct FileConfig {
     pub always_direct: Vec<AccessRule>,
     #[serde(default)]
     pub log: Log,
+    /// How much error pages tell on every port that does not say (`full` or `minimal`);
+    /// without it, `minimal` on reverse ports and `full` on forward ports.
+    pub error_details: Option<ErrorDetails>,
+    /// The operator's HTML page per status code (`502 = "/etc/cuttle/502.html"`), read at load.
+    #[serde(default)]
+    pub error_pages: BTreeMap<String, String>,
+}
+
+/// How much an error page tells.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorDetails {
+    /// Cause (which may name an upstream), URL, proxy name and version.
+    Full,
+    /// The status only.
+    Minimal,
 }
 
 /// One `refresh_pattern` line: `regex`, then Squid's min / percent / max.
@@ -93,6 +109,8 @@ pub struct HttpPort {
     /// Terminate TLS on this port (Squid `https_port`).
     #[serde(default)]
     pub tls: Option<PortTls>,
+    /// How much error pages on this port tell; overrides the global `error_details`.
+    pub error_details: Option<ErrorDetails>,
 }
 
 /// A TLS port's certificate chain and private key, PEM files (paths relative to the working

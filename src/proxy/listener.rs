@@ -85,6 +85,7 @@ pub async fn serve(
     listener: TcpListener,
     mode: super::Mode,
     tls: Option<ServerTls>,
+    error_details: super::respond::ErrorDetails,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -127,6 +128,7 @@ pub async fn serve(
             client_text: crate::log::access::client_text(peer.ip()),
             local,
             mode,
+            error_details,
             tls: tls.is_some(),
             activity: ConnActivity::new(
                 shared.config.timeouts.client_header,

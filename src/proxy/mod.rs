@@ -56,6 +56,8 @@ pub struct Config {
     pub reverse: reverse::ReverseConfig,
     /// Parent and sibling caches; `None` without `[[peer]]`s.
     pub hierarchy: Option<crate::upstream::peer::HierarchyConfig>,
+    /// The operator's error pages by status (`[error_pages]`).
+    pub error_pages: respond::ErrorPages,
 }
 
 /// One listening socket.
@@ -65,6 +67,8 @@ pub struct ListenerConfig {
     pub mode: Mode,
     /// TLS termination: clients speak HTTPS to this port.
     pub tls: Option<tls::ServerTls>,
+    /// How much error pages on this port tell.
+    pub error_details: respond::ErrorDetails,
 }
 
 /// What a port does with requests.

@@ -28,6 +28,8 @@ pub struct ConnInfo {
     /// The listening address the client connected to.
     pub local: SocketAddr,
     pub mode: Mode,
+    /// How much this port's error pages tell (`error_details`).
+    pub error_details: respond::ErrorDetails,
     /// The client spoke TLS to us (an `https` port): reverse mode says so upstream.
     pub tls: bool,
     pub activity: Arc<ConnActivity>,
@@ -46,13 +48,14 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
     } else {
         without_userinfo(req.uri())
     };
-    let txn = Transaction::new(
+    let mut txn = Transaction::new(
         Arc::clone(&conn.shared),
         Arc::clone(&conn.client_text),
         req.method(),
         url,
         Some(in_flight),
     );
+    txn.error_details = conn.error_details;
     if let Err(err) = check_limits(&req, &conn.shared.config.limits)
         .and_then(|()| check_host(&req))
         .and_then(|()| check_transfer_coding(req.headers()))
@@ -110,7 +113,13 @@ pub fn reply_error(mut txn: Transaction, err: &Error, shared: &Shared) -> Respon
         Side::Downstream | Side::Internal => code::NONE,
     };
     tracing::debug!(url = %txn.url, error = %err, "request failed");
-    let response = respond::error_response(err, &txn.url, shared.via.pseudonym());
+    let response = respond::error_response_with(
+        err,
+        &txn.url,
+        shared.via.pseudonym(),
+        txn.error_details,
+        &shared.config.error_pages,
+    );
     txn.respond(&response);
     response.map(|body| body.with_transaction(txn))
 }

