@@ -156,3 +156,78 @@ fn error_pages_are_validated_at_load() {
     );
     assert!(cuttle::config::load_str("t.toml", &bad_word).is_err());
 }
+
+/// The forwarding fields the origin received for one request through a reverse port whose
+/// `[reverse]` table holds `reverse_extra`, when the client sends spoofed ones.
+async fn forwarding_fields_seen_by_origin(reverse_extra: &str) -> Vec<(String, String)> {
+    let origin = Origin::builder()
+        .route("/x", |_| reply(200, "ok"))
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        reverse_config(dir.path(), origin.addr, "", "") + &format!("[reverse]\n{reverse_extra}\n");
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    let (head, _) = exchange(
+        proxy.addr,
+        b"GET /x HTTP/1.1\r\nHost: site.example\r\n\
+          Forwarded: for=203.0.113.9;proto=https\r\n\
+          X-Forwarded-For: 203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\n\
+          X-Forwarded-Host: admin.internal\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 1);
+    let mut fields: Vec<(String, String)> = requests[0]
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            name == "forwarded" || name.starts_with("x-forwarded") || name == "x-real-ip"
+        })
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect();
+    fields.sort();
+    fields
+}
+
+#[tokio::test]
+async fn a_clients_forwarded_fields_are_replaced_in_reverse_mode() {
+    let expected = vec![
+        (
+            "forwarded".to_owned(),
+            "for=127.0.0.1;proto=http;host=site.example".to_owned(),
+        ),
+        ("x-forwarded-for".to_owned(), "127.0.0.1".to_owned()),
+        ("x-forwarded-proto".to_owned(), "http".to_owned()),
+    ];
+    assert_eq!(forwarding_fields_seen_by_origin("").await, expected);
+    // A trusted network that does not hold the client changes nothing.
+    assert_eq!(
+        forwarding_fields_seen_by_origin("trusted_proxies = [\"10.0.0.0/8\"]").await,
+        expected
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_forwarded_fields_are_appended_to() {
+    let fields = forwarding_fields_seen_by_origin("trusted_proxies = [\"127.0.0.0/8\"]").await;
+    assert_eq!(
+        fields,
+        vec![
+            (
+                "forwarded".to_owned(),
+                "for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=site.example"
+                    .to_owned()
+            ),
+            (
+                "x-forwarded-for".to_owned(),
+                "203.0.113.9, 127.0.0.1".to_owned()
+            ),
+            ("x-forwarded-host".to_owned(), "admin.internal".to_owned()),
+            ("x-forwarded-proto".to_owned(), "http".to_owned()),
+            ("x-real-ip".to_owned(), "203.0.113.9".to_owned()),
+        ]
+    );
+}

@@ -371,6 +371,7 @@ fn build_reverse(
         sites: out,
         x_forwarded_proto: raw.x_forwarded_proto,
         forwarded: raw.forwarded,
+        trusted_proxies: raw.trusted_proxies.iter().map(|c| c.0).collect(),
     })
 }
 

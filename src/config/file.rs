@@ -335,6 +335,9 @@ pub struct Reverse {
     pub x_forwarded_proto: bool,
     /// Add an RFC 7239 `Forwarded` element (`for`, `proto`, `host`).
     pub forwarded: bool,
+    /// Clients (proxies in front of cuttle) whose `Forwarded` / `X-Forwarded-*` fields are kept
+    /// and appended to; from anyone else they are replaced by cuttle's own.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for Reverse {
@@ -342,6 +345,7 @@ impl Default for Reverse {
         Self {
             x_forwarded_proto: true,
             forwarded: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }
