@@ -130,6 +130,10 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         cache,
         clock,
         connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
+        client_slots: proxy::client_slots::ClientSlots::new(
+            config.proxy.limits.client_ip_max_connections,
+            config.proxy.limits.client_ip_limit_exempt.clone(),
+        ),
         config: config.proxy,
     });
     let (stop, stop_rx) = watch::channel(false);

@@ -295,3 +295,118 @@ async fn the_response_header_limit_is_enforced_to_the_byte() {
         assert!(status.contains(expect), "{size} bytes: {status}");
     }
 }
+
+/// A connection to `proxy` from the loopback address `from` (127/8 is all loopback on Linux,
+/// so two source addresses stand for two clients without leaving the machine).
+async fn connect_from(proxy: &TestProxy, from: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    tokio::time::timeout(WAIT, socket.connect(proxy.addr))
+        .await
+        .expect("connect timed out")
+        .unwrap()
+}
+
+/// Sends a GET for `url` on `stream` and returns the status line, within `limit`.
+async fn status_within(stream: &mut TcpStream, url: &str, limit: std::time::Duration) -> String {
+    let request = format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(request.as_bytes()).await;
+    let (head, _) = tokio::time::timeout(limit, read_response(stream))
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {limit:?}"));
+    head.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_fill_max_connections() {
+    use std::time::Duration;
+    let origin = Origin::builder()
+        .route("/ok", |_| reply(200, "ok"))
+        .spawn()
+        .await;
+    let proxy = TestProxy::start(
+        "[limits]\nmax_connections = 8\nclient_ip_max_connections = 4\n\
+         client_ip_limit_exempt = []\n",
+    )
+    .await;
+    // The flood: 4 idle connections are held, every further one is turned away at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_from(&proxy, "127.0.0.2").await);
+    }
+    let mut refused = 0;
+    for _ in 0..12 {
+        let mut extra = connect_from(&proxy, "127.0.0.2").await;
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_to_end(&mut extra, &mut buf),
+        )
+        .await
+        .expect("an over-limit connection must be answered or closed at once");
+        // A 429, or a reset if the close overtook it; never a wait.
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            read.is_err() || text.is_empty() || text.starts_with("HTTP/1.1 429"),
+            "{text}"
+        );
+        if text.starts_with("HTTP/1.1 429") {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no 429 was ever read");
+    // Another client is served promptly: 4 of the 8 slots are still free.
+    let mut other = connect_from(&proxy, "127.0.0.3").await;
+    let status = status_within(&mut other, &origin.url("/ok"), Duration::from_secs(5)).await;
+    assert!(status.contains(" 200"), "{status}");
+    // The flooding address gets its slots back when it closes one.
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..50 {
+        let mut again = connect_from(&proxy, "127.0.0.2").await;
+        let status = status_within(&mut again, &origin.url("/ok"), Duration::from_secs(5)).await;
+        if status.contains(" 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a freed slot was never given back");
+}
+
+#[tokio::test]
+async fn loopback_is_exempt_from_the_per_address_limit_by_default() {
+    use std::time::Duration;
+    let origin = Origin::builder()
+        .route("/ok", |_| reply(200, "ok"))
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("[limits]\nclient_ip_max_connections = 2\n").await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_from(&proxy, "127.0.0.2").await);
+    }
+    let mut fifth = connect_from(&proxy, "127.0.0.2").await;
+    let status = status_within(&mut fifth, &origin.url("/ok"), Duration::from_secs(5)).await;
+    assert!(status.contains(" 200"), "{status}");
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_gives_its_slot_back_at_request_start() {
+    use std::time::Duration;
+    use tokio::time::Instant;
+    let proxy =
+        TestProxy::start("[timeouts]\nrequest_start = \"300ms\"\nclient_header = \"20s\"\n").await;
+    let mut silent = connect_from(&proxy, "127.0.0.2").await;
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut buf),
+    )
+    .await
+    .expect("a silent connection must be closed at request_start");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}

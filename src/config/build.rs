@@ -69,6 +69,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         ("connect", t.connect),
         ("read", t.read),
         ("client_header", t.client_header),
+        ("request_start", t.request_start),
         ("client_idle", t.client_idle),
         ("client_read", t.client_read),
         ("client_write", t.client_write),
@@ -125,6 +126,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         listeners,
         timeouts: proxy::Timeouts {
             client_header: t.client_header.0,
+            request_start: t.request_start.0,
             client_idle: t.client_idle.0,
             client_read: t.client_read.0,
             client_write: t.client_write.0,
@@ -133,6 +135,8 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         },
         limits: proxy::Limits {
             max_connections: l.max_connections,
+            client_ip_max_connections: l.client_ip_max_connections,
+            client_ip_limit_exempt: l.client_ip_limit_exempt.iter().map(|c| c.0).collect(),
             max_request_header_size,
             max_uri_length: l.max_uri_length,
         },

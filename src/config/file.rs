@@ -385,6 +385,9 @@ pub struct Timeouts {
     pub read: HumanDuration,
     /// A client must send a complete request header within this (Squid `request_timeout`).
     pub client_header: HumanDuration,
+    /// A new connection must send its first byte within this (Squid `request_start_timeout`;
+    /// at most `client_header`).
+    pub request_start: HumanDuration,
     /// An idle keep-alive client connection is closed after this (`client_idle_pconn_timeout`).
     pub client_idle: HumanDuration,
     /// Longest wait for the next piece of a request body.
@@ -405,6 +408,7 @@ impl Default for Timeouts {
             connect: s(10),
             read: s(60),
             client_header: s(30),
+            request_start: s(10),
             client_idle: s(120),
             client_read: s(60),
             client_write: s(60),
@@ -420,6 +424,11 @@ impl Default for Timeouts {
 pub struct Limits {
     /// Simultaneous client connections; further clients wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections one client address may hold (Squid `client_ip_max_connections`); 0 =
+    /// unlimited. Beyond it a new connection is answered 429 and closed.
+    pub client_ip_max_connections: usize,
+    /// Client networks `client_ip_max_connections` does not count (loopback by default).
+    pub client_ip_limit_exempt: Vec<Cidr>,
     /// Request header section, without the request line (Squid `request_header_max_size`): 431.
     pub max_request_header_size: ByteSize,
     /// Request-target length: 414.
@@ -432,6 +441,11 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
+            client_ip_max_connections: 256,
+            client_ip_limit_exempt: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
             max_request_header_size: ByteSize::kib(64),
             max_uri_length: 8192,
             max_response_header_size: ByteSize::kib(64),

@@ -7,7 +7,9 @@
 //! failed handshake just closes the connection. Then the protocol ALPN chose is served: `h2`
 //! with hyper's `http2` server, anything else with the same `http1` server as plain ports.
 //! Connections are capped by a semaphore permit taken before `accept`, so excess clients wait in
-//! the kernel's backlog instead of exhausting memory or file descriptors. On shutdown the accept
+//! the kernel's backlog instead of exhausting memory or file descriptors; one client address
+//! may hold at most `client_ip_max_connections` of them (`client_slots`), and is answered 429
+//! at once beyond that. On shutdown the accept
 //! loop stops and each connection is asked to finish its current requests and close (hyper's
 //! graceful shutdown; GOAWAY on HTTP/2); `app` waits for them with a deadline.
 //!
@@ -32,6 +34,7 @@ use tokio::sync::watch;
 
 use super::body::ProxyBody;
 use super::client_conn::{ClientIo, ConnActivity};
+use super::client_slots::{ConnSlot, REJECTION};
 use super::service::{handle, ConnInfo};
 use super::tls::{self, ServerTls};
 use super::Shared;
@@ -120,6 +123,14 @@ pub async fn serve(
             },
             () = stopped(&mut shutdown) => break,
         };
+        let client_slot = match shared.client_slots.try_take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(count) => {
+                tracing::debug!(%peer, count, "client_ip_max_connections reached; refused");
+                reject(stream, tls.is_some());
+                continue;
+            }
+        };
         let conn_shutdown = shutdown.clone();
         let shared = Arc::clone(&shared);
         let builders = Arc::clone(&builders);
@@ -130,14 +141,15 @@ pub async fn serve(
             mode,
             error_details,
             tls: tls.is_some(),
-            activity: ConnActivity::new(
+            activity: ConnActivity::with_request_start(
                 shared.config.timeouts.client_header,
+                shared.config.timeouts.request_start,
                 shared.config.timeouts.client_idle,
                 shared.config.timeouts.client_write,
             ),
             shared,
             // Shared with tunnels, which outlive the HTTP connection that opened them.
-            permit: Arc::new(permit),
+            permit: Arc::new(ConnSlot::new(permit, client_slot)),
         });
         tokio::spawn(serve_connection(
             stream,
@@ -146,6 +158,18 @@ pub async fn serve(
             builders,
             conn_shutdown,
         ));
+    }
+}
+
+/// Turns away a connection over its address's limit without waiting for anything: a plain
+/// port gets the 429 if the socket takes it at once (it is empty, so it does), a TLS port just
+/// the close. Nothing is spawned, so a flood of refused connections costs no memory.
+fn reject(stream: TcpStream, tls: bool) {
+    if !tls {
+        let _ = stream.try_write(REJECTION);
+    }
+    if let Ok(stream) = stream.into_std() {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
     }
 }
 

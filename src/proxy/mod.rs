@@ -20,6 +20,7 @@ pub mod cache_reply;
 pub mod cache_store;
 pub mod caching;
 pub mod client_conn;
+pub mod client_slots;
 pub mod destination;
 pub mod forward;
 pub mod headers;
@@ -94,6 +95,8 @@ impl Mode {
 #[derive(Debug, Clone)]
 pub struct Timeouts {
     pub client_header: Duration,
+    /// A new connection must send its first byte within this (Squid `request_start_timeout`).
+    pub request_start: Duration,
     pub client_idle: Duration,
     pub client_read: Duration,
     /// Longest a response write may stay blocked by a client that does not read.
@@ -106,6 +109,11 @@ pub struct Timeouts {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Most connections one client address may hold (Squid `client_ip_max_connections`);
+    /// 0 = unlimited.
+    pub client_ip_max_connections: usize,
+    /// Client networks not counted by `client_ip_max_connections`.
+    pub client_ip_limit_exempt: Vec<ipnet::IpNet>,
     pub max_request_header_size: usize,
     pub max_uri_length: usize,
 }
@@ -141,6 +149,8 @@ pub struct Shared {
     pub cache: crate::cache::lookup::Cache,
     /// Caps client connections across all listeners.
     pub connections: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Caps connections per client address.
+    pub client_slots: std::sync::Arc<client_slots::ClientSlots>,
 }
 
 impl Shared {

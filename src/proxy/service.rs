@@ -34,8 +34,9 @@ pub struct ConnInfo {
     pub tls: bool,
     pub activity: Arc<ConnActivity>,
     pub shared: Arc<Shared>,
-    /// This connection's slot under `limits.max_connections`; CONNECT tunnels keep a clone.
-    pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    /// This connection's slot under `limits.max_connections` and its address's
+    /// `client_ip_max_connections`; CONNECT tunnels keep a clone.
+    pub permit: Arc<super::client_slots::ConnSlot>,
 }
 
 /// Handles one request; never fails (errors become error pages).
