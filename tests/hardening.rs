@@ -410,3 +410,85 @@ async fn a_connection_that_sends_nothing_gives_its_slot_back_at_request_start() 
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_byte_flipped_after_the_first_verified_read_is_never_served() {
+    use std::io::{Seek, SeekFrom, Write};
+    const BODY: &str = "pristine content, read from the disk tier";
+    let origin = Origin::builder()
+        .route("/flip", |_| {
+            let mut r = reply(200, BODY);
+            r.headers_mut()
+                .insert("cache-control", "public, max-age=1000".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    // Nothing fits in memory: every hit is read from the disk tier.
+    let text = config(
+        dir.path(),
+        "[cache.memory]\nmax_size = \"1 MiB\"\nmax_object_size = \"1 B\"\n",
+    );
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        origin.url("/flip"),
+        origin.addr
+    );
+    for _ in 0..3 {
+        // A miss, then hits: the first hit checks the hash and records the file as checked.
+        let (head, body) = exchange(proxy.addr, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, BODY.as_bytes());
+    }
+    assert_eq!(origin.hits(), 1);
+    // Flip one byte in place: same size, and the modification time put back.
+    let content: Vec<_> = files_under(&cache_dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("content-v2"))
+        .collect();
+    assert_eq!(content.len(), 1, "{content:?}");
+    let mtime = std::fs::metadata(&content[0]).unwrap().modified().unwrap();
+    let mut perms = std::fs::metadata(&content[0]).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&content[0], perms).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&content[0])
+        .unwrap();
+    file.seek(SeekFrom::Start(3)).unwrap();
+    file.write_all(b"X").unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    assert_eq!(
+        std::fs::metadata(&content[0]).unwrap().modified().unwrap(),
+        mtime
+    );
+    let (head, body) = exchange(proxy.addr, request.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, BODY.as_bytes(), "the flipped byte was served");
+    assert_eq!(origin.hits(), 2, "the damaged entry must be a miss");
+}
