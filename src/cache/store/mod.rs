@@ -209,6 +209,11 @@ impl Store {
         keys.len()
     }
 
+    /// Writes that found the disk full (each evicted room); `None` without a disk tier.
+    pub fn disk_full_events(&self) -> Option<u64> {
+        self.inner.disk.as_ref().map(|d| d.full_events())
+    }
+
     /// Bytes accounted on disk; `None` without a disk tier.
     pub fn disk_usage(&self) -> Option<u64> {
         self.inner.disk.as_ref().map(|d| d.usage())
