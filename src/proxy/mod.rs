@@ -1,7 +1,7 @@
 //! The request path: from an accepted connection to a response.
 //!
 //! ```text
-//! listener ── accept (connection cap) ── [tls handshake, ALPN] ── hyper http1 or h2
+//! listener ── accept (connection cap, client_slots) ── [tls handshake, ALPN] ── hyper http1 or h2
 //!    │                                                              (+ client_conn timers)
 //!    └─ service::handle ── limits (414/431)
 //!         ├─ CONNECT ........ tunnel: port list, loop, resolve + http_access, connect, 200,
