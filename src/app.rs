@@ -129,6 +129,9 @@ struct Kept {
     /// Counters behind `/metrics` and `/status`: counters never reset, so not even a reload
     /// replaces them.
     metrics: Arc<Metrics>,
+    /// Connections per client address (`client_ip_max_connections`), counted across
+    /// generations like the overall cap.
+    client_slots: Arc<proxy::client_slots::ClientSlots>,
 }
 
 /// One open listening socket.
@@ -204,6 +207,10 @@ pub async fn start_with(
         log_writer,
         connections: Arc::new(Semaphore::new(config.proxy.limits.max_connections)),
         metrics: Arc::new(Metrics::new()),
+        client_slots: proxy::client_slots::ClientSlots::new(
+            config.proxy.limits.client_ip_max_connections,
+            config.proxy.limits.client_ip_limit_exempt.clone(),
+        ),
     };
     // With no admin listener nothing reads the counters: the request path skips them.
     kept.metrics.set_enabled(admin_socket.is_some());
@@ -334,6 +341,7 @@ fn port_settings(listener: &proxy::ListenerConfig) -> PortSettings {
     PortSettings {
         mode: listener.mode,
         tls: listener.tls.clone(),
+        error_details: listener.error_details,
     }
 }
 
@@ -442,6 +450,7 @@ fn build_shared(
         clock: Arc::clone(&kept.clock),
         connections: Arc::clone(&kept.connections),
         metrics: Arc::clone(&kept.metrics),
+        client_slots: Arc::clone(&kept.client_slots),
         config: config.proxy.clone(),
     }
 }

@@ -135,11 +135,13 @@ async fn unknown_host_is_421_and_reaches_no_upstream() {
     let inside = named("inside", "no-store").await;
     let outside = named("outside", "no-store").await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = TestProxy::start_text(
-        &reverse_config(dir.path(), "round_robin", &[server(inside.addr, "")], ""),
-        None,
-    )
-    .await;
+    // The page names the cause only with `error_details = "full"` (reverse ports default to
+    // minimal).
+    let text = format!(
+        "error_details = \"full\"\n{}",
+        reverse_config(dir.path(), "round_robin", &[server(inside.addr, "")], "")
+    );
+    let proxy = TestProxy::start_text(&text, None).await;
     let (status, page) = get(&proxy, "evil.test", "/").await;
     assert_eq!(status, 421);
     assert!(page.contains("no site is configured"), "{page}");
@@ -430,16 +432,16 @@ async fn all_servers_down_is_503_with_the_error_page() {
     };
     let dead: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let proxy = TestProxy::start_text(
-        &reverse_config(
+    let text = format!(
+        "error_details = \"full\"\n{}",
+        reverse_config(
             dir.path(),
             "round_robin",
             &[server(dead, ", max_fails = 1, fail_timeout = \"30s\"")],
             "",
-        ),
-        None,
-    )
-    .await;
+        )
+    );
+    let proxy = TestProxy::start_text(&text, None).await;
     // First: the connection is refused. Then: the server is out, no candidate is left.
     let (first, _) = get(&proxy, "www.example.test", "/").await;
     assert_eq!(first, 503);

@@ -291,6 +291,14 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         kept.push("cache.disk");
         new.cache.disk = old.cache.disk.clone();
     }
+    let (old_limits, new_limits) = (&old.proxy.limits, &mut new.proxy.limits);
+    if new_limits.client_ip_max_connections != old_limits.client_ip_max_connections
+        || new_limits.client_ip_limit_exempt != old_limits.client_ip_limit_exempt
+    {
+        kept.push("limits.client_ip_max_connections");
+        new_limits.client_ip_max_connections = old_limits.client_ip_max_connections;
+        new_limits.client_ip_limit_exempt = old_limits.client_ip_limit_exempt.clone();
+    }
     if new.admin.listen != old.admin.listen {
         kept.push("admin.listen");
         new.admin.listen = old.admin.listen;

@@ -15,6 +15,7 @@ use super::locate::{line_of, render, Seg};
 use super::Config;
 use crate::access::{Acl, Action, Rule, Rules};
 use crate::proxy::next_hop::HostHeader;
+use crate::proxy::respond::{ErrorDetails, ErrorPages};
 use crate::proxy::reverse::{HostPattern, ReverseConfig, Site};
 use crate::proxy::tls::{LoadError as TlsLoadError, ServerTls};
 use crate::proxy::{self, headers::ViaIdentity};
@@ -60,13 +61,15 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         }
         None => system_hostname(),
     };
-    let listeners = build_listeners(&cx, &raw.http_port)?;
+    let listeners = build_listeners(&cx, &raw.http_port, raw.error_details)?;
+    let error_pages = build_error_pages(&cx, &raw.error_pages)?;
     let access = build_access(&cx, &raw.acl, &raw.http_access)?;
     let t = &raw.timeouts;
     for (key, value) in [
         ("connect", t.connect),
         ("read", t.read),
         ("client_header", t.client_header),
+        ("request_start", t.request_start),
         ("client_idle", t.client_idle),
         ("client_read", t.client_read),
         ("client_write", t.client_write),
@@ -123,6 +126,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         listeners,
         timeouts: proxy::Timeouts {
             client_header: t.client_header.0,
+            request_start: t.request_start.0,
             client_idle: t.client_idle.0,
             client_read: t.client_read.0,
             client_write: t.client_write.0,
@@ -131,6 +135,8 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         },
         limits: proxy::Limits {
             max_connections: l.max_connections,
+            client_ip_max_connections: l.client_ip_max_connections,
+            client_ip_limit_exempt: l.client_ip_limit_exempt.iter().map(|c| c.0).collect(),
             max_request_header_size,
             max_uri_length: l.max_uri_length,
         },
@@ -148,6 +154,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         },
         reverse,
         hierarchy,
+        error_pages,
     };
     let upstream = upstream::Config {
         connect_timeout: t.connect.0,
@@ -417,12 +424,74 @@ fn build_reverse(
         sites: out,
         x_forwarded_proto: raw.x_forwarded_proto,
         forwarded: raw.forwarded,
+        trusted_proxies: raw.trusted_proxies.iter().map(|c| c.0).collect(),
     })
+}
+
+/// `error_details` for a port: its own setting, else the global one, else its mode's default.
+fn error_details(
+    port: Option<file::ErrorDetails>,
+    global: Option<file::ErrorDetails>,
+    mode: proxy::Mode,
+) -> ErrorDetails {
+    match port.or(global) {
+        Some(file::ErrorDetails::Full) => ErrorDetails::Full,
+        Some(file::ErrorDetails::Minimal) => ErrorDetails::Minimal,
+        None => ErrorDetails::default_for(mode),
+    }
+}
+
+/// Largest custom error page: a page is sent from memory with every such error.
+const MAX_ERROR_PAGE: u64 = 256 * 1024;
+
+/// Reads `[error_pages]`: each key a status cuttle can generate (400-599), each value a
+/// readable file of at most 256 KiB.
+fn build_error_pages(
+    cx: &Ctx<'_>,
+    raw: &std::collections::BTreeMap<String, String>,
+) -> Result<ErrorPages, ConfigError> {
+    let mut pages = Vec::with_capacity(raw.len());
+    for (code, path) in raw {
+        let at = [Seg::Key("error_pages"), Seg::Key(code)];
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .filter(|s| (400..=599).contains(s))
+            .ok_or_else(|| {
+                cx.err(
+                    &at,
+                    format!(
+                        "`{code}` is not an error status 400-599; expected e.g. \
+                         502 = \"/etc/cuttle/502.html\""
+                    ),
+                )
+            })?;
+        let len = std::fs::metadata(path)
+            .map_err(|e| cx.err(&at, format!("cannot read `{path}`: {e}")))?
+            .len();
+        if len > MAX_ERROR_PAGE {
+            return Err(cx.err(
+                &at,
+                format!("`{path}` is {len} bytes; an error page may be at most 256 KiB"),
+            ));
+        }
+        let body =
+            std::fs::read(path).map_err(|e| cx.err(&at, format!("cannot read `{path}`: {e}")))?;
+        if std::str::from_utf8(&body).is_err() {
+            return Err(cx.err(
+                &at,
+                format!("`{path}` is not UTF-8 (pages are sent as text/html; charset=utf-8)"),
+            ));
+        }
+        pages.push((status, bytes::Bytes::from(body)));
+    }
+    Ok(ErrorPages::new(pages))
 }
 
 fn build_listeners(
     cx: &Ctx<'_>,
     ports: &[file::HttpPort],
+    global_details: Option<file::ErrorDetails>,
 ) -> Result<Vec<proxy::ListenerConfig>, ConfigError> {
     if ports.is_empty() {
         let addr: SocketAddr = DEFAULT_LISTEN
@@ -432,6 +501,7 @@ fn build_listeners(
             addr,
             mode: proxy::Mode::Forward,
             tls: None,
+            error_details: error_details(None, global_details, proxy::Mode::Forward),
         }]);
     }
     let mut out: Vec<proxy::ListenerConfig> = Vec::with_capacity(ports.len());
@@ -454,6 +524,7 @@ fn build_listeners(
             addr: port.listen,
             mode,
             tls,
+            error_details: error_details(port.error_details, global_details, mode),
         });
     }
     Ok(out)

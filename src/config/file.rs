@@ -72,6 +72,12 @@ pub struct FileConfig {
     /// The admin listener (`/metrics`, `/status`, `/cache`).
     #[serde(default)]
     pub admin: Admin,
+    /// How much error pages tell on every port that does not say (`full` or `minimal`);
+    /// without it, `minimal` on reverse ports and `full` on forward ports.
+    pub error_details: Option<ErrorDetails>,
+    /// The operator's HTML page per status code (`502 = "/etc/cuttle/502.html"`), read at load.
+    #[serde(default)]
+    pub error_pages: BTreeMap<String, String>,
 }
 
 /// `[admin]`: the admin listener and who may use it.
@@ -84,6 +90,16 @@ pub struct Admin {
     /// loopback clients only.
     #[serde(default)]
     pub access: Vec<AccessRule>,
+}
+
+/// How much an error page tells.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorDetails {
+    /// Cause (which may name an upstream), URL, proxy name and version.
+    Full,
+    /// The status only.
+    Minimal,
 }
 
 /// One `refresh_pattern` line: `regex`, then Squid's min / percent / max.
@@ -109,6 +125,8 @@ pub struct HttpPort {
     /// Terminate TLS on this port (Squid `https_port`).
     #[serde(default)]
     pub tls: Option<PortTls>,
+    /// How much error pages on this port tell; overrides the global `error_details`.
+    pub error_details: Option<ErrorDetails>,
 }
 
 /// A TLS port's certificate chain and private key, PEM files (paths relative to the working
@@ -333,6 +351,9 @@ pub struct Reverse {
     pub x_forwarded_proto: bool,
     /// Add an RFC 7239 `Forwarded` element (`for`, `proto`, `host`).
     pub forwarded: bool,
+    /// Clients (proxies in front of cuttle) whose `Forwarded` / `X-Forwarded-*` fields are kept
+    /// and appended to; from anyone else they are replaced by cuttle's own.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for Reverse {
@@ -340,6 +361,7 @@ impl Default for Reverse {
         Self {
             x_forwarded_proto: true,
             forwarded: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -379,6 +401,9 @@ pub struct Timeouts {
     pub read: HumanDuration,
     /// A client must send a complete request header within this (Squid `request_timeout`).
     pub client_header: HumanDuration,
+    /// A new connection must send its first byte within this (Squid `request_start_timeout`;
+    /// at most `client_header`).
+    pub request_start: HumanDuration,
     /// An idle keep-alive client connection is closed after this (`client_idle_pconn_timeout`).
     pub client_idle: HumanDuration,
     /// Longest wait for the next piece of a request body.
@@ -399,6 +424,7 @@ impl Default for Timeouts {
             connect: s(10),
             read: s(60),
             client_header: s(30),
+            request_start: s(10),
             client_idle: s(120),
             client_read: s(60),
             client_write: s(60),
@@ -414,6 +440,11 @@ impl Default for Timeouts {
 pub struct Limits {
     /// Simultaneous client connections; further clients wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections one client address may hold (Squid `client_ip_max_connections`); 0 =
+    /// unlimited. Beyond it a new connection is answered 429 and closed.
+    pub client_ip_max_connections: usize,
+    /// Client networks `client_ip_max_connections` does not count (loopback by default).
+    pub client_ip_limit_exempt: Vec<Cidr>,
     /// Request header section, without the request line (Squid `request_header_max_size`): 431.
     #[serde(deserialize_with = "size")]
     pub max_request_header_size: ByteSize,
@@ -428,6 +459,11 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
+            client_ip_max_connections: 256,
+            client_ip_limit_exempt: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
             max_request_header_size: ByteSize::kib(64),
             max_uri_length: 8192,
             max_response_header_size: ByteSize::kib(64),

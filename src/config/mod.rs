@@ -162,12 +162,20 @@ impl Config {
             self.accelerate(origin, overrides.listen)?;
         } else if let Some(addr) = overrides.listen {
             // The one port keeps the first configured port's mode and TLS settings.
-            let (mode, tls) = self
-                .proxy
-                .listeners
-                .first()
-                .map_or((proxy::Mode::Forward, None), |l| (l.mode, l.tls.clone()));
-            self.proxy.listeners = vec![proxy::ListenerConfig { addr, mode, tls }];
+            let (mode, tls, error_details) = self.proxy.listeners.first().map_or(
+                (
+                    proxy::Mode::Forward,
+                    None,
+                    proxy::respond::ErrorDetails::Full,
+                ),
+                |l| (l.mode, l.tls.clone(), l.error_details),
+            );
+            self.proxy.listeners = vec![proxy::ListenerConfig {
+                addr,
+                mode,
+                tls,
+                error_details,
+            }];
         }
         if let Some(dir) = &overrides.cache_dir {
             probe::cache_dir(dir).map_err(|reason| format!("--cache-dir: {reason}"))?;
@@ -244,6 +252,7 @@ impl Config {
             addr,
             mode: proxy::Mode::Reverse,
             tls: None,
+            error_details: proxy::respond::ErrorDetails::Minimal,
         }];
         // As for any accelerator, honour CDN-Cache-Control (RFC 9213) unless configured otherwise.
         let fields = &mut self.cache.behaviour.targeted_fields;

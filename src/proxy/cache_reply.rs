@@ -212,13 +212,15 @@ pub fn with_cookies_of(head: StoredHead, response: &HeaderMap) -> StoredHead {
 
 /// RFC 9111 §5.2.1.7: with `only-if-cached` and nothing usable stored, answer 504.
 pub fn not_in_cache(shared: &Shared, txn: &mut Transaction, url: &str) -> Response<ProxyBody> {
-    let mut response = super::respond::error_response(
+    let mut response = super::respond::error_response_with(
         &Error::new(
             ErrorKind::NotInCache,
             "only-if-cached: no usable response is stored",
         ),
         url,
         shared.via.pseudonym(),
+        txn.error_details,
+        &shared.config.error_pages,
     );
     let status = txn.outcome(CacheResult::NotInCache, CacheStatus::default());
     status.append_to(response.headers_mut(), &shared.cache.behaviour.status_name);

@@ -6,10 +6,12 @@
 //! handshakes). This wrapper around the socket tracks which state the connection is in:
 //!
 //! - **awaiting a request** (no request in flight, no byte of the next one yet): the idle
-//!   deadline applies, counted from the end of the previous response (the first request on a
-//!   connection gets the header deadline instead, counted from accept);
+//!   deadline applies, counted from the end of the previous response; a new connection instead
+//!   gets the request-start deadline (Squid `request_start_timeout`), counted from accept, so a
+//!   connection that never sends anything gives its slot back quickly;
 //! - **reading a header** (bytes arrived, the service has not been called yet): the header
-//!   deadline applies, counted from the first byte;
+//!   deadline applies, counted from the first byte, except on a new connection, where it is
+//!   counted from accept (a client cannot restart the clock by sending one byte late);
 //! - **in flight** (the service owns a request): no deadline here; upstream and body timeouts
 //!   govern.
 //!
@@ -44,6 +46,8 @@ pub struct ConnActivity {
     /// Whether any request has been served (the first one gets the header deadline from accept).
     served_any: std::sync::atomic::AtomicBool,
     header_timeout: Duration,
+    /// Longest a new connection may stay silent (never more than `header_timeout`).
+    request_start_timeout: Duration,
     idle_timeout: Duration,
     /// Longest a write may stay blocked (the client stopped reading).
     write_timeout: Duration,
@@ -53,13 +57,26 @@ pub struct ConnActivity {
 }
 
 impl ConnActivity {
-    /// Activity for a connection accepted now.
+    /// Activity for a connection accepted now, whose first byte may come as late as its header
+    /// may end.
     pub fn new(
         header_timeout: Duration,
         idle_timeout: Duration,
         write_timeout: Duration,
     ) -> Arc<Self> {
+        Self::with_request_start(header_timeout, header_timeout, idle_timeout, write_timeout)
+    }
+
+    /// Activity for a connection accepted now that must send its first byte within
+    /// `request_start_timeout`.
+    pub fn with_request_start(
+        header_timeout: Duration,
+        request_start_timeout: Duration,
+        idle_timeout: Duration,
+        write_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            request_start_timeout: request_start_timeout.min(header_timeout),
             origin: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
@@ -91,15 +108,18 @@ impl ConnActivity {
         }
         let header_started = self.header_started_ms.load(Ordering::Relaxed);
         let at = |ms: u64, d: Duration| self.origin + Duration::from_millis(ms) + d;
+        let served_any = self.served_any.load(Ordering::Relaxed);
         if header_started != NOT_STARTED {
-            Some(at(header_started, self.header_timeout))
-        } else if self.served_any.load(Ordering::Relaxed) {
+            // The first request's header counts from accept.
+            let from = if served_any { header_started } else { 0 };
+            Some(at(from, self.header_timeout))
+        } else if served_any {
             Some(at(
                 self.idle_since_ms.load(Ordering::Relaxed),
                 self.idle_timeout,
             ))
         } else {
-            Some(at(0, self.header_timeout))
+            Some(at(0, self.request_start_timeout))
         }
     }
 
@@ -285,6 +305,45 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed(), Duration::from_secs(5));
         drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_new_connection_ends_at_request_start() {
+        let (client, server) = tokio::io::duplex(64);
+        let activity = ConnActivity::with_request_start(
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let mut io = ClientIo::new(server, activity);
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_first_byte_does_not_restart_the_first_header_deadline() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let activity = ConnActivity::with_request_start(
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let mut io = ClientIo::new(server, activity);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        client.write_all(b"G").await.unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 1);
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // 30 s from accept, not from the byte at 9 s.
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]

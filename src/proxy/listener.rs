@@ -7,7 +7,9 @@
 //! failed handshake just closes the connection. Then the protocol ALPN chose is served: `h2`
 //! with hyper's `http2` server, anything else with the same `http1` server as plain ports.
 //! Connections are capped by a semaphore permit taken before `accept`, so excess clients wait in
-//! the kernel's backlog instead of exhausting memory or file descriptors. On shutdown the accept
+//! the kernel's backlog instead of exhausting memory or file descriptors; one client address
+//! may hold at most `client_ip_max_connections` of them (`client_slots`), and is answered 429
+//! at once beyond that. On shutdown the accept
 //! loop stops and each connection is asked to finish its current requests and close (hyper's
 //! graceful shutdown; GOAWAY on HTTP/2); `app` waits for them with a deadline.
 //!
@@ -37,6 +39,7 @@ use tokio::sync::watch;
 
 use super::body::ProxyBody;
 use super::client_conn::{ClientIo, ConnActivity};
+use super::client_slots::{ConnSlot, REJECTION};
 use super::service::{handle, ConnInfo};
 use super::tls::{self, ServerTls};
 use super::{Live, Mode, Shared};
@@ -102,6 +105,8 @@ pub struct PortSettings {
     pub mode: Mode,
     /// TLS termination: clients speak HTTPS to this port.
     pub tls: Option<ServerTls>,
+    /// How much this port's error pages tell.
+    pub error_details: super::respond::ErrorDetails,
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true (or its sender is dropped);
@@ -153,6 +158,14 @@ pub async fn serve(
         }
         let settings = port.load();
         let tls = settings.tls.clone();
+        let client_slot = match shared.client_slots.try_take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(count) => {
+                tracing::debug!(%peer, count, "client_ip_max_connections reached; refused");
+                reject(stream, tls.is_some());
+                continue;
+            }
+        };
         let conn_shutdown = shutdown.clone();
         let builders = Arc::clone(&builders);
         let info = Arc::new(ConnInfo {
@@ -160,17 +173,31 @@ pub async fn serve(
             client_text: crate::log::access::client_text(peer.ip()),
             local,
             mode: settings.mode,
+            error_details: settings.error_details,
             tls: tls.is_some(),
-            activity: ConnActivity::new(
+            activity: ConnActivity::with_request_start(
                 shared.config.timeouts.client_header,
+                shared.config.timeouts.request_start,
                 shared.config.timeouts.client_idle,
                 shared.config.timeouts.client_write,
             ),
             live: Arc::clone(&live),
             // Shared with tunnels, which outlive the HTTP connection that opened them.
-            permit: Arc::new(permit),
+            permit: Arc::new(ConnSlot::new(permit, client_slot)),
         });
         tokio::spawn(serve_connection(stream, tls, info, builders, conn_shutdown));
+    }
+}
+
+/// Turns away a connection over its address's limit without waiting for anything: a plain
+/// port gets the 429 if the socket takes it at once (it is empty, so it does), a TLS port just
+/// the close. Nothing is spawned, so a flood of refused connections costs no memory.
+fn reject(stream: TcpStream, tls: bool) {
+    if !tls {
+        let _ = stream.try_write(REJECTION);
+    }
+    if let Ok(stream) = stream.into_std() {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
     }
 }
 

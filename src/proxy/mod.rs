@@ -1,7 +1,7 @@
 //! The request path: from an accepted connection to a response.
 //!
 //! ```text
-//! listener ── accept (connection cap) ── [tls handshake, ALPN] ── hyper http1 or h2
+//! listener ── accept (connection cap, client_slots) ── [tls handshake, ALPN] ── hyper http1 or h2
 //!    │                                                              (+ client_conn timers)
 //!    └─ service::handle ── limits (414/431)
 //!         ├─ CONNECT ........ tunnel: port list, loop, resolve + http_access, connect, 200,
@@ -20,6 +20,7 @@ pub mod cache_reply;
 pub mod cache_store;
 pub mod caching;
 pub mod client_conn;
+pub mod client_slots;
 pub mod destination;
 pub mod forward;
 pub mod headers;
@@ -56,6 +57,8 @@ pub struct Config {
     pub reverse: reverse::ReverseConfig,
     /// Parent and sibling caches; `None` without `[[peer]]`s.
     pub hierarchy: Option<crate::upstream::peer::HierarchyConfig>,
+    /// The operator's error pages by status (`[error_pages]`).
+    pub error_pages: respond::ErrorPages,
 }
 
 /// One listening socket.
@@ -65,6 +68,8 @@ pub struct ListenerConfig {
     pub mode: Mode,
     /// TLS termination: clients speak HTTPS to this port.
     pub tls: Option<tls::ServerTls>,
+    /// How much error pages on this port tell.
+    pub error_details: respond::ErrorDetails,
 }
 
 /// What a port does with requests.
@@ -90,6 +95,8 @@ impl Mode {
 #[derive(Debug, Clone)]
 pub struct Timeouts {
     pub client_header: Duration,
+    /// A new connection must send its first byte within this (Squid `request_start_timeout`).
+    pub request_start: Duration,
     pub client_idle: Duration,
     pub client_read: Duration,
     /// Longest a response write may stay blocked by a client that does not read.
@@ -102,6 +109,11 @@ pub struct Timeouts {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Most connections one client address may hold (Squid `client_ip_max_connections`);
+    /// 0 = unlimited.
+    pub client_ip_max_connections: usize,
+    /// Client networks not counted by `client_ip_max_connections`.
+    pub client_ip_limit_exempt: Vec<ipnet::IpNet>,
     pub max_request_header_size: usize,
     pub max_uri_length: usize,
 }
@@ -145,6 +157,8 @@ pub struct Shared {
     pub connections: std::sync::Arc<tokio::sync::Semaphore>,
     /// Counters for `/metrics` and `/status`; created by `app` and carried over reloads.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Caps connections per client address.
+    pub client_slots: std::sync::Arc<client_slots::ClientSlots>,
 }
 
 impl Shared {

@@ -77,7 +77,22 @@ pub struct ReverseConfig {
     pub sites: Vec<Site>,
     pub x_forwarded_proto: bool,
     pub forwarded: bool,
+    /// Clients whose forwarding fields are trusted and appended to (`trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
+
+/// The fields through which a client tells an origin who it is and how it connected. From an
+/// untrusted client they are lies waiting to be believed, so they are removed before cuttle
+/// adds its own (Squid's `forwarded_for truncate` and nginx's `proxy_set_header
+/// X-Forwarded-For $remote_addr`, for the whole family).
+const CLIENT_FORWARDING_FIELDS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+];
 
 /// The first site for `host` and `path`.
 pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<&'a Site> {
@@ -248,7 +263,10 @@ fn request_authority(parts: &http::request::Parts) -> Result<Authority, Error> {
 }
 
 /// `X-Forwarded-Proto` and RFC 7239 `Forwarded`, as configured, for a request from `client`
-/// (over TLS when `tls`) for `authority`.
+/// (over TLS when `tls`) for `authority`. Unless `client` is one of `trusted_proxies`, the
+/// forwarding fields it sent are removed first (RFC 7239 §8.1: a proxy's own element is the
+/// only one it can vouch for), so the origin sees one element, ours, and `X-Forwarded-For`
+/// (added later by `forward.forwarded_for`) is the real peer alone.
 pub(super) fn add_forwarding_fields(
     reverse: &ReverseConfig,
     client: std::net::IpAddr,
@@ -256,6 +274,16 @@ pub(super) fn add_forwarding_fields(
     authority: &Authority,
     headers: &mut http::HeaderMap,
 ) {
+    let client_ip = client.to_canonical();
+    if !reverse
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&client_ip))
+    {
+        for name in CLIENT_FORWARDING_FIELDS {
+            headers.remove(name);
+        }
+    }
     const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
     let proto = if tls { "https" } else { "http" };
     if reverse.x_forwarded_proto {

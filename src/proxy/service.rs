@@ -28,13 +28,16 @@ pub struct ConnInfo {
     /// The listening address the client connected to.
     pub local: SocketAddr,
     pub mode: Mode,
+    /// How much this port's error pages tell (`error_details`).
+    pub error_details: respond::ErrorDetails,
     /// The client spoke TLS to us (an `https` port): reverse mode says so upstream.
     pub tls: bool,
     pub activity: Arc<ConnActivity>,
     /// The current config generation; each request loads it once (see [`Live`]).
     pub live: Arc<Live>,
-    /// This connection's slot under `limits.max_connections`; CONNECT tunnels keep a clone.
-    pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    /// This connection's slot under `limits.max_connections` and its address's
+    /// `client_ip_max_connections`; CONNECT tunnels keep a clone.
+    pub permit: Arc<super::client_slots::ConnSlot>,
 }
 
 /// Handles one request; never fails (errors become error pages).
@@ -62,6 +65,7 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
     let origin_form = req.method() != Method::CONNECT
         && (conn.mode == Mode::Reverse || req.uri().scheme().is_none());
     txn.note_request(&req, origin_form);
+    txn.error_details = conn.error_details;
     if let Err(err) = check_limits(&req, &shared.config.limits)
         .and_then(|()| check_host(&req))
         .and_then(|()| check_transfer_coding(req.headers()))
@@ -119,7 +123,13 @@ pub fn reply_error(mut txn: Transaction, err: &Error, shared: &Shared) -> Respon
         Side::Downstream | Side::Internal => code::NONE,
     };
     tracing::debug!(url = %txn.url, error = %err, "request failed");
-    let response = respond::error_response(err, &txn.url, shared.via.pseudonym());
+    let response = respond::error_response_with(
+        err,
+        &txn.url,
+        shared.via.pseudonym(),
+        txn.error_details,
+        &shared.config.error_pages,
+    );
     txn.respond(&response);
     response.map(|body| body.with_transaction(txn))
 }

@@ -5,6 +5,10 @@
 //! origins. The wait for a response header is bounded by the read timeout counted from the
 //! request's last progress, and every failure becomes a typed [`Error`] so the proxy can answer
 //! 502/503/504 with a page that names the cause.
+//!
+//! `limits.max_response_header_size` is checked here, to the byte, on the parsed head: hyper's
+//! own limit is on its read buffer (which may hold body bytes too), so it is set above ours and
+//! only stops heads far too large to parse.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -23,12 +27,17 @@ use crate::error::{Error, ErrorKind};
 
 /// hyper's h1 parser refuses buffers below this size.
 const MIN_BUF_SIZE: usize = 8192;
+/// Room in hyper's buffer beyond our header limit: the status line and the first body bytes
+/// that arrive with the head.
+const STATUS_LINE_ROOM: usize = 8192;
 
 /// The client all upstream requests go through; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     client: Client<Connector, RequestBody>,
     read_timeout: Duration,
+    /// `limits.max_response_header_size`: the header section, field lines only.
+    max_header_size: usize,
 }
 
 impl Upstream {
@@ -61,11 +70,14 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
-            .http1_max_buf_size(config.max_response_header_size.max(MIN_BUF_SIZE))
+            .http1_max_buf_size(
+                (config.max_response_header_size + STATUS_LINE_ROOM).max(MIN_BUF_SIZE),
+            )
             .build(connector);
         Self {
             client,
             read_timeout: config.read_timeout,
+            max_header_size: config.max_response_header_size,
         }
     }
 
@@ -89,7 +101,11 @@ impl Upstream {
         loop {
             let deadline = progress.last() + self.read_timeout;
             tokio::select! {
-                result = &mut response => return result.map_err(classify),
+                result = &mut response => {
+                    let response = result.map_err(classify)?;
+                    check_header_size(response.headers(), self.max_header_size)?;
+                    return Ok(response);
+                }
                 () = tokio::time::sleep_until(deadline) => {
                     if progress.last() + self.read_timeout <= tokio::time::Instant::now() {
                         return Err(Error::new(
@@ -101,6 +117,31 @@ impl Upstream {
             }
         }
     }
+}
+
+/// The size of a header section as `limits.max_*_header_size` count it: each field line's
+/// `name: value` and its CRLF (RFC 9112 §2.1), without the start line.
+pub fn header_section_size(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
+/// A response head larger than `limit` is an invalid response (502, like Squid's
+/// `reply_header_max_size`).
+fn check_header_size(headers: &http::HeaderMap, limit: usize) -> Result<(), Error> {
+    let size = header_section_size(headers);
+    if size > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidResponse,
+            format!(
+                "the upstream's response header is {size} bytes; the limit is {limit} \
+                 (limits.max_response_header_size)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Finds the first error of type `T` in a source chain.
@@ -132,7 +173,7 @@ pub fn classify(err: hyper_util::client::legacy::Error) -> Error {
 /// Maps a hyper protocol error on the upstream connection to a proxy error.
 pub fn classify_hyper(err: &hyper::Error) -> Error {
     let cause = if err.is_parse_too_large() {
-        "the upstream's response header is too large".to_owned()
+        "the upstream's response header is too large (limits.max_response_header_size)".to_owned()
     } else if err.is_parse_status() {
         "the upstream sent an invalid status line".to_owned()
     } else if err.is_parse() {

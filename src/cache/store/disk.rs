@@ -16,16 +16,24 @@
 //! Use order is kept in process only: after a restart it starts again from each entry's
 //! last write (cacache's index time, in milliseconds).
 //!
+//! A full disk (ENOSPC, EDQUOT: the file system has less room than `max_size` promised) is
+//! met by [`Disk::make_room`]: it evicts least recently used entries worth at least the
+//! object being written and counts the event; the writer then retries once (see `writer`).
+//! A write that still fails is abandoned: cacache deletes the partial file and nothing names
+//! it, so a partial object is never served.
+//!
 //! Known limit: cacache buckets are append-only, so every commit or freshen of a key adds
 //! a line to its bucket until the key is removed. A key whose content is shared with
 //! another key is removed with a tombstone line rather than by deleting its bucket.
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use cacache::{Integrity, RemoveOpts, WriteOpts};
+use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
 
 use super::body::{DiskBody, EntryRef};
@@ -46,7 +54,16 @@ pub(super) struct Disk {
     changes: tokio::sync::Mutex<()>,
     /// Entries evicted to stay under `max_size` (for metrics).
     evictions: std::sync::atomic::AtomicU64,
+    /// Writes that found the disk full (ENOSPC, EDQUOT).
+    full_events: AtomicU64,
+    /// Errors the next content writes fail with, for tests of the disk-full path.
+    #[cfg(test)]
+    pub(super) faults: Mutex<std::collections::VecDeque<io::Error>>,
 }
+
+/// Least room [`Disk::make_room`] frees, so that a run of small objects on a full disk does
+/// not evict one entry per write.
+const MIN_ROOM: u64 = 1024 * 1024;
 
 /// What a disk lookup found.
 pub(super) enum Found {
@@ -86,6 +103,9 @@ impl Disk {
             index: Mutex::new(DiskIndex::default()),
             changes: tokio::sync::Mutex::new(()),
             evictions: std::sync::atomic::AtomicU64::new(0),
+            full_events: AtomicU64::new(0),
+            #[cfg(test)]
+            faults: Mutex::new(std::collections::VecDeque::new()),
         };
         let mut bad = Vec::new();
         {
@@ -224,7 +244,53 @@ impl Disk {
             .map_err(io_error)
     }
 
+    /// Appends `chunk` to a content being written: the one place body bytes go to a file.
+    pub async fn write_content(
+        &self,
+        writer: &mut cacache::Writer,
+        chunk: &[u8],
+    ) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(e) = self
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+        {
+            return Err(e);
+        }
+        writer.write_all(chunk).await
+    }
+
+    /// Writes that found the disk full so far.
+    pub fn full_events(&self) -> u64 {
+        self.full_events.load(Ordering::Relaxed)
+    }
+
+    /// The disk is full while writing an object of `needed` bytes: counts it, and evicts
+    /// least recently used entries worth at least that much (and at least [`MIN_ROOM`]).
+    pub async fn make_room(&self, needed: u64) {
+        let _changes = self.changes.lock().await;
+        self.evict_for_full_disk(needed).await;
+    }
+
+    /// [`make_room`](Self::make_room) for callers holding `changes`.
+    async fn evict_for_full_disk(&self, needed: u64) {
+        let count = self.full_events.fetch_add(1, Ordering::Relaxed) + 1;
+        let target = self.lock().total().saturating_sub(needed.max(MIN_ROOM));
+        let evicted = self.lock().evict(target);
+        tracing::warn!(
+            count,
+            evicted = evicted.len(),
+            "disk cache: the file system is full; evicting to make room"
+        );
+        for removed in evicted {
+            self.delete(removed).await;
+        }
+    }
+
     /// Finishes `writer`'s content and points `key` at it with `head`; then evicts.
+    /// A full disk while recording the entry makes room and tries once more.
     pub async fn commit(
         &self,
         key: &str,
@@ -232,8 +298,22 @@ impl Disk {
         head: &Arc<StoredHead>,
     ) -> io::Result<()> {
         let _changes = self.changes.lock().await;
-        let sri = writer.commit().await.map_err(io_error)?;
-        if let Err(e) = self.insert_line(key, &sri, head).await {
+        let sri = match writer.commit().await.map_err(io_error) {
+            Ok(sri) => sri,
+            Err(e) => {
+                // The content is gone with its writer: make room for the next object.
+                if is_disk_full(&e) {
+                    self.evict_for_full_disk(head.body_len).await;
+                }
+                return Err(e);
+            }
+        };
+        let mut inserted = self.insert_line(key, &sri, head).await;
+        if inserted.as_ref().is_err_and(is_disk_full) {
+            self.evict_for_full_disk(head.body_len).await;
+            inserted = self.insert_line(key, &sri, head).await;
+        }
+        if let Err(e) = inserted {
             if !self.lock().references(&sri) {
                 remove_content(&self.path, &sri).await;
             }
@@ -369,6 +449,14 @@ fn list(path: &Path) -> Vec<Listed> {
         }
     }
     out
+}
+
+/// True for a write that failed because the file system is out of space or over quota.
+pub(super) fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// True for the errors reading a content file gives when the entry itself is damaged: the

@@ -10,9 +10,12 @@
 //!
 //! Integrity is checked on a content's first read (after it is written, and after every
 //! start) and remembered with the file's stamp; later reads trust a file whose stamp is
-//! unchanged and only check its length, as nginx and Squid trust their cache files. A file
-//! changed since its check (other size or mtime) is checked again; damage that keeps both
-//! (bit rot under an unchanged inode) is not noticed after the first read.
+//! unchanged and only check its length, as nginx and Squid trust their cache files. The
+//! stamp is size, mtime, ctime and inode: any change made through the file system (a write,
+//! even one whose mtime is then put back, which itself sets ctime; a replaced file) makes
+//! the next read check the hash again, at the cost of nothing more than the `fstat` every
+//! read already makes. Not noticed after the first read: damage below the file system (bit
+//! rot on the medium under an unchanged inode), which a checksumming file system reports.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -33,13 +36,28 @@ pub(super) const CHUNK: usize = 64 * 1024;
 pub(super) struct Stamp {
     pub len: u64,
     pub modified: SystemTime,
+    /// Status change time (seconds, nanoseconds): set by the kernel on every write and every
+    /// `utimensat`, so a rewrite that restores mtime still changes it.
+    pub changed: (i64, i64),
+    /// (device, inode): a file replaced under the same name is another file.
+    pub inode: (u64, u64),
 }
 
 impl Stamp {
     fn of(meta: &std::fs::Metadata) -> io::Result<Stamp> {
+        #[cfg(unix)]
+        let (changed, inode) = {
+            use std::os::unix::fs::MetadataExt as _;
+            ((meta.ctime(), meta.ctime_nsec()), (meta.dev(), meta.ino()))
+        };
+        // Elsewhere only size and mtime are compared.
+        #[cfg(not(unix))]
+        let (changed, inode) = ((0, 0), (0, 0));
         Ok(Stamp {
             len: meta.len(),
             modified: meta.modified()?,
+            changed,
+            inode,
         })
     }
 }

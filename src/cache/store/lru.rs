@@ -412,6 +412,8 @@ mod tests {
         let stamp = Stamp {
             len: 10,
             modified: UNIX_EPOCH,
+            changed: (0, 0),
+            inode: (1, 2),
         };
         let mut ix = DiskIndex::default();
         ix.insert("a".into(), sri("x"), head(10));

@@ -5,8 +5,8 @@
 //! also promoted into memory ("small hot disk hits are promoted"); a larger one streams
 //! from disk as a [`DiskBody`]. A content's first read after it is written or after a start
 //! checks it against its hash (before serving when read whole, at the end of the stream
-//! otherwise); later reads trust it while its file's size and mtime are unchanged (see
-//! `file`). Writes go through a [`Writer`] that makes the entry visible in every tier that
+//! otherwise); later reads trust it while its file's size, mtime, ctime and inode are unchanged
+//! (see `file`). Writes go through a [`Writer`] that makes the entry visible in every tier that
 //! took it only at commit. Freshness, Vary and what may be stored are decided elsewhere
 //! (`cache::policy`, `cache::key`): the store only keeps bytes under keys.
 //!
@@ -247,6 +247,11 @@ impl Store {
             keys.extend(disk.keys_with_prefix(prefix));
         }
         keys.into_iter().collect()
+    }
+
+    /// Writes that found the disk full (each evicted room); `None` without a disk tier.
+    pub fn disk_full_events(&self) -> Option<u64> {
+        self.inner.disk.as_ref().map(|d| d.full_events())
     }
 
     /// Bytes accounted on disk; `None` without a disk tier.

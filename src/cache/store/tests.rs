@@ -611,15 +611,12 @@ async fn checked_content_is_trusted_until_its_file_changes() {
         let store = disk_store(dir.path()).await;
         let body = payload(len, 15);
         put(&store, "k", &body).await;
-        // First read: checked (whole, or as the stream ends).
+        // First read: checked (whole, or as the stream ends); then trusted while unchanged.
         assert_eq!(served(&store, "k").await, body);
-        // Bytes changed under an unchanged size and mtime are not noticed...
+        assert_eq!(served(&store, "k").await, body);
+        // Bytes changed under an unchanged size and mtime: the write set ctime, so the file is
+        // checked again and the damage is a miss (issue 11).
         rewrite_content(dir.path(), |b| flip_middle(b), |t| t);
-        let served = served(&store, "k").await;
-        assert_eq!(served.len(), body.len());
-        assert_ne!(served, body, "{len}: trusted, so read without hashing");
-        // ...but a new mtime means "check again": damage is then a miss.
-        rewrite_content(dir.path(), |_| {}, |t| t + Duration::from_secs(1));
         match store.lookup("k").await {
             None => {}
             Some(hit) => assert!(read_body(hit.body).await.is_err(), "{len}"),
@@ -694,4 +691,95 @@ fn only_a_missing_or_mismatched_file_is_damage() {
     // Anything else (a cancelled blocking task, a refused open): a miss; the entry stays.
     assert!(!disk::is_damage(&Error::other("task cancelled")));
     assert!(!disk::is_damage(&Error::from(ErrorKind::PermissionDenied)));
+}
+
+/// The next `n` content writes fail as on a full file system.
+fn inject_disk_full(store: &Store, n: usize) {
+    let disk = store.inner.disk.as_ref().unwrap();
+    let mut faults = disk.faults.lock().unwrap();
+    for _ in 0..n {
+        faults.push_back(std::io::Error::from(std::io::ErrorKind::StorageFull));
+    }
+}
+
+/// Files in cacache's temporary directory (partial writes).
+fn partial_files(dir: &Path) -> Vec<PathBuf> {
+    content_files(&dir.join("tmp"))
+}
+
+/// A store whose memory tier takes objects up to 64 KiB, holding five 400 KiB disk entries
+/// `old0`..`old4` (oldest first).
+async fn full_store(dir: &Path) -> Store {
+    let store = Store::open(&config(dir, 64 * KIB, 64 * MIB, 4 * MIB))
+        .await
+        .unwrap();
+    for i in 0..5u8 {
+        put(&store, &format!("old{i}"), &payload(400 * KIB, i)).await;
+    }
+    store
+}
+
+#[tokio::test]
+async fn a_full_disk_evicts_room_and_the_retry_stores_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = full_store(dir.path()).await;
+    let body = payload(20 * KIB, 40);
+    inject_disk_full(&store, 1);
+    put(&store, "new", &body).await;
+    assert_eq!(store.disk_full_events(), Some(1));
+    // At least 1 MiB of the least recently used entries went; the newest stayed.
+    for gone in ["old0", "old1", "old2"] {
+        assert!(store.lookup(gone).await.is_none(), "{gone}");
+    }
+    assert_eq!(served(&store, "old4").await, payload(400 * KIB, 4));
+    // The retried copy is whole on disk (the memory copy removed to read it from there).
+    store.inner.memory.remove("new").await;
+    let hit = store.lookup("new").await.unwrap();
+    assert_eq!(hit.tier, Tier::Disk);
+    assert_eq!(read_body(hit.body).await.unwrap(), body);
+    assert_eq!(partial_files(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn a_disk_still_full_after_the_retry_stores_no_disk_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = full_store(dir.path()).await;
+    let files_before = content_files(dir.path()).len();
+    inject_disk_full(&store, 2);
+    put(&store, "new", &payload(20 * KIB, 41)).await;
+    assert_eq!(store.disk_full_events(), Some(1), "one eviction per object");
+    // Memory still took it; the disk holds no copy, whole or partial.
+    assert_eq!(served(&store, "new").await, payload(20 * KIB, 41));
+    store.inner.memory.remove("new").await;
+    assert!(store.lookup("new").await.is_none());
+    assert!(
+        content_files(dir.path()).len() < files_before,
+        "room was made"
+    );
+    assert_eq!(partial_files(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn a_full_disk_in_the_middle_of_a_large_body_never_leaves_a_partial_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = full_store(dir.path()).await;
+    let body = payload(400 * KIB, 42);
+    let mut w = store
+        .writer("big", head("big"), Some(body.len() as u64))
+        .unwrap();
+    let mut chunks = body.chunks(100_000);
+    w.write(&Bytes::copy_from_slice(chunks.next().unwrap()))
+        .await
+        .unwrap();
+    // Too large for memory: the first chunks are gone, so there is nothing to retry from.
+    inject_disk_full(&store, 1);
+    let failed = w
+        .write(&Bytes::copy_from_slice(chunks.next().unwrap()))
+        .await;
+    assert!(failed.is_err(), "the store is abandoned");
+    assert!(w.commit().await.is_err());
+    assert_eq!(store.disk_full_events(), Some(1));
+    assert!(store.lookup("old0").await.is_none(), "room was made");
+    assert!(store.lookup("big").await.is_none());
+    assert_eq!(partial_files(dir.path()), Vec::<PathBuf>::new());
 }

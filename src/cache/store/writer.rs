@@ -5,14 +5,19 @@
 //! copy makes small objects survive a restart, too). Nothing is visible before
 //! [`Writer::commit`], which checks the length; dropping the writer instead discards
 //! everything (cacache deletes its temporary file when its writer drops).
+//!
+//! A full disk (ENOSPC, EDQUOT) abandons the partial file, has the disk tier evict room
+//! for the object, and retries once by writing the body so far again, which is possible
+//! while the memory copy still holds all of it; a larger body's disk copy is given up (the
+//! room made serves the next objects). A second failure gives the disk copy up too.
 
 use std::fmt;
 use std::io;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 
+use super::disk::is_disk_full;
 use super::Inner;
 use crate::cache::meta::StoredHead;
 
@@ -29,6 +34,8 @@ pub struct Writer {
     disk: Sink,
     /// Set by the first error: the store is abandoned.
     failed: bool,
+    /// A full disk was met and room made once already.
+    retried_full_disk: bool,
 }
 
 /// Where the disk copy stands.
@@ -70,6 +77,7 @@ impl Writer {
             memory,
             disk,
             failed: false,
+            retried_full_disk: false,
         })
     }
 
@@ -117,9 +125,27 @@ impl Writer {
         if matches!(self.disk, Sink::Pending) {
             self.disk = Sink::Open(Box::new(disk.begin().await?));
         }
-        if let Sink::Open(w) = &mut self.disk {
-            w.write_all(chunk).await?;
+        let Sink::Open(w) = &mut self.disk else {
+            return Ok(());
+        };
+        let Err(e) = disk.write_content(w, chunk).await else {
+            return Ok(());
+        };
+        if !is_disk_full(&e) || self.retried_full_disk {
+            return Err(e);
         }
+        self.retried_full_disk = true;
+        // Drop the partial file first: its bytes count against the full disk too.
+        self.disk = Sink::Off;
+        let disk = std::sync::Arc::clone(disk);
+        disk.make_room(self.expected_len.unwrap_or(total)).await;
+        // The memory copy, when there is one, already holds every byte so far.
+        let Some(so_far) = &self.memory else {
+            return Err(e);
+        };
+        let mut w = disk.begin().await?;
+        disk.write_content(&mut w, so_far).await?;
+        self.disk = Sink::Open(Box::new(w));
         Ok(())
     }
 
