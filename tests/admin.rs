@@ -13,38 +13,12 @@ use cuttle::clock::{Clock, ManualClock};
 use serde_json::Value;
 use support::*;
 
-fn admin_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .unwrap()
-}
-
 async fn status(admin: SocketAddr) -> Value {
-    admin_client()
-        .get(format!("http://{admin}/status"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap()
+    admin_status(admin).await
 }
 
 async fn metrics(admin: SocketAddr) -> String {
-    let response = admin_client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
-    response.text().await.unwrap()
+    admin_metrics(admin).await
 }
 
 /// The value of the sample `name` (with its labels as written) in an exposition.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{reply, Origin, WAIT};
+use support::{admin_client, admin_status, reply, Origin, WAIT};
 
 /// Longest a Chromium run may take before it is killed and the test fails.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -120,21 +120,11 @@ fn percent(num: u64, den: u64) -> String {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .unwrap()
+    admin_client()
 }
 
 async fn status(admin: SocketAddr) -> Value {
-    let response = client()
-        .get(format!("http://{admin}/status"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+    admin_status(admin).await
 }
 
 fn total(status: &Value) -> u64 {

@@ -32,6 +32,18 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 // === atomic reload, in process ===
 
+/// cuttle started from `file`, which its reloads read again.
+async fn start_from(file: &Path) -> cuttle::app::Server {
+    let source = cuttle::config::Source {
+        path: Some(file.to_owned()),
+        overrides: cuttle::config::Overrides::default(),
+    };
+    let config = source.load().unwrap();
+    cuttle::app::start_with(config, cuttle::clock::system(), Some(source))
+        .await
+        .unwrap()
+}
+
 /// A reverse config whose site `www.example.test` goes to group `app` on `server`, plus
 /// `extra_ports` more listeners.
 fn reverse_config(dir: &Path, server: SocketAddr, extra_ports: usize) -> String {
@@ -137,14 +149,7 @@ async fn reload_swaps_the_upstream_under_load_and_keeps_sockets_cache_and_old_co
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cuttle.toml");
     std::fs::write(&file, reverse_config(dir.path(), a.addr, 0)).unwrap();
-    let source = cuttle::config::Source {
-        path: Some(file.clone()),
-        overrides: cuttle::config::Overrides::default(),
-    };
-    let config = source.load().unwrap();
-    let server = cuttle::app::start_with(config, cuttle::clock::system(), Some(source))
-        .await
-        .unwrap();
+    let server = start_from(&file).await;
     let addr = server.addr().unwrap();
     let control = server.control();
     assert_eq!(control.generation(), 1);
@@ -526,17 +531,10 @@ async fn post_reload_on_the_admin_listener_reloads_answers_and_counts() {
         text
     };
     write(a.addr, "");
-    let source = cuttle::config::Source {
-        path: Some(file.clone()),
-        overrides: cuttle::config::Overrides::default(),
-    };
-    let config = source.load().unwrap();
-    let server = cuttle::app::start_with(config, cuttle::clock::system(), Some(source))
-        .await
-        .unwrap();
+    let server = start_from(&file).await;
     let addr = server.addr().unwrap();
     let admin = server.admin_addr().expect("the admin listener runs");
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = admin_client();
     let url = |path: &str| format!("http://{admin}{path}");
     assert_eq!(body_of(addr, "/x").await, "A");
 
@@ -570,15 +568,7 @@ async fn post_reload_on_the_admin_listener_reloads_answers_and_counts() {
     assert_eq!(body_of(addr, "/x").await, "B");
 
     // /status and /metrics count both, and read the new generation's upstream group.
-    let status = http
-        .get(url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let status = admin_status(admin).await;
     assert_eq!(status["config"]["generation"], 2, "{status}");
     assert_eq!(status["config"]["reloads_ok"], 1, "{status}");
     assert_eq!(status["config"]["reloads_failed"], 1, "{status}");
@@ -589,14 +579,7 @@ async fn post_reload_on_the_admin_listener_reloads_answers_and_counts() {
         .map(|u| u["server"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(servers, vec![b.addr.to_string()], "{status}");
-    let metrics = http
-        .get(url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = admin_metrics(admin).await;
     assert!(
         metrics.contains("cuttle_config_reloads_total{outcome=\"failed\"} 1"),
         "{metrics}"

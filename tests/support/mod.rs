@@ -606,3 +606,40 @@ impl Drop for CuttleProcess {
         let _ = self.child.wait();
     }
 }
+
+// === the admin listener ===
+
+/// A client for the admin listener: no proxy, bounded.
+pub fn admin_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+/// `GET /status` on the admin listener at `admin`, parsed.
+pub async fn admin_status(admin: SocketAddr) -> serde_json::Value {
+    let response = admin_client()
+        .get(format!("http://{admin}/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}
+
+/// `GET /metrics` on the admin listener at `admin`, checked to be Prometheus text.
+pub async fn admin_metrics(admin: SocketAddr) -> String {
+    let response = admin_client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    response.text().await.unwrap()
+}
