@@ -450,6 +450,13 @@ fn build_shared(
         clock: Arc::clone(&kept.clock),
         connections: Arc::clone(&kept.connections),
         metrics: Arc::clone(&kept.metrics),
+        site_slots: config
+            .proxy
+            .reverse
+            .sites
+            .iter()
+            .map(|site| kept.metrics.site_slot(&site.name))
+            .collect(),
         client_slots: Arc::clone(&kept.client_slots),
         config: config.proxy.clone(),
     }

@@ -21,12 +21,14 @@ const USER_AGENT: &[u8] = b"agent \"q\" \\ caf\xc3\xa9\tend";
 async fn origin() -> Origin {
     Origin::builder()
         .route("/obj", |_| {
-            let mut r = reply(200, "twelve bytes");
-            r.headers_mut()
-                .insert("content-type", "text/plain".parse().unwrap());
-            r.headers_mut()
-                .insert("cache-control", "max-age=300".parse().unwrap());
-            r
+            reply_with(
+                200,
+                "twelve bytes",
+                &[
+                    ("content-type", "text/plain"),
+                    ("cache-control", "max-age=300"),
+                ],
+            )
         })
         .spawn()
         .await

@@ -349,10 +349,7 @@ fn bad_admin_config_is_located() {
 async fn cuttle_stats_prints_the_figures() {
     let origin = Origin::builder()
         .route("/a", |_| {
-            let mut r = reply(200, "hello");
-            r.headers_mut()
-                .insert("cache-control", "max-age=60".parse().unwrap());
-            r
+            reply_with(200, "hello", &[("cache-control", "max-age=60")])
         })
         .spawn()
         .await;
@@ -423,10 +420,7 @@ fn the_reverse_example_opens_the_admin_listener_to_monitoring_only() {
 async fn reverse_sites_and_upstream_servers_are_counted() {
     let origin = Origin::builder()
         .route("/page", |_| {
-            let mut r = reply(200, "0123456789");
-            r.headers_mut()
-                .insert("cache-control", "max-age=60".parse().unwrap());
-            r
+            reply_with(200, "0123456789", &[("cache-control", "max-age=60")])
         })
         .spawn()
         .await;
@@ -510,16 +504,10 @@ async fn debug_log_explains_cache_decisions() {
     use std::io::BufRead;
     let origin = Origin::builder()
         .route("/obj", |_| {
-            let mut r = reply(200, "body");
-            r.headers_mut()
-                .insert("cache-control", "max-age=60".parse().unwrap());
-            r
+            reply_with(200, "body", &[("cache-control", "max-age=60")])
         })
         .route("/private", |_| {
-            let mut r = reply(200, "mine");
-            r.headers_mut()
-                .insert("cache-control", "private".parse().unwrap());
-            r
+            reply_with(200, "mine", &[("cache-control", "private")])
         })
         .spawn()
         .await;

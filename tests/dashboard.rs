@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{admin_client, admin_status, reply, Origin, WAIT};
+use support::{admin_client, admin_status, reply_with, Origin, WAIT};
 
 /// Longest a Chromium run may take before it is killed and the test fails.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -169,17 +169,19 @@ async fn dashboard_renders_the_status_figures_in_chromium() {
     // Fail first, before anything starts, when the browser is missing.
     let _ = chromium();
     let mut builder = Origin::builder().route("/private", |_| {
-        let mut r = reply(200, "per-user answer, never stored");
-        r.headers_mut()
-            .insert("cache-control", "no-store".parse().unwrap());
-        r
+        reply_with(
+            200,
+            "per-user answer, never stored",
+            &[("cache-control", "no-store")],
+        )
     });
     for n in 0..CACHEABLE_URLS {
         builder = builder.route(&format!("/page/{n}"), move |_| {
-            let mut r = reply(200, &format!("page {n}: {}", "x".repeat(2000)));
-            r.headers_mut()
-                .insert("cache-control", "max-age=600".parse().unwrap());
-            r
+            reply_with(
+                200,
+                &format!("page {n}: {}", "x".repeat(2000)),
+                &[("cache-control", "max-age=600")],
+            )
         });
     }
     let origin = builder.spawn().await;

@@ -437,10 +437,7 @@ async fn a_byte_flipped_after_the_first_verified_read_is_never_served() {
     const BODY: &str = "pristine content, read from the disk tier";
     let origin = Origin::builder()
         .route("/flip", |_| {
-            let mut r = reply(200, BODY);
-            r.headers_mut()
-                .insert("cache-control", "public, max-age=1000".parse().unwrap());
-            r
+            reply_with(200, BODY, &[("cache-control", "public, max-age=1000")])
         })
         .spawn()
         .await;

@@ -69,16 +69,14 @@ fn reverse_config(dir: &Path, server: SocketAddr, extra_ports: usize) -> String 
 async fn named(name: &'static str) -> Origin {
     Origin::builder()
         .route("/x", move |_| {
-            let mut r = reply(200, name);
-            r.headers_mut()
-                .insert("cache-control", "no-store".parse().unwrap());
-            r
+            reply_with(200, name, &[("cache-control", "no-store")])
         })
         .route("/cached", move |_| {
-            let mut r = reply(200, &format!("cached by {name}"));
-            r.headers_mut()
-                .insert("cache-control", "max-age=600".parse().unwrap());
-            r
+            reply_with(
+                200,
+                &format!("cached by {name}"),
+                &[("cache-control", "max-age=600")],
+            )
         })
         .route("/slow", move |_| {
             let parts = futures_util::stream::unfold(0u8, move |step| async move {
@@ -419,10 +417,7 @@ async fn until_lines(path: &Path, n: usize) {
 
 fn origin_x() -> OriginBuilder {
     Origin::builder().route("/x", |_| {
-        let mut r = reply(200, "x");
-        r.headers_mut()
-            .insert("cache-control", "no-store".parse().unwrap());
-        r
+        reply_with(200, "x", &[("cache-control", "no-store")])
     })
 }
 

@@ -136,12 +136,14 @@ async fn get_cookies(proxy: &TestProxy, url: &str) -> (u16, Vec<String>, String)
 async fn a_stored_set_cookie_is_never_served_to_another_client() {
     let origin = Origin::builder()
         .route("/welcome", |_| {
-            let mut r = reply(200, "hello");
-            r.headers_mut()
-                .insert("cache-control", "public, max-age=60".parse().unwrap());
-            r.headers_mut()
-                .insert("set-cookie", "session=alice; HttpOnly".parse().unwrap());
-            r
+            reply_with(
+                200,
+                "hello",
+                &[
+                    ("cache-control", "public, max-age=60"),
+                    ("set-cookie", "session=alice; HttpOnly"),
+                ],
+            )
         })
         .spawn()
         .await;
@@ -173,11 +175,11 @@ async fn a_set_cookie_on_a_304_is_not_merged_into_the_stored_response() {
                     .insert("set-cookie", "session=bob".parse().unwrap());
                 return r;
             }
-            let mut r = reply(200, "page");
-            r.headers_mut()
-                .insert("cache-control", "public, max-age=0".parse().unwrap());
-            r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
-            r
+            reply_with(
+                200,
+                "page",
+                &[("cache-control", "public, max-age=0"), ("etag", "\"v1\"")],
+            )
         })
         .spawn()
         .await;
@@ -200,12 +202,14 @@ async fn a_set_cookie_on_a_304_is_not_merged_into_the_stored_response() {
 async fn store_set_cookie_true_keeps_the_cookie_in_hits() {
     let origin = Origin::builder()
         .route("/shared", |_| {
-            let mut r = reply(200, "x");
-            r.headers_mut()
-                .insert("cache-control", "public, max-age=60".parse().unwrap());
-            r.headers_mut()
-                .insert("set-cookie", "lang=en".parse().unwrap());
-            r
+            reply_with(
+                200,
+                "x",
+                &[
+                    ("cache-control", "public, max-age=60"),
+                    ("set-cookie", "lang=en"),
+                ],
+            )
         })
         .spawn()
         .await;
@@ -306,12 +310,7 @@ async fn a_host_with_userinfo_is_rejected_in_reverse_mode() {
 #[tokio::test]
 async fn raw_utf8_in_a_path_does_not_share_a_key_with_a_percent_encoded_path() {
     let cacheable = |body: &'static str| {
-        move |_: &Recorded| {
-            let mut r = reply(200, body);
-            r.headers_mut()
-                .insert("cache-control", "public, max-age=60".parse().unwrap());
-            r
-        }
+        move |_: &Recorded| reply_with(200, body, &[("cache-control", "public, max-age=60")])
     };
     let origin = Origin::builder()
         .route("/%41\u{e9}", cacheable("e-acute"))
@@ -531,10 +530,7 @@ async fn cache_status_says_stored_only_for_responses_that_are_stored() {
             r
         })
         .route("/small", |_| {
-            let mut r = reply(200, "small");
-            r.headers_mut()
-                .insert("cache-control", "max-age=60".parse().unwrap());
-            r
+            reply_with(200, "small", &[("cache-control", "max-age=60")])
         })
         .spawn()
         .await;

@@ -57,22 +57,6 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
-/// `bytes` as a short human figure (KiB, MiB, GiB).
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS.get(unit).unwrap_or(&"B"))
-    }
-}
-
 /// The terminal summary of a `/status` document.
 pub fn summary(s: &Value) -> String {
     let mut out = String::new();
@@ -120,8 +104,8 @@ pub fn summary(s: &Value) -> String {
         format!(
             "  {name:<11} {} objects, {} of {}, {} evictions",
             n(&t["objects"]),
-            human(n(&t["bytes"])),
-            human(n(&t["max_bytes"])),
+            crate::config::summary::size(n(&t["bytes"])),
+            crate::config::summary::size(n(&t["max_bytes"])),
             n(&t["evictions"])
         )
     };
@@ -139,9 +123,9 @@ pub fn summary(s: &Value) -> String {
     let b = &s["bytes"];
     line(format!(
         "Bandwidth:    {} to clients, {} from upstream, {} saved",
-        human(n(&b["to_clients"])),
-        human(n(&b["from_upstream"])),
-        human(n(&b["saved"]))
+        crate::config::summary::size(n(&b["to_clients"])),
+        crate::config::summary::size(n(&b["from_upstream"])),
+        crate::config::summary::size(n(&b["saved"]))
     ));
     line(format!(
         "Connections:  {} clients, {} upstream",

@@ -140,8 +140,9 @@ pub struct Record<'a> {
     pub to_clients: u64,
     /// Body bytes received from upstream (origin, parent or tunnel peer).
     pub from_upstream: u64,
-    /// The reverse-mode site, by name.
-    pub site: Option<&'a str>,
+    /// The reverse-mode site's slot, from [`Metrics::site_slot`] (looked up once per config
+    /// generation, not per request).
+    pub site: Option<usize>,
     /// For the top-URL summary; counted only when body bytes went out.
     pub url: &'a str,
 }
@@ -276,7 +277,7 @@ impl Metrics {
             shard.from_upstream.add(r.from_upstream);
         }
         if let Some(site) = r.site {
-            if let Some([to, from]) = shard.sites.get(self.site_slot(site)) {
+            if let Some([to, from]) = shard.sites.get(site) {
                 to.add(r.to_clients);
                 from.add(r.from_upstream);
             }
@@ -294,8 +295,10 @@ impl Metrics {
         self.enabled.store(enabled, Ordering::Relaxed);
     }
 
-    /// The slot for `site`, claiming a free one the first time a name is seen.
-    fn site_slot(&self, site: &str) -> usize {
+    /// The counter slot of the site named `site`, claiming a free one the first time a name is
+    /// seen (the slots outlive reloads, so a site keeps its counters); sites after the
+    /// 64th share the last slot.
+    pub fn site_slot(&self, site: &str) -> usize {
         for (i, slot) in self.site_names.iter().enumerate() {
             match slot.get() {
                 Some(name) if &**name == site => return i,
@@ -405,7 +408,7 @@ mod tests {
             result,
             to_clients: to,
             from_upstream: from,
-            site,
+            site: site.map(|name| m.site_slot(name)),
             url: "http://a/x?q=1",
         });
     }

@@ -440,12 +440,11 @@ fn stale_on_error(
     failure: Result<Upstreamed, Error>,
 ) -> Result<Response<ProxyBody>, Error> {
     let max_stale = ex.shared.cache.behaviour.max_stale.as_secs();
-    let how = match &failure {
+    let how = match failure {
         Ok(_) => OriginFailure::ServerError,
         // A refusal of ours (an access rule on the resolved address) is not an outage.
         Err(err) if err.is_denied() || err.side() != crate::error::Side::Upstream => {
-            return failure
-                .map(|up| deliver(ex.shared, up, CacheStatus::forward(Fwd::Stale), None));
+            return Err(err);
         }
         Err(_) => OriginFailure::Unreachable,
     };

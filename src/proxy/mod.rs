@@ -157,6 +157,9 @@ pub struct Shared {
     pub connections: std::sync::Arc<tokio::sync::Semaphore>,
     /// Counters for `/metrics` and `/status`; created by `app` and carried over reloads.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Each reverse-mode site's counter slot in `metrics`, by index in
+    /// `config.reverse.sites`.
+    pub site_slots: Vec<usize>,
     /// Caps connections per client address.
     pub client_slots: std::sync::Arc<client_slots::ClientSlots>,
 }

@@ -94,9 +94,9 @@ const CLIENT_FORWARDING_FIELDS: [&str; 6] = [
     "x-real-ip",
 ];
 
-/// The first site for `host` and `path`.
-pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<&'a Site> {
-    sites.iter().find(|site| {
+/// The first site for `host` and `path`, with its index in `sites`.
+pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<(usize, &'a Site)> {
+    sites.iter().enumerate().find(|(_, site)| {
         site.hosts.iter().any(|p| p.matches(host)) && path.starts_with(&site.path_prefix)
     })
 }
@@ -128,19 +128,14 @@ async fn route(
     } else {
         std::borrow::Cow::Borrowed(host)
     };
-    let site =
-        find_site(&shared.config.reverse.sites, &host, parts.uri.path()).ok_or_else(|| {
+    let (index, site) = find_site(&shared.config.reverse.sites, &host, parts.uri.path())
+        .ok_or_else(|| {
             Error::new(
                 ErrorKind::UnknownSite,
                 format!("no site is configured for host `{host}` on this accelerator port"),
             )
         })?;
-    txn.site = shared
-        .config
-        .reverse
-        .sites
-        .iter()
-        .position(|s| std::ptr::eq(s, site));
+    txn.site = Some(index);
     let group = shared.groups.get(&site.upstream).cloned().ok_or_else(|| {
         Error::new(
             ErrorKind::Internal,
@@ -356,7 +351,7 @@ mod tests {
             site(&["www.example.com", "*.example.org"], "/", "web"),
             site(&["*"], "/", "fallback"),
         ];
-        let pick = |h: &str, p: &str| find_site(&sites, h, p).map(|s| s.upstream.as_str());
+        let pick = |h: &str, p: &str| find_site(&sites, h, p).map(|(_, s)| s.upstream.as_str());
         assert_eq!(pick("www.example.com", "/api/v1"), Some("api"));
         assert_eq!(pick("www.example.com", "/index"), Some("web"));
         assert_eq!(pick("cdn.example.org", "/x"), Some("web"));

@@ -209,10 +209,7 @@ impl Drop for Transaction {
             } else {
                 self.upstream_bytes
             },
-            site: self
-                .site
-                .and_then(|i| shared.config.reverse.sites.get(i))
-                .map(|s| s.name.as_str()),
+            site: self.site.and_then(|i| shared.site_slots.get(i).copied()),
             url: &self.url,
         });
         self.shared.access_log.log(AccessRecord {

@@ -184,6 +184,21 @@ pub fn reply(status: u16, body: &str) -> Response<OriginBody> {
     reply_bytes(status, Bytes::from(body.to_owned()))
 }
 
+/// A reply with these header fields, e.g. `reply_with(200, "x", &[("cache-control", "max-age=60")])`.
+pub fn reply_with(
+    status: u16,
+    body: &str,
+    fields: &[(&'static str, &str)],
+) -> Response<OriginBody> {
+    let mut response = reply(status, body);
+    for (name, value) in fields {
+        response
+            .headers_mut()
+            .append(*name, http::HeaderValue::from_str(value).unwrap());
+    }
+    response
+}
+
 /// A reply with a byte body.
 pub fn reply_bytes(status: u16, body: Bytes) -> Response<OriginBody> {
     let mut response = Response::new(Full::new(body).map_err(|e| match e {}).boxed());

@@ -54,15 +54,14 @@ const ASSETS: [Asset; 4] = [
 /// `None` when `path` is not one of them.
 pub fn asset(path: &str) -> Option<Response<Full<Bytes>>> {
     let asset = ASSETS.iter().find(|a| a.path == path)?;
-    let mut response = Response::new(Full::new(Bytes::from_static(asset.body.as_bytes())));
-    *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(asset.content_type),
+    // Typed and `no-store` like every admin answer: the page changes with the binary, so a
+    // browser never keeps a stale one.
+    let mut response = super::routes::respond(
+        StatusCode::OK,
+        asset.content_type,
+        Bytes::from_static(asset.body.as_bytes()),
     );
-    // The page is small and changes with the binary; never let a browser keep a stale one.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
