@@ -27,7 +27,7 @@ use super::cache_reply::{
 };
 use super::cache_store::{spawn_refresh, store_or_pass};
 use super::next_hop::{send, Outgoing, Target, Upstreamed};
-use super::service::ConnInfo;
+use super::request::ConnInfo;
 use super::transaction::Transaction;
 use super::Shared;
 use crate::cache::collapse::{Leader, Outcome, Role};

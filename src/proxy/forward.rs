@@ -17,7 +17,7 @@ use super::caching;
 use super::destination;
 use super::headers::{self, MaxForwards};
 use super::next_hop::Target;
-use super::service::{check_loop, finish, ConnInfo};
+use super::request::{check_loop, finish, ConnInfo};
 use super::transaction::{hier, Transaction};
 use super::Shared;
 use crate::error::{Error, ErrorKind};

@@ -40,7 +40,8 @@ use tokio::sync::watch;
 use super::body::ProxyBody;
 use super::client_conn::{ClientIo, ConnActivity};
 use super::client_slots::{ConnSlot, REJECTION};
-use super::service::{handle, ConnInfo};
+use super::request::ConnInfo;
+use super::service::handle;
 use super::tls::{self, ServerTls};
 use super::{Live, Mode, Shared};
 

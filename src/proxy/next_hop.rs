@@ -159,8 +159,13 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
         } => {
             let mut out = out;
             // Added only when a request really goes upstream: hits never pay for them.
-            super::reverse::add_forwarding_fields(
-                &shared.config.reverse,
+            let reverse = &shared.config.reverse;
+            super::forwarding_fields::add_forwarding_fields(
+                &super::forwarding_fields::Policy {
+                    x_forwarded_proto: reverse.x_forwarded_proto,
+                    forwarded: reverse.forwarded,
+                    trusted_proxies: &reverse.trusted_proxies,
+                },
                 out.client,
                 client_tls,
                 &client_host,

@@ -69,26 +69,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
     }
 }
 
-/// How much an error response tells the client (`error_details`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorDetails {
-    /// The cause (which may name an upstream address), the URL, the proxy's name and version.
-    Full,
-    /// The status and its reason phrase only; `Proxy-Status` carries the RFC 9209 error type
-    /// but no `details`.
-    Minimal,
-}
-
-impl ErrorDetails {
-    /// The default for a port: `minimal` on reverse ports (public clients), `full` on forward
-    /// ports.
-    pub fn default_for(mode: super::Mode) -> Self {
-        match mode {
-            super::Mode::Forward => Self::Full,
-            super::Mode::Reverse => Self::Minimal,
-        }
-    }
-}
+pub use super::error_details::ErrorDetails;
 
 /// Operator-supplied HTML pages by status code (`[error_pages]`), read once at config load.
 #[derive(Debug, Clone, Default)]

@@ -82,7 +82,7 @@ pub struct Transaction {
     /// Response body bytes received from upstream and relayed (for metrics).
     pub upstream_bytes: u64,
     /// How much an error page for this request may tell (its port's `error_details`).
-    pub error_details: super::respond::ErrorDetails,
+    pub error_details: super::error_details::ErrorDetails,
     /// Cleared when the transaction completes normally.
     incomplete: bool,
     _in_flight: Option<InFlight>,
@@ -122,7 +122,7 @@ impl Transaction {
             mode: Mode::Forward,
             site: None,
             upstream_bytes: 0,
-            error_details: super::respond::ErrorDetails::Full,
+            error_details: super::error_details::ErrorDetails::Full,
             incomplete: true,
             _in_flight: in_flight,
         }

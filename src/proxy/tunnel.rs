@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 
 use super::body::ProxyBody;
 use super::destination::{self, Resolution};
-use super::service::{check_loop, reply_error, ConnInfo};
+use super::request::{check_loop, reply_error, ConnInfo};
 use super::transaction::{code, hier, Transaction};
 use super::Shared;
 use crate::access::{AccessRequest, Verdict};

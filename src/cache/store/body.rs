@@ -19,7 +19,7 @@ use cacache::Integrity;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-use super::disk::{is_damage, Disk};
+use super::failure::is_damage;
 use super::file::{Source, Stamp};
 
 /// Streams a stored body from disk; implements [`hyper::body::Body`].
@@ -52,9 +52,21 @@ enum State {
     Done,
 }
 
+/// The tier holding a streamed entry, as its body sees it: the disk tier implements this, so a
+/// body can report a damaged or a checked content without importing the tier that opened it.
+pub(super) trait EntryOwner: Send + Sync {
+    /// Removes `key` only while it still names `sri` (the body found it damaged).
+    fn remove_damaged(self: Arc<Self>, key: String, sri: Integrity) -> BoxFuture;
+    /// Records that `sri`'s file, as `stamp` describes it, matched its hash.
+    fn set_checked(&self, sri: &Integrity, stamp: Stamp);
+}
+
+/// The removal [`EntryOwner::remove_damaged`] starts.
+pub(super) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Which entry a body belongs to.
 pub(super) struct EntryRef {
-    pub disk: Arc<Disk>,
+    pub disk: Arc<dyn EntryOwner>,
     pub key: String,
     pub sri: Integrity,
 }
@@ -90,7 +102,7 @@ impl DiskBody {
         match (entry, tokio::runtime::Handle::try_current()) {
             (Some(c), Ok(rt)) => {
                 tracing::warn!(key = c.key, error = %e, "removing damaged disk cache entry");
-                let task = rt.spawn(async move { c.disk.remove_if(&c.key, &c.sri).await });
+                let task = rt.spawn(c.disk.remove_damaged(c.key, c.sri));
                 self.removing = Some((task, e));
                 None
             }

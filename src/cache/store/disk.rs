@@ -36,7 +36,8 @@ use cacache::{Integrity, RemoveOpts, WriteOpts};
 use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
 
-use super::body::{DiskBody, EntryRef};
+use super::body::{BoxFuture, DiskBody, EntryOwner, EntryRef};
+use super::failure::{io_error, is_damage, is_disk_full};
 use super::file::{content_path, Open, Opened, Stamp};
 use super::lru::{DiskIndex, Removed};
 use crate::cache::meta::StoredHead;
@@ -210,7 +211,7 @@ impl Disk {
                 let len = entry.head.body_len;
                 let inline = entry.hot && checking.is_none();
                 let of = EntryRef {
-                    disk: Arc::clone(self),
+                    disk: Arc::clone(self) as Arc<dyn EntryOwner>,
                     key: key.to_owned(),
                     sri: entry.sri,
                 };
@@ -451,29 +452,12 @@ fn list(path: &Path) -> Vec<Listed> {
     out
 }
 
-/// True for a write that failed because the file system is out of space or over quota.
-pub(super) fn is_disk_full(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
-}
+impl EntryOwner for Disk {
+    fn remove_damaged(self: Arc<Self>, key: String, sri: Integrity) -> BoxFuture {
+        Box::pin(async move { self.remove_if(&key, &sri).await })
+    }
 
-/// True for the errors reading a content file gives when the entry itself is damaged: the
-/// file is gone, or its size or hash is not what was recorded (see `file` and `body`).
-pub(super) fn is_damage(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
-    )
-}
-
-/// cacache's error as an `io::Error`, keeping the kind of an underlying I/O error.
-pub(super) fn io_error(e: cacache::Error) -> io::Error {
-    match e {
-        cacache::Error::IoError(inner, context) => {
-            io::Error::new(inner.kind(), format!("{context}: {inner}"))
-        }
-        other => io::Error::new(io::ErrorKind::InvalidData, other),
+    fn set_checked(&self, sri: &Integrity, stamp: Stamp) {
+        Disk::set_checked(self, sri, stamp);
     }
 }

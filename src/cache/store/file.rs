@@ -26,7 +26,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use cacache::Integrity;
 
-use super::disk::io_error;
+use super::failure::io_error;
 
 /// Bytes asked of the file per read when streaming.
 pub(super) const CHUNK: usize = 64 * 1024;

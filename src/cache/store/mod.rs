@@ -20,6 +20,7 @@
 
 mod body;
 mod disk;
+mod failure;
 mod file;
 mod lru;
 mod memory;

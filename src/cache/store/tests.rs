@@ -686,11 +686,13 @@ fn only_a_missing_or_mismatched_file_is_damage() {
         ErrorKind::InvalidData,
         ErrorKind::UnexpectedEof,
     ] {
-        assert!(disk::is_damage(&Error::from(kind)), "{kind:?}");
+        assert!(failure::is_damage(&Error::from(kind)), "{kind:?}");
     }
     // Anything else (a cancelled blocking task, a refused open): a miss; the entry stays.
-    assert!(!disk::is_damage(&Error::other("task cancelled")));
-    assert!(!disk::is_damage(&Error::from(ErrorKind::PermissionDenied)));
+    assert!(!failure::is_damage(&Error::other("task cancelled")));
+    assert!(!failure::is_damage(&Error::from(
+        ErrorKind::PermissionDenied
+    )));
 }
 
 /// The next `n` content writes fail as on a full file system.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::disk::is_disk_full;
+use super::failure::is_disk_full;
 use super::Inner;
 use crate::cache::meta::StoredHead;
 

@@ -1,0 +1,110 @@
+//! What every mode (forward, reverse, tunnel) shares about a client request: the connection
+//! it came on, the loop and access checks, and how it ends (a logged response or an error
+//! page). Kept apart from `service`, which dispatches to the modes, so the modes never import
+//! their dispatcher back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Response};
+
+use super::body::ProxyBody;
+use super::client_conn::ConnActivity;
+use super::transaction::{code, Transaction};
+use super::{respond, Live, Mode, Shared};
+use crate::access::{AccessRequest, Verdict};
+use crate::error::{Error, ErrorKind, Side};
+
+/// What a request knows about the connection it came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// `peer`'s address as the access log writes it, rendered once per connection.
+    pub client_text: Arc<str>,
+    /// The listening address the client connected to.
+    pub local: SocketAddr,
+    pub mode: Mode,
+    /// How much this port's error pages tell (`error_details`).
+    pub error_details: respond::ErrorDetails,
+    /// The client spoke TLS to us (an `https` port): reverse mode says so upstream.
+    pub tls: bool,
+    pub activity: Arc<ConnActivity>,
+    /// The current config generation; each request loads it once (see [`Live`]).
+    pub live: Arc<Live>,
+    /// This connection's slot under `limits.max_connections` and its address's
+    /// `client_ip_max_connections`; CONNECT tunnels keep a clone.
+    pub permit: Arc<super::client_slots::ConnSlot>,
+}
+
+/// Attaches `txn` to the response for logging, or answers with the error page.
+pub fn finish(
+    mut txn: Transaction,
+    result: Result<Response<ProxyBody>, Error>,
+    shared: &Shared,
+) -> Response<ProxyBody> {
+    match result {
+        Ok(response) => {
+            txn.respond(&response);
+            response.map(|body| body.with_transaction(txn))
+        }
+        Err(err) => reply_error(txn, &err, shared),
+    }
+}
+
+/// Answers with the error page for `err` and logs the transaction with it.
+pub fn reply_error(mut txn: Transaction, err: &Error, shared: &Shared) -> Response<ProxyBody> {
+    txn.code = match err.side() {
+        _ if err.is_denied() => code::TCP_DENIED,
+        Side::Upstream => code::TCP_MISS,
+        Side::Downstream | Side::Internal => code::NONE,
+    };
+    tracing::debug!(url = %txn.url, error = %err, "request failed");
+    let response = respond::error_response_with(
+        err,
+        &txn.url,
+        shared.via.pseudonym(),
+        txn.error_details,
+        &shared.config.error_pages,
+    );
+    txn.respond(&response);
+    response.map(|body| body.with_transaction(txn))
+}
+
+/// Applies `http_access` to a request for `host:port` without resolving it (reverse mode:
+/// the destination is a configured group; forward mode uses `destination::check`).
+pub fn check_access(
+    shared: &Shared,
+    peer: SocketAddr,
+    method: &Method,
+    host: &str,
+    port: u16,
+) -> Result<(), Error> {
+    let verdict = shared.access.check(&AccessRequest {
+        src: peer.ip(),
+        host,
+        port,
+        method,
+        dst: None,
+    });
+    match verdict {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny(rule) => Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!("access denied ({rule})"),
+        )),
+    }
+}
+
+/// Refuses a request seen before (our own `Via` entry is in it).
+pub fn check_loop(shared: &Shared, headers: &http::HeaderMap) -> Result<(), Error> {
+    if shared.via.is_loop(headers) {
+        return Err(Error::new(
+            ErrorKind::ForwardingLoop,
+            format!(
+                "forwarding loop detected: the request already passed through {}",
+                shared.via.pseudonym()
+            ),
+        ));
+    }
+    Ok(())
+}
