@@ -16,8 +16,6 @@
 //! `respond` is the only place an error becomes a status code.
 
 pub mod body;
-pub mod cache_reply;
-pub mod cache_store;
 pub mod caching;
 pub mod client_conn;
 pub mod client_slots;

@@ -1,23 +1,17 @@
 //! Building client responses on the cache path: from a stored entry (hits), from an upstream
-//! response (relayed, maybe filling the cache), PURGE answers, and the only-if-cached 504.
+//! response (relayed, maybe filling the cache), and the only-if-cached 504.
 //!
 //! Every one of them carries our `Via` entry and a `Cache-Status` member (RFC 9211); optional
 //! Squid `X-Cache`. Hit bodies are shared `Bytes` slices (memory) or a stream (disk), never
 //! copied.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Response, Version};
 
-use super::body::ProxyBody;
-use super::next_hop::Upstreamed;
-use super::transaction::{hier, Transaction};
-use super::Shared;
 use crate::cache::fill::FillSink;
-use crate::cache::key::primary_key;
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::storable::storage_excluded_fields;
 use crate::cache::policy::ResponseDirectives;
@@ -26,6 +20,10 @@ use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::CacheStatus;
 use crate::cache::store::{Hit, HitBody};
 use crate::error::{Error, ErrorKind};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::next_hop::Upstreamed;
+use crate::proxy::transaction::{hier, Transaction};
+use crate::proxy::Shared;
 
 static X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
 
@@ -212,7 +210,7 @@ pub fn with_cookies_of(head: StoredHead, response: &HeaderMap) -> StoredHead {
 
 /// RFC 9111 §5.2.1.7: with `only-if-cached` and nothing usable stored, answer 504.
 pub fn not_in_cache(shared: &Shared, txn: &mut Transaction, url: &str) -> Response<ProxyBody> {
-    let mut response = super::respond::error_response_with(
+    let mut response = crate::proxy::respond::error_response_with(
         &Error::new(
             ErrorKind::NotInCache,
             "only-if-cached: no usable response is stored",
@@ -225,50 +223,4 @@ pub fn not_in_cache(shared: &Shared, txn: &mut Transaction, url: &str) -> Respon
     let status = txn.outcome(CacheResult::NotInCache, CacheStatus::default());
     status.append_to(response.headers_mut(), &shared.cache.behaviour.status_name);
     response
-}
-
-/// PURGE: removes every stored variant of the URI; 200 if anything was removed, else 404.
-pub async fn purge(
-    shared: &Shared,
-    client: IpAddr,
-    uri: &Uri,
-    txn: &mut Transaction,
-) -> Result<Response<ProxyBody>, Error> {
-    let client = client.to_canonical();
-    if !shared
-        .cache
-        .behaviour
-        .purge_from
-        .iter()
-        .any(|net| net.contains(&client))
-    {
-        return Err(Error::new(
-            ErrorKind::AccessDenied,
-            format!("PURGE is not allowed from {client} (cache.purge_from)"),
-        ));
-    }
-    let Some(primary) = primary_key(uri) else {
-        return Err(Error::new(
-            ErrorKind::InvalidRequest,
-            "PURGE needs an absolute URL",
-        ));
-    };
-    let removed = shared.cache.invalidate(&primary).await;
-    let status = if removed > 0 {
-        StatusCode::OK
-    } else {
-        StatusCode::NOT_FOUND
-    };
-    let mut response = Response::new(ProxyBody::empty());
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
-    txn.outcome(
-        CacheResult::Purge {
-            removed: removed > 0,
-        },
-        CacheStatus::default(),
-    );
-    Ok(response)
 }

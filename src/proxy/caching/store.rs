@@ -7,11 +7,8 @@ use std::sync::Arc;
 use http::header;
 use http::{Method, Response, StatusCode};
 
-use super::body::{Prefixed, ProxyBody};
-use super::cache_reply::{deliver, storable_update, stored_head, with_cookies_of};
-use super::caching::{Exchange, CLIENT_CONDITIONALS};
-use super::next_hop::{send, Outgoing, Upstreamed};
-use super::transaction::Transaction;
+use super::reply::{deliver, storable_update, stored_head, with_cookies_of};
+use super::{Exchange, CLIENT_CONDITIONALS};
 use crate::cache::collapse::{Leader, Outcome};
 use crate::cache::fill;
 use crate::cache::lookup::{Evaluation, Lookup};
@@ -25,6 +22,9 @@ use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::store::{Hit, HitBody, Tier};
 use crate::error::Error;
+use crate::proxy::body::{Prefixed, ProxyBody};
+use crate::proxy::next_hop::{send, Outgoing, Upstreamed};
+use crate::proxy::transaction::Transaction;
 
 /// Stores `up` if RFC 9111 §3 allows, relaying it to the client either way.
 #[allow(clippy::too_many_arguments)]

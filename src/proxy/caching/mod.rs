@@ -13,6 +13,10 @@
 //! ```
 //! Decisions come from the pure `cache::policy` functions; this module only sequences them.
 
+mod purge;
+mod reply;
+mod store;
+
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
@@ -21,15 +25,6 @@ use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::connect::HttpInfo;
 use tokio::time::Instant;
 
-use super::body::ProxyBody;
-use super::cache_reply::{
-    deliver, not_in_cache, purge, serve_hit, storable_update, with_cookies_of,
-};
-use super::cache_store::{spawn_refresh, store_or_pass};
-use super::next_hop::{send, Outgoing, Target, Upstreamed};
-use super::request::ConnInfo;
-use super::transaction::Transaction;
-use super::Shared;
 use crate::cache::collapse::{Leader, Outcome, Role};
 use crate::cache::key::primary_key;
 use crate::cache::lookup::{is_cacheable_method, Evaluation, Lookup};
@@ -42,6 +37,14 @@ use crate::cache::result::CacheResult;
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::store::Hit;
 use crate::error::Error;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::next_hop::{send, Outgoing, Target, Upstreamed};
+use crate::proxy::request::ConnInfo;
+use crate::proxy::transaction::Transaction;
+use crate::proxy::Shared;
+use purge::purge;
+use reply::{deliver, not_in_cache, serve_hit, storable_update, with_cookies_of};
+use store::{spawn_refresh, store_or_pass};
 
 /// Client request fields that would make the origin answer with less than the full
 /// representation; removed when cuttle fetches to store (it answers them from the stored copy).

@@ -1,0 +1,61 @@
+//! PURGE (Squid's method): removes every stored variant of a URL, for clients in
+//! `cache.purge_from` (loopback by default).
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode, Uri};
+
+use crate::cache::key::primary_key;
+use crate::cache::result::CacheResult;
+use crate::cache::status::CacheStatus;
+use crate::error::{Error, ErrorKind};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::transaction::Transaction;
+use crate::proxy::Shared;
+
+/// PURGE: removes every stored variant of the URI; 200 if anything was removed, else 404.
+pub async fn purge(
+    shared: &Shared,
+    client: IpAddr,
+    uri: &Uri,
+    txn: &mut Transaction,
+) -> Result<Response<ProxyBody>, Error> {
+    let client = client.to_canonical();
+    if !shared
+        .cache
+        .behaviour
+        .purge_from
+        .iter()
+        .any(|net| net.contains(&client))
+    {
+        return Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!("PURGE is not allowed from {client} (cache.purge_from)"),
+        ));
+    }
+    let Some(primary) = primary_key(uri) else {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "PURGE needs an absolute URL",
+        ));
+    };
+    let removed = shared.cache.invalidate(&primary).await;
+    let status = if removed > 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+    txn.outcome(
+        CacheResult::Purge {
+            removed: removed > 0,
+        },
+        CacheStatus::default(),
+    );
+    Ok(response)
+}
