@@ -342,6 +342,167 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_background() 
     assert_eq!(origin.hits(), 2);
 }
 
+/// Requests `url` (stale under stale-while-revalidate) until `refreshes()` reaches `target`,
+/// which proves an earlier background refresh ended (one runs per key at a time), then once
+/// more; every answer must be the stale `expected`: the refresh did not replace it.
+async fn assert_refresh_kept_the_stored_response(
+    client: &reqwest::Client,
+    url: &str,
+    expected: &str,
+    refreshes: impl Fn() -> usize,
+    target: usize,
+) {
+    for _ in 0..500 {
+        let done = refreshes() >= target;
+        let r = client.get(url).send().await.unwrap();
+        let status = cache_status(&r);
+        let body = r.text().await.unwrap();
+        assert_eq!(
+            body, expected,
+            "a background refresh replaced the stored response ({status})"
+        );
+        assert!(status.contains("stale-while-revalidate"), "{status}");
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no second background refresh started (bounded wait)");
+}
+
+/// An origin route answering `first` (cacheable, stale-while-revalidate) once, then `later`.
+fn swr_then(
+    clock: &Arc<ManualClock>,
+    later: impl Fn() -> http::Response<OriginBody> + Send + Sync + 'static,
+) -> impl Fn(&Recorded) -> http::Response<OriginBody> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let clock = clock.clone();
+    move |_| {
+        let r = if count.fetch_add(1, Ordering::SeqCst) == 0 {
+            let mut r = reply(200, "generation 1");
+            r.headers_mut().insert(
+                "cache-control",
+                "max-age=10, stale-while-revalidate=600".parse().unwrap(),
+            );
+            r
+        } else {
+            later()
+        };
+        dated(r, &clock)
+    }
+}
+
+/// Issue 12: the background refresh used to store a 5xx over the stale entry, where a
+/// foreground revalidation serves stale and stores nothing.
+#[tokio::test]
+async fn background_refresh_never_stores_a_server_error_over_the_stale_entry() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let origin = Origin::builder()
+        .route(
+            "/flaky",
+            swr_then(&clock, || {
+                let mut r = reply(503, "down for maintenance");
+                r.headers_mut()
+                    .insert("cache-control", "max-age=100".parse().unwrap());
+                r
+            }),
+        )
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = proxy_on(dir.path(), "", clock.clone()).await;
+    let client = client_for(&server);
+    let url = origin.url("/flaky");
+    assert_eq!(
+        client.get(&url).send().await.unwrap().text().await.unwrap(),
+        "generation 1"
+    );
+    clock.advance(Duration::from_secs(20));
+    assert_refresh_kept_the_stored_response(&client, &url, "generation 1", || origin.hits(), 3)
+        .await;
+}
+
+/// Issue 12: the background refresh used to skip the reusability filter the foreground
+/// applies, replacing a good stale entry with one that can never be served again.
+#[tokio::test]
+async fn background_refresh_applies_the_reusability_filter() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let origin = Origin::builder()
+        .route(
+            "/once",
+            swr_then(&clock, || {
+                // Storable but never reusable: no freshness, no validator, no stale permission.
+                let mut r = reply(200, "unreusable");
+                r.headers_mut()
+                    .insert("cache-control", "max-age=0".parse().unwrap());
+                r
+            }),
+        )
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = proxy_on(dir.path(), "", clock.clone()).await;
+    let client = client_for(&server);
+    let url = origin.url("/once");
+    assert_eq!(
+        client.get(&url).send().await.unwrap().text().await.unwrap(),
+        "generation 1"
+    );
+    clock.advance(Duration::from_secs(20));
+    assert_refresh_kept_the_stored_response(&client, &url, "generation 1", || origin.hits(), 3)
+        .await;
+}
+
+/// Issue 12: the background refresh used to store what a `proxy_only` peer served (Squid
+/// `proxy-only`: relay, never store), which the foreground path refuses.
+#[tokio::test]
+async fn background_refresh_does_not_store_what_a_proxy_only_peer_served() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let origin = Origin::builder()
+        .route(
+            "/peer",
+            swr_then(&clock, || reply(500, "origin asked twice")),
+        )
+        .spawn()
+        .await;
+    // A sibling that has nothing at first (504 to only-if-cached), then a fresh copy.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&asked);
+    let sibling_clock = clock.clone();
+    let sibling = Origin::builder()
+        .route("/peer", move |_| {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                return reply(504, "not cached here");
+            }
+            let mut r = reply(200, "from the sibling");
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            dated(r, &sibling_clock)
+        })
+        .spawn()
+        .await;
+    let peer = format!(
+        "[[peer]]\nhost = \"127.0.0.1\"\nport = {}\ntype = \"sibling\"\nproxy_only = true\n",
+        sibling.addr.port()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = proxy_on(dir.path(), &peer, clock.clone()).await;
+    let client = client_for(&server);
+    let url = origin.url("/peer");
+    let first = client.get(&url).send().await.unwrap();
+    assert!(
+        cache_status(&first).contains("stored"),
+        "{}",
+        cache_status(&first)
+    );
+    assert_eq!(first.text().await.unwrap(), "generation 1");
+    assert_eq!((origin.hits(), sibling.hits()), (1, 1));
+    clock.advance(Duration::from_secs(20));
+    assert_refresh_kept_the_stored_response(&client, &url, "generation 1", || sibling.hits(), 3)
+        .await;
+    assert_eq!(origin.hits(), 1, "the sibling answered every refresh");
+}
+
 #[tokio::test]
 async fn stale_if_error_serves_stale_when_the_origin_is_down() {
     let dir = tempfile::tempdir().unwrap();

@@ -155,6 +155,7 @@ fn variant(
         "stale_while_revalidate": eval.response.stale_while_revalidate,
         "stale_if_error": eval.response.stale_if_error,
         "verdict": action,
+        "phase": crate::cache::phase::Phase::for_reuse(&eval.reuse).as_str(),
         "reason": reason,
     })
 }

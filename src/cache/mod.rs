@@ -1,16 +1,20 @@
 //! The HTTP cache: RFC 9111 policy, keys, storage tiers, and the façade the proxy calls.
 //!
 //! - pure: `policy` (RFC 9111/5861/9213 decisions, `now` a parameter), `key` (primary and Vary
-//!   keys), `serve` (stored response to client response), `status` (RFC 9211 Cache-Status);
+//!   keys), `serve` (stored response to client response), `status` (RFC 9211 Cache-Status),
+//!   `phase` (the named phases of a request in the cache), `result` (what it ended in);
 //! - I/O: `store` (moka memory tier, cacache disk tier), `fill` (storing while relaying),
 //!   `collapse` (collapsed forwarding);
-//! - `lookup::Cache`: the façade. The cache never fetches: it answers, the proxy acts.
+//! - `lookup::Cache`: the façade; `decision`: what a lookup leads to ([`decision::Decision`]).
+//!   The cache never fetches: it answers, the proxy acts.
 
 pub mod collapse;
+pub mod decision;
 pub mod fill;
 pub mod key;
 pub mod lookup;
 pub mod meta;
+pub mod phase;
 pub mod policy;
 pub mod result;
 pub mod serve;

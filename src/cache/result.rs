@@ -7,6 +7,7 @@
 //! disagree. Why a request went forward (`fwd`), the next hop's status and the TTL are facts
 //! about the exchange, not the outcome, and the caller adds them. Pure: no I/O.
 
+use super::phase::{BypassReason, Phase};
 use super::status::CacheStatus;
 use super::store::Tier;
 
@@ -36,8 +37,9 @@ pub enum CacheResult {
     /// Fetched, and the response may not or could not be stored; the reason is the
     /// `Cache-Status` detail (`no-store`, `private`, `not-stored`, ...).
     NotStorable { reason: &'static str },
-    /// The request was not a cache lookup (a method the cache does not serve, no cache key).
-    Bypass,
+    /// The request was not a cache lookup (a method the cache does not serve, a GET with
+    /// content, no cache key).
+    Bypass { reason: BypassReason },
     /// `only-if-cached` and nothing usable stored: 504 without going forward.
     NotInCache,
     /// PURGE; `removed` is false when nothing was stored.
@@ -130,9 +132,28 @@ impl CacheResult {
             Self::Collapsed { .. } => "TCP_CF_HIT",
             Self::RefreshUnmodified => "TCP_REFRESH_UNMODIFIED",
             Self::RefreshModified => "TCP_REFRESH_MODIFIED",
-            Self::Miss | Self::NotStorable { .. } | Self::Bypass | Self::NotInCache => "TCP_MISS",
+            Self::Miss | Self::NotStorable { .. } | Self::Bypass { .. } | Self::NotInCache => {
+                "TCP_MISS"
+            }
             Self::Purge { removed: true } => "TCP_MISS",
             Self::Purge { removed: false } => "NONE_NONE",
+        }
+    }
+
+    /// The phase the request ended in (see `cache::phase`): what logs and the inspector name.
+    pub fn phase(self) -> Phase {
+        match self {
+            Self::Hit { .. } => Phase::FreshHit,
+            Self::StaleWhileRevalidate | Self::StaleAllowedByClient => Phase::StaleHit,
+            Self::StaleIfError
+            | Self::StaleOriginUnreachable
+            | Self::RefreshUnmodified
+            | Self::RefreshModified => Phase::Revalidate,
+            Self::Collapsed { .. } => Phase::CollapsedWait,
+            Self::Miss | Self::NotInCache => Phase::Miss,
+            Self::NotStorable { reason } => Phase::Pass(reason),
+            Self::Bypass { reason } => Phase::Bypass(reason),
+            Self::Purge { .. } => Phase::Bypass(BypassReason::Method),
         }
     }
 
@@ -153,7 +174,7 @@ impl CacheResult {
             Self::RefreshUnmodified => ResultKind::RefreshUnmodified,
             Self::RefreshModified => ResultKind::RefreshModified,
             Self::Miss | Self::NotInCache => ResultKind::Miss,
-            Self::NotStorable { .. } | Self::Bypass => ResultKind::Bypass,
+            Self::NotStorable { .. } | Self::Bypass { .. } => ResultKind::Bypass,
             Self::Purge { .. } => ResultKind::Purge,
         }
     }
@@ -177,10 +198,15 @@ impl CacheResult {
             Self::StaleOriginUnreachable => Some("origin-unreachable"),
             Self::NotStorable { reason } => Some(reason),
             Self::NotInCache => Some("only-if-cached"),
+            // Only a GET with content says why (the method and a missing key speak for
+            // themselves in `fwd`).
+            Self::Bypass {
+                reason: BypassReason::RequestContent,
+            } => Some(BypassReason::RequestContent.as_str()),
             Self::RefreshUnmodified
             | Self::RefreshModified
             | Self::Miss
-            | Self::Bypass
+            | Self::Bypass { .. }
             | Self::Purge { .. } => None,
         }
     }
@@ -199,7 +225,9 @@ impl CacheResult {
         }
         match self {
             Self::Collapsed { .. } => status.collapsed = Some(true),
-            Self::NotStorable { .. } | Self::NotInCache | Self::Bypass => status.stored = false,
+            Self::NotStorable { .. } | Self::NotInCache | Self::Bypass { .. } => {
+                status.stored = false
+            }
             _ => {}
         }
         status
@@ -223,7 +251,12 @@ impl CacheResult {
             Self::RefreshModified,
             Self::Miss,
             Self::NotStorable { reason: "no-store" },
-            Self::Bypass,
+            Self::Bypass {
+                reason: BypassReason::Method,
+            },
+            Self::Bypass {
+                reason: BypassReason::RequestContent,
+            },
             Self::NotInCache,
             Self::Purge { removed: true },
             Self::Purge { removed: false },

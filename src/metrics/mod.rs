@@ -427,7 +427,15 @@ mod tests {
             0,
             Some("www"),
         );
-        record(&m, Some(CacheResult::Bypass), 5, 5, Some("www"));
+        record(
+            &m,
+            Some(CacheResult::Bypass {
+                reason: crate::cache::phase::BypassReason::Method,
+            }),
+            5,
+            5,
+            Some("www"),
+        );
         record(&m, None, 0, 0, None);
         let t = m.totals();
         assert_eq!(t.requests_total(), 4);

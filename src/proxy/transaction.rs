@@ -158,6 +158,7 @@ impl Transaction {
         tracing::debug!(
             url = %self.url,
             result = result.kind().as_str(),
+            phase = result.phase().as_str(),
             code = self.code,
             fwd = status.fwd.map(|f| f.as_str()),
             detail = status.detail,

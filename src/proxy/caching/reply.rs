@@ -6,15 +6,12 @@
 //! copied.
 
 use std::borrow::Cow;
-use std::time::SystemTime;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, Version};
 
 use crate::cache::fill::FillSink;
 use crate::cache::meta::StoredHead;
-use crate::cache::policy::storable::storage_excluded_fields;
-use crate::cache::policy::ResponseDirectives;
 use crate::cache::result::CacheResult;
 use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::CacheStatus;
@@ -42,16 +39,29 @@ fn decorate(shared: &Shared, headers: &mut HeaderMap, received: Version, status:
     }
 }
 
-/// Serves `hit` (with `age`) for the client request `parts`.
+/// A stored response about to be served, and what to say about it.
+pub struct Serve {
+    pub hit: Hit,
+    /// Its current age in seconds (RFC 9111 §4.2.3).
+    pub age: u64,
+    /// `fwd`, `fwd-status`, `ttl`, `stored` as the caller knows them; `result` adds the rest.
+    pub status: CacheStatus,
+    pub result: CacheResult,
+}
+
+/// Serves a stored response for the client request `parts`.
 pub fn serve_hit(
     shared: &Shared,
     parts: &http::request::Parts,
     txn: &mut Transaction,
-    hit: Hit,
-    age: u64,
-    status: CacheStatus,
-    result: CacheResult,
+    serve: Serve,
 ) -> Response<ProxyBody> {
+    let Serve {
+        hit,
+        age,
+        status,
+        result,
+    } = serve;
     let status = txn.outcome(result, status);
     let multipart = matches!(hit.body, HitBody::Memory(_));
     // The response's arrival stands in for the clock when reading the request's date
@@ -132,40 +142,7 @@ pub fn deliver(
 }
 
 /// The obsolete RFC 2965 cookie field, treated like `Set-Cookie`.
-const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
-
-/// The head to store for an upstream response (RFC 9111 §3.1: without hop-by-hop fields,
-/// proxy authentication fields, or fields named by a qualified `private`), and without
-/// `Set-Cookie` unless `store_set_cookie` (see [`storable_update`]).
-pub fn stored_head(
-    up: &Upstreamed,
-    directives: &ResponseDirectives,
-    request_time: SystemTime,
-    response_time: SystemTime,
-    url: &str,
-    content_length: Option<u64>,
-    store_set_cookie: bool,
-) -> StoredHead {
-    let mut headers = up.parts.headers.clone();
-    for name in storage_excluded_fields(&up.parts.headers, directives) {
-        headers.remove(name);
-    }
-    if !store_set_cookie {
-        headers.remove(header::SET_COOKIE);
-        headers.remove(SET_COOKIE2);
-    }
-    // An origin must not be able to make its response look like an internal vary record.
-    headers.remove(crate::cache::lookup::VARY_RECORD);
-    StoredHead {
-        status: up.parts.status,
-        headers: crate::cache::meta::StoredFields::from_map(&headers),
-        request_time,
-        response_time,
-        url: url.to_owned(),
-        body_len: content_length.unwrap_or(0),
-        derived: Default::default(),
-    }
-}
+pub(super) const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
 
 /// The fields of a 304 (or HEAD) response that may update a stored head: all of them, except
 /// `Set-Cookie` unless `store_set_cookie`.

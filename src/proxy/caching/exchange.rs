@@ -1,0 +1,125 @@
+//! One client request on its way through the cache: what every phase reads (the request,
+//! where it goes, the generation it runs on) and the two things every phase may do with it
+//! (send it upstream, serve it a stored response).
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+use http::Response;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpInfo;
+use tokio::time::Instant;
+
+use super::reply::{serve_hit, Serve};
+use crate::cache::lookup::FillTicket;
+use crate::cache::policy::RequestDirectives;
+use crate::error::Error;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::next_hop::{send, Outgoing, Target, Upstreamed};
+use crate::proxy::request::ConnInfo;
+use crate::proxy::transaction::Transaction;
+use crate::proxy::Shared;
+
+/// Client request fields that would make the origin answer with less than the full
+/// representation; removed when cuttle fetches to store (it answers them from the stored copy).
+pub(super) const CLIENT_CONDITIONALS: [header::HeaderName; 5] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+];
+
+/// One client request on its way through the cache.
+pub(super) struct Exchange<'a> {
+    pub(super) conn: &'a ConnInfo,
+    pub(super) shared: &'a Arc<Shared>,
+    pub(super) parts: http::request::Parts,
+    pub(super) body: Option<Incoming>,
+    pub(super) url: String,
+    pub(super) request: RequestDirectives,
+    /// Where requests for this exchange go.
+    pub(super) target: Target,
+    /// Taken before a request that may be stored is sent (see `Cache::ticket`).
+    pub(super) ticket: Option<FillTicket>,
+}
+
+impl Exchange<'_> {
+    /// Sends this request upstream with `headers` (the client's body goes along once).
+    pub(super) async fn send(
+        &mut self,
+        txn: &mut Transaction,
+        headers: HeaderMap,
+    ) -> Result<Upstreamed, Error> {
+        let asked = Instant::now();
+        let out = Outgoing {
+            method: self.parts.method.clone(),
+            uri: self.parts.uri.clone(),
+            version: self.parts.version,
+            headers,
+            body: self.body.take(),
+            client: self.conn.peer.ip(),
+            target: self.target.clone(),
+        };
+        let up = send(self.shared, out).await?;
+        // Summed over a revalidation's and a refetch's round trips.
+        txn.upstream_wait = Some(txn.upstream_wait.unwrap_or_default() + asked.elapsed());
+        if let Some(info) = up.parts.extensions.get::<HttpInfo>() {
+            txn.upstream_addr = Some(info.remote_addr());
+        }
+        if up.peer.is_some() {
+            txn.peer.clone_from(&up.peer);
+        }
+        if let Some(code) = up.hierarchy {
+            txn.hierarchy = code;
+        }
+        Ok(up)
+    }
+
+    /// Serves a stored response to this request.
+    pub(super) fn serve(&self, txn: &mut Transaction, serve: Serve) -> Response<ProxyBody> {
+        serve_hit(self.shared, &self.parts, txn, serve)
+    }
+
+    /// The client's fields for revalidating a stored response: its own validators go (cuttle
+    /// sends the stored response's and answers the client's from the result, RFC 9111 §4.3.2),
+    /// and so does a Range that cuttle will serve from the whole object.
+    pub(super) fn headers_for_store(&self) -> HeaderMap {
+        let mut headers = self.headers_for_miss();
+        for name in CLIENT_CONDITIONALS {
+            headers.remove(name);
+        }
+        headers
+    }
+
+    /// The client's fields for a miss. RFC 9111 §4.3.2: a cache "MUST NOT evaluate conditional
+    /// header fields that ... occur in a request with a target resource for which it has no
+    /// stored responses", so validators go to the origin as sent. A Range starting below
+    /// `range_offset_limit` is dropped (with its If-Range) so the whole object can be stored.
+    pub(super) fn headers_for_miss(&self) -> HeaderMap {
+        let mut headers = self.parts.headers.clone();
+        if range_start(&headers)
+            .is_some_and(|s| s <= self.shared.cache.behaviour.range_offset_limit)
+        {
+            headers.remove(header::RANGE);
+            headers.remove(header::IF_RANGE);
+        }
+        headers
+    }
+
+    /// A client request with validators (its hits are logged `TCP_IMS_HIT`).
+    pub(super) fn is_conditional(&self) -> bool {
+        self.parts.headers.contains_key(header::IF_NONE_MATCH)
+            || self.parts.headers.contains_key(header::IF_MODIFIED_SINCE)
+    }
+}
+
+/// The first byte position of a `bytes=N-` range, if the request has one.
+fn range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = value.trim().strip_prefix("bytes=")?;
+    spec.split(',')
+        .filter_map(|r| r.trim().split('-').next()?.trim().parse::<u64>().ok())
+        .min()
+        .or(Some(0))
+}
