@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
 
 use super::collapse::{Leader, Outcome};
-use super::store::Writer;
+use super::store::{Epoch, Writer};
 
 /// Chunks buffered between the relay and the disk writer.
 const DEPTH: usize = 16;
@@ -30,22 +30,19 @@ pub struct FillSink {
     committed: Option<oneshot::Receiver<bool>>,
 }
 
-/// Decides at commit time whether the entry may still become visible (false when the URL was
-/// invalidated while the body was arriving, RFC 9111 §4.4).
-pub type StillValid = Box<dyn Fn() -> bool + Send + Sync>;
-
 /// Starts a writer task for `writer`; returns the relay's sink and the task handle, which
-/// resolves to whether the entry was committed.
+/// resolves to whether the entry was committed. The commit is refused if the URL was
+/// invalidated after `epoch` began (RFC 9111 §4.4: the body is from before the change).
 pub fn start(
     writer: Writer,
     leader: Option<Leader>,
-    still_valid: StillValid,
+    epoch: Epoch,
 ) -> (FillSink, tokio::task::JoinHandle<bool>) {
     let (tx, rx) = mpsc::channel(DEPTH);
     let (done_tx, done_rx) = oneshot::channel();
     let (committed_tx, committed_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        let stored = write_loop(writer, rx, done_rx, leader, still_valid).await;
+        let stored = write_loop(writer, rx, done_rx, leader, epoch).await;
         let _ = committed_tx.send(stored);
         stored
     });
@@ -64,7 +61,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Bytes>,
     done: oneshot::Receiver<bool>,
     leader: Option<Leader>,
-    still_valid: StillValid,
+    epoch: Epoch,
 ) -> bool {
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = writer.write(&chunk).await {
@@ -74,9 +71,9 @@ async fn write_loop(
             return false;
         }
     }
-    let complete = done.await.unwrap_or(false) && still_valid();
+    let complete = done.await.unwrap_or(false);
     let stored = complete
-        && match writer.commit().await {
+        && match writer.commit_unless_invalidated(epoch).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(error = %e, "cache commit refused");

@@ -6,7 +6,6 @@
 //! `primary\nsecondary`, and a small *vary record* under the primary key names the fields, so a
 //! hit on a plain URL is a single store lookup (RFC 9111 §4.1).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -70,25 +69,10 @@ pub struct Cache {
     pub store: Store,
     pub collapser: Collapser,
     pub behaviour: Arc<Behaviour>,
-    /// Invalidation sequence numbers: a fill that started before its URL's latest
-    /// invalidation must not commit (it holds the representation from before the change).
-    invalidations: Arc<Invalidations>,
 }
 
-/// The latest invalidation of each recently invalidated URL.
-#[derive(Debug)]
-struct Invalidations {
-    seq: AtomicU64,
-    /// Bounded: a fill older than the eviction of its URL's mark is older than any sane fill.
-    latest: moka::sync::Cache<String, u64>,
-}
-
-/// Taken when a fill starts; checked when it commits.
-#[derive(Debug, Clone)]
-pub struct FillTicket {
-    primary: String,
-    seq: u64,
-}
+/// Taken when a fill starts; its commit is refused after a later invalidation of its URL.
+pub type FillTicket = super::store::Epoch;
 
 impl Cache {
     /// Opens the store described by `config`.
@@ -97,17 +81,10 @@ impl Cache {
             store: Store::open(config).await?,
             collapser: Collapser::default(),
             behaviour: Arc::new(config.behaviour.clone()),
-            invalidations: Arc::new(Invalidations {
-                seq: AtomicU64::new(0),
-                latest: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(std::time::Duration::from_secs(3600))
-                    .build(),
-            }),
         })
     }
 
-    /// The same stores, collapsing table and invalidation marks with other `behaviour`
+    /// The same stores (with their invalidation epochs) and collapsing table with other `behaviour`
     /// settings: what a config reload keeps of the cache.
     pub fn with_behaviour(&self, behaviour: Behaviour) -> Self {
         Self {
@@ -116,23 +93,9 @@ impl Cache {
         }
     }
 
-    /// A ticket for a fill of `primary` starting now.
+    /// A ticket for a fill of `primary` starting now (see `store::epoch`).
     pub fn ticket(&self, primary: &str) -> FillTicket {
-        FillTicket {
-            primary: primary.to_owned(),
-            seq: self.invalidations.seq.load(Ordering::Acquire),
-        }
-    }
-
-    /// A check for the fill's commit: false once `primary` was invalidated after the ticket.
-    pub fn still_valid(&self, ticket: FillTicket) -> crate::cache::fill::StillValid {
-        let invalidations = Arc::clone(&self.invalidations);
-        Box::new(move || {
-            invalidations
-                .latest
-                .get(&ticket.primary)
-                .is_none_or(|seq| seq <= ticket.seq)
-        })
+        self.store.epoch(primary)
     }
 
     /// Finds the stored response for a request to `primary` with `headers`.
@@ -268,8 +231,8 @@ impl Cache {
     /// Removes everything stored for `primary` (all variants), and stops fills in progress for
     /// it from committing; returns how many entries were removed.
     pub async fn invalidate(&self, primary: &str) -> usize {
-        let seq = self.invalidations.seq.fetch_add(1, Ordering::AcqRel) + 1;
-        self.invalidations.latest.insert(primary.to_owned(), seq);
+        // Held while removing: no fill of `primary` can commit in between.
+        let _gate = self.store.invalidating(primary).await;
         let removed = self.store.remove(primary).await;
         usize::from(removed) + self.store.remove_prefix(&variant_prefix(primary)).await
     }

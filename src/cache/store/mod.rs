@@ -20,6 +20,7 @@
 
 mod body;
 mod disk;
+mod epoch;
 mod failure;
 mod file;
 mod lru;
@@ -33,10 +34,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use body::DiskBody;
+pub use epoch::Epoch;
 pub use writer::Writer;
 
 use crate::cache::meta::StoredHead;
 use disk::{Disk, Found};
+use epoch::Epochs;
 use memory::Memory;
 
 /// Disk bodies up to this size are read whole (so on a first read, checked before anything
@@ -54,6 +57,8 @@ struct Inner {
     memory: Memory,
     /// `None` when the disk tier is disabled.
     disk: Option<Arc<Disk>>,
+    /// Keeps fills that began before an invalidation from committing (see `epoch`).
+    epochs: Epochs,
 }
 
 /// Which tier served a hit; for logs and `Cache-Status`.
@@ -120,7 +125,11 @@ impl Store {
 
     fn with(memory: Memory, disk: Option<Arc<Disk>>) -> Store {
         Store {
-            inner: Arc::new(Inner { memory, disk }),
+            inner: Arc::new(Inner {
+                memory,
+                disk,
+                epochs: Epochs::new(),
+            }),
         }
     }
 
@@ -176,6 +185,19 @@ impl Store {
     /// `None` if that exceeds every tier's object size limit.
     pub fn writer(&self, key: &str, head: StoredHead, expected_len: Option<u64>) -> Option<Writer> {
         Writer::new(Arc::clone(&self.inner), key, head, expected_len)
+    }
+
+    /// An epoch for a fill of `primary` starting now: pass it to
+    /// [`Writer::commit_unless_invalidated`].
+    pub fn epoch(&self, primary: &str) -> Epoch {
+        self.inner.epochs.begin(primary)
+    }
+
+    /// Starts invalidating `primary`: waits for commits of it under way, and refuses every
+    /// fill whose epoch began before now. Remove its entries while holding the guard, so no
+    /// fill can commit in between.
+    pub async fn invalidating(&self, primary: &str) -> impl Drop + '_ {
+        self.inner.epochs.invalidate(primary).await
     }
 
     /// Freshens a stored entry after a 304 (RFC 9111 §4.3.4): replaces the head and keeps

@@ -785,3 +785,65 @@ async fn a_full_disk_in_the_middle_of_a_large_body_never_leaves_a_partial_object
     assert!(store.lookup("big").await.is_none());
     assert_eq!(partial_files(dir.path()), Vec::<PathBuf>::new());
 }
+
+/// Issue 12: an invalidation landing between a fill's validity check and its commit used to
+/// let the old body become visible. Here the commit is paused right after its check (an
+/// explicit hook, on a paused clock: no sleeps): the invalidation must wait for it and then
+/// remove what it committed, so the old body is never left visible.
+#[tokio::test(start_paused = true)]
+async fn an_invalidation_during_a_commit_never_leaves_the_old_body_visible() {
+    let store = Store::memory_only(MIB, 64 * KIB);
+    let key = "http://a.test/page";
+    let epoch = store.epoch(key);
+    let mut writer = store.writer(key, head(key), Some(3)).unwrap();
+    writer.write(&Bytes::from_static(b"old")).await.unwrap();
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    writer.pause_before_commit = Some(Box::pin(async move {
+        let _ = reached_tx.send(());
+        let _ = go_rx.await;
+    }));
+    let commit = tokio::spawn(writer.commit_unless_invalidated(epoch));
+    reached.await.unwrap();
+    // The commit has passed its check and is not visible yet; now the URL changes.
+    let invalidator = store.clone();
+    let mut invalidation = tokio::spawn(async move {
+        let _gate = invalidator.invalidating(key).await;
+        invalidator.remove(key).await
+    });
+    // The paused clock only moves once every task is idle: the invalidation is waiting for
+    // the commit under way, not racing it.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), &mut invalidation)
+            .await
+            .is_err(),
+        "the invalidation finished while a commit of its URL was between check and write"
+    );
+    go.send(()).unwrap();
+    commit.await.unwrap().unwrap();
+    assert!(invalidation.await.unwrap(), "it removed what was committed");
+    assert!(store.lookup(key).await.is_none(), "the old body is visible");
+    // A fill that began before the invalidation is refused outright.
+    let mut late = store.writer(key, head(key), Some(3)).unwrap();
+    late.write(&Bytes::from_static(b"old")).await.unwrap();
+    assert!(late
+        .commit_unless_invalidated(store.epoch(key))
+        .await
+        .is_ok());
+    let stale_epoch = {
+        let epoch = store.epoch(key);
+        let _gate = store.invalidating(key).await;
+        epoch
+    };
+    let mut refused = store.writer(key, head(key), Some(3)).unwrap();
+    refused.write(&Bytes::from_static(b"new")).await.unwrap();
+    assert!(refused
+        .commit_unless_invalidated(stale_epoch)
+        .await
+        .is_err());
+    let hit = store.lookup(key).await.unwrap();
+    match hit.body {
+        HitBody::Memory(bytes) => assert_eq!(&bytes[..], b"old"),
+        HitBody::Disk(_) => panic!("memory-only store"),
+    }
+}

@@ -36,6 +36,10 @@ pub struct Writer {
     failed: bool,
     /// A full disk was met and room made once already.
     retried_full_disk: bool,
+    /// Tests: runs between the epoch check and the entry becoming visible.
+    #[cfg(test)]
+    pub(super) pause_before_commit:
+        Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 /// Where the disk copy stands.
@@ -78,6 +82,8 @@ impl Writer {
             disk,
             failed: false,
             retried_full_disk: false,
+            #[cfg(test)]
+            pause_before_commit: None,
         })
     }
 
@@ -147,6 +153,26 @@ impl Writer {
         disk.write_content(&mut w, so_far).await?;
         self.disk = Sink::Open(Box::new(w));
         Ok(())
+    }
+
+    /// Commits (see [`commit`](Self::commit)) unless the URL `epoch` belongs to was
+    /// invalidated after `epoch` began; the check and the commit are one step for an
+    /// invalidation (see `epoch`). An invalidated fill stores nothing and fails.
+    pub async fn commit_unless_invalidated(
+        #[allow(unused_mut)] mut self,
+        epoch: super::Epoch,
+    ) -> io::Result<()> {
+        let inner = Arc::clone(&self.inner);
+        let Some(_gate) = inner.epochs.admit_commit(&epoch).await else {
+            return Err(io::Error::other(
+                "the URL was invalidated while its response arrived",
+            ));
+        };
+        #[cfg(test)]
+        if let Some(pause) = self.pause_before_commit.take() {
+            pause.await;
+        }
+        self.commit().await
     }
 
     /// Makes the entry visible in every tier that took it, replacing what `key` held.

@@ -16,7 +16,7 @@ use http::Method;
 use super::reply::SET_COOKIE2;
 use crate::cache::collapse::Leader;
 use crate::cache::fill::{self, FillSink};
-use crate::cache::lookup::{Cache, Evaluation, FillTicket};
+use crate::cache::lookup::{Evaluation, FillTicket};
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::storable::storage_excluded_fields;
 use crate::cache::policy::{
@@ -64,11 +64,10 @@ impl Admitted {
     /// no invalidation of the URL came after `ticket` (see `Cache::ticket`).
     pub fn start_fill(
         self,
-        cache: &Cache,
         leader: Option<Leader>,
         ticket: FillTicket,
     ) -> (FillSink, tokio::task::JoinHandle<bool>) {
-        fill::start(self.writer, leader, cache.still_valid(ticket))
+        fill::start(self.writer, leader, ticket)
     }
 }
 

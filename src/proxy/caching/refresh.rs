@@ -86,7 +86,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, found: &Found) {
                 return;
             }
         };
-        let (sink, task) = admitted.start_fill(cache, Some(leader), ticket);
+        let (sink, task) = admitted.start_fill(Some(leader), ticket);
         let Upstreamed { first, body, .. } = up;
         fill::drain(
             Prefixed::new(first, body),

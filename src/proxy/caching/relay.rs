@@ -96,7 +96,7 @@ pub(super) async fn store_or_pass(
     };
     let head = admitted.head.clone();
     let ticket = ex.ticket.take().unwrap_or_else(|| cache.ticket(primary));
-    let (sink, task) = admitted.start_fill(cache, leader, ticket);
+    let (sink, task) = admitted.start_fill(leader, ticket);
     let read_timeout = ex.shared.upstream.read_timeout();
     // A client that sent conditionals or a Range gets its answer from the new copy, as from a
     // stored one: 304/412/416 at once while the body drains into the cache; a small ranged

@@ -1,0 +1,90 @@
+//! Invalidation epochs: a fill that began before its URL was invalidated must never become
+//! visible (RFC 9111 §4.4: the response it holds is from before the change).
+//!
+//! A fill takes an [`Epoch`] before its request goes upstream. An invalidation bumps the URL's
+//! epoch and removes its entries while holding the URL's gate exclusively; a commit holds the
+//! same gate shared from its epoch check until the entry is visible. So the check and the
+//! commit are one step as far as an invalidation can tell: it lands either before the check
+//! (the commit is refused) or after the commit (and removes what was committed), never in
+//! between. Gates are sharded by the primary key's hash; only misses and invalidations take
+//! them, never a hit.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Gates per store: enough that unrelated URLs rarely share one.
+const SHARDS: usize = 64;
+
+/// Taken when a fill starts; its commit is refused after a later invalidation of `primary`.
+#[derive(Debug, Clone)]
+pub struct Epoch {
+    primary: String,
+    seq: u64,
+}
+
+impl Epoch {
+    /// The primary key (URL) this epoch belongs to.
+    pub fn primary(&self) -> &str {
+        &self.primary
+    }
+}
+
+/// The latest invalidation of each recently invalidated URL, and the gates.
+pub(super) struct Epochs {
+    seq: AtomicU64,
+    /// Bounded: a fill older than the eviction of its URL's mark is older than any sane fill.
+    latest: moka::sync::Cache<String, u64>,
+    gates: [RwLock<()>; SHARDS],
+}
+
+impl Epochs {
+    pub(super) fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            latest: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            gates: std::array::from_fn(|_| RwLock::new(())),
+        }
+    }
+
+    /// An epoch for a fill of `primary` starting now.
+    pub(super) fn begin(&self, primary: &str) -> Epoch {
+        Epoch {
+            primary: primary.to_owned(),
+            seq: self.seq.load(Ordering::Acquire),
+        }
+    }
+
+    /// Holds `epoch`'s gate for a commit: `None` if its URL was invalidated after it began.
+    pub(super) async fn admit_commit(&self, epoch: &Epoch) -> Option<RwLockReadGuard<'_, ()>> {
+        let gate = self.gate(&epoch.primary).read().await;
+        let valid = self
+            .latest
+            .get(&epoch.primary)
+            .is_none_or(|seq| seq <= epoch.seq);
+        valid.then_some(gate)
+    }
+
+    /// Starts invalidating `primary`: waits for commits under way, then refuses every fill
+    /// that began before now. Remove the entries while holding the returned guard.
+    pub(super) async fn invalidate(&self, primary: &str) -> RwLockWriteGuard<'_, ()> {
+        let gate = self.gate(primary).write().await;
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        self.latest.insert(primary.to_owned(), seq);
+        gate
+    }
+
+    fn gate(&self, primary: &str) -> &RwLock<()> {
+        let mut hasher = DefaultHasher::new();
+        primary.hash(&mut hasher);
+        // In range by construction: the remainder of a division by the array's length.
+        let shard = usize::try_from(hasher.finish() % SHARDS as u64).unwrap_or(0) % SHARDS;
+        &self.gates[shard]
+    }
+}
