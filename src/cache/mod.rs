@@ -1,7 +1,7 @@
 //! The HTTP cache: RFC 9111 policy, keys, storage tiers, and the façade the proxy calls.
 //!
 //! - pure: `policy` (RFC 9111/5861/9213 decisions, `now` a parameter), `key` (primary and Vary
-//!   keys), `serve` (stored response to client response), `status` (RFC 9211 Cache-Status),
+//!   keys; kept in `policy`, whose field parsing it shares), `serve` (stored response to client response), `status` (RFC 9211 Cache-Status),
 //!   `phase` (the named phases of a request in the cache), `result` (what it ended in);
 //! - I/O: `store` (moka memory tier, cacache disk tier), `fill` (storing while relaying),
 //!   `collapse` (collapsed forwarding);
@@ -11,7 +11,6 @@
 pub mod collapse;
 pub mod decision;
 pub mod fill;
-pub mod key;
 pub mod lookup;
 pub mod meta;
 pub mod phase;
@@ -20,6 +19,9 @@ pub mod result;
 pub mod serve;
 pub mod status;
 pub mod store;
+
+/// Cache keys live with the policy they follow (RFC 9111 §2, §4.1); named here for callers.
+pub use policy::key;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! `headers` holds the pure RFC 9110 header rules; `body` is the one response body type;
-//! `respond` is the only place an error becomes a status code.
+//! `respond` is the only place an error becomes a status code; `caching/` is the cache driver
+//! (its `mod.rs` charts the phases); `request` is what the modes share, so none imports
+//! `service` back.
 
 pub mod body;
 pub mod caching;

@@ -9,6 +9,7 @@ pub mod date;
 pub mod fields;
 pub mod freshness;
 pub mod invalidation;
+pub mod key;
 pub mod range;
 pub mod reuse;
 pub mod storable;

@@ -5,7 +5,7 @@
 //! secondary key implements §4.1's matching of the request fields a response's
 //! `Vary` nominates.
 
-use crate::cache::policy::fields::{field_lines, is_token, split_list};
+use super::fields::{field_lines, is_token, split_list};
 use http::header::{HeaderMap, HeaderName, VARY};
 use http::Uri;
 
