@@ -1,7 +1,8 @@
 //! The cache façade: find a stored response for a request and say what may be done with it.
 //!
-//! The cache never fetches; it answers [`Lookup`] and [`Decision`] and the proxy acts
-//! (pingora's split between `HttpCache` and the proxy). Keys: a response without `Vary` is
+//! The cache never fetches; it answers [`Lookup`] and (through `decision`) a
+//! [`Decision`](super::decision::Decision), and the proxy acts (pingora's split between
+//! `HttpCache` and the proxy). Keys: a response without `Vary` is
 //! stored under its primary key (the normalised URI); a response with `Vary` is stored under
 //! `primary\nsecondary`, and a small *vary record* under the primary key names the fields, so a
 //! hit on a plain URL is a single store lookup (RFC 9111 §4.1).
