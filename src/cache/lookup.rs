@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::key::{secondary_key, vary_fields, VarySpec};
+use super::key::{secondary_keys, stored_secondary_key, vary_fields, VarySpec};
 use super::meta::{Derived, StoredFields, StoredHead};
 use super::policy::{
     self, current_age, effective_response_directives, evaluate_reuse, freshness_lifetime,
@@ -147,14 +147,16 @@ impl Cache {
             };
         }
         let spec = vary_fields(&hit.head.headers.to_map());
-        let Some(secondary) = secondary_key(&spec, headers) else {
-            return Lookup::VaryMiss;
-        };
-        let key = variant_key(primary, &secondary);
-        match self.store.lookup(&key).await {
-            Some(hit) => Lookup::Found { hit, key },
-            None => Lookup::VaryMiss,
+        // One probe per stored coding the request accepts, in its order of preference
+        // (§4.1: "that mechanism MAY be used to choose a preferred response"); one probe when
+        // the response does not vary on Accept-Encoding.
+        for secondary in secondary_keys(&spec, headers) {
+            let key = variant_key(primary, &secondary);
+            if let Some(hit) = self.store.lookup(&key).await {
+                return Lookup::Found { hit, key };
+            }
         }
+        Lookup::VaryMiss
     }
 
     /// Evaluates a stored response for a request (RFC 9111 §4, §4.2, RFC 5861).
@@ -241,7 +243,8 @@ impl Cache {
                 Some(primary.to_owned())
             }
             spec => {
-                let secondary = secondary_key(&spec, request_headers)?;
+                let secondary =
+                    stored_secondary_key(&spec, request_headers, &response.headers.to_map())?;
                 let mut fields = HeaderMap::new();
                 for (name, value) in response.headers.iter() {
                     if name == http::header::VARY {
