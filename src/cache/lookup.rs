@@ -135,6 +135,12 @@ impl Cache {
         })
     }
 
+    /// The key a request URI is stored under: its primary key (RFC 9110 §4.2.3 normalised)
+    /// after the `store_id` rewrites; None when the URI is not absolute.
+    pub fn primary_key(&self, uri: &http::Uri) -> Option<String> {
+        super::key::primary_key(uri).map(|key| self.behaviour.store_id(key))
+    }
+
     /// Finds the stored response for a request to `primary` with `headers`.
     pub async fn lookup(&self, primary: &str, headers: &HeaderMap) -> Lookup {
         let Some(hit) = self.store.lookup(primary).await else {
@@ -196,18 +202,38 @@ impl Cache {
         let explicit = response.s_maxage.is_some()
             || response.max_age.is_some()
             || (!response.targeted && headers.contains_key(http::header::EXPIRES));
+        let behaviour = &self.behaviour;
         let heuristic = if explicit {
             Heuristic::default()
         } else {
-            self.behaviour.heuristic_for(url)
+            behaviour.heuristic_for(url)
         };
-        let lifetime = freshness_lifetime(
+        let mut lifetime = freshness_lifetime(
             head.status,
             &headers,
             &response,
             head.response_time,
             &heuristic,
         );
+        if explicit {
+            // Squid's `override-expire` (an admin's deliberate departure from §4.2.1): `min`
+            // holds even over a shorter explicit lifetime.
+            if behaviour.refresh_patterns.iter().any(|p| p.override_expire) {
+                if let Some(p) = behaviour
+                    .refresh_pattern_for(url)
+                    .filter(|p| p.override_expire)
+                {
+                    lifetime.secs = lifetime.secs.max(p.heuristic.min_secs);
+                }
+            }
+        } else if !behaviour.negative_ttl.is_zero() && policy::is_negatively_cacheable(head.status)
+        {
+            // Squid's `negative_ttl`: an error without explicit freshness is reused this long.
+            lifetime = Lifetime {
+                secs: behaviour.negative_ttl.as_secs(),
+                heuristic: true,
+            };
+        }
         Derived {
             response,
             lifetime,

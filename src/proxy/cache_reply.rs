@@ -17,7 +17,6 @@ use super::next_hop::Upstreamed;
 use super::transaction::{hier, Transaction};
 use super::Shared;
 use crate::cache::fill::FillSink;
-use crate::cache::key::primary_key;
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::storable::storage_excluded_fields;
 use crate::cache::policy::ResponseDirectives;
@@ -247,7 +246,7 @@ pub async fn purge(
             format!("PURGE is not allowed from {client} (cache.purge_from)"),
         ));
     }
-    let Some(primary) = primary_key(uri) else {
+    let Some(primary) = shared.cache.primary_key(uri) else {
         return Err(Error::new(
             ErrorKind::InvalidRequest,
             "PURGE needs an absolute URL",

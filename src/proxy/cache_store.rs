@@ -75,6 +75,9 @@ pub(super) async fn store_or_pass(
             max_object_size: cache.store.max_object_size(),
             complete: true,
             allow_partial: false,
+            extra_permission: cache
+                .behaviour
+                .extra_storage_permission(&ex.url, up.parts.status),
         })
     };
     if let Err(reason) = verdict {
@@ -251,6 +254,9 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, key: &str, hit: &H
             max_object_size: cache.store.max_object_size(),
             complete: true,
             allow_partial: false,
+            extra_permission: cache
+                .behaviour
+                .extra_storage_permission(&url, up.parts.status),
         });
         if storable.is_err() {
             return;

@@ -31,7 +31,6 @@ use super::service::ConnInfo;
 use super::transaction::Transaction;
 use super::Shared;
 use crate::cache::collapse::{Leader, Outcome, Role};
-use crate::cache::key::primary_key;
 use crate::cache::lookup::{is_cacheable_method, Evaluation, Lookup};
 use crate::cache::policy::{
     conditional_request_headers, head_may_freshen, invalidation::is_safe_method,
@@ -78,7 +77,11 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Error> {
     // The transaction already holds the effective URI without credentials.
     let url = txn.url.clone();
-    let request = RequestDirectives::from_headers(&parts.headers);
+    let mut request = RequestDirectives::from_headers(&parts.headers);
+    shared
+        .cache
+        .behaviour
+        .apply_ignore_reload(&url, &mut request);
     let mut ex = Exchange {
         conn,
         shared,
@@ -108,7 +111,16 @@ pub async fn handle(
         let status = txn.outcome(result, CacheStatus::forward(Fwd::Bypass));
         return Ok(deliver(ex.shared, up, status, None));
     }
-    let Some(primary) = primary_key(&ex.parts.uri) else {
+    if !cache_allowed(&ex) {
+        // Squid `cache deny`: neither served from nor stored in the cache.
+        let up = ex.send(txn, ex.parts.headers.clone()).await?;
+        let result = CacheResult::NotStorable {
+            reason: "cache-deny",
+        };
+        let status = txn.outcome(result, CacheStatus::forward(Fwd::Bypass));
+        return Ok(deliver(ex.shared, up, status, None));
+    }
+    let Some(primary) = ex.shared.cache.primary_key(&ex.parts.uri) else {
         let up = ex.send(txn, ex.parts.headers.clone()).await?;
         let status = txn.outcome(CacheResult::Bypass, CacheStatus::forward(Fwd::Bypass));
         return Ok(deliver(ex.shared, up, status, None));
@@ -269,6 +281,27 @@ fn ttl(ttl: i64) -> CacheStatus {
     }
 }
 
+/// Whether `[[cache.access]]` lets this request use the cache (no rules: yes).
+fn cache_allowed(ex: &Exchange<'_>) -> bool {
+    let rules = &ex.shared.config.cache_access;
+    if rules.is_empty() {
+        return true;
+    }
+    let uri = &ex.parts.uri;
+    let port = uri
+        .port_u16()
+        .or_else(|| crate::cache::key::default_port(uri.scheme_str().unwrap_or("http")))
+        .unwrap_or(80);
+    let request = crate::access::AccessRequest {
+        src: ex.conn.peer.ip(),
+        host: uri.host().unwrap_or(""),
+        port,
+        method: &ex.parts.method,
+        dst: None,
+    };
+    rules.check(&request) == crate::access::Verdict::Allow
+}
+
 /// Non-GET/HEAD: forward; a successful unsafe method invalidates what it names (§4.4).
 async fn forward_uncached(
     ex: &mut Exchange<'_>,
@@ -283,7 +316,7 @@ async fn forward_uncached(
             &up.parts.headers,
         );
         for target in targets {
-            if let Some(primary) = primary_key(&target) {
+            if let Some(primary) = ex.shared.cache.primary_key(&target) {
                 ex.shared.cache.invalidate(&primary).await;
             }
         }

@@ -209,8 +209,14 @@ mod tests {
 
     #[test]
     fn order_and_case_do_not_matter_and_identity_comes_last() {
-        assert_eq!(accepted(Some("gzip, deflate")), ["gzip", "deflate", "identity"]);
-        assert_eq!(accepted(Some("deflate, GZIP")), ["gzip", "deflate", "identity"]);
+        assert_eq!(
+            accepted(Some("gzip, deflate")),
+            ["gzip", "deflate", "identity"]
+        );
+        assert_eq!(
+            accepted(Some("deflate, GZIP")),
+            ["gzip", "deflate", "identity"]
+        );
         assert_eq!(
             accepted(Some("gzip, deflate, br, zstd")),
             ["br", "zstd", "gzip", "deflate", "identity"]

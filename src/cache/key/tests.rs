@@ -217,7 +217,11 @@ fn accept_encoding_is_matched_by_the_stored_coding() {
     }
     // A client that does not accept gzip never gets the gzip copy.
     assert!(!vary_matches(&spec, &stored, &hm(&[])));
-    assert!(!vary_matches(&spec, &stored, &hm(&[("accept-encoding", "br")])));
+    assert!(!vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-encoding", "br")])
+    ));
     assert!(!vary_matches(
         &spec,
         &stored,
@@ -226,7 +230,11 @@ fn accept_encoding_is_matched_by_the_stored_coding() {
     // An identity copy serves everyone who does not refuse identity.
     let plain = stored_secondary_key(&spec, &hm(&[("accept-encoding", "br")]), &hm(&[])).unwrap();
     assert!(vary_matches(&spec, &plain, &hm(&[])));
-    assert!(vary_matches(&spec, &plain, &hm(&[("accept-encoding", "gzip, br")])));
+    assert!(vary_matches(
+        &spec,
+        &plain,
+        &hm(&[("accept-encoding", "gzip, br")])
+    ));
     assert!(!vary_matches(
         &spec,
         &plain,
