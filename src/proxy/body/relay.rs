@@ -72,6 +72,8 @@ struct State {
     end: End,
     reader: Option<Waker>,
     reader_gone: bool,
+    /// The client had every byte before it went away.
+    reader_done: bool,
 }
 
 #[derive(Debug, Default)]
@@ -136,8 +138,13 @@ async fn pump(mut stream: Box<UpstreamStream>, channel: Arc<Channel>, store: Sto
             {
                 let st = channel.lock();
                 if st.reader_gone {
-                    // Dropping the stream drops its sink uncompleted: the fill is abandoned.
-                    return;
+                    if !st.reader_done && !stream.is_end() {
+                        // Dropping the stream drops its sink uncompleted: the fill is abandoned.
+                        return;
+                    }
+                    // The client had the whole body (hyper stops reading a body once it has
+                    // the announced length, an empty one at once): finish the fill.
+                    break;
                 }
                 if st.lagged_at.is_some() && !may_run_ahead(stream.fill.as_ref()) {
                     if stream.fill.is_some() {
@@ -335,7 +342,11 @@ impl RelayReader {
 
 impl Drop for RelayReader {
     fn drop(&mut self) {
-        self.channel.lock().reader_gone = true;
+        let done = self.length.is_some_and(|length| self.delivered >= length);
+        let mut st = self.channel.lock();
+        st.reader_gone = true;
+        st.reader_done = done;
+        drop(st);
         self.channel.space.notify_one();
     }
 }
