@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
 
-use super::collapse::{Leader, Outcome};
+use super::collapse::{Leader, Outcome, WaitingCount};
 use super::store::Writer;
 
 /// Chunks buffered between the relay and the disk writer.
@@ -32,8 +32,10 @@ pub struct FillSink {
     key: String,
     /// The announced body length the store accepted, if any.
     expected_len: Option<u64>,
-    /// The stored head's response time (see [`FillSink::is_entry`]).
+    /// The stored head's response time (see [`FillIdentity::is_entry`]).
     response_time: std::time::SystemTime,
+    /// Requests collapsed behind this fill, if it leads any.
+    waiting: Option<WaitingCount>,
 }
 
 /// The key and response time of a fill's entry.
@@ -65,6 +67,7 @@ pub fn start(
     let key = writer.key().to_owned();
     let expected_len = writer.expected_len();
     let response_time = writer.response_time();
+    let waiting = leader.as_ref().map(Leader::waiting);
     let (tx, rx) = mpsc::channel(DEPTH);
     let (done_tx, done_rx) = oneshot::channel();
     let (committed_tx, committed_rx) = oneshot::channel();
@@ -81,6 +84,7 @@ pub fn start(
             key,
             expected_len,
             response_time,
+            waiting,
         },
         task,
     )
@@ -142,6 +146,11 @@ impl FillSink {
             key: self.key.clone(),
             response_time: self.response_time,
         }
+    }
+
+    /// Whether requests are collapsed behind this fill now.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.as_ref().is_some_and(WaitingCount::any)
     }
 
     /// Whether the writer is still taking the body (false once it gave up: too large, I/O).

@@ -13,7 +13,8 @@
 //! then commits unless the upstream breaks its own framing, which fails the client anyway).
 //! Otherwise (a chunked body that may yet prove too large, a fill the writer gave up) the pump
 //! waits for the client once the window is full, as a plain relay does. A client that goes
-//! away stops the pump, which abandons the fill, as before.
+//! away stops the pump, which abandons the fill, unless requests are collapsed behind it and it
+//! may run ahead (Squid likewise keeps fetching for the other clients of an entry).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -138,12 +139,16 @@ async fn pump(mut stream: Box<UpstreamStream>, channel: Arc<Channel>, store: Sto
             {
                 let st = channel.lock();
                 if st.reader_gone {
-                    if !st.reader_done && !stream.is_end() {
-                        // Dropping the stream drops its sink uncompleted: the fill is abandoned.
+                    let for_others = may_run_ahead(stream.fill.as_ref())
+                        && stream.fill.as_ref().is_some_and(FillSink::has_waiters);
+                    if !st.reader_done && !stream.is_end() && !for_others {
+                        // Dropping the stream drops its sink uncompleted: the fill is abandoned
+                        // (Squid's quick_abort: nobody else wants the rest).
                         return;
                     }
                     // The client had the whole body (hyper stops reading a body once it has
-                    // the announced length, an empty one at once): finish the fill.
+                    // the announced length, an empty one at once), or requests collapsed behind
+                    // the fill want it: finish the fill.
                     break;
                 }
                 if st.lagged_at.is_some() && !may_run_ahead(stream.fill.as_ref()) {
@@ -216,7 +221,7 @@ fn take_frame(
             let len = frame.data_ref().map_or(0, Bytes::len);
             let offset = st.produced;
             st.produced += len as u64;
-            let behind = st.queued_bytes.saturating_add(len) > WINDOW;
+            let behind = st.queued_bytes.saturating_add(len) > WINDOW || st.reader_gone;
             if st.lagged_at.is_none() && !(behind && run_ahead) {
                 st.queued_bytes += len;
                 st.queue.push_back(frame);
