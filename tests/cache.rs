@@ -1154,3 +1154,96 @@ async fn a_client_that_stops_reading_does_not_hold_up_collapsed_requests() {
     );
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fill_runs_at_the_origins_pace_whatever_the_first_client_does() {
+    // Issue 11: a stalled first client must not hold the fill nor the requests collapsed
+    // behind it. Default timeouts: nothing cuts the stalled client off.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LEN: usize = 48 << 20;
+    let big = Bytes::from(pattern(LEN));
+    let origin = Origin::builder()
+        .route("/big", move |_| {
+            let mut r = reply_bytes(200, big.clone());
+            r.headers_mut()
+                .insert("cache-control", "max-age=100".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = proxy_with_clock(
+        dir.path(),
+        "[cache]\ncollapsed_forwarding_timeout = \"30s\"\n",
+    )
+    .await;
+    let mut stalled = tokio::net::TcpStream::connect(server.addr().unwrap())
+        .await
+        .unwrap();
+    let request = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/big"));
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut received = vec![0u8; 4096];
+    let n = stalled.read(&mut received).await.unwrap();
+    received.truncate(n);
+    // A second client for the same URL: collapsed behind the first, and served from the copy
+    // the fill stored at the origin's pace, while the first client still reads nothing.
+    let started = tokio::time::Instant::now();
+    let second = client_for(&server)
+        .get(origin.url("/big"))
+        .send()
+        .await
+        .unwrap();
+    let cache_status = second.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = second.bytes().await.unwrap();
+    assert_eq!(body.len(), LEN);
+    assert_eq!(fnv_all(&body), fnv_all(&pattern(LEN)));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "waited {:?} behind a client that stopped reading",
+        started.elapsed()
+    );
+    assert_eq!(origin.hits(), 1, "one origin fetch: {cache_status}");
+    assert!(cache_status.contains("collapsed"), "{cache_status}");
+    // The first client picks up again and gets every byte, in order: what it fell behind on
+    // comes from the stored copy.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let head_end = loop {
+        if let Some(i) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut more = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stalled.read(&mut more))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed before the header ended");
+        received.extend_from_slice(&more[..n]);
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {LEN}")),
+        "{head}"
+    );
+    let mut rest = received[head_end..].to_vec();
+    let mut buf = vec![0u8; 1 << 16];
+    while rest.len() < LEN {
+        let n = tokio::time::timeout_at(deadline, stalled.read(&mut buf))
+            .await
+            .expect("the first client's body stalled")
+            .unwrap();
+        assert!(n > 0, "closed after {} of {LEN} bytes", rest.len());
+        rest.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(rest.len(), LEN);
+    assert_eq!(
+        fnv_all(&rest),
+        fnv_all(&pattern(LEN)),
+        "the first client's bytes differ"
+    );
+    assert_eq!(origin.hits(), 1);
+}

@@ -537,3 +537,34 @@ fn the_service_install_edits_of_the_readme_apply_to_the_default_config() {
     assert_eq!(cfg.cache.disk.unwrap().path, cache);
     assert_eq!(cfg.log.access_log, cuttle::log::Target::File(log));
 }
+
+#[test]
+fn the_mirror_example_stores_each_package_once_whichever_mirror() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/mirror.toml");
+    let config = config::load_file(&path).unwrap();
+    let behaviour = &config.cache.behaviour;
+    let key = |url: &str| behaviour.store_id(url.to_owned());
+    let file = "/debian/pool/main/c/curl/curl_8.5.0-2_amd64.deb";
+    let canonical = key(&format!("http://deb.debian.org{file}"));
+    assert_eq!(canonical, format!("http://debian.store-id.internal{file}"));
+    assert_eq!(key(&format!("http://ftp.de.debian.org{file}")), canonical);
+    assert_eq!(
+        key("http://security.debian.org/debian-security/pool/x.deb"),
+        "http://security.debian.org/debian-security/pool/x.deb",
+        "other archives keep their own keys"
+    );
+    assert_eq!(
+        key("http://de.archive.ubuntu.com/ubuntu/pool/a.deb"),
+        key("http://archive.ubuntu.com/ubuntu/pool/a.deb")
+    );
+    // Package files are content-addressed: fresh for the pattern's 90 days even if the mirror
+    // says max-age=0; Release files are not.
+    let deb = behaviour
+        .refresh_pattern_for(&format!("http://deb.debian.org{file}"))
+        .unwrap();
+    assert!(deb.override_expire && deb.heuristic.min_secs == 90 * 86_400);
+    let release = behaviour
+        .refresh_pattern_for("http://deb.debian.org/debian/dists/stable/InRelease")
+        .unwrap();
+    assert!(!release.override_expire);
+}

@@ -86,6 +86,12 @@ impl Rules {
         }
     }
 
+    /// Whether there are no rules at all (lists that default to "allow" when empty, such as
+    /// `cache.access`, test this first).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// Whether a rule looks at the destination address (a `dst` ACL): only then must the
     /// proxy resolve the destination before [`Rules::check_resolved`].
     pub fn needs_dst(&self) -> bool {

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 
 use super::routes::{json as json_response, text, AdminBody};
 use super::State;
-use crate::cache::key::primary_key;
 use crate::cache::lookup::VARY_RECORD;
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::{RequestDirectives, Reuse};
@@ -50,13 +49,17 @@ pub async fn handle(
     let Some(sources) = state.sources() else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "not running\n");
     };
-    let Some(primary) = url.parse::<http::Uri>().ok().as_ref().and_then(primary_key) else {
+    let cache = &sources.cache;
+    let Some(primary) = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| cache.primary_key(&uri))
+    else {
         return text(
             StatusCode::BAD_REQUEST,
             format!("`{url}` is not an absolute http(s) URL\n"),
         );
     };
-    let cache = &sources.cache;
     let now = sources.clock.now();
     let mut variants = Vec::new();
     let top = cache.store.peek(&primary);

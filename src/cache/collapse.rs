@@ -9,6 +9,7 @@
 //! a map operation, never across an await.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +29,14 @@ pub enum Outcome {
 /// The lock table.
 #[derive(Debug, Clone, Default)]
 pub struct Collapser {
-    inflight: Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>,
+    inflight: Arc<Mutex<HashMap<String, InFlight>>>,
+}
+
+/// A fetch in flight: its outcome, and how many requests wait on it.
+#[derive(Debug)]
+struct InFlight {
+    rx: watch::Receiver<Outcome>,
+    waiting: Arc<AtomicUsize>,
 }
 
 /// Holder of a key's fetch; tells waiters the outcome (NotStored if dropped silently).
@@ -37,12 +45,25 @@ pub struct Leader {
     key: String,
     tx: watch::Sender<Outcome>,
     table: Collapser,
+    waiting: Arc<AtomicUsize>,
 }
 
 /// A request waiting on a leader.
 #[derive(Debug)]
 pub struct Waiter {
     rx: watch::Receiver<Outcome>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// How many requests wait on a leader, readable after the leader moved elsewhere.
+#[derive(Debug, Clone)]
+pub struct WaitingCount(Arc<AtomicUsize>);
+
+impl WaitingCount {
+    /// Whether any request waits on the fetch now.
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
 }
 
 /// Either role.
@@ -57,16 +78,28 @@ impl Collapser {
     pub fn join(&self, key: &str) -> Role {
         let Ok(mut map) = self.inflight.lock() else {
             // A poisoned table only loses collapsing, never correctness.
-            return Role::Leader(self.leader(key, watch::channel(Outcome::Pending).0));
+            let waiting = Arc::default();
+            return Role::Leader(self.leader(key, watch::channel(Outcome::Pending).0, waiting));
         };
-        if let Some(rx) = map.get(key) {
-            if *rx.borrow() == Outcome::Pending {
-                return Role::Waiter(Waiter { rx: rx.clone() });
+        if let Some(inflight) = map.get(key) {
+            if *inflight.rx.borrow() == Outcome::Pending {
+                inflight.waiting.fetch_add(1, Ordering::AcqRel);
+                return Role::Waiter(Waiter {
+                    rx: inflight.rx.clone(),
+                    waiting: Arc::clone(&inflight.waiting),
+                });
             }
         }
         let (tx, rx) = watch::channel(Outcome::Pending);
-        map.insert(key.to_owned(), rx);
-        Role::Leader(self.leader(key, tx))
+        let waiting = Arc::new(AtomicUsize::new(0));
+        map.insert(
+            key.to_owned(),
+            InFlight {
+                rx,
+                waiting: Arc::clone(&waiting),
+            },
+        );
+        Role::Leader(self.leader(key, tx, waiting))
     }
 
     /// Becomes the leader only if nobody else is fetching `key` (background refreshes).
@@ -77,11 +110,12 @@ impl Collapser {
         }
     }
 
-    fn leader(&self, key: &str, tx: watch::Sender<Outcome>) -> Leader {
+    fn leader(&self, key: &str, tx: watch::Sender<Outcome>, waiting: Arc<AtomicUsize>) -> Leader {
         Leader {
             key: key.to_owned(),
             tx,
             table: self.clone(),
+            waiting,
         }
     }
 
@@ -92,6 +126,11 @@ impl Collapser {
 }
 
 impl Leader {
+    /// The number of requests waiting on this fetch, as it changes.
+    pub fn waiting(&self) -> WaitingCount {
+        WaitingCount(Arc::clone(&self.waiting))
+    }
+
     /// Publishes the outcome and leaves the table.
     pub fn finish(self, outcome: Outcome) {
         let _ = self.tx.send(outcome);
@@ -108,11 +147,17 @@ impl Drop for Leader {
             // Only remove our own entry (a later leader may have replaced it).
             if map
                 .get(&self.key)
-                .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+                .is_some_and(|inflight| inflight.rx.same_channel(&self.tx.subscribe()))
             {
                 map.remove(&self.key);
             }
         }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -139,9 +184,12 @@ mod tests {
         let Role::Waiter(waiter) = table.join("k") else {
             panic!("second waits")
         };
+        let waiting = leader.waiting();
+        assert!(waiting.any());
         let wait = tokio::spawn(waiter.wait(Duration::from_secs(5)));
         leader.finish(Outcome::Stored);
         assert_eq!(wait.await.unwrap(), Outcome::Stored);
+        assert!(!waiting.any(), "the waiter is done");
         assert_eq!(table.in_flight(), 0);
         assert!(
             matches!(table.join("k"), Role::Leader(_)),

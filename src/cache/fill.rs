@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
 
-use super::collapse::{Leader, Outcome};
+use super::collapse::{Leader, Outcome, WaitingCount};
 use super::store::{Epoch, Writer};
 
 /// Chunks buffered between the relay and the disk writer.
@@ -28,6 +28,29 @@ pub struct FillSink {
     done: Option<oneshot::Sender<bool>>,
     /// Resolves once the entry is committed (true) or dropped (false).
     committed: Option<oneshot::Receiver<bool>>,
+    /// Where the entry becomes visible.
+    key: String,
+    /// The announced body length the store accepted, if any.
+    expected_len: Option<u64>,
+    /// The stored head's response time (see [`FillIdentity::is_entry`]).
+    response_time: std::time::SystemTime,
+    /// Requests collapsed behind this fill, if it leads any.
+    waiting: Option<WaitingCount>,
+}
+
+/// The key and response time of a fill's entry.
+#[derive(Debug, Clone)]
+pub struct FillIdentity {
+    pub key: String,
+    response_time: std::time::SystemTime,
+}
+
+impl FillIdentity {
+    /// Whether `head` (found under `key`) is the entry this fill committed with a body of
+    /// `len` bytes, and not one a later fill stored under the same key.
+    pub fn is_entry(&self, head: &super::meta::StoredHead, len: u64) -> bool {
+        head.response_time == self.response_time && head.body_len == len
+    }
 }
 
 /// Starts a writer task for `writer`; returns the relay's sink and the task handle, which
@@ -38,6 +61,10 @@ pub fn start(
     leader: Option<Leader>,
     epoch: Epoch,
 ) -> (FillSink, tokio::task::JoinHandle<bool>) {
+    let key = writer.key().to_owned();
+    let expected_len = writer.expected_len();
+    let response_time = writer.response_time();
+    let waiting = leader.as_ref().map(Leader::waiting);
     let (tx, rx) = mpsc::channel(DEPTH);
     let (done_tx, done_rx) = oneshot::channel();
     let (committed_tx, committed_rx) = oneshot::channel();
@@ -51,6 +78,10 @@ pub fn start(
             tx: Some(PollSender::new(tx)),
             done: Some(done_tx),
             committed: Some(committed_rx),
+            key,
+            expected_len,
+            response_time,
+            waiting,
         },
         task,
     )
@@ -95,6 +126,35 @@ fn finish(leader: Option<Leader>, stored: bool) {
 }
 
 impl FillSink {
+    /// The key the entry is stored under.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether the store took a body of announced length: the entry is then all but certain
+    /// to be committed if the upstream sends what it announced.
+    pub fn length_known(&self) -> bool {
+        self.expected_len.is_some()
+    }
+
+    /// What identifies the entry this fill stores, to find it again after the commit.
+    pub fn identity(&self) -> FillIdentity {
+        FillIdentity {
+            key: self.key.clone(),
+            response_time: self.response_time,
+        }
+    }
+
+    /// Whether requests are collapsed behind this fill now.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.as_ref().is_some_and(WaitingCount::any)
+    }
+
+    /// Whether the writer is still taking the body (false once it gave up: too large, I/O).
+    pub fn is_filling(&self) -> bool {
+        self.tx.as_ref().is_some_and(|tx| !tx.is_closed())
+    }
+
     /// Offers `chunk` to the writer: `Pending` while the writer is behind (backpressure),
     /// `Ready` once it was queued or the fill was abandoned.
     pub fn poll_offer(&mut self, cx: &mut Context<'_>, chunk: &Bytes) -> Poll<()> {

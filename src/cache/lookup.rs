@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::key::{secondary_key, vary_fields, VarySpec};
+use super::key::{secondary_keys, stored_secondary_key, vary_fields, VarySpec};
 use super::meta::{Derived, StoredFields, StoredHead};
 use super::policy::{
     self, current_age, effective_response_directives, evaluate_reuse, freshness_lifetime,
@@ -99,6 +99,12 @@ impl Cache {
         self.store.epoch(primary)
     }
 
+    /// The key a request URI is stored under: its primary key (RFC 9110 §4.2.3 normalised)
+    /// after the `store_id` rewrites; None when the URI is not absolute.
+    pub fn primary_key(&self, uri: &http::Uri) -> Option<String> {
+        super::key::primary_key(uri).map(|key| self.behaviour.store_id(key))
+    }
+
     /// Finds the stored response for a request to `primary` with `headers`.
     pub async fn lookup(&self, primary: &str, headers: &HeaderMap) -> Lookup {
         let Some(hit) = self.store.lookup(primary).await else {
@@ -111,14 +117,16 @@ impl Cache {
             };
         }
         let spec = vary_fields(&hit.head.headers.to_map());
-        let Some(secondary) = secondary_key(&spec, headers) else {
-            return Lookup::VaryMiss;
-        };
-        let key = variant_key(primary, &secondary);
-        match self.store.lookup(&key).await {
-            Some(hit) => Lookup::Found { hit, key },
-            None => Lookup::VaryMiss,
+        // One probe per stored coding the request accepts, in its order of preference
+        // (§4.1: "that mechanism MAY be used to choose a preferred response"); one probe when
+        // the response does not vary on Accept-Encoding.
+        for secondary in secondary_keys(&spec, headers) {
+            let key = variant_key(primary, &secondary);
+            if let Some(hit) = self.store.lookup(&key).await {
+                return Lookup::Found { hit, key };
+            }
         }
+        Lookup::VaryMiss
     }
 
     /// Evaluates a stored response for a request (RFC 9111 §4, §4.2, RFC 5861).
@@ -158,18 +166,38 @@ impl Cache {
         let explicit = response.s_maxage.is_some()
             || response.max_age.is_some()
             || (!response.targeted && headers.contains_key(http::header::EXPIRES));
+        let behaviour = &self.behaviour;
         let heuristic = if explicit {
             Heuristic::default()
         } else {
-            self.behaviour.heuristic_for(url)
+            behaviour.heuristic_for(url)
         };
-        let lifetime = freshness_lifetime(
+        let mut lifetime = freshness_lifetime(
             head.status,
             &headers,
             &response,
             head.response_time,
             &heuristic,
         );
+        if explicit {
+            // Squid's `override-expire` (an admin's deliberate departure from §4.2.1): `min`
+            // holds even over a shorter explicit lifetime.
+            if behaviour.refresh_patterns.iter().any(|p| p.override_expire) {
+                if let Some(p) = behaviour
+                    .refresh_pattern_for(url)
+                    .filter(|p| p.override_expire)
+                {
+                    lifetime.secs = lifetime.secs.max(p.heuristic.min_secs);
+                }
+            }
+        } else if !behaviour.negative_ttl.is_zero() && policy::is_negatively_cacheable(head.status)
+        {
+            // Squid's `negative_ttl`: an error without explicit freshness is reused this long.
+            lifetime = Lifetime {
+                secs: behaviour.negative_ttl.as_secs(),
+                heuristic: true,
+            };
+        }
         Derived {
             response,
             lifetime,
@@ -205,7 +233,8 @@ impl Cache {
                 Some(primary.to_owned())
             }
             spec => {
-                let secondary = secondary_key(&spec, request_headers)?;
+                let secondary =
+                    stored_secondary_key(&spec, request_headers, &response.headers.to_map())?;
                 let mut fields = HeaderMap::new();
                 for (name, value) in response.headers.iter() {
                     if name == http::header::VARY {

@@ -58,15 +58,56 @@ pub struct Behaviour {
     /// Keep `Set-Cookie` in stored heads (hits then replay it to everyone); off by default.
     pub store_set_cookie: bool,
     pub refresh_patterns: Vec<RefreshPattern>,
+    /// Lifetime of error answers without explicit freshness (Squid `negative_ttl`; 0: off).
+    pub negative_ttl: Duration,
+    /// Cache-key rewrites (Squid `store_id`), first match wins.
+    pub store_ids: Vec<StoreIdRule>,
 }
 
 impl Behaviour {
+    /// The first `refresh_pattern` matching `url` (Squid: first match wins).
+    pub fn refresh_pattern_for(&self, url: &str) -> Option<&RefreshPattern> {
+        self.refresh_patterns.iter().find(|p| p.regex.is_match(url))
+    }
+
     /// The heuristic for `url`: the first matching `refresh_pattern`, else RFC 9111's default.
     pub fn heuristic_for(&self, url: &str) -> Heuristic {
-        self.refresh_patterns
-            .iter()
-            .find(|p| p.regex.is_match(url))
+        self.refresh_pattern_for(url)
             .map_or_else(Heuristic::default, |p| p.heuristic)
+    }
+
+    /// The key `primary` is stored under: the first matching `store_id` rewrite, else itself.
+    pub fn store_id(&self, primary: String) -> String {
+        for rule in &self.store_ids {
+            if let Some(captures) = rule.regex.captures(&primary) {
+                let mut key = String::with_capacity(rule.replace.len() + 32);
+                captures.expand(&rule.replace, &mut key);
+                return key;
+            }
+        }
+        primary
+    }
+
+    /// Whether a configured rule lets a response be stored that RFC 9111 §3 alone would not
+    /// (it has no explicit freshness and a status that is not heuristically cacheable):
+    /// `refresh_pattern ... store-stale`, or `negative_ttl` for an error status.
+    pub fn extra_storage_permission(&self, url: &str, status: http::StatusCode) -> bool {
+        (!self.negative_ttl.is_zero() && policy::is_negatively_cacheable(status))
+            || self.refresh_pattern_for(url).is_some_and(|p| p.store_stale)
+    }
+
+    /// Applies `ignore-reload` of the `refresh_pattern` matching `url`: a client's reload
+    /// (`no-cache`, `Pragma: no-cache`, `max-age=0`) is treated as a plain request.
+    pub fn apply_ignore_reload(&self, url: &str, request: &mut policy::RequestDirectives) {
+        if self
+            .refresh_pattern_for(url)
+            .is_some_and(|p| p.ignore_reload)
+        {
+            request.no_cache = false;
+            if request.max_age == Some(0) {
+                request.max_age = None;
+            }
+        }
     }
 }
 
@@ -83,15 +124,31 @@ impl Default for Behaviour {
             purge_from: Vec::new(),
             store_set_cookie: false,
             refresh_patterns: Vec::new(),
+            negative_ttl: Duration::ZERO,
+            store_ids: Vec::new(),
         }
     }
 }
 
-/// One Squid `refresh_pattern`.
+/// One Squid `refresh_pattern` with its options.
 #[derive(Debug, Clone)]
 pub struct RefreshPattern {
     pub regex: regex::Regex,
     pub heuristic: Heuristic,
+    /// `override-expire`: an explicit lifetime shorter than `min` is raised to `min`.
+    pub override_expire: bool,
+    /// `ignore-reload`: client reloads do not bypass fresh stored responses.
+    pub ignore_reload: bool,
+    /// `store-stale`: store responses without freshness information.
+    pub store_stale: bool,
+}
+
+/// One `store_id` rewrite: a match of `regex` on the primary key becomes `replace`
+/// (`$1`.. expanded).
+#[derive(Debug, Clone)]
+pub struct StoreIdRule {
+    pub regex: regex::Regex,
+    pub replace: String,
 }
 
 /// The memory tier.

@@ -50,6 +50,8 @@ pub enum BypassReason {
     RequestContent,
     /// No cache key can be made from the target URI.
     NoKey,
+    /// `[[cache.access]]` denies it (Squid `cache deny`).
+    CacheDeny,
 }
 
 impl BypassReason {
@@ -59,6 +61,7 @@ impl BypassReason {
             Self::Method => "method",
             Self::RequestContent => "request-content",
             Self::NoKey => "no-key",
+            Self::CacheDeny => "cache-deny",
         }
     }
 }

@@ -155,6 +155,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         reverse,
         hierarchy,
         error_pages,
+        cache_access: build_cache_access(&cx, &raw)?,
     };
     let upstream = upstream::Config {
         connect_timeout: t.connect.0,
@@ -163,7 +164,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         pool_idle_timeout: std::time::Duration::from_secs(90),
     };
     let accelerator = raw.http_port.iter().any(|p| p.mode == file::Mode::Reverse);
-    let cache = build_cache(&cx, &raw.cache, &raw.refresh_pattern, accelerator)?;
+    let cache = build_cache(&cx, &raw, accelerator)?;
     let log = build_log(&cx, &raw.log)?;
     let admin = build_admin(&cx, &raw)?;
     if raw.workers > 1024 {
@@ -736,12 +737,81 @@ fn build_hierarchy(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<HierarchyCon
     }))
 }
 
+/// `[[cache.access]]` (Squid `cache allow|deny`): empty rules allow everything.
+fn build_cache_access(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Rules, ConfigError> {
+    let (acls, index) = build_acls(cx, &raw.acl)?;
+    let rules = compile_rules_at(
+        cx,
+        &[Seg::Key("cache"), Seg::Key("access")],
+        &raw.cache.access,
+        &index,
+    )?;
+    Ok(Rules::new(acls, rules))
+}
+
+/// `[[store_id]]`: cache-key rewrites.
+fn build_store_ids(
+    cx: &Ctx<'_>,
+    raw: &[file::StoreId],
+) -> Result<Vec<cache::StoreIdRule>, ConfigError> {
+    let mut rules = Vec::with_capacity(raw.len());
+    for (i, rule) in raw.iter().enumerate() {
+        let at = |key| [Seg::Key("store_id"), Seg::Index(i), Seg::Key(key)];
+        let regex = regex::RegexBuilder::new(&rule.regex)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                cx.err(
+                    &at("regex"),
+                    format!(
+                        "invalid regex: {e}; expected e.g. \"^http://[^/]+/debian/(pool/.*)$\""
+                    ),
+                )
+            })?;
+        // A `$n` beyond the regex's groups would silently expand to nothing and merge
+        // unrelated URLs into one object.
+        let groups = regex.captures_len();
+        let mut chars = rule.replace.char_indices().peekable();
+        while let Some((_, c)) = chars.next() {
+            if c != '$' {
+                continue;
+            }
+            let digits: String = std::iter::from_fn(|| chars.next_if(|(_, d)| d.is_ascii_digit()))
+                .map(|(_, d)| d)
+                .collect();
+            if let Ok(n) = digits.parse::<usize>() {
+                if n >= groups {
+                    return Err(cx.err(
+                        &at("replace"),
+                        format!(
+                            "`${n}` names a group the regex does not have ({} groups); expected e.g. \"http://debian.mirror.internal/$1\"",
+                            groups.saturating_sub(1)
+                        ),
+                    ));
+                }
+            }
+        }
+        if rule.replace.trim().is_empty() {
+            return Err(cx.err(
+                &at("replace"),
+                "is empty; expected a URL-like key such as \"http://debian.mirror.internal/$1\"",
+            ));
+        }
+        rules.push(cache::StoreIdRule {
+            regex,
+            replace: rule.replace.clone(),
+        });
+    }
+    Ok(rules)
+}
+
 fn build_cache(
     cx: &Ctx<'_>,
-    raw: &file::Cache,
-    patterns: &[file::RefreshPattern],
+    file: &FileConfig,
     accelerator: bool,
 ) -> Result<cache::Config, ConfigError> {
+    let raw = &file.cache;
+    let patterns = &file.refresh_pattern;
     let m = &raw.memory;
     if m.max_object_size > m.max_size {
         return Err(cx.err(
@@ -826,7 +896,11 @@ fn build_cache(
                 min_secs: p.min.0.as_secs(),
                 percent: p.percent,
                 max_secs: p.max.0.as_secs(),
+                override_lastmod: p.override_lastmod,
             },
+            override_expire: p.override_expire,
+            ignore_reload: p.ignore_reload,
+            store_stale: p.store_stale,
         });
     }
     Ok(cache::Config {
@@ -854,6 +928,8 @@ fn build_cache(
             purge_from: raw.purge_from.iter().map(|c| c.0).collect(),
             store_set_cookie: raw.store_set_cookie,
             refresh_patterns,
+            negative_ttl: raw.negative_ttl.0,
+            store_ids: build_store_ids(cx, &file.store_id)?,
         },
     })
 }

@@ -46,6 +46,9 @@ pub struct FileConfig {
     /// Heuristic freshness per URL (Squid `refresh_pattern`); first match wins.
     #[serde(default)]
     pub refresh_pattern: Vec<RefreshPattern>,
+    /// Cache-key rewrites (Squid `store_id`); first match wins.
+    #[serde(default)]
+    pub store_id: Vec<StoreId>,
     /// Accelerated sites on reverse ports: Host (and path prefix) to upstream group.
     #[serde(default)]
     pub site: Vec<Site>,
@@ -112,6 +115,29 @@ pub struct RefreshPattern {
     pub min: HumanDuration,
     pub percent: u32,
     pub max: HumanDuration,
+    /// Squid's `override-expire`: `min` also holds over a shorter explicit lifetime.
+    #[serde(default, rename = "override-expire", alias = "override_expire")]
+    pub override_expire: bool,
+    /// Squid's `override-lastmod`: `min` also holds over the Last-Modified factor.
+    #[serde(default, rename = "override-lastmod", alias = "override_lastmod")]
+    pub override_lastmod: bool,
+    /// Squid's `ignore-reload`: a client's reload (`no-cache`, `max-age=0`) does not bypass
+    /// a fresh stored response.
+    #[serde(default, rename = "ignore-reload", alias = "ignore_reload")]
+    pub ignore_reload: bool,
+    /// Squid's `store-stale`: store responses RFC 9111 §3 gives no freshness to (they are
+    /// revalidated before use).
+    #[serde(default, rename = "store-stale", alias = "store_stale")]
+    pub store_stale: bool,
+}
+
+/// One `store_id` rewrite (Squid `store_id`, declaratively): URLs matching `regex` are stored
+/// under `replace` (with `$1`.. from the match), so mirrors of one file share one object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreId {
+    pub regex: String,
+    pub replace: String,
 }
 
 /// One listening port.
@@ -543,6 +569,12 @@ pub struct Cache {
     /// Keep `Set-Cookie` in stored responses, so hits replay it to every client. Off by
     /// default: a cookie goes only to the client whose request fetched the response.
     pub store_set_cookie: bool,
+    /// How long error answers without explicit freshness are cached (Squid `negative_ttl`,
+    /// default 0: never, as RFC 9111 §3 asks).
+    pub negative_ttl: HumanDuration,
+    /// What may be served from and stored in the cache (Squid `cache allow|deny`), as
+    /// allow/deny rules over `[acl]` names; none: everything cacheable is.
+    pub access: Vec<AccessRule>,
     pub memory: MemoryCache,
     pub disk: DiskCache,
 }
@@ -563,6 +595,8 @@ impl Default for Cache {
                 .filter_map(loopback)
                 .collect(),
             store_set_cookie: false,
+            negative_ttl: HumanDuration(Duration::ZERO),
+            access: Vec::new(),
             memory: MemoryCache::default(),
             disk: DiskCache::default(),
         }

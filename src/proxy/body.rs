@@ -18,6 +18,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
+mod relay;
+
 use super::transaction::Transaction;
 use crate::cache::fill::FillSink;
 use crate::cache::store::DiskBody;
@@ -40,6 +42,8 @@ enum Kind {
     Disk(DiskSlice),
     /// Boxed so hit bodies (the hot path) stay small.
     Upstream(Box<UpstreamStream>),
+    /// An upstream body filling the cache, read by its own task (see `relay`).
+    Relay(Box<relay::RelayReader>),
 }
 
 /// A disk hit, optionally a byte range of it.
@@ -148,10 +152,16 @@ impl ProxyBody {
         self
     }
 
-    /// Copies an upstream body into the cache as it is relayed.
-    pub fn with_fill(mut self, fill: Option<FillSink>) -> Self {
-        if let Kind::Upstream(stream) = &mut self.kind {
-            stream.fill = fill;
+    /// Copies an upstream body into the cache as it is relayed: a task of its own reads it at
+    /// the origin's pace and fills `store`, and this body reads what it relays (see `relay`).
+    /// Attach the guard first: it goes with the upstream stream.
+    pub fn with_fill(mut self, fill: Option<FillSink>, store: &crate::cache::store::Store) -> Self {
+        let Some(fill) = fill else {
+            return self;
+        };
+        if let Kind::Upstream(mut stream) = std::mem::replace(&mut self.kind, Kind::Empty) {
+            stream.fill = Some(fill);
+            self.kind = Kind::Relay(Box::new(relay::spawn(stream, store.clone())));
         }
         self
     }
@@ -214,12 +224,13 @@ impl Body for ProxyBody {
             Kind::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|b| Ok(Frame::data(b)))),
             Kind::Disk(slice) => slice.poll_next(cx),
             Kind::Upstream(stream) => stream.poll_next(cx),
+            Kind::Relay(reader) => reader.poll_next(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(txn)) = (frame.data_ref(), this.txn.as_mut()) {
                     txn.body_bytes += data.len() as u64;
-                    if matches!(this.kind, Kind::Upstream(_)) {
+                    if matches!(this.kind, Kind::Upstream(_) | Kind::Relay(_)) {
                         txn.upstream_bytes += data.len() as u64;
                     }
                 }
@@ -240,12 +251,8 @@ impl Body for ProxyBody {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Chunks(chunks) => chunks.is_empty(),
             Kind::Disk(slice) => slice.remaining == 0 || slice.body.is_end_stream(),
-            Kind::Upstream(s) => {
-                s.first.is_none()
-                    && s.held.is_none()
-                    && s.finishing.is_none()
-                    && s.inner.is_end_stream()
-            }
+            Kind::Upstream(s) => s.is_end(),
+            Kind::Relay(reader) => reader.is_end_stream(),
         }
     }
 
@@ -263,6 +270,7 @@ impl Body for ProxyBody {
                 }
                 hint
             }
+            Kind::Relay(reader) => reader.size_hint(),
             Kind::Upstream(s) => {
                 let first = s
                     .first
@@ -317,6 +325,14 @@ impl DiskSlice {
 }
 
 impl UpstreamStream {
+    /// Everything was relayed (and the fill, if any, finished).
+    fn is_end(&self) -> bool {
+        self.first.is_none()
+            && self.held.is_none()
+            && self.finishing.is_none()
+            && self.inner.is_end_stream()
+    }
+
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some((frame, committed)) = self.finishing.as_mut() {
             if Pin::new(committed).poll(cx).is_pending() {

@@ -62,6 +62,9 @@ pub struct Config {
     pub hierarchy: Option<crate::upstream::peer::HierarchyConfig>,
     /// The operator's error pages by status (`[error_pages]`).
     pub error_pages: respond::ErrorPages,
+    /// `[[cache.access]]` (Squid `cache allow|deny`): requests denied here neither use nor
+    /// fill the cache.
+    pub cache_access: Rules,
 }
 
 /// One listening socket.

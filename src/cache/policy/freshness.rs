@@ -32,6 +32,8 @@ pub struct Heuristic {
     pub percent: u32,
     /// Upper bound (wins over `min_secs` if they cross).
     pub max_secs: u64,
+    /// Squid's `override-lastmod`: `min_secs` also bounds the Last-Modified factor from below.
+    pub override_lastmod: bool,
 }
 
 impl Default for Heuristic {
@@ -41,6 +43,7 @@ impl Default for Heuristic {
             min_secs: 0,
             percent: 10,
             max_secs: 86_400,
+            override_lastmod: false,
         }
     }
 }
@@ -118,16 +121,33 @@ pub fn freshness_lifetime(
     }
 }
 
-/// Squid's heuristic: percent of (Date − Last-Modified), clamped to [min, max].
+/// Squid's heuristic (`refresh_pattern`): percent of (Date − Last-Modified), at most `max`.
 ///
-/// Without a (valid, not-in-the-future) Last-Modified the lifetime is `min`.
+/// Without a (valid, not-in-the-future) Last-Modified the lifetime is `min`. With one, `min`
+/// is a floor only under `override-lastmod`, as in Squid (a recently modified object is
+/// otherwise revalidated soon, whatever `min` says).
 pub fn heuristic_lifetime(resp_headers: &HeaderMap, date: SystemTime, h: &Heuristic) -> u64 {
     let lm = date_field(resp_headers, &LAST_MODIFIED, date).filter(|lm| *lm <= date);
     let base = match lm {
-        Some(lm) => secs_between(date, lm).saturating_mul(u64::from(h.percent)) / 100,
+        Some(lm) => {
+            let factor = secs_between(date, lm).saturating_mul(u64::from(h.percent)) / 100;
+            if h.override_lastmod {
+                factor.max(h.min_secs)
+            } else {
+                factor
+            }
+        }
         None => h.min_secs,
     };
-    base.max(h.min_secs).min(h.max_secs)
+    base.min(h.max_secs)
+}
+
+/// Error statuses Squid caches for `negative_ttl` when they carry no explicit freshness.
+pub fn is_negatively_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        204 | 305 | 400 | 403 | 404 | 405 | 414 | 500 | 501 | 502 | 503 | 504
+    )
 }
 
 /// Inputs of the §4.2.3 age calculation, captured when the response arrived.

@@ -6,7 +6,7 @@
 //! `Vary` nominates.
 
 use super::fields::{field_lines, is_token, split_list};
-use http::header::{HeaderMap, HeaderName, VARY};
+use http::header::{HeaderMap, HeaderName, ACCEPT_ENCODING, ACCEPT_LANGUAGE, VARY};
 use http::Uri;
 
 /// Default port of a scheme, for the normalisations of RFC 9110 §4.2.3/§4.3.1.
@@ -167,23 +167,68 @@ pub fn vary_fields(resp_headers: &HeaderMap) -> VarySpec {
     VarySpec::Fields(names)
 }
 
-/// Secondary key: the nominated request fields, normalised; None for `Vary: *`.
-///
-/// Per §4.1, lines are combined with ", " and whitespace is normalised (OWS
-/// around commas removed, runs collapsed, ends trimmed; quoted strings are left
-/// alone). "If ... a header field is absent from a request, it can only match
-/// another request if it is also absent there": absent fields are encoded as
-/// `name!`, present ones as `name=value`, so absent ≠ empty.
+/// Secondary key for looking up a request: the nominated request fields, normalised; None
+/// for `Vary: *`. Where `Accept-Encoding` is nominated there is one key per stored coding the
+/// request accepts, so see [`secondary_keys`]; this gives the most preferred one.
 pub fn secondary_key(spec: &VarySpec, req_headers: &HeaderMap) -> Option<String> {
+    secondary_keys(spec, req_headers).into_iter().next()
+}
+
+/// Every secondary key a request may be served under, most preferred first (empty for
+/// `Vary: *`).
+///
+/// Per §4.1, lines are combined with ", " and whitespace is normalised (OWS around commas
+/// removed, runs collapsed, ends trimmed; quoted strings are left alone). "If ... a header field
+/// is absent from a request, it can only match another request if it is also absent there":
+/// absent fields are encoded as `name!`, present ones as `name=value`, so absent ≠ empty.
+/// `Accept-Encoding` and `Accept-Language` are normalised by their meaning
+/// ([`negotiation`]): the first becomes one key per coding the request accepts.
+pub fn secondary_keys(spec: &VarySpec, req_headers: &HeaderMap) -> Vec<String> {
+    let VarySpec::Fields(names) = spec else {
+        return Vec::new();
+    };
+    let codings = if names.contains(&ACCEPT_ENCODING) {
+        negotiation::accepted_codings(req_headers)
+    } else {
+        Vec::new()
+    };
+    if codings.is_empty() {
+        return vec![build_secondary(names, req_headers, None)];
+    }
+    codings
+        .iter()
+        .map(|coding| build_secondary(names, req_headers, Some(coding)))
+        .collect()
+}
+
+/// The secondary key a response is stored under: the request's fields as in
+/// [`secondary_keys`], with `Accept-Encoding` replaced by the coding the response carries.
+pub fn stored_secondary_key(
+    spec: &VarySpec,
+    req_headers: &HeaderMap,
+    resp_headers: &HeaderMap,
+) -> Option<String> {
     let VarySpec::Fields(names) = spec else {
         return None;
     };
+    let coding = names
+        .contains(&ACCEPT_ENCODING)
+        .then(|| negotiation::response_coding(resp_headers));
+    Some(build_secondary(names, req_headers, coding.as_deref()))
+}
+
+fn build_secondary(names: &[HeaderName], req_headers: &HeaderMap, coding: Option<&str>) -> String {
     let mut key = String::new();
     for (i, name) in names.iter().enumerate() {
         if i > 0 {
             key.push('\n');
         }
         key.push_str(name.as_str());
+        if let (true, Some(coding)) = (name == ACCEPT_ENCODING, coding) {
+            key.push('=');
+            key.push_str(coding);
+            continue;
+        }
         let lines: Vec<&[u8]> = req_headers
             .get_all(name)
             .iter()
@@ -194,10 +239,16 @@ pub fn secondary_key(spec: &VarySpec, req_headers: &HeaderMap) -> Option<String>
             continue;
         }
         key.push('=');
+        if name == ACCEPT_LANGUAGE {
+            if let Some(normalised) = negotiation::normalised_language(&lines) {
+                key.push_str(&normalised);
+                continue;
+            }
+        }
         let combined = lines.join(&b", "[..]);
         normalise_ws(&combined, &mut key);
     }
-    Some(key)
+    key
 }
 
 /// Whitespace normalisation of a field value, escaping '%' and non-ASCII bytes.
@@ -247,10 +298,15 @@ fn normalise_ws(value: &[u8], out: &mut String) {
     }
 }
 
-/// True when `req_headers` produce the stored secondary key (never for `Vary: *`).
+/// True when a request with `req_headers` may be served the response stored under
+/// `stored_secondary` (never for `Vary: *`).
 pub fn vary_matches(spec: &VarySpec, stored_secondary: &str, req_headers: &HeaderMap) -> bool {
-    secondary_key(spec, req_headers).is_some_and(|k| k == stored_secondary)
+    secondary_keys(spec, req_headers)
+        .iter()
+        .any(|k| k == stored_secondary)
 }
+
+pub mod negotiation;
 
 #[cfg(test)]
 mod tests;

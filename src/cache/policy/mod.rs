@@ -18,8 +18,8 @@ pub mod validation;
 
 pub use cache_control::{Delta, FieldNames, MaxStale, RequestDirectives, ResponseDirectives};
 pub use freshness::{
-    current_age, freshness_lifetime, is_heuristically_cacheable, parse_age_header, AgeInputs,
-    Heuristic, Lifetime,
+    current_age, freshness_lifetime, is_heuristically_cacheable, is_negatively_cacheable,
+    parse_age_header, AgeInputs, Heuristic, Lifetime,
 };
 pub use invalidation::invalidation_targets;
 pub use range::{evaluate_if_range, plan_range, MultipartLayout, Part, RangePlan};

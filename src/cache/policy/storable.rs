@@ -46,6 +46,9 @@ pub struct StoreInput<'a> {
     pub complete: bool,
     /// Whether the store supports partial (206 / incomplete 200) entries (§3.3).
     pub allow_partial: bool,
+    /// A configured rule (`negative_ttl`, `refresh_pattern ... store-stale`) lets this response
+    /// be stored without any of §3's freshness conditions.
+    pub extra_permission: bool,
 }
 
 /// Why a response was not stored; `as_str` gives the log / Cache-Status token.
@@ -165,7 +168,7 @@ pub fn check_storable(input: &StoreInput<'_>) -> Result<(), NotStorable> {
     if vary_fields(input.response_headers) == VarySpec::Star {
         return Err(NotStorable::VaryStar);
     }
-    if !has_storage_permission(status, input.response_headers, resp) {
+    if !input.extra_permission && !has_storage_permission(status, input.response_headers, resp) {
         return Err(NotStorable::NoFreshnessInfo);
     }
     if *input.method == Method::GET

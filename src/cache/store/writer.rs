@@ -89,6 +89,22 @@ impl Writer {
 
     /// Adds `chunk` to the body. An error means no tier can take the object any more
     /// (too large, longer than announced, or disk failure): the caller abandons the store.
+    /// The key the entry will be visible under once committed.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// When the stored response arrived: with the key and length, what tells this entry from
+    /// a later one stored under the same key.
+    pub fn response_time(&self) -> std::time::SystemTime {
+        self.head.response_time
+    }
+
+    /// The length the body must have to be committed, when it was announced.
+    pub fn expected_len(&self) -> Option<u64> {
+        self.expected_len
+    }
+
     pub async fn write(&mut self, chunk: &Bytes) -> io::Result<()> {
         if self.failed {
             return Err(io::Error::other("cache write already abandoned"));

@@ -95,6 +95,9 @@ pub(super) async fn admit(shared: &Shared, req: &StoreRequest<'_>, up: &Upstream
             max_object_size: cache.store.max_object_size(),
             complete: true,
             allow_partial: false,
+            extra_permission: cache
+                .behaviour
+                .extra_storage_permission(req.url, up.parts.status),
         })
     };
     if let Err(reason) = verdict {

@@ -5,7 +5,6 @@ use http::Response;
 
 use super::exchange::Exchange;
 use super::reply::deliver;
-use crate::cache::key::primary_key;
 use crate::cache::phase::BypassReason;
 use crate::cache::policy::{invalidation::is_safe_method, invalidation_targets};
 use crate::cache::result::CacheResult;
@@ -13,6 +12,27 @@ use crate::cache::status::{CacheStatus, Fwd};
 use crate::error::Error;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::transaction::Transaction;
+
+/// Whether `[[cache.access]]` lets this request use the cache (no rules: yes).
+pub(super) fn cache_allowed(ex: &Exchange<'_>) -> bool {
+    let rules = &ex.shared.config.cache_access;
+    if rules.is_empty() {
+        return true;
+    }
+    let uri = &ex.parts.uri;
+    let port = uri
+        .port_u16()
+        .or_else(|| crate::cache::key::default_port(uri.scheme_str().unwrap_or("http")))
+        .unwrap_or(80);
+    let request = crate::access::AccessRequest {
+        src: ex.conn.peer.ip(),
+        host: uri.host().unwrap_or(""),
+        port,
+        method: &ex.parts.method,
+        dst: None,
+    };
+    rules.check(&request) == crate::access::Verdict::Allow
+}
 
 /// Forwards a request the cache does not look up, for `reason`.
 pub(super) async fn bypass(
@@ -24,7 +44,9 @@ pub(super) async fn bypass(
     let up = ex.send(txn, ex.parts.headers.clone()).await?;
     let fwd = match reason {
         BypassReason::Method => Fwd::Method,
-        BypassReason::RequestContent | BypassReason::NoKey => Fwd::Bypass,
+        BypassReason::RequestContent | BypassReason::NoKey | BypassReason::CacheDeny => {
+            Fwd::Bypass
+        }
     };
     if reason == BypassReason::Method && !is_safe_method(&ex.parts.method) {
         let targets = invalidation_targets(
@@ -34,7 +56,7 @@ pub(super) async fn bypass(
             &up.parts.headers,
         );
         for target in targets {
-            if let Some(primary) = primary_key(&target) {
+            if let Some(primary) = ex.shared.cache.primary_key(&target) {
                 ex.shared.cache.invalidate(&primary).await;
             }
         }

@@ -36,7 +36,6 @@ use http::Response;
 use hyper::body::{Body as _, Incoming};
 
 use crate::cache::decision::{Decision, Found};
-use crate::cache::key::primary_key;
 use crate::cache::lookup::is_cacheable_method;
 use crate::cache::phase::BypassReason;
 use crate::cache::policy::RequestDirectives;
@@ -62,7 +61,11 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Error> {
     // The transaction already holds the effective URI without credentials.
     let url = txn.url.clone();
-    let request = RequestDirectives::from_headers(&parts.headers);
+    let mut request = RequestDirectives::from_headers(&parts.headers);
+    shared
+        .cache
+        .behaviour
+        .apply_ignore_reload(&url, &mut request);
     let mut ex = Exchange {
         conn,
         shared,
@@ -87,7 +90,11 @@ pub async fn handle(
         // everyone else gets for a plain GET.
         return bypass::bypass(&mut ex, txn, BypassReason::RequestContent).await;
     }
-    let Some(primary) = primary_key(&ex.parts.uri) else {
+    if !bypass::cache_allowed(&ex) {
+        // Squid `cache deny`: neither served from nor stored in the cache.
+        return bypass::bypass(&mut ex, txn, BypassReason::CacheDeny).await;
+    }
+    let Some(primary) = ex.shared.cache.primary_key(&ex.parts.uri) else {
         return bypass::bypass(&mut ex, txn, BypassReason::NoKey).await;
     };
     let now = ex.shared.clock.now();

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Uri};
 
-use crate::cache::key::primary_key;
 use crate::cache::result::CacheResult;
 use crate::cache::status::CacheStatus;
 use crate::error::{Error, ErrorKind};
@@ -34,7 +33,7 @@ pub async fn purge(
             format!("PURGE is not allowed from {client} (cache.purge_from)"),
         ));
     }
-    let Some(primary) = primary_key(uri) else {
+    let Some(primary) = shared.cache.primary_key(uri) else {
         return Err(Error::new(
             ErrorKind::InvalidRequest,
             "PURGE needs an absolute URL",

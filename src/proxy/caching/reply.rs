@@ -136,8 +136,8 @@ pub fn deliver(
     parts.version = Version::HTTP_11;
     decorate(shared, &mut parts.headers, received, &status);
     let body = ProxyBody::upstream(first, body, shared.upstream.read_timeout())
-        .with_fill(fill)
-        .with_guard(guard);
+        .with_guard(guard)
+        .with_fill(fill, &shared.cache.store);
     Response::from_parts(parts, body)
 }
 

@@ -155,6 +155,7 @@ fn heuristic_without_last_modified_uses_min() {
         min_secs: 120,
         percent: 20,
         max_secs: 3600,
+        override_lastmod: false,
     };
     let d = ResponseDirectives::default();
     let l = freshness_lifetime(StatusCode::OK, &h, &d, at(T0), &hcfg);
@@ -168,23 +169,31 @@ fn heuristic_without_last_modified_uses_min() {
 }
 
 #[test]
-fn heuristic_min_raises_small_values() {
+fn heuristic_min_raises_small_values_only_with_override_lastmod() {
     let d = date(T0);
     let lm = date(T0 - 100);
     let h = hm(&[("date", &d), ("last-modified", &lm)]);
-    let hcfg = Heuristic {
+    let mut hcfg = Heuristic {
         min_secs: 60,
         percent: 10,
         max_secs: 3600,
+        override_lastmod: false,
     };
-    let l = freshness_lifetime(
-        StatusCode::OK,
-        &h,
-        &ResponseDirectives::default(),
-        at(T0),
-        &hcfg,
-    );
-    assert_eq!(l.secs, 60);
+    let l = |hcfg: &Heuristic| {
+        freshness_lifetime(
+            StatusCode::OK,
+            &h,
+            &ResponseDirectives::default(),
+            at(T0),
+            hcfg,
+        )
+        .secs
+    };
+    // Squid: with a Last-Modified, the LM factor decides (10% of 100 s); `min` only applies
+    // without one, unless `override-lastmod`.
+    assert_eq!(l(&hcfg), 10);
+    hcfg.override_lastmod = true;
+    assert_eq!(l(&hcfg), 60);
 }
 
 #[test]

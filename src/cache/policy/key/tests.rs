@@ -186,13 +186,81 @@ fn vary_mismatch_on_different_value_or_case() {
         &stored,
         &hm(&[("accept-language", "fr")])
     ));
-    // Only whitespace normalisation is generic; case is not folded.
-    assert!(!vary_matches(
+    // Language ranges are case-insensitive (RFC 4647 §2), so case is folded for this field.
+    assert!(vary_matches(
         &spec,
         &stored,
         &hm(&[("accept-language", "EN")])
     ));
     assert!(!vary_matches(&spec, &stored, &hm(&[])));
+    // Only whitespace normalisation is generic: other fields keep their case.
+    let spec = vary_fields(&hm(&[("vary", "x-q")]));
+    let stored = secondary_key(&spec, &hm(&[("x-q", "en")])).unwrap();
+    assert!(!vary_matches(&spec, &stored, &hm(&[("x-q", "EN")])));
+}
+
+#[test]
+fn accept_encoding_is_matched_by_the_stored_coding() {
+    // RFC 9111 §4.1: curl's `deflate, gzip` stores a gzip copy a browser then finds.
+    let spec = vary_fields(&hm(&[("vary", "Accept-Encoding")]));
+    let stored = stored_secondary_key(
+        &spec,
+        &hm(&[("accept-encoding", "deflate, gzip")]),
+        &hm(&[("content-encoding", "gzip")]),
+    )
+    .unwrap();
+    for accepting in ["gzip, deflate", "gzip, deflate, br, zstd", "GZIP;q=0.5, br"] {
+        assert!(
+            vary_matches(&spec, &stored, &hm(&[("accept-encoding", accepting)])),
+            "{accepting}"
+        );
+    }
+    // A client that does not accept gzip never gets the gzip copy.
+    assert!(!vary_matches(&spec, &stored, &hm(&[])));
+    assert!(!vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-encoding", "br")])
+    ));
+    assert!(!vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-encoding", "gzip;q=0, br")])
+    ));
+    // An identity copy serves everyone who does not refuse identity.
+    let plain = stored_secondary_key(&spec, &hm(&[("accept-encoding", "br")]), &hm(&[])).unwrap();
+    assert!(vary_matches(&spec, &plain, &hm(&[])));
+    assert!(vary_matches(
+        &spec,
+        &plain,
+        &hm(&[("accept-encoding", "gzip, br")])
+    ));
+    assert!(!vary_matches(
+        &spec,
+        &plain,
+        &hm(&[("accept-encoding", "gzip, identity;q=0")])
+    ));
+}
+
+#[test]
+fn accept_encoding_keys_keep_the_other_fields() {
+    let spec = vary_fields(&hm(&[("vary", "accept-encoding, accept-language")]));
+    let stored = stored_secondary_key(
+        &spec,
+        &hm(&[("accept-encoding", "gzip"), ("accept-language", "en")]),
+        &hm(&[("content-encoding", "gzip")]),
+    )
+    .unwrap();
+    assert!(vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-encoding", "br, gzip"), ("accept-language", "EN")])
+    ));
+    assert!(!vary_matches(
+        &spec,
+        &stored,
+        &hm(&[("accept-encoding", "br, gzip"), ("accept-language", "fr")])
+    ));
 }
 
 #[test]

@@ -46,6 +46,7 @@ impl Case {
             max_object_size: 1000,
             complete: self.complete,
             allow_partial: self.allow_partial,
+            extra_permission: false,
         })
     }
 }
@@ -228,6 +229,7 @@ fn targeted_directives_ignore_expires_for_storage() {
         max_object_size: 10,
         complete: true,
         allow_partial: false,
+        extra_permission: false,
     });
     assert_eq!(r, Err(NotStorable::NoFreshnessInfo));
 }
