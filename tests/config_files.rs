@@ -155,6 +155,7 @@ fn allowed(rules: &cuttle::access::Rules, src: &str, method: Method, port: u16) 
         port,
         method: &method,
         dst: None,
+        facts: Default::default(),
     }) == Verdict::Allow
 }
 
@@ -212,6 +213,7 @@ fn the_office_example_keeps_clients_off_this_machine() {
             port: 80,
             method: &Method::GET,
             dst: None,
+            facts: Default::default(),
         });
         assert!(
             matches!(verdict, Verdict::Deny(_)),

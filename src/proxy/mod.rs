@@ -15,6 +15,7 @@
 //! `headers` holds the pure RFC 9110 header rules; `body` is the one response body type;
 //! `respond` is the only place an error becomes a status code.
 
+pub mod authorize;
 pub mod body;
 pub mod cache_reply;
 pub mod cache_store;
@@ -139,6 +140,8 @@ pub struct Shared {
     pub config: Config,
     pub via: headers::ViaIdentity,
     pub access: Rules,
+    /// Verifies `proxy_auth` credentials; this generation's password file and tables.
+    pub auth: Option<crate::auth::Authenticator>,
     pub upstream: Upstream,
     pub upstream_config: crate::upstream::Config,
     /// The same log across generations, so a reload loses and reorders no lines.
