@@ -191,3 +191,51 @@ async fn maxconn_matches_a_client_holding_more_than_n_connections() {
     assert_eq!(got, "200", "the count falls as connections close");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn on_a_reverse_port_url_regex_sees_the_absolute_url_and_proxy_auth_never_challenges() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("htpasswd");
+    std::fs::write(&passwords, "bob:{SHA}VBPuJHI7uixaa6LQGWx4s+5GKNE=\n").unwrap();
+    let text = format!(
+        "visible_hostname = \"cuttle-test\"\n\
+         [[http_port]]\nlisten = \"127.0.0.1:0\"\nmode = \"reverse\"\n\
+         [acl]\nlocalhost = {{ src = [\"127.0.0.0/8\"] }}\n\
+         exe = {{ url_regex = [\"^http://www\\\\.example\\\\.test/file\\\\.exe$\"] }}\n\
+         authed = {{ proxy_auth = [\"REQUIRED\"] }}\n\
+         [[http_access]]\ndeny = [\"exe\"]\n\
+         [[http_access]]\ndeny = [\"authed\"]\n\
+         [[http_access]]\nallow = [\"localhost\"]\n\
+         [auth.basic]\npassword_file = \"{}\"\n\
+         [[site]]\nhosts = [\"www.example.test\"]\nupstream = \"app\"\n\
+         [upstream.app]\nservers = [{{ address = \"{}\" }}]\n\
+         [cache.disk]\npath = \"{}\"\n",
+        passwords.display(),
+        origin.addr,
+        dir.path().join("cache").display()
+    );
+    let proxy = TestProxy::start_text(&text, Some(dir)).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(support::WAIT)
+        .build()
+        .unwrap();
+    let get = |path: &'static str| {
+        client
+            .get(format!("http://{}{path}", proxy.addr))
+            .header("host", "www.example.test")
+            // myPassword, and valid: still no proxy_auth match on an accelerator.
+            .header("proxy-authorization", "Basic Ym9iOm15UGFzc3dvcmQ=")
+            .send()
+    };
+    assert_eq!(get("/file.exe").await.unwrap().status(), 403);
+    let page = get("/file.txt").await.unwrap();
+    assert_eq!(
+        page.status(),
+        200,
+        "proxy_auth neither matches nor asks here"
+    );
+    assert!(!page.headers().contains_key("proxy-authenticate"));
+    proxy.shutdown().await;
+}

@@ -78,6 +78,8 @@ pub struct Rules {
     rules: Vec<Rule>,
     /// Some rule uses a `dst` ACL, so the destination must be resolved before checking.
     needs_dst: bool,
+    /// Some rule uses a `url_regex` ACL (an accelerator must build the absolute URL).
+    needs_url: bool,
     /// Some rule uses a `time` ACL: the request path must read the clock.
     needs_time: bool,
     /// Some rule uses a `maxconn` ACL: the request path must count the client's connections.
@@ -95,15 +97,22 @@ impl Rules {
             })
         };
         let needs_dst = uses(|acl| matches!(acl, Acl::Dst(_)));
+        let needs_url = uses(|acl| matches!(acl, Acl::UrlRegex(_)));
         let needs_time = uses(|acl| matches!(acl, Acl::Time(_)));
         let needs_connections = uses(|acl| matches!(acl, Acl::MaxConn(_)));
         Self {
             acls,
             rules,
             needs_dst,
+            needs_url,
             needs_time,
             needs_connections,
         }
+    }
+
+    /// Whether a rule uses a `url_regex` ACL ([`RequestFacts::url`] must be the absolute URL).
+    pub fn needs_url(&self) -> bool {
+        self.needs_url
     }
 
     /// Whether a rule uses a `time` ACL ([`RequestFacts::local_time`] must be set).

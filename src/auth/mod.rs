@@ -73,7 +73,7 @@ pub struct Authenticator {
     challenge: HeaderValue,
     /// Salts the verify-cache key so it is useless outside this process.
     salt: [u8; 16],
-    verified: moka::sync::Cache<[u8; 32], Arc<str>>,
+    verified: moka::future::Cache<[u8; 32], Arc<str>>,
     failures: moka::sync::Cache<IpAddr, Arc<AtomicU32>>,
 }
 
@@ -96,7 +96,7 @@ impl Authenticator {
             chunk.copy_from_slice(&random.to_le_bytes());
         }
         Some(Self {
-            verified: moka::sync::Cache::builder()
+            verified: moka::future::Cache::builder()
                 .max_capacity(VERIFIED_CAPACITY)
                 .time_to_live(config.credentials_ttl)
                 .build(),
@@ -137,26 +137,23 @@ impl Authenticator {
             .chain_update(token)
             .finalize()
             .into();
-        if let Some(user) = self.verified.get(&key) {
-            return Outcome::User(user);
-        }
-        let outcome = match decode(token) {
-            Some((user, password)) => {
+        // Concurrent requests with the same credentials (a browser opening six connections)
+        // wait for one check instead of each paying for bcrypt; only successes are kept.
+        let checked = self
+            .verified
+            .optionally_get_with(key, async {
+                let (user, password) = decode(token)?;
                 let users = Arc::clone(&self.config.users);
-                let checked = {
-                    let user = user.clone();
-                    // bcrypt is slow on purpose: keep it off the async worker threads.
-                    tokio::task::spawn_blocking(move || users.verify(&user, &password)).await
-                };
-                match checked {
-                    Ok(true) => {
-                        let user: Arc<str> = Arc::from(user);
-                        self.verified.insert(key, Arc::clone(&user));
-                        Outcome::User(user)
-                    }
-                    Ok(false) | Err(_) => Outcome::Failed,
-                }
-            }
+                let name = user.clone();
+                // bcrypt is slow on purpose: keep it off the async worker threads.
+                let ok = tokio::task::spawn_blocking(move || users.verify(&name, &password))
+                    .await
+                    .unwrap_or(false);
+                ok.then(|| Arc::from(user))
+            })
+            .await;
+        let outcome = match checked {
+            Some(user) => Outcome::User(user),
             None => Outcome::Failed,
         };
         if outcome == Outcome::Failed {
@@ -247,7 +244,7 @@ mod tests {
             auth.authenticate(Some(&basic("alice:right")), ip).await,
             Outcome::User("alice".into())
         );
-        auth.verified.run_pending_tasks();
+        auth.verified.run_pending_tasks().await;
         assert_eq!(auth.verified.entry_count(), 1);
         assert_eq!(
             auth.authenticate(Some(&basic("alice:wrong")), ip).await,

@@ -144,11 +144,17 @@ async fn route(
         )
     })?;
     check_loop(shared, &parts.headers)?;
+    // url_regex sees the absolute URL, as Squid rebuilds it for an accelerated request.
+    let absolute = shared.access.needs_url().then(|| {
+        let scheme = if conn.tls { "https" } else { "http" };
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        format!("{scheme}://{authority}{target}")
+    });
     let who = Requester::new(
         shared,
         conn.mode,
         conn.peer.ip(),
-        &txn.url,
+        absolute.as_deref().unwrap_or(&txn.url),
         &parts.uri,
         &parts.headers,
     );
