@@ -70,6 +70,7 @@ fn bench_access(c: &mut Criterion) {
         port: 80,
         method: &method,
         dst: None,
+        facts: Default::default(),
     };
     c.bench_function("http_access_default_rules", |b| {
         b.iter(|| black_box(config.access.check(black_box(&req))));

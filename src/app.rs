@@ -440,6 +440,7 @@ fn build_shared(
         generation,
         via,
         access: config.access.clone(),
+        auth: config.auth.clone(),
         upstream,
         upstream_config: config.upstream.clone(),
         access_log: Arc::clone(&kept.access_log),

@@ -30,6 +30,9 @@ pub enum ErrorKind {
     HeaderTooLarge,
     /// An `http_access` rule or the CONNECT port list denied the request (403).
     AccessDenied,
+    /// A `proxy_auth` rule needs credentials the request lacks or got wrong (407 with a
+    /// `Proxy-Authenticate` challenge, RFC 9110 §15.5.8; Squid's ERR_CACHE_ACCESS_DENIED).
+    ProxyAuthRequired,
     /// The request already passed through this proxy (403, like Squid).
     ForwardingLoop,
     /// The destination name does not resolve (503, like Squid's ERR_DNS_FAIL).
@@ -69,6 +72,7 @@ impl ErrorKind {
             Self::UriTooLong => "ERR_TOO_BIG",
             Self::HeaderTooLarge => "ERR_TOO_BIG",
             Self::AccessDenied => "ERR_ACCESS_DENIED",
+            Self::ProxyAuthRequired => "ERR_CACHE_ACCESS_DENIED",
             Self::ForwardingLoop => "ERR_FORWARDING_LOOP",
             Self::DnsFailed => "ERR_DNS_FAIL",
             Self::ConnectFailed => "ERR_CONNECT_FAIL",
@@ -92,6 +96,7 @@ impl ErrorKind {
             | Self::UriTooLong
             | Self::HeaderTooLarge
             | Self::AccessDenied
+            | Self::ProxyAuthRequired
             | Self::ForwardingLoop
             | Self::NotInCache
             | Self::UnknownSite
@@ -153,7 +158,7 @@ impl Error {
     pub fn is_denied(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::AccessDenied | ErrorKind::ForwardingLoop
+            ErrorKind::AccessDenied | ErrorKind::ProxyAuthRequired | ErrorKind::ForwardingLoop
         )
     }
 }

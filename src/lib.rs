@@ -5,6 +5,7 @@
 //! main ─▶ config (file ▶ build) ─▶ app (wiring, reload, shutdown)
 //!                                   └▶ proxy (listener [tls] ▶ service ▶ forward | reverse | tunnel)
 //!                                         ├▶ access   (pure: http_access over ACLs)
+//!                                         ├▶ auth     (proxy_auth users: htpasswd, Basic)
 //!                                         ├▶ upstream (connect [tls], pooled clients, groups,
 //!                                         │            peers; pure select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
@@ -24,6 +25,7 @@
 pub mod access;
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod clock;

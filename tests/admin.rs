@@ -406,6 +406,7 @@ fn the_reverse_example_opens_the_admin_listener_to_monitoring_only() {
             port: 0,
             method: &method,
             dst: None,
+            facts: Default::default(),
         }) == cuttle::access::Verdict::Allow
     };
     assert!(allowed("127.0.0.1"));

@@ -7,8 +7,13 @@ use cuttle::config;
 use http::Method;
 
 /// Files in conf/ that are not cuttle configs, each with the test that checks it.
-const NOT_CONFIGS: &[(&str, &str)] =
-    &[("cuttle.service", "the_systemd_unit_is_valid_and_hardened")];
+const NOT_CONFIGS: &[(&str, &str)] = &[
+    ("cuttle.service", "the_systemd_unit_is_valid_and_hardened"),
+    (
+        "auth.htpasswd",
+        "the_auth_example_asks_the_office_for_credentials_and_knows_its_users",
+    ),
+];
 
 #[test]
 fn every_file_in_conf_loads() {
@@ -155,6 +160,7 @@ fn allowed(rules: &cuttle::access::Rules, src: &str, method: Method, port: u16) 
         port,
         method: &method,
         dst: None,
+        facts: Default::default(),
     }) == Verdict::Allow
 }
 
@@ -212,6 +218,7 @@ fn the_office_example_keeps_clients_off_this_machine() {
             port: 80,
             method: &Method::GET,
             dst: None,
+            facts: Default::default(),
         });
         assert!(
             matches!(verdict, Verdict::Deny(_)),
@@ -567,4 +574,128 @@ fn the_mirror_example_stores_each_package_once_whichever_mirror() {
         .refresh_pattern_for("http://deb.debian.org/debian/dists/stable/InRelease")
         .unwrap();
     assert!(!release.override_expire);
+}
+
+#[test]
+fn the_auth_example_asks_the_office_for_credentials_and_knows_its_users() {
+    use cuttle::access::time::LocalTime;
+    use cuttle::access::RequestFacts;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = config::load_file(&dir.join("conf/auth.toml")).unwrap();
+    let auth = cfg.auth.as_ref().expect("[auth.basic] is configured");
+    assert_eq!(auth.challenge(), "Basic realm=\"Office proxy\"");
+    let users = &auth.config().users;
+    assert_eq!(users.len(), 3);
+    for user in ["alice", "bob", "carol"] {
+        assert!(users.verify(user, "myPassword"), "{user}");
+        assert!(!users.verify(user, "mypassword"), "{user}");
+    }
+    // Tuesday 10:00 and Sunday 10:00, local time.
+    let tuesday = LocalTime {
+        weekday: 2,
+        minute: 600,
+    };
+    let sunday = LocalTime {
+        weekday: 0,
+        minute: 600,
+    };
+    let check = |src: &str, url: &str, user: Option<&str>, at: LocalTime| {
+        let uri: http::Uri = url.parse().unwrap();
+        cfg.access.check(&AccessRequest {
+            src: src.parse().unwrap(),
+            host: uri.host().unwrap(),
+            port: 80,
+            method: &Method::GET,
+            dst: None,
+            facts: RequestFacts {
+                url,
+                path: uri.path_and_query().map_or("", |p| p.as_str()),
+                user_agent: Some(b"curl/8.5.0"),
+                local_time: Some(at),
+                client_connections: 1,
+                user,
+                can_challenge: true,
+            },
+        })
+    };
+    let office = "192.168.10.5";
+    let page = "http://www.example.com/";
+    let setup = "http://www.example.com/setup.EXE";
+    assert!(matches!(
+        check(office, page, None, tuesday),
+        Verdict::AuthRequired(_)
+    ));
+    assert_eq!(check(office, page, Some("bob"), tuesday), Verdict::Allow);
+    assert!(matches!(
+        check(office, setup, Some("bob"), tuesday),
+        Verdict::Deny(_)
+    ));
+    assert_eq!(check(office, setup, Some("alice"), tuesday), Verdict::Allow);
+    assert!(matches!(
+        check(office, setup, Some("alice"), sunday),
+        Verdict::Deny(_)
+    ));
+    assert!(matches!(
+        check("203.0.113.9", page, None, tuesday),
+        Verdict::Deny(_)
+    ));
+    assert_eq!(check("127.0.0.1", page, None, sunday), Verdict::Allow);
+    let tracker = "http://eu.tracking.example.net/p.gif";
+    assert!(matches!(
+        check("127.0.0.1", tracker, None, tuesday),
+        Verdict::Deny(_)
+    ));
+}
+
+#[test]
+fn acl_and_auth_errors_name_file_line_and_key_with_an_example() {
+    let e = error_for("[acl]\nexe = { url_regex = [\"-i\", \"(unclosed\"] }\n");
+    assert!(e.starts_with("broken.toml:2: acl.exe: bad regex"), "{e}");
+    assert!(e.contains("url_regex = [\"-i\""), "{e}");
+    let e = error_for("[acl]\nflags = { browser = [\"-i\"] }\n");
+    assert!(e.starts_with("broken.toml:2: acl.flags: no pattern"), "{e}");
+    let e = error_for("[acl]\nwork = { time = [\"MTWXF\", \"08:00-17:00\"] }\n");
+    assert!(
+        e.starts_with("broken.toml:2: acl.work: `X` in `MTWXF`"),
+        "{e}"
+    );
+    assert!(e.contains("time = [\"MTWHF\", \"08:00-17:00\"]"), "{e}");
+    let e = error_for("[acl]\nwork = { time = [\"17:00-08:00\"] }\n");
+    assert!(e.contains("the start must be before the end"), "{e}");
+    let e = error_for("[acl]\nusers = { proxy_auth = [\"REQUIRED\"] }\n");
+    assert!(
+        e.starts_with("broken.toml:2: acl.users: proxy_auth needs [auth.basic]"),
+        "{e}"
+    );
+    let e = error_for("[acl]\nc = { maxconn = -1 }\n");
+    assert!(e.starts_with("broken.toml:2: acl.c.maxconn: "), "{e}");
+    let e = error_for("[auth.basic]\npassword_file = \"/nonexistent/htpasswd\"\n");
+    assert!(
+        e.starts_with("broken.toml:2: auth.basic.password_file: cannot read /nonexistent/htpasswd"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    std::fs::write(&file, "# users\nalice:crypt.DES.x\n").unwrap();
+    let e = error_for(&format!(
+        "[auth.basic]\nrealm = \"x\"\npassword_file = \"{}\"\n",
+        file.display()
+    ));
+    assert!(
+        e.starts_with(&format!(
+            "broken.toml:3: auth.basic.password_file: {}:2: unsupported hash",
+            file.display()
+        )),
+        "{e}"
+    );
+    assert!(e.contains("htpasswd -B"), "{e}");
+    std::fs::write(&file, "").unwrap();
+    let e = error_for(&format!(
+        "[auth.basic]\npassword_file = \"{}\"\nmax_failures = 0\n",
+        file.display()
+    ));
+    assert!(
+        e.starts_with("broken.toml:3: auth.basic.max_failures: must be at least 1"),
+        "{e}"
+    );
 }

@@ -1,15 +1,19 @@
 //! ACL matchers: the `acl NAME TYPE VALUES...` half of Squid access control.
 //!
 //! Each ACL tests one property of a request (client address, destination domain, destination
-//! port, method). Matching is pure and allocation-free; `access::Rules` combines ACLs into ordered
-//! allow/deny rules.
+//! port, method, URL, User-Agent, time of day, connection count, authenticated user), with
+//! Squid's type names and semantics. Matching is pure and allocation-free: what is not in the
+//! request line (the time, the client's connection count, the user) is handed in as
+//! [`RequestFacts`]; `access::Rules` combines ACLs into ordered allow/deny rules.
 
 use std::net::IpAddr;
 
 use http::Method;
 use ipnet::IpNet;
+use regex::bytes::RegexSet;
 
 use super::host;
+use super::time::{LocalTime, TimeSpec};
 
 /// What an ACL looks at in a request.
 #[derive(Debug)]
@@ -24,6 +28,31 @@ pub struct AccessRequest<'a> {
     /// One address `host` resolved to, when the proxy resolved it for a `dst` check
     /// ([`super::Rules::check_resolved`] checks each address in turn).
     pub dst: Option<IpAddr>,
+    /// The rest of what the newer ACL types look at; `RequestFacts::default()` where a list
+    /// cannot use them (the admin listener, the hierarchy's direct rules).
+    pub facts: RequestFacts<'a>,
+}
+
+/// What `url_regex`, `urlpath_regex`, `browser`, `time`, `maxconn` and `proxy_auth` look at.
+/// The request path fills in only what some rule needs (see [`super::Rules::needs_time`] and
+/// its siblings); an unset fact makes its ACL not match.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The URL as Squid's `url_regex` sees it: absolute, or `host:port` for CONNECT.
+    pub url: &'a str,
+    /// The path and query (`urlpath_regex`); empty for CONNECT, which has none.
+    pub path: &'a str,
+    /// The `User-Agent` field's bytes (`browser`).
+    pub user_agent: Option<&'a [u8]>,
+    /// The client's local wall time (`time`).
+    pub local_time: Option<LocalTime>,
+    /// Connections the client's address holds now, this one included (`maxconn`).
+    pub client_connections: usize,
+    /// The user whose credentials were verified (`proxy_auth`).
+    pub user: Option<&'a str>,
+    /// Whether a `proxy_auth` ACL without a user may ask for credentials (a forward port
+    /// answers 407); where it may not (reverse ports), it simply does not match.
+    pub can_challenge: bool,
 }
 
 /// One named matcher.
@@ -43,6 +72,31 @@ pub enum Acl {
     Port(Vec<(u16, u16)>),
     /// Method is one of these.
     Method(Vec<Method>),
+    /// Squid `url_regex`: the whole URL matches one of these.
+    UrlRegex(RegexSet),
+    /// Squid `urlpath_regex`: the path and query (no scheme or host) match one of these.
+    UrlPathRegex(RegexSet),
+    /// Squid `dstdom_regex`: the destination host as written matches one of these.
+    DstDomRegex(RegexSet),
+    /// Squid `browser`: the `User-Agent` field matches one of these.
+    Browser(RegexSet),
+    /// Squid `time`: the local wall time falls in one of these day-and-time windows.
+    Time(Vec<TimeSpec>),
+    /// Squid `maxconn N`: the client's address holds *more than* N connections.
+    MaxConn(usize),
+    /// Squid `proxy_auth`: a verified user (any, for `REQUIRED`), or one of these names.
+    ProxyAuth(ProxyAuthUsers),
+}
+
+/// Which users a `proxy_auth` ACL accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyAuthUsers {
+    /// `REQUIRED`: anyone whose credentials check out.
+    Required,
+    /// These names exactly (Squid compares user names case-sensitively).
+    Exactly(Vec<String>),
+    /// These names in any case (Squid's `-i`); stored lower-cased.
+    IgnoringCase(Vec<String>),
 }
 
 impl Acl {
@@ -82,6 +136,36 @@ impl Acl {
                 .iter()
                 .any(|&(low, high)| (low..=high).contains(&req.port)),
             Self::Method(methods) => methods.iter().any(|m| m == req.method),
+            Self::UrlRegex(set) => set.is_match(req.facts.url.as_bytes()),
+            // Squid's urlpath_regex never matches a CONNECT: it has no path.
+            Self::UrlPathRegex(set) => {
+                !req.facts.path.is_empty() && set.is_match(req.facts.path.as_bytes())
+            }
+            Self::DstDomRegex(set) => set.is_match(req.host.as_bytes()),
+            Self::Browser(set) => req.facts.user_agent.is_some_and(|ua| set.is_match(ua)),
+            Self::Time(specs) => req
+                .facts
+                .local_time
+                .is_some_and(|now| specs.iter().any(|spec| spec.contains(now))),
+            Self::MaxConn(max) => req.facts.client_connections > *max,
+            Self::ProxyAuth(users) => req.facts.user.is_some_and(|user| users.accepts(user)),
+        }
+    }
+
+    /// Whether matching needs a verified user: a `proxy_auth` ACL met by a request without one
+    /// asks for credentials (see [`super::Rules::check`]).
+    pub fn is_proxy_auth(&self) -> bool {
+        matches!(self, Self::ProxyAuth(_))
+    }
+}
+
+impl ProxyAuthUsers {
+    /// Whether `user` (already verified) is accepted.
+    pub fn accepts(&self, user: &str) -> bool {
+        match self {
+            Self::Required => true,
+            Self::Exactly(names) => names.iter().any(|n| n == user),
+            Self::IgnoringCase(names) => names.iter().any(|n| n.eq_ignore_ascii_case(user)),
         }
     }
 }
@@ -111,6 +195,7 @@ mod tests {
             port,
             method,
             dst: None,
+            facts: RequestFacts::default(),
         }
     }
 
@@ -190,5 +275,59 @@ mod tests {
         let connect = Acl::Method(vec![Method::CONNECT]);
         assert!(connect.matches(&req("1.1.1.1", "h", 443, &Method::CONNECT)));
         assert!(!connect.matches(&req("1.1.1.1", "h", 443, &Method::GET)));
+    }
+
+    fn set(patterns: &[&str]) -> RegexSet {
+        RegexSet::new(patterns).unwrap()
+    }
+
+    #[test]
+    fn regex_types_look_at_their_own_part_of_the_request() {
+        let get = Method::GET;
+        let mut r = req("1.1.1.1", "Downloads.Example.com", 80, &get);
+        r.facts.url = "http://Downloads.Example.com/setup.exe?x=1";
+        r.facts.path = "/setup.exe?x=1";
+        r.facts.user_agent = Some(b"Wget/1.21");
+        assert!(Acl::UrlRegex(set(&[r"\.exe\?"])).matches(&r));
+        assert!(!Acl::UrlRegex(set(&[r"\.EXE"])).matches(&r));
+        assert!(Acl::UrlRegex(set(&[r"(?i:\.EXE)"])).matches(&r));
+        assert!(Acl::UrlPathRegex(set(&["^/setup"])).matches(&r));
+        assert!(
+            !Acl::UrlPathRegex(set(&["^http"])).matches(&r),
+            "no scheme or host"
+        );
+        assert!(Acl::DstDomRegex(set(&[r"^downloads\.", r"Example"])).matches(&r));
+        assert!(!Acl::DstDomRegex(set(&[r"^downloads\."])).matches(&req("1.1.1.1", "x", 80, &get)));
+        assert!(Acl::Browser(set(&["^Wget/"])).matches(&r));
+        assert!(!Acl::Browser(set(&["curl"])).matches(&r));
+        r.facts.user_agent = None;
+        assert!(
+            !Acl::Browser(set(&[".*"])).matches(&r),
+            "no User-Agent, no match"
+        );
+        // A CONNECT has no path: urlpath_regex never matches it, as in Squid.
+        let connect = Method::CONNECT;
+        let mut tunnel = req("1.1.1.1", "h", 443, &connect);
+        tunnel.facts.url = "h:443";
+        assert!(!Acl::UrlPathRegex(set(&[".*"])).matches(&tunnel));
+        assert!(Acl::UrlRegex(set(&["^h:443$"])).matches(&tunnel));
+    }
+
+    #[test]
+    fn maxconn_matches_above_the_number_and_proxy_auth_needs_a_user() {
+        let get = Method::GET;
+        let mut r = req("1.1.1.1", "h", 80, &get);
+        r.facts.client_connections = 2;
+        assert!(!Acl::MaxConn(2).matches(&r));
+        r.facts.client_connections = 3;
+        assert!(Acl::MaxConn(2).matches(&r));
+        let required = Acl::ProxyAuth(ProxyAuthUsers::Required);
+        let listed = Acl::ProxyAuth(ProxyAuthUsers::Exactly(vec!["Bob".into()]));
+        let any_case = Acl::ProxyAuth(ProxyAuthUsers::IgnoringCase(vec!["bob".into()]));
+        assert!(!required.matches(&r));
+        r.facts.user = Some("bob");
+        assert!(required.matches(&r) && any_case.matches(&r) && !listed.matches(&r));
+        r.facts.user = Some("Bob");
+        assert!(listed.matches(&r) && any_case.matches(&r));
     }
 }

@@ -12,13 +12,19 @@
 //! that matches any one address denies the request (as Squid's `dst`, which matches if any
 //! address matches), and an allow rule must hold for all of them; the proxy then connects only
 //! to those checked addresses.
+//!
+//! `proxy_auth` ACLs make a third answer possible: a rule that reaches one while the request
+//! has no verified user (and may be asked for one) yields [`Verdict::AuthRequired`], as Squid
+//! answers 407 there. ACLs are evaluated left to right and stop at the first that fails, so
+//! `allow localnet authed` asks only clients inside `localnet`.
 
 pub mod acl;
 pub mod host;
+pub mod time;
 
 use std::net::IpAddr;
 
-pub use acl::{AccessRequest, Acl};
+pub use acl::{AccessRequest, Acl, ProxyAuthUsers, RequestFacts};
 
 /// What a rule does when it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +66,9 @@ pub enum Verdict {
     Allow,
     /// Denied; the string names the rule (or the implicit default) that decided.
     Deny(String),
+    /// A rule needs a verified user (a `proxy_auth` ACL) and the request has none: ask for
+    /// credentials (407) and check again with the user. The string names the rule.
+    AuthRequired(String),
 }
 
 /// A compiled rule list with its ACL table.
@@ -69,20 +78,35 @@ pub struct Rules {
     rules: Vec<Rule>,
     /// Some rule uses a `dst` ACL, so the destination must be resolved before checking.
     needs_dst: bool,
+    /// Some rule uses a `url_regex` ACL (an accelerator must build the absolute URL).
+    needs_url: bool,
+    /// Some rule uses a `time` ACL: the request path must read the clock.
+    needs_time: bool,
+    /// Some rule uses a `maxconn` ACL: the request path must count the client's connections.
+    needs_connections: bool,
 }
 
 impl Rules {
     /// Rules over `acls`; conditions index into `acls` (the builder guarantees they are valid).
     pub fn new(acls: Vec<Acl>, rules: Vec<Rule>) -> Self {
-        let needs_dst = rules.iter().any(|rule| {
-            rule.conditions
-                .iter()
-                .any(|&(index, _)| matches!(acls.get(index), Some(Acl::Dst(_))))
-        });
+        let uses = |f: fn(&Acl) -> bool| {
+            rules.iter().any(|rule| {
+                rule.conditions
+                    .iter()
+                    .any(|&(index, _)| acls.get(index).is_some_and(f))
+            })
+        };
+        let needs_dst = uses(|acl| matches!(acl, Acl::Dst(_)));
+        let needs_url = uses(|acl| matches!(acl, Acl::UrlRegex(_)));
+        let needs_time = uses(|acl| matches!(acl, Acl::Time(_)));
+        let needs_connections = uses(|acl| matches!(acl, Acl::MaxConn(_)));
         Self {
             acls,
             rules,
             needs_dst,
+            needs_url,
+            needs_time,
+            needs_connections,
         }
     }
 
@@ -90,6 +114,26 @@ impl Rules {
     /// `cache.access`, test this first).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether a rule uses a `url_regex` ACL ([`RequestFacts::url`] must be the absolute URL).
+    pub fn needs_url(&self) -> bool {
+        self.needs_url
+    }
+
+    /// Whether a rule uses a `time` ACL ([`RequestFacts::local_time`] must be set).
+    pub fn needs_time(&self) -> bool {
+        self.needs_time
+    }
+
+    /// Whether a rule uses a `maxconn` ACL ([`RequestFacts::client_connections`] must be set).
+    pub fn needs_connections(&self) -> bool {
+        self.needs_connections
+    }
+
+    /// Whether any ACL of the table is a `proxy_auth` one.
+    pub fn uses_proxy_auth(&self) -> bool {
+        self.acls.iter().any(Acl::is_proxy_auth)
     }
 
     /// Whether a rule looks at the destination address (a `dst` ACL): only then must the
@@ -120,11 +164,22 @@ impl Rules {
     /// Decides whether `req` may be served.
     pub fn check(&self, req: &AccessRequest<'_>) -> Verdict {
         for rule in &self.rules {
-            let all_match = rule.conditions.iter().all(|&(index, negated)| {
-                self.acls
-                    .get(index)
-                    .is_some_and(|acl| acl.matches(req) != negated)
-            });
+            let mut all_match = true;
+            for &(index, negated) in &rule.conditions {
+                let Some(acl) = self.acls.get(index) else {
+                    all_match = false;
+                    break;
+                };
+                if acl.is_proxy_auth() && req.facts.user.is_none() && req.facts.can_challenge {
+                    // Squid: an ACL that needs credentials the request lacks ends the check
+                    // with a challenge, whichever way the rule would go.
+                    return Verdict::AuthRequired(format!("http_access {}", rule.text));
+                }
+                if acl.matches(req) == negated {
+                    all_match = false;
+                    break;
+                }
+            }
             if all_match {
                 return match rule.action {
                     Action::Allow => Verdict::Allow,
@@ -177,6 +232,7 @@ mod tests {
             port,
             method,
             dst: None,
+            facts: RequestFacts::default(),
         })
     }
 
@@ -237,6 +293,7 @@ mod tests {
                 port: 443,
                 method,
                 dst: None,
+                facts: RequestFacts::default(),
             },
             &addrs,
         )
@@ -325,5 +382,61 @@ mod tests {
             check(&r, "127.0.0.1", 80, &Method::GET),
             Verdict::Deny(_)
         ));
+    }
+
+    #[test]
+    fn proxy_auth_challenges_only_where_the_rule_reaches_it() {
+        // allow localnet authed; deny all
+        let acls = vec![
+            Acl::All,
+            Acl::Src(vec!["10.0.0.0/8".parse().unwrap()]),
+            Acl::ProxyAuth(ProxyAuthUsers::Exactly(vec!["alice".into()])),
+        ];
+        let r = Rules::new(
+            acls,
+            vec![
+                Rule {
+                    action: Action::Allow,
+                    conditions: vec![(1, false), (2, false)],
+                    text: "allow localnet authed".to_owned(),
+                },
+                Rule {
+                    action: Action::Deny,
+                    conditions: vec![(0, false)],
+                    text: "deny all".to_owned(),
+                },
+            ],
+        );
+        let get = Method::GET;
+        let ask = |src: &str, user: Option<&str>, can_challenge: bool| {
+            r.check(&AccessRequest {
+                src: src.parse().unwrap(),
+                host: "h",
+                port: 80,
+                method: &get,
+                dst: None,
+                facts: RequestFacts {
+                    user,
+                    can_challenge,
+                    ..RequestFacts::default()
+                },
+            })
+        };
+        assert!(
+            matches!(ask("10.1.1.1", None, true), Verdict::AuthRequired(s) if s.contains("authed"))
+        );
+        assert!(
+            matches!(ask("192.0.2.1", None, true), Verdict::Deny(_)),
+            "outside localnet: never asked"
+        );
+        assert_eq!(ask("10.1.1.1", Some("alice"), true), Verdict::Allow);
+        assert!(matches!(
+            ask("10.1.1.1", Some("mallory"), true),
+            Verdict::Deny(_)
+        ));
+        assert!(
+            matches!(ask("10.1.1.1", None, false), Verdict::Deny(_)),
+            "no challenge where none may be sent"
+        );
     }
 }

@@ -43,6 +43,7 @@ pub mod names {
     pub const LOG_DROPPED: &str = "cuttle_access_log_dropped";
     pub const CONFIG_GENERATION: &str = "cuttle_config_generation";
     pub const RELOADS: &str = "cuttle_config_reloads";
+    pub const AUTH_FAILURES: &str = "cuttle_proxy_auth_failures";
     pub const UPTIME: &str = "cuttle_uptime_seconds";
 }
 
@@ -342,6 +343,17 @@ impl Collector for Scrape {
             &[
                 (vec![("outcome", "ok".to_owned())], ok),
                 (vec![("outcome", "failed".to_owned())], failed),
+            ],
+        )?;
+        let (failed, limited) = state.metrics.auth_failures();
+        counter_family(
+            &mut e,
+            AUTH_FAILURES,
+            "Proxy-authentication attempts that failed, by reason (rate_limited: refused \
+             unchecked after too many failures from the address).",
+            &[
+                (vec![("reason", "bad_credentials".to_owned())], failed),
+                (vec![("reason", "rate_limited".to_owned())], limited),
             ],
         )?;
         let mut uptime = e.encode_descriptor(

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::access::{AccessRequest, Acl, Action, Rule, Rules, Verdict};
+use crate::access::{AccessRequest, Acl, Action, RequestFacts, Rule, Rules, Verdict};
 use crate::cache::lookup::Cache;
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
@@ -177,10 +177,13 @@ impl State {
             port: 0,
             method: &method,
             dst: None,
+            facts: RequestFacts::default(),
         };
         match self.access.read().map(|rules| rules.check(&request)) {
             Ok(Verdict::Allow) => Ok(()),
-            Ok(Verdict::Deny(rule)) => Err(rule.replacen("http_access", "admin.access", 1)),
+            Ok(Verdict::Deny(rule) | Verdict::AuthRequired(rule)) => {
+                Err(rule.replacen("http_access", "admin.access", 1))
+            }
             Err(_) => Err("admin access rules unavailable".to_owned()),
         }
     }

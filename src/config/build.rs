@@ -13,7 +13,9 @@ use super::error::ConfigError;
 use super::file::{self, AccessRule, AclDef, FileConfig};
 use super::locate::{line_of, render, Seg};
 use super::Config;
-use crate::access::{Acl, Action, Rule, Rules};
+use crate::access::time::TimeSpec;
+use crate::access::{Acl, Action, ProxyAuthUsers, Rule, Rules};
+use crate::auth::{Authenticator, BasicConfig};
 use crate::proxy::next_hop::HostHeader;
 use crate::proxy::respond::{ErrorDetails, ErrorPages};
 use crate::proxy::reverse::{HostPattern, ReverseConfig, Site};
@@ -64,6 +66,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
     let listeners = build_listeners(&cx, &raw.http_port, raw.error_details)?;
     let error_pages = build_error_pages(&cx, &raw.error_pages)?;
     let access = build_access(&cx, &raw.acl, &raw.http_access)?;
+    let auth = build_auth(&cx, &raw)?;
     let t = &raw.timeouts;
     for (key, value) in [
         ("connect", t.connect),
@@ -177,6 +180,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         workers: raw.workers,
         proxy,
         access,
+        auth,
         upstream,
         upstream_groups,
         cache,
@@ -595,12 +599,162 @@ fn build_acls<'a>(
             AclDef::Method(methods) if !methods.is_empty() => {
                 Acl::Method(methods.iter().map(|m| m.0.clone()).collect())
             }
+            AclDef::UrlRegex(words) if !words.is_empty() => {
+                Acl::UrlRegex(regex_set(cx, &path, "url_regex", words)?)
+            }
+            AclDef::UrlpathRegex(words) if !words.is_empty() => {
+                Acl::UrlPathRegex(regex_set(cx, &path, "urlpath_regex", words)?)
+            }
+            AclDef::DstdomRegex(words) if !words.is_empty() => {
+                Acl::DstDomRegex(regex_set(cx, &path, "dstdom_regex", words)?)
+            }
+            AclDef::Browser(words) if !words.is_empty() => {
+                Acl::Browser(regex_set(cx, &path, "browser", words)?)
+            }
+            AclDef::Time(words) => Acl::Time(TimeSpec::parse_list(words).map_err(|reason| {
+                cx.err(
+                    &path,
+                    format!("{reason}; expected like {{ time = [\"MTWHF\", \"08:00-17:00\"] }}"),
+                )
+            })?),
+            AclDef::Maxconn(max) => Acl::MaxConn(*max),
+            AclDef::ProxyAuth(words) if !words.is_empty() => {
+                Acl::ProxyAuth(proxy_auth_users(cx, &path, words)?)
+            }
             _ => return Err(cx.err(&path, "an ACL needs at least one value")),
         };
         index.insert(name, acls.len());
         acls.push(acl);
     }
     Ok((acls, index))
+}
+
+/// A regex ACL's values as Squid reads them: `-i` makes the patterns after it
+/// case-insensitive, `+i` case-sensitive again (the default).
+fn regex_set(
+    cx: &Ctx<'_>,
+    path: &[Seg<'_>],
+    kind: &str,
+    words: &[String],
+) -> Result<regex::bytes::RegexSet, ConfigError> {
+    let mut insensitive = false;
+    let mut patterns = Vec::with_capacity(words.len());
+    for word in words {
+        match word.as_str() {
+            "-i" => insensitive = true,
+            "+i" => insensitive = false,
+            pattern => patterns.push(if insensitive {
+                format!("(?i:{pattern})")
+            } else {
+                pattern.to_owned()
+            }),
+        }
+    }
+    let example = format!("expected like {{ {kind} = [\"-i\", \"\\\\.example\\\\.com$\"] }}");
+    if patterns.is_empty() {
+        return Err(cx.err(path, format!("no pattern, only flags; {example}")));
+    }
+    regex::bytes::RegexSet::new(&patterns)
+        .map_err(|e| cx.err(path, format!("bad regex: {e}; {example}")))
+}
+
+/// `proxy_auth` values: `REQUIRED` alone, or user names, `-i` first to ignore case.
+fn proxy_auth_users(
+    cx: &Ctx<'_>,
+    path: &[Seg<'_>],
+    words: &[String],
+) -> Result<ProxyAuthUsers, ConfigError> {
+    let example =
+        "expected { proxy_auth = [\"REQUIRED\"] } or { proxy_auth = [\"alice\", \"bob\"] }";
+    match words {
+        [only] if only == "REQUIRED" => return Ok(ProxyAuthUsers::Required),
+        _ if words.iter().any(|w| w == "REQUIRED") => {
+            return Err(cx.err(path, format!("REQUIRED stands alone; {example}")))
+        }
+        _ => {}
+    }
+    let (ignore_case, names) = match words.split_first() {
+        Some((flag, rest)) if flag == "-i" => (true, rest),
+        _ => (false, words),
+    };
+    if names.is_empty() || names.iter().any(|n| n.is_empty() || n.contains(':')) {
+        return Err(cx.err(
+            path,
+            format!("user names may not be empty or hold `:`; {example}"),
+        ));
+    }
+    Ok(if ignore_case {
+        ProxyAuthUsers::IgnoringCase(names.iter().map(|n| n.to_ascii_lowercase()).collect())
+    } else {
+        ProxyAuthUsers::Exactly(names.to_vec())
+    })
+}
+
+/// `[auth.basic]`: reads and checks the password file (so a reload reads it again).
+fn build_auth(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<Authenticator>, ConfigError> {
+    let uses_proxy_auth = raw
+        .acl
+        .iter()
+        .find(|(_, def)| matches!(def, AclDef::ProxyAuth(_)));
+    let Some(basic) = &raw.auth.basic else {
+        if let Some((name, _)) = uses_proxy_auth {
+            return Err(cx.err(
+                &[Seg::Key("acl"), Seg::Key(name)],
+                "proxy_auth needs [auth.basic], like [auth.basic] password_file = \"/etc/cuttle/htpasswd\"",
+            ));
+        }
+        return Ok(None);
+    };
+    let at = |key| [Seg::Key("auth"), Seg::Key("basic"), Seg::Key(key)];
+    let path = expand_home(&basic.password_file)
+        .ok_or_else(|| cx.err(&at("password_file"), "starts with `~/` but HOME is not set"))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        cx.err(
+            &at("password_file"),
+            format!(
+                "cannot read {}: {e}; create it with `htpasswd -c -B FILE USER`",
+                path.display()
+            ),
+        )
+    })?;
+    let users = crate::auth::Htpasswd::parse(&text).map_err(|(line, reason)| {
+        cx.err(
+            &at("password_file"),
+            format!("{}:{line}: {reason}", path.display()),
+        )
+    })?;
+    if users.is_empty() {
+        tracing::warn!(file = %path.display(), "the password file lists no users: every login fails");
+    }
+    if basic.max_failures == 0 {
+        return Err(cx.err(
+            &at("max_failures"),
+            "must be at least 1, like max_failures = 10",
+        ));
+    }
+    for (key, value) in [
+        ("credentialsttl", basic.credentialsttl),
+        ("failure_window", basic.failure_window),
+    ] {
+        if value.0.is_zero() {
+            return Err(cx.err(&at(key), "must be greater than zero, like \"5m\""));
+        }
+    }
+    Authenticator::new(BasicConfig {
+        realm: basic.realm.clone(),
+        password_file: path,
+        users: Arc::new(users),
+        credentials_ttl: basic.credentialsttl.0,
+        max_failures: basic.max_failures,
+        failure_window: basic.failure_window.0,
+    })
+    .map(Some)
+    .ok_or_else(|| {
+        cx.err(
+            &at("realm"),
+            "must be printable text without control characters, like realm = \"Example proxy\"",
+        )
+    })
 }
 
 /// Compiles one allow/deny rule list (`http_access`, `never_direct`, ...) named `list`.

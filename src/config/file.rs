@@ -35,6 +35,9 @@ pub struct FileConfig {
     /// Ordered allow/deny rules over ACL names (Squid `http_access`); first match wins.
     #[serde(default)]
     pub http_access: Vec<AccessRule>,
+    /// Proxy authentication for `proxy_auth` ACLs (Squid `auth_param`).
+    #[serde(default)]
+    pub auth: Auth,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -407,6 +410,72 @@ pub enum AclDef {
     Port(Vec<PortRange>),
     /// Request method is one of these.
     Method(Vec<MethodName>),
+    /// Squid `url_regex`: regexes over the whole URL; `-i` makes the ones after it
+    /// case-insensitive, `+i` case-sensitive again.
+    #[serde(rename = "url_regex")]
+    UrlRegex(Vec<String>),
+    /// Squid `urlpath_regex`: regexes over the path and query.
+    #[serde(rename = "urlpath_regex")]
+    UrlpathRegex(Vec<String>),
+    /// Squid `dstdom_regex`: regexes over the destination host.
+    #[serde(rename = "dstdom_regex")]
+    DstdomRegex(Vec<String>),
+    /// Squid `browser`: regexes over the `User-Agent` field.
+    Browser(Vec<String>),
+    /// Squid `time`: day letters (`SMTWHFA`, `D` weekdays) and/or `HH:MM-HH:MM`, local time.
+    Time(Vec<String>),
+    /// Squid `maxconn`: the client's address holds more than this many connections.
+    Maxconn(usize),
+    /// Squid `proxy_auth`: `["REQUIRED"]` (any verified user) or user names (`-i` first
+    /// for any case); needs `[auth.basic]`.
+    #[serde(rename = "proxy_auth")]
+    ProxyAuth(Vec<String>),
+}
+
+/// `[auth]`: how `proxy_auth` ACLs learn who a client is.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// `[auth.basic]`: Basic credentials checked against an htpasswd file.
+    pub basic: Option<BasicAuth>,
+}
+
+/// `[auth.basic]` (Squid `auth_param basic ...`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The password file in Apache's htpasswd format (bcrypt, `{SHA}` or `$apr1$` entries),
+    /// relative to the working directory; read at load and again at each reload.
+    pub password_file: String,
+    /// Shown in the client's login prompt (Squid `realm`).
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// How long verified credentials are trusted without checking the hash again (Squid
+    /// `credentialsttl`).
+    #[serde(default = "default_credentialsttl")]
+    pub credentialsttl: HumanDuration,
+    /// Failed attempts from one client address before it gets 407 unchecked.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// How long failures are counted, from an address's first failure.
+    #[serde(default = "default_failure_window")]
+    pub failure_window: HumanDuration,
+}
+
+fn default_realm() -> String {
+    "cuttle proxy".to_owned()
+}
+
+fn default_credentialsttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+fn default_max_failures() -> u32 {
+    10
+}
+
+fn default_failure_window() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
 }
 
 /// One `http_access` line: `{ allow = ["a", "!b"] }` or `{ deny = [...] }`; all ACLs must match.

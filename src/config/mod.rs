@@ -40,6 +40,9 @@ pub struct Config {
     pub workers: usize,
     pub proxy: proxy::Config,
     pub access: Rules,
+    /// Proxy authentication for `proxy_auth` ACLs (`[auth.basic]`), with the password file
+    /// as read at load.
+    pub auth: Option<crate::auth::Authenticator>,
     pub upstream: upstream::Config,
     /// Upstream groups for reverse mode.
     pub upstream_groups: Vec<upstream::group::GroupConfig>,

@@ -68,6 +68,16 @@ pub fn summary(source: &str, config: &Config, bound: &[SocketAddr]) -> Vec<Strin
         Target::File(path) => format!("access log {}, {format}", path.display()),
         Target::None => "access log off".to_owned(),
     });
+    if let Some(auth) = &config.auth {
+        let basic = auth.config();
+        lines.push(format!(
+            "proxy authentication: basic, {} user{} from {}, realm \"{}\"",
+            basic.users.len(),
+            if basic.users.len() == 1 { "" } else { "s" },
+            basic.password_file.display(),
+            basic.realm
+        ));
+    }
     if let Some(hierarchy) = &config.proxy.hierarchy {
         for peer in &hierarchy.peers {
             let kind = match peer.info.kind {
@@ -223,5 +233,23 @@ mod tests {
                 "site www.example.com *.example.org / -> upstream app".to_owned(),
             ]
         );
+    }
+
+    #[test]
+    fn proxy_authentication_names_its_file_and_user_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, "bob:{SHA}VBPuJHI7uixaa6LQGWx4s+5GKNE=\n").unwrap();
+        let text = format!(
+            "[auth.basic]\npassword_file = \"{}\"\nrealm = \"Lab\"\n",
+            file.display()
+        );
+        let config = super::super::load_str("a.toml", &text).unwrap();
+        let lines = summary("a.toml", &config, &[]);
+        let expected = format!(
+            "proxy authentication: basic, 1 user from {}, realm \"Lab\"",
+            file.display()
+        );
+        assert!(lines.contains(&expected), "{lines:?}");
     }
 }

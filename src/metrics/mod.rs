@@ -159,6 +159,10 @@ pub struct Metrics {
     generation: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Proxy-auth credentials that did not check out.
+    auth_failed: AtomicU64,
+    /// Proxy-auth attempts refused unchecked because their address failed too often.
+    auth_limited: AtomicU64,
     started: tokio::time::Instant,
 }
 
@@ -251,6 +255,8 @@ impl Metrics {
             generation: AtomicU64::new(1),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            auth_failed: AtomicU64::new(0),
+            auth_limited: AtomicU64::new(0),
             started: tokio::time::Instant::now(),
         }
     }
@@ -379,6 +385,25 @@ impl Metrics {
     /// A reload was refused (the old config keeps serving).
     pub fn reload_failed(&self) {
         self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed proxy-auth attempt: wrong credentials, or (`limited`) refused unchecked
+    /// after too many failures. Rare, so a shared atomic rather than a shard.
+    pub fn auth_failure(&self, limited: bool) {
+        let counter = if limited {
+            &self.auth_limited
+        } else {
+            &self.auth_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (wrong credentials, refused unchecked) proxy-auth attempts so far.
+    pub fn auth_failures(&self) -> (u64, u64) {
+        (
+            self.auth_failed.load(Ordering::Relaxed),
+            self.auth_limited.load(Ordering::Relaxed),
+        )
     }
 
     /// (generation, successful reloads, failed reloads).

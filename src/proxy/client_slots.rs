@@ -5,8 +5,9 @@
 //! Each accepted connection takes a slot for its client address; a connection beyond the limit
 //! is answered `429 Too Many Requests` at once (plain ports; TLS ports just close) instead of
 //! waiting. Addresses in `client_ip_limit_exempt` (loopback by default: a load balancer or the
-//! operator on this machine) are not counted. The count table is one small mutex-protected
-//! map touched twice per connection (accept, close), never per request.
+//! operator on this machine) are counted but never refused; the counts also answer Squid's
+//! `maxconn` ACL. The count table is one small mutex-protected map touched twice per
+//! connection (accept, close), and per request only when a `maxconn` ACL is in the rules.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -59,16 +60,15 @@ impl ClientSlots {
         })
     }
 
-    /// A slot for a connection from `ip`: `Ok(None)` when `ip` is not counted, `Err(count)`
-    /// when it already holds `max` connections.
+    /// A slot for a connection from `ip`, or `Err(count)` when it already holds `max`
+    /// connections. Exempt addresses (and every address when `max` is 0) are counted, for
+    /// `maxconn` ACLs, but never refused.
     pub fn try_take(self: &Arc<Self>, ip: IpAddr) -> Result<Option<ClientSlot>, usize> {
         let ip = ip.to_canonical();
-        if self.max == 0 || self.exempt.iter().any(|net| net.contains(&ip)) {
-            return Ok(None);
-        }
+        let limited = self.max != 0 && !self.exempt.iter().any(|net| net.contains(&ip));
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry(ip).or_insert(0);
-        if *count >= self.max {
+        if limited && *count >= self.max {
             return Err(*count);
         }
         *count += 1;
@@ -133,13 +133,15 @@ mod tests {
         // IPv4-mapped IPv6 is the same client.
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(slots.try_take(mapped).unwrap_err(), 2);
-        // Exempt and unlimited.
+        // Exempt and unlimited addresses are counted (for maxconn) but never refused.
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        for _ in 0..10 {
-            assert!(slots.try_take(lo).unwrap().is_none());
-        }
+        let held: Vec<_> = (0..10).map(|_| slots.try_take(lo).unwrap()).collect();
+        assert_eq!(slots.count(lo), 10);
+        drop(held);
+        assert_eq!(slots.count(lo), 0);
         let unlimited = ClientSlots::new(0, Vec::new());
-        assert!(unlimited.try_take(a).unwrap().is_none());
+        let _one = unlimited.try_take(a).unwrap();
+        assert_eq!(unlimited.count(a), 1);
     }
 
     #[test]

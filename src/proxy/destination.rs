@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use http::Method;
 
+use super::authorize::{decide, Requester};
 use super::Shared;
-use crate::access::{AccessRequest, Verdict};
+use crate::access::AccessRequest;
 use crate::error::{Error, ErrorKind};
 use crate::upstream::connect::resolve;
 
@@ -46,55 +47,51 @@ impl Resolution {
     }
 }
 
-/// Applies `http_access` to a request for `host:port` from `client`, resolving the host first
-/// when a rule looks at addresses or `must_resolve` is set. With `must_resolve` (a direct
-/// tunnel), a name that does not resolve is an error here.
+/// Applies `http_access` to a request for `host:port` from `who`, resolving the host first
+/// when a rule looks at addresses or `must_resolve` is set, and authenticating `who` when a
+/// `proxy_auth` rule needs it (see `authorize`). With `must_resolve` (a direct tunnel), a name
+/// that does not resolve is an error here.
 pub async fn check(
     shared: &Shared,
-    client: IpAddr,
+    who: &mut Requester<'_>,
     method: &Method,
     host: &str,
     port: u16,
     must_resolve: bool,
 ) -> Result<Resolution, Error> {
     let request = AccessRequest {
-        src: client,
+        src: who.client,
         host,
         port,
         method,
         dst: None,
+        facts: who.facts,
     };
+    let plain = |r: &AccessRequest<'_>| shared.access.check(r);
     let needs_addresses = must_resolve
         || shared.access.needs_dst()
         || shared.peers.as_ref().is_some_and(|p| {
             p.config.always_direct.needs_dst() || p.config.never_direct.needs_dst()
         });
     if !needs_addresses {
-        return verdict(shared.access.check(&request)).map(|()| Resolution::Unneeded);
+        return decide(shared, &request, who, plain)
+            .await
+            .map(|()| Resolution::Unneeded);
     }
     match resolve(host, port, shared.upstream_connect_timeout()).await {
         Ok(addrs) => {
             let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
-            verdict(shared.access.check_resolved(&request, &ips))?;
+            let resolved = |r: &AccessRequest<'_>| shared.access.check_resolved(r, &ips);
+            decide(shared, &request, who, resolved).await?;
             Ok(Resolution::Checked(addrs.into()))
         }
         Err(err) => {
-            verdict(shared.access.check(&request))?;
+            decide(shared, &request, who, plain).await?;
             let err = err.to_error();
             if must_resolve || shared.peers.is_none() {
                 return Err(err);
             }
             Ok(Resolution::Failed(err.kind(), err.cause().into()))
         }
-    }
-}
-
-fn verdict(verdict: Verdict) -> Result<(), Error> {
-    match verdict {
-        Verdict::Allow => Ok(()),
-        Verdict::Deny(rule) => Err(Error::new(
-            ErrorKind::AccessDenied,
-            format!("access denied ({rule})"),
-        )),
     }
 }

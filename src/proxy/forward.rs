@@ -12,6 +12,7 @@ use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::authorize::Requester;
 use super::body::ProxyBody;
 use super::caching;
 use super::destination;
@@ -59,8 +60,17 @@ async fn forward(
         }
     };
     check_loop(shared, &parts.headers)?;
-    let resolution =
-        destination::check(shared, conn.peer.ip(), &parts.method, &host, port, false).await?;
+    let mut who = Requester::new(
+        shared,
+        conn.mode,
+        conn.peer.ip(),
+        &txn.url,
+        &parts.uri,
+        &parts.headers,
+    );
+    let checked = destination::check(shared, &mut who, &parts.method, &host, port, false).await;
+    txn.user = who.user.take();
+    let resolution = checked?;
 
     match headers::max_forwards(&parts.method, &parts.headers) {
         MaxForwards::Respond => return Ok(answer_as_final_recipient(&parts)),

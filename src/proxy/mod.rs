@@ -17,6 +17,7 @@
 //! (its `mod.rs` charts the phases); `request` is what the modes share, so none imports
 //! `service` back.
 
+pub mod authorize;
 pub mod body;
 pub mod caching;
 pub mod client_conn;
@@ -145,6 +146,8 @@ pub struct Shared {
     pub config: Config,
     pub via: headers::ViaIdentity,
     pub access: Rules,
+    /// Verifies `proxy_auth` credentials; this generation's password file and tables.
+    pub auth: Option<crate::auth::Authenticator>,
     pub upstream: Upstream,
     pub upstream_config: crate::upstream::Config,
     /// The same log across generations, so a reload loses and reorders no lines.

@@ -26,7 +26,7 @@ use hyper::body::{Body, Frame, Incoming};
 use super::destination::Resolution;
 use super::headers;
 use super::Shared;
-use crate::access::{AccessRequest, Verdict};
+use crate::access::{AccessRequest, RequestFacts, Verdict};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::carp::url_key;
 use crate::upstream::client::classify_hyper;
@@ -194,6 +194,7 @@ async fn send_via_hierarchy(
         port,
         method: &out.method,
         dst: None,
+        facts: RequestFacts::default(),
     };
     let ips = resolution.ips();
     let always_direct = peers.config.always_direct.check_resolved(&request, &ips) == Verdict::Allow;

@@ -12,7 +12,7 @@ use super::body::ProxyBody;
 use super::client_conn::ConnActivity;
 use super::transaction::{code, Transaction};
 use super::{respond, Live, Mode, Shared};
-use crate::access::{AccessRequest, Verdict};
+use crate::access::{AccessRequest, RequestFacts, Verdict};
 use crate::error::{Error, ErrorKind, Side};
 
 /// What a request knows about the connection it came on.
@@ -59,25 +59,36 @@ pub fn reply_error(mut txn: Transaction, err: &Error, shared: &Shared) -> Respon
         Side::Downstream | Side::Internal => code::NONE,
     };
     tracing::debug!(url = %txn.url, error = %err, "request failed");
-    let response = respond::error_response_with(
+    let mut response = respond::error_response_with(
         err,
         &txn.url,
         shared.via.pseudonym(),
         txn.error_details,
         &shared.config.error_pages,
     );
+    if err.kind() == ErrorKind::ProxyAuthRequired {
+        if let Some(auth) = &shared.auth {
+            // RFC 9110 §15.5.8: a 407 "MUST send a Proxy-Authenticate header field".
+            response
+                .headers_mut()
+                .insert(http::header::PROXY_AUTHENTICATE, auth.challenge().clone());
+        }
+    }
     txn.respond(&response);
     response.map(|body| body.with_transaction(txn))
 }
 
 /// Applies `http_access` to a request for `host:port` without resolving it (reverse mode:
-/// the destination is a configured group; forward mode uses `destination::check`).
+/// the destination is a configured group; forward mode uses `destination::check`). Reverse
+/// ports do not ask for proxy credentials (`facts.can_challenge` is false there), so a
+/// `proxy_auth` ACL does not match.
 pub fn check_access(
     shared: &Shared,
     peer: SocketAddr,
     method: &Method,
     host: &str,
     port: u16,
+    facts: RequestFacts<'_>,
 ) -> Result<(), Error> {
     let verdict = shared.access.check(&AccessRequest {
         src: peer.ip(),
@@ -85,10 +96,11 @@ pub fn check_access(
         port,
         method,
         dst: None,
+        facts,
     });
     match verdict {
         Verdict::Allow => Ok(()),
-        Verdict::Deny(rule) => Err(Error::new(
+        Verdict::Deny(rule) | Verdict::AuthRequired(rule) => Err(Error::new(
             ErrorKind::AccessDenied,
             format!("access denied ({rule})"),
         )),

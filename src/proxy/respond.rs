@@ -28,6 +28,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
         ErrorKind::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ErrorKind::AccessDenied | ErrorKind::ForwardingLoop => StatusCode::FORBIDDEN,
+        ErrorKind::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
         ErrorKind::DnsFailed | ErrorKind::ConnectFailed => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::ConnectTimeout | ErrorKind::ReadTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::InvalidResponse => StatusCode::BAD_GATEWAY,
@@ -48,7 +49,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidRequest | ErrorKind::UriTooLong | ErrorKind::HeaderTooLarge => {
             "http_request_error"
         }
-        ErrorKind::AccessDenied => "http_request_denied",
+        ErrorKind::AccessDenied | ErrorKind::ProxyAuthRequired => "http_request_denied",
         ErrorKind::ForwardingLoop => "proxy_loop_detected",
         ErrorKind::DnsFailed => "dns_error",
         ErrorKind::ConnectFailed => "connection_refused",
@@ -204,6 +205,7 @@ mod tests {
             (ErrorKind::UriTooLong, 414),
             (ErrorKind::HeaderTooLarge, 431),
             (ErrorKind::AccessDenied, 403),
+            (ErrorKind::ProxyAuthRequired, 407),
             (ErrorKind::ForwardingLoop, 403),
             (ErrorKind::DnsFailed, 503),
             (ErrorKind::ConnectFailed, 503),

@@ -15,6 +15,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
+use super::authorize::Requester;
 use super::body::ProxyBody;
 use super::caching;
 use super::headers::{self, MaxForwards};
@@ -130,7 +131,28 @@ async fn route(
         )
     })?;
     check_loop(shared, &parts.headers)?;
-    check_access(shared, conn.peer, &parts.method, &host, conn.local.port())?;
+    // url_regex sees the absolute URL, as Squid rebuilds it for an accelerated request.
+    let absolute = shared.access.needs_url().then(|| {
+        let scheme = if conn.tls { "https" } else { "http" };
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        format!("{scheme}://{authority}{target}")
+    });
+    let who = Requester::new(
+        shared,
+        conn.mode,
+        conn.peer.ip(),
+        absolute.as_deref().unwrap_or(&txn.url),
+        &parts.uri,
+        &parts.headers,
+    );
+    check_access(
+        shared,
+        conn.peer,
+        &parts.method,
+        &host,
+        conn.local.port(),
+        who.facts,
+    )?;
     match headers::max_forwards(&parts.method, &parts.headers) {
         // RFC 9110 §7.6.2: "If the received value is zero (0), the recipient MUST NOT forward
         // the request; instead, the recipient MUST respond as the final recipient."

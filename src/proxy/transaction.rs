@@ -61,6 +61,8 @@ pub struct Transaction {
     pub origin_form: bool,
     pub referer: Option<http::HeaderValue>,
     pub user_agent: Option<http::HeaderValue>,
+    /// The user whose proxy credentials were verified, for the log's user field.
+    pub user: Option<Arc<str>>,
     /// The `Cache-Status` field of the response sent.
     pub cache_status: Option<http::HeaderValue>,
     /// Address of the upstream connection the response came on.
@@ -112,6 +114,7 @@ impl Transaction {
             origin_form: false,
             referer: None,
             user_agent: None,
+            user: None,
             cache_status: None,
             upstream_addr: None,
             upstream_wait: None,
@@ -225,7 +228,7 @@ impl Drop for Transaction {
             url: std::mem::take(&mut self.url),
             origin_form: self.origin_form,
             version: self.version,
-            user: None,
+            user: self.user.as_deref().map(str::to_owned),
             hierarchy: self.hierarchy,
             peer: self.peer.take(),
             upstream_addr: self.upstream_addr,

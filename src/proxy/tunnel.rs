@@ -20,12 +20,13 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::authorize::Requester;
 use super::body::ProxyBody;
 use super::destination::{self, Resolution};
 use super::request::{check_loop, reply_error, ConnInfo};
 use super::transaction::{code, hier, Transaction};
 use super::Shared;
-use crate::access::{AccessRequest, Verdict};
+use crate::access::{AccessRequest, RequestFacts, Verdict};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::connect::{connect, connect_addrs};
 use crate::upstream::hierarchy::{Hop, Route};
@@ -39,7 +40,7 @@ pub async fn handle(
     shared: &Shared,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    let upstream = match open(&req, conn, shared).await {
+    let upstream = match open(&req, conn, shared, &mut txn).await {
         Ok(stream) => stream,
         Err(err) => return reply_error(txn, &err, shared),
     };
@@ -78,6 +79,7 @@ async fn open(
     req: &Request<Incoming>,
     conn: &ConnInfo,
     shared: &Shared,
+    txn: &mut Transaction,
 ) -> Result<TcpStream, Error> {
     let authority = req.uri().authority().ok_or_else(|| {
         Error::new(
@@ -104,15 +106,19 @@ async fn open(
     check_loop(shared, req.headers())?;
     // A direct tunnel needs the addresses anyway: resolve once, check them, connect to them.
     let direct_only = shared.peers.is_none();
-    let resolution = destination::check(
+    // HTTPS through CONNECT is authenticated like any other request: the credentials are on
+    // the CONNECT itself (RFC 9110 §11.7.2), before any byte is tunnelled.
+    let mut who = Requester::new(
         shared,
+        conn.mode,
         conn.peer.ip(),
-        req.method(),
-        host,
-        port,
-        direct_only,
-    )
-    .await?;
+        &txn.url,
+        req.uri(),
+        req.headers(),
+    );
+    let checked = destination::check(shared, &mut who, req.method(), host, port, direct_only).await;
+    txn.user = who.user.take();
+    let resolution = checked?;
     let timeout = shared.upstream_connect_timeout();
     if let Some(peers) = &shared.peers {
         return open_through_hierarchy(peers, conn, req, host, port, &resolution, timeout).await;
@@ -152,6 +158,7 @@ async fn open_through_hierarchy(
         port,
         method: req.method(),
         dst: None,
+        facts: RequestFacts::default(),
     };
     let ips = resolution.ips();
     let key = format!("{host}:{port}");
