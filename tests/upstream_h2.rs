@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, Uri, Version};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::certs::{server_config, Ca};
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Barrier;
 
@@ -30,6 +31,8 @@ const TOGETHER: usize = 8;
 /// A request as the TLS server saw it.
 #[derive(Debug, Clone)]
 struct Seen {
+    method: http::Method,
+    body_len: usize,
     version: Version,
     uri: Uri,
     headers: HeaderMap,
@@ -69,14 +72,18 @@ impl TlsServer {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (record, barrier) = (Arc::clone(&record), Arc::clone(&barrier));
                         async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes().len());
                             record.lock().unwrap().push(Seen {
-                                version: req.version(),
-                                uri: req.uri().clone(),
-                                headers: req.headers().clone(),
+                                method: parts.method,
+                                body_len: body.unwrap_or(usize::MAX),
+                                version: parts.version,
+                                uri: parts.uri.clone(),
+                                headers: parts.headers,
                             });
                             let met = tokio::time::timeout(WAIT, barrier.wait()).await.is_ok();
                             let mut response =
-                                Response::new(Full::new(Bytes::from(format!("{}", req.uri()))));
+                                Response::new(Full::new(Bytes::from(format!("{}", parts.uri))));
                             if !met {
                                 *response.status_mut() = http::StatusCode::GATEWAY_TIMEOUT;
                             }
@@ -197,8 +204,18 @@ async fn a_groups_concurrent_requests_share_one_http2_connection() {
     for (status, _) in get_together(&proxy, &paths("a")).await {
         assert_eq!(status, 200, "all {TOGETHER} were in progress at once");
     }
-    // And again on the same connection.
-    let replies = get_together(&proxy, &paths("b")).await;
+    // And again on the same connection, one of them a POST with a body.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let upload = client
+        .post(format!("{}/upload", proxy.url()))
+        .header("host", "www.example.test")
+        .body(vec![7u8; 200 * 1024]);
+    let gets = paths("b").into_iter().skip(1).map(|path| {
+        client
+            .get(format!("{}{path}", proxy.url()))
+            .header("host", "www.example.test")
+    });
+    let replies = all_at_once(std::iter::once(upload).chain(gets)).await;
     assert!(
         replies.iter().all(|(status, _)| *status == 200),
         "{replies:?}"
@@ -207,6 +224,16 @@ async fn a_groups_concurrent_requests_share_one_http2_connection() {
 
     let seen = origin.seen();
     assert_eq!(seen.len(), 2 * TOGETHER);
+    let posts: Vec<_> = seen
+        .iter()
+        .filter(|s| s.method == http::Method::POST)
+        .collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0].body_len,
+        200 * 1024,
+        "the body arrived whole over HTTP/2"
+    );
     for request in &seen {
         assert_eq!(request.version, Version::HTTP_2);
         // RFC 9113 §8.3.1: the Host the client asked for is the :authority, not sent twice.
@@ -357,7 +384,12 @@ async fn tls_parent_cuttle(dir: &Path, authority: &Ca, names: &[&str], extra: &s
 #[tokio::test]
 async fn a_cuttle_parent_over_tls_falls_back_to_http1_and_carries_connect() {
     let origin = Origin::builder()
-        .route("/", |_| reply(200, "from the origin"))
+        .route("/", |_| {
+            let mut r = reply(200, "from the origin");
+            r.headers_mut()
+                .insert("cache-control", "no-store".parse().unwrap());
+            r
+        })
         .spawn()
         .await;
     let echo = echo_server().await;
@@ -366,17 +398,19 @@ async fn a_cuttle_parent_over_tls_falls_back_to_http1_and_carries_connect() {
     let authority = Ca::new("parent ca");
     let (ca, _, _) = authority.files(dir.path(), &[]);
     let parent = tls_parent_cuttle(dir.path(), &authority, &["parent.test"], &ports).await;
-    let options = format!(
-        "tls_ca_file = \"{}\"\ntls_server_name = \"parent.test\"\nprotocols = [\"h2\", \"http/1.1\"]\n",
-        ca.display()
-    );
-    let child_dir = tempfile::tempdir().unwrap();
-    let child = TestProxy::start_text(
-        &child_config(child_dir.path(), parent.addr, &options, &ports),
-        None,
-    )
-    .await;
-    for _ in 0..2 {
+    // HTTP/1.1 in TLS by default, and by ALPN when h2 is offered but the parent declines it.
+    for protocols in ["", "protocols = [\"h2\", \"http/1.1\"]\n"] {
+        let options = format!(
+            "tls_ca_file = \"{}\"\ntls_server_name = \"parent.test\"\n{protocols}",
+            ca.display()
+        );
+        let child_dir = tempfile::tempdir().unwrap();
+        let child = TestProxy::start_text(
+            &child_config(child_dir.path(), parent.addr, &options, &ports),
+            None,
+        )
+        .await;
+        let before = origin.hits();
         let r = http_client(&child)
             .get(origin.url("/"))
             .send()
@@ -385,33 +419,33 @@ async fn a_cuttle_parent_over_tls_falls_back_to_http1_and_carries_connect() {
         let status = r.status();
         let body = r.text().await.unwrap();
         assert_eq!((status.as_u16(), body.as_str()), (200, "from the origin"));
-    }
-    let via = origin.requests()[0].headers["via"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        via.contains("1.1 cuttle-test") && via.contains("1.1 parent-test"),
-        "{via}"
-    );
+        assert_eq!(origin.hits(), before + 1);
+        let via = origin.requests()[before].headers["via"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            via.contains("1.1 cuttle-test") && via.contains("1.1 parent-test"),
+            "{via}"
+        );
 
-    // CONNECT goes to the parent over TLS as well (HTTP/1.1 inside TLS).
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(child.addr).await.unwrap();
-    stream
-        .write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let (head, _) = read_response(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    stream.write_all(b"inside tls").await.unwrap();
-    let mut back = vec![0u8; 10];
-    tokio::time::timeout(WAIT, stream.read_exact(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&back, b"inside tls");
-    child.shutdown().await;
+        // CONNECT goes to the parent over TLS as well (HTTP/1.1 inside TLS).
+        let mut stream = tokio::net::TcpStream::connect(child.addr).await.unwrap();
+        stream
+            .write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stream.write_all(b"inside tls").await.unwrap();
+        let mut back = vec![0u8; 10];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&back, b"inside tls");
+        child.shutdown().await;
+    }
     parent.shutdown().await;
 }
 
@@ -523,4 +557,36 @@ fn the_new_keys_are_checked_with_file_line_key_and_an_example() {
         "tls = true\ntls_verify = false\ntls_server_name = \"a b\"",
     ));
     assert!(e.starts_with("h2.toml:7: peer[0].tls_server_name: "), "{e}");
+}
+
+#[test]
+fn the_commented_tls_examples_in_conf_load_once_uncommented() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _, _) = Ca::new("example ca").files(dir.path(), &[]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, example_ca) in [
+        ("conf/child.toml", "/etc/cuttle/proxy-ca.pem"),
+        ("conf/reverse.toml", "/etc/cuttle/internal-ca.pem"),
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut uncommented = 0;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| match line.strip_prefix("#   ") {
+                Some(rest) if rest.starts_with("tls") || rest.starts_with("protocols") => {
+                    uncommented += 1;
+                    rest.replace(example_ca, ca.to_str().unwrap())
+                }
+                _ => line.to_owned(),
+            })
+            .collect();
+        assert!(uncommented >= 4, "{file}: the example is still there");
+        // Relative paths in the examples (fixtures/) are relative to the repository root.
+        let text = lines
+            .join("\n")
+            .replace("\"fixtures/", &format!("\"{}/fixtures/", root.display()));
+        let config = cuttle::config::load_str(file, &text).unwrap_or_else(|e| panic!("{e}"));
+        let summary = cuttle::config::summary(file, &config, &[]).join("\n");
+        assert!(summary.contains("(h2, http/1.1)"), "{file}: {summary}");
+    }
 }
