@@ -1,8 +1,9 @@
 //! HTTP/2 to upstream servers and TLS to parents, over loopback with rcgen certificates:
 //! concurrent requests multiplexed over one connection to a group's server (reverse mode) and
 //! to a `tls = true` parent (forward mode), the fallback to HTTP/1.1 when the server does not
-//! offer h2 (a cuttle parent among them), a parent whose certificate is for another name or from another CA (502 with a
-//! page that says so), CONNECT through a TLS parent, and the config errors for the new keys.
+//! offer h2 (a cuttle parent among them), an idle connection let go, a parent whose certificate
+//! is for another name or from another CA (502 with a page that says so), CONNECT through a TLS
+//! parent, and the config errors for the new keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -45,6 +46,8 @@ struct Seen {
 struct TlsServer {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// Connections the client has closed (or that failed).
+    closed: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -56,15 +59,22 @@ impl TlsServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let barrier = Arc::new(Barrier::new(together));
-        let (count, record) = (Arc::clone(&connections), Arc::clone(&seen));
+        let (count, record, ended) = (
+            Arc::clone(&connections),
+            Arc::clone(&seen),
+            Arc::clone(&closed),
+        );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
                 let (acceptor, record, barrier) =
                     (acceptor.clone(), Arc::clone(&record), Arc::clone(&barrier));
+                let ended = Arc::clone(&ended);
                 tokio::spawn(async move {
+                    let _closed = Closed(ended);
                     let Ok(tls) = acceptor.accept(stream).await else {
                         return;
                     };
@@ -109,6 +119,7 @@ impl TlsServer {
         Self {
             addr,
             connections,
+            closed,
             seen,
         }
     }
@@ -119,6 +130,15 @@ impl TlsServer {
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Counts a connection as closed when its task ends.
+struct Closed(Arc<AtomicUsize>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -306,6 +326,73 @@ async fn the_default_stays_http1_even_when_the_server_offers_h2() {
     assert_eq!(replies[0].0, 200);
     assert_eq!(origin.seen()[0].version, Version::HTTP_11);
     proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_let_go_and_the_next_request_opens_another() {
+    use cuttle::upstream::tls::{ClientTls, Protocols, Roots, Settings};
+    use cuttle::upstream::{Progress, RequestBody, Upstream};
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Ca::new("origin ca");
+    let (ca, _, _) = authority.files(dir.path(), &[]);
+    let origin = TlsServer::spawn(&authority.leaf(&["127.0.0.1"]), &[b"h2"], 1).await;
+    let tls = ClientTls::new(&Settings {
+        roots: Roots::File(ca),
+        server_name: None,
+        verify: true,
+        protocols: Protocols {
+            h2: true,
+            http1: false,
+        },
+    })
+    .unwrap();
+    let idle = std::time::Duration::from_millis(300);
+    let upstream = Upstream::with_tls(
+        &cuttle::upstream::Config {
+            connect_timeout: WAIT,
+            read_timeout: WAIT,
+            max_response_header_size: 64 * 1024,
+            pool_idle_timeout: idle,
+        },
+        Arc::new(tls),
+    );
+    let get = |path: &str| {
+        let progress = Progress::new();
+        let mut request = Request::new(RequestBody::empty(Arc::clone(&progress)));
+        *request.uri_mut() = format!("https://{}{path}", origin.addr).parse().unwrap();
+        request
+            .headers_mut()
+            .insert("host", "origin.test".parse().unwrap());
+        upstream.send(request, progress)
+    };
+    for path in ["/a", "/b"] {
+        let response = get(path).await.unwrap();
+        assert_eq!(response.version(), Version::HTTP_2);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            body,
+            format!("https://origin.test{path}"),
+            "Host became :authority"
+        );
+    }
+    assert_eq!(
+        (origin.connections(), origin.closed.load(Ordering::SeqCst)),
+        (1, 0)
+    );
+    // Unused for `pool_idle_timeout`: cuttle closes it (bounded wait, real time).
+    let started = tokio::time::Instant::now();
+    while origin.closed.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the idle connection was not closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= idle / 2, "{:?}", started.elapsed());
+    let response = get("/c").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(origin.connections(), 2);
+    assert_eq!(origin.seen()[2].uri.authority().unwrap(), "origin.test");
 }
 
 // === forward mode: a TLS parent ===
