@@ -6,9 +6,9 @@
 //! certificate, because each gets a different status and error page. This connector resolves
 //! with tokio (getaddrinfo on the blocking pool; numeric hosts and `localhost` without it),
 //! tries each address in turn, runs the TLS
-//! handshake when the URI's scheme is `https`, all within one overall timeout, and returns a
-//! typed [`ConnectError`]. It serves the pooled HTTP client, health checks and (TCP only)
-//! CONNECT tunnels.
+//! handshake when the URI's scheme is `https` (or the peer has `tls = true`), all within one
+//! overall timeout, and returns a typed [`ConnectError`]. It serves the pooled HTTP client, the
+//! HTTP/2 sessions, health checks and CONNECT tunnels (TCP to origins, TLS or TCP to parents).
 
 use std::future::Future;
 use std::io;

@@ -1,4 +1,5 @@
-//! TLS to upstream servers: whom to trust, which name to check, and the client handshake.
+//! TLS to upstream servers and cache peers: whom to trust, which name to check, what ALPN offers,
+//! and the client handshake.
 //!
 //! Verification is on by default, against the operating system's trust store as read by
 //! `rustls-native-certs` (the files or keychain the OS's own TLS libraries use). `tls_ca_file`
@@ -124,7 +125,7 @@ pub struct Settings {
     pub protocols: Protocols,
 }
 
-/// Why a group's TLS settings cannot be used.
+/// Why a group's or peer's TLS settings cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
     #[error("{0}")]
@@ -137,7 +138,7 @@ pub enum SetupError {
     Unsupported(String),
 }
 
-/// A group's client TLS configuration, shared by all its connections.
+/// A group's or peer's client TLS configuration, shared by all its connections.
 #[derive(Clone)]
 pub struct ClientTls {
     /// For the HTTP/1.1 pool and health checks: ALPN `http/1.1` only.
