@@ -6,8 +6,9 @@
 //!                                   └▶ proxy (listener [tls] ▶ service ▶ forward | reverse | tunnel)
 //!                                         ├▶ access   (pure: http_access over ACLs)
 //!                                         ├▶ auth     (proxy_auth users: htpasswd, Basic)
-//!                                         ├▶ upstream (connect [tls], pooled clients, groups,
-//!                                         │            peers; pure select/hierarchy/carp)
+//!                                         ├▶ upstream (connect [tls], pooled clients, h2
+//!                                         │            sessions, groups, peers; pure
+//!                                         │            select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
 //!                                         ├▶ metrics  (per-thread counter shards, top URLs)
 //!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers;

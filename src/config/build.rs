@@ -321,18 +321,63 @@ fn build_groups(
     Ok(groups)
 }
 
+/// The TLS keys `[upstream.NAME]` and `[[peer]]` share.
+struct TlsKeys<'a> {
+    tls: bool,
+    ca_file: Option<&'a str>,
+    server_name: Option<&'a str>,
+    verify: bool,
+    protocols: Option<&'a [String]>,
+}
+
 /// A group's TLS client settings: trust roots loaded, server names checked.
 fn build_group_tls(
     cx: &Ctx<'_>,
     name: &str,
     g: &file::UpstreamGroup,
 ) -> Result<Option<Arc<ClientTls>>, ConfigError> {
-    let at = |key| [Seg::Key("upstream"), Seg::Key(name), Seg::Key(key)];
-    if !g.tls {
+    let keys = TlsKeys {
+        tls: g.tls,
+        ca_file: g.tls_ca_file.as_deref(),
+        server_name: g.tls_server_name.as_deref(),
+        verify: g.tls_verify,
+        protocols: g.protocols.as_deref(),
+    };
+    let hosts: Vec<_> = g
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, server)| {
+            let host = crate::upstream::health::split_address(&server.address)
+                .map(|(host, _)| host)
+                .unwrap_or_default();
+            (vec![Seg::Key("servers"), Seg::Index(i)], host)
+        })
+        .collect();
+    build_client_tls(cx, &[Seg::Key("upstream"), Seg::Key(name)], &keys, &hosts)
+}
+
+/// Client TLS settings for the group or peer at `prefix`: trust roots loaded, `protocols`
+/// parsed, and each host of `hosts` (at its key path under `prefix`) checked as a name a
+/// certificate can be verified against.
+fn build_client_tls(
+    cx: &Ctx<'_>,
+    prefix: &[Seg<'_>],
+    keys: &TlsKeys<'_>,
+    hosts: &[(Vec<Seg<'_>>, String)],
+) -> Result<Option<Arc<ClientTls>>, ConfigError> {
+    fn under<'s>(prefix: &[Seg<'s>], tail: &[Seg<'s>]) -> Vec<Seg<'s>> {
+        let mut path = prefix.to_vec();
+        path.extend_from_slice(tail);
+        path
+    }
+    let at = |key| under(prefix, &[Seg::Key(key)]);
+    if !keys.tls {
         for (key, set) in [
-            ("tls_ca_file", g.tls_ca_file.is_some()),
-            ("tls_server_name", g.tls_server_name.is_some()),
-            ("tls_verify", !g.tls_verify),
+            ("tls_ca_file", keys.ca_file.is_some()),
+            ("tls_server_name", keys.server_name.is_some()),
+            ("tls_verify", !keys.verify),
+            ("protocols", keys.protocols.is_some()),
         ] {
             if set {
                 return Err(cx.err(&at(key), "has no effect without `tls = true`"));
@@ -340,7 +385,12 @@ fn build_group_tls(
         }
         return Ok(None);
     }
-    let roots = match &g.tls_ca_file {
+    let protocols = match keys.protocols {
+        None => upstream::tls::Protocols::default(),
+        Some(words) => upstream::tls::Protocols::parse(words)
+            .map_err(|reason| cx.err(&at("protocols"), reason))?,
+    };
+    let roots = match keys.ca_file {
         None => upstream::tls::Roots::System,
         Some(path) => {
             let path = expand_home(path).ok_or_else(|| {
@@ -351,8 +401,9 @@ fn build_group_tls(
     };
     let settings = upstream::tls::Settings {
         roots,
-        server_name: g.tls_server_name.clone(),
-        verify: g.tls_verify,
+        server_name: keys.server_name.map(str::to_owned),
+        verify: keys.verify,
+        protocols,
     };
     let tls = ClientTls::new(&settings).map_err(|e| match e {
         SetupError::CaFile(reason) => cx.err(&at("tls_ca_file"), reason),
@@ -361,18 +412,10 @@ fn build_group_tls(
             cx.err(&at("tls"), reason)
         }
     })?;
-    for (i, server) in g.servers.iter().enumerate() {
-        let host = crate::upstream::health::split_address(&server.address)
-            .map(|(host, _)| host)
-            .unwrap_or_default();
-        if let Err(e) = tls.server_name(&host) {
+    for (path, host) in hosts {
+        if let Err(e) = tls.server_name(host) {
             return Err(cx.err(
-                &[
-                    Seg::Key("upstream"),
-                    Seg::Key(name),
-                    Seg::Key("servers"),
-                    Seg::Index(i),
-                ],
+                &under(prefix, path),
                 format!("{e}, so it cannot be checked against a certificate; set tls_server_name"),
             ));
         }
@@ -856,6 +899,15 @@ fn build_hierarchy(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<HierarchyCon
             }
             Some(_) => return Err(cx.err(&at("login"), "use `user:password`")),
         };
+        let keys = TlsKeys {
+            tls: p.tls,
+            ca_file: p.tls_ca_file.as_deref(),
+            server_name: p.tls_server_name.as_deref(),
+            verify: p.tls_verify,
+            protocols: p.protocols.as_deref(),
+        };
+        let hosts = [(vec![Seg::Key("host")], p.host.clone())];
+        let tls = build_client_tls(cx, &[Seg::Key("peer"), Seg::Index(i)], &keys, &hosts)?;
         peers.push(PeerConfig {
             info: PeerInfo {
                 name: p.name.clone().unwrap_or_else(|| p.host.clone()),
@@ -871,6 +923,7 @@ fn build_hierarchy(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<HierarchyCon
             port: p.port,
             proxy_only: p.proxy_only,
             login,
+            tls,
         });
     }
     let (acls, index) = build_acls(cx, &raw.acl)?;

@@ -204,6 +204,21 @@ pub struct Peer {
     pub default: bool,
     /// `user:password` sent as Basic `Proxy-Authorization` to this peer.
     pub login: Option<String>,
+    /// Speak TLS to the peer itself (Squid `cache_peer ... tls`).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM certificates to trust for the peer instead of the system's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// The name sent in SNI and checked against the certificate; default: `host`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// Check the peer's certificate (turn off only for testing).
+    #[serde(default = "default_true")]
+    pub tls_verify: bool,
+    /// ALPN: `h2`, `http/1.1` or both; default `http/1.1` only.
+    #[serde(default)]
+    pub protocols: Option<Vec<String>>,
 }
 
 /// Squid's peer types.
@@ -277,6 +292,9 @@ pub struct UpstreamGroup {
     /// Check the servers' certificates (turn off only for testing).
     #[serde(default = "default_true")]
     pub tls_verify: bool,
+    /// ALPN: `h2`, `http/1.1` or both; default `http/1.1` only.
+    #[serde(default)]
+    pub protocols: Option<Vec<String>>,
 }
 
 fn default_true() -> bool {

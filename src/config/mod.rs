@@ -214,6 +214,7 @@ impl Config {
                 port: *port,
                 proxy_only: false,
                 login: None,
+                tls: None,
             })
             .collect();
         let allow_all = Rule {

@@ -85,8 +85,12 @@ pub fn summary(source: &str, config: &Config, bound: &[SocketAddr]) -> Vec<Strin
                 PeerKind::Sibling => "sibling",
             };
             lines.push(format!(
-                "peer {}: {kind} at {}:{}, weight {}",
-                peer.info.name, peer.host, peer.port, peer.info.weight
+                "peer {}: {kind} at {}:{}, weight {}{}",
+                peer.info.name,
+                peer.host,
+                peer.port,
+                peer.info.weight,
+                tls_words(peer.tls.as_deref())
             ));
         }
         lines.push(format!("parent selection {}", hierarchy.selection.as_str()));
@@ -105,11 +109,7 @@ pub fn summary(source: &str, config: &Config, bound: &[SocketAddr]) -> Vec<Strin
                 text
             })
             .collect();
-        let tls = match &group.tls {
-            Some(tls) if tls.verifies() => ", tls",
-            Some(_) => ", tls NOT verified",
-            None => "",
-        };
+        let tls = tls_words(group.tls.as_deref());
         lines.push(format!(
             "upstream {}: {} over {}{tls}",
             group.name,
@@ -135,6 +135,25 @@ pub fn summary(source: &str, config: &Config, bound: &[SocketAddr]) -> Vec<Strin
         ));
     }
     lines
+}
+
+/// How a group or peer is reached: `, tls`, `, tls NOT verified`, and the ALPN protocols when
+/// they are not the default.
+fn tls_words(tls: Option<&crate::upstream::tls::ClientTls>) -> String {
+    let Some(tls) = tls else {
+        return String::new();
+    };
+    let verified = if tls.verifies() {
+        ", tls"
+    } else {
+        ", tls NOT verified"
+    };
+    let protocols = tls.protocols();
+    if protocols == crate::upstream::tls::Protocols::default() {
+        verified.to_owned()
+    } else {
+        format!("{verified} ({})", protocols.as_str())
+    }
 }
 
 /// A byte count as a config would write it: `256 MiB`, `1 GiB`, `1.5 MiB`, `100 B`.
@@ -205,6 +224,7 @@ mod tests {
                {{ address = \"127.0.0.1:8002\", backup = true }},\n]\n\
              [[peer]]\nhost = \"127.0.0.1\"\nport = 3130\ntype = \"parent\"\nname = \"up1\"\nweight = 2\n\
              [[peer]]\nhost = \"127.0.0.1\"\nport = 3131\ntype = \"sibling\"\n\
+             tls = true\ntls_verify = false\nprotocols = [\"h2\", \"http/1.1\"]\n\
              [hierarchy]\nparent_selection = \"carp\"\n\
              [cache.memory]\nmax_size = \"64 MiB\"\nmax_object_size = \"512 KiB\"\n\
              [cache.disk]\npath = \"\"\n\
@@ -227,7 +247,8 @@ mod tests {
                     log.display()
                 ),
                 "peer up1: parent at 127.0.0.1:3130, weight 2".to_owned(),
-                "peer 127.0.0.1: sibling at 127.0.0.1:3131, weight 1".to_owned(),
+                "peer 127.0.0.1: sibling at 127.0.0.1:3131, weight 1, tls NOT verified (h2, http/1.1)"
+                    .to_owned(),
                 "parent selection carp".to_owned(),
                 "upstream app: least_conn over 127.0.0.1:8001, 127.0.0.1:8002 (backup)".to_owned(),
                 "site www.example.com *.example.org / -> upstream app".to_owned(),

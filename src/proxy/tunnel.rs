@@ -18,7 +18,6 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use super::authorize::Requester;
 use super::body::ProxyBody;
@@ -31,6 +30,7 @@ use crate::error::{Error, ErrorKind};
 use crate::upstream::connect::{connect, connect_addrs};
 use crate::upstream::hierarchy::{Hop, Route};
 use crate::upstream::peer::{connect_through, Peers};
+use crate::upstream::stream::UpstreamStream;
 use crate::upstream::Progress;
 
 /// Handles one CONNECT request.
@@ -80,7 +80,7 @@ async fn open(
     conn: &ConnInfo,
     shared: &Shared,
     txn: &mut Transaction,
-) -> Result<TcpStream, Error> {
+) -> Result<UpstreamStream, Error> {
     let authority = req.uri().authority().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidRequest,
@@ -132,12 +132,13 @@ async fn connect_direct(
     port: u16,
     resolution: &Resolution,
     timeout: std::time::Duration,
-) -> Result<TcpStream, Error> {
+) -> Result<UpstreamStream, Error> {
     match resolution {
         Resolution::Checked(addrs) => connect_addrs(host, addrs, timeout).await,
         Resolution::Unneeded => connect(host, port, timeout).await,
         Resolution::Failed(kind, cause) => return Err(Error::new(*kind, cause.to_string())),
     }
+    .map(UpstreamStream::Plain)
     .map_err(|e| e.to_error())
 }
 
@@ -151,7 +152,7 @@ async fn open_through_hierarchy(
     port: u16,
     resolution: &Resolution,
     timeout: std::time::Duration,
-) -> Result<TcpStream, Error> {
+) -> Result<UpstreamStream, Error> {
     let access = AccessRequest {
         src: conn.peer.ip(),
         host,
@@ -180,8 +181,16 @@ async fn open_through_hierarchy(
                 let Some(peer) = peers.config.peers.get(index) else {
                     continue;
                 };
-                match connect_through(&peer.host, peer.port, &key, peer.login.as_ref(), timeout)
-                    .await
+                let tls = peer.tls.as_deref();
+                match connect_through(
+                    &peer.host,
+                    peer.port,
+                    tls,
+                    &key,
+                    peer.login.as_ref(),
+                    timeout,
+                )
+                .await
                 {
                     Ok(stream) => return Ok(stream),
                     Err(err) => {
@@ -204,7 +213,7 @@ async fn open_through_hierarchy(
 /// Copies bytes both ways until a side closes or the tunnel idles out.
 async fn relay(
     mut client: TokioIo<hyper::upgrade::Upgraded>,
-    upstream: TcpStream,
+    upstream: UpstreamStream,
     idle: Duration,
     mut txn: Transaction,
 ) {
@@ -243,7 +252,7 @@ async fn relay(
 
 /// The upstream side of a tunnel, noting traffic in both directions.
 struct Tracked {
-    inner: TcpStream,
+    inner: UpstreamStream,
     progress: Arc<Progress>,
     /// Bytes read from the upstream, i.e. sent on to the client.
     read_bytes: Arc<AtomicU64>,

@@ -2,7 +2,9 @@
 //!
 //! Built on hyper-util's legacy client (keep-alive pool per authority) with our own
 //! [`Connector`](super::connect::Connector). It converts absolute-form URIs to origin-form for
-//! origins. The wait for a response header is bounded by the read timeout counted from the
+//! origins. A TLS group or peer whose `protocols` allow `h2` sends through its
+//! [`Sessions`](super::h2::Sessions) instead, which fall back to this pool when a server
+//! chooses HTTP/1.1. The wait for a response header is bounded by the read timeout counted from the
 //! request's last progress, and every failure becomes a typed [`Error`] so the proxy can answer
 //! 502/503/504 with a page that names the cause.
 //!
@@ -20,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::connect::{ConnectError, Connector};
+use super::h2::Sessions;
 use super::request_body::{ClientBodyError, Progress, RequestBody};
 use super::tls::ClientTls;
 use super::Config;
@@ -35,6 +38,8 @@ const STATUS_LINE_ROOM: usize = 8192;
 #[derive(Debug, Clone)]
 pub struct Upstream {
     client: Client<Connector, RequestBody>,
+    /// With `h2` in `protocols`: the HTTP/2 connections, tried first.
+    sessions: Option<Arc<Sessions>>,
     read_timeout: Duration,
     /// `limits.max_response_header_size`: the header section, field lines only.
     max_header_size: usize,
@@ -56,16 +61,21 @@ impl Upstream {
     }
 
     /// A client that sends every request, in absolute-form, to the cache at `host:port`
-    /// (a `cache_peer`); one per peer, so each peer has its own pool.
-    pub fn to_peer(config: &Config, host: &str, port: u16) -> Self {
-        Self::build(config, None, Some((host.to_owned(), port)))
+    /// (a `cache_peer`), over TLS with `tls`; one per peer, so each peer has its own pool.
+    pub fn to_peer(config: &Config, host: &str, port: u16, tls: Option<Arc<ClientTls>>) -> Self {
+        Self::build(config, tls, Some((host.to_owned(), port)))
     }
 
     fn build(config: &Config, tls: Option<Arc<ClientTls>>, peer: Option<(String, u16)>) -> Self {
+        let sessions = tls
+            .as_ref()
+            .filter(|tls| tls.protocols().h2)
+            .map(|tls| Sessions::new(Arc::clone(tls), peer.clone(), config));
         let connector = Connector {
             timeout: config.connect_timeout,
             tls,
             peer,
+            sessions: sessions.clone(),
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -76,6 +86,7 @@ impl Upstream {
             .build(connector);
         Self {
             client,
+            sessions,
             read_timeout: config.read_timeout,
             max_header_size: config.max_response_header_size,
         }
@@ -95,14 +106,20 @@ impl Upstream {
         req: Request<RequestBody>,
         progress: Arc<Progress>,
     ) -> Result<Response<Incoming>, Error> {
-        let response = self.client.request(req);
+        let (client, sessions) = (&self.client, self.sessions.as_deref());
+        let response = async move {
+            match sessions {
+                Some(sessions) => sessions.send(req, client).await,
+                None => client.request(req).await.map_err(classify),
+            }
+        };
         tokio::pin!(response);
         // Each turn either finishes or finds fresh progress, so the loop ends.
         loop {
             let deadline = progress.last() + self.read_timeout;
             tokio::select! {
                 result = &mut response => {
-                    let response = result.map_err(classify)?;
+                    let response = result?;
                     check_header_size(response.headers(), self.max_header_size)?;
                     return Ok(response);
                 }

@@ -6,9 +6,9 @@
 //! certificate, because each gets a different status and error page. This connector resolves
 //! with tokio (getaddrinfo on the blocking pool; numeric hosts and `localhost` without it),
 //! tries each address in turn, runs the TLS
-//! handshake when the URI's scheme is `https`, all within one overall timeout, and returns a
-//! typed [`ConnectError`]. It serves the pooled HTTP client, health checks and (TCP only)
-//! CONNECT tunnels.
+//! handshake when the URI's scheme is `https` (or the peer has `tls = true`), all within one
+//! overall timeout, and returns a typed [`ConnectError`]. It serves the pooled HTTP client, the
+//! HTTP/2 sessions, health checks and CONNECT tunnels (TCP to origins, TLS or TCP to parents).
 
 use std::future::Future;
 use std::io;
@@ -23,7 +23,9 @@ use http::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
 
+use super::h2::Sessions;
 use super::stream::{Counted, UpstreamStream};
 use super::tls::{self, ClientTls};
 use crate::access::host::{self, HostKind};
@@ -184,21 +186,34 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
     connect_addrs(host, &addrs, left).await
 }
 
-/// Connects to `host:port` and, with `tls`, runs the handshake; all within `timeout`.
-pub async fn connect_stream(
+/// Which ALPN list a TLS handshake offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// `http/1.1` only: for the HTTP/1.1 pool, health checks and CONNECT to a parent.
+    Http1,
+    /// What the group's or peer's `protocols` allow (see [`super::h2`]).
+    Negotiate,
+}
+
+/// Connects to `host:port` and runs the TLS handshake offering `offer`; all within `timeout`.
+pub async fn connect_tls(
     host: &str,
     port: u16,
-    tls: Option<&ClientTls>,
+    tls: &ClientTls,
+    offer: Offer,
     timeout: Duration,
-) -> Result<UpstreamStream, ConnectError> {
+) -> Result<TlsStream<TcpStream>, ConnectError> {
     let deadline = Instant::now() + timeout;
     let tcp = connect(host, port, timeout).await?;
-    let Some(tls) = tls else {
-        return Ok(UpstreamStream::Plain(tcp));
-    };
     let host_only = host.trim_start_matches('[').trim_end_matches(']');
-    match tokio::time::timeout_at(deadline, tls.handshake(host_only, tcp)).await {
-        Ok(Ok(stream)) => Ok(UpstreamStream::Tls(Box::new(stream))),
+    let handshake = async {
+        match offer {
+            Offer::Http1 => tls.handshake(host_only, tcp).await,
+            Offer::Negotiate => tls.handshake_negotiating(host_only, tcp).await,
+        }
+    };
+    match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(stream)) => Ok(stream),
         Ok(Err(source)) => Err(ConnectError::Tls {
             host: host_only.to_owned(),
             port,
@@ -212,21 +227,60 @@ pub async fn connect_stream(
     }
 }
 
+/// Connects to `host:port` and, with `tls`, runs the handshake (offering `http/1.1`); all
+/// within `timeout`.
+pub async fn connect_stream(
+    host: &str,
+    port: u16,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<UpstreamStream, ConnectError> {
+    match tls {
+        None => connect(host, port, timeout)
+            .await
+            .map(UpstreamStream::Plain),
+        Some(tls) => connect_tls(host, port, tls, Offer::Http1, timeout)
+            .await
+            .map(|stream| UpstreamStream::Tls(Box::new(stream))),
+    }
+}
+
+/// Where a request for `uri` connects: the peer when there is one, else the URI's host and
+/// port (443 for `https`, 80 otherwise).
+pub fn destination(uri: &Uri, peer: Option<&(String, u16)>) -> Result<(String, u16), ConnectError> {
+    if let Some((host, port)) = peer {
+        return Ok((host.clone(), *port));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| ConnectError::InvalidDestination(uri.to_string()))?;
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    Ok((
+        host.to_owned(),
+        uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+    ))
+}
+
 /// Upstream connections open now (see [`Counted`]).
 pub fn open_connections() -> u64 {
     super::stream::open_connections()
 }
 
 /// The connector the pooled client uses: origin-form requests straight to the URI's authority,
-/// over TLS when the scheme is `https`.
+/// over TLS when the scheme is `https`; or every request to a peer, over TLS when the peer has
+/// TLS settings.
 #[derive(Debug, Clone)]
 pub struct Connector {
     /// Overall budget for resolving, connecting and the TLS handshake.
     pub timeout: Duration,
-    /// Trust settings for `https` URIs; a client without them refuses `https`.
+    /// Trust settings for `https` URIs (a client without them refuses `https`), or for the
+    /// connection to the peer itself.
     pub tls: Option<Arc<ClientTls>>,
     /// A parent or sibling cache (`host`, `port`) to send every request to, whatever the URI.
     pub peer: Option<(String, u16)>,
+    /// The HTTP/2 sessions of the same client: a connection on which the server chose
+    /// HTTP/1.1 in ALPN is parked there and taken here, so that it is not wasted.
+    pub sessions: Option<Arc<Sessions>>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -241,28 +295,23 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let timeout = self.timeout;
         let tls = self.tls.clone();
-        if let Some((host, port)) = self.peer.clone() {
-            return Box::pin(async move {
-                connect(&host, port, timeout)
-                    .await
-                    .map(|tcp| TokioIo::new(Counted::new(UpstreamStream::Peer(tcp))))
-            });
-        }
+        let peer = self.peer.clone();
+        let sessions = self.sessions.clone();
         Box::pin(async move {
-            let host = uri
-                .host()
-                .ok_or_else(|| ConnectError::InvalidDestination(uri.to_string()))?
-                .to_owned();
-            let https = uri.scheme() == Some(&Scheme::HTTPS);
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let tls = match (https, &tls) {
-                (false, _) => None,
-                (true, Some(tls)) => Some(tls.as_ref()),
-                (true, None) => return Err(ConnectError::TlsNotConfigured(uri.to_string())),
+            let (host, port) = destination(&uri, peer.as_ref())?;
+            if let Some(parked) = sessions.and_then(|s| s.take_parked(&host, port)) {
+                return Ok(TokioIo::new(parked));
+            }
+            let stream = match (peer.is_some(), uri.scheme() == Some(&Scheme::HTTPS), &tls) {
+                (true, _, None) => UpstreamStream::Peer(connect(&host, port, timeout).await?),
+                (true, _, Some(tls)) => UpstreamStream::PeerTls(Box::new(
+                    connect_tls(&host, port, tls, Offer::Http1, timeout).await?,
+                )),
+                (false, false, _) => connect_stream(&host, port, None, timeout).await?,
+                (false, true, Some(tls)) => connect_stream(&host, port, Some(tls), timeout).await?,
+                (false, true, None) => return Err(ConnectError::TlsNotConfigured(uri.to_string())),
             };
-            connect_stream(&host, port, tls, timeout)
-                .await
-                .map(|stream| TokioIo::new(Counted::new(stream)))
+            Ok(TokioIo::new(Counted::new(stream)))
         })
     }
 }
@@ -350,6 +399,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             tls: None,
             peer: None,
+            sessions: None,
         };
         let uri: Uri = "https://127.0.0.1:1/".parse().unwrap();
         let err = connector.call(uri).await.unwrap_err();

@@ -3,7 +3,8 @@
 //!
 //! State changes are logged. Checks use their own short-lived connections (not the request pool)
 //! so a check measures whether a fresh connection works; for a TLS group that includes the
-//! handshake and certificate check, exactly as requests would make them.
+//! handshake and certificate check, exactly as requests would make them (HTTP/2 too, when the
+//! group allows it and the server chooses it).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,12 +12,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::watch;
 
-use super::connect::connect_stream;
+use super::connect::{connect_stream, connect_tls, Offer};
 use super::group::{Group, HealthCheckConfig};
-use super::tls::ClientTls;
+use super::tls::{self, ClientTls};
 
 /// Runs checks for `group` until `stop` turns true. Does nothing without a check configured.
 pub async fn run(group: Arc<Group>, mut stop: watch::Receiver<bool>) {
@@ -57,30 +58,60 @@ pub async fn run(group: Arc<Group>, mut stop: watch::Receiver<bool>) {
 }
 
 /// One check: GET `path` on a fresh connection (TLS with `tls`) within `timeout`; true if the
-/// status fits.
+/// status fits. A TLS group whose `protocols` allow `h2` is checked the way its requests go:
+/// offering what it allows, and over HTTP/2 when the server chooses it.
 pub async fn probe(address: &str, tls: Option<&ClientTls>, check: &HealthCheckConfig) -> bool {
     let attempt = async {
         let (host, port) = split_address(address)?;
+        let user_agent = concat!("cuttle-health/", env!("CARGO_PKG_VERSION"));
+        if let Some(tls) = tls.filter(|tls| tls.protocols().h2) {
+            let stream = connect_tls(&host, port, tls, Offer::Negotiate, check.timeout)
+                .await
+                .ok()?;
+            if tls::negotiated_h2(&stream) {
+                let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                    TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await
+                .ok()?;
+                tokio::spawn(conn);
+                // RFC 9113 §8.3.1: the authority travels as `:authority`, not Host.
+                let request = Request::get(format!("https://{address}{}", check.path))
+                    .header(http::header::USER_AGENT, user_agent)
+                    .body(Empty::<Bytes>::new())
+                    .ok()?;
+                return Some(sender.send_request(request).await.ok()?.status());
+            }
+            return send_http1(TokioIo::new(stream), address, &check.path, user_agent).await;
+        }
         let stream = connect_stream(&host, port, tls, check.timeout).await.ok()?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .ok()?;
-        tokio::spawn(conn);
-        let request = Request::get(check.path.as_str())
-            .header(http::header::HOST, address)
-            .header(
-                http::header::USER_AGENT,
-                concat!("cuttle-health/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .ok()?;
-        let response = sender.send_request(request).await.ok()?;
-        Some(response.status())
+        send_http1(TokioIo::new(stream), address, &check.path, user_agent).await
     };
     match tokio::time::timeout(check.timeout, attempt).await {
         Ok(Some(status)) => in_range(status, check.expect),
         _ => false,
     }
+}
+
+/// GET `path` over HTTP/1.1 on `io`; the response status.
+async fn send_http1<T>(
+    io: TokioIo<T>,
+    address: &str,
+    path: &str,
+    user_agent: &str,
+) -> Option<StatusCode>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header(http::header::HOST, address)
+        .header(http::header::USER_AGENT, user_agent)
+        .body(Empty::<Bytes>::new())
+        .ok()?;
+    Some(sender.send_request(request).await.ok()?.status())
 }
 
 fn in_range(status: StatusCode, (low, high): (u16, u16)) -> bool {

@@ -8,6 +8,7 @@ pub mod carp;
 pub mod client;
 pub mod connect;
 pub mod group;
+pub mod h2;
 pub mod health;
 pub mod hierarchy;
 pub mod peer;

@@ -1,7 +1,9 @@
 //! Peers at run time (Squid `cache_peer`): one pooled client per peer, which peers are alive,
 //! and CONNECT tunnels through a parent.
 //!
-//! Requests to a peer go in absolute-form (RFC 9112 §3.2.2) over the peer's own pool. A peer
+//! Requests to a peer go in absolute-form (RFC 9112 §3.2.2) over the peer's own pool, over TLS
+//! when the peer has `tls = true` (and then HTTP/2 when its `protocols` allow it and the peer
+//! agrees). A peer
 //! whose connection fails is considered dead for `dead_time` and skipped, then tried again
 //! (Squid's `dead_peer_timeout`); which peer to try when is `hierarchy::Router`'s decision.
 
@@ -11,11 +13,12 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::connect::connect;
+use super::connect::{connect, connect_tls, Offer};
 use super::hierarchy::{ParentSelection, PeerInfo, Router};
+use super::stream::UpstreamStream;
+use super::tls::ClientTls;
 use super::{Config, Upstream};
 use crate::access::Rules;
 use crate::error::{Error, ErrorKind};
@@ -30,6 +33,8 @@ pub struct PeerConfig {
     pub proxy_only: bool,
     /// `Proxy-Authorization` sent to this peer (Squid `login=user:pass`), precomputed.
     pub login: Option<HeaderValue>,
+    /// TLS to the peer itself (Squid `cache_peer ... tls`), with these trust settings.
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 /// The hierarchy's settings.
@@ -64,7 +69,15 @@ impl Peers {
         let clients = config
             .peers
             .iter()
-            .map(|p| Upstream::to_peer(upstream, &p.host, p.port))
+            .map(|p| {
+                if p.tls.as_ref().is_some_and(|tls| !tls.verifies()) {
+                    tracing::warn!(
+                        peer = %p.info.name,
+                        "tls_verify = false: the peer's certificate is NOT checked (testing only)"
+                    );
+                }
+                Upstream::to_peer(upstream, &p.host, p.port, p.tls.clone())
+            })
             .collect();
         let dead_until_ms = config.peers.iter().map(|_| AtomicU64::new(0)).collect();
         let router = Router::new(
@@ -148,18 +161,28 @@ impl Peers {
     }
 }
 
-/// Opens a tunnel to `authority` through the parent at `host:port` with `CONNECT`
-/// (RFC 9110 §9.3.6); the stream is ready for bytes once this returns.
+/// Opens a tunnel to `authority` through the parent at `host:port` (over TLS with `tls`) with
+/// `CONNECT` (RFC 9110 §9.3.6); the stream is ready for bytes once this returns.
 pub async fn connect_through(
     host: &str,
     port: u16,
+    tls: Option<&ClientTls>,
     authority: &str,
     login: Option<&HeaderValue>,
     timeout: Duration,
-) -> Result<TcpStream, Error> {
-    let mut stream = connect(host, port, timeout)
-        .await
-        .map_err(|e| e.to_error())?;
+) -> Result<UpstreamStream, Error> {
+    let mut stream = match tls {
+        None => UpstreamStream::Plain(
+            connect(host, port, timeout)
+                .await
+                .map_err(|e| e.to_error())?,
+        ),
+        Some(tls) => UpstreamStream::Tls(Box::new(
+            connect_tls(host, port, tls, Offer::Http1, timeout)
+                .await
+                .map_err(|e| e.to_error())?,
+        )),
+    };
     let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
     if let Some(login) = login.and_then(|v| v.to_str().ok()) {
         request.push_str(&format!("Proxy-Authorization: {login}\r\n"));

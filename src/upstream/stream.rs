@@ -20,6 +20,8 @@ pub enum UpstreamStream {
     Peer(TcpStream),
     /// Boxed: a TLS session is far larger than a socket.
     Tls(Box<TlsStream<TcpStream>>),
+    /// TLS to a parent or sibling cache (`[[peer]] tls = true`): absolute-form, like `Peer`.
+    PeerTls(Box<TlsStream<TcpStream>>),
 }
 
 impl Connection for UpstreamStream {
@@ -29,6 +31,7 @@ impl Connection for UpstreamStream {
             // hyper-util sends absolute-form URIs on connections marked as proxied.
             Self::Peer(tcp) => tcp.connected().proxy(true),
             Self::Tls(tls) => tls.get_ref().0.connected(),
+            Self::PeerTls(tls) => tls.get_ref().0.connected().proxy(true),
         }
     }
 }
@@ -41,7 +44,7 @@ impl AsyncRead for UpstreamStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+            Self::Tls(tls) | Self::PeerTls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -54,7 +57,7 @@ impl AsyncWrite for UpstreamStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+            Self::Tls(tls) | Self::PeerTls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -65,28 +68,30 @@ impl AsyncWrite for UpstreamStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+            Self::Tls(tls) | Self::PeerTls(tls) => {
+                Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs)
+            }
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Self::Plain(tcp) | Self::Peer(tcp) => tcp.is_write_vectored(),
-            Self::Tls(tls) => tls.is_write_vectored(),
+            Self::Tls(tls) | Self::PeerTls(tls) => tls.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_flush(cx),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+            Self::Tls(tls) | Self::PeerTls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(tcp) | Self::Peer(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+            Self::Tls(tls) | Self::PeerTls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! TLS to upstream servers: whom to trust, which name to check, and the client handshake.
+//! TLS to upstream servers and cache peers: whom to trust, which name to check, what ALPN offers,
+//! and the client handshake.
 //!
 //! Verification is on by default, against the operating system's trust store as read by
 //! `rustls-native-certs` (the files or keychain the OS's own TLS libraries use). `tls_ca_file`
@@ -6,8 +7,12 @@
 //! private CA is not also open to every public CA, and the file's CA is trusted for that group
 //! alone. `tls_verify = false` accepts any certificate (for testing only; `app` warns at start)
 //! but still checks the handshake signatures. The name sent in SNI and checked against the
-//! certificate is the server's host unless `tls_server_name` says otherwise. ALPN offers only
-//! `http/1.1`: the pooled client speaks HTTP/1.1 upstream.
+//! certificate is the server's host unless `tls_server_name` says otherwise.
+//!
+//! ALPN (RFC 7301) offers what `protocols` allows: connections made for the HTTP/1.1 pool offer
+//! `http/1.1` only; with `h2` allowed, [`super::h2`] opens its connections with
+//! [`ClientTls::handshake_negotiating`], which offers `h2` first (RFC 9113 §3.2: HTTP/2 over TLS
+//! is chosen by ALPN only) and `http/1.1` too when both are allowed.
 //!
 //! Everything here is built when the config is built, so a missing CA file or an impossible
 //! server name is a config error, not a failed request.
@@ -37,16 +42,90 @@ pub enum Roots {
     File(PathBuf),
 }
 
-/// A group's TLS settings as configured.
+/// Which HTTP versions a group or peer may speak over TLS (`protocols`), as ALPN ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    /// `h2`: HTTP/2, one connection multiplexing concurrent requests.
+    pub h2: bool,
+    /// `http/1.1`.
+    pub http1: bool,
+}
+
+impl Default for Protocols {
+    /// HTTP/1.1 only, as nginx and Squid speak to their upstreams.
+    fn default() -> Self {
+        Self::HTTP1
+    }
+}
+
+impl Protocols {
+    /// HTTP/1.1 only.
+    pub const HTTP1: Self = Self {
+        h2: false,
+        http1: true,
+    };
+
+    /// Parses a `protocols` list: `h2` and/or `http/1.1`, each at most once; the order does not
+    /// matter (`h2` is offered first, and the server chooses).
+    pub fn parse(words: &[String]) -> Result<Self, String> {
+        let mut out = Self {
+            h2: false,
+            http1: false,
+        };
+        for word in words {
+            let seen = match word.as_str() {
+                "h2" => std::mem::replace(&mut out.h2, true),
+                "http/1.1" => std::mem::replace(&mut out.http1, true),
+                other => {
+                    return Err(format!(
+                        "`{other}` is not h2 or http/1.1; write protocols = [\"h2\", \"http/1.1\"]"
+                    ))
+                }
+            };
+            if seen {
+                return Err(format!("`{word}` is listed twice"));
+            }
+        }
+        if !out.h2 && !out.http1 {
+            return Err("is empty; write protocols = [\"h2\", \"http/1.1\"]".to_owned());
+        }
+        Ok(out)
+    }
+
+    /// The ALPN ids to offer, `h2` first.
+    fn alpn(self) -> Vec<Vec<u8>> {
+        let mut ids = Vec::with_capacity(2);
+        if self.h2 {
+            ids.push(b"h2".to_vec());
+        }
+        if self.http1 {
+            ids.push(b"http/1.1".to_vec());
+        }
+        ids
+    }
+
+    /// As written in the config, for summaries and logs.
+    pub fn as_str(self) -> &'static str {
+        match (self.h2, self.http1) {
+            (true, true) => "h2, http/1.1",
+            (true, false) => "h2",
+            _ => "http/1.1",
+        }
+    }
+}
+
+/// A group's or peer's TLS settings as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub roots: Roots,
     /// SNI and verification name for every server of the group.
     pub server_name: Option<String>,
     pub verify: bool,
+    /// What ALPN may negotiate.
+    pub protocols: Protocols,
 }
 
-/// Why a group's TLS settings cannot be used.
+/// Why a group's or peer's TLS settings cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
     #[error("{0}")]
@@ -59,10 +138,13 @@ pub enum SetupError {
     Unsupported(String),
 }
 
-/// A group's client TLS configuration, shared by all its connections.
+/// A group's or peer's client TLS configuration, shared by all its connections.
 #[derive(Clone)]
 pub struct ClientTls {
+    /// For the HTTP/1.1 pool and health checks: ALPN `http/1.1` only.
     config: Arc<ClientConfig>,
+    /// With `h2` allowed: the same trust, offering what `protocols` allows.
+    negotiating: Option<Arc<ClientConfig>>,
     /// Overrides each server's host as the SNI and verification name.
     server_name: Option<ServerName<'static>>,
     verify: bool,
@@ -106,9 +188,15 @@ impl ClientTls {
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
                 .with_no_client_auth()
         };
+        let negotiating = settings.protocols.h2.then(|| {
+            let mut negotiating = config.clone();
+            negotiating.alpn_protocols = settings.protocols.alpn();
+            Arc::new(negotiating)
+        });
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             config: Arc::new(config),
+            negotiating,
             server_name,
             verify: settings.verify,
             settings: settings.clone(),
@@ -132,12 +220,37 @@ impl ClientTls {
         }
     }
 
-    /// The client handshake with the server `host` over `tcp`.
+    /// What ALPN may negotiate.
+    pub fn protocols(&self) -> Protocols {
+        self.settings.protocols
+    }
+
+    /// The client handshake with the server `host` over `tcp`, offering `http/1.1` only.
     pub async fn handshake(&self, host: &str, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+        self.connect_with(&self.config, host, tcp).await
+    }
+
+    /// The client handshake offering what `protocols` allows; the server's choice is in the
+    /// stream's `alpn_protocol()` (see [`negotiated_h2`]).
+    pub async fn handshake_negotiating(
+        &self,
+        host: &str,
+        tcp: TcpStream,
+    ) -> io::Result<TlsStream<TcpStream>> {
+        let config = self.negotiating.as_ref().unwrap_or(&self.config);
+        self.connect_with(config, host, tcp).await
+    }
+
+    async fn connect_with(
+        &self,
+        config: &Arc<ClientConfig>,
+        host: &str,
+        tcp: TcpStream,
+    ) -> io::Result<TlsStream<TcpStream>> {
         let name = self
             .server_name(host)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        TlsConnector::from(Arc::clone(&self.config))
+        TlsConnector::from(Arc::clone(config))
             .connect(name, tcp)
             .await
     }
@@ -150,6 +263,11 @@ impl fmt::Debug for ClientTls {
             .field("verify", &self.verify)
             .finish_non_exhaustive()
     }
+}
+
+/// True when the server chose `h2` in ALPN.
+pub fn negotiated_h2(stream: &TlsStream<TcpStream>) -> bool {
+    stream.get_ref().1.alpn_protocol() == Some(b"h2")
 }
 
 /// True when a failed handshake was about the server's certificate (untrusted issuer, wrong
@@ -265,6 +383,7 @@ mod tests {
             roots,
             server_name: None,
             verify: true,
+            protocols: Protocols::HTTP1,
         }
     }
 
@@ -314,9 +433,54 @@ mod tests {
             server_name: Some("not a name".into()),
             roots: Roots::System,
             verify: false,
+            protocols: Protocols::HTTP1,
         })
         .unwrap_err();
         assert_eq!(bad, SetupError::ServerName("not a name".into()));
+    }
+
+    #[test]
+    fn protocols_parse_as_a_set_and_refuse_typos_repeats_and_nothing() {
+        let words = |list: &[&str]| list.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        let both = Protocols::parse(&words(&["http/1.1", "h2"])).unwrap();
+        assert_eq!(
+            both,
+            Protocols {
+                h2: true,
+                http1: true
+            }
+        );
+        assert_eq!(both.alpn(), vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            Protocols::parse(&words(&["h2"])).unwrap().alpn(),
+            vec![b"h2".to_vec()]
+        );
+        assert_eq!(Protocols::default(), Protocols::HTTP1);
+        for bad in [&["h3"][..], &["h2", "h2"], &[], &["HTTP/1.1"]] {
+            assert!(Protocols::parse(&words(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_negotiating_config_offers_h2() {
+        let both = ClientTls::new(&Settings {
+            verify: false,
+            protocols: Protocols {
+                h2: true,
+                http1: true,
+            },
+            ..settings(Roots::System)
+        })
+        .unwrap();
+        assert_eq!(both.config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let offered = &both.negotiating.as_ref().unwrap().alpn_protocols;
+        assert_eq!(offered, &vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        let plain = ClientTls::new(&Settings {
+            verify: false,
+            ..settings(Roots::System)
+        })
+        .unwrap();
+        assert!(plain.negotiating.is_none());
     }
 
     #[test]

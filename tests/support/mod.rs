@@ -10,6 +10,8 @@
 //!   [`raw`] exchanges for byte-exact requests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod certs;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -13,8 +13,9 @@ use crate::error::Error;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::transaction::Transaction;
 
-/// Whether `[[cache.access]]` lets this request use the cache (no rules: yes).
-pub(super) fn cache_allowed(ex: &Exchange<'_>) -> bool {
+/// Whether `[[cache.access]]` lets this request use the cache (no rules: yes). The rules see
+/// what `http_access` sees, the verified user included; they never ask for credentials.
+pub(super) fn cache_allowed(ex: &Exchange<'_>, user: Option<&str>) -> bool {
     let rules = &ex.shared.config.cache_access;
     if rules.is_empty() {
         return true;
@@ -24,12 +25,35 @@ pub(super) fn cache_allowed(ex: &Exchange<'_>) -> bool {
         .port_u16()
         .or_else(|| crate::cache::key::default_port(uri.scheme_str().unwrap_or("http")))
         .unwrap_or(80);
+    let client = ex.conn.peer.ip();
+    let facts = crate::access::RequestFacts {
+        url: &ex.url,
+        path: uri.path_and_query().map_or("", |pq| pq.as_str()),
+        user_agent: ex
+            .parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .map(http::HeaderValue::as_bytes),
+        local_time: if rules.needs_time() {
+            crate::access::time::LocalTime::at(ex.shared.clock.now())
+        } else {
+            None
+        },
+        client_connections: if rules.needs_connections() {
+            ex.shared.client_slots.count(client)
+        } else {
+            0
+        },
+        user,
+        can_challenge: false,
+    };
     let request = crate::access::AccessRequest {
-        src: ex.conn.peer.ip(),
+        src: client,
         host: uri.host().unwrap_or(""),
         port,
         method: &ex.parts.method,
         dst: None,
+        facts,
     };
     rules.check(&request) == crate::access::Verdict::Allow
 }

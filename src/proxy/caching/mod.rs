@@ -90,7 +90,7 @@ pub async fn handle(
         // everyone else gets for a plain GET.
         return bypass::bypass(&mut ex, txn, BypassReason::RequestContent).await;
     }
-    if !bypass::cache_allowed(&ex) {
+    if !bypass::cache_allowed(&ex, txn.user.as_deref()) {
         // Squid `cache deny`: neither served from nor stored in the cache.
         return bypass::bypass(&mut ex, txn, BypassReason::CacheDeny).await;
     }
