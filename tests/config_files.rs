@@ -231,7 +231,7 @@ fn error_for(src: &str) -> String {
 fn errors_name_file_line_and_key() {
     assert_eq!(
         error_for("[forward]\nvia = true\nbogus = 1\n"),
-        "broken.toml:3: forward.bogus: unknown field `bogus`, expected one of `connect_ports`, `forwarded_for`, `via`, `pass_proxy_authorization`"
+        "broken.toml:3: forward.bogus: unknown field `bogus`, expected one of `connect_ports`, `forwarded_for`, `via`, `pass_proxy_authorization`, `http_upgrade_request_protocols`"
     );
     let e = error_for("[acl]\nlocalnet = { src = [\"10.0.0.0/8\", \"10.0.0.0/99\"] }\n");
     assert!(e.starts_with("broken.toml:2: acl.localnet.src[1]: "), "{e}");
@@ -536,4 +536,17 @@ fn the_service_install_edits_of_the_readme_apply_to_the_default_config() {
     let cfg = config::load_str("cuttle.toml", &text).unwrap();
     assert_eq!(cfg.cache.disk.unwrap().path, cache);
     assert_eq!(cfg.log.access_log, cuttle::log::Target::File(log));
+}
+
+#[test]
+fn an_upgrade_protocol_must_be_a_bare_token() {
+    let e = error_for("[reverse]\nhttp_upgrade_request_protocols = [\"websocket\", \"IRC/6.9\"]\n");
+    assert!(
+        e.starts_with("broken.toml:2: reverse.http_upgrade_request_protocols[1]: `IRC/6.9`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("http_upgrade_request_protocols = [\"websocket\"]"),
+        "{e}"
+    );
 }

@@ -33,6 +33,7 @@ pub mod target_path;
 pub mod tls;
 pub mod transaction;
 pub mod tunnel;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -126,6 +127,8 @@ pub struct ForwardConfig {
     pub forwarded_for: ForwardedFor,
     pub via: bool,
     pub pass_proxy_authorization: bool,
+    /// Protocols an absolute-form request may switch to (`http_upgrade_request_protocols`).
+    pub upgrade_protocols: Vec<String>,
 }
 
 /// Everything a request needs, shared by all connections: one config generation.

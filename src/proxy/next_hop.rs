@@ -224,7 +224,8 @@ async fn send_via_hierarchy(
                 else {
                     continue;
                 };
-                if !lookup_method || has_body {
+                // A sibling is asked for what it has stored; an upgrade is never stored.
+                if !lookup_method || has_body || out.headers.contains_key(header::UPGRADE) {
                     continue;
                 }
                 let mut attempt = copy(None);
@@ -512,16 +513,21 @@ fn random() -> u64 {
 }
 
 /// Refuses (502) what cannot be relayed faithfully: a status outside 100-599 (RFC 9110 §15:
-/// "Values outside the range 100..599 are invalid"), a `101` cuttle never asked for (it
-/// forwards no `Upgrade`, RFC 9110 §15.2.2), and a transfer coding other than chunked, which
-/// would be dropped with the hop-by-hop field and its coded bytes relayed (and stored) as the
-/// content (RFC 9112 §6.1).
-fn check_response_framing(parts: &http::response::Parts) -> Result<(), Error> {
+/// "Values outside the range 100..599 are invalid"), a `101` to a protocol cuttle did not offer
+/// (`offered` is the `Upgrade` it sent, if any; RFC 9110 §7.8, §15.2.2, see `upgrade`), and a
+/// transfer coding other than chunked, which would be dropped with the hop-by-hop field and its
+/// coded bytes relayed (and stored) as the content (RFC 9112 §6.1).
+fn check_response_framing(
+    parts: &http::response::Parts,
+    offered: Option<&HeaderValue>,
+) -> Result<(), Error> {
     let status = parts.status.as_u16();
     let cause = if !(100..=599).contains(&status) {
         format!("the upstream sent status {status}, outside 100-599")
-    } else if status == 101 {
-        "the upstream switched protocols (101) without being asked to".to_owned()
+    } else if status == 101
+        && !offered.is_some_and(|o| super::upgrade::switch_is_valid(o, &parts.headers))
+    {
+        "the upstream switched protocols (101) to a protocol it was not offered".to_owned()
     } else if let Some(coding) = headers::unsupported_coding(&parts.headers) {
         format!("the upstream used transfer coding `{coding}` (only chunked is supported)")
     } else {
@@ -574,14 +580,23 @@ async fn send_once(
         }
         _ => RequestBody::empty(progress.clone()),
     };
+    // Only `upgrade::handle` sends `Upgrade` (every other path removed it as hop-by-hop).
+    let offered = headers.get(header::UPGRADE).cloned();
     let mut request = Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     let response = upstream.send(request, progress).await?;
     let (mut parts, mut body) = response.into_parts();
-    check_response_framing(&parts)?;
+    check_response_framing(&parts, offered.as_ref())?;
+    let switched_to = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
     headers::remove_hop_by_hop(&mut parts.headers);
+    // A 101 keeps the protocol it switched to, for the client (RFC 9110 §15.2.2).
+    if let Some(protocol) = switched_to {
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
 
     let read_timeout = upstream.read_timeout();
     let first = if body.is_end_stream() {

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::client_conn::ConnActivity;
 use super::transaction::{code, Transaction};
-use super::{forward, respond, reverse, tunnel, Limits, Live, Mode, Shared};
+use super::{forward, respond, reverse, tunnel, upgrade, Limits, Live, Mode, Shared};
 use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind, Side};
 
@@ -107,8 +107,13 @@ pub fn finish(
     shared: &Shared,
 ) -> Response<ProxyBody> {
     match result {
-        Ok(response) => {
+        Ok(mut response) => {
             txn.respond(&response);
+            // A switched connection logs when its relay ends, not when the 101 is sent.
+            if let Some(handoff) = response.extensions_mut().remove::<upgrade::Handoff>() {
+                handoff.send(txn);
+                return response;
+            }
             response.map(|body| body.with_transaction(txn))
         }
         Err(err) => reply_error(txn, &err, shared),
