@@ -171,6 +171,8 @@ pub struct ClientIo<T> {
     /// reading would otherwise pin the upstream connection, the cache fill and every request
     /// collapsed behind it (Squid `write_timeout`, nginx `send_timeout`).
     write_stall: Option<Pin<Box<Sleep>>>,
+    /// Closing: half-closed and draining what the client still sends (`linger`).
+    linger: super::linger::Linger,
 }
 
 impl<T> ClientIo<T> {
@@ -181,6 +183,7 @@ impl<T> ClientIo<T> {
             activity,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             write_stall: None,
+            linger: super::linger::Linger::default(),
         }
     }
 }
@@ -253,7 +256,7 @@ impl<T> ClientIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -280,8 +283,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    /// RFC 9112 §9.6: a half-close, then the client's remaining input is drained (`linger`).
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        this.linger.poll_close(&mut this.inner, cx)
     }
 }
 

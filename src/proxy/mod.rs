@@ -24,6 +24,7 @@ pub mod client_slots;
 pub mod destination;
 pub mod forward;
 pub mod headers;
+pub mod linger;
 pub mod listener;
 pub mod next_hop;
 pub mod respond;

@@ -30,6 +30,7 @@ use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::carp::url_key;
 use crate::upstream::client::classify_hyper;
+use crate::upstream::continue_gate::Gate;
 use crate::upstream::group::{ActiveGuard, Group};
 use crate::upstream::hierarchy::{Hop, Route};
 use crate::upstream::peer::Peers;
@@ -350,6 +351,17 @@ async fn send_direct(
     Err(last_error)
 }
 
+/// True when `Expect` holds the `100-continue` expectation (RFC 9110 §10.1.1: "The Expect
+/// field value is case-insensitive").
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::EXPECT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.trim().eq_ignore_ascii_case("100-continue"))
+}
+
 /// Adds `only-if-cached` to the request's Cache-Control (a sibling must not fetch for us).
 fn ask_only_if_cached(headers: &mut http::HeaderMap) {
     let value = match headers
@@ -574,19 +586,46 @@ async fn send_once(
     headers::apply_forwarded_for(&mut headers, forward_config.forwarded_for, client);
 
     let progress = Progress::new();
+    let mut gate = None;
     let body = match body {
         Some(body) if !body.is_end_stream() => {
-            RequestBody::streaming(body, shared.config.timeouts.client_read, progress.clone())
+            let body =
+                RequestBody::streaming(body, shared.config.timeouts.client_read, progress.clone());
+            // RFC 9110 §10.1.1: the expectation goes on with the request and the body waits
+            // for the next hop's 100 (`continue_gate`). An HTTP/1.0 client's expectation is
+            // not one ("A server that receives a 100-continue expectation in an HTTP/1.0
+            // request MUST ignore that expectation").
+            if version != Version::HTTP_10 && expects_continue(&headers) {
+                let (open, held) = Gate::new();
+                gate = Some(open);
+                body.gated(held)
+            } else {
+                body
+            }
         }
         _ => RequestBody::empty(progress.clone()),
     };
+    if version == Version::HTTP_10 {
+        headers.remove(header::EXPECT);
+    }
     // Only `upgrade::handle` sends `Upgrade` (every other path removed it as hop-by-hop).
     let offered = headers.get(header::UPGRADE).cloned();
     let mut request = Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    let response = upstream.send(request, progress).await?;
+    if let Some(gate) = &gate {
+        let gate = Arc::clone(gate);
+        hyper::ext::on_informational(&mut request, move |interim| {
+            gate.informational(interim.status());
+        });
+    }
+    let sent = upstream.send(request, progress).await;
+    if let Some(gate) = &gate {
+        // A final response (or a failure) before the 100: the body is not wanted.
+        gate.final_response();
+    }
+    let response = sent?;
     let (mut parts, mut body) = response.into_parts();
     check_response_framing(&parts, offered.as_ref())?;
     let switched_to = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
