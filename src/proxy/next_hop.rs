@@ -614,10 +614,20 @@ async fn send_once(
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    if let Some(gate) = &gate {
-        let gate = Arc::clone(gate);
+    // Interim responses: a 100 opens the gate; 102 and 103 go on to an HTTP/1.1 client
+    // (RFC 9110 §15.2, `interim`).
+    let client_conn = super::interim::current();
+    if gate.is_some() || client_conn.is_some() {
+        let gate = gate.clone();
         hyper::ext::on_informational(&mut request, move |interim| {
-            gate.informational(interim.status());
+            if let Some(gate) = &gate {
+                gate.informational(interim.status());
+            }
+            if let Some(conn) = &client_conn {
+                if let Some(head) = super::interim::render(interim.status(), interim.headers()) {
+                    conn.send_interim(&head);
+                }
+            }
         });
     }
     let sent = upstream.send(request, progress).await;

@@ -62,15 +62,9 @@ impl Gate {
 
     /// An interim response from the next hop: a `100` releases the body.
     pub fn informational(&self, status: http::StatusCode) {
+        // Other interim responses are forwarded (or not) by `proxy::interim`.
         if status == http::StatusCode::CONTINUE {
             self.decide(Go::Send);
-        } else {
-            // RFC 9110 §15.2 asks a proxy to forward 1xx; hyper's servers have no way to
-            // send one (see docs/interim-responses.md), so it is noted and dropped.
-            tracing::debug!(
-                status = status.as_u16(),
-                "interim response from upstream not forwarded"
-            );
         }
     }
 
