@@ -56,6 +56,9 @@ pub struct ConnActivity {
     parked_reader: Mutex<Option<Waker>>,
     /// Interim (1xx) heads for the client, written by `ClientIo` (see `interim`).
     pub outbox: super::interim::Outbox,
+    /// The connection now carries a tunnel or a switched protocol: its close is a plain
+    /// shutdown, with no lingering read (the relay reads and forwards what still comes).
+    switched: std::sync::atomic::AtomicBool,
 }
 
 impl ConnActivity {
@@ -89,6 +92,7 @@ impl ConnActivity {
             write_timeout,
             parked_reader: Mutex::new(None),
             outbox: super::interim::Outbox::default(),
+            switched: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -124,6 +128,11 @@ impl ConnActivity {
         } else {
             Some(at(0, self.request_start_timeout))
         }
+    }
+
+    /// The connection is handed to a tunnel or a switched protocol (CONNECT, `Upgrade`).
+    pub fn switch(&self) {
+        self.switched.store(true, Ordering::Relaxed);
     }
 
     /// Queues an interim response head for the client and wakes the connection to write it.
@@ -378,6 +387,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     /// RFC 9112 §9.6: a half-close, then the client's remaining input is drained (`linger`).
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.activity.switched.load(Ordering::Relaxed) {
+            return Pin::new(&mut this.inner).poll_shutdown(cx);
+        }
         this.linger.poll_close(&mut this.inner, cx)
     }
 }

@@ -37,6 +37,8 @@ tokio::task_local! {
 pub struct Outbox {
     /// The connection speaks HTTP/1 (set by `ClientIo::http1`).
     enabled: AtomicBool,
+    /// Something is queued: lets every read and write skip the lock when nothing is.
+    nonempty: AtomicBool,
     queued: Mutex<Vec<u8>>,
 }
 
@@ -63,11 +65,15 @@ impl Outbox {
             return false;
         }
         queued.extend_from_slice(head);
+        self.nonempty.store(true, Ordering::Release);
         true
     }
 
     /// Takes what is queued.
     pub fn take(&self) -> Vec<u8> {
+        if !self.nonempty.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
         self.queued
             .lock()
             .map(|mut q| std::mem::take(&mut *q))

@@ -47,6 +47,7 @@ pub async fn handle(
     txn.hierarchy = hier::DIRECT;
     txn.peer = req.uri().host().map(str::to_owned);
     let on_upgrade = hyper::upgrade::on(&mut req);
+    conn.activity.switch();
     let idle = shared.config.timeouts.tunnel_idle;
     // The tunnel counts against max_connections until it closes.
     let permit = Arc::clone(&conn.permit);

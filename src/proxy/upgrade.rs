@@ -210,6 +210,7 @@ fn switch(
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *response.headers_mut() = headers;
     txn.code = code::TCP_TUNNEL;
+    conn.activity.switch();
     let (sender, receiver) = oneshot::channel::<Transaction>();
     response
         .extensions_mut()
