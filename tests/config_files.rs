@@ -238,7 +238,7 @@ fn error_for(src: &str) -> String {
 fn errors_name_file_line_and_key() {
     assert_eq!(
         error_for("[forward]\nvia = true\nbogus = 1\n"),
-        "broken.toml:3: forward.bogus: unknown field `bogus`, expected one of `connect_ports`, `forwarded_for`, `via`, `pass_proxy_authorization`"
+        "broken.toml:3: forward.bogus: unknown field `bogus`, expected one of `connect_ports`, `forwarded_for`, `via`, `pass_proxy_authorization`, `http_upgrade_request_protocols`"
     );
     let e = error_for("[acl]\nlocalnet = { src = [\"10.0.0.0/8\", \"10.0.0.0/99\"] }\n");
     assert!(e.starts_with("broken.toml:2: acl.localnet.src[1]: "), "{e}");
@@ -696,6 +696,19 @@ fn acl_and_auth_errors_name_file_line_and_key_with_an_example() {
     ));
     assert!(
         e.starts_with("broken.toml:3: auth.basic.max_failures: must be at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_upgrade_protocol_must_be_a_bare_token() {
+    let e = error_for("[reverse]\nhttp_upgrade_request_protocols = [\"websocket\", \"IRC/6.9\"]\n");
+    assert!(
+        e.starts_with("broken.toml:2: reverse.http_upgrade_request_protocols[1]: `IRC/6.9`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("http_upgrade_request_protocols = [\"websocket\"]"),
         "{e}"
     );
 }

@@ -52,6 +52,8 @@ pub enum BypassReason {
     NoKey,
     /// `[[cache.access]]` denies it (Squid `cache deny`).
     CacheDeny,
+    /// A protocol upgrade (RFC 9110 §7.8): the connection becomes a byte stream.
+    Upgrade,
 }
 
 impl BypassReason {
@@ -62,6 +64,7 @@ impl BypassReason {
             Self::RequestContent => "request-content",
             Self::NoKey => "no-key",
             Self::CacheDeny => "cache-deny",
+            Self::Upgrade => "upgrade",
         }
     }
 }

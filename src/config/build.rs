@@ -154,6 +154,11 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
             },
             via: f.via,
             pass_proxy_authorization: f.pass_proxy_authorization,
+            upgrade_protocols: upgrade_protocols(
+                &cx,
+                "forward",
+                &f.http_upgrade_request_protocols,
+            )?,
         },
         reverse,
         hierarchy,
@@ -473,7 +478,37 @@ fn build_reverse(
         x_forwarded_proto: raw.x_forwarded_proto,
         forwarded: raw.forwarded,
         trusted_proxies: raw.trusted_proxies.iter().map(|c| c.0).collect(),
+        upgrade_protocols: upgrade_protocols(cx, "reverse", &raw.http_upgrade_request_protocols)?,
     })
+}
+
+/// `http_upgrade_request_protocols` of `section`: protocol names (RFC 9110 §7.8
+/// `protocol-name = token`), kept as written; matched case-insensitively.
+fn upgrade_protocols(
+    cx: &Ctx<'_>,
+    section: &str,
+    names: &[String],
+) -> Result<Vec<String>, ConfigError> {
+    for (i, name) in names.iter().enumerate() {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(cx.err(
+                &[
+                    Seg::Key(section),
+                    Seg::Key("http_upgrade_request_protocols"),
+                    Seg::Index(i),
+                ],
+                format!(
+                    "`{name}` is not a protocol name (a token without a version), \
+                     e.g. http_upgrade_request_protocols = [\"websocket\"]"
+                ),
+            ));
+        }
+    }
+    Ok(names.to_vec())
 }
 
 /// `error_details` for a port: its own setting, else the global one, else its mode's default.

@@ -401,6 +401,9 @@ pub struct Reverse {
     /// Clients (proxies in front of cuttle) whose `Forwarded` / `X-Forwarded-*` fields are kept
     /// and appended to; from anyone else they are replaced by cuttle's own.
     pub trusted_proxies: Vec<Cidr>,
+    /// Protocols a client may switch to with `Upgrade` on reverse ports (Squid
+    /// `http_upgrade_request_protocols`); others are ignored (RFC 9110 §7.8).
+    pub http_upgrade_request_protocols: Vec<String>,
 }
 
 impl Default for Reverse {
@@ -409,6 +412,7 @@ impl Default for Reverse {
             x_forwarded_proto: true,
             forwarded: true,
             trusted_proxies: Vec::new(),
+            http_upgrade_request_protocols: vec!["websocket".to_owned()],
         }
     }
 }
@@ -524,7 +528,8 @@ pub struct Timeouts {
     /// Longest a response write may stay blocked by a client that stopped reading (Squid
     /// `write_timeout`, nginx `send_timeout`).
     pub client_write: HumanDuration,
-    /// A CONNECT tunnel with no traffic either way is closed after this.
+    /// A CONNECT tunnel or a switched (`Upgrade`) connection with no traffic either way is
+    /// closed after this.
     pub tunnel_idle: HumanDuration,
     /// On SIGTERM, in-flight requests get this long to finish (Squid `shutdown_lifetime`).
     pub shutdown: HumanDuration,
@@ -596,6 +601,9 @@ pub struct Forward {
     pub via: bool,
     /// Forward the client's `Proxy-Authorization` upstream instead of removing it.
     pub pass_proxy_authorization: bool,
+    /// Protocols a client may switch to with `Upgrade` in an absolute-form request (Squid
+    /// `http_upgrade_request_protocols`); none by default, as in Squid.
+    pub http_upgrade_request_protocols: Vec<String>,
 }
 
 impl Default for Forward {
@@ -608,6 +616,7 @@ impl Default for Forward {
             forwarded_for: ForwardedFor::On,
             via: true,
             pass_proxy_authorization: false,
+            http_upgrade_request_protocols: Vec::new(),
         }
     }
 }

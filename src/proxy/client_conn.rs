@@ -54,6 +54,11 @@ pub struct ConnActivity {
     /// The reader parked while a request was in flight, woken when the connection goes idle
     /// so it can arm the idle deadline. Per connection, so the lock is uncontended.
     parked_reader: Mutex<Option<Waker>>,
+    /// Interim (1xx) heads for the client, written by `ClientIo` (see `interim`).
+    pub outbox: super::interim::Outbox,
+    /// The connection now carries a tunnel or a switched protocol: its close is a plain
+    /// shutdown, with no lingering read (the relay reads and forwards what still comes).
+    switched: std::sync::atomic::AtomicBool,
 }
 
 impl ConnActivity {
@@ -86,6 +91,8 @@ impl ConnActivity {
             idle_timeout,
             write_timeout,
             parked_reader: Mutex::new(None),
+            outbox: super::interim::Outbox::default(),
+            switched: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -120,6 +127,27 @@ impl ConnActivity {
             ))
         } else {
             Some(at(0, self.request_start_timeout))
+        }
+    }
+
+    /// The connection is handed to a tunnel or a switched protocol (CONNECT, `Upgrade`).
+    pub fn switch(&self) {
+        self.switched.store(true, Ordering::Relaxed);
+    }
+
+    /// Queues an interim response head for the client and wakes the connection to write it.
+    pub fn send_interim(&self, head: &[u8]) {
+        if !self.outbox.push(head) {
+            tracing::debug!("interim response not forwarded (HTTP/2 client or queue full)");
+            return;
+        }
+        let parked = self
+            .parked_reader
+            .lock()
+            .ok()
+            .and_then(|w| w.as_ref().cloned());
+        if let Some(waker) = parked {
+            waker.wake();
         }
     }
 
@@ -171,6 +199,14 @@ pub struct ClientIo<T> {
     /// reading would otherwise pin the upstream connection, the cache fill and every request
     /// collapsed behind it (Squid `write_timeout`, nginx `send_timeout`).
     write_stall: Option<Pin<Box<Sleep>>>,
+    /// Closing: half-closed and draining what the client still sends (`linger`).
+    linger: super::linger::Linger,
+    /// HTTP/1 text heads: `Proxy-Connection: keep-alive` is read as `Connection`.
+    http1: bool,
+    /// Interim heads taken from the outbox and not yet written.
+    interim: Vec<u8>,
+    /// hyper has written bytes it has not flushed yet: an interim head must wait.
+    dirty: bool,
 }
 
 impl<T> ClientIo<T> {
@@ -181,21 +217,39 @@ impl<T> ClientIo<T> {
             activity,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             write_stall: None,
+            linger: super::linger::Linger::default(),
+            http1: false,
+            interim: Vec::new(),
+            dirty: false,
         }
+    }
+
+    /// Marks the connection as HTTP/1 (see `proxy_connection`).
+    pub fn http1(mut self) -> Self {
+        self.http1 = true;
+        self.activity.outbox.enable();
+        self
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        // A pending write of interim heads registers its own wakeup; errors show on the next
+        // write.
+        let _ = this.poll_interim(cx);
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
+                    // Awaiting a request: these bytes begin its head (`proxy_connection`).
+                    if this.http1 && this.activity.in_flight.load(Ordering::Acquire) == 0 {
+                        super::proxy_connection::rename_in_head(&mut buf.filled_mut()[before..]);
+                    }
                     this.activity.on_read();
                 }
                 Poll::Ready(Ok(()))
@@ -228,6 +282,32 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
     }
 }
 
+impl<T: AsyncWrite + Unpin> ClientIo<T> {
+    /// Writes queued interim heads, unless hyper has a message partly written (`dirty`): they
+    /// then wait for its flush, so they only ever land between messages (`interim`).
+    fn poll_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.dirty {
+            return Poll::Ready(Ok(()));
+        }
+        if self.interim.is_empty() {
+            self.interim = self.activity.outbox.take();
+        }
+        while !self.interim.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.interim) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.interim.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<T> ClientIo<T> {
     /// Tracks how long writes have been blocked; fails them after the write timeout.
     fn watch_write(
@@ -253,13 +333,27 @@ impl<T> ClientIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
+impl<T> ClientIo<T> {
+    /// hyper handed over bytes: until its next flush, interim heads wait.
+    fn note_written(&mut self, result: &Poll<io::Result<usize>>) {
+        if matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+            self.dirty = true;
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let pending = self.poll_interim(cx).map_ok(|()| 0);
+        if !matches!(pending, Poll::Ready(Ok(_))) {
+            return self.watch_write(cx, pending);
+        }
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note_written(&result);
         self.watch_write(cx, result)
     }
 
@@ -268,7 +362,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let pending = self.poll_interim(cx).map_ok(|()| 0);
+        if !matches!(pending, Poll::Ready(Ok(_))) {
+            return self.watch_write(cx, pending);
+        }
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note_written(&result);
         self.watch_write(cx, result)
     }
 
@@ -277,11 +376,21 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = result {
+            // Everything hyper wrote is out: an interim head may go next.
+            self.dirty = false;
+        }
+        result
     }
 
+    /// RFC 9112 §9.6: a half-close, then the client's remaining input is drained (`linger`).
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.activity.switched.load(Ordering::Relaxed) {
+            return Pin::new(&mut this.inner).poll_shutdown(cx);
+        }
+        this.linger.poll_close(&mut this.inner, cx)
     }
 }
 

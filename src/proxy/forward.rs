@@ -2,7 +2,8 @@
 //!
 //! Order of checks: scheme, forwarding loop (our `Via`), `http_access` (on the resolved
 //! addresses when a `dst` ACL needs them: `proxy::destination`), `Max-Forwards`; then
-//! the cache decides (`proxy::caching`), and whatever must go upstream goes to the origin named
+//! an allowed `Upgrade` goes to `proxy::upgrade`; otherwise the cache decides
+//! (`proxy::caching`), and whatever must go upstream goes to the origin named
 //! by the URI through `proxy::next_hop`.
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use super::headers::{self, MaxForwards};
 use super::next_hop::Target;
 use super::request::{check_loop, finish, ConnInfo};
 use super::transaction::{hier, Transaction};
+use super::upgrade;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 
@@ -81,13 +83,22 @@ async fn forward(
         }
         MaxForwards::Forward => {}
     }
+    let upgrade = upgrade::requested(
+        parts.version,
+        &parts.headers,
+        &shared.config.forward.upgrade_protocols,
+    );
     headers::strip_request(
         &mut parts.headers,
         shared.config.forward.pass_proxy_authorization,
     );
     txn.hierarchy = hier::DIRECT;
     txn.peer = Some(host);
-    caching::handle(conn, shared, txn, parts, body, Target::Origin(resolution)).await
+    let target = Target::Origin(resolution);
+    if let upgrade::Requested::Allowed(offer) = upgrade {
+        return upgrade::handle(conn, shared, txn, parts, body, target, offer).await;
+    }
+    caching::handle(conn, shared, txn, parts, body, target).await
 }
 
 /// RFC 9110 §7.6.2: with `Max-Forwards: 0`, TRACE and OPTIONS are answered here.

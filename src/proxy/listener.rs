@@ -246,7 +246,7 @@ async fn serve_http1<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(ClientIo::new(io, Arc::clone(&info.activity)));
+    let io = TokioIo::new(ClientIo::new(io, Arc::clone(&info.activity)).http1());
     let conn = builder.serve_connection(io, service(info)).with_upgrades();
     until_shutdown(conn, |c| c.graceful_shutdown(), shutdown).await
 }

@@ -27,8 +27,11 @@ pub mod error_details;
 pub mod forward;
 pub mod forwarding_fields;
 pub mod headers;
+pub mod interim;
+pub mod linger;
 pub mod listener;
 pub mod next_hop;
+pub mod proxy_connection;
 pub mod request;
 pub mod respond;
 pub mod reverse;
@@ -37,6 +40,7 @@ pub mod target_path;
 pub mod tls;
 pub mod transaction;
 pub mod tunnel;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -133,6 +137,8 @@ pub struct ForwardConfig {
     pub forwarded_for: ForwardedFor,
     pub via: bool,
     pub pass_proxy_authorization: bool,
+    /// Protocols an absolute-form request may switch to (`http_upgrade_request_protocols`).
+    pub upgrade_protocols: Vec<String>,
 }
 
 /// Everything a request needs, shared by all connections: one config generation.

@@ -30,6 +30,7 @@ use crate::access::{AccessRequest, RequestFacts, Verdict};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::carp::url_key;
 use crate::upstream::client::classify_hyper;
+use crate::upstream::continue_gate::Gate;
 use crate::upstream::group::{ActiveGuard, Group};
 use crate::upstream::hierarchy::{Hop, Route};
 use crate::upstream::peer::Peers;
@@ -230,7 +231,8 @@ async fn send_via_hierarchy(
                 else {
                     continue;
                 };
-                if !lookup_method || has_body {
+                // A sibling is asked for what it has stored; an upgrade is never stored.
+                if !lookup_method || has_body || out.headers.contains_key(header::UPGRADE) {
                     continue;
                 }
                 let mut attempt = copy(None);
@@ -353,6 +355,17 @@ async fn send_direct(
         }
     }
     Err(last_error)
+}
+
+/// True when `Expect` holds the `100-continue` expectation (RFC 9110 §10.1.1: "The Expect
+/// field value is case-insensitive").
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::EXPECT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.trim().eq_ignore_ascii_case("100-continue"))
 }
 
 /// Adds `only-if-cached` to the request's Cache-Control (a sibling must not fetch for us).
@@ -518,16 +531,21 @@ fn random() -> u64 {
 }
 
 /// Refuses (502) what cannot be relayed faithfully: a status outside 100-599 (RFC 9110 §15:
-/// "Values outside the range 100..599 are invalid"), a `101` cuttle never asked for (it
-/// forwards no `Upgrade`, RFC 9110 §15.2.2), and a transfer coding other than chunked, which
-/// would be dropped with the hop-by-hop field and its coded bytes relayed (and stored) as the
-/// content (RFC 9112 §6.1).
-fn check_response_framing(parts: &http::response::Parts) -> Result<(), Error> {
+/// "Values outside the range 100..599 are invalid"), a `101` to a protocol cuttle did not offer
+/// (`offered` is the `Upgrade` it sent, if any; RFC 9110 §7.8, §15.2.2, see `upgrade`), and a
+/// transfer coding other than chunked, which would be dropped with the hop-by-hop field and its
+/// coded bytes relayed (and stored) as the content (RFC 9112 §6.1).
+fn check_response_framing(
+    parts: &http::response::Parts,
+    offered: Option<&HeaderValue>,
+) -> Result<(), Error> {
     let status = parts.status.as_u16();
     let cause = if !(100..=599).contains(&status) {
         format!("the upstream sent status {status}, outside 100-599")
-    } else if status == 101 {
-        "the upstream switched protocols (101) without being asked to".to_owned()
+    } else if status == 101
+        && !offered.is_some_and(|o| super::upgrade::switch_is_valid(o, &parts.headers))
+    {
+        "the upstream switched protocols (101) to a protocol it was not offered".to_owned()
     } else if let Some(coding) = headers::unsupported_coding(&parts.headers) {
         format!("the upstream used transfer coding `{coding}` (only chunked is supported)")
     } else {
@@ -574,20 +592,66 @@ async fn send_once(
     headers::apply_forwarded_for(&mut headers, forward_config.forwarded_for, client);
 
     let progress = Progress::new();
+    let mut gate = None;
     let body = match body {
         Some(body) if !body.is_end_stream() => {
-            RequestBody::streaming(body, shared.config.timeouts.client_read, progress.clone())
+            let body =
+                RequestBody::streaming(body, shared.config.timeouts.client_read, progress.clone());
+            // RFC 9110 §10.1.1: the expectation goes on with the request and the body waits
+            // for the next hop's 100 (`continue_gate`). An HTTP/1.0 client's expectation is
+            // not one ("A server that receives a 100-continue expectation in an HTTP/1.0
+            // request MUST ignore that expectation").
+            if version != Version::HTTP_10 && expects_continue(&headers) {
+                let (open, held) = Gate::new();
+                gate = Some(open);
+                body.gated(held)
+            } else {
+                body
+            }
         }
         _ => RequestBody::empty(progress.clone()),
     };
+    if version == Version::HTTP_10 {
+        headers.remove(header::EXPECT);
+    }
+    // Only `upgrade::handle` sends `Upgrade` (every other path removed it as hop-by-hop).
+    let offered = headers.get(header::UPGRADE).cloned();
     let mut request = Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    let response = upstream.send(request, progress).await?;
+    // Interim responses: a 100 opens the gate; 102 and 103 go on to an HTTP/1.1 client
+    // (RFC 9110 §15.2, `interim`).
+    let client_conn = super::interim::current();
+    if gate.is_some() || client_conn.is_some() {
+        let gate = gate.clone();
+        hyper::ext::on_informational(&mut request, move |interim| {
+            if let Some(gate) = &gate {
+                gate.informational(interim.status());
+            }
+            if let Some(conn) = &client_conn {
+                if let Some(head) = super::interim::render(interim.status(), interim.headers()) {
+                    conn.send_interim(&head);
+                }
+            }
+        });
+    }
+    let sent = upstream.send(request, progress).await;
+    if let Some(gate) = &gate {
+        // A final response (or a failure) before the 100: the body is not wanted.
+        gate.final_response();
+    }
+    let response = sent?;
     let (mut parts, mut body) = response.into_parts();
-    check_response_framing(&parts)?;
+    check_response_framing(&parts, offered.as_ref())?;
+    let switched_to = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
     headers::remove_hop_by_hop(&mut parts.headers);
+    // A 101 keeps the protocol it switched to, for the client (RFC 9110 §15.2.2).
+    if let Some(protocol) = switched_to {
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
 
     let read_timeout = upstream.read_timeout();
     let first = if body.is_end_stream() {

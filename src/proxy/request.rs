@@ -43,8 +43,16 @@ pub fn finish(
     shared: &Shared,
 ) -> Response<ProxyBody> {
     match result {
-        Ok(response) => {
+        Ok(mut response) => {
             txn.respond(&response);
+            // A switched connection logs when its relay ends, not when the 101 is sent.
+            if let Some(handoff) = response
+                .extensions_mut()
+                .remove::<super::upgrade::Handoff>()
+            {
+                handoff.send(txn);
+                return response;
+            }
             response.map(|body| body.with_transaction(txn))
         }
         Err(err) => reply_error(txn, &err, shared),

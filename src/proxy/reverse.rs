@@ -23,6 +23,7 @@ use super::next_hop::{HostHeader, Target};
 use super::request::{check_access, check_loop, finish, ConnInfo};
 use super::target_path;
 use super::transaction::{hier, Transaction};
+use super::upgrade;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 
@@ -80,6 +81,8 @@ pub struct ReverseConfig {
     pub forwarded: bool,
     /// Clients whose forwarding fields are trusted and appended to (`trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Protocols a client may switch to (`http_upgrade_request_protocols`; `proxy::upgrade`).
+    pub upgrade_protocols: Vec<String>,
 }
 
 /// The first site for `host` and `path`, with its index in `sites`.
@@ -164,6 +167,11 @@ async fn route(
                 .insert(header::MAX_FORWARDS, HeaderValue::from(n));
         }
     }
+    let upgrade = upgrade::requested(
+        parts.version,
+        &parts.headers,
+        &shared.config.reverse.upgrade_protocols,
+    );
     headers::strip_request(
         &mut parts.headers,
         shared.config.forward.pass_proxy_authorization,
@@ -212,6 +220,9 @@ async fn route(
         client_host: authority,
         client_tls: conn.tls,
     };
+    if let upgrade::Requested::Allowed(offer) = upgrade {
+        return upgrade::handle(conn, shared, txn, parts, body, target, offer).await;
+    }
     caching::handle(conn, shared, txn, parts, body, target).await
 }
 

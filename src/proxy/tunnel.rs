@@ -48,6 +48,7 @@ pub async fn handle(
     txn.hierarchy = hier::DIRECT;
     txn.peer = req.uri().host().map(str::to_owned);
     let on_upgrade = hyper::upgrade::on(&mut req);
+    conn.activity.switch();
     let idle = shared.config.timeouts.tunnel_idle;
     // The tunnel counts against max_connections until it closes.
     let permit = Arc::clone(&conn.permit);
@@ -210,13 +211,13 @@ async fn open_through_hierarchy(
     Err(last_error)
 }
 
-/// Copies bytes both ways until a side closes or the tunnel idles out.
-async fn relay(
-    mut client: TokioIo<hyper::upgrade::Upgraded>,
-    upstream: UpstreamStream,
-    idle: Duration,
-    mut txn: Transaction,
-) {
+/// Copies bytes both ways until a side closes or the tunnel idles out; logs `txn` with the
+/// bytes sent to the client. Also relays switched protocols (`upgrade`).
+pub(super) async fn relay<C, U>(mut client: C, upstream: U, idle: Duration, mut txn: Transaction)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     let progress = Progress::new();
     let to_client = Arc::new(AtomicU64::new(0));
     let mut upstream = Tracked {
@@ -251,14 +252,14 @@ async fn relay(
 }
 
 /// The upstream side of a tunnel, noting traffic in both directions.
-struct Tracked {
-    inner: UpstreamStream,
+struct Tracked<S> {
+    inner: S,
     progress: Arc<Progress>,
     /// Bytes read from the upstream, i.e. sent on to the client.
     read_bytes: Arc<AtomicU64>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -275,7 +276,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -7,6 +7,8 @@
 pub mod carp;
 pub mod client;
 pub mod connect;
+pub mod continue_gate;
+pub mod early_response;
 pub mod group;
 pub mod h2;
 pub mod health;

@@ -63,6 +63,10 @@ pub enum ClientBodyError {
 pub struct RequestBody {
     /// `None` for bodiless requests.
     inner: Option<Incoming>,
+    /// Holds the body back until the next hop asks for it (`Expect: 100-continue`).
+    gate: Option<super::continue_gate::Held>,
+    /// The gate was abandoned: the body will never end (see `poll_frame`).
+    abandoned: bool,
     /// Longest wait for the client's next frame.
     stall_timeout: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
@@ -74,16 +78,27 @@ impl RequestBody {
     pub fn streaming(inner: Incoming, stall_timeout: Duration, progress: Arc<Progress>) -> Self {
         Self {
             inner: Some(inner),
+            gate: None,
+            abandoned: false,
             stall_timeout,
             sleep: None,
             progress,
         }
     }
 
+    /// Sends nothing until `gate` opens; an abandoned gate drops the client's body unread
+    /// (see `continue_gate`).
+    pub fn gated(mut self, gate: super::continue_gate::Held) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// A request without a body.
     pub fn empty(progress: Arc<Progress>) -> Self {
         Self {
             inner: None,
+            gate: None,
+            abandoned: false,
             stall_timeout: Duration::ZERO,
             sleep: None,
             progress,
@@ -100,6 +115,25 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.abandoned {
+            return Poll::Pending;
+        }
+        if let Some(gate) = this.gate.as_mut() {
+            match gate.poll(cx) {
+                Poll::Ready(super::continue_gate::Go::Send) => this.gate = None,
+                Poll::Ready(super::continue_gate::Go::Abandon) => {
+                    // The final response came first: the client's body is dropped unread (its
+                    // connection then closes instead of reading it, RFC 9112 §9.3), and this
+                    // request, whose body can never complete, stays unfinished until the
+                    // upstream closes the connection it answered on.
+                    this.inner = None;
+                    this.abandoned = true;
+                    this.gate = None;
+                    return Poll::Pending;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -132,7 +166,7 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        !self.abandoned && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {

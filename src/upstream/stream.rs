@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::early_response::WriteSide;
+
 /// A connection to an upstream server.
 #[derive(Debug)]
 pub enum UpstreamStream {
@@ -105,14 +107,15 @@ pub fn open_connections() -> u64 {
     OPEN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// An [`UpstreamStream`] counted in [`open_connections`] while it exists.
+/// An [`UpstreamStream`] counted in [`open_connections`] while it exists; its response stays
+/// readable after the peer stopped reading our request (`early_response`).
 #[derive(Debug)]
-pub struct Counted(UpstreamStream);
+pub struct Counted(UpstreamStream, WriteSide);
 
 impl Counted {
     pub fn new(stream: UpstreamStream) -> Self {
         OPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(stream)
+        Self(stream, WriteSide::default())
     }
 }
 
@@ -144,7 +147,12 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.1.gone() {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let result = Pin::new(&mut this.0).poll_write(cx, buf);
+        this.1.filter(buf.len(), result)
     }
 
     fn poll_write_vectored(
@@ -152,7 +160,13 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let len = bufs.iter().map(|b| b.len()).sum();
+        if this.1.gone() {
+            return Poll::Ready(Ok(len));
+        }
+        let result = Pin::new(&mut this.0).poll_write_vectored(cx, bufs);
+        this.1.filter(len, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -160,10 +174,16 @@ impl AsyncWrite for Counted {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.1.gone() {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.0).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.1.gone() {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

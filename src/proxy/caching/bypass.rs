@@ -68,7 +68,10 @@ pub(super) async fn bypass(
     let up = ex.send(txn, ex.parts.headers.clone()).await?;
     let fwd = match reason {
         BypassReason::Method => Fwd::Method,
-        BypassReason::RequestContent | BypassReason::NoKey | BypassReason::CacheDeny => {
+        BypassReason::RequestContent
+        | BypassReason::NoKey
+        | BypassReason::CacheDeny
+        | BypassReason::Upgrade => {
             Fwd::Bypass
         }
     };

@@ -1,0 +1,153 @@
+//! Forwarding an upstream's `102`/`103` interim responses to HTTP/1.1 clients.
+//!
+//! RFC 9110 §15.2: "A proxy MUST forward 1xx responses unless the proxy itself requested the
+//! generation of the 1xx response." hyper 1 receives them on its HTTP/1 client
+//! (`hyper::ext::on_informational`) but its servers have no way to send one (hyperium/hyper
+//! #3815 and #4114 are open proposals; see docs/interim-responses.md). cuttle owns the client
+//! socket (`client_conn::ClientIo`), so for HTTP/1.1 clients it writes the interim head there
+//! itself: the upstream connection's callback renders it into this connection's [`Outbox`], and
+//! `ClientIo` writes the outbox before any byte hyper writes next, but only while hyper has
+//! nothing unflushed (the previous response is wholly on the wire), so an interim head can only
+//! ever land between two messages, never inside one. `100` is left to hyper (it answers the
+//! client's own expectation when the body is read, `upstream::continue_gate`), `101` is an
+//! upgrade (`upgrade`). HTTP/1.0 clients get none: "a server MUST NOT send a 1xx response to an
+//! HTTP/1.0 client" (§15.2). HTTP/2 clients get none either (hyper's h2 server has no API).
+//!
+//! The request path reaches its connection's outbox through a task-local set by
+//! `service::handle`, so `next_hop` needs no new parameter; work running on other tasks
+//! (background refreshes) has none and forwards nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::HeaderMap;
+
+/// Most interim bytes queued for one connection; more are dropped (an origin sending
+/// endless 1xx heads must not grow the proxy's memory).
+const MAX_QUEUED: usize = 64 * 1024;
+
+tokio::task_local! {
+    /// The outbox of the client connection the current request came on, when its client can
+    /// take interim responses.
+    pub static OUTBOX: Arc<super::client_conn::ConnActivity>;
+}
+
+/// Interim heads waiting to be written to one client connection.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// The connection speaks HTTP/1 (set by `ClientIo::http1`).
+    enabled: AtomicBool,
+    /// Something is queued: lets every read and write skip the lock when nothing is.
+    nonempty: AtomicBool,
+    queued: Mutex<Vec<u8>>,
+}
+
+impl Outbox {
+    /// Lets this connection take interim responses.
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// True when interim responses can be written to this connection.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Queues `head`; false when it was dropped (disabled or over [`MAX_QUEUED`]).
+    pub fn push(&self, head: &[u8]) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let Ok(mut queued) = self.queued.lock() else {
+            return false;
+        };
+        if queued.len() + head.len() > MAX_QUEUED {
+            return false;
+        }
+        queued.extend_from_slice(head);
+        self.nonempty.store(true, Ordering::Release);
+        true
+    }
+
+    /// Takes what is queued.
+    pub fn take(&self) -> Vec<u8> {
+        if !self.nonempty.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        self.queued
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
+    }
+}
+
+/// The HTTP/1.1 bytes of an interim response to forward, or `None` for the statuses cuttle
+/// does not forward this way (100, 101, anything outside 1xx). Hop-by-hop fields are removed
+/// as for any forwarded message (RFC 9110 §7.6.1).
+pub fn render(status: http::StatusCode, headers: &HeaderMap) -> Option<Vec<u8>> {
+    let code = status.as_u16();
+    if !(102..=199).contains(&code) {
+        return None;
+    }
+    let mut headers = headers.clone();
+    super::headers::remove_hop_by_hop(&mut headers);
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    let reason = match code {
+        102 => "Processing",
+        103 => "Early Hints",
+        _ => status.canonical_reason().unwrap_or("Informational"),
+    };
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Some(out)
+}
+
+/// The current request's connection, when it may be sent interim responses.
+pub fn current() -> Option<Arc<super::client_conn::ConnActivity>> {
+    OUTBOX
+        .try_with(Arc::clone)
+        .ok()
+        .filter(|activity| activity.outbox.enabled())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_hints_are_rendered_without_hop_by_hop_fields() {
+        let mut headers = HeaderMap::new();
+        headers.insert("link", "</a.css>; rel=preload".parse().unwrap());
+        headers.insert("connection", "x-secret".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        let out = render(http::StatusCode::from_u16(103).unwrap(), &headers).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
+        );
+        assert!(render(http::StatusCode::CONTINUE, &headers).is_none());
+        assert!(render(http::StatusCode::SWITCHING_PROTOCOLS, &headers).is_none());
+        assert!(render(http::StatusCode::OK, &headers).is_none());
+    }
+
+    #[test]
+    fn a_disabled_or_full_outbox_drops_heads() {
+        let outbox = Outbox::default();
+        assert!(!outbox.push(b"x"));
+        outbox.enable();
+        assert!(outbox.push(b"abc"));
+        assert!(!outbox.push(&vec![0u8; MAX_QUEUED]));
+        assert_eq!(outbox.take(), b"abc");
+        assert!(outbox.take().is_empty());
+    }
+}
