@@ -6,7 +6,6 @@
 //! `primary\nsecondary`, and a small *vary record* under the primary key names the fields, so a
 //! hit on a plain URL is a single store lookup (RFC 9111 §4.1).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -70,15 +69,17 @@ pub struct Cache {
     pub store: Store,
     pub collapser: Collapser,
     pub behaviour: Arc<Behaviour>,
-    /// Invalidation sequence numbers: a fill that started before its URL's latest
-    /// invalidation must not commit (it holds the representation from before the change).
+    /// Invalidation times (on the store index's logical clock): a fill that started before
+    /// its URL's latest invalidation must not commit (it holds the representation from
+    /// before the change).
     invalidations: Arc<Invalidations>,
+    /// Prefix and regex bans (see `cache::invalidate::bans`).
+    pub(crate) bans: Arc<crate::cache::invalidate::bans::Bans>,
 }
 
 /// The latest invalidation of each recently invalidated URL.
 #[derive(Debug)]
 struct Invalidations {
-    seq: AtomicU64,
     /// Bounded: a fill older than the eviction of its URL's mark is older than any sane fill.
     latest: moka::sync::Cache<String, u64>,
 }
@@ -97,8 +98,8 @@ impl Cache {
             store: Store::open(config).await?,
             collapser: Collapser::default(),
             behaviour: Arc::new(config.behaviour.clone()),
+            bans: crate::cache::invalidate::new_bans(),
             invalidations: Arc::new(Invalidations {
-                seq: AtomicU64::new(0),
                 latest: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(std::time::Duration::from_secs(3600))
@@ -120,27 +121,57 @@ impl Cache {
     pub fn ticket(&self, primary: &str) -> FillTicket {
         FillTicket {
             primary: primary.to_owned(),
-            seq: self.invalidations.seq.load(Ordering::Acquire),
+            seq: self.store.index().now(),
         }
     }
 
     /// A check for the fill's commit: false once `primary` was invalidated after the ticket.
     pub fn still_valid(&self, ticket: FillTicket) -> crate::cache::fill::StillValid {
         let invalidations = Arc::clone(&self.invalidations);
+        let bans = Arc::clone(&self.bans);
         Box::new(move || {
             invalidations
                 .latest
                 .get(&ticket.primary)
                 .is_none_or(|seq| seq <= ticket.seq)
+                && !bans.bans_fill(&ticket.primary, ticket.seq)
         })
+    }
+
+    /// Stops fills of `primary` in progress from committing.
+    pub(crate) fn stop_fills(&self, primary: &str) {
+        let seq = self.store.index().tick();
+        self.invalidations.latest.insert(primary.to_owned(), seq);
+    }
+
+    /// The ban that applies to the entry found under `key`: a hard one removes it (`false`:
+    /// a miss), a soft one marks it stale. `true` when the entry may be used.
+    async fn passes_bans(&self, primary: &str, key: &str, hit: &mut Hit) -> bool {
+        let index = self.store.index();
+        let Some(ban) = self.bans.applying(primary, || index.seq_of(key)) else {
+            return true;
+        };
+        if !ban.soft {
+            self.store.remove(key).await;
+            return false;
+        }
+        if !crate::cache::invalidate::soft::is_marked(&hit.head) {
+            let marked = crate::cache::invalidate::soft::marked(&hit.head);
+            self.store.replace_head(key, marked.clone(), true).await;
+            hit.head = Arc::new(marked);
+        }
+        true
     }
 
     /// Finds the stored response for a request to `primary` with `headers`.
     pub async fn lookup(&self, primary: &str, headers: &HeaderMap) -> Lookup {
-        let Some(hit) = self.store.lookup(primary).await else {
+        let Some(mut hit) = self.store.lookup(primary).await else {
             return Lookup::UriMiss;
         };
         if !hit.head.headers.contains_key(VARY_RECORD) {
+            if !self.passes_bans(primary, primary, &mut hit).await {
+                return Lookup::UriMiss;
+            }
             return Lookup::Found {
                 hit,
                 key: primary.to_owned(),
@@ -151,10 +182,13 @@ impl Cache {
             return Lookup::VaryMiss;
         };
         let key = variant_key(primary, &secondary);
-        match self.store.lookup(&key).await {
-            Some(hit) => Lookup::Found { hit, key },
-            None => Lookup::VaryMiss,
+        let Some(mut hit) = self.store.lookup(&key).await else {
+            return Lookup::VaryMiss;
+        };
+        if !self.passes_bans(primary, &key, &mut hit).await {
+            return Lookup::VaryMiss;
         }
+        Lookup::Found { hit, key }
     }
 
     /// Evaluates a stored response for a request (RFC 9111 §4, §4.2, RFC 5861).
@@ -199,13 +233,17 @@ impl Cache {
         } else {
             self.behaviour.heuristic_for(url)
         };
-        let lifetime = freshness_lifetime(
+        let mut lifetime = freshness_lifetime(
             head.status,
             &headers,
             &response,
             head.response_time,
             &heuristic,
         );
+        // A soft-purged entry is stale: the next request revalidates it.
+        if crate::cache::invalidate::soft::is_marked(head) {
+            lifetime.secs = 0;
+        }
         Derived {
             response,
             lifetime,
@@ -236,7 +274,11 @@ impl Cache {
             }
             VarySpec::Fields(fields) if fields.is_empty() => {
                 if had_variants {
-                    self.store.remove_prefix(&variant_prefix(primary)).await;
+                    for key in self.store.index().keys_of_url(primary) {
+                        if key != primary {
+                            self.store.remove(&key).await;
+                        }
+                    }
                 }
                 Some(primary.to_owned())
             }
@@ -266,12 +308,15 @@ impl Cache {
     }
 
     /// Removes everything stored for `primary` (all variants), and stops fills in progress for
-    /// it from committing; returns how many entries were removed.
+    /// it from committing; returns how many entries were removed. Only `primary`'s own keys
+    /// are touched (the store's URL index lists them): a URL never cached costs a map probe.
     pub async fn invalidate(&self, primary: &str) -> usize {
-        let seq = self.invalidations.seq.fetch_add(1, Ordering::AcqRel) + 1;
-        self.invalidations.latest.insert(primary.to_owned(), seq);
-        let removed = self.store.remove(primary).await;
-        usize::from(removed) + self.store.remove_prefix(&variant_prefix(primary)).await
+        self.stop_fills(primary);
+        let mut removed = 0;
+        for key in self.store.index().keys_of_url(primary) {
+            removed += usize::from(self.store.remove(&key).await);
+        }
+        removed
     }
 }
 

@@ -4,10 +4,13 @@
 //!   keys), `serve` (stored response to client response), `status` (RFC 9211 Cache-Status);
 //! - I/O: `store` (moka memory tier, cacache disk tier), `fill` (storing while relaying),
 //!   `collapse` (collapsed forwarding);
+//! - `invalidate`: purges by URL, tag and ban (hard or soft), through a per-URL and per-tag
+//!   index the store keeps;
 //! - `lookup::Cache`: the façade. The cache never fetches: it answers, the proxy acts.
 
 pub mod collapse;
 pub mod fill;
+pub mod invalidate;
 pub mod key;
 pub mod lookup;
 pub mod meta;
@@ -52,6 +55,14 @@ pub struct Behaviour {
     /// Keep `Set-Cookie` in stored heads (hits then replay it to everyone); off by default.
     pub store_set_cookie: bool,
     pub refresh_patterns: Vec<RefreshPattern>,
+    /// Response fields read as surrogate keys (tags); also the PURGE request fields naming
+    /// tags to purge (`cache.tag_fields`).
+    pub tag_fields: Vec<HeaderName>,
+    /// Remove the tag fields from responses sent to clients (`cache.strip_tag_fields`).
+    pub strip_tag_fields: bool,
+    /// Admin listeners of other caches that every purge is forwarded to
+    /// (`cache.purge_propagate`, `host:port`).
+    pub purge_propagate: Vec<String>,
 }
 
 impl Behaviour {
@@ -77,6 +88,9 @@ impl Default for Behaviour {
             purge_from: Vec::new(),
             store_set_cookie: false,
             refresh_patterns: Vec::new(),
+            tag_fields: invalidate::tags::default_fields(),
+            strip_tag_fields: true,
+            purge_propagate: Vec::new(),
         }
     }
 }

@@ -543,6 +543,13 @@ pub struct Cache {
     /// Keep `Set-Cookie` in stored responses, so hits replay it to every client. Off by
     /// default: a cookie goes only to the client whose request fetched the response.
     pub store_set_cookie: bool,
+    /// Response fields read as surrogate keys (tags), also the PURGE request fields naming tags
+    /// to purge. Default `["surrogate-key", "cache-tag"]`.
+    pub tag_fields: Vec<String>,
+    /// Remove the tag fields from responses sent to clients.
+    pub strip_tag_fields: bool,
+    /// Admin listeners (`host:port`) of other caches every purge is forwarded to.
+    pub purge_propagate: Vec<String>,
     pub memory: MemoryCache,
     pub disk: DiskCache,
 }
@@ -563,6 +570,9 @@ impl Default for Cache {
                 .filter_map(loopback)
                 .collect(),
             store_set_cookie: false,
+            tag_fields: vec!["surrogate-key".to_owned(), "cache-tag".to_owned()],
+            strip_tag_fields: true,
+            purge_propagate: Vec::new(),
             memory: MemoryCache::default(),
             disk: DiskCache::default(),
         }

@@ -31,6 +31,7 @@ static X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
 
 /// Adds `Via`, `Cache-Status` and (if configured) `X-Cache` to a response we send.
 fn decorate(shared: &Shared, headers: &mut HeaderMap, received: Version, status: &CacheStatus) {
+    crate::cache::invalidate::strip_for_client(headers, &shared.cache.behaviour);
     if shared.config.forward.via {
         shared.via.append(headers, received);
     }
@@ -158,6 +159,7 @@ pub fn stored_head(
     }
     // An origin must not be able to make its response look like an internal vary record.
     headers.remove(crate::cache::lookup::VARY_RECORD);
+    crate::cache::invalidate::soft::unmark(&mut headers);
     StoredHead {
         status: up.parts.status,
         headers: crate::cache::meta::StoredFields::from_map(&headers),
@@ -227,11 +229,15 @@ pub fn not_in_cache(shared: &Shared, txn: &mut Transaction, url: &str) -> Respon
     response
 }
 
-/// PURGE: removes every stored variant of the URI; 200 if anything was removed, else 404.
+/// PURGE: removes every stored variant of the URI, or with `Surrogate-Key`/`Cache-Tag` the
+/// entries with those tags, or with `Cuttle-Purge: soft` marks them stale (see
+/// `cache::invalidate`); forwarded to `cache.purge_propagate`. 200 if anything was purged,
+/// else 404.
 pub async fn purge(
     shared: &Shared,
     client: IpAddr,
     uri: &Uri,
+    headers: &HeaderMap,
     txn: &mut Transaction,
 ) -> Result<Response<ProxyBody>, Error> {
     let client = client.to_canonical();
@@ -253,8 +259,15 @@ pub async fn purge(
             "PURGE needs an absolute URL",
         ));
     };
-    let removed = shared.cache.invalidate(&primary).await;
-    let status = if removed > 0 {
+    let cache = &shared.cache;
+    let request =
+        crate::cache::invalidate::from_purge_request(primary, headers, &cache.behaviour.tag_fields);
+    let hops = crate::cache::invalidate::propagate::hops(headers);
+    let purged = cache
+        .purge_and_propagate(&request, hops)
+        .await
+        .map_or(0, |(purged, _)| purged.entries);
+    let status = if purged > 0 {
         StatusCode::OK
     } else {
         StatusCode::NOT_FOUND
@@ -266,7 +279,7 @@ pub async fn purge(
         .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
     txn.outcome(
         CacheResult::Purge {
-            removed: removed > 0,
+            removed: purged > 0,
         },
         CacheStatus::default(),
     );

@@ -90,7 +90,14 @@ pub async fn handle(
         ticket: None,
     };
     if ex.parts.method.as_str() == "PURGE" {
-        return purge(ex.shared, conn.peer.ip(), &ex.parts.uri, txn).await;
+        return purge(
+            ex.shared,
+            conn.peer.ip(),
+            &ex.parts.uri,
+            &ex.parts.headers,
+            txn,
+        )
+        .await;
     }
     if !is_cacheable_method(&ex.parts.method) {
         return forward_uncached(&mut ex, txn).await;
