@@ -64,7 +64,9 @@ struct List {
 #[derive(Debug, Default)]
 pub struct Bans {
     list: RwLock<List>,
-    /// Active bans plus retired ones: when 0, lookups and commits skip the lock.
+    /// Active bans: when 0 (nearly always), a lookup reads this one atomic and no lock.
+    active: AtomicUsize,
+    /// Active bans plus retired ones: when 0, commits skip the lock.
     known: AtomicUsize,
 }
 
@@ -77,6 +79,7 @@ impl Bans {
         list.retired
             .retain(|(at, _)| now.duration_since(*at) < RECENT);
         list.active.push(Arc::clone(&ban));
+        self.active.store(list.active.len(), Ordering::Release);
         self.known
             .store(list.active.len() + list.retired.len(), Ordering::Release);
         ban
@@ -87,6 +90,7 @@ impl Bans {
         let mut list = self.list.write().unwrap_or_else(PoisonError::into_inner);
         list.active.retain(|b| !Arc::ptr_eq(b, ban));
         list.retired.push((Instant::now(), Arc::clone(ban)));
+        self.active.store(list.active.len(), Ordering::Release);
         self.known
             .store(list.active.len() + list.retired.len(), Ordering::Release);
     }
@@ -98,7 +102,7 @@ impl Bans {
 
     /// The ban that applies to an entry of `url` stored at `seq`, if any: a hard one first.
     pub fn applying(&self, url: &str, seq: impl FnOnce() -> u64) -> Option<Arc<Ban>> {
-        if self.known.load(Ordering::Acquire) == 0 {
+        if self.active.load(Ordering::Acquire) == 0 {
             return None;
         }
         let list = self.list.read().unwrap_or_else(PoisonError::into_inner);
