@@ -213,7 +213,7 @@ fn render_text(doc: &Value) -> String {
 }
 
 /// Decodes `%XX` escapes and `+` (as a space) in a query value.
-fn percent_decode(value: &str) -> String {
+pub(crate) fn percent_decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

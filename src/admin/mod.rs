@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics` (Prometheus), `/status` (JSON), `/cache?url=` (the cache
-//! inspector), the dashboard at `/`, and `POST /reload`, on its own socket with its own access
+//! inspector), the dashboard at `/`, `POST /purge` and `POST /reload`, on its own socket with its own access
 //! rules.
 //!
 //! ```text
@@ -8,6 +8,7 @@
 //!               ├─ /status ─── status (JSON) ──────────────────┼─ reads: Metrics + Sources
 //!               ├─ /cache ──── inspect (cache policy verdicts) ┘
 //!               ├─ /, *.css, *.js ── dashboard (static files; polls /status)
+//!               ├─ POST /purge ─── purge (cache::invalidate: url, tag, prefix, regex; soft)
 //!               └─ POST /reload ── the reload hook `app` installed (same as SIGHUP)
 //! history: a background task samples the totals every 5 s (the last 10 minutes)
 //! ```
@@ -18,6 +19,7 @@
 pub mod dashboard;
 pub mod exposition;
 pub mod inspect;
+pub mod purge;
 pub mod routes;
 pub mod stats;
 pub mod status;

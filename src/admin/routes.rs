@@ -1,4 +1,4 @@
-//! The admin listener's routes: `GET` (and `HEAD`) everywhere, and `POST /reload`; anything
+//! The admin listener's routes: `GET` (and `HEAD`) everywhere, `POST /reload` and `POST /purge`; anything
 //! else is 405.
 //!
 //! `/` and its CSS, JS and icon are the dashboard's ([`super::dashboard`]).
@@ -42,6 +42,9 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<AdminBody
 pub async fn handle<B>(req: Request<B>, state: &std::sync::Arc<State>) -> Response<AdminBody> {
     if req.uri().path() == "/reload" {
         return reload(req.method(), state).await;
+    }
+    if req.uri().path() == "/purge" {
+        return super::purge::handle(req.method(), req.uri(), req.headers(), state).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");

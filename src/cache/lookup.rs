@@ -70,9 +70,12 @@ pub struct Cache {
     pub store: Store,
     pub collapser: Collapser,
     pub behaviour: Arc<Behaviour>,
+    /// Prefix and regex bans (see `cache::invalidate::bans`).
+    pub(crate) bans: Arc<crate::cache::invalidate::bans::Bans>,
 }
 
-/// Taken when a fill starts; its commit is refused after a later invalidation of its URL.
+/// Taken when a fill starts; its commit is refused after a later invalidation of its URL, or
+/// a later ban matching it.
 pub type FillTicket = super::store::Epoch;
 
 impl Cache {
@@ -82,6 +85,7 @@ impl Cache {
             store: Store::open(config).await?,
             collapser: Collapser::default(),
             behaviour: Arc::new(config.behaviour.clone()),
+            bans: crate::cache::invalidate::new_bans(),
         })
     }
 
@@ -96,7 +100,12 @@ impl Cache {
 
     /// A ticket for a fill of `primary` starting now (see `store::epoch`).
     pub fn ticket(&self, primary: &str) -> FillTicket {
-        self.store.epoch(primary)
+        let seq = self.store.index().now();
+        let bans = Arc::clone(&self.bans);
+        let url = primary.to_owned();
+        self.store
+            .epoch(primary)
+            .with_veto(Arc::new(move || bans.bans_fill(&url, seq)))
     }
 
     /// The key a request URI is stored under: its primary key (RFC 9110 §4.2.3 normalised)
@@ -105,12 +114,40 @@ impl Cache {
         super::key::primary_key(uri).map(|key| self.behaviour.store_id(key))
     }
 
+    /// Stops fills of `primary` in progress from committing.
+    pub(crate) async fn stop_fills(&self, primary: &str) {
+        self.store.index().tick();
+        drop(self.store.invalidating(primary).await);
+    }
+
+    /// The ban that applies to the entry found under `key`: a hard one removes it (`false`:
+    /// a miss), a soft one marks it stale. `true` when the entry may be used.
+    async fn passes_bans(&self, primary: &str, key: &str, hit: &mut Hit) -> bool {
+        let index = self.store.index();
+        let Some(ban) = self.bans.applying(primary, || index.seq_of(key)) else {
+            return true;
+        };
+        if !ban.soft {
+            self.store.remove(key).await;
+            return false;
+        }
+        if !crate::cache::invalidate::soft::is_marked(&hit.head) {
+            let marked = crate::cache::invalidate::soft::marked(&hit.head);
+            self.store.replace_head(key, marked.clone(), true).await;
+            hit.head = Arc::new(marked);
+        }
+        true
+    }
+
     /// Finds the stored response for a request to `primary` with `headers`.
     pub async fn lookup(&self, primary: &str, headers: &HeaderMap) -> Lookup {
-        let Some(hit) = self.store.lookup(primary).await else {
+        let Some(mut hit) = self.store.lookup(primary).await else {
             return Lookup::UriMiss;
         };
         if !hit.head.headers.contains_key(VARY_RECORD) {
+            if !self.passes_bans(primary, primary, &mut hit).await {
+                return Lookup::UriMiss;
+            }
             return Lookup::Found {
                 hit,
                 key: primary.to_owned(),
@@ -122,7 +159,10 @@ impl Cache {
         // the response does not vary on Accept-Encoding.
         for secondary in secondary_keys(&spec, headers) {
             let key = variant_key(primary, &secondary);
-            if let Some(hit) = self.store.lookup(&key).await {
+            if let Some(mut hit) = self.store.lookup(&key).await {
+                if !self.passes_bans(primary, &key, &mut hit).await {
+                    return Lookup::VaryMiss;
+                }
                 return Lookup::Found { hit, key };
             }
         }
@@ -198,6 +238,10 @@ impl Cache {
                 heuristic: true,
             };
         }
+        // A soft-purged entry is stale: the next request revalidates it.
+        if crate::cache::invalidate::soft::is_marked(head) {
+            lifetime.secs = 0;
+        }
         Derived {
             response,
             lifetime,
@@ -228,7 +272,11 @@ impl Cache {
             }
             VarySpec::Fields(fields) if fields.is_empty() => {
                 if had_variants {
-                    self.store.remove_prefix(&variant_prefix(primary)).await;
+                    for key in self.store.index().keys_of_url(primary) {
+                        if key != primary {
+                            self.store.remove(&key).await;
+                        }
+                    }
                 }
                 Some(primary.to_owned())
             }
@@ -259,12 +307,16 @@ impl Cache {
     }
 
     /// Removes everything stored for `primary` (all variants), and stops fills in progress for
-    /// it from committing; returns how many entries were removed.
+    /// it from committing; returns how many entries were removed. Only `primary`'s own keys
+    /// are touched (the store's URL index lists them): a URL never cached costs a map probe.
     pub async fn invalidate(&self, primary: &str) -> usize {
         // Held while removing: no fill of `primary` can commit in between.
         let _gate = self.store.invalidating(primary).await;
-        let removed = self.store.remove(primary).await;
-        usize::from(removed) + self.store.remove_prefix(&variant_prefix(primary)).await
+        let mut removed = 0;
+        for key in self.store.index().keys_of_url(primary) {
+            removed += usize::from(self.store.remove(&key).await);
+        }
+        removed
     }
 }
 

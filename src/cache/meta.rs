@@ -173,11 +173,11 @@ impl StoredHead {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> StoredHead {
+        let mut headers = crate::cache::policy::freshen_headers(&self.headers.to_map(), update);
+        // Validated: no longer soft-purged.
+        crate::cache::invalidate::soft::unmark(&mut headers);
         StoredHead {
-            headers: StoredFields::from_map(&crate::cache::policy::freshen_headers(
-                &self.headers.to_map(),
-                update,
-            )),
+            headers: StoredFields::from_map(&headers),
             request_time,
             response_time,
             ..self.clone()

@@ -5,12 +5,15 @@
 //!   `phase` (the named phases of a request in the cache), `result` (what it ended in);
 //! - I/O: `store` (moka memory tier, cacache disk tier), `fill` (storing while relaying),
 //!   `collapse` (collapsed forwarding);
+//! - `invalidate`: purges by URL, tag and ban (hard or soft), through a per-URL and per-tag
+//!   index the store keeps;
 //! - `lookup::Cache`: the façade; `decision`: what a lookup leads to ([`decision::Decision`]).
 //!   The cache never fetches: it answers, the proxy acts.
 
 pub mod collapse;
 pub mod decision;
 pub mod fill;
+pub mod invalidate;
 pub mod lookup;
 pub mod meta;
 pub mod phase;
@@ -62,6 +65,15 @@ pub struct Behaviour {
     pub negative_ttl: Duration,
     /// Cache-key rewrites (Squid `store_id`), first match wins.
     pub store_ids: Vec<StoreIdRule>,
+
+    /// Response fields read as surrogate keys (tags); also the PURGE request fields naming
+    /// tags to purge (`cache.tag_fields`).
+    pub tag_fields: Vec<HeaderName>,
+    /// Remove the tag fields from responses sent to clients (`cache.strip_tag_fields`).
+    pub strip_tag_fields: bool,
+    /// Admin listeners of other caches that every purge is forwarded to
+    /// (`cache.purge_propagate`, `host:port`).
+    pub purge_propagate: Vec<String>,
 }
 
 impl Behaviour {
@@ -126,6 +138,10 @@ impl Default for Behaviour {
             refresh_patterns: Vec::new(),
             negative_ttl: Duration::ZERO,
             store_ids: Vec::new(),
+
+            tag_fields: invalidate::tags::default_fields(),
+            strip_tag_fields: true,
+            purge_propagate: Vec::new(),
         }
     }
 }

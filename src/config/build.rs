@@ -1172,6 +1172,37 @@ fn build_cache(
             refresh_patterns,
             negative_ttl: raw.negative_ttl.0,
             store_ids: build_store_ids(cx, &file.store_id)?,
+
+            tag_fields: {
+                let mut names = Vec::with_capacity(raw.tag_fields.len());
+                for (i, name) in raw.tag_fields.iter().enumerate() {
+                    let parsed = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        cx.err(
+                            &[Seg::Key("cache"), Seg::Key("tag_fields"), Seg::Index(i)],
+                            format!(
+                                "`{name}` is not a field name (expected e.g. \"surrogate-key\")"
+                            ),
+                        )
+                    })?;
+                    names.push(parsed);
+                }
+                names
+            },
+            strip_tag_fields: raw.strip_tag_fields,
+            purge_propagate: {
+                for (i, peer) in raw.purge_propagate.iter().enumerate() {
+                    let ok = peer.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                    });
+                    if !ok {
+                        return Err(cx.err(
+                            &[Seg::Key("cache"), Seg::Key("purge_propagate"), Seg::Index(i)],
+                            format!("`{peer}` is not host:port of an admin listener (expected e.g. \"10.0.0.2:3180\")"),
+                        ));
+                    }
+                }
+                raw.purge_propagate.clone()
+            },
         },
     })
 }

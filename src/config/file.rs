@@ -671,6 +671,14 @@ pub struct Cache {
     /// What may be served from and stored in the cache (Squid `cache allow|deny`), as
     /// allow/deny rules over `[acl]` names; none: everything cacheable is.
     pub access: Vec<AccessRule>,
+
+    /// Response fields read as surrogate keys (tags), also the PURGE request fields naming tags
+    /// to purge. Default `["surrogate-key", "cache-tag"]`.
+    pub tag_fields: Vec<String>,
+    /// Remove the tag fields from responses sent to clients.
+    pub strip_tag_fields: bool,
+    /// Admin listeners (`host:port`) of other caches every purge is forwarded to.
+    pub purge_propagate: Vec<String>,
     pub memory: MemoryCache,
     pub disk: DiskCache,
 }
@@ -693,6 +701,10 @@ impl Default for Cache {
             store_set_cookie: false,
             negative_ttl: HumanDuration(Duration::ZERO),
             access: Vec::new(),
+
+            tag_fields: vec!["surrogate-key".to_owned(), "cache-tag".to_owned()],
+            strip_tag_fields: true,
+            purge_propagate: Vec::new(),
             memory: MemoryCache::default(),
             disk: DiskCache::default(),
         }

@@ -162,6 +162,11 @@ impl Disk {
         self.lock().get(key).map(|e| e.head)
     }
 
+    /// Every key with its head (at open, to rebuild the URL and tag index).
+    pub fn entries(&self) -> Vec<(String, Arc<StoredHead>)> {
+        self.lock().entries()
+    }
+
     /// The cache directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -20,13 +20,35 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 const SHARDS: usize = 64;
 
 /// Taken when a fill starts; its commit is refused after a later invalidation of `primary`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Epoch {
     primary: String,
     seq: u64,
+    /// Another reason to refuse the commit, asked inside the gate (a later ban matching the
+    /// URL, see `cache::invalidate::bans`).
+    veto: Option<Veto>,
+}
+
+/// See [`Epoch::with_veto`].
+pub type Veto = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+impl std::fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Epoch")
+            .field("primary", &self.primary)
+            .field("seq", &self.seq)
+            .field("veto", &self.veto.is_some())
+            .finish()
+    }
 }
 
 impl Epoch {
+    /// Also refuses the commit when `veto` says so at commit time.
+    pub fn with_veto(mut self, veto: Veto) -> Self {
+        self.veto = Some(veto);
+        self
+    }
+
     /// The primary key (URL) this epoch belongs to.
     pub fn primary(&self) -> &str {
         &self.primary
@@ -58,6 +80,7 @@ impl Epochs {
         Epoch {
             primary: primary.to_owned(),
             seq: self.seq.load(Ordering::Acquire),
+            veto: None,
         }
     }
 
@@ -67,7 +90,8 @@ impl Epochs {
         let valid = self
             .latest
             .get(&epoch.primary)
-            .is_none_or(|seq| seq <= epoch.seq);
+            .is_none_or(|seq| seq <= epoch.seq)
+            && !epoch.veto.as_ref().is_some_and(|veto| veto());
         valid.then_some(gate)
     }
 

@@ -263,6 +263,14 @@ impl DiskIndex {
     }
 
     /// Every key starting with `prefix`.
+    /// Every key with its head.
+    pub fn entries(&self) -> Vec<(String, Arc<StoredHead>)> {
+        self.entries
+            .iter()
+            .map(|(k, slot)| (k.clone(), Arc::clone(&slot.head)))
+            .collect()
+    }
+
     pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         self.entries
             .keys()

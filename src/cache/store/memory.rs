@@ -136,6 +136,11 @@ impl Memory {
         result.into_entry().is_some()
     }
 
+    /// True while `key` is held.
+    pub fn contains(&self, key: &str) -> bool {
+        self.cache.contains_key(key)
+    }
+
     /// True if `key` was present.
     pub async fn remove(&self, key: &str) -> bool {
         self.cache.remove(key).await.is_some()

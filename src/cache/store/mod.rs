@@ -32,11 +32,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::HeaderName;
 
 pub use body::DiskBody;
 pub use epoch::Epoch;
 pub use writer::Writer;
 
+use crate::cache::invalidate::index::Entries;
 use crate::cache::meta::StoredHead;
 use disk::{Disk, Found};
 use epoch::Epochs;
@@ -59,6 +61,57 @@ struct Inner {
     disk: Option<Arc<Disk>>,
     /// Keeps fills that began before an invalidation from committing (see `epoch`).
     epochs: Epochs,
+
+    /// Which keys each URL and tag has (see `cache::invalidate`): kept in step here, where
+    /// every commit, head update and removal passes.
+    index: Arc<Entries>,
+    /// Response fields whose values are the entry's tags.
+    tag_fields: Vec<HeaderName>,
+    /// Index size at which the next sweep of evicted keys runs.
+    next_sweep: std::sync::atomic::AtomicUsize,
+}
+
+/// Least index size that triggers a sweep.
+const MIN_SWEEP: usize = 8192;
+
+impl Inner {
+    /// Lists `key` in the index with the tags of `head`; `keep_seq` for a head update that is
+    /// not a new response.
+    pub(super) fn register(self: &Arc<Self>, key: &str, head: &StoredHead, keep_seq: bool) {
+        let tags = crate::cache::invalidate::tags::of_head(&head.headers, &self.tag_fields);
+        self.index.register(key, tags, keep_seq);
+        let len = self.index.len();
+        let next = self.next_sweep.load(std::sync::atomic::Ordering::Relaxed);
+        if len >= next
+            && self
+                .next_sweep
+                .compare_exchange(
+                    next,
+                    usize::MAX,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            // Entries evicted for room stay listed until a sweep: one runs each time the
+            // index doubles, so its cost per commit stays constant.
+            let inner = Arc::clone(self);
+            tokio::task::spawn_blocking(move || {
+                let dropped = inner.index.sweep(|key| inner.holds(key));
+                let left = inner.index.len();
+                tracing::debug!(dropped, left, "cache index swept");
+                inner.next_sweep.store(
+                    left.saturating_mul(2).max(MIN_SWEEP),
+                    std::sync::atomic::Ordering::Release,
+                );
+            });
+        }
+    }
+
+    /// True if a tier holds `key` (without counting a use).
+    fn holds(&self, key: &str) -> bool {
+        self.memory.contains(key) || self.disk.as_ref().is_some_and(|d| d.peek(key).is_some())
+    }
 }
 
 /// Which tier served a hit; for logs and `Cache-Status`.
@@ -112,25 +165,48 @@ impl Store {
             Some(d) => Some(Arc::new(Disk::open(d).await?)),
             None => None,
         };
-        Ok(Self::with(
+        let store = Self::with(
             Memory::new(config.memory.max_size, config.memory.max_object_size),
             disk,
-        ))
+            config.behaviour.tag_fields.clone(),
+        );
+        // The URL and tag index is rebuilt from what the disk tier kept.
+        if let Some(disk) = &store.inner.disk {
+            for (key, head) in disk.entries() {
+                let tags =
+                    crate::cache::invalidate::tags::of_head(&head.headers, &store.inner.tag_fields);
+                store.inner.index.register(&key, tags, false);
+            }
+        }
+        Ok(store)
     }
 
     /// A store with no disk tier.
     pub fn memory_only(max_size: u64, max_object_size: u64) -> Store {
-        Self::with(Memory::new(max_size, max_object_size), None)
+        Self::with(
+            Memory::new(max_size, max_object_size),
+            None,
+            crate::cache::invalidate::tags::default_fields(),
+        )
     }
 
-    fn with(memory: Memory, disk: Option<Arc<Disk>>) -> Store {
+    fn with(memory: Memory, disk: Option<Arc<Disk>>, tag_fields: Vec<HeaderName>) -> Store {
         Store {
             inner: Arc::new(Inner {
                 memory,
                 disk,
                 epochs: Epochs::new(),
+
+                index: Arc::new(Entries::default()),
+                tag_fields,
+                next_sweep: std::sync::atomic::AtomicUsize::new(MIN_SWEEP),
             }),
         }
+    }
+
+    /// The index of stored keys by URL and by tag.
+    pub fn index(&self) -> &Arc<Entries> {
+        &self.inner.index
     }
 
     /// The largest object any tier accepts.
@@ -203,6 +279,13 @@ impl Store {
     /// Freshens a stored entry after a 304 (RFC 9111 §4.3.4): replaces the head and keeps
     /// the body, in every tier holding `key`. False if no tier does.
     pub async fn update_head(&self, key: &str, head: StoredHead) -> bool {
+        self.replace_head(key, head, false).await
+    }
+
+    /// [`update_head`](Self::update_head); `keep_seq` when the head is not a new response
+    /// (a soft purge's mark), so bans still see the entry's first store time.
+    pub async fn replace_head(&self, key: &str, head: StoredHead, keep_seq: bool) -> bool {
+        self.inner.register(key, &head, keep_seq);
         let on_disk = match &self.inner.disk {
             Some(disk) => disk.update_head(key, head.clone()).await,
             None => false,
@@ -218,7 +301,17 @@ impl Store {
             Some(disk) => disk.remove(key).await,
             None => false,
         };
+        self.inner.index.forget(key);
         in_memory || on_disk
+    }
+
+    /// `key`'s stored head from the tier that would serve it, without promoting it (for
+    /// purges, not the request path).
+    pub async fn head(&self, key: &str) -> Option<Arc<StoredHead>> {
+        if let Some(entry) = self.inner.memory.get(key).await {
+            return Some(entry.head);
+        }
+        self.inner.disk.as_ref().and_then(|d| d.peek(key))
     }
 
     /// Removes every key starting with `prefix` from both tiers (all Vary variants of a

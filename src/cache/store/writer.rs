@@ -216,6 +216,9 @@ impl Writer {
             ..
         } = self;
         let head = Arc::new(head);
+        // Listed before it becomes visible (a purge meanwhile finds it) and again after (a
+        // sweep meanwhile may have dropped it).
+        inner.register(&key, &head, false);
         if let Some(disk) = &inner.disk {
             let writer = match sink {
                 Sink::Open(w) => Some(*w),
@@ -232,13 +235,17 @@ impl Writer {
         }
         match memory {
             Some(buf) => {
-                inner.memory.insert(&key, head, freeze(buf)).await;
+                inner
+                    .memory
+                    .insert(&key, Arc::clone(&head), freeze(buf))
+                    .await;
             }
             // Likewise an older memory copy would shadow the new disk copy.
             None => {
                 inner.memory.remove(&key).await;
             }
         }
+        inner.register(&key, &head, false);
         Ok(())
     }
 

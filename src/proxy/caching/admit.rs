@@ -168,6 +168,7 @@ fn stored_head(
     }
     // An origin must not be able to make its response look like an internal vary record.
     headers.remove(crate::cache::lookup::VARY_RECORD);
+    crate::cache::invalidate::soft::unmark(&mut headers);
     StoredHead {
         status: up.parts.status,
         headers: crate::cache::meta::StoredFields::from_map(&headers),

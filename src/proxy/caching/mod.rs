@@ -77,7 +77,14 @@ pub async fn handle(
         ticket: None,
     };
     if ex.parts.method.as_str() == "PURGE" {
-        return purge::purge(ex.shared, conn.peer.ip(), &ex.parts.uri, txn).await;
+        return purge::purge(
+            ex.shared,
+            conn.peer.ip(),
+            &ex.parts.uri,
+            &ex.parts.headers,
+            txn,
+        )
+        .await;
     }
     if !is_cacheable_method(&ex.parts.method) {
         return bypass::bypass(&mut ex, txn, BypassReason::Method).await;

@@ -1,10 +1,11 @@
-//! PURGE (Squid's method): removes every stored variant of a URL, for clients in
-//! `cache.purge_from` (loopback by default).
+//! PURGE (Squid's method): removes every stored variant of a URL (or the entries with the
+//! tags the request names, or marks them stale), for clients in `cache.purge_from` (loopback
+//! by default).
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode, Uri};
+use http::{HeaderMap, Response, StatusCode, Uri};
 
 use crate::cache::result::CacheResult;
 use crate::cache::status::CacheStatus;
@@ -13,11 +14,15 @@ use crate::proxy::body::ProxyBody;
 use crate::proxy::transaction::Transaction;
 use crate::proxy::Shared;
 
-/// PURGE: removes every stored variant of the URI; 200 if anything was removed, else 404.
+/// PURGE: removes every stored variant of the URI, or with `Surrogate-Key`/`Cache-Tag` the
+/// entries with those tags, or with `Cuttle-Purge: soft` marks them stale (see
+/// `cache::invalidate`); forwarded to `cache.purge_propagate`. 200 if anything was purged,
+/// else 404.
 pub async fn purge(
     shared: &Shared,
     client: IpAddr,
     uri: &Uri,
+    headers: &HeaderMap,
     txn: &mut Transaction,
 ) -> Result<Response<ProxyBody>, Error> {
     let client = client.to_canonical();
@@ -39,8 +44,15 @@ pub async fn purge(
             "PURGE needs an absolute URL",
         ));
     };
-    let removed = shared.cache.invalidate(&primary).await;
-    let status = if removed > 0 {
+    let cache = &shared.cache;
+    let request =
+        crate::cache::invalidate::from_purge_request(primary, headers, &cache.behaviour.tag_fields);
+    let hops = crate::cache::invalidate::propagate::hops(headers);
+    let purged = cache
+        .purge_and_propagate(&request, hops)
+        .await
+        .map_or(0, |(purged, _)| purged.entries);
+    let status = if purged > 0 {
         StatusCode::OK
     } else {
         StatusCode::NOT_FOUND
@@ -52,7 +64,7 @@ pub async fn purge(
         .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
     txn.outcome(
         CacheResult::Purge {
-            removed: removed > 0,
+            removed: purged > 0,
         },
         CacheStatus::default(),
     );

@@ -1,0 +1,320 @@
+//! The entry index: which keys are stored for each URL, and which keys carry each tag.
+//!
+//! Invalidating a URL (a PURGE, or a POST/PUT/DELETE, RFC 9111 §4.4) must touch only that URL's
+//! own entries: this index maps each primary key to the keys stored under it (the plain entry or
+//! the vary record, and every `primary\nsecondary` variant), so a URL never cached costs one
+//! probe of one shard's map, whatever the cache holds. It also maps each surrogate key (tag) to
+//! its keys, and remembers for every key the logical time it was stored at, which bans compare
+//! against (Varnish's ban list idea; see `bans`).
+//!
+//! The index may hold more than the tiers do (an entry evicted from both tiers stays listed until
+//! a [`sweep`](Entries::sweep) or a purge drops it), never less: a key is registered before its
+//! commit makes it visible and again after, so a purge never misses a stored entry. Tags are
+//! checked against a key's current tags at purge time, so a key whose newer response dropped a
+//! tag is not purged with it.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Shards of each map: commits of unrelated URLs rarely wait for each other.
+const SHARDS: usize = 64;
+
+/// What the index knows about one stored key.
+#[derive(Debug, Clone, Default)]
+struct KeyInfo {
+    /// Logical time of the latest store (see [`Entries::now`]).
+    seq: u64,
+    tags: Box<[Box<str>]>,
+}
+
+/// The keys of one primary key.
+type UrlKeys = HashMap<Box<str>, KeyInfo>;
+/// One shard of the URL map: primary key -> its keys.
+type UrlShard = Mutex<HashMap<Box<str>, UrlKeys>>;
+/// One shard of the tag map: tag -> keys.
+type TagShard = Mutex<HashMap<Box<str>, HashSet<Box<str>>>>;
+
+/// The per-URL and per-tag index of stored keys, with the logical clock bans and fills use.
+pub struct Entries {
+    urls: Box<[UrlShard]>,
+    tags: Box<[TagShard]>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Logical clock: bumped by every invalidation and ban, read by every registration and fill.
+    clock: AtomicU64,
+    /// Keys listed (for the sweep threshold and metrics).
+    len: AtomicUsize,
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Self {
+            urls: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            tags: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            clock: AtomicU64::new(1),
+            len: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entries")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The primary key a stored key belongs to (`primary` or `primary\nsecondary`).
+pub fn primary_of(key: &str) -> &str {
+    key.split_once('\n').map_or(key, |(primary, _)| primary)
+}
+
+impl Entries {
+    /// The logical time now: a fill or a registration taken now is newer than every
+    /// invalidation or ban made so far.
+    pub fn now(&self) -> u64 {
+        self.clock.load(Ordering::Acquire)
+    }
+
+    /// Advances the logical clock for an invalidation or a ban; returns its time, which is
+    /// later than every registration made before it.
+    pub fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Keys listed.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard<'a, T>(&self, shards: &'a [Mutex<T>], name: &str) -> MutexGuard<'a, T> {
+        let i = usize::try_from(self.hasher.hash_one(name) % SHARDS as u64).unwrap_or(0);
+        shards[i].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that `key` is (about to be) stored now with `tags`. `seq` is kept when
+    /// `keep_seq` (a head update that is not a new response, such as a soft purge's mark).
+    pub fn register(&self, key: &str, tags: Vec<Box<str>>, keep_seq: bool) {
+        let primary = primary_of(key);
+        let mut urls = self.shard(&self.urls, primary);
+        let seq = self.now();
+        let keys = urls.entry(Box::from(primary)).or_default();
+        let tags: Box<[Box<str>]> = tags.into_boxed_slice();
+        let old = match keys.get_mut(key) {
+            Some(info) => {
+                if !keep_seq {
+                    info.seq = seq;
+                }
+                std::mem::replace(&mut info.tags, tags.clone())
+            }
+            None => {
+                keys.insert(
+                    Box::from(key),
+                    KeyInfo {
+                        seq,
+                        tags: tags.clone(),
+                    },
+                );
+                self.len.fetch_add(1, Ordering::Relaxed);
+                Box::default()
+            }
+        };
+        // Tag shards are locked while the URL shard is held (always in this order), so two
+        // registrations of one key cannot leave its tag sets out of step.
+        for tag in old.iter().filter(|t| !tags.contains(t)) {
+            let mut set = self.shard(&self.tags, tag);
+            if let Some(keys) = set.get_mut(tag) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    set.remove(tag);
+                }
+            }
+        }
+        for tag in tags.iter().filter(|t| !old.contains(t)) {
+            self.shard(&self.tags, tag)
+                .entry(tag.clone())
+                .or_default()
+                .insert(Box::from(key));
+        }
+    }
+
+    /// Drops `key` (removed from every tier).
+    pub fn forget(&self, key: &str) {
+        let primary = primary_of(key);
+        let mut urls = self.shard(&self.urls, primary);
+        let Some(keys) = urls.get_mut(primary) else {
+            return;
+        };
+        let Some(info) = keys.remove(key) else {
+            return;
+        };
+        if keys.is_empty() {
+            urls.remove(primary);
+        }
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.untag(key, &info.tags);
+    }
+
+    fn untag(&self, key: &str, tags: &[Box<str>]) {
+        for tag in tags {
+            let mut set = self.shard(&self.tags, tag);
+            if let Some(keys) = set.get_mut(tag) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    set.remove(tag);
+                }
+            }
+        }
+    }
+
+    /// Every key listed under `primary` (one map probe when there is none).
+    pub fn keys_of_url(&self, primary: &str) -> Vec<String> {
+        let urls = self.shard(&self.urls, primary);
+        urls.get(primary)
+            .map(|keys| keys.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every key currently tagged `tag`.
+    pub fn keys_of_tag(&self, tag: &str) -> Vec<String> {
+        let candidates: Vec<Box<str>> = {
+            let set = self.shard(&self.tags, tag);
+            set.get(tag)
+                .map(|keys| keys.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        candidates
+            .into_iter()
+            .filter(|key| {
+                let primary = primary_of(key);
+                let urls = self.shard(&self.urls, primary);
+                urls.get(primary)
+                    .and_then(|keys| keys.get(&**key))
+                    .is_some_and(|info| info.tags.iter().any(|t| &**t == tag))
+            })
+            .map(String::from)
+            .collect()
+    }
+
+    /// The logical time `key` was stored at; 0 for a key not listed (older than any ban).
+    pub fn seq_of(&self, key: &str) -> u64 {
+        let primary = primary_of(key);
+        let urls = self.shard(&self.urls, primary);
+        urls.get(primary)
+            .and_then(|keys| keys.get(key))
+            .map_or(0, |info| info.seq)
+    }
+
+    /// Keys stored before `seq` whose primary key passes `matches` (for a ban's lurker).
+    pub fn keys_before(&self, seq: u64, matches: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for shard in self.urls.iter() {
+            let urls = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (primary, keys) in urls.iter() {
+                if !matches(primary) {
+                    continue;
+                }
+                out.extend(
+                    keys.iter()
+                        .filter(|(_, info)| info.seq < seq)
+                        .map(|(k, _)| k.to_string()),
+                );
+            }
+        }
+        out
+    }
+
+    /// Drops every key `live` says no tier holds any more (entries evicted for room).
+    /// `live` runs under a shard lock, so a registration of the same key waits for it.
+    pub fn sweep(&self, live: impl Fn(&str) -> bool) -> usize {
+        let mut dropped = 0;
+        for shard in self.urls.iter() {
+            let mut urls = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut gone = Vec::new();
+            urls.retain(|_, keys| {
+                keys.retain(|key, info| {
+                    let keep = live(key);
+                    if !keep {
+                        gone.push((key.clone(), std::mem::take(&mut info.tags)));
+                    }
+                    keep
+                });
+                !keys.is_empty()
+            });
+            for (key, tags) in &gone {
+                self.untag(key, tags);
+            }
+            dropped += gone.len();
+        }
+        self.len.fetch_sub(dropped, Ordering::Relaxed);
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(list: &[&str]) -> Vec<Box<str>> {
+        list.iter().map(|t| Box::from(*t)).collect()
+    }
+
+    #[test]
+    fn urls_list_their_variants_only() {
+        let ix = Entries::default();
+        ix.register("http://a/x", Vec::new(), false);
+        ix.register("http://a/x\naccept-encoding=gzip", Vec::new(), false);
+        ix.register("http://a/xy", Vec::new(), false);
+        let mut keys = ix.keys_of_url("http://a/x");
+        keys.sort();
+        assert_eq!(keys, ["http://a/x", "http://a/x\naccept-encoding=gzip"]);
+        assert!(ix.keys_of_url("http://a/never").is_empty());
+        ix.forget("http://a/x");
+        ix.forget("http://a/x\naccept-encoding=gzip");
+        assert!(ix.keys_of_url("http://a/x").is_empty());
+        assert_eq!(ix.len(), 1);
+    }
+
+    #[test]
+    fn a_retagged_key_leaves_its_old_tag() {
+        let ix = Entries::default();
+        ix.register("http://a/1", tags(&["red", "blue"]), false);
+        ix.register("http://a/2", tags(&["red"]), false);
+        ix.register("http://a/1", tags(&["blue"]), false);
+        assert_eq!(ix.keys_of_tag("red"), ["http://a/2"]);
+        assert_eq!(ix.keys_of_tag("blue"), ["http://a/1"]);
+        ix.forget("http://a/1");
+        assert!(ix.keys_of_tag("blue").is_empty());
+    }
+
+    #[test]
+    fn store_times_order_against_ticks() {
+        let ix = Entries::default();
+        ix.register("http://a/old", Vec::new(), false);
+        let ban = ix.tick();
+        ix.register("http://a/new", Vec::new(), false);
+        assert!(ix.seq_of("http://a/old") < ban);
+        assert!(ix.seq_of("http://a/new") >= ban);
+        assert_eq!(ix.keys_before(ban, |_| true), ["http://a/old"]);
+        // A head update that keeps the time keeps the entry under the ban.
+        ix.register("http://a/old", Vec::new(), true);
+        assert!(ix.seq_of("http://a/old") < ban);
+    }
+
+    #[test]
+    fn sweep_drops_what_no_tier_holds() {
+        let ix = Entries::default();
+        ix.register("http://a/1", tags(&["t"]), false);
+        ix.register("http://a/2", tags(&["t"]), false);
+        assert_eq!(ix.sweep(|k| k == "http://a/2"), 1);
+        assert_eq!(ix.keys_of_tag("t"), ["http://a/2"]);
+        assert_eq!(ix.len(), 1);
+    }
+}
