@@ -211,6 +211,7 @@ impl Config {
                 port: *port,
                 proxy_only: false,
                 login: None,
+                monitor: None,
             })
             .collect();
         let allow_all = Rule {

@@ -24,6 +24,7 @@ pub mod client_slots;
 pub mod destination;
 pub mod forward;
 pub mod headers;
+pub mod internal;
 pub mod listener;
 pub mod next_hop;
 pub mod respond;
@@ -47,8 +48,11 @@ pub use headers::ForwardedFor;
 /// Request-path settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Our name in `Via`, error pages and loop detection.
+    /// Our name in error pages (Squid `visible_hostname`).
     pub visible_hostname: String,
+    /// Our name in `Via` and loop detection (Squid `unique_hostname`); `None`: the visible
+    /// name with the first listening port (`app` knows it once the ports are bound).
+    pub unique_hostname: Option<String>,
     pub listeners: Vec<ListenerConfig>,
     pub timeouts: Timeouts,
     pub limits: Limits,

@@ -3,7 +3,8 @@
 //! RFC 9112 §3.2 request-target forms decide the mode of a request on a forward port:
 //! `CONNECT host:port` (authority-form) opens a tunnel, `GET http://host/path` (absolute-form)
 //! is forwarded; origin-form requests (`GET /path`) are not for a forward proxy and get 400
-//! `Invalid URL`, as in Squid. Every path ends in a response carrying its [`Transaction`], so
+//! `Invalid URL`, as in Squid, except Squid's internal URLs, which `proxy::internal` answers
+//! (as it does absolute-form URLs naming the proxy itself). Every path ends in a response carrying its [`Transaction`], so
 //! every request is logged exactly once.
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::client_conn::ConnActivity;
 use super::transaction::{code, Transaction};
-use super::{forward, respond, reverse, tunnel, Limits, Live, Mode, Shared};
+use super::{forward, internal, respond, reverse, tunnel, Limits, Live, Mode, Shared};
 use crate::access::{AccessRequest, Verdict};
 use crate::error::{Error, ErrorKind, Side};
 
@@ -77,6 +78,10 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
     }
     if req.method() == Method::CONNECT {
         return tunnel::handle(req, &conn, &shared, txn).await;
+    }
+    if let Some(what) = internal::classify(&req, conn.local, &shared.via) {
+        let response = internal::answer(what, &mut txn);
+        return response.map(|body| body.with_transaction(txn));
     }
     if req.uri().scheme().is_some() && req.uri().authority().is_some() {
         return forward::handle(req, &conn, &shared, txn).await;

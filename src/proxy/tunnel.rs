@@ -39,13 +39,17 @@ pub async fn handle(
     shared: &Shared,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    let upstream = match open(&req, conn, shared).await {
-        Ok(stream) => stream,
+    let Opened {
+        stream: upstream,
+        hierarchy,
+        peer,
+    } = match open(&req, conn, shared).await {
+        Ok(opened) => opened,
         Err(err) => return reply_error(txn, &err, shared),
     };
     txn.code = code::TCP_TUNNEL;
-    txn.hierarchy = hier::DIRECT;
-    txn.peer = req.uri().host().map(str::to_owned);
+    txn.hierarchy = hierarchy;
+    txn.peer = Some(peer);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let idle = shared.config.timeouts.tunnel_idle;
     // The tunnel counts against max_connections until it closes.
@@ -73,12 +77,27 @@ pub async fn handle(
     response
 }
 
+/// A tunnel's upstream connection and how it was reached (for the access log).
+struct Opened {
+    stream: TcpStream,
+    /// `HIER_DIRECT`, or the code of the parent the CONNECT went through.
+    hierarchy: &'static str,
+    /// The target host (direct) or the parent's name.
+    peer: String,
+}
+
+impl Opened {
+    fn direct(stream: TcpStream, host: &str) -> Self {
+        Self {
+            stream,
+            hierarchy: hier::HIER_DIRECT,
+            peer: host.to_owned(),
+        }
+    }
+}
+
 /// Checks the request and connects to its target.
-async fn open(
-    req: &Request<Incoming>,
-    conn: &ConnInfo,
-    shared: &Shared,
-) -> Result<TcpStream, Error> {
+async fn open(req: &Request<Incoming>, conn: &ConnInfo, shared: &Shared) -> Result<Opened, Error> {
     let authority = req.uri().authority().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidRequest,
@@ -117,7 +136,8 @@ async fn open(
     if let Some(peers) = &shared.peers {
         return open_through_hierarchy(peers, conn, req, host, port, &resolution, timeout).await;
     }
-    connect_direct(host, port, &resolution, timeout).await
+    let stream = connect_direct(host, port, &resolution, timeout).await?;
+    Ok(Opened::direct(stream, host))
 }
 
 /// Connects to the checked addresses, or (only when no rule needed them) resolves `host` now.
@@ -145,7 +165,7 @@ async fn open_through_hierarchy(
     port: u16,
     resolution: &Resolution,
     timeout: std::time::Duration,
-) -> Result<TcpStream, Error> {
+) -> Result<Opened, Error> {
     let access = AccessRequest {
         src: conn.peer.ip(),
         host,
@@ -169,14 +189,21 @@ async fn open_through_hierarchy(
     for hop in peers.router.hops(&route, |i| peers.alive(i)) {
         match hop {
             Hop::Sibling(_) => {}
-            Hop::Parent { index, .. } => {
+            Hop::Parent { index, code } => {
                 let Some(peer) = peers.config.peers.get(index) else {
                     continue;
                 };
                 match connect_through(&peer.host, peer.port, &key, peer.login.as_ref(), timeout)
                     .await
                 {
-                    Ok(stream) => return Ok(stream),
+                    Ok(stream) => {
+                        peers.mark_alive(index);
+                        return Ok(Opened {
+                            stream,
+                            hierarchy: code,
+                            peer: peer.info.name.clone(),
+                        });
+                    }
                     Err(err) => {
                         if matches!(
                             err.kind(),
@@ -188,7 +215,10 @@ async fn open_through_hierarchy(
                     }
                 }
             }
-            Hop::Direct => return connect_direct(host, port, resolution, timeout).await,
+            Hop::Direct => {
+                let stream = connect_direct(host, port, resolution, timeout).await?;
+                return Ok(Opened::direct(stream, host));
+            }
         }
     }
     Err(last_error)
