@@ -376,3 +376,86 @@ pub async fn connect_through(
     }
     Ok(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::upstream::hierarchy::PeerKind;
+
+    fn peers() -> Arc<Peers> {
+        let config = HierarchyConfig {
+            peers: vec![PeerConfig {
+                info: PeerInfo {
+                    name: "upper".to_owned(),
+                    kind: PeerKind::Parent,
+                    weight: 1,
+                    no_query: false,
+                    default: false,
+                },
+                host: "127.0.0.1".to_owned(),
+                port: 9,
+                proxy_only: false,
+                login: None,
+                monitor: None,
+            }],
+            selection: ParentSelection::FirstUp,
+            never_direct: Rules::default(),
+            always_direct: Rules::default(),
+            dead_time: Duration::from_secs(60),
+        };
+        let upstream = Config {
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            max_response_header_size: 64 * 1024,
+            pool_idle_timeout: Duration::from_secs(1),
+        };
+        Peers::new(config, &upstream)
+    }
+
+    /// Collects what tracing writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_up_and_down_transition_is_logged_once() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let peers = peers();
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(peers.alive(0) && !peers.is_down(0));
+            peers.mark_dead(0);
+            peers.mark_dead(0);
+            assert!(!peers.alive(0) && peers.is_down(0));
+            peers.mark_alive(0);
+            peers.mark_alive(0);
+            assert!(peers.alive(0) && !peers.is_down(0));
+            // A failed probe keeps the peer dead even past dead_time; a good one revives it.
+            peers.probed(0, Err("monitorurl answered 503".to_owned()));
+            peers.probed(0, Err("monitorurl answered 503".to_owned()));
+            assert!(!peers.alive(0) && peers.is_down(0));
+            peers.probed(0, Ok(()));
+            assert!(peers.alive(0));
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("cache peer is down").count(), 2, "{text}");
+        assert_eq!(text.matches("cache peer is up again").count(), 2, "{text}");
+        assert!(text.contains("monitorurl answered 503"), "{text}");
+    }
+}
