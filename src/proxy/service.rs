@@ -80,6 +80,11 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
         return tunnel::handle(req, &conn, &shared, txn).await;
     }
     if let Some(what) = internal::classify(&req, conn.local, &shared.via) {
+        // `http_access` still decides who may ask us anything.
+        let ours = conn.local.ip().to_string();
+        if let Err(err) = check_access(&shared, conn.peer, req.method(), &ours, conn.local.port()) {
+            return reply_error(txn, &err, &shared);
+        }
         let response = internal::answer(what, &mut txn);
         return response.map(|body| body.with_transaction(txn));
     }
