@@ -56,7 +56,7 @@ pub enum StartError {
     },
     #[error("cannot open the access log: {0}")]
     AccessLog(io::Error),
-    #[error("visible_hostname `{0}` is not a valid token")]
+    #[error("visible_hostname or unique_hostname `{0}` is not a valid token")]
     Hostname(String),
 }
 
@@ -132,6 +132,9 @@ struct Kept {
     /// Connections per client address (`client_ip_max_connections`), counted across
     /// generations like the overall cap.
     client_slots: Arc<proxy::client_slots::ClientSlots>,
+    /// The first listening port as bound at start: the default `unique_hostname` is
+    /// `visible_hostname:first_port`, the same for every generation.
+    first_port: u16,
 }
 
 /// One open listening socket.
@@ -199,8 +202,10 @@ pub async fn start_with(
     )
     .await
     .map_err(StartError::AccessLog)?;
-    let via = via_for(&config)?;
+    let first_port = bound.first().map_or(0, |(_, local, _, _)| local.port());
+    let via = via_for(&config, first_port)?;
     let kept = Kept {
+        first_port,
         clock,
         cache,
         access_log: Arc::new(access_log),
@@ -378,9 +383,16 @@ fn spawn_checks(group: &Arc<Group>) -> watch::Sender<bool> {
     stop
 }
 
-fn via_for(config: &Config) -> Result<ViaIdentity, StartError> {
-    ViaIdentity::new(&config.proxy.visible_hostname)
-        .ok_or_else(|| StartError::Hostname(config.proxy.visible_hostname.clone()))
+/// Our `Via` identity: `unique_hostname` as configured, else `visible_hostname:first_port`
+/// (`proxy::headers::ViaIdentity` says why).
+fn via_for(config: &Config, first_port: u16) -> Result<ViaIdentity, StartError> {
+    let visible = &config.proxy.visible_hostname;
+    let unique = match &config.proxy.unique_hostname {
+        Some(unique) => unique.clone(),
+        None if first_port == 0 => visible.clone(),
+        None => format!("{visible}:{first_port}"),
+    };
+    ViaIdentity::with_unique(visible, &unique).ok_or(StartError::Hostname(unique))
 }
 
 /// Builds generation `generation` of the request state from `config`, keeping from

@@ -712,3 +712,56 @@ fn an_upgrade_protocol_must_be_a_bare_token() {
         "{e}"
     );
 }
+
+#[test]
+fn peer_names_must_be_unique_and_monitors_well_formed() {
+    let peer = |extra: &str| {
+        format!("[[peer]]\nhost = \"127.0.0.1\"\nport = 3128\ntype = \"parent\"\n{extra}\n")
+    };
+    // Two peers on one host, neither named: both would be called `127.0.0.1`.
+    let e = error_for(&format!("{}{}", peer(""), peer("").replace("3128", "3129")));
+    assert!(e.starts_with("broken.toml:6: peer[1].name: "), "{e}");
+    assert!(e.contains("add") || e.contains("give each"), "{e}");
+    assert!(e.contains("name = \"127.0.0.1-3129\""), "{e}");
+    // Two peers given one name.
+    let e = error_for(&format!(
+        "{}{}",
+        peer("name = \"up\""),
+        peer("name = \"up\"").replace("3128", "3129")
+    ));
+    assert!(e.starts_with("broken.toml:"), "{e}");
+    assert!(
+        e.contains("peer[1].name: `up` is already the name of peer 0"),
+        "{e}"
+    );
+    // Named apart, they load.
+    config::load_str(
+        "ok.toml",
+        &format!(
+            "{}{}",
+            peer("name = \"a\""),
+            peer("name = \"b\"").replace("3128", "3129")
+        ),
+    )
+    .unwrap();
+    let e = error_for(&peer("monitorurl = \"/health\""));
+    assert!(
+        e.contains("peer[0].monitorurl: `/health` is not an absolute http:// URL"),
+        "{e}"
+    );
+    let e = error_for(&peer("monitorinterval = \"30s\""));
+    assert!(
+        e.contains("peer[0].monitorurl: monitorinterval and monitortimeout need"),
+        "{e}"
+    );
+    let e = error_for(&peer(
+        "monitorurl = \"http://o.example/\"\nmonitorinterval = \"0s\"",
+    ));
+    assert!(
+        e.contains("peer[0].monitorinterval: must be more than 0"),
+        "{e}"
+    );
+    let e = error_for("unique_hostname = \"two words\"\n");
+    assert!(e.starts_with("broken.toml:1: unique_hostname: "), "{e}");
+    config::load_str("ok.toml", "unique_hostname = \"proxy.example:3129\"\n").unwrap();
+}

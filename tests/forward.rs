@@ -41,7 +41,11 @@ async fn curl_gets_the_origin_body_byte_for_byte_in_origin_form() {
         origin.addr.to_string()
     );
     let via = seen.headers["via"].to_str().unwrap();
-    assert!(via.starts_with("1.1 cuttle-test (cuttle/"), "{via}");
+    // The received-by is the unique name: visible_hostname with our port by default.
+    assert!(
+        via.starts_with(&format!("1.1 cuttle-test:{} (cuttle/", proxy.addr.port())),
+        "{via}"
+    );
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert!(!seen.headers.contains_key("proxy-connection"));
 }
@@ -213,7 +217,13 @@ async fn request_already_carrying_our_via_is_a_loop() {
     let proxy = TestProxy::start("").await;
     let response = http_client(&proxy)
         .get(origin.url("/"))
-        .header("via", "1.1 other, 1.1 cuttle-test (cuttle/0.1.0)")
+        .header(
+            "via",
+            format!(
+                "1.1 other, 1.1 cuttle-test:{} (cuttle/0.1.0)",
+                proxy.addr.port()
+            ),
+        )
         .send()
         .await
         .unwrap();
@@ -326,7 +336,7 @@ async fn access_log_has_squid_native_lines() {
         .unwrap();
     client
         .get(origin.url("/"))
-        .header("via", "1.1 cuttle-test")
+        .header("via", format!("1.1 cuttle-test:{}", proxy.addr.port()))
         .send()
         .await
         .unwrap();

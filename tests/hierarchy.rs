@@ -405,5 +405,319 @@ async fn the_access_log_shows_squid_hierarchy_codes() {
     child.shutdown().await;
     let line = std::fs::read_to_string(&log).unwrap();
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields[8], "FIRST_UP_PARENT/upper", "{line}");
+    assert_eq!(fields[8], "FIRSTUP_PARENT/upper", "{line}");
+}
+
+/// The access log's lines as (code/status, method, URL, hierarchy/peer) after `proxy` stops.
+async fn log_lines(proxy: TestProxy, log: &std::path::Path) -> Vec<[String; 4]> {
+    proxy.shutdown().await;
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            [f[3], f[5], f[6], f[8]].map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_instances_on_one_host_chain_with_default_names_and_a_loop_between_them_is_caught() {
+    let origin = Origin::builder()
+        .route("/", |_| reply(200, "from the origin"))
+        .spawn()
+        .await;
+    // A: no visible_hostname, so the machine's host name, as B (a separate process) has.
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestProxy::start_text(
+        &config(dir.path(), "").replace("visible_hostname = \"cuttle-test\"\n", ""),
+        None,
+    )
+    .await;
+    let b = CuttleProcess::start(&["--parent", &a.addr.to_string()]);
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", b.addr)).unwrap())
+        .build()
+        .unwrap();
+    let r = client.get(origin.url("/")).send().await.unwrap();
+    let via = r.headers()["via"].to_str().unwrap().to_owned();
+    assert_eq!(r.status(), 200, "{via}");
+    assert_eq!(r.text().await.unwrap(), "from the origin");
+    // Each instance wrote its own entry, told apart by its port.
+    assert!(
+        via.contains(&format!(":{} (cuttle/", a.addr.port())),
+        "{via}"
+    );
+    assert!(
+        via.contains(&format!(":{} (cuttle/", b.addr.port())),
+        "{via}"
+    );
+    drop(b);
+
+    // Two in-process instances with one visible name, each the other's parent: still a loop.
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let a_addr: SocketAddr = format!("127.0.0.1:{a_port}").parse().unwrap();
+    let never_direct = "[[never_direct]]\nallow = [\"all\"]\n";
+    let b = TestProxy::start_text(
+        &config(
+            b_dir.path(),
+            &format!("{}{never_direct}", parent_entry(a_addr, "")),
+        ),
+        None,
+    )
+    .await;
+    let a_text = config(
+        a_dir.path(),
+        &format!("{}{never_direct}", parent_entry(b.addr, "")),
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{a_addr}\""),
+    );
+    let a = TestProxy::start_text(&a_text, None).await;
+    let r = http_client(&a)
+        .get("http://loop.test/")
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("forwarding loop"), "{page}");
+}
+
+#[tokio::test]
+async fn the_access_log_uses_squids_hierarchy_codes_for_every_case() {
+    let origin = Origin::builder()
+        .route("/cached", |_| {
+            reply_with(200, "cacheable", &[("cache-control", "max-age=300")])
+        })
+        .spawn()
+        .await;
+    let echo = echo_server().await;
+    let parent = recording_parent("via parent").await;
+    let parent2 = recording_parent("via parent 2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    // A direct cache: a miss, a hit, a PURGE, a denied request, an unreachable origin.
+    let text = config(
+        dir.path(),
+        &format!("[log]\naccess_log = \"{}\"\n", log.display()),
+    );
+    let direct = TestProxy::start_text(&text, None).await;
+    let url = origin.url("/cached");
+    fetch(&direct, &url).await;
+    fetch(&direct, &url).await;
+    let purge = http_client(&direct)
+        .request(reqwest::Method::from_bytes(b"PURGE").unwrap(), &url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purge.status(), 200);
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    fetch(&direct, &format!("http://{dead}/gone")).await;
+    let lines = log_lines(direct, &log).await;
+    let hier: Vec<&str> = lines.iter().map(|l| l[3].as_str()).collect();
+    assert_eq!(
+        hier,
+        [
+            "HIER_DIRECT/127.0.0.1",
+            "HIER_NONE/-",
+            "HIER_NONE/-",
+            "HIER_DIRECT/127.0.0.1"
+        ],
+        "{lines:?}"
+    );
+    assert!(lines[1][0].contains("HIT"), "{lines:?}");
+
+    // Through parents: round robin takes turns.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let text = named_config(
+        dir.path(),
+        "child",
+        &format!(
+            "{}{}[hierarchy]\nparent_selection = \"round_robin\"\n[[never_direct]]\nallow = [\"all\"]\n\
+             [log]\naccess_log = \"{}\"\n",
+            parent_entry(parent.addr, "name = \"p1\""),
+            parent_entry(parent2.addr, "name = \"p2\""),
+            log.display()
+        ),
+    );
+    let child = TestProxy::start_text(&text, None).await;
+    fetch(&child, "http://example.test/object").await;
+    fetch(&child, "http://example.test/object").await;
+    let lines = log_lines(child, &log).await;
+    let hier: Vec<&str> = lines.iter().map(|l| l[3].as_str()).collect();
+    assert!(
+        hier.iter().all(|h| h.starts_with("ROUNDROBIN_PARENT/p")),
+        "{lines:?}"
+    );
+    assert!(hier[0] != hier[1], "round robin takes turns: {lines:?}");
+
+    // CONNECT through a parent, then never_direct with no parent left.
+    let ports = format!("[forward]\nconnect_ports = [{}]\n", echo.port());
+    let (upper, _d1) = start("upper", &ports).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let text = named_config(
+        dir.path(),
+        "child",
+        &format!(
+            "{}{ports}[[never_direct]]\nallow = [\"all\"]\n[log]\naccess_log = \"{}\"\n",
+            parent_entry(upper.addr, "name = \"upper\""),
+            log.display()
+        ),
+    );
+    let child = TestProxy::start_text(&text, None).await;
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(child.addr).await.unwrap();
+        stream
+            .write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stream.write_all(b"ping").await.unwrap();
+        let mut back = [0u8; 4];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    drop(upper);
+    // The only parent is gone: never_direct fails without forwarding anything.
+    let (status, _, _) = fetch(&child, "http://example.test/other").await;
+    assert_eq!(status, 503);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let lines = log_lines(child, &log).await;
+    let tunnel = lines.iter().find(|l| l[1] == "CONNECT").unwrap();
+    assert_eq!(tunnel[0], "TCP_TUNNEL/200", "{lines:?}");
+    assert_eq!(tunnel[3], "FIRSTUP_PARENT/upper", "{lines:?}");
+    let failed = lines.iter().find(|l| l[2].ends_with("/other")).unwrap();
+    assert_eq!(failed[3], "HIER_NONE/-", "{lines:?}");
+}
+
+#[tokio::test]
+async fn squid_internal_urls_and_our_own_address_are_answered_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let text = config(
+        dir.path(),
+        &format!("[log]\naccess_log = \"{}\"\n", log.display()),
+    );
+    let proxy = TestProxy::start_text(&text, None).await;
+    // A Squid child asks for our cache digest in origin-form.
+    let answer = raw(
+        proxy.addr,
+        b"GET /squid-internal-periodic/store_digest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    // Absolute-form URLs naming the proxy itself are not forwarded to it.
+    for url in [
+        format!("http://{}/squid-internal-periodic/store_digest", proxy.addr),
+        format!("http://{}/some/page", proxy.addr),
+        format!("http://localhost:{}/", proxy.addr.port()),
+    ] {
+        let (status, _, body) = fetch(&proxy, &url).await;
+        assert_eq!(status, 404, "{url}: {body}");
+    }
+    let lines = log_lines(proxy, &log).await;
+    assert_eq!(
+        lines.len(),
+        4,
+        "one line each, nothing forwarded: {lines:?}"
+    );
+    for line in &lines {
+        assert_eq!(line[0], "TCP_MISS/404", "{lines:?}");
+        assert_eq!(line[3], "HIER_NONE/-", "{lines:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_monitored_parent_is_marked_dead_and_alive_by_its_probes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&healthy);
+    let parent = Origin::builder()
+        .route("/health", move |_| {
+            reply(
+                if flag.load(Ordering::SeqCst) {
+                    200
+                } else {
+                    503
+                },
+                "",
+            )
+        })
+        .route("/object", |_| reply(200, "via parent"))
+        .spawn()
+        .await;
+    let (child, _d) = start(
+        "child",
+        &format!(
+            "{}[[never_direct]]\nallow = [\"all\"]\n",
+            parent_entry(
+                parent.addr,
+                "monitorurl = \"http://health.test/health\"\nmonitorinterval = \"50ms\"\nmonitortimeout = \"1s\""
+            )
+        ),
+    )
+    .await;
+    let objects = || {
+        parent
+            .requests()
+            .iter()
+            .filter(|r| r.uri.path() == "/object")
+            .count()
+    };
+    // The probe fails: the parent is dead, and no request is sent to it.
+    let mut dead = false;
+    for _ in 0..100 {
+        let (status, _, _) = fetch(&child, "http://example.test/object").await;
+        if status == 503 {
+            dead = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(dead, "a failing monitorurl marks the parent dead");
+    let sent_before = objects();
+    let (status, _, _) = fetch(&child, "http://example.test/object").await;
+    assert_eq!((status, objects()), (503, sent_before));
+    // The probes went to the parent (the only address configured), in absolute-form.
+    let probes: Vec<String> = parent
+        .requests()
+        .iter()
+        .filter(|r| r.uri.path() == "/health")
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert!(
+        probes.iter().all(|u| u == "http://health.test/health"),
+        "{probes:?}"
+    );
+    // The probe succeeds again: the parent is back.
+    healthy.store(true, Ordering::SeqCst);
+    let mut back = false;
+    for _ in 0..100 {
+        let (status, _, body) = fetch(&child, "http://example.test/object").await;
+        if status == 200 {
+            assert_eq!(body, "via parent");
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(back, "a passing monitorurl brings the parent back");
 }

@@ -495,3 +495,42 @@ async fn a_listed_5xx_moves_an_idempotent_request_to_the_next_server() {
     let (status, _) = get(&proxy, "www.example.test", "/").await;
     assert_eq!(status, 503);
 }
+
+#[tokio::test]
+async fn the_access_log_names_a_group_server_with_the_squid_code_of_its_balancing() {
+    let a = named("a", "no-store").await;
+    let b = named("b", "no-store").await;
+    let mut seen = Vec::new();
+    for (algorithm, servers, expected) in [
+        (
+            "round_robin",
+            vec![server(a.addr, ""), server(b.addr, "")],
+            "ROUNDROBIN_PARENT",
+        ),
+        (
+            "ip_hash",
+            vec![server(a.addr, ""), server(b.addr, "")],
+            "SOURCEHASH_PARENT",
+        ),
+        ("round_robin", vec![server(a.addr, "")], "FIRSTUP_PARENT"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let text = reverse_config(dir.path(), algorithm, &servers, "").replace(
+            "access_log = \"none\"",
+            &format!("access_log = \"{}\"", log.display()),
+        );
+        let proxy = TestProxy::start_text(&text, None).await;
+        let (status, _) = get(&proxy, "www.example.test", "/").await;
+        assert_eq!(status, 200);
+        proxy.shutdown().await;
+        let line = std::fs::read_to_string(&log).unwrap();
+        let hierarchy = line.split_whitespace().nth(8).unwrap().to_owned();
+        assert!(
+            hierarchy.starts_with(&format!("{expected}/127.0.0.1:")),
+            "{algorithm}: {line}"
+        );
+        seen.push(hierarchy);
+    }
+    assert_eq!(seen.len(), 3);
+}

@@ -356,3 +356,101 @@ async fn cuttle_logs_a_miss_and_a_hit_as_squid_does_with_strip_query_terms() {
     assert_eq!(ours[1][3], "TCP_MEM_HIT/200");
     assert_eq!(ours[1][8], "HIER_NONE/-");
 }
+
+/// The code/status and hierarchy/peer fields of a log line.
+fn code_and_hierarchy(line: &[String]) -> (String, String) {
+    (line[3].clone(), line[8].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuttle_logs_a_parent_miss_and_a_failed_direct_attempt_as_squid_does() {
+    // A stand-in parent; Squid and cuttle both name it after its host (Squid's default).
+    let parent = Origin::builder()
+        .route("/object", |_| {
+            let mut r = reply(200, "via parent");
+            r.headers_mut()
+                .insert("cache-control", "no-store".parse().unwrap());
+            r
+        })
+        .spawn()
+        .await;
+    let port = parent.addr.port();
+    let squid = Squid::start(
+        "squid-child",
+        &format!("cache_peer 127.0.0.1 parent {port} 0 no-query\nnever_direct allow all"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let cuttle = TestProxy::start_text(
+        &config(
+            dir.path(),
+            &format!(
+                "[[peer]]\nhost = \"127.0.0.1\"\nport = {port}\ntype = \"parent\"\n\
+                 [[never_direct]]\nallow = [\"all\"]\n[log]\naccess_log = \"{}\"\n",
+                log.display()
+            ),
+        ),
+        None,
+    )
+    .await;
+    for proxy in [format!("http://{}", squid.addr), cuttle.url()] {
+        let client = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(proxy).unwrap())
+            .timeout(WAIT)
+            .build()
+            .unwrap();
+        let response = client
+            .get("http://example.test/object")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.text().await.unwrap(), "via parent");
+    }
+    cuttle.shutdown().await;
+    let theirs = squid_log_fields(&squid.dir.path().join("access.log"), 1);
+    let ours = squid_log_fields(&log, 1);
+    assert_eq!(
+        code_and_hierarchy(&ours[0]),
+        code_and_hierarchy(&theirs[0]),
+        "ours {ours:?}, Squid's {theirs:?}"
+    );
+    assert_eq!(ours[0][8], "FIRSTUP_PARENT/127.0.0.1");
+
+    // Straight to an origin that refuses the connection.
+    let squid = Squid::start("squid-direct", "");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let cuttle = TestProxy::start_text(
+        &config(
+            dir.path(),
+            &format!("[log]\naccess_log = \"{}\"\n", log.display()),
+        ),
+        None,
+    )
+    .await;
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    for proxy in [format!("http://{}", squid.addr), cuttle.url()] {
+        let client = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(proxy).unwrap())
+            .timeout(WAIT)
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("http://{refused}/gone"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+    }
+    cuttle.shutdown().await;
+    let theirs = squid_log_fields(&squid.dir.path().join("access.log"), 1);
+    let ours = squid_log_fields(&log, 1);
+    assert_eq!(
+        code_and_hierarchy(&ours[0]),
+        code_and_hierarchy(&theirs[0]),
+        "ours {ours:?}, Squid's {theirs:?}"
+    );
+}

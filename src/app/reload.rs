@@ -129,7 +129,7 @@ pub(super) async fn reload(inner: &Inner) -> Result<ReloadReport, ReloadError> {
             fresh.push((socket, local, *key, port_settings(listener)));
         }
     }
-    let via = via_for(&config).map_err(ReloadError::Apply)?;
+    let via = via_for(&config, state.kept.first_port).map_err(ReloadError::Apply)?;
     let log_target = &config.log.access_log;
     let mut new_log = None;
     let log_format = config.log.access_log_format;

@@ -23,7 +23,7 @@ use crate::proxy::tls::{LoadError as TlsLoadError, ServerTls};
 use crate::proxy::{self, headers::ViaIdentity};
 use crate::upstream::group::{GroupConfig, HealthCheckConfig, NextUpstream, ServerConfig};
 use crate::upstream::hierarchy::{ParentSelection, PeerInfo, PeerKind};
-use crate::upstream::peer::{HierarchyConfig, PeerConfig};
+use crate::upstream::peer::{HierarchyConfig, Monitor, PeerConfig};
 use crate::upstream::select::Algorithm;
 use crate::upstream::tls::{ClientTls, SetupError};
 use crate::{cache, log, upstream};
@@ -63,6 +63,14 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         }
         None => system_hostname(),
     };
+    if let Some(unique) = &raw.unique_hostname {
+        if !proxy::headers::is_received_by(unique) {
+            return Err(cx.err(
+                &[Seg::Key("unique_hostname")],
+                format!("`{unique}` is not a host name token with an optional port, like \"proxy1.example.net\" or \"proxy.example.net:3129\""),
+            ));
+        }
+    }
     let listeners = build_listeners(&cx, &raw.http_port, raw.error_details)?;
     let error_pages = build_error_pages(&cx, &raw.error_pages)?;
     let access = build_access(&cx, &raw.acl, &raw.http_access)?;
@@ -126,6 +134,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
     }
     let proxy = proxy::Config {
         visible_hostname,
+        unique_hostname: raw.unique_hostname.clone(),
         listeners,
         timeouts: proxy::Timeouts {
             client_header: t.client_header.0,
@@ -943,9 +952,33 @@ fn build_hierarchy(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<HierarchyCon
         };
         let hosts = [(vec![Seg::Key("host")], p.host.clone())];
         let tls = build_client_tls(cx, &[Seg::Key("peer"), Seg::Index(i)], &keys, &hosts)?;
+
+        let name = p.name.clone().unwrap_or_else(|| p.host.clone());
+        // Squid refuses two cache_peers with one name: logs and CARP could not tell them apart.
+        if let Some(j) = raw.peer[..i]
+            .iter()
+            .position(|q| q.name.as_ref().unwrap_or(&q.host) == &name)
+        {
+            let reason = if p.name.is_none() && raw.peer[j].name.is_none() {
+                format!(
+                    "peers {j} and {i} are both on host `{name}` and neither has a `name` (a \
+                     peer is named after its host by default); give each its own, like \
+                     name = \"{name}-{}\"",
+                    p.port
+                )
+            } else {
+                format!(
+                    "`{name}` is already the name of peer {j}; peer names must be unique, like \
+                     name = \"{name}-2\""
+                )
+            };
+            return Err(cx.err(&at("name"), reason));
+        }
+        let monitor = build_monitor(cx, p, i)?;
         peers.push(PeerConfig {
+            monitor,
             info: PeerInfo {
-                name: p.name.clone().unwrap_or_else(|| p.host.clone()),
+                name,
                 kind: match p.kind {
                     file::PeerType::Parent => PeerKind::Parent,
                     file::PeerType::Sibling => PeerKind::Sibling,
@@ -1045,6 +1078,52 @@ fn build_store_ids(
         });
     }
     Ok(rules)
+}
+
+/// A peer's `monitorurl` probe: an absolute `http://` URL (it is asked of the peer, like any
+/// request sent to it), an interval (Squid's default 300s) and a timeout no longer than it.
+fn build_monitor(cx: &Ctx<'_>, p: &file::Peer, i: usize) -> Result<Option<Monitor>, ConfigError> {
+    let at = |key| [Seg::Key("peer"), Seg::Index(i), Seg::Key(key)];
+    let Some(url) = &p.monitorurl else {
+        if p.monitorinterval.is_some() || p.monitortimeout.is_some() {
+            return Err(cx.err(
+                &at("monitorurl"),
+                "monitorinterval and monitortimeout need a monitorurl, like \
+                 monitorurl = \"http://origin.example/health\"",
+            ));
+        }
+        return Ok(None);
+    };
+    let uri = url
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|u| u.scheme() == Some(&http::uri::Scheme::HTTP) && u.host().is_some());
+    let Some(uri) = uri else {
+        return Err(cx.err(
+            &at("monitorurl"),
+            format!(
+                "`{url}` is not an absolute http:// URL, like \"http://origin.example/health\""
+            ),
+        ));
+    };
+    let interval = p
+        .monitorinterval
+        .map_or(std::time::Duration::from_secs(300), |d| d.0);
+    if interval.is_zero() {
+        return Err(cx.err(&at("monitorinterval"), "must be more than 0, like \"30s\""));
+    }
+    let timeout = p
+        .monitortimeout
+        .map_or(std::time::Duration::from_secs(10), |d| d.0)
+        .min(interval);
+    if timeout.is_zero() {
+        return Err(cx.err(&at("monitortimeout"), "must be more than 0, like \"5s\""));
+    }
+    Ok(Some(Monitor {
+        url: uri,
+        interval,
+        timeout,
+    }))
 }
 
 fn build_cache(

@@ -21,8 +21,12 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Name used in `Via`, error pages and loop detection; defaults to the machine's hostname.
+    /// Name used in error pages; defaults to the machine's hostname.
     pub visible_hostname: Option<String>,
+    /// Name in `Via` and for loop detection (Squid `unique_hostname`); defaults to
+    /// `visible_hostname:port` with the first listening port, so several instances can run
+    /// on one host.
+    pub unique_hostname: Option<String>,
     /// Runtime worker threads; 0 (the default) means one per CPU core.
     #[serde(default)]
     pub workers: usize,
@@ -219,6 +223,14 @@ pub struct Peer {
     /// ALPN: `h2`, `http/1.1` or both; default `http/1.1` only.
     #[serde(default)]
     pub protocols: Option<Vec<String>>,
+
+    /// An absolute `http://` URL requested through this peer to probe it (Squid `monitorurl=`).
+    pub monitorurl: Option<String>,
+    /// Time between probes (Squid `monitorinterval=`); default 300s, as in Squid.
+    pub monitorinterval: Option<HumanDuration>,
+    /// How long one probe may take (Squid `monitortimeout=`); default 10s, never more than
+    /// the interval.
+    pub monitortimeout: Option<HumanDuration>,
 }
 
 /// Squid's peer types.

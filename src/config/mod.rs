@@ -215,6 +215,7 @@ impl Config {
                 proxy_only: false,
                 login: None,
                 tls: None,
+                monitor: None,
             })
             .collect();
         let allow_all = Rule {

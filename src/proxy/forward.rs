@@ -32,8 +32,32 @@ pub async fn handle(
     shared: &Arc<Shared>,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
+    let host = req.uri().host().map(str::to_owned);
     let result = forward(req, conn, shared, &mut txn).await;
+    if let (Err(err), Some(host)) = (&result, host) {
+        note_failed_attempt(&mut txn, err, shared, host);
+    }
     finish(txn, result, shared)
+}
+
+/// Squid logs a direct attempt that failed after its address was known (the connection was
+/// refused or timed out, the reply was bad) as `HIER_DIRECT/<origin>`, and one that never got
+/// that far (denied, DNS failure) as `HIER_NONE/-`. Without peers every attempt is direct;
+/// with peers the failed hop is not known here and the line stays `HIER_NONE/-`.
+fn note_failed_attempt(txn: &mut Transaction, err: &Error, shared: &Shared, host: String) {
+    let attempted = matches!(
+        err.kind(),
+        ErrorKind::ConnectFailed
+            | ErrorKind::ConnectTimeout
+            | ErrorKind::ReadTimeout
+            | ErrorKind::InvalidResponse
+            | ErrorKind::TlsProtocol
+            | ErrorKind::TlsCertificate
+    );
+    if attempted && shared.peers.is_none() && txn.hierarchy == hier::NONE {
+        txn.hierarchy = hier::HIER_DIRECT;
+        txn.peer = Some(host);
+    }
 }
 
 async fn forward(
@@ -92,8 +116,7 @@ async fn forward(
         &mut parts.headers,
         shared.config.forward.pass_proxy_authorization,
     );
-    txn.hierarchy = hier::DIRECT;
-    txn.peer = Some(host);
+    // The hierarchy code and peer are set by `next_hop` once the request really goes out.
     let target = Target::Origin(resolution);
     if let upgrade::Requested::Allowed(offer) = upgrade {
         return upgrade::handle(conn, shared, txn, parts, body, target, offer).await;

@@ -105,41 +105,75 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// This proxy's `Via` identity, with the entry pre-rendered for each protocol version.
+/// This proxy's names and its `Via` entry, pre-rendered for each protocol version.
+///
+/// Two names, as in Squid: `visible_hostname` (the pseudonym error pages and `X-Cache` show)
+/// and `unique_hostname`, the received-by of our `Via` entry (RFC 9110 §7.6.3: `received-by =
+/// pseudonym [ ":" port ]`) and what loop detection looks for. Squid writes its
+/// `unique_hostname` into `Via` and searches incoming `Via` for it; cuttle's default unique name
+/// is `visible_hostname:port` (the first listening port), so several instances on one host,
+/// each with its own port, are told apart while a request that comes back is still caught.
 #[derive(Debug, Clone)]
 pub struct ViaIdentity {
-    /// The received-by pseudonym (Squid's `visible_hostname`), compared case-insensitively.
+    /// Squid's `visible_hostname`.
     pseudonym: String,
-    /// `<version> <pseudonym> (cuttle/<crate version>)` for 1.0, 1.1 and 2.
+    /// Squid's `unique_hostname`: our Via received-by, compared case-insensitively.
+    received_by: String,
+    /// `<version> <received_by> (cuttle/<crate version>)` for 1.0, 1.1 and 2.
     entries: [HeaderValue; 3],
 }
 
+/// Whether `name` is a Via pseudonym (an RFC 9110 token).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'*+^`|".contains(&b))
+}
+
+/// Whether `name` is a valid received-by: a token, optionally with `:port`.
+pub fn is_received_by(name: &str) -> bool {
+    match name.rsplit_once(':') {
+        Some((host, port)) => is_token(host) && port.parse::<u16>().is_ok(),
+        None => is_token(name),
+    }
+}
+
 impl ViaIdentity {
-    /// An identity for `pseudonym`; `None` if it is not a valid token.
+    /// An identity whose visible and unique names are both `pseudonym`; `None` if it is not
+    /// a valid token.
     pub fn new(pseudonym: &str) -> Option<Self> {
-        let valid = !pseudonym.is_empty()
-            && pseudonym
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'*+^`|".contains(&b));
-        if !valid {
+        Self::with_unique(pseudonym, pseudonym)
+    }
+
+    /// An identity showing `pseudonym` and writing (and looking for) `unique` in `Via`;
+    /// `None` if `pseudonym` is not a token or `unique` not a token with an optional `:port`.
+    pub fn with_unique(pseudonym: &str, unique: &str) -> Option<Self> {
+        if !is_token(pseudonym) || !is_received_by(unique) {
             return None;
         }
         let entry = |version: &str| {
             HeaderValue::from_str(&format!(
-                "{version} {pseudonym} (cuttle/{})",
+                "{version} {unique} (cuttle/{})",
                 env!("CARGO_PKG_VERSION")
             ))
             .ok()
         };
         Some(Self {
             pseudonym: pseudonym.to_owned(),
+            received_by: unique.to_owned(),
             entries: [entry("1.0")?, entry("1.1")?, entry("2")?],
         })
     }
 
-    /// The pseudonym.
+    /// The visible name (Squid `visible_hostname`).
     pub fn pseudonym(&self) -> &str {
         &self.pseudonym
+    }
+
+    /// The unique name (Squid `unique_hostname`), our Via received-by.
+    pub fn unique(&self) -> &str {
+        &self.received_by
     }
 
     /// The entry for a message received with `version` (RFC 9110 §7.6.3: "the received-protocol
@@ -176,8 +210,9 @@ impl ViaIdentity {
         }
     }
 
-    /// True when a `Via` member was received by us: the request has looped back (RFC 9110
-    /// §7.6.3: Via is used for "avoiding request loops").
+    /// True when a `Via` member was received by us (its received-by, port included, is our
+    /// unique name): the request has looped back (RFC 9110 §7.6.3: Via is used for "avoiding
+    /// request loops").
     pub fn is_loop(&self, headers: &HeaderMap) -> bool {
         headers
             .get_all(header::VIA)
@@ -185,7 +220,7 @@ impl ViaIdentity {
             .filter_map(|v| v.to_str().ok())
             .flat_map(via_members)
             .filter_map(received_by)
-            .any(|by| by.eq_ignore_ascii_case(&self.pseudonym))
+            .any(|by| by.eq_ignore_ascii_case(&self.received_by))
     }
 }
 
@@ -209,16 +244,12 @@ fn via_members(value: &str) -> impl Iterator<Item = &str> {
     members.into_iter()
 }
 
-/// The pseudonym (without port) of one Via member: `1.1 host:3128 (comment)` gives `host`.
+/// The received-by (with its port, if any) of one Via member: `1.1 host:3128 (comment)` gives
+/// `host:3128`.
 fn received_by(member: &str) -> Option<&str> {
     let mut parts = member.split_whitespace();
     let _protocol = parts.next()?;
-    let by = parts.next()?;
-    // An IPv6 literal keeps its brackets; strip a trailing `:port` only.
-    Some(match by.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.is_empty() => host,
-        _ => by,
-    })
+    parts.next()
 }
 
 /// What `Max-Forwards` asks of us for this request.
@@ -433,9 +464,34 @@ mod tests {
     fn via_loop_detected_by_pseudonym_with_or_without_port() {
         let via = ViaIdentity::new("Proxy.Example").unwrap();
         assert!(via.is_loop(&map(&[("via", "1.1 a, 1.1 proxy.example (cuttle/0.1, x)")])));
-        assert!(via.is_loop(&map(&[("via", "1.1 proxy.example:3128")])));
+        assert!(
+            !via.is_loop(&map(&[("via", "1.1 proxy.example:3128")])),
+            "another instance on the same host"
+        );
         assert!(!via.is_loop(&map(&[("via", "1.1 other (proxy.example)")])));
         assert!(!via.is_loop(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_unique_name_with_its_port_is_written_and_detected() {
+        let a = ViaIdentity::with_unique("host.example", "host.example:3128").unwrap();
+        let b = ViaIdentity::with_unique("host.example", "host.example:3129").unwrap();
+        assert_eq!(a.pseudonym(), "host.example");
+        let mut headers = HeaderMap::new();
+        b.append(&mut headers, Version::HTTP_11);
+        assert!(
+            headers[header::VIA]
+                .to_str()
+                .unwrap()
+                .starts_with("1.1 host.example:3129 (cuttle/"),
+            "{headers:?}"
+        );
+        assert!(!a.is_loop(&headers), "B's entry is not A's");
+        assert!(b.is_loop(&headers), "B sees its own entry come back");
+        a.append(&mut headers, Version::HTTP_11);
+        assert!(a.is_loop(&headers) && b.is_loop(&headers));
+        assert!(ViaIdentity::with_unique("h", "h:x").is_none());
+        assert!(ViaIdentity::with_unique("h", "h:99999").is_none());
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod forward;
 pub mod forwarding_fields;
 pub mod headers;
 pub mod interim;
+pub mod internal;
 pub mod linger;
 pub mod listener;
 pub mod next_hop;
@@ -55,8 +56,11 @@ pub use headers::ForwardedFor;
 /// Request-path settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Our name in `Via`, error pages and loop detection.
+    /// Our name in error pages (Squid `visible_hostname`).
     pub visible_hostname: String,
+    /// Our name in `Via` and loop detection (Squid `unique_hostname`); `None`: the visible
+    /// name with the first listening port (`app` knows it once the ports are bound).
+    pub unique_hostname: Option<String>,
     pub listeners: Vec<ListenerConfig>,
     pub timeouts: Timeouts,
     pub limits: Limits,

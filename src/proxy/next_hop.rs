@@ -25,6 +25,7 @@ use hyper::body::{Body, Frame, Incoming};
 
 use super::destination::Resolution;
 use super::headers;
+use super::transaction::hier;
 use super::Shared;
 use crate::access::{AccessRequest, RequestFacts, Verdict};
 use crate::error::{Error, ErrorKind};
@@ -245,12 +246,15 @@ async fn send_via_hierarchy(
                 let started = tokio::time::Instant::now();
                 let sent = send_once(shared, client, attempt, out.uri.clone(), host.clone()).await;
                 observe(peers.stats.get(i), &sent, started);
+                if sent.is_ok() {
+                    peers.mark_alive(i);
+                }
                 match sent {
                     Ok(mut up)
                         if up.parts.status.is_success() || up.parts.status.is_redirection() =>
                     {
                         up.peer = Some(peer.info.name.clone());
-                        up.hierarchy = Some("SIBLING_HIT");
+                        up.hierarchy = Some(hier::SIBLING_HIT);
                         up.no_store = peer.proxy_only;
                         return Ok(up);
                     }
@@ -280,6 +284,7 @@ async fn send_via_hierarchy(
                 observe(peers.stats.get(index), &sent, started);
                 match sent {
                     Ok(mut up) => {
+                        peers.mark_alive(index);
                         up.peer = Some(peer.info.name.clone());
                         up.hierarchy = Some(code);
                         up.no_store = peer.proxy_only;
@@ -298,11 +303,7 @@ async fn send_via_hierarchy(
                     }
                 }
             }
-            Hop::Direct => {
-                let mut up = send_direct(shared, out, host, resolution).await?;
-                up.hierarchy = Some("HIER_DIRECT");
-                return Ok(up);
-            }
+            Hop::Direct => return send_direct(shared, out, host, resolution).await,
         }
     }
     Err(last_error)
@@ -326,6 +327,7 @@ async fn send_direct(
             let uri = out.uri.clone();
             let mut up = send_once(shared, &shared.upstream, out, uri, host).await?;
             up.peer = peer;
+            up.hierarchy = Some(hier::HIER_DIRECT);
             return Ok(up);
         }
     };
@@ -348,6 +350,7 @@ async fn send_direct(
         match send_once(shared, &shared.upstream, attempt, uri, host.clone()).await {
             Ok(mut up) => {
                 up.peer = peer;
+                up.hierarchy = Some(hier::HIER_DIRECT);
                 return Ok(up);
             }
             Err(err) if !last && unreachable(&err) => last_error = err,
@@ -476,6 +479,11 @@ async fn send_to_group(
                 group.succeeded(index);
                 up.peer = Some(address);
                 up.guard = Some(guard);
+                up.hierarchy = Some(if attempt == 0 {
+                    group_code(group)
+                } else {
+                    hier::ANY_OLD_PARENT
+                });
                 return Ok(up);
             }
             Err(err) => {
@@ -517,6 +525,25 @@ async fn send_to_group(
         }
     }
     Err(last_error)
+}
+
+/// The Squid hierarchy code for a group server chosen by the group's balancing, as Squid logs
+/// a `cache_peer ... originserver` chosen that way: one server is `FIRSTUP_PARENT`, round robin
+/// `ROUNDROBIN_PARENT`, `ip_hash` `SOURCEHASH_PARENT`, `hash` (a key hash, like CARP's URL
+/// hash) `CARP`. `least_conn` and `random two` have no Squid counterpart; they spread load as
+/// Squid's round robin does (it picks the least-used parent), so they log `ROUNDROBIN_PARENT`.
+fn group_code(group: &Group) -> &'static str {
+    use crate::upstream::select::Algorithm;
+    if group.servers.len() <= 1 {
+        return hier::FIRSTUP_PARENT;
+    }
+    match group.config.algorithm {
+        Algorithm::RoundRobin | Algorithm::LeastConn | Algorithm::RandomTwo => {
+            hier::ROUNDROBIN_PARENT
+        }
+        Algorithm::IpHash => hier::SOURCEHASH_PARENT,
+        Algorithm::Hash => hier::CARP,
+    }
 }
 
 /// Per-request randomness for `random_two`: splitmix64 over a process-wide counter. Not

@@ -22,7 +22,7 @@ use super::headers::{self, MaxForwards};
 use super::next_hop::{HostHeader, Target};
 use super::request::{check_access, check_loop, finish, ConnInfo};
 use super::target_path;
-use super::transaction::{hier, Transaction};
+use super::transaction::Transaction;
 use super::upgrade;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
@@ -213,7 +213,6 @@ async fn route(
             )
         })?;
     txn.url = url;
-    txn.hierarchy = hier::PARENT;
     let target = Target::Group {
         group,
         host_header: site.host_header.clone(),

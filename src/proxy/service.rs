@@ -3,8 +3,9 @@
 //! RFC 9112 §3.2 request-target forms decide the mode of a request on a forward port:
 //! `CONNECT host:port` (authority-form) opens a tunnel, `GET http://host/path` (absolute-form)
 //! is forwarded; origin-form requests (`GET /path`) are not for a forward proxy and get 400
-//! `Invalid URL`, as in Squid. Every path ends in a response carrying its [`Transaction`], so
-//! every request is logged exactly once.
+//! `Invalid URL`, as in Squid, except Squid's internal URLs, which `proxy::internal` answers
+//! (as it does absolute-form URLs naming the proxy itself). Every path ends in a response
+//! carrying its [`Transaction`], so every request is logged exactly once.
 
 use std::sync::Arc;
 
@@ -12,9 +13,9 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::body::ProxyBody;
-use super::request::{reply_error, ConnInfo};
+use super::request::{check_access, reply_error, ConnInfo};
 use super::transaction::Transaction;
-use super::{forward, reverse, tunnel, Limits, Mode};
+use super::{forward, internal, reverse, tunnel, Limits, Mode};
 use crate::error::{Error, ErrorKind};
 
 /// Handles one request; never fails (errors become error pages).
@@ -67,6 +68,21 @@ async fn handle_request(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response
     }
     if req.method() == Method::CONNECT {
         return tunnel::handle(req, &conn, &shared, txn).await;
+    }
+    if let Some(what) = internal::classify(&req, conn.local, &shared.via) {
+        // `http_access` still decides who may ask us anything.
+        let ours = conn.local.ip().to_string();
+        let facts = crate::access::RequestFacts {
+            url: &txn.url,
+            path: req.uri().path(),
+            ..Default::default()
+        };
+        let port = conn.local.port();
+        if let Err(err) = check_access(&shared, conn.peer, req.method(), &ours, port, facts) {
+            return reply_error(txn, &err, &shared);
+        }
+        let response = internal::answer(what, &mut txn);
+        return response.map(|body| body.with_transaction(txn));
     }
     if req.uri().scheme().is_some() && req.uri().authority().is_some() {
         return forward::handle(req, &conn, &shared, txn).await;

@@ -33,12 +33,13 @@ pub mod code {
     pub const NONE: &str = "NONE_NONE";
 }
 
-/// Squid hierarchy codes used so far.
+/// Squid hierarchy codes (`upstream::hierarchy::code`). A transaction starts as `HIER_NONE`
+/// with no peer and gets a code only when a request really went to a next hop
+/// (`proxy::next_hop` says which), so hits, denials and errors answered here log `HIER_NONE/-`.
 pub mod hier {
-    pub const DIRECT: &str = "HIER_DIRECT";
-    /// An upstream group's server (Squid logs origin-server peers as a parent).
-    pub const PARENT: &str = "FIRST_UP_PARENT";
-    pub const NONE: &str = "HIER_NONE";
+    pub use crate::upstream::hierarchy::code::*;
+    pub const DIRECT: &str = HIER_DIRECT;
+    pub const NONE: &str = HIER_NONE;
 }
 
 /// A transaction in progress.

@@ -40,13 +40,17 @@ pub async fn handle(
     shared: &Shared,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
-    let upstream = match open(&req, conn, shared, &mut txn).await {
-        Ok(stream) => stream,
+    let Opened {
+        stream: upstream,
+        hierarchy,
+        peer,
+    } = match open(&req, conn, shared, &mut txn).await {
+        Ok(opened) => opened,
         Err(err) => return reply_error(txn, &err, shared),
     };
     txn.code = code::TCP_TUNNEL;
-    txn.hierarchy = hier::DIRECT;
-    txn.peer = req.uri().host().map(str::to_owned);
+    txn.hierarchy = hierarchy;
+    txn.peer = Some(peer);
     let on_upgrade = hyper::upgrade::on(&mut req);
     conn.activity.switch();
     let idle = shared.config.timeouts.tunnel_idle;
@@ -75,13 +79,32 @@ pub async fn handle(
     response
 }
 
+/// A tunnel's upstream connection and how it was reached (for the access log).
+struct Opened {
+    stream: UpstreamStream,
+    /// `HIER_DIRECT`, or the code of the parent the CONNECT went through.
+    hierarchy: &'static str,
+    /// The target host (direct) or the parent's name.
+    peer: String,
+}
+
+impl Opened {
+    fn direct(stream: UpstreamStream, host: &str) -> Self {
+        Self {
+            stream,
+            hierarchy: hier::HIER_DIRECT,
+            peer: host.to_owned(),
+        }
+    }
+}
+
 /// Checks the request and connects to its target.
 async fn open(
     req: &Request<Incoming>,
     conn: &ConnInfo,
     shared: &Shared,
     txn: &mut Transaction,
-) -> Result<UpstreamStream, Error> {
+) -> Result<Opened, Error> {
     let authority = req.uri().authority().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidRequest,
@@ -124,7 +147,8 @@ async fn open(
     if let Some(peers) = &shared.peers {
         return open_through_hierarchy(peers, conn, req, host, port, &resolution, timeout).await;
     }
-    connect_direct(host, port, &resolution, timeout).await
+    let stream = connect_direct(host, port, &resolution, timeout).await?;
+    Ok(Opened::direct(stream, host))
 }
 
 /// Connects to the checked addresses, or (only when no rule needed them) resolves `host` now.
@@ -153,7 +177,7 @@ async fn open_through_hierarchy(
     port: u16,
     resolution: &Resolution,
     timeout: std::time::Duration,
-) -> Result<UpstreamStream, Error> {
+) -> Result<Opened, Error> {
     let access = AccessRequest {
         src: conn.peer.ip(),
         host,
@@ -178,7 +202,7 @@ async fn open_through_hierarchy(
     for hop in peers.router.hops(&route, |i| peers.alive(i)) {
         match hop {
             Hop::Sibling(_) => {}
-            Hop::Parent { index, .. } => {
+            Hop::Parent { index, code } => {
                 let Some(peer) = peers.config.peers.get(index) else {
                     continue;
                 };
@@ -193,7 +217,14 @@ async fn open_through_hierarchy(
                 )
                 .await
                 {
-                    Ok(stream) => return Ok(stream),
+                    Ok(stream) => {
+                        peers.mark_alive(index);
+                        return Ok(Opened {
+                            stream,
+                            hierarchy: code,
+                            peer: peer.info.name.clone(),
+                        });
+                    }
                     Err(err) => {
                         if matches!(
                             err.kind(),
@@ -205,7 +236,10 @@ async fn open_through_hierarchy(
                     }
                 }
             }
-            Hop::Direct => return connect_direct(host, port, resolution, timeout).await,
+            Hop::Direct => {
+                let stream = connect_direct(host, port, resolution, timeout).await?;
+                return Ok(Opened::direct(stream, host));
+            }
         }
     }
     Err(last_error)

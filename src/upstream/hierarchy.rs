@@ -11,6 +11,31 @@ use std::net::IpAddr;
 
 use super::carp::{Carp, CarpPeer};
 
+/// Squid's hierarchy codes (the `%Sh` of its access log), spelt exactly as Squid spells them.
+pub mod code {
+    /// Nothing was forwarded: a hit, a denial, an error answered here, an internal object.
+    pub const HIER_NONE: &str = "HIER_NONE";
+    /// Sent straight to the origin.
+    pub const HIER_DIRECT: &str = "HIER_DIRECT";
+    /// A sibling answered the `only-if-cached` request.
+    pub const SIBLING_HIT: &str = "SIBLING_HIT";
+    /// A parent reported a hit (Squid learns this over ICP or digests; cuttle has neither, so
+    /// it never logs this code).
+    pub const PARENT_HIT: &str = "PARENT_HIT";
+    /// The first live parent in configuration order.
+    pub const FIRSTUP_PARENT: &str = "FIRSTUP_PARENT";
+    /// Round robin, weighted or not.
+    pub const ROUNDROBIN_PARENT: &str = "ROUNDROBIN_PARENT";
+    /// The CARP hash picked the parent.
+    pub const CARP: &str = "CARP";
+    /// The client address picked the parent.
+    pub const SOURCEHASH_PARENT: &str = "SOURCEHASH_PARENT";
+    /// The `default` parent as the last resort.
+    pub const DEFAULT_PARENT: &str = "DEFAULT_PARENT";
+    /// Another live parent, tried after the chosen one failed (Squid's `peerGetAllParents`).
+    pub const ANY_OLD_PARENT: &str = "ANY_OLD_PARENT";
+}
+
 /// Parent or sibling (Squid `cache_peer ... parent|sibling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerKind {
@@ -45,14 +70,14 @@ impl ParentSelection {
         }
     }
 
-    /// The Squid hierarchy code for a parent chosen this way.
+    /// The Squid hierarchy code for a parent chosen this way (Squid's `peerGetSomeParent`:
+    /// weighted round robin is logged as `ROUNDROBIN_PARENT` too).
     pub fn code(self) -> &'static str {
         match self {
-            Self::FirstUp => "FIRST_UP_PARENT",
-            Self::RoundRobin => "ROUNDROBIN_PARENT",
-            Self::WeightedRoundRobin => "WEIGHTED_ROUNDROBIN_PARENT",
-            Self::Carp => "CARP",
-            Self::SourceHash => "SOURCEHASH_PARENT",
+            Self::FirstUp => code::FIRSTUP_PARENT,
+            Self::RoundRobin | Self::WeightedRoundRobin => code::ROUNDROBIN_PARENT,
+            Self::Carp => code::CARP,
+            Self::SourceHash => code::SOURCEHASH_PARENT,
         }
     }
 }
@@ -140,11 +165,20 @@ impl Router {
             .filter(|(i, p)| p.kind == PeerKind::Sibling && !p.no_query && alive(*i))
             .map(|(i, _)| Hop::Sibling(i))
             .collect();
-        let code = self.selection.code();
+        // The chosen parent carries the selection's code; the failover ones Squid's
+        // `ANY_OLD_PARENT`.
         hops.extend(
             self.parents_in_order(route, &alive)
                 .into_iter()
-                .map(|index| Hop::Parent { index, code }),
+                .enumerate()
+                .map(|(n, index)| Hop::Parent {
+                    index,
+                    code: if n == 0 {
+                        self.selection.code()
+                    } else {
+                        code::ANY_OLD_PARENT
+                    },
+                }),
         );
         if !route.never_direct {
             hops.push(Hop::Direct);
@@ -160,7 +194,7 @@ impl Router {
             {
                 hops.push(Hop::Parent {
                     index,
-                    code: "DEFAULT_PARENT",
+                    code: code::DEFAULT_PARENT,
                 });
             }
         }
@@ -266,11 +300,11 @@ mod tests {
                 Hop::Sibling(1),
                 Hop::Parent {
                     index: 0,
-                    code: "FIRST_UP_PARENT"
+                    code: "FIRSTUP_PARENT"
                 },
                 Hop::Parent {
                     index: 2,
-                    code: "FIRST_UP_PARENT"
+                    code: "ANY_OLD_PARENT"
                 },
                 Hop::Direct
             ]
@@ -291,7 +325,7 @@ mod tests {
             hops,
             vec![Hop::Parent {
                 index: 1,
-                code: "FIRST_UP_PARENT"
+                code: "FIRSTUP_PARENT"
             }]
         );
         assert!(
@@ -327,7 +361,7 @@ mod tests {
             vec![
                 Hop::Parent {
                     index: 0,
-                    code: "FIRST_UP_PARENT"
+                    code: "FIRSTUP_PARENT"
                 },
                 Hop::Parent {
                     index: 1,
@@ -391,6 +425,32 @@ mod tests {
         }
         assert_eq!(counts[0], [200, 200]);
         assert_eq!(counts[1], [100, 300]);
+    }
+
+    #[test]
+    fn codes_are_squids() {
+        let peers = vec![
+            peer("a", PeerKind::Parent, 1),
+            peer("b", PeerKind::Parent, 1),
+        ];
+        for (selection, expected) in [
+            (ParentSelection::FirstUp, "FIRSTUP_PARENT"),
+            (ParentSelection::RoundRobin, "ROUNDROBIN_PARENT"),
+            (ParentSelection::WeightedRoundRobin, "ROUNDROBIN_PARENT"),
+            (ParentSelection::Carp, "CARP"),
+            (ParentSelection::SourceHash, "SOURCEHASH_PARENT"),
+        ] {
+            let router = Router::new(peers.clone(), selection);
+            let codes: Vec<&str> = router
+                .hops(&route(true, false), |_| true)
+                .into_iter()
+                .filter_map(|h| match h {
+                    Hop::Parent { code, .. } => Some(code),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(codes, vec![expected, "ANY_OLD_PARENT"], "{selection:?}");
+        }
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //! agrees). A peer
 //! whose connection fails is considered dead for `dead_time` and skipped, then tried again
 //! (Squid's `dead_peer_timeout`); which peer to try when is `hierarchy::Router`'s decision.
+//! A peer with a `monitorurl` is also probed (Squid `monitorurl=`, `monitorinterval=`,
+//! `monitortimeout=`): the URL is requested *through that peer* (never from anywhere else)
+//! every interval, and a failed probe keeps the peer dead until a probe succeeds. Each change
+//! between up and down is logged once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +39,19 @@ pub struct PeerConfig {
     pub login: Option<HeaderValue>,
     /// TLS to the peer itself (Squid `cache_peer ... tls`), with these trust settings.
     pub tls: Option<Arc<ClientTls>>,
+    /// Active probing of this peer (Squid `monitorurl=`), if configured.
+    pub monitor: Option<Monitor>,
+}
+
+/// An active probe of one peer (Squid `monitorurl=`, `monitorinterval=`, `monitortimeout=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitor {
+    /// The absolute `http://` URL asked of the peer; a 2xx answer means the peer is up.
+    pub url: http::Uri,
+    /// Time between probes.
+    pub interval: Duration,
+    /// How long one probe may take, connection included, before it counts as a failure.
+    pub timeout: Duration,
 }
 
 /// The hierarchy's settings.
@@ -57,6 +74,10 @@ pub struct Peers {
     pub router: Router,
     clients: Vec<Upstream>,
     dead_until_ms: Vec<AtomicU64>,
+    /// Per peer: last reported as down (so each transition is logged once).
+    down: Vec<AtomicBool>,
+    /// Per peer: its last monitor probe failed; it stays dead until one succeeds.
+    probe_failed: Vec<AtomicBool>,
     /// Per peer: attempts, failures and response times (for metrics).
     pub stats: Vec<super::stats::ServerStats>,
     turn: AtomicU64,
@@ -64,8 +85,15 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Peers for `config`, with clients built from the upstream settings.
+    /// Peers for `config`, with clients built from the upstream settings; peers with a
+    /// `monitorurl` start being probed (the probes stop when these `Peers` are dropped).
     pub fn new(config: HierarchyConfig, upstream: &Config) -> Arc<Self> {
+        let peers = Self::build(config, upstream);
+        peers.start_monitors();
+        peers
+    }
+
+    fn build(config: HierarchyConfig, upstream: &Config) -> Arc<Self> {
         let clients = config
             .peers
             .iter()
@@ -88,6 +116,16 @@ impl Peers {
             router,
             clients,
             dead_until_ms,
+            down: config
+                .peers
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            probe_failed: config
+                .peers
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             stats: config
                 .peers
                 .iter()
@@ -108,7 +146,7 @@ impl Peers {
         old: &Peers,
         same_upstream: bool,
     ) -> Arc<Self> {
-        let mut peers = Self::new(config, upstream);
+        let mut peers = Self::build(config, upstream);
         if let Some(fresh) = Arc::get_mut(&mut peers) {
             fresh.origin = old.origin;
             for (i, peer) in fresh.config.peers.iter().enumerate() {
@@ -120,6 +158,14 @@ impl Peers {
                 {
                     *until.get_mut() = before.load(Ordering::Relaxed);
                 }
+                for (mine, theirs) in [
+                    (&mut fresh.down, &old.down),
+                    (&mut fresh.probe_failed, &old.probe_failed),
+                ] {
+                    if let (Some(flag), Some(before)) = (mine.get_mut(i), theirs.get(j)) {
+                        *flag.get_mut() = before.load(Ordering::Relaxed);
+                    }
+                }
                 if let (true, Some(client), Some(before)) =
                     (same_upstream, fresh.clients.get_mut(i), old.clients.get(j))
                 {
@@ -127,26 +173,100 @@ impl Peers {
                 }
             }
         }
+        peers.start_monitors();
         peers
+    }
+
+    /// Spawns one probe task per monitored peer; each holds only a weak reference, so it ends
+    /// once these `Peers` are replaced (a reload) and dropped.
+    fn start_monitors(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for (i, peer) in self.config.peers.iter().enumerate() {
+            if let Some(monitor) = peer.monitor.clone() {
+                runtime.spawn(monitor_loop(Arc::downgrade(self), i, monitor));
+            }
+        }
     }
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether peer `i` may be tried now.
+    /// Whether peer `i` may be tried now: no failed monitor probe, and not within `dead_time`
+    /// of a failed connection.
     pub fn alive(&self, i: usize) -> bool {
-        self.dead_until_ms
+        !self
+            .probe_failed
             .get(i)
-            .is_some_and(|t| self.now_ms() >= t.load(Ordering::Relaxed))
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+            && self
+                .dead_until_ms
+                .get(i)
+                .is_some_and(|t| self.now_ms() >= t.load(Ordering::Relaxed))
     }
 
     /// Peer `i` could not be reached: skip it for `dead_time`.
     pub fn mark_dead(&self, i: usize) {
-        if let (Some(until), Some(peer)) = (self.dead_until_ms.get(i), self.config.peers.get(i)) {
+        if let Some(until) = self.dead_until_ms.get(i) {
             let ms = u64::try_from(self.config.dead_time.as_millis()).unwrap_or(u64::MAX);
             until.store(self.now_ms().saturating_add(ms), Ordering::Relaxed);
-            tracing::warn!(peer = %peer.info.name, after = ?self.config.dead_time, "cache peer unreachable; skipping it");
+            self.went_down(i, "connection failed");
+        }
+    }
+
+    /// Peer `i` answered: if it was down, it is back (logged once).
+    pub fn mark_alive(&self, i: usize) {
+        // One relaxed load on the request path; the swap only when the state changes.
+        if self.down.get(i).is_some_and(|d| d.load(Ordering::Relaxed)) {
+            if let Some(until) = self.dead_until_ms.get(i) {
+                until.store(0, Ordering::Relaxed);
+            }
+            if self
+                .down
+                .get(i)
+                .is_some_and(|d| d.swap(false, Ordering::Relaxed))
+            {
+                if let Some(peer) = self.config.peers.get(i) {
+                    tracing::info!(peer = %peer.info.name, "cache peer is up again");
+                }
+            }
+        }
+    }
+
+    /// Whether peer `i` is currently reported down (its last transition was to down).
+    pub fn is_down(&self, i: usize) -> bool {
+        self.down.get(i).is_some_and(|d| d.load(Ordering::Relaxed))
+    }
+
+    /// Records peer `i` going down; only the first of a run of failures logs.
+    fn went_down(&self, i: usize, why: &str) {
+        if self
+            .down
+            .get(i)
+            .is_some_and(|d| !d.swap(true, Ordering::Relaxed))
+        {
+            if let Some(peer) = self.config.peers.get(i) {
+                tracing::warn!(peer = %peer.info.name, reason = why, retry_after = ?self.config.dead_time, "cache peer is down; skipping it");
+            }
+        }
+    }
+
+    /// The outcome of one monitor probe of peer `i`.
+    fn probed(&self, i: usize, outcome: Result<(), String>) {
+        let Some(failed) = self.probe_failed.get(i) else {
+            return;
+        };
+        match outcome {
+            Ok(()) => {
+                failed.store(false, Ordering::Relaxed);
+                self.mark_alive(i);
+            }
+            Err(why) => {
+                failed.store(true, Ordering::Relaxed);
+                self.went_down(i, &why);
+            }
         }
     }
 
@@ -160,6 +280,61 @@ impl Peers {
         self.turn.fetch_add(1, Ordering::Relaxed)
     }
 }
+
+/// Probes peer `i` every `monitor.interval` until the `Peers` it belongs to are dropped.
+async fn monitor_loop(peers: std::sync::Weak<Peers>, i: usize, monitor: Monitor) {
+    let mut ticks = tokio::time::interval(monitor.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(peers) = peers.upgrade() else {
+            return;
+        };
+        let outcome = probe(&peers, i, &monitor).await;
+        peers.probed(i, outcome);
+    }
+}
+
+/// One probe: `GET monitorurl` sent to peer `i` only, over its own client, within the
+/// monitor's timeout; any 2xx is success.
+async fn probe(peers: &Peers, i: usize, monitor: &Monitor) -> Result<(), String> {
+    let (Some(client), Some(peer)) = (peers.client(i), peers.config.peers.get(i)) else {
+        return Err("no such peer".to_owned());
+    };
+    let progress = super::Progress::new();
+    let mut request = http::Request::new(super::RequestBody::empty(progress.clone()));
+    *request.uri_mut() = monitor.url.clone();
+    if let Some(authority) = monitor.url.authority() {
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    if let Some(login) = &peer.login {
+        request
+            .headers_mut()
+            .insert(http::header::PROXY_AUTHORIZATION, login.clone());
+    }
+    let exchange = async {
+        let response = client
+            .send(request, progress)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The body is not read: the status says it all (the connection is not reused).
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("monitorurl answered {status}"))
+        }
+    };
+    match tokio::time::timeout(monitor.timeout, exchange).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!("monitorurl took longer than {:?}", monitor.timeout)),
+    }
+}
+
+/// Opens a tunnel to `authority` through the parent at `host:port` with `CONNECT`
+/// (RFC 9110 §9.3.6); the stream is ready for bytes once this returns.
 
 /// Opens a tunnel to `authority` through the parent at `host:port` (over TLS with `tls`) with
 /// `CONNECT` (RFC 9110 §9.3.6); the stream is ready for bytes once this returns.
@@ -226,4 +401,88 @@ pub async fn connect_through(
         ));
     }
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::upstream::hierarchy::PeerKind;
+
+    fn peers() -> Arc<Peers> {
+        let config = HierarchyConfig {
+            peers: vec![PeerConfig {
+                info: PeerInfo {
+                    name: "upper".to_owned(),
+                    kind: PeerKind::Parent,
+                    weight: 1,
+                    no_query: false,
+                    default: false,
+                },
+                host: "127.0.0.1".to_owned(),
+                port: 9,
+                proxy_only: false,
+                login: None,
+                tls: None,
+                monitor: None,
+            }],
+            selection: ParentSelection::FirstUp,
+            never_direct: Rules::default(),
+            always_direct: Rules::default(),
+            dead_time: Duration::from_secs(60),
+        };
+        let upstream = Config {
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            max_response_header_size: 64 * 1024,
+            pool_idle_timeout: Duration::from_secs(1),
+        };
+        Peers::new(config, &upstream)
+    }
+
+    /// Collects what tracing writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_up_and_down_transition_is_logged_once() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let peers = peers();
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(peers.alive(0) && !peers.is_down(0));
+            peers.mark_dead(0);
+            peers.mark_dead(0);
+            assert!(!peers.alive(0) && peers.is_down(0));
+            peers.mark_alive(0);
+            peers.mark_alive(0);
+            assert!(peers.alive(0) && !peers.is_down(0));
+            // A failed probe keeps the peer dead even past dead_time; a good one revives it.
+            peers.probed(0, Err("monitorurl answered 503".to_owned()));
+            peers.probed(0, Err("monitorurl answered 503".to_owned()));
+            assert!(!peers.alive(0) && peers.is_down(0));
+            peers.probed(0, Ok(()));
+            assert!(peers.alive(0));
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("cache peer is down").count(), 2, "{text}");
+        assert_eq!(text.matches("cache peer is up again").count(), 2, "{text}");
+        assert!(text.contains("monitorurl answered 503"), "{text}");
+    }
 }

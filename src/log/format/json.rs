@@ -11,7 +11,7 @@
 //! | `status` | status sent (0 when none was) |
 //! | `bytes`, `body_bytes` | bytes sent to the client, with and without the header |
 //! | `result_code` | Squid result code (`TCP_MEM_HIT`, `TCP_MISS`, ...) |
-//! | `hierarchy_code` | Squid hierarchy code (`HIER_DIRECT`, `FIRST_UP_PARENT`, ...) |
+//! | `hierarchy_code` | Squid hierarchy code (`HIER_DIRECT`, `FIRSTUP_PARENT`, ...) |
 //! | `peer` | name of the next hop (host, peer or group server) |
 //! | `upstream_addr` | address of the upstream connection used |
 //! | `upstream_wait_ms` | request sent upstream to response head and first body chunk in (summed if sent twice) |
