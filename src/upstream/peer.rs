@@ -333,9 +333,6 @@ async fn probe(peers: &Peers, i: usize, monitor: &Monitor) -> Result<(), String>
     }
 }
 
-/// Opens a tunnel to `authority` through the parent at `host:port` with `CONNECT`
-/// (RFC 9110 §9.3.6); the stream is ready for bytes once this returns.
-
 /// Opens a tunnel to `authority` through the parent at `host:port` (over TLS with `tls`) with
 /// `CONNECT` (RFC 9110 §9.3.6); the stream is ready for bytes once this returns.
 pub async fn connect_through(
