@@ -16,6 +16,11 @@ use serde_json::{json, Map, Value};
 mod fields;
 pub use fields::StoredFields;
 
+/// The internal field that marks a soft-purged stored head (see `invalidate::soft`; never sent
+/// to clients, stripped from upstream responses). Here, with the head it marks, so the head's
+/// own update (a 304 clears it) needs nothing from `invalidate`.
+pub const SOFT_PURGE_MARK: &str = "cuttle-purged";
+
 /// Version tag of the JSON form; bump it when the layout changes.
 const VERSION: u64 = 1;
 
@@ -175,7 +180,7 @@ impl StoredHead {
     ) -> StoredHead {
         let mut headers = crate::cache::policy::freshen_headers(&self.headers.to_map(), update);
         // Validated: no longer soft-purged.
-        crate::cache::invalidate::soft::unmark(&mut headers);
+        headers.remove(SOFT_PURGE_MARK);
         StoredHead {
             headers: StoredFields::from_map(&headers),
             request_time,

@@ -18,6 +18,7 @@ pub mod lookup;
 pub mod meta;
 pub mod phase;
 pub mod policy;
+mod purging;
 pub mod result;
 pub mod serve;
 pub mod status;

@@ -55,7 +55,7 @@ pub struct ConnActivity {
     /// so it can arm the idle deadline. Per connection, so the lock is uncontended.
     parked_reader: Mutex<Option<Waker>>,
     /// Interim (1xx) heads for the client, written by `ClientIo` (see `interim`).
-    pub outbox: super::interim::Outbox,
+    pub outbox: super::outbox::Outbox,
     /// The connection now carries a tunnel or a switched protocol: its close is a plain
     /// shutdown, with no lingering read (the relay reads and forwards what still comes).
     switched: std::sync::atomic::AtomicBool,
@@ -91,7 +91,7 @@ impl ConnActivity {
             idle_timeout,
             write_timeout,
             parked_reader: Mutex::new(None),
-            outbox: super::interim::Outbox::default(),
+            outbox: super::outbox::Outbox::default(),
             switched: std::sync::atomic::AtomicBool::new(false),
         })
     }

@@ -373,6 +373,44 @@ pub fn unsupported_coding(headers: &http::HeaderMap) -> Option<String> {
         .find(|coding| !coding.is_empty() && coding != "chunked")
 }
 
+/// The `protocol-name` of `protocol-name ["/" protocol-version]`.
+pub fn protocol_name(protocol: &str) -> &str {
+    protocol.split('/').next().unwrap_or("").trim()
+}
+
+/// The members of a comma-separated list field (RFC 9110 §5.6.1), empty ones skipped.
+pub fn upgrade_members<'a>(
+    values: http::header::GetAll<'a, HeaderValue>,
+) -> impl Iterator<Item = &'a str> {
+    values
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|member| !member.is_empty())
+}
+
+/// Checks a 101 against the `Upgrade` that was sent: RFC 9110 §15.2.2 "The server MUST
+/// generate an Upgrade header field in the response", and §7.8 "A server MUST NOT switch to a
+/// protocol that was not indicated by the client in the corresponding request's Upgrade
+/// header field". Only protocol names are compared: a server may name the version it chose.
+pub fn switch_is_valid(offered: &HeaderValue, response: &HeaderMap) -> bool {
+    let offered: Vec<&str> = offered
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(protocol_name)
+        .filter(|name| !name.is_empty())
+        .collect();
+    let mut chosen = upgrade_members(response.get_all(header::UPGRADE)).peekable();
+    chosen.peek().is_some()
+        && chosen.all(|p| {
+            offered
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(protocol_name(p)))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! (`hyper::ext::on_informational`) but its servers have no way to send one (hyperium/hyper
 //! #3815 and #4114 are open proposals; see docs/interim-responses.md). cuttle owns the client
 //! socket (`client_conn::ClientIo`), so for HTTP/1.1 clients it writes the interim head there
-//! itself: the upstream connection's callback renders it into this connection's [`Outbox`], and
+//! itself: the upstream connection's callback renders it into this connection's `Outbox`, and
 //! `ClientIo` writes the outbox before any byte hyper writes next, but only while hyper has
 //! nothing unflushed (the previous response is wholly on the wire), so an interim head can only
 //! ever land between two messages, never inside one. `100` is left to hyper (it answers the
@@ -17,68 +17,14 @@
 //! `service::handle`, so `next_hop` needs no new parameter; work running on other tasks
 //! (background refreshes) has none and forwards nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::HeaderMap;
-
-/// Most interim bytes queued for one connection; more are dropped (an origin sending
-/// endless 1xx heads must not grow the proxy's memory).
-const MAX_QUEUED: usize = 64 * 1024;
 
 tokio::task_local! {
     /// The outbox of the client connection the current request came on, when its client can
     /// take interim responses.
     pub static OUTBOX: Arc<super::client_conn::ConnActivity>;
-}
-
-/// Interim heads waiting to be written to one client connection.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    /// The connection speaks HTTP/1 (set by `ClientIo::http1`).
-    enabled: AtomicBool,
-    /// Something is queued: lets every read and write skip the lock when nothing is.
-    nonempty: AtomicBool,
-    queued: Mutex<Vec<u8>>,
-}
-
-impl Outbox {
-    /// Lets this connection take interim responses.
-    pub fn enable(&self) {
-        self.enabled.store(true, Ordering::Relaxed);
-    }
-
-    /// True when interim responses can be written to this connection.
-    pub fn enabled(&self) -> bool {
-        self.enabled.load(Ordering::Relaxed)
-    }
-
-    /// Queues `head`; false when it was dropped (disabled or over [`MAX_QUEUED`]).
-    pub fn push(&self, head: &[u8]) -> bool {
-        if !self.enabled() {
-            return false;
-        }
-        let Ok(mut queued) = self.queued.lock() else {
-            return false;
-        };
-        if queued.len() + head.len() > MAX_QUEUED {
-            return false;
-        }
-        queued.extend_from_slice(head);
-        self.nonempty.store(true, Ordering::Release);
-        true
-    }
-
-    /// Takes what is queued.
-    pub fn take(&self) -> Vec<u8> {
-        if !self.nonempty.swap(false, Ordering::AcqRel) {
-            return Vec::new();
-        }
-        self.queued
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default()
-    }
 }
 
 /// The HTTP/1.1 bytes of an interim response to forward, or `None` for the statuses cuttle
@@ -138,16 +84,5 @@ mod tests {
         assert!(render(http::StatusCode::CONTINUE, &headers).is_none());
         assert!(render(http::StatusCode::SWITCHING_PROTOCOLS, &headers).is_none());
         assert!(render(http::StatusCode::OK, &headers).is_none());
-    }
-
-    #[test]
-    fn a_disabled_or_full_outbox_drops_heads() {
-        let outbox = Outbox::default();
-        assert!(!outbox.push(b"x"));
-        outbox.enable();
-        assert!(outbox.push(b"abc"));
-        assert!(!outbox.push(&vec![0u8; MAX_QUEUED]));
-        assert_eq!(outbox.take(), b"abc");
-        assert!(outbox.take().is_empty());
     }
 }

@@ -570,7 +570,7 @@ fn check_response_framing(
     let cause = if !(100..=599).contains(&status) {
         format!("the upstream sent status {status}, outside 100-599")
     } else if status == 101
-        && !offered.is_some_and(|o| super::upgrade::switch_is_valid(o, &parts.headers))
+        && !offered.is_some_and(|o| super::headers::switch_is_valid(o, &parts.headers))
     {
         "the upstream switched protocols (101) to a protocol it was not offered".to_owned()
     } else if let Some(coding) = headers::unsupported_coding(&parts.headers) {

@@ -48,7 +48,7 @@ pub fn finish(
             // A switched connection logs when its relay ends, not when the 101 is sent.
             if let Some(handoff) = response
                 .extensions_mut()
-                .remove::<super::upgrade::Handoff>()
+                .remove::<super::handoff::Handoff>()
             {
                 handoff.send(txn);
                 return response;

@@ -14,7 +14,7 @@
 //! (`tunnel::relay`): closed when either side closes or nothing moves for
 //! `timeouts.tunnel_idle`. Nothing about an upgrade is ever cached. The transaction is logged
 //! when the relay ends (`TCP_TUNNEL/101`, bytes sent to the client, the whole session's
-//! duration); [`Handoff`] carries it from `service::finish` to the relay task.
+//! duration); `handoff::Handoff` carries it from `request::finish` to the relay task.
 
 use std::sync::Arc;
 
@@ -26,6 +26,10 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use super::body::ProxyBody;
+use super::handoff::Handoff;
+#[cfg(test)]
+use super::headers::switch_is_valid;
+use super::headers::{protocol_name, upgrade_members as list};
 use super::next_hop::{send, Outgoing, Target, Upstreamed};
 use super::request::ConnInfo;
 use super::transaction::{code, Transaction};
@@ -85,61 +89,9 @@ fn is_allowed(protocol: &str, allowed: &[String]) -> bool {
     allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
-/// The `protocol-name` of `protocol-name ["/" protocol-version]`.
-fn protocol_name(protocol: &str) -> &str {
-    protocol.split('/').next().unwrap_or("").trim()
-}
-
-/// The members of a comma-separated list field (RFC 9110 §5.6.1), empty ones skipped.
-fn list<'a>(values: http::header::GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a str> {
-    values
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|member| !member.is_empty())
-}
-
 /// True when `Connection` carries `option`.
 fn has_option(headers: &HeaderMap, option: &str) -> bool {
     list(headers.get_all(header::CONNECTION)).any(|o| o.eq_ignore_ascii_case(option))
-}
-
-/// Checks a 101 against the `Upgrade` that was sent: RFC 9110 §15.2.2 "The server MUST
-/// generate an Upgrade header field in the response", and §7.8 "A server MUST NOT switch to a
-/// protocol that was not indicated by the client in the corresponding request's Upgrade
-/// header field". Only protocol names are compared: a server may name the version it chose.
-pub fn switch_is_valid(offered: &HeaderValue, response: &HeaderMap) -> bool {
-    let offered: Vec<&str> = offered
-        .to_str()
-        .unwrap_or("")
-        .split(',')
-        .map(protocol_name)
-        .filter(|name| !name.is_empty())
-        .collect();
-    let mut chosen = list(response.get_all(header::UPGRADE)).peekable();
-    chosen.peek().is_some()
-        && chosen.all(|p| {
-            offered
-                .iter()
-                .any(|o| o.eq_ignore_ascii_case(protocol_name(p)))
-        })
-}
-
-/// The transaction of a switched connection, sent by `service::finish` to the relay task so
-/// that the access log line is written when the session ends, not when the 101 is.
-#[derive(Debug, Clone)]
-pub struct Handoff(Arc<std::sync::Mutex<Option<oneshot::Sender<Transaction>>>>);
-
-impl Handoff {
-    /// Hands `txn` to the relay; a relay that is gone (the upgrade failed) drops it, which
-    /// logs it as it stands.
-    pub fn send(&self, txn: Transaction) {
-        let sender = self.0.lock().ok().and_then(|mut s| s.take());
-        if let Some(sender) = sender {
-            let _ = sender.send(txn);
-        }
-    }
 }
 
 /// Sends an upgrade request (hop-by-hop fields already removed) on to `target`, offering the
@@ -213,9 +165,7 @@ fn switch(
     txn.code = code::TCP_TUNNEL;
     conn.activity.switch();
     let (sender, receiver) = oneshot::channel::<Transaction>();
-    response
-        .extensions_mut()
-        .insert(Handoff(Arc::new(std::sync::Mutex::new(Some(sender)))));
+    response.extensions_mut().insert(Handoff::new(sender));
     let idle = shared.config.timeouts.tunnel_idle;
     // The switched connection counts against max_connections until it closes, and against
     // its group server (least-connections balancing) too.

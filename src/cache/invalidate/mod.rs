@@ -6,7 +6,7 @@
 //! - `bans`: prefix and regex bans, checked lazily at lookup and applied by a background lurker;
 //! - `soft`: the stale mark a soft purge leaves, which makes the next request revalidate;
 //! - `propagate`: forwarding a purge to other caches, once each;
-//! - `purge`: `lookup::Cache`'s purge methods, tying these together.
+//! - (`cache::purging` holds `lookup::Cache`'s purge methods, tying these together.)
 //!
 //! ```text
 //! Purge { target: Url | Tags | Prefix | Regex, soft }
@@ -18,7 +18,6 @@
 pub mod bans;
 pub mod index;
 pub mod propagate;
-mod purge;
 pub mod soft;
 pub mod tags;
 

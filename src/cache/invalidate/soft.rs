@@ -11,7 +11,7 @@ use http::HeaderMap;
 use crate::cache::meta::{StoredFields, StoredHead};
 
 /// Marks a soft-purged stored head (never sent to clients; stripped from upstream responses).
-pub const MARK: &str = "cuttle-purged";
+pub const MARK: &str = crate::cache::meta::SOFT_PURGE_MARK;
 
 /// True if `head` was soft-purged and not revalidated since.
 pub fn is_marked(head: &StoredHead) -> bool {

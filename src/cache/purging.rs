@@ -1,8 +1,9 @@
 //! The purge methods of the cache façade: a [`Purge`] applied to this cache's index, store
-//! and ban list, logged, then forwarded to peers.
+//! and ban list, logged, then forwarded to peers. Beside `invalidate` (which it uses) rather
+//! than in it, so `lookup` can use `invalidate` without a circle.
 
-use super::bans::{Ban, Matcher};
-use super::{index, propagate, soft, Purge, Purged, Target};
+use super::invalidate::bans::{Ban, Matcher};
+use super::invalidate::{index, propagate, soft, Purge, Purged, Target};
 use crate::cache::lookup::Cache;
 
 impl Cache {
