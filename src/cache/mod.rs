@@ -106,15 +106,21 @@ impl Behaviour {
     /// `refresh_pattern ... store-stale`, or `negative_ttl` for an error status.
     pub fn extra_storage_permission(&self, url: &str, status: http::StatusCode) -> bool {
         (!self.negative_ttl.is_zero() && policy::is_negatively_cacheable(status))
-            || self.refresh_pattern_for(url).is_some_and(|p| p.store_stale)
+            || (self.refresh_patterns.iter().any(|p| p.store_stale)
+                && self.refresh_pattern_for(url).is_some_and(|p| p.store_stale))
     }
 
     /// Applies `ignore-reload` of the `refresh_pattern` matching `url`: a client's reload
     /// (`no-cache`, `Pragma: no-cache`, `max-age=0`) is treated as a plain request.
     pub fn apply_ignore_reload(&self, url: &str, request: &mut policy::RequestDirectives) {
-        if self
-            .refresh_pattern_for(url)
-            .is_some_and(|p| p.ignore_reload)
+        // Every cacheable request passes here: the regexes run only for a reload, and only when
+        // some pattern has the option.
+        let reload = request.no_cache || request.max_age == Some(0);
+        if reload
+            && self.refresh_patterns.iter().any(|p| p.ignore_reload)
+            && self
+                .refresh_pattern_for(url)
+                .is_some_and(|p| p.ignore_reload)
         {
             request.no_cache = false;
             if request.max_age == Some(0) {

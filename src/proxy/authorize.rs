@@ -43,32 +43,46 @@ impl<'a> Requester<'a> {
         uri: &'a Uri,
         headers: &'a HeaderMap,
     ) -> Self {
-        let access = &shared.access;
-        let facts = RequestFacts {
-            url,
-            path: uri.path_and_query().map_or("", |pq| pq.as_str()),
-            user_agent: headers
-                .get(http::header::USER_AGENT)
-                .map(HeaderValue::as_bytes),
-            local_time: if access.needs_time() {
-                LocalTime::at(shared.clock.now())
-            } else {
-                None
-            },
-            client_connections: if access.needs_connections() {
-                shared.client_slots.count(client)
-            } else {
-                0
-            },
-            user: None,
-            can_challenge: mode == Mode::Forward && shared.auth.is_some(),
-        };
+        let mut facts = facts_for(shared, &shared.access, client, url, uri, headers);
+        facts.can_challenge = mode == Mode::Forward && shared.auth.is_some();
         Self {
             client,
             facts,
             credentials: headers.get(http::header::PROXY_AUTHORIZATION),
             user: None,
         }
+    }
+}
+
+/// What `rules` may look at in a request for `url` (as logged) with `uri` and `headers` from
+/// `client`: the clock and the connection count only when a rule needs them. No user, and no
+/// challenge (callers that may ask for credentials set `can_challenge`).
+pub fn facts_for<'a>(
+    shared: &Shared,
+    rules: &crate::access::Rules,
+    client: IpAddr,
+    url: &'a str,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+) -> RequestFacts<'a> {
+    RequestFacts {
+        url,
+        path: uri.path_and_query().map_or("", |pq| pq.as_str()),
+        user_agent: headers
+            .get(http::header::USER_AGENT)
+            .map(HeaderValue::as_bytes),
+        local_time: if rules.needs_time() {
+            LocalTime::at(shared.clock.now())
+        } else {
+            None
+        },
+        client_connections: if rules.needs_connections() {
+            shared.client_slots.count(client)
+        } else {
+            0
+        },
+        user: None,
+        can_challenge: false,
     }
 }
 

@@ -171,7 +171,7 @@ pub fn vary_fields(resp_headers: &HeaderMap) -> VarySpec {
 /// for `Vary: *`. Where `Accept-Encoding` is nominated there is one key per stored coding the
 /// request accepts, so see [`secondary_keys`]; this gives the most preferred one.
 pub fn secondary_key(spec: &VarySpec, req_headers: &HeaderMap) -> Option<String> {
-    secondary_keys(spec, req_headers).into_iter().next()
+    secondary_keys(spec, req_headers).next()
 }
 
 /// Every secondary key a request may be served under, most preferred first (empty for
@@ -183,22 +183,27 @@ pub fn secondary_key(spec: &VarySpec, req_headers: &HeaderMap) -> Option<String>
 /// absent fields are encoded as `name!`, present ones as `name=value`, so absent ≠ empty.
 /// `Accept-Encoding` and `Accept-Language` are normalised by their meaning
 /// ([`negotiation`]): the first becomes one key per coding the request accepts.
-pub fn secondary_keys(spec: &VarySpec, req_headers: &HeaderMap) -> Vec<String> {
-    let VarySpec::Fields(names) = spec else {
-        return Vec::new();
+pub fn secondary_keys<'a>(
+    spec: &'a VarySpec,
+    req_headers: &'a HeaderMap,
+) -> impl Iterator<Item = String> + 'a {
+    let names: &[HeaderName] = match spec {
+        VarySpec::Fields(names) => names,
+        VarySpec::Star => &[],
     };
+    let star = matches!(spec, VarySpec::Star);
+    // Built one at a time: a lookup usually stops at the first key.
     let codings = if names.contains(&ACCEPT_ENCODING) {
         negotiation::accepted_codings(req_headers)
     } else {
         Vec::new()
     };
-    if codings.is_empty() {
-        return vec![build_secondary(names, req_headers, None)];
-    }
-    codings
-        .iter()
-        .map(|coding| build_secondary(names, req_headers, Some(coding)))
-        .collect()
+    let plain = (!star && codings.is_empty()).then(|| build_secondary(names, req_headers, None));
+    plain.into_iter().chain(
+        codings
+            .into_iter()
+            .map(move |coding| build_secondary(names, req_headers, Some(&coding))),
+    )
 }
 
 /// The secondary key a response is stored under: the request's fields as in
@@ -301,9 +306,7 @@ fn normalise_ws(value: &[u8], out: &mut String) {
 /// True when a request with `req_headers` may be served the response stored under
 /// `stored_secondary` (never for `Vary: *`).
 pub fn vary_matches(spec: &VarySpec, stored_secondary: &str, req_headers: &HeaderMap) -> bool {
-    secondary_keys(spec, req_headers)
-        .iter()
-        .any(|k| k == stored_secondary)
+    secondary_keys(spec, req_headers).any(|k| k == stored_secondary)
 }
 
 pub mod negotiation;

@@ -26,27 +26,15 @@ pub(super) fn cache_allowed(ex: &Exchange<'_>, user: Option<&str>) -> bool {
         .or_else(|| crate::cache::key::default_port(uri.scheme_str().unwrap_or("http")))
         .unwrap_or(80);
     let client = ex.conn.peer.ip();
-    let facts = crate::access::RequestFacts {
-        url: &ex.url,
-        path: uri.path_and_query().map_or("", |pq| pq.as_str()),
-        user_agent: ex
-            .parts
-            .headers
-            .get(http::header::USER_AGENT)
-            .map(http::HeaderValue::as_bytes),
-        local_time: if rules.needs_time() {
-            crate::access::time::LocalTime::at(ex.shared.clock.now())
-        } else {
-            None
-        },
-        client_connections: if rules.needs_connections() {
-            ex.shared.client_slots.count(client)
-        } else {
-            0
-        },
-        user,
-        can_challenge: false,
-    };
+    let mut facts = crate::proxy::authorize::facts_for(
+        ex.shared,
+        rules,
+        client,
+        &ex.url,
+        uri,
+        &ex.parts.headers,
+    );
+    facts.user = user;
     let request = crate::access::AccessRequest {
         src: client,
         host: uri.host().unwrap_or(""),
