@@ -98,6 +98,12 @@ async fn interleaved(empty: &Cache, full: &Cache, first_run: usize) -> (Duration
     }
     on_empty.sort();
     on_full.sort();
+    println!(
+        "  (fastest runs, the least disturbed by other load: empty {:.2} ms, full {:.2} ms, ratio {:.2})",
+        on_empty[0].as_secs_f64() * 1e3,
+        on_full[0].as_secs_f64() * 1e3,
+        on_full[0].as_secs_f64() / on_empty[0].as_secs_f64()
+    );
     (on_empty[RUNS / 2], on_full[RUNS / 2])
 }
 
