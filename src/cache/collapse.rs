@@ -2,34 +2,67 @@
 //! misses on one key make a single upstream request.
 //!
 //! The first request for a key becomes the *leader* and fetches; later ones become *waiters*
-//! and wait (bounded) for the leader's outcome. When the leader stored the response, waiters
-//! look the cache up again and are served from it; when it was not storable, failed, or the
-//! leader vanished (its [`Leader`] guard dropped without an outcome), waiters go upstream
-//! themselves. The table is touched only on misses, never on the hit path; its lock is held for
-//! a map operation, never across an await.
+//! and wait (bounded) for the leader's outcome. Once the leader knows its response will be
+//! stored, it publishes the fill's [`Tap`] and waiters stream the body as it arrives
+//! (read-while-writer, see `cache::tap`); a waiter that cannot use a stream (it asked for a
+//! range or sent conditionals) waits for the commit and looks the cache up again. When the
+//! response was not storable, failed, or the leader vanished (its [`Leader`] guard dropped
+//! without an outcome), waiters go upstream themselves at once.
+//!
+//! A response that turns out not storable also leaves a *hit-for-miss* marker (Varnish's
+//! term) on the key for [`HIT_FOR_MISS_TTL`]: while it lasts, requests for the key do not
+//! queue behind a fetch that will likely be uncacheable again; each fetches on its own (as a
+//! miss, so a response that has become storable is stored, and that clears the marker). The
+//! table is touched only on misses, never on the hit path; its lock is held for a map
+//! operation, never across an await.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::tap::Tap;
+
+/// How long a key stays hit-for-miss after a response for it was not storable (Varnish's
+/// built-in VCL marks uncacheable objects for 120 s).
+pub const HIT_FOR_MISS_TTL: Duration = Duration::from_secs(120);
+
+/// Most hit-for-miss markers kept; past this, expired ones are swept and new ones dropped.
+const MAX_MARKERS: usize = 10_000;
 
 /// What became of a leader's fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Still fetching.
+    /// Still fetching; the response is not known yet.
     Pending,
+    /// The response is being stored: its body can be read from the tap as it arrives.
+    Streaming(Arc<Tap>),
     /// The response is in the cache: look it up.
     Stored,
     /// Nothing usable was stored: fetch yourself.
     NotStored,
 }
 
+impl Outcome {
+    fn is_open(&self) -> bool {
+        matches!(self, Self::Pending | Self::Streaming(_))
+    }
+}
+
 /// The lock table.
 #[derive(Debug, Clone, Default)]
 pub struct Collapser {
-    inflight: Arc<Mutex<HashMap<String, InFlight>>>,
+    table: Arc<Mutex<Table>>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    inflight: HashMap<String, InFlight>,
+    /// Keys whose last response was not storable, until when (hit-for-miss).
+    hit_for_miss: HashMap<String, Instant>,
 }
 
 /// A fetch in flight: its outcome, and how many requests wait on it.
@@ -46,13 +79,34 @@ pub struct Leader {
     tx: watch::Sender<Outcome>,
     table: Collapser,
     waiting: Arc<AtomicUsize>,
+    /// False for a fetch made under a hit-for-miss marker: nobody can wait on it.
+    registered: bool,
 }
 
-/// A request waiting on a leader.
+/// A request waiting on a leader; counted as waiting until dropped.
 #[derive(Debug)]
 pub struct Waiter {
     rx: watch::Receiver<Outcome>,
     waiting: Arc<AtomicUsize>,
+}
+
+/// What a waiter goes on with.
+#[derive(Debug)]
+pub enum Joined {
+    /// Stream the body from the fill; the waiter stays counted while it does.
+    Stream(Attached),
+    /// The response is in the cache: look it up.
+    Stored,
+    /// Fetch yourself.
+    NotStored,
+}
+
+/// A waiter reading a fill in progress.
+#[derive(Debug)]
+pub struct Attached {
+    pub tap: Arc<Tap>,
+    /// Keeps the fill going for this reader if the leader's client leaves.
+    _waiter: Waiter,
 }
 
 /// How many requests wait on a leader, readable after the leader moved elsewhere.
@@ -74,15 +128,27 @@ pub enum Role {
 }
 
 impl Collapser {
-    /// Becomes the leader for `key`, or a waiter if a fetch is already in flight.
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A poisoned lock means a panic elsewhere while holding it; the maps are intact.
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Becomes the leader for `key`, or a waiter if a fetch is already in flight. Under a
+    /// hit-for-miss marker, the request leads a fetch nobody can wait on.
     pub fn join(&self, key: &str) -> Role {
-        let Ok(mut map) = self.inflight.lock() else {
-            // A poisoned table only loses collapsing, never correctness.
-            let waiting = Arc::default();
-            return Role::Leader(self.leader(key, watch::channel(Outcome::Pending).0, waiting));
-        };
-        if let Some(inflight) = map.get(key) {
-            if *inflight.rx.borrow() == Outcome::Pending {
+        let mut table = self.lock();
+        if let Some(until) = table.hit_for_miss.get(key) {
+            if *until > Instant::now() {
+                let waiting = Arc::default();
+                let tx = watch::channel(Outcome::Pending).0;
+                return Role::Leader(self.leader(key, tx, waiting, false));
+            }
+            table.hit_for_miss.remove(key);
+        }
+        if let Some(inflight) = table.inflight.get(key) {
+            if inflight.rx.borrow().is_open() {
                 inflight.waiting.fetch_add(1, Ordering::AcqRel);
                 return Role::Waiter(Waiter {
                     rx: inflight.rx.clone(),
@@ -92,14 +158,14 @@ impl Collapser {
         }
         let (tx, rx) = watch::channel(Outcome::Pending);
         let waiting = Arc::new(AtomicUsize::new(0));
-        map.insert(
+        table.inflight.insert(
             key.to_owned(),
             InFlight {
                 rx,
                 waiting: Arc::clone(&waiting),
             },
         );
-        Role::Leader(self.leader(key, tx, waiting))
+        Role::Leader(self.leader(key, tx, waiting, true))
     }
 
     /// Becomes the leader only if nobody else is fetching `key` (background refreshes).
@@ -110,18 +176,46 @@ impl Collapser {
         }
     }
 
-    fn leader(&self, key: &str, tx: watch::Sender<Outcome>, waiting: Arc<AtomicUsize>) -> Leader {
+    fn leader(
+        &self,
+        key: &str,
+        tx: watch::Sender<Outcome>,
+        waiting: Arc<AtomicUsize>,
+        registered: bool,
+    ) -> Leader {
         Leader {
             key: key.to_owned(),
             tx,
             table: self.clone(),
             waiting,
+            registered,
         }
     }
 
     /// Keys with a fetch in flight (for tests and metrics).
     pub fn in_flight(&self) -> usize {
-        self.inflight.lock().map(|m| m.len()).unwrap_or(0)
+        self.lock().inflight.len()
+    }
+
+    /// Whether `key` is hit-for-miss now.
+    pub fn is_hit_for_miss(&self, key: &str) -> bool {
+        self.lock()
+            .hit_for_miss
+            .get(key)
+            .is_some_and(|until| *until > Instant::now())
+    }
+}
+
+impl Table {
+    fn mark_hit_for_miss(&mut self, key: &str) {
+        let now = Instant::now();
+        if self.hit_for_miss.len() >= MAX_MARKERS {
+            self.hit_for_miss.retain(|_, until| *until > now);
+        }
+        if self.hit_for_miss.len() < MAX_MARKERS || self.hit_for_miss.contains_key(key) {
+            self.hit_for_miss
+                .insert(key.to_owned(), now + HIT_FOR_MISS_TTL);
+        }
     }
 }
 
@@ -131,26 +225,44 @@ impl Leader {
         WaitingCount(Arc::clone(&self.waiting))
     }
 
-    /// Publishes the outcome and leaves the table.
+    /// The response is being stored: waiters may read its body from `tap` as it arrives.
+    pub fn stream(&self, tap: Arc<Tap>) {
+        let _ = self.tx.send(Outcome::Streaming(tap));
+    }
+
+    /// Publishes the outcome and leaves the table; a stored response clears hit-for-miss.
     pub fn finish(self, outcome: Outcome) {
+        if matches!(outcome, Outcome::Stored) {
+            self.table.lock().hit_for_miss.remove(&self.key);
+        }
         let _ = self.tx.send(outcome);
         // Drop runs next and removes the entry.
+    }
+
+    /// The response is not storable: release the waiters at once to fetch on their own, and
+    /// mark the key hit-for-miss so that the next requests do not queue.
+    pub fn pass(self) {
+        self.table.lock().mark_hit_for_miss(&self.key);
+        let _ = self.tx.send(Outcome::NotStored);
     }
 }
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        if *self.tx.borrow() == Outcome::Pending {
+        if self.tx.borrow().is_open() {
             let _ = self.tx.send(Outcome::NotStored);
         }
-        if let Ok(mut map) = self.table.inflight.lock() {
-            // Only remove our own entry (a later leader may have replaced it).
-            if map
-                .get(&self.key)
-                .is_some_and(|inflight| inflight.rx.same_channel(&self.tx.subscribe()))
-            {
-                map.remove(&self.key);
-            }
+        if !self.registered {
+            return;
+        }
+        let mut table = self.table.lock();
+        // Only remove our own entry (a later leader may have replaced it).
+        if table
+            .inflight
+            .get(&self.key)
+            .is_some_and(|inflight| inflight.rx.same_channel(&self.tx.subscribe()))
+        {
+            table.inflight.remove(&self.key);
         }
     }
 }
@@ -162,11 +274,22 @@ impl Drop for Waiter {
 }
 
 impl Waiter {
-    /// Waits up to `timeout` for the leader's outcome (`NotStored` on timeout).
-    pub async fn wait(mut self, timeout: Duration) -> Outcome {
-        match tokio::time::timeout(timeout, self.rx.wait_for(|o| *o != Outcome::Pending)).await {
-            Ok(Ok(outcome)) => *outcome,
+    /// Waits up to `timeout` for the leader's outcome (`NotStored` on timeout). A waiter that
+    /// can `stream` attaches to the fill as soon as it starts; others wait for its end.
+    pub async fn wait(mut self, timeout: Duration, stream: bool) -> Joined {
+        let ready = |o: &Outcome| match o {
+            Outcome::Pending => false,
+            Outcome::Streaming(_) => stream,
+            Outcome::Stored | Outcome::NotStored => true,
+        };
+        let outcome = match tokio::time::timeout(timeout, self.rx.wait_for(ready)).await {
+            Ok(Ok(outcome)) => outcome.clone(),
             _ => Outcome::NotStored,
+        };
+        match outcome {
+            Outcome::Streaming(tap) => Joined::Stream(Attached { tap, _waiter: self }),
+            Outcome::Stored => Joined::Stored,
+            Outcome::Pending | Outcome::NotStored => Joined::NotStored,
         }
     }
 }
@@ -186,9 +309,9 @@ mod tests {
         };
         let waiting = leader.waiting();
         assert!(waiting.any());
-        let wait = tokio::spawn(waiter.wait(Duration::from_secs(5)));
+        let wait = tokio::spawn(waiter.wait(Duration::from_secs(5), false));
         leader.finish(Outcome::Stored);
-        assert_eq!(wait.await.unwrap(), Outcome::Stored);
+        assert!(matches!(wait.await.unwrap(), Joined::Stored));
         assert!(!waiting.any(), "the waiter is done");
         assert_eq!(table.in_flight(), 0);
         assert!(
@@ -207,10 +330,10 @@ mod tests {
             panic!()
         };
         drop(leader);
-        assert_eq!(
-            waiter.wait(Duration::from_secs(5)).await,
-            Outcome::NotStored
-        );
+        assert!(matches!(
+            waiter.wait(Duration::from_secs(5), false).await,
+            Joined::NotStored
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -220,10 +343,10 @@ mod tests {
         let Role::Waiter(waiter) = table.join("k") else {
             panic!()
         };
-        assert_eq!(
-            waiter.wait(Duration::from_secs(3)).await,
-            Outcome::NotStored
-        );
+        assert!(matches!(
+            waiter.wait(Duration::from_secs(3), false).await,
+            Joined::NotStored
+        ));
     }
 
     #[test]
@@ -234,5 +357,90 @@ mod tests {
         assert!(table.try_lead("k").is_none());
         drop(first);
         assert!(table.try_lead("k").is_some());
+    }
+
+    fn tap() -> Arc<Tap> {
+        let head = crate::cache::meta::StoredHead {
+            status: http::StatusCode::OK,
+            headers: crate::cache::meta::StoredFields::from_map(&http::HeaderMap::new()),
+            request_time: std::time::UNIX_EPOCH,
+            response_time: std::time::UNIX_EPOCH,
+            url: "http://example/".into(),
+            body_len: 0,
+            derived: Default::default(),
+        };
+        Arc::new(Tap::new("k".into(), Arc::new(head)))
+    }
+
+    #[tokio::test]
+    async fn streaming_waiters_attach_to_the_fill_and_stay_counted() {
+        let table = Collapser::default();
+        let Role::Leader(leader) = table.join("k") else {
+            panic!()
+        };
+        let Role::Waiter(streams) = table.join("k") else {
+            panic!()
+        };
+        let Role::Waiter(ranged) = table.join("k") else {
+            panic!()
+        };
+        let waiting = leader.waiting();
+        let ranged = tokio::spawn(ranged.wait(Duration::from_secs(5), false));
+        leader.stream(tap());
+        let Joined::Stream(attached) = streams.wait(Duration::from_secs(5), true).await else {
+            panic!("a streaming waiter attaches when the fill starts")
+        };
+        assert!(
+            matches!(table.join("k"), Role::Waiter(_)),
+            "a late request joins the fill"
+        );
+        assert!(!ranged.is_finished());
+        leader.finish(Outcome::Stored);
+        assert!(matches!(ranged.await.unwrap(), Joined::Stored));
+        assert!(waiting.any(), "the attached reader still counts");
+        drop(attached);
+        assert!(!waiting.any());
+    }
+
+    #[tokio::test]
+    async fn not_storable_releases_waiters_and_marks_hit_for_miss() {
+        let table = Collapser::default();
+        let Role::Leader(leader) = table.join("k") else {
+            panic!()
+        };
+        let Role::Waiter(waiter) = table.join("k") else {
+            panic!()
+        };
+        let wait = tokio::spawn(waiter.wait(Duration::from_secs(5), true));
+        leader.pass();
+        assert!(matches!(wait.await.unwrap(), Joined::NotStored));
+        assert!(table.is_hit_for_miss("k"));
+        // Requests under the marker each fetch; none waits.
+        let Role::Leader(first) = table.join("k") else {
+            panic!("hit-for-miss leads")
+        };
+        let Role::Leader(second) = table.join("k") else {
+            panic!("and does not queue")
+        };
+        assert_eq!(table.in_flight(), 0);
+        drop(second);
+        first.finish(Outcome::Stored);
+        assert!(!table.is_hit_for_miss("k"), "a stored response clears it");
+        let _leader = table.join("k");
+        assert!(matches!(table.join("k"), Role::Waiter(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hit_for_miss_expires() {
+        let table = Collapser::default();
+        let Role::Leader(leader) = table.join("k") else {
+            panic!()
+        };
+        leader.pass();
+        assert!(table.is_hit_for_miss("k"));
+        tokio::time::advance(HIT_FOR_MISS_TTL + Duration::from_secs(1)).await;
+        assert!(!table.is_hit_for_miss("k"));
+        let _leader = table.join("k");
+        assert!(matches!(table.join("k"), Role::Waiter(_)));
     }
 }

@@ -6,7 +6,10 @@
 //! object in memory. The entry is committed only when the relay reports a clean end of the body
 //! ([`FillSink::complete`]) and the store agrees the length matches; an aborted, truncated or
 //! oversize body is dropped and never becomes visible. The collapsed-forwarding leader, if any,
-//! is told the outcome after the commit so waiters find the entry.
+//! is told the outcome after the commit so waiters find the entry. A fill of announced length
+//! that leads waiters also feeds a [`Tap`], from which they stream the body as it arrives
+//! (read-while-writer); a fill of unknown length may yet prove too large to store, so its
+//! waiters wait for the commit as before.
 
 use std::task::{Context, Poll};
 
@@ -14,8 +17,11 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
 
+use std::sync::Arc;
+
 use super::collapse::{Leader, Outcome, WaitingCount};
 use super::store::{Epoch, Writer};
+use super::tap::Tap;
 
 /// Chunks buffered between the relay and the disk writer.
 const DEPTH: usize = 16;
@@ -36,6 +42,8 @@ pub struct FillSink {
     response_time: std::time::SystemTime,
     /// Requests collapsed behind this fill, if it leads any.
     waiting: Option<WaitingCount>,
+    /// Where waiters read the body as it is written (read-while-writer), if they may.
+    tap: Option<Arc<Tap>>,
 }
 
 /// The key and response time of a fill's entry.
@@ -65,11 +73,25 @@ pub fn start(
     let expected_len = writer.expected_len();
     let response_time = writer.response_time();
     let waiting = leader.as_ref().map(Leader::waiting);
+    let tap = match (&leader, expected_len) {
+        (Some(leader), Some(len)) => {
+            let mut head = writer.head().clone();
+            head.body_len = len;
+            let tap = Arc::new(Tap::new(key.clone(), Arc::new(head)));
+            leader.stream(Arc::clone(&tap));
+            Some(tap)
+        }
+        _ => None,
+    };
+    let writer_tap = tap.clone();
     let (tx, rx) = mpsc::channel(DEPTH);
     let (done_tx, done_rx) = oneshot::channel();
     let (committed_tx, committed_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
         let stored = write_loop(writer, rx, done_rx, leader, epoch).await;
+        if let Some(tap) = writer_tap {
+            tap.settle(stored);
+        }
         let _ = committed_tx.send(stored);
         stored
     });
@@ -82,6 +104,7 @@ pub fn start(
             expected_len,
             response_time,
             waiting,
+            tap,
         },
         task,
     )
@@ -166,6 +189,8 @@ impl FillSink {
             Poll::Ready(Ok(())) => {
                 if tx.send_item(chunk.clone()).is_err() {
                     self.abandon();
+                } else if let Some(tap) = &self.tap {
+                    tap.push(chunk);
                 }
                 Poll::Ready(())
             }
@@ -181,6 +206,9 @@ impl FillSink {
     pub fn complete(mut self) -> Option<oneshot::Receiver<bool>> {
         // Closing the data channel lets the writer see the end.
         self.tx = None;
+        if let Some(tap) = &self.tap {
+            tap.body_done();
+        }
         if let Some(done) = self.done.take() {
             let _ = done.send(true);
         }
@@ -190,8 +218,21 @@ impl FillSink {
     /// Stops filling; nothing will be stored.
     fn abandon(&mut self) {
         self.tx = None;
+        if let Some(tap) = &self.tap {
+            tap.abort();
+        }
         if let Some(done) = self.done.take() {
             let _ = done.send(false);
+        }
+    }
+}
+
+impl Drop for FillSink {
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            // Dropped before the body ended: the fill is abandoned; its readers need not
+            // wait for the writer to notice.
+            self.abandon();
         }
     }
 }

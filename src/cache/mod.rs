@@ -4,7 +4,7 @@
 //!   keys; kept in `policy`, whose field parsing it shares), `serve` (stored response to client response), `status` (RFC 9211 Cache-Status),
 //!   `phase` (the named phases of a request in the cache), `result` (what it ended in);
 //! - I/O: `store` (moka memory tier, cacache disk tier), `fill` (storing while relaying),
-//!   `collapse` (collapsed forwarding);
+//!   `collapse` (collapsed forwarding), `tap` (read-while-writer: a fill's bytes for its waiters);
 //! - `invalidate`: purges by URL, tag and ban (hard or soft), through a per-URL and per-tag
 //!   index the store keeps;
 //! - `lookup::Cache`: the façade; `decision`: what a lookup leads to ([`decision::Decision`]).
@@ -23,6 +23,7 @@ pub mod result;
 pub mod serve;
 pub mod status;
 pub mod store;
+pub mod tap;
 
 /// Cache keys live with the policy they follow (RFC 9111 §2, §4.1); named here for callers.
 pub use policy::key;

@@ -18,6 +18,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
+mod collapsed;
 mod relay;
 
 use super::transaction::Transaction;
@@ -44,6 +45,8 @@ enum Kind {
     Upstream(Box<UpstreamStream>),
     /// An upstream body filling the cache, read by its own task (see `relay`).
     Relay(Box<relay::RelayReader>),
+    /// A fill in progress read by a request collapsed behind it (see `collapsed`).
+    Collapsed(Box<collapsed::TapReader>),
 }
 
 /// A disk hit, optionally a byte range of it.
@@ -144,6 +147,18 @@ impl ProxyBody {
         }
     }
 
+    /// Streams the body of a fill in progress to a request collapsed behind it, carrying on
+    /// from the committed copy in `store` if it falls behind (read-while-writer).
+    pub fn collapsed(
+        attached: crate::cache::collapse::Attached,
+        store: &crate::cache::store::Store,
+    ) -> Self {
+        Self {
+            kind: Kind::Collapsed(Box::new(collapsed::TapReader::new(attached, store.clone()))),
+            txn: None,
+        }
+    }
+
     /// Counts the response against its upstream server until the body is done.
     pub fn with_guard(mut self, guard: Option<crate::upstream::group::ActiveGuard>) -> Self {
         if let Kind::Upstream(stream) = &mut self.kind {
@@ -225,6 +240,7 @@ impl Body for ProxyBody {
             Kind::Disk(slice) => slice.poll_next(cx),
             Kind::Upstream(stream) => stream.poll_next(cx),
             Kind::Relay(reader) => reader.poll_next(cx),
+            Kind::Collapsed(reader) => reader.poll_next(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -253,6 +269,7 @@ impl Body for ProxyBody {
             Kind::Disk(slice) => slice.remaining == 0 || slice.body.is_end_stream(),
             Kind::Upstream(s) => s.is_end(),
             Kind::Relay(reader) => reader.is_end_stream(),
+            Kind::Collapsed(reader) => reader.is_end_stream(),
         }
     }
 
@@ -271,6 +288,7 @@ impl Body for ProxyBody {
                 hint
             }
             Kind::Relay(reader) => reader.size_hint(),
+            Kind::Collapsed(reader) => reader.size_hint(),
             Kind::Upstream(s) => {
                 let first = s
                     .first

@@ -88,6 +88,9 @@ pub struct Transaction {
     pub error_details: super::error_details::ErrorDetails,
     /// Cleared when the transaction completes normally.
     incomplete: bool,
+    /// Waited on a collapsed fetch it could not reuse and went forward itself: its
+    /// `Cache-Status` says `collapsed=?0` (RFC 9211 §2.6).
+    pub released_from_collapse: bool,
     _in_flight: Option<InFlight>,
 }
 
@@ -128,6 +131,7 @@ impl Transaction {
             upstream_bytes: 0,
             error_details: super::error_details::ErrorDetails::Full,
             incomplete: true,
+            released_from_collapse: false,
             _in_flight: in_flight,
         }
     }
@@ -158,7 +162,11 @@ impl Transaction {
     pub fn outcome(&mut self, result: CacheResult, status: CacheStatus) -> CacheStatus {
         self.result = Some(result);
         self.code = result.squid_code();
-        let status = result.mark(status);
+        let mut status = result.mark(status);
+        if self.released_from_collapse && status.collapsed.is_none() && status.fwd.is_some() {
+            // RFC 9211 §2.6: collapsed, but "a new request had to be made".
+            status.collapsed = Some(false);
+        }
         tracing::debug!(
             url = %self.url,
             result = result.kind().as_str(),

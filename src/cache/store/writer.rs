@@ -105,6 +105,11 @@ impl Writer {
         self.expected_len
     }
 
+    /// The head the entry is stored with (read-while-writer serves it to waiters).
+    pub fn head(&self) -> &StoredHead {
+        &self.head
+    }
+
     pub async fn write(&mut self, chunk: &Bytes) -> io::Result<()> {
         if self.failed {
             return Err(io::Error::other("cache write already abandoned"));

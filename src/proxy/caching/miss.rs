@@ -1,17 +1,20 @@
 //! The miss phase: collapse with concurrent identical misses (Squid `collapsed_forwarding`),
-//! then fetch the full response and hand it to the storage pipeline.
+//! then fetch the full response and hand it to the storage pipeline. A collapsed request that
+//! wants the whole body streams it from the leader's fill as it arrives (read-while-writer);
+//! one with a range or conditionals is answered from the stored copy once committed.
 
 use std::sync::Arc;
 
 use http::{Method, Response};
 
-use super::exchange::Exchange;
+use super::exchange::{Exchange, CLIENT_CONDITIONALS};
 use super::relay::{store_or_pass, Fetched};
-use super::reply::{not_in_cache, Serve};
-use crate::cache::collapse::{Leader, Outcome, Role};
+use super::reply::{not_in_cache, serve_collapsed, Serve};
+use crate::cache::collapse::{Joined, Leader, Role};
 use crate::cache::decision::{Decision, Found};
 use crate::cache::result::CacheResult;
 use crate::cache::status::{CacheStatus, Fwd};
+use crate::cache::store::Tier;
 use crate::error::Error;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::transaction::Transaction;
@@ -43,7 +46,26 @@ pub(super) async fn miss(
             Role::Leader(l) => leader = Some(l),
             Role::Waiter(waiter) => {
                 tracing::trace!(url = %ex.url, phase = "collapsed-wait", "cache phase");
-                if waiter.wait(behaviour.collapsed_forwarding_timeout).await == Outcome::Stored {
+                let stream = !ex.parts.headers.contains_key(http::header::RANGE)
+                    && !CLIENT_CONDITIONALS
+                        .iter()
+                        .any(|name| ex.parts.headers.contains_key(name));
+                let joined = waiter
+                    .wait(behaviour.collapsed_forwarding_timeout, stream)
+                    .await;
+                if let Joined::Stream(attached) = joined {
+                    tracing::trace!(url = %ex.url, phase = "collapsed-stream", "cache phase");
+                    let status = CacheStatus {
+                        fwd: Some(fwd),
+                        ..CacheStatus::default()
+                    };
+                    // Read from memory as it arrives (or the stored copy, once behind).
+                    let result = CacheResult::Collapsed { tier: Tier::Memory };
+                    return Ok(serve_collapsed(
+                        ex.shared, &ex.parts, txn, attached, status, result,
+                    ));
+                }
+                if matches!(joined, Joined::Stored) {
                     let now = ex.shared.clock.now();
                     let decision = ex
                         .shared
@@ -72,6 +94,8 @@ pub(super) async fn miss(
                         ));
                     }
                 }
+                // Released (not storable, failed, gone, or timed out): fetch on our own.
+                txn.released_from_collapse = true;
             }
         }
     }

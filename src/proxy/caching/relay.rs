@@ -76,6 +76,10 @@ pub(super) async fn store_or_pass(
         Admission::Store(admitted) => admitted,
         Admission::Pass(reason) => {
             tracing::trace!(url = %ex.url, phase = "pass", reason, "cache phase");
+            if let Some(leader) = leader {
+                // Waiters fetch on their own at once; the next requests do not queue.
+                leader.pass();
+            }
             let status = not_stored(txn, reason);
             return Ok(deliver(ex.shared, up, status, None));
         }

@@ -109,6 +109,40 @@ pub fn serve_hit(
     response
 }
 
+/// Serves a request collapsed behind a fill in progress: the fill's head now, its body as
+/// it arrives (read-while-writer). Only for requests served the whole body (no range, no
+/// conditionals): those are answered from the stored copy after the commit.
+pub fn serve_collapsed(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    txn: &mut Transaction,
+    attached: crate::cache::collapse::Attached,
+    status: CacheStatus,
+    result: CacheResult,
+) -> Response<ProxyBody> {
+    let status = txn.outcome(result, status);
+    let head = std::sync::Arc::clone(attached.tap.head());
+    let served = serve_stored(
+        &parts.method,
+        &parts.headers,
+        &head,
+        0,
+        false,
+        head.response_time,
+    );
+    let body = match served.body {
+        BodyPlan::Empty => ProxyBody::empty(),
+        _ => ProxyBody::collapsed(attached, &shared.cache.store),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = served.status;
+    *response.headers_mut() = served.headers;
+    decorate(shared, response.headers_mut(), Version::HTTP_11, &status);
+    txn.hierarchy = hier::NONE;
+    txn.peer = None;
+    response
+}
+
 /// `bytes[start..=end]`, clamped, as a shared slice.
 fn slice(bytes: &bytes::Bytes, start: u64, end: u64) -> bytes::Bytes {
     let len = bytes.len();
