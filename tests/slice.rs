@@ -492,3 +492,42 @@ async fn a_range_miss_is_answered_with_its_range_before_the_whole_object_arrives
     assert_eq!(origin.hits(), 1);
     proxy.shutdown().await;
 }
+
+/// A bad `[[cache.slice]]` rule is reported as `file:line: key: reason` with an example.
+#[test]
+fn bad_slice_rules_are_named_by_file_line_and_key() {
+    let error_for = |rule: &str| {
+        let text = format!("[cache.disk]\npath = \"\"\n\n[[cache.slice]]\n{rule}");
+        cuttle::config::load_str("broken.toml", &text)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = error_for("site = \"dl.example.com\"\nsize = \"1 KiB\"\n");
+    assert_eq!(
+        e,
+        "broken.toml:6: cache.slice[0].size: must be between 64 KiB and 64 MiB (expected e.g. size = \"1 MiB\")"
+    );
+    let e = error_for("site = \"dl.example.com\"\nsize = \"8 MiB\"\n");
+    assert!(
+        e.starts_with("broken.toml:6: cache.slice[0].size: is larger than the max_object_size"),
+        "{e}"
+    );
+    let e = error_for("url_regex = \"(\"\nsize = \"1 MiB\"\n");
+    assert!(
+        e.starts_with("broken.toml:5: cache.slice[0].url_regex: invalid regex"),
+        "{e}"
+    );
+    let e = error_for("site = \"a b\"\nsize = \"1 MiB\"\n");
+    assert!(
+        e.starts_with("broken.toml:5: cache.slice[0].site: `a b` is not a host name"),
+        "{e}"
+    );
+    let e = error_for("size = \"1 MiB\"\n");
+    assert!(
+        e.contains("cache.slice[0]: the rule matches nothing"),
+        "{e}"
+    );
+    let ok =
+        "[cache.disk]\npath = \"\"\n[[cache.slice]]\nurl_regex = \"\\\\.iso$\"\nsize = \"1 MiB\"\n";
+    cuttle::config::load_str("ok.toml", ok).unwrap();
+}
