@@ -531,3 +531,44 @@ fn bad_slice_rules_are_named_by_file_line_and_key() {
         "[cache.disk]\npath = \"\"\n[[cache.slice]]\nurl_regex = \"\\\\.iso$\"\nsize = \"1 MiB\"\n";
     cuttle::config::load_str("ok.toml", ok).unwrap();
 }
+
+/// Each block is collapsed on its own: concurrent cold clients of a sliced object make one
+/// upstream request per block, and every client gets the whole body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_clients_of_a_sliced_object_fetch_each_block_once() {
+    let body = Bytes::from(pattern(4 << 20));
+    let rep = Arc::new(Mutex::new(Representation {
+        body: body.clone(),
+        etag: "\"v1\"".to_owned(),
+        cache_control: "max-age=3600".to_owned(),
+    }));
+    let origin = ranged_origin(rep, None).await;
+    let proxy = TestProxy::start(&slice_config("1 MiB")).await;
+    let client = http_client(&proxy);
+    let expected = sha256(&body);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (client.clone(), origin.url("/obj"));
+        tasks.push(tokio::spawn(async move {
+            let r = client.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            sha256(&r.bytes().await.unwrap())
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), expected);
+    }
+    let mut seen: Vec<String> = ranges_seen(&origin).into_iter().flatten().collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            "bytes=0-1048575",
+            "bytes=1048576-2097151",
+            "bytes=2097152-3145727",
+            "bytes=3145728-4194303"
+        ],
+        "one request per block"
+    );
+    proxy.shutdown().await;
+}

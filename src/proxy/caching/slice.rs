@@ -27,6 +27,7 @@ use http::{Method, Response, StatusCode, Version};
 use super::exchange::{Exchange, CLIENT_CONDITIONALS};
 use super::pieces::plan;
 use super::reply::{decorate, deliver};
+use crate::cache::collapse::{Leader, Outcome, Role};
 use crate::cache::meta::StoredHead;
 use crate::cache::parts::{complete_length, record_head};
 use crate::cache::policy::fields::single_value;
@@ -163,24 +164,42 @@ async fn know_record(
     let shared = Arc::clone(ex.shared);
     let cache = &shared.cache;
     let now = shared.clock.now();
-    let stored = cache.object_record(&blocks.primary).await;
-    let stale = match stored {
-        Some(record) => {
-            let eval = cache.evaluate(&record, &ex.request, &ex.url, now);
-            if let Reuse::Fresh { ttl_secs } = eval.reuse {
-                return Ok(Ok(Known {
-                    record,
-                    first: None,
-                    result: CacheResult::Miss,
-                    status: CacheStatus {
-                        ttl: Some(ttl_secs),
-                        ..CacheStatus::default()
-                    },
-                }));
+    let behaviour = &cache.behaviour;
+    // The lead of a cold object's first block: concurrent cold requests wait for its record.
+    let mut leader: Option<Leader> = None;
+    let mut waited = false;
+    let stale = loop {
+        let Some(record) = cache.object_record(&blocks.primary).await else {
+            if waited || !behaviour.collapsed_forwarding || ex.request.only_if_cached {
+                break None;
             }
-            Some(record)
+            let index = first_block(&ex.parts.headers, None, blocks.size);
+            match cache.collapser.join(&blocks.collapse_key(index)) {
+                Role::Leader(l) => {
+                    leader = Some(l);
+                    break None;
+                }
+                Role::Waiter(waiter) => {
+                    waited = true;
+                    waiter.wait(behaviour.collapsed_forwarding_timeout).await;
+                    continue;
+                }
+            }
+        };
+        let eval = cache.evaluate(&record, &ex.request, &ex.url, now);
+        if let Reuse::Fresh { ttl_secs } = eval.reuse {
+            return Ok(Ok(Known {
+                record,
+                first: None,
+                result: CacheResult::Miss,
+                status: CacheStatus {
+                    ttl: Some(ttl_secs),
+                    collapsed: waited.then_some(true),
+                    ..CacheStatus::default()
+                },
+            }));
         }
-        None => None,
+        break Some(record);
     };
     if ex.request.only_if_cached {
         return Ok(Err(super::reply::not_in_cache(&shared, txn, &ex.url)));
@@ -271,6 +290,13 @@ async fn know_record(
             && cache
                 .store_record(&blocks.primary, record.clone(), ticket)
                 .await;
+    }
+    if let Some(leader) = leader {
+        leader.finish(if stored {
+            Outcome::Stored
+        } else {
+            Outcome::NotStored
+        });
     }
     let ttl = cache.evaluate(&record, &ex.request, &ex.url, now).ttl();
     Ok(Ok(Known {

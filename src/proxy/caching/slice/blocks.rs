@@ -54,13 +54,13 @@ pub(super) struct Block {
     pub body: Bytes,
 }
 
-/// The collapsing key of block `index` of `size` bytes (independent of the object's length,
-/// which a cold request does not know yet).
-fn collapse_key(primary: &str, size: u64, index: u64) -> String {
-    format!("{primary}\n\u{1}block {size} {index}")
-}
-
 impl Blocks {
+    /// The collapsing key of block `index` (independent of the object's length, which a cold
+    /// request does not know yet).
+    pub fn collapse_key(&self, index: u64) -> String {
+        format!("{}\n\u{1}block {} {index}", self.primary, self.size)
+    }
+
     /// The request fields asking for `start..=end`, plus `extra` (validators).
     pub fn headers_for(&self, start: u64, end: u64, extra: &HeaderMap) -> HeaderMap {
         let mut headers = self.headers.clone();
@@ -142,10 +142,7 @@ impl Blocks {
         let behaviour = &cache.behaviour;
         let mut leader: Option<Leader> = None;
         if behaviour.collapsed_forwarding {
-            match cache
-                .collapser
-                .join(&collapse_key(&self.primary, self.size, index))
-            {
+            match cache.collapser.join(&self.collapse_key(index)) {
                 Role::Leader(l) => leader = Some(l),
                 Role::Waiter(waiter) => {
                     if waiter.wait(behaviour.collapsed_forwarding_timeout).await == Outcome::Stored
