@@ -122,7 +122,7 @@ impl Cache {
 
     /// The ban that applies to the entry found under `key`: a hard one removes it (`false`:
     /// a miss), a soft one marks it stale. `true` when the entry may be used.
-    async fn passes_bans(&self, primary: &str, key: &str, hit: &mut Hit) -> bool {
+    pub(super) async fn passes_bans(&self, primary: &str, key: &str, hit: &mut Hit) -> bool {
         let index = self.store.index();
         let Some(ban) = self.bans.applying(primary, || index.seq_of(key)) else {
             return true;

@@ -7,6 +7,8 @@
 //!   `collapse` (collapsed forwarding), `tap` (read-while-writer: a fill's bytes for its waiters);
 //! - `invalidate`: purges by URL, tag and ban (hard or soft), through a per-URL and per-tag
 //!   index the store keeps;
+//! - `parts`, `slice`: partial content (RFC 9111 §3.3-3.4) stored as ranges of a URL, and
+//!   slice mode, which fetches and stores large objects as fixed-size blocks;
 //! - `lookup::Cache`: the façade; `decision`: what a lookup leads to ([`decision::Decision`]).
 //!   The cache never fetches: it answers, the proxy acts.
 
@@ -16,11 +18,13 @@ pub mod fill;
 pub mod invalidate;
 pub mod lookup;
 pub mod meta;
+pub mod parts;
 pub mod phase;
 pub mod policy;
 mod purging;
 pub mod result;
 pub mod serve;
+pub mod slice;
 pub mod status;
 pub mod store;
 pub mod tap;
@@ -63,6 +67,8 @@ pub struct Behaviour {
     /// Keep `Set-Cookie` in stored heads (hits then replay it to everyone); off by default.
     pub store_set_cookie: bool,
     pub refresh_patterns: Vec<RefreshPattern>,
+    /// Slice mode rules (`[[cache.slice]]`), first match wins.
+    pub slices: Vec<slice::SliceRule>,
     /// Lifetime of error answers without explicit freshness (Squid `negative_ttl`; 0: off).
     pub negative_ttl: Duration,
     /// Cache-key rewrites (Squid `store_id`), first match wins.
@@ -144,6 +150,7 @@ impl Default for Behaviour {
             purge_from: Vec::new(),
             store_set_cookie: false,
             refresh_patterns: Vec::new(),
+            slices: Vec::new(),
             negative_ttl: Duration::ZERO,
             store_ids: Vec::new(),
 

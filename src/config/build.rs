@@ -28,6 +28,8 @@ use crate::upstream::select::Algorithm;
 use crate::upstream::tls::{ClientTls, SetupError};
 use crate::{cache, log, upstream};
 
+mod slice;
+
 /// The listener used when the file has none.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
 
@@ -1200,6 +1202,11 @@ fn build_cache(
         })?;
         targeted_fields.push(field);
     }
+    let max_object = m
+        .max_object_size
+        .as_u64()
+        .max(disk.as_ref().map_or(0, |d| d.max_object_size));
+    let slices = slice::build_slices(cx, &raw.slice, max_object)?;
     let mut refresh_patterns = Vec::with_capacity(patterns.len());
     for (i, p) in patterns.iter().enumerate() {
         let at = |key| [Seg::Key("refresh_pattern"), Seg::Index(i), Seg::Key(key)];
@@ -1249,6 +1256,7 @@ fn build_cache(
             purge_from: raw.purge_from.iter().map(|c| c.0).collect(),
             store_set_cookie: raw.store_set_cookie,
             refresh_patterns,
+            slices,
             negative_ttl: raw.negative_ttl.0,
             store_ids: build_store_ids(cx, &file.store_id)?,
 

@@ -650,6 +650,22 @@ pub enum ForwardedFor {
     Truncate,
 }
 
+/// One `[[cache.slice]]` rule: objects it matches are fetched with range requests of `size`
+/// bytes and stored block by block (nginx `slice`). First match wins.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SliceRule {
+    /// Matches the request URL (like `refresh_pattern`).
+    #[serde(default)]
+    pub url_regex: Option<String>,
+    /// Matches the host: exact (`dl.example.com`) or a suffix (`*.example.com`).
+    #[serde(default)]
+    pub site: Option<String>,
+    /// Block size, e.g. `"1 MiB"`.
+    #[serde(deserialize_with = "size")]
+    pub size: ByteSize,
+}
+
 /// Cache behaviour and storage.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -691,6 +707,8 @@ pub struct Cache {
     pub strip_tag_fields: bool,
     /// Admin listeners (`host:port`) of other caches every purge is forwarded to.
     pub purge_propagate: Vec<String>,
+    /// Slice mode (nginx `slice`): matching objects are fetched and stored as blocks.
+    pub slice: Vec<SliceRule>,
     pub memory: MemoryCache,
     pub disk: DiskCache,
 }
@@ -717,6 +735,7 @@ impl Default for Cache {
             tag_fields: vec!["surrogate-key".to_owned(), "cache-tag".to_owned()],
             strip_tag_fields: true,
             purge_propagate: Vec::new(),
+            slice: Vec::new(),
             memory: MemoryCache::default(),
             disk: DiskCache::default(),
         }

@@ -20,6 +20,7 @@ use tokio::time::Sleep;
 
 mod collapsed;
 mod relay;
+mod window;
 
 use super::transaction::Transaction;
 use crate::cache::fill::FillSink;
@@ -47,6 +48,17 @@ enum Kind {
     Relay(Box<relay::RelayReader>),
     /// A fill in progress read by a request collapsed behind it (see `collapsed`).
     Collapsed(Box<collapsed::TapReader>),
+    /// Bytes produced by a task of their own (a sliced object stitched from blocks).
+    Channel(Feed),
+    /// A byte range of another body (a range of an object being filled).
+    Window(Box<window::Window>),
+}
+
+/// A body a task produces: exactly `remaining` bytes, or an error that aborts the response.
+#[derive(Debug)]
+struct Feed {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>,
+    remaining: u64,
 }
 
 /// A disk hit, optionally a byte range of it.
@@ -131,6 +143,24 @@ impl ProxyBody {
     pub fn chunks(chunks: Vec<Bytes>) -> Self {
         Self {
             kind: Kind::Chunks(chunks.into_iter().filter(|c| !c.is_empty()).collect()),
+            txn: None,
+        }
+    }
+
+    /// Exactly `len` bytes sent by a producer task through `rx`; an `Err`, or the channel
+    /// closing early, aborts the response (a truncated body is never presented as complete).
+    pub fn channel(rx: tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>, len: u64) -> Self {
+        Self {
+            kind: Kind::Channel(Feed { rx, remaining: len }),
+            txn: None,
+        }
+    }
+
+    /// The `len` bytes of `inner` from `offset`; once they are sent, the rest of `inner` is
+    /// read by a task of its own, so a fill it carries completes (see `window`).
+    pub fn window(inner: ProxyBody, offset: u64, len: u64) -> Self {
+        Self {
+            kind: Kind::Window(Box::new(window::Window::new(inner, offset, len))),
             txn: None,
         }
     }
@@ -241,6 +271,8 @@ impl Body for ProxyBody {
             Kind::Upstream(stream) => stream.poll_next(cx),
             Kind::Relay(reader) => reader.poll_next(cx),
             Kind::Collapsed(reader) => reader.poll_next(cx),
+            Kind::Channel(feed) => feed.poll_next(cx),
+            Kind::Window(window) => window.poll_next(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -270,6 +302,8 @@ impl Body for ProxyBody {
             Kind::Upstream(s) => s.is_end(),
             Kind::Relay(reader) => reader.is_end_stream(),
             Kind::Collapsed(reader) => reader.is_end_stream(),
+            Kind::Channel(feed) => feed.remaining == 0,
+            Kind::Window(window) => window.is_end(),
         }
     }
 
@@ -289,6 +323,8 @@ impl Body for ProxyBody {
             }
             Kind::Relay(reader) => reader.size_hint(),
             Kind::Collapsed(reader) => reader.size_hint(),
+            Kind::Channel(feed) => SizeHint::with_exact(feed.remaining),
+            Kind::Window(window) => SizeHint::with_exact(window.remaining()),
             Kind::Upstream(s) => {
                 let first = s
                     .first
@@ -303,6 +339,27 @@ impl Body for ProxyBody {
                 }
                 hint
             }
+        }
+    }
+}
+
+impl Feed {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(mut data))) => {
+                let len = data.len() as u64;
+                if len > self.remaining {
+                    data.truncate(usize::try_from(self.remaining).unwrap_or(data.len()));
+                }
+                self.remaining = self.remaining.saturating_sub(len);
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(Some(Err("body producer ended early".into()))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

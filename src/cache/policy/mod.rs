@@ -10,6 +10,7 @@ pub mod fields;
 pub mod freshness;
 pub mod invalidation;
 pub mod key;
+pub mod partial;
 pub mod range;
 pub mod reuse;
 pub mod storable;

@@ -95,11 +95,11 @@ impl Exchange<'_> {
     /// The client's fields for a miss. RFC 9111 §4.3.2: a cache "MUST NOT evaluate conditional
     /// header fields that ... occur in a request with a target resource for which it has no
     /// stored responses", so validators go to the origin as sent. A Range starting below
-    /// `range_offset_limit` is dropped (with its If-Range) so the whole object can be stored.
+    /// `range_offset_limit` is dropped (with its If-Range) so the whole object can be stored;
+    /// as in Squid, a limit of 0 never fetches more than the client asked for.
     pub(super) fn headers_for_miss(&self) -> HeaderMap {
         let mut headers = self.parts.headers.clone();
-        if range_start(&headers)
-            .is_some_and(|s| s <= self.shared.cache.behaviour.range_offset_limit)
+        if range_start(&headers).is_some_and(|s| s < self.shared.cache.behaviour.range_offset_limit)
         {
             headers.remove(header::RANGE);
             headers.remove(header::IF_RANGE);

@@ -124,6 +124,16 @@ pub(super) async fn fetch(
     let up = ex.send(txn, headers).await?;
     txn.result = Some(CacheResult::Miss);
     txn.code = CacheResult::Miss.squid_code();
+    if super::partial::is_part(ex, &up) {
+        // RFC 9111 §3.3: a 206 for the client's range is stored as a part.
+        let Fetch {
+            primary,
+            fwd,
+            leader,
+            ..
+        } = fetch;
+        return super::partial::store_part(ex, txn, primary, fwd, leader, up, request_time).await;
+    }
     let fetched = Fetched {
         primary: fetch.primary,
         fwd: fetch.fwd,

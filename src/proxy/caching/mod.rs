@@ -12,6 +12,7 @@
 //!                            │                                    └─ 200: storage pipeline
 //!                            └─ Miss ── collapsed wait | fetch ── storage pipeline
 //! storage pipeline (admit) ── Store: fill while relaying | Pass (reason): relay only
+//! GET matching [[cache.slice]] ── slice: the object as blocks fetched with range requests
 //! ```
 //! The cache decides ([`Cache::decide`](crate::cache::lookup::Cache)) and the proxy fetches.
 //! Files, each used only by those after it: `reply` (client responses), `exchange` (the
@@ -23,11 +24,14 @@ mod admit;
 mod bypass;
 mod exchange;
 mod miss;
+mod partial;
+mod pieces;
 mod purge;
 mod refresh;
 mod relay;
 mod reply;
 mod revalidate;
+mod slice;
 mod validation;
 
 use std::sync::Arc;
@@ -104,6 +108,9 @@ pub async fn handle(
     let Some(primary) = ex.shared.cache.primary_key(&ex.parts.uri) else {
         return bypass::bypass(&mut ex, txn, BypassReason::NoKey).await;
     };
+    if let Some(size) = slice::block_size(&ex) {
+        return slice::serve(&mut ex, txn, &primary, size).await;
+    }
     let now = ex.shared.clock.now();
     let decision = ex
         .shared
@@ -136,6 +143,9 @@ pub async fn handle(
             revalidate::revalidate(&mut ex, txn, &primary, found, fwd).await
         }
         Decision::Miss { fwd, had_variants } => {
+            if let Some(response) = partial::from_parts(&ex, txn, &primary).await {
+                return Ok(response);
+            }
             miss::miss(&mut ex, txn, &primary, fwd, had_variants).await
         }
     }

@@ -9,7 +9,7 @@ use http::Response;
 
 use super::admit::{admit, Admission, StoreRequest};
 use super::exchange::{Exchange, CLIENT_CONDITIONALS};
-use super::reply::{deliver, with_cookies_of, Serve};
+use super::reply::{decorate, deliver, with_cookies_of, Serve};
 use crate::cache::collapse::Leader;
 use crate::cache::fill;
 use crate::cache::lookup::Lookup;
@@ -104,8 +104,8 @@ pub(super) async fn store_or_pass(
     let read_timeout = ex.shared.upstream.read_timeout();
     // A client that sent conditionals or a Range gets its answer from the new copy, as from a
     // stored one: 304/412/416 at once while the body drains into the cache; a small ranged
-    // object is drained first and served as 206; anything else streams in full (a server may
-    // ignore Range, RFC 9110 §14.2).
+    // object is drained first and served as 206, a larger one's range is relayed as its bytes
+    // arrive; anything else streams in full (a server may ignore Range, RFC 9110 §14.2).
     let wants_partial = CLIENT_CONDITIONALS
         .iter()
         .any(|name| ex.parts.headers.contains_key(name))
@@ -155,6 +155,18 @@ pub(super) async fn store_or_pass(
                 let up = ex.send(txn, ex.parts.headers.clone()).await?;
                 let status = not_stored(txn, "not-stored");
                 return Ok(deliver(ex.shared, up, status, None));
+            }
+            BodyPlan::Range { start, end } => {
+                // A larger object: the client's range goes out as soon as its bytes arrive,
+                // while the whole object fills the cache (issue 14; RFC 9110 §14.2).
+                let received = up.parts.version;
+                let status = txn.outcome(base, status);
+                let (_, body) = deliver(ex.shared, up, status.clone(), Some(sink)).into_parts();
+                let mut response = Response::new(ProxyBody::window(body, start, end - start + 1));
+                *response.status_mut() = served.status;
+                *response.headers_mut() = served.headers;
+                decorate(ex.shared, response.headers_mut(), received, &status);
+                return Ok(response);
             }
             _ => {}
         }

@@ -25,7 +25,12 @@ use crate::proxy::Shared;
 static X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
 
 /// Adds `Via`, `Cache-Status` and (if configured) `X-Cache` to a response we send.
-fn decorate(shared: &Shared, headers: &mut HeaderMap, received: Version, status: &CacheStatus) {
+pub(super) fn decorate(
+    shared: &Shared,
+    headers: &mut HeaderMap,
+    received: Version,
+    status: &CacheStatus,
+) {
     crate::cache::invalidate::strip_for_client(headers, &shared.cache.behaviour);
     if shared.config.forward.via {
         shared.via.append(headers, received);
