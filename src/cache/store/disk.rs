@@ -14,7 +14,8 @@
 //! take no async lock and hold the index mutex only to read or touch a slot.
 //!
 //! Use order is kept in process only: after a restart it starts again from each entry's
-//! last write (cacache's index time, in milliseconds).
+//! last write (cacache's index time, in milliseconds). The index is read back in the
+//! background after the listeners are bound (see `loading`).
 //!
 //! A full disk (ENOSPC, EDQUOT: the file system has less room than `max_size` promised) is
 //! met by [`Disk::make_room`]: it evicts least recently used entries worth at least the
@@ -22,24 +23,29 @@
 //! A write that still fails is abandoned: cacache deletes the partial file and nothing names
 //! it, so a partial object is never served.
 //!
-//! Known limit: cacache buckets are append-only, so every commit or freshen of a key adds
-//! a line to its bucket until the key is removed. A key whose content is shared with
-//! another key is removed with a tombstone line rather than by deleting its bucket.
+//! cacache's buckets are append-only; here a new key appends its line, and every other
+//! change (a commit over a stored key, a freshen, a removal) rewrites the key's bucket
+//! (`bucket`), so the on-disk index holds one line per live key, however often keys are
+//! freshened.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use cacache::{Integrity, RemoveOpts, WriteOpts};
+use cacache::{Integrity, WriteOpts};
 use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
 
 use super::body::{BoxFuture, DiskBody, EntryOwner, EntryRef};
+use super::bucket::{self, Bucket, Line};
 use super::failure::{io_error, is_damage, is_disk_full};
 use super::file::{content_path, Open, Opened, Stamp};
+use super::loading::{LoadGate, LoadProgress, Pending, Progress};
 use super::lru::{DiskIndex, Removed};
+use crate::cache::invalidate::index::primary_of;
 use crate::cache::meta::StoredHead;
 use crate::cache::DiskConfig;
 
@@ -57,6 +63,10 @@ pub(super) struct Disk {
     evictions: std::sync::atomic::AtomicU64,
     /// Writes that found the disk full (ENOSPC, EDQUOT).
     full_events: AtomicU64,
+    /// What changed while the index loads; `None` once loaded. Only changed under `changes`.
+    pending: Mutex<Option<Pending>>,
+    /// How far the load has come.
+    progress: Progress,
     /// Errors the next content writes fail with, for tests of the disk-full path.
     #[cfg(test)]
     pub(super) faults: Mutex<std::collections::VecDeque<io::Error>>,
@@ -74,30 +84,21 @@ pub(super) enum Found {
     Stream(Arc<StoredHead>, DiskBody),
 }
 
-/// One entry listed at open.
-struct Listed {
-    key: String,
-    sri: Integrity,
-    time: u128,
-    /// `None` when the head did not parse: the entry is dropped.
-    head: Option<StoredHead>,
-}
+/// Bucket files handed from the listing thread to the loader at a time.
+const BATCH: usize = 1024;
 
 impl Disk {
-    /// Opens (creating) the directory and rebuilds the index from cacache's.
+    /// Opens (creating) the directory, with an empty index: [`load`](Self::load) reads
+    /// cacache's back.
     pub async fn open(cfg: &DiskConfig) -> io::Result<Self> {
         tokio::fs::create_dir_all(&cfg.path).await?;
-        // cacache writes bodies in flight under `tmp/`; a crash leaves them there.
+        // cacache writes bodies in flight under `tmp/`, and `bucket` its new buckets; a crash
+        // leaves them there.
         match tokio::fs::remove_dir_all(cfg.path.join("tmp")).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let path = cfg.path.clone();
-        let mut listed = tokio::task::spawn_blocking(move || list(&path))
-            .await
-            .map_err(io::Error::other)?;
-        listed.sort_by_key(|l| l.time);
-        let disk = Self {
+        Ok(Self {
             path: Arc::from(cfg.path.as_path()),
             max_size: cfg.max_size,
             max_object_size: cfg.max_object_size,
@@ -105,33 +106,205 @@ impl Disk {
             changes: tokio::sync::Mutex::new(()),
             evictions: std::sync::atomic::AtomicU64::new(0),
             full_events: AtomicU64::new(0),
+            pending: Mutex::new(Some(Pending::default())),
+            progress: Progress::new(),
             #[cfg(test)]
             faults: Mutex::new(std::collections::VecDeque::new()),
-        };
-        let mut bad = Vec::new();
-        {
-            let mut ix = disk.lock();
-            for l in listed {
-                match l.head {
-                    Some(head) if content_path(&disk.path, &l.sri).is_some() => {
-                        ix.insert(l.key, l.sri, Arc::new(head));
+        })
+    }
+
+    /// Reads cacache's index into ours, in batches that wait for `gate`; `loaded` is told
+    /// each entry kept. Skips what changed meanwhile, compacts buckets holding dead lines,
+    /// drops entries that cannot be served, then trims to `max_size`. Returns the entries
+    /// loaded. Call once, after [`open`](Self::open).
+    pub async fn load(
+        &self,
+        gate: Option<LoadGate>,
+        mut loaded: impl FnMut(&str, &StoredHead) + Send,
+    ) -> u64 {
+        let started = Instant::now();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(PathBuf, Bucket)>>(4);
+        let path = Arc::clone(&self.path);
+        let lister = tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            bucket::walk(&path, |file, found| {
+                batch.push((file, found));
+                if batch.len() < BATCH {
+                    return true;
+                }
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                tx.blocking_send(full).is_ok()
+            });
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
+            }
+        });
+        let mut count = 0u64;
+        while let Some(batch) = rx.recv().await {
+            if let Some(gate) = &gate {
+                gate.passed().await;
+            }
+            let _changes = self.changes.lock().await;
+            let mut n = 0;
+            for (file, found) in batch {
+                n += self.load_bucket(&file, found, &mut loaded).await;
+            }
+            self.progress.add(n);
+            count += n;
+        }
+        if let Err(e) = lister.await {
+            tracing::warn!(error = %e, "disk cache index listing stopped");
+        }
+        let _changes = self.changes.lock().await;
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        for sri in pending.maybe_orphans {
+            if !self.lock().references(&sri) {
+                remove_content(&self.path, &sri).await;
+            }
+        }
+        self.evict().await;
+        let took = started.elapsed();
+        self.progress.finish(took);
+        tracing::info!(
+            entries = count,
+            kept = self.lock().len(),
+            took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            path = %self.path.display(),
+            "disk cache index ready"
+        );
+        count
+    }
+
+    /// Loads the live lines of one bucket file; returns how many entries were kept. Callers
+    /// hold `changes`.
+    async fn load_bucket(
+        &self,
+        file: &Path,
+        found: Bucket,
+        loaded: &mut (impl FnMut(&str, &StoredHead) + Send),
+    ) -> u64 {
+        let mut compact = found.has_garbage();
+        let mut kept = 0;
+        for line in found.live {
+            let sri: Option<Integrity> = line.integrity.as_deref().and_then(|i| i.parse().ok());
+            let (settled, dropped) = {
+                let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                pending.as_ref().map_or((false, false), |p| {
+                    (
+                        p.keys.contains(&line.key),
+                        p.urls.contains(primary_of(&line.key)),
+                    )
+                })
+            };
+            let current = self.lock().get(&line.key);
+            if settled || current.is_some() || dropped {
+                // Changed since the load began: what is on disk now is what that change
+                // left, except that a removed key's line may still be here.
+                if let Some(sri) = sri {
+                    self.maybe_orphan(sri);
+                }
+                let rewritten = match current {
+                    Some(entry) => {
+                        let current = line_for(&line.key, &entry.sri, &entry.head);
+                        self.rewrite_bucket(&line.key, current).await
                     }
-                    // A malformed integrity names no content file: only the line goes.
-                    Some(_) => bad.push((l.key, l.sri, false)),
-                    None => bad.push((l.key, l.sri, true)),
+                    None => self.rewrite_bucket(&line.key, None).await,
+                };
+                compact &= rewritten.is_err();
+                continue;
+            }
+            let head = StoredHead::from_json(&line.metadata)
+                .ok()
+                .filter(|h| h.body_len == line.size);
+            match (head, sri) {
+                (Some(head), Some(sri)) if content_path(&self.path, &sri).is_some() => {
+                    loaded(&line.key, &head);
+                    let head = Arc::new(head);
+                    self.lock().insert_loaded(line.key, sri, head, line.time);
+                    kept += 1;
+                }
+                (_, sri) => {
+                    tracing::warn!(
+                        key = line.key,
+                        "dropping disk cache entry with an unreadable head"
+                    );
+                    if self.rewrite_bucket(&line.key, None).await.is_ok() {
+                        compact = false;
+                    }
+                    if let Some(sri) = sri.filter(|s| content_path(&self.path, s).is_some()) {
+                        if !self.lock().references(&sri) {
+                            self.maybe_orphan(sri);
+                        }
+                    }
                 }
             }
         }
-        for (key, sri, has_content) in bad {
-            tracing::warn!(key, "dropping disk cache entry with an unreadable head");
-            let orphaned = has_content && !disk.lock().references(&sri);
-            disk.delete(Removed { key, sri, orphaned }).await;
+        if compact {
+            // Dead lines (older lines of a key, tombstones): rewrite the file with the live
+            // ones, which are the ones just loaded.
+            let path = Arc::clone(&self.path);
+            let file = file.to_path_buf();
+            let done = tokio::task::spawn_blocking(move || bucket::compact(&path, &file)).await;
+            if let Ok(Err(e)) = done {
+                tracing::warn!(error = %e, "disk cache bucket compaction failed");
+            }
         }
+        kept
+    }
+
+    /// Notes a content whose last key may have gone while loading: deleted at the end of
+    /// the load unless a key names it then.
+    fn maybe_orphan(&self, sri: Integrity) {
+        if let Some(p) = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
         {
-            let _changes = disk.changes.lock().await;
-            disk.evict().await;
+            p.maybe_orphans.push(sri);
         }
-        Ok(disk)
+    }
+
+    /// Notes that `key` changed while loading, so the loader leaves it alone. Callers hold
+    /// `changes`.
+    fn settle(&self, key: &str) {
+        if let Some(p) = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            p.keys.insert(key.to_owned());
+        }
+    }
+
+    /// Entries of `primary` not loaded yet are dropped when the loader reaches them (an
+    /// invalidation while loading). Does nothing once loaded.
+    pub async fn drop_unloaded(&self, primary: &str) {
+        let _changes = self.changes.lock().await;
+        if let Some(p) = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            p.urls.insert(primary.to_owned());
+        }
+    }
+
+    /// How far the index load has come.
+    pub fn load_progress(&self) -> LoadProgress {
+        self.progress.snapshot()
+    }
+
+    /// Returns once the index is loaded.
+    pub async fn loaded(&self) {
+        self.progress.wait().await;
     }
 
     pub fn max_object_size(&self) -> u64 {
@@ -160,11 +333,6 @@ impl Disk {
     /// `key`'s stored head, without touching use order.
     pub fn peek(&self, key: &str) -> Option<Arc<StoredHead>> {
         self.lock().get(key).map(|e| e.head)
-    }
-
-    /// Every key with its head (at open, to rebuild the URL and tag index).
-    pub fn entries(&self) -> Vec<(String, Arc<StoredHead>)> {
-        self.lock().entries()
     }
 
     /// The cache directory.
@@ -304,6 +472,7 @@ impl Disk {
         head: &Arc<StoredHead>,
     ) -> io::Result<()> {
         let _changes = self.changes.lock().await;
+        self.settle(key);
         let sri = match writer.commit().await.map_err(io_error) {
             Ok(sri) => sri,
             Err(e) => {
@@ -314,10 +483,14 @@ impl Disk {
                 return Err(e);
             }
         };
-        let mut inserted = self.insert_line(key, &sri, head).await;
+        // A new key appends its line; a stored one has its bucket rewritten, so the index
+        // keeps one line per key.
+        let stored = self.lock().contains(key);
+        let mut inserted = self.record(key, &sri, head, stored).await;
         if inserted.as_ref().is_err_and(is_disk_full) {
             self.evict_for_full_disk(head.body_len).await;
-            inserted = self.insert_line(key, &sri, head).await;
+            let stored = self.lock().contains(key);
+            inserted = self.record(key, &sri, head, stored).await;
         }
         if let Err(e) = inserted {
             if !self.lock().references(&sri) {
@@ -340,7 +513,7 @@ impl Disk {
             return false;
         };
         head.body_len = entry.size;
-        if let Err(e) = self.insert_line(key, &entry.sri, &head).await {
+        if let Err(e) = self.record(key, &entry.sri, &head, true).await {
             tracing::warn!(key, error = %e, "disk cache head update failed");
             return false;
         }
@@ -349,22 +522,46 @@ impl Disk {
         true
     }
 
-    /// Removes `key`; true if it was stored.
+    /// Removes `key`; true if it was stored. While the index loads, a key not loaded yet is
+    /// removed from cacache's index too (and never loaded).
     pub async fn remove(&self, key: &str) -> bool {
         let _changes = self.changes.lock().await;
+        let loading = self.pending_is_some();
+        self.settle(key);
         let removed = self.lock().remove(key);
         match removed {
             Some(removed) => {
                 self.delete(removed).await;
                 true
             }
+            None if loading => match self.rewrite_bucket(key, None).await {
+                Ok(Some(old)) => {
+                    if let Some(sri) = old.integrity.and_then(|i| i.parse().ok()) {
+                        self.maybe_orphan(sri);
+                    }
+                    true
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "disk cache index delete failed");
+                    false
+                }
+            },
             None => false,
         }
+    }
+
+    fn pending_is_some(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Removes `key` only while it still names `sri`, as a damaged read found it.
     pub async fn remove_if(&self, key: &str, sri: &Integrity) {
         let _changes = self.changes.lock().await;
+        self.settle(key);
         let removed = self.lock().remove_if(key, sri);
         if let Some(removed) = removed {
             self.delete(removed).await;
@@ -378,6 +575,33 @@ impl Disk {
     /// True while `key` still names `sri` (it has not been replaced or removed).
     pub fn holds(&self, key: &str, sri: &Integrity) -> bool {
         self.lock().holds(key, sri)
+    }
+
+    /// Records `key → sri` with `head` in cacache's index: rewrites the key's bucket when it
+    /// is `stored` (so the old line goes), else appends a line.
+    async fn record(
+        &self,
+        key: &str,
+        sri: &Integrity,
+        head: &StoredHead,
+        stored: bool,
+    ) -> io::Result<()> {
+        if !stored {
+            return self.insert_line(key, sri, head).await;
+        }
+        self.rewrite_bucket(key, line_for(key, sri, head))
+            .await
+            .map(drop)
+    }
+
+    /// Rewrites `key`'s bucket with `line` as its only line for `key` (none: removed);
+    /// returns the line it replaced.
+    async fn rewrite_bucket(&self, key: &str, line: Option<Line>) -> io::Result<Option<Line>> {
+        let path = Arc::clone(&self.path);
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || bucket::rewrite(&path, &key, line.as_ref()))
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// Appends `key → sri` with `head` to cacache's index.
@@ -406,22 +630,14 @@ impl Disk {
         }
     }
 
-    /// Deletes a key that left the index from cacache (and its content if orphaned).
+    /// Deletes a key that left the index from cacache (and its content if orphaned): its
+    /// line goes from its bucket, and the bucket with it when it was the only key.
     async fn delete(&self, removed: Removed) {
-        if removed.orphaned {
-            // Deletes the content file and the key's whole bucket.
-            let fully = RemoveOpts::new()
-                .remove_fully(true)
-                .remove(&self.path, &removed.key)
-                .await;
-            if fully.is_ok() {
-                return;
-            }
-            // The content was already gone: fall back to a tombstone line.
-            remove_content(&self.path, &removed.sri).await;
-        }
-        if let Err(e) = cacache::remove(&self.path, &removed.key).await {
+        if let Err(e) = self.rewrite_bucket(&removed.key, None).await {
             tracing::warn!(key = removed.key, error = %e, "disk cache index delete failed");
+        }
+        if removed.orphaned {
+            remove_content(&self.path, &removed.sri).await;
         }
     }
 
@@ -437,24 +653,20 @@ async fn remove_content(path: &Path, sri: &Integrity) {
     }
 }
 
-/// Every live entry in cacache's index (blocking: walks the directory).
-fn list(path: &Path) -> Vec<Listed> {
-    let mut out = Vec::new();
-    for item in cacache::index::ls(path) {
-        match item {
-            Ok(meta) => out.push(Listed {
-                head: StoredHead::from_json(&meta.metadata)
-                    .ok()
-                    .filter(|h| u64::try_from(meta.size).ok() == Some(h.body_len)),
-                key: meta.key,
-                sri: meta.integrity,
-                time: meta.time,
-            }),
-            // A fresh directory has no index yet.
-            Err(e) => tracing::debug!(error = %e, "disk cache index listing"),
-        }
-    }
-    out
+/// The index line naming `sri` with `head` for `key`, written now.
+fn line_for(key: &str, sri: &Integrity, head: &StoredHead) -> Option<Line> {
+    use crate::clock::Clock as _;
+    let time = crate::clock::SystemClock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Some(Line {
+        key: key.to_owned(),
+        integrity: Some(sri.to_string()),
+        time,
+        size: head.body_len,
+        metadata: head.to_json(),
+    })
 }
 
 impl EntryOwner for Disk {
