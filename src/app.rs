@@ -497,6 +497,22 @@ impl Server {
         Arc::clone(&self.control.inner.metrics)
     }
 
+    /// Returns once the disk cache's index is loaded (it loads in the background after the
+    /// listeners are bound; see `cache::store`).
+    pub async fn disk_index_loaded(&self) {
+        let store = self
+            .control
+            .inner
+            .state
+            .lock()
+            .await
+            .kept
+            .cache
+            .store
+            .clone();
+        store.disk_loaded().await;
+    }
+
     /// The handle that reloads the config and reopens the logs.
     pub fn control(&self) -> Control {
         self.control.clone()

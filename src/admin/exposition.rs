@@ -30,6 +30,8 @@ pub mod names {
     pub const TIER_BYTES: &str = "cuttle_cache_bytes";
     pub const TIER_MAX_BYTES: &str = "cuttle_cache_max_bytes";
     pub const TIER_EVICTIONS: &str = "cuttle_cache_evictions";
+    pub const DISK_INDEX_READY: &str = "cuttle_cache_disk_index_ready";
+    pub const DISK_INDEX_LOADED: &str = "cuttle_cache_disk_index_loaded_entries";
     pub const SERVER_UP: &str = "cuttle_upstream_server_up";
     pub const SERVER_REQUESTS: &str = "cuttle_upstream_server_requests";
     pub const SERVER_FAILURES: &str = "cuttle_upstream_server_failures";
@@ -230,6 +232,20 @@ impl Collector for Scrape {
             "Objects evicted to make room, per tier.",
             &evictions,
         )?;
+        if let Some(load) = sources.as_ref().and_then(|s| s.cache.store.disk_load()) {
+            gauge_family(
+                &mut e,
+                DISK_INDEX_READY,
+                "1 once the disk index is loaded (until then disk entries not loaded yet are misses).",
+                &[(vec![], i64::from(load.ready))],
+            )?;
+            gauge_family(
+                &mut e,
+                DISK_INDEX_LOADED,
+                "Entries loaded into the disk index since start.",
+                &[(vec![], i64_of(load.loaded))],
+            )?;
+        }
 
         let (mut up, mut reqs, mut fails, mut lat) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -123,10 +123,18 @@ pub fn document(state: &State) -> Value {
         None => (None, None),
     };
     let tier = |t: crate::cache::store::TierStats| json!({"objects": t.objects, "bytes": t.bytes, "max_bytes": t.max_bytes, "evictions": t.evictions});
+    let load = sources.as_ref().and_then(|s| s.cache.store.disk_load());
     let disk = disk.map(|(path, t)| {
         let mut v = tier(t);
         if let Some(obj) = v.as_object_mut() {
             obj.insert("path".to_owned(), json!(path.display().to_string()));
+            if let Some(load) = load {
+                let took = load.took.map(|d| d.as_secs_f64() * 1000.0);
+                obj.insert(
+                    "index".to_owned(),
+                    json!({"ready": load.ready, "loaded": load.loaded, "took_ms": took}),
+                );
+            }
         }
         v
     });

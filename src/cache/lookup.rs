@@ -312,6 +312,8 @@ impl Cache {
     pub async fn invalidate(&self, primary: &str) -> usize {
         // Held while removing: no fill of `primary` can commit in between.
         let _gate = self.store.invalidating(primary).await;
+        // Entries the disk index has not loaded yet are not listed: the loader drops them.
+        self.store.drop_unloaded(primary).await;
         let mut removed = 0;
         for key in self.store.index().keys_of_url(primary) {
             removed += usize::from(self.store.remove(&key).await);

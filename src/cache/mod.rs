@@ -197,6 +197,8 @@ pub struct DiskConfig {
     pub path: PathBuf,
     pub max_size: u64,
     pub max_object_size: u64,
+    /// Holds the index's background load while closed: a test hook, never from the file.
+    pub load_gate: Option<store::LoadGate>,
 }
 
 impl Default for DiskConfig {
@@ -205,6 +207,7 @@ impl Default for DiskConfig {
             path: PathBuf::from("cache"),
             max_size: 1 << 30,
             max_object_size: 128 << 20,
+            load_gate: None,
         }
     }
 }

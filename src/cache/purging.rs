@@ -9,6 +9,8 @@ use crate::cache::lookup::Cache;
 impl Cache {
     /// Applies `purge` to this cache (not to peers; see `propagate`).
     pub async fn purge(&self, purge: &Purge) -> Purged {
+        // A purge finds entries through the index, which lists disk entries once loaded.
+        self.store.disk_loaded().await;
         let entries = match &purge.target {
             Target::Url(primary) => {
                 if purge.soft {
@@ -89,6 +91,8 @@ impl Cache {
         let ban = self.bans.add(Ban { seq, matcher, soft });
         let cache = self.clone();
         tokio::spawn(async move {
+            // Entries loaded from disk are older than the ban: wait until all are listed.
+            cache.store.disk_loaded().await;
             let keys = {
                 let matcher = &ban.matcher;
                 cache

@@ -1176,6 +1176,7 @@ fn build_cache(
             path,
             max_size: d.max_size.as_u64(),
             max_object_size: d.max_object_size.as_u64(),
+            load_gate: None,
         })
     };
     // RFC 9213 §2: CDN-Cache-Control targets "all CDN caches"; an accelerator is one.

@@ -353,6 +353,14 @@ pub fn config_with_access(dir: &Path, access: &str, extra: &str) -> String {
     )
 }
 
+/// Waits (at most 30 s) for the disk index's background load, so a test sees the cache as it
+/// was left by an earlier run (tests of the load itself start the proxy another way).
+pub async fn wait_disk_index(server: &cuttle::app::Server) {
+    tokio::time::timeout(Duration::from_secs(30), server.disk_index_loaded())
+        .await
+        .expect("disk index loaded within 30 s");
+}
+
 /// Test proxies get their own admin listener on a free port unless the text has `[admin]`.
 const ADMIN_ON_PORT_0: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
 
@@ -385,6 +393,7 @@ impl TestProxy {
         let config = cuttle::config::load_str("test.toml", &text)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
         let server = cuttle::app::start(config).await.unwrap();
+        wait_disk_index(&server).await;
         Self {
             addr: server.addr().unwrap(),
             admin: server.admin_addr(),
@@ -424,6 +433,7 @@ impl TestProxy {
         let server = cuttle::app::start_with_clock(config, clock)
             .await
             .map_err(|e| format!("proxy did not start: {e}"))?;
+        wait_disk_index(&server).await;
         Ok(Self {
             admin: server.admin_addr(),
             addr: server

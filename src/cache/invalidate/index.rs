@@ -145,6 +145,33 @@ impl Entries {
         }
     }
 
+    /// Lists `key`, read back from disk at start, as stored before anything this process did
+    /// (logical time 0, so every ban made meanwhile applies to it); a key registered since the
+    /// start is newer and left as it is.
+    pub fn register_loaded(&self, key: &str, tags: Vec<Box<str>>) {
+        let primary = primary_of(key);
+        let mut urls = self.shard(&self.urls, primary);
+        let keys = urls.entry(Box::from(primary)).or_default();
+        if keys.contains_key(key) {
+            return;
+        }
+        let tags: Box<[Box<str>]> = tags.into_boxed_slice();
+        keys.insert(
+            Box::from(key),
+            KeyInfo {
+                seq: 0,
+                tags: tags.clone(),
+            },
+        );
+        self.len.fetch_add(1, Ordering::Relaxed);
+        for tag in tags.iter() {
+            self.shard(&self.tags, tag)
+                .entry(tag.clone())
+                .or_default()
+                .insert(Box::from(key));
+        }
+    }
+
     /// Drops `key` (removed from every tier).
     pub fn forget(&self, key: &str) {
         let primary = primary_of(key);

@@ -14,7 +14,8 @@
 //! take no async lock and hold the index mutex only to read or touch a slot.
 //!
 //! Use order is kept in process only: after a restart it starts again from each entry's
-//! last write (cacache's index time, in milliseconds).
+//! last write (cacache's index time, in milliseconds). The index is read back in the
+//! background after the listeners are bound (see `loading`).
 //!
 //! A full disk (ENOSPC, EDQUOT: the file system has less room than `max_size` promised) is
 //! met by [`Disk::make_room`]: it evicts least recently used entries worth at least the
@@ -22,23 +23,27 @@
 //! A write that still fails is abandoned: cacache deletes the partial file and nothing names
 //! it, so a partial object is never served.
 //!
-//! Known limit: cacache buckets are append-only, so every commit or freshen of a key adds
-//! a line to its bucket until the key is removed. A key whose content is shared with
-//! another key is removed with a tombstone line rather than by deleting its bucket.
+//! cacache's buckets are append-only; here a new key appends its line, and every other
+//! change (a commit over a stored key, a freshen, a removal) rewrites the key's bucket
+//! (`bucket`), so the on-disk index holds one line per live key, however often keys are
+//! freshened.
 
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use cacache::{Integrity, RemoveOpts, WriteOpts};
+use cacache::{Integrity, WriteOpts};
 use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
 
 use super::body::{BoxFuture, DiskBody, EntryOwner, EntryRef};
+use super::bucket::{self, Line};
 use super::failure::{io_error, is_damage, is_disk_full};
-use super::file::{content_path, Open, Opened, Stamp};
+use super::file::{Open, Opened, Stamp};
+use super::loading::{Pending, Progress};
 use super::lru::{DiskIndex, Removed};
 use crate::cache::meta::StoredHead;
 use crate::cache::DiskConfig;
@@ -46,17 +51,21 @@ use crate::cache::DiskConfig;
 /// The cacache tier of one directory. Only one `Disk` may use a directory at a time.
 pub(super) struct Disk {
     /// Shared with the blocking reads that open content files.
-    path: Arc<Path>,
+    pub(super) path: Arc<Path>,
     max_size: u64,
     max_object_size: u64,
     /// std mutex: held for a few map operations, never across an `.await`.
     index: Mutex<DiskIndex>,
     /// Serialises changes to cacache's index together with ours.
-    changes: tokio::sync::Mutex<()>,
+    pub(super) changes: tokio::sync::Mutex<()>,
     /// Entries evicted to stay under `max_size` (for metrics).
     evictions: std::sync::atomic::AtomicU64,
     /// Writes that found the disk full (ENOSPC, EDQUOT).
     full_events: AtomicU64,
+    /// What changed while the index loads; `None` once loaded. Only changed under `changes`.
+    pub(super) pending: Mutex<Option<Pending>>,
+    /// How far the load has come.
+    pub(super) progress: Progress,
     /// Errors the next content writes fail with, for tests of the disk-full path.
     #[cfg(test)]
     pub(super) faults: Mutex<std::collections::VecDeque<io::Error>>,
@@ -74,30 +83,18 @@ pub(super) enum Found {
     Stream(Arc<StoredHead>, DiskBody),
 }
 
-/// One entry listed at open.
-struct Listed {
-    key: String,
-    sri: Integrity,
-    time: u128,
-    /// `None` when the head did not parse: the entry is dropped.
-    head: Option<StoredHead>,
-}
-
 impl Disk {
-    /// Opens (creating) the directory and rebuilds the index from cacache's.
+    /// Opens (creating) the directory, with an empty index: [`load`](Self::load) reads
+    /// cacache's back.
     pub async fn open(cfg: &DiskConfig) -> io::Result<Self> {
         tokio::fs::create_dir_all(&cfg.path).await?;
-        // cacache writes bodies in flight under `tmp/`; a crash leaves them there.
+        // cacache writes bodies in flight under `tmp/`, and `bucket` its new buckets; a crash
+        // leaves them there.
         match tokio::fs::remove_dir_all(cfg.path.join("tmp")).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let path = cfg.path.clone();
-        let mut listed = tokio::task::spawn_blocking(move || list(&path))
-            .await
-            .map_err(io::Error::other)?;
-        listed.sort_by_key(|l| l.time);
-        let disk = Self {
+        Ok(Self {
             path: Arc::from(cfg.path.as_path()),
             max_size: cfg.max_size,
             max_object_size: cfg.max_object_size,
@@ -105,33 +102,11 @@ impl Disk {
             changes: tokio::sync::Mutex::new(()),
             evictions: std::sync::atomic::AtomicU64::new(0),
             full_events: AtomicU64::new(0),
+            pending: Mutex::new(Some(Pending::default())),
+            progress: Progress::new(),
             #[cfg(test)]
             faults: Mutex::new(std::collections::VecDeque::new()),
-        };
-        let mut bad = Vec::new();
-        {
-            let mut ix = disk.lock();
-            for l in listed {
-                match l.head {
-                    Some(head) if content_path(&disk.path, &l.sri).is_some() => {
-                        ix.insert(l.key, l.sri, Arc::new(head));
-                    }
-                    // A malformed integrity names no content file: only the line goes.
-                    Some(_) => bad.push((l.key, l.sri, false)),
-                    None => bad.push((l.key, l.sri, true)),
-                }
-            }
-        }
-        for (key, sri, has_content) in bad {
-            tracing::warn!(key, "dropping disk cache entry with an unreadable head");
-            let orphaned = has_content && !disk.lock().references(&sri);
-            disk.delete(Removed { key, sri, orphaned }).await;
-        }
-        {
-            let _changes = disk.changes.lock().await;
-            disk.evict().await;
-        }
-        Ok(disk)
+        })
     }
 
     pub fn max_object_size(&self) -> u64 {
@@ -160,11 +135,6 @@ impl Disk {
     /// `key`'s stored head, without touching use order.
     pub fn peek(&self, key: &str) -> Option<Arc<StoredHead>> {
         self.lock().get(key).map(|e| e.head)
-    }
-
-    /// Every key with its head (at open, to rebuild the URL and tag index).
-    pub fn entries(&self) -> Vec<(String, Arc<StoredHead>)> {
-        self.lock().entries()
     }
 
     /// The cache directory.
@@ -304,6 +274,7 @@ impl Disk {
         head: &Arc<StoredHead>,
     ) -> io::Result<()> {
         let _changes = self.changes.lock().await;
+        self.settle(key);
         let sri = match writer.commit().await.map_err(io_error) {
             Ok(sri) => sri,
             Err(e) => {
@@ -314,10 +285,14 @@ impl Disk {
                 return Err(e);
             }
         };
-        let mut inserted = self.insert_line(key, &sri, head).await;
+        // A new key appends its line; a stored one has its bucket rewritten, so the index
+        // keeps one line per key.
+        let stored = self.lock().contains(key);
+        let mut inserted = self.record(key, &sri, head, stored).await;
         if inserted.as_ref().is_err_and(is_disk_full) {
             self.evict_for_full_disk(head.body_len).await;
-            inserted = self.insert_line(key, &sri, head).await;
+            let stored = self.lock().contains(key);
+            inserted = self.record(key, &sri, head, stored).await;
         }
         if let Err(e) = inserted {
             if !self.lock().references(&sri) {
@@ -340,7 +315,7 @@ impl Disk {
             return false;
         };
         head.body_len = entry.size;
-        if let Err(e) = self.insert_line(key, &entry.sri, &head).await {
+        if let Err(e) = self.record(key, &entry.sri, &head, true).await {
             tracing::warn!(key, error = %e, "disk cache head update failed");
             return false;
         }
@@ -349,22 +324,46 @@ impl Disk {
         true
     }
 
-    /// Removes `key`; true if it was stored.
+    /// Removes `key`; true if it was stored. While the index loads, a key not loaded yet is
+    /// removed from cacache's index too (and never loaded).
     pub async fn remove(&self, key: &str) -> bool {
         let _changes = self.changes.lock().await;
+        let loading = self.pending_is_some();
+        self.settle(key);
         let removed = self.lock().remove(key);
         match removed {
             Some(removed) => {
                 self.delete(removed).await;
                 true
             }
+            None if loading => match self.rewrite_bucket(key, None).await {
+                Ok(Some(old)) => {
+                    if let Some(sri) = old.integrity.and_then(|i| i.parse().ok()) {
+                        self.maybe_orphan(sri);
+                    }
+                    true
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "disk cache index delete failed");
+                    false
+                }
+            },
             None => false,
         }
+    }
+
+    fn pending_is_some(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Removes `key` only while it still names `sri`, as a damaged read found it.
     pub async fn remove_if(&self, key: &str, sri: &Integrity) {
         let _changes = self.changes.lock().await;
+        self.settle(key);
         let removed = self.lock().remove_if(key, sri);
         if let Some(removed) = removed {
             self.delete(removed).await;
@@ -378,6 +377,37 @@ impl Disk {
     /// True while `key` still names `sri` (it has not been replaced or removed).
     pub fn holds(&self, key: &str, sri: &Integrity) -> bool {
         self.lock().holds(key, sri)
+    }
+
+    /// Records `key → sri` with `head` in cacache's index: rewrites the key's bucket when it
+    /// is `stored` (so the old line goes), else appends a line.
+    async fn record(
+        &self,
+        key: &str,
+        sri: &Integrity,
+        head: &StoredHead,
+        stored: bool,
+    ) -> io::Result<()> {
+        if !stored {
+            return self.insert_line(key, sri, head).await;
+        }
+        self.rewrite_bucket(key, line_for(key, sri, head))
+            .await
+            .map(drop)
+    }
+
+    /// Rewrites `key`'s bucket with `line` as its only line for `key` (none: removed);
+    /// returns the line it replaced.
+    pub(super) async fn rewrite_bucket(
+        &self,
+        key: &str,
+        line: Option<Line>,
+    ) -> io::Result<Option<Line>> {
+        let path = Arc::clone(&self.path);
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || bucket::rewrite(&path, &key, line.as_ref()))
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// Appends `key → sri` with `head` to cacache's index.
@@ -394,7 +424,7 @@ impl Disk {
     }
 
     /// Evicts until within `max_size`. Callers hold `changes`.
-    async fn evict(&self) {
+    pub(super) async fn evict(&self) {
         let evicted = self.lock().evict(self.max_size);
         self.evictions.fetch_add(
             u64::try_from(evicted.len()).unwrap_or(u64::MAX),
@@ -406,55 +436,43 @@ impl Disk {
         }
     }
 
-    /// Deletes a key that left the index from cacache (and its content if orphaned).
+    /// Deletes a key that left the index from cacache (and its content if orphaned): its
+    /// line goes from its bucket, and the bucket with it when it was the only key.
     async fn delete(&self, removed: Removed) {
-        if removed.orphaned {
-            // Deletes the content file and the key's whole bucket.
-            let fully = RemoveOpts::new()
-                .remove_fully(true)
-                .remove(&self.path, &removed.key)
-                .await;
-            if fully.is_ok() {
-                return;
-            }
-            // The content was already gone: fall back to a tombstone line.
-            remove_content(&self.path, &removed.sri).await;
-        }
-        if let Err(e) = cacache::remove(&self.path, &removed.key).await {
+        if let Err(e) = self.rewrite_bucket(&removed.key, None).await {
             tracing::warn!(key = removed.key, error = %e, "disk cache index delete failed");
+        }
+        if removed.orphaned {
+            remove_content(&self.path, &removed.sri).await;
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, DiskIndex> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, DiskIndex> {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Deletes a content file; a file already gone is fine.
-async fn remove_content(path: &Path, sri: &Integrity) {
+pub(super) async fn remove_content(path: &Path, sri: &Integrity) {
     if let Err(e) = cacache::remove_hash(path, sri).await {
         tracing::debug!(error = %e, "disk cache content already gone");
     }
 }
 
-/// Every live entry in cacache's index (blocking: walks the directory).
-fn list(path: &Path) -> Vec<Listed> {
-    let mut out = Vec::new();
-    for item in cacache::index::ls(path) {
-        match item {
-            Ok(meta) => out.push(Listed {
-                head: StoredHead::from_json(&meta.metadata)
-                    .ok()
-                    .filter(|h| u64::try_from(meta.size).ok() == Some(h.body_len)),
-                key: meta.key,
-                sri: meta.integrity,
-                time: meta.time,
-            }),
-            // A fresh directory has no index yet.
-            Err(e) => tracing::debug!(error = %e, "disk cache index listing"),
-        }
-    }
-    out
+/// The index line naming `sri` with `head` for `key`, written now.
+pub(super) fn line_for(key: &str, sri: &Integrity, head: &StoredHead) -> Option<Line> {
+    use crate::clock::Clock as _;
+    let time = crate::clock::SystemClock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Some(Line {
+        key: key.to_owned(),
+        integrity: Some(sri.to_string()),
+        time,
+        size: head.body_len,
+        metadata: head.to_json(),
+    })
 }
 
 impl EntryOwner for Disk {

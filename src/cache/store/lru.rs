@@ -32,6 +32,14 @@ const HOT_FOR: Duration = Duration::from_secs(10);
 /// short; these bounds keep the guess to data read moments ago.
 const HOT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Use-order ticks from here up are uses since start; entries loaded from disk sit below,
+/// ordered by their last write (so any use since start is more recent than every load).
+const LIVE_TICKS: u64 = 1 << 62;
+
+/// Ticks per millisecond of write time for loaded entries: room for that many entries written
+/// in one millisecond before two share a slot (then the next free tick is taken).
+const LOADED_PER_MS: u64 = 1024;
+
 /// The disk tier's in-process index.
 #[derive(Debug, Default)]
 pub(super) struct DiskIndex {
@@ -155,6 +163,34 @@ impl DiskIndex {
         sri: Integrity,
         head: Arc<StoredHead>,
     ) -> Option<Removed> {
+        self.insert_at(key, sri, head, None)
+    }
+
+    /// [`insert`](Self::insert) for an entry read back from disk, last written at
+    /// `written_ms` (Unix milliseconds): older in use order than every entry used since start.
+    pub fn insert_loaded(
+        &mut self,
+        key: String,
+        sri: Integrity,
+        head: Arc<StoredHead>,
+        written_ms: u64,
+    ) -> Option<Removed> {
+        let mut tick = written_ms
+            .saturating_mul(LOADED_PER_MS)
+            .min(LIVE_TICKS - LOADED_PER_MS);
+        while self.order.contains_key(&tick) && tick < LIVE_TICKS - 1 {
+            tick += 1;
+        }
+        self.insert_at(key, sri, head, Some(tick))
+    }
+
+    fn insert_at(
+        &mut self,
+        key: String,
+        sri: Integrity,
+        head: Arc<StoredHead>,
+        tick: Option<u64>,
+    ) -> Option<Removed> {
         // Reference the new content first so that re-inserting the same content under the
         // same key never reports it as orphaned.
         let size = head.body_len;
@@ -169,7 +205,10 @@ impl DiskIndex {
         });
         content.refs = content.refs.saturating_add(1);
         let previous = self.remove(&key).filter(|old| old.sri != sri);
-        let tick = self.tick();
+        let tick = match tick {
+            Some(t) if !self.order.contains_key(&t) => t,
+            _ => self.tick(),
+        };
         let line_bytes = line_bytes(&key, head.approx_size());
         self.total = self.total.saturating_add(line_bytes);
         self.order.insert(tick, key.clone());
@@ -263,14 +302,6 @@ impl DiskIndex {
     }
 
     /// Every key starting with `prefix`.
-    /// Every key with its head.
-    pub fn entries(&self) -> Vec<(String, Arc<StoredHead>)> {
-        self.entries
-            .iter()
-            .map(|(k, slot)| (k.clone(), Arc::clone(&slot.head)))
-            .collect()
-    }
-
     pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         self.entries
             .keys()
@@ -279,8 +310,13 @@ impl DiskIndex {
             .collect()
     }
 
+    /// True if `key` is indexed.
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
     fn tick(&mut self) -> u64 {
-        self.next_tick = self.next_tick.saturating_add(1);
+        self.next_tick = self.next_tick.max(LIVE_TICKS).saturating_add(1);
         self.next_tick
     }
 }
@@ -413,6 +449,25 @@ mod tests {
         }
         assert!(ix.read("missing", t0).is_none());
         assert!(!ix.get("a").unwrap().hot);
+    }
+
+    #[test]
+    fn loaded_entries_are_older_than_any_use_and_ordered_by_write_time() {
+        let mut ix = DiskIndex::default();
+        ix.insert("new".into(), sri("n"), head(1000));
+        ix.insert_loaded("later".into(), sri("b"), head(1000), 1_700_000_000_002);
+        ix.insert_loaded("early".into(), sri("a"), head(1000), 1_700_000_000_001);
+        // Same millisecond: both kept, in load order.
+        ix.insert_loaded("early2".into(), sri("c"), head(1000), 1_700_000_000_001);
+        let evicted = ix.evict(0);
+        let keys: Vec<_> = evicted.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["early", "early2", "later", "new"]);
+        // A loaded entry used since start is as recent as any other use.
+        ix.insert_loaded("old".into(), sri("a"), head(1000), 1);
+        ix.insert("mid".into(), sri("b"), head(1000));
+        assert!(ix.touch("old"));
+        let keys: Vec<_> = ix.evict(0).into_iter().map(|r| r.key).collect();
+        assert_eq!(keys, ["mid", "old"]);
     }
 
     #[test]

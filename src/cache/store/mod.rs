@@ -19,10 +19,12 @@
 //! ```
 
 mod body;
+mod bucket;
 mod disk;
 mod epoch;
 mod failure;
 mod file;
+mod loading;
 mod lru;
 mod memory;
 mod writer;
@@ -35,7 +37,9 @@ use bytes::Bytes;
 use http::HeaderName;
 
 pub use body::DiskBody;
+pub use bucket::index_bytes;
 pub use epoch::Epoch;
+pub use loading::{LoadGate, LoadProgress};
 pub use writer::Writer;
 
 use crate::cache::invalidate::index::Entries;
@@ -158,8 +162,10 @@ pub enum HitBody {
 }
 
 impl Store {
-    /// Opens the tiers `config` describes; the disk index is rebuilt from the directory,
-    /// so entries survive a restart, and trimmed to `max_size`.
+    /// Opens the tiers `config` describes and returns at once: the disk index is rebuilt
+    /// from the directory in a background task (so entries survive a restart), then trimmed
+    /// to `max_size`; until then a disk entry not loaded yet is a miss (see `loading`).
+    /// [`disk_loaded`](Self::disk_loaded) waits for the end.
     pub async fn open(config: &crate::cache::Config) -> std::io::Result<Store> {
         let disk = match &config.disk {
             Some(d) => Some(Arc::new(Disk::open(d).await?)),
@@ -170,15 +176,47 @@ impl Store {
             disk,
             config.behaviour.tag_fields.clone(),
         );
-        // The URL and tag index is rebuilt from what the disk tier kept.
         if let Some(disk) = &store.inner.disk {
-            for (key, head) in disk.entries() {
-                let tags =
-                    crate::cache::invalidate::tags::of_head(&head.headers, &store.inner.tag_fields);
-                store.inner.index.register(&key, tags, false);
-            }
+            // The URL and tag index is rebuilt from what the disk tier kept, as it loads.
+            let disk = Arc::clone(disk);
+            let index = Arc::clone(&store.inner.index);
+            let fields = store.inner.tag_fields.clone();
+            let gate = config.disk.as_ref().and_then(|d| d.load_gate.clone());
+            tokio::spawn(async move {
+                disk.load(gate, |key, head| {
+                    let tags = crate::cache::invalidate::tags::of_head(&head.headers, &fields);
+                    index.register_loaded(key, tags);
+                })
+                .await;
+            });
         }
         Ok(store)
+    }
+
+    /// Returns once the disk index is loaded (at once without a disk tier).
+    pub async fn disk_loaded(&self) {
+        if let Some(disk) = &self.inner.disk {
+            disk.loaded().await;
+        }
+    }
+
+    /// How far the disk index's load has come; `None` without a disk tier.
+    pub fn disk_load(&self) -> Option<LoadProgress> {
+        self.inner.disk.as_ref().map(|d| d.load_progress())
+    }
+
+    /// Drops the entries of `primary` the disk index has not loaded yet, when it reaches
+    /// them (an invalidation while loading; the loaded ones are removed as usual).
+    pub async fn drop_unloaded(&self, primary: &str) {
+        if let Some(disk) = &self.inner.disk {
+            disk.drop_unloaded(primary).await;
+        }
+    }
+
+    /// Bytes of cacache's index files on disk; `None` without a disk tier. Walks the
+    /// directory: for benchmarks and tests, not the request path.
+    pub fn disk_index_bytes(&self) -> Option<u64> {
+        self.inner.disk.as_ref().map(|d| index_bytes(d.path()))
     }
 
     /// A store with no disk tier.

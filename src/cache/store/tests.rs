@@ -39,9 +39,18 @@ fn config(dir: &Path, mem_object: u64, disk_size: u64, disk_object: u64) -> Conf
             path: dir.to_path_buf(),
             max_size: disk_size,
             max_object_size: disk_object,
+            load_gate: None,
         }),
         behaviour: crate::cache::Behaviour::default(),
     }
+}
+
+/// Opens a store and waits for its disk index (the tests of the load itself, in
+/// `loading_tests`, use `Store::open`).
+async fn open_loaded(config: &Config) -> std::io::Result<Store> {
+    let store = Store::open(config).await?;
+    store.disk_loaded().await;
+    Ok(store)
 }
 
 /// Deterministic bytes that differ per `seed`.
@@ -72,7 +81,7 @@ async fn read_body(body: HitBody) -> std::io::Result<Vec<u8>> {
 
 /// A store whose memory tier takes objects up to 1 KiB, so larger ones are disk hits.
 async fn disk_store(dir: &Path) -> Store {
-    Store::open(&config(dir, KIB, 16 * MIB, 4 * MIB))
+    open_loaded(&config(dir, KIB, 16 * MIB, 4 * MIB))
         .await
         .unwrap()
 }
@@ -150,7 +159,7 @@ async fn memory_round_trip_shares_the_body() {
 #[tokio::test]
 async fn disk_round_trip_keeps_head_and_body() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     let body = payload(300 * KIB, 2);
@@ -168,7 +177,7 @@ async fn disk_round_trip_keeps_head_and_body() {
 #[tokio::test]
 async fn nothing_is_visible_before_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), 64 * KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), 64 * KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     for (key, len) in [("small", 10 * KIB), ("large", 200 * KIB)] {
@@ -189,7 +198,7 @@ async fn nothing_is_visible_before_commit() {
 #[tokio::test]
 async fn dropped_writer_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), 64 * KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), 64 * KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     let mut w = store.writer("k", head("k"), Some(100 * KIB)).unwrap();
@@ -203,7 +212,7 @@ async fn dropped_writer_stores_nothing() {
 #[tokio::test]
 async fn wrong_length_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), 64 * KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), 64 * KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     // Shorter than announced: commit fails.
@@ -226,7 +235,7 @@ async fn wrong_length_stores_nothing() {
 #[tokio::test]
 async fn objects_too_large_for_every_tier_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, 64 * KIB))
+    let store = open_loaded(&config(dir.path(), KIB, 16 * MIB, 64 * KIB))
         .await
         .unwrap();
     assert!(store.writer("k", head("k"), Some(64 * KIB + 1)).is_none());
@@ -246,7 +255,7 @@ async fn objects_too_large_for_every_tier_are_refused() {
 #[tokio::test]
 async fn too_large_for_memory_goes_to_disk_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), 8 * KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), 8 * KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     // Above the verify-before-serving size, so both stream from disk.
@@ -269,7 +278,7 @@ async fn too_large_for_memory_goes_to_disk_only() {
 #[tokio::test]
 async fn small_disk_hits_are_promoted_to_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), 64 * KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), 64 * KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     let body = payload(10 * KIB, 9);
@@ -295,13 +304,13 @@ async fn entries_survive_a_restart() {
     let small = payload(3 * KIB, 10);
     let large = payload(500 * KIB, 11);
     let usage = {
-        let store = Store::open(&cfg).await.unwrap();
+        let store = open_loaded(&cfg).await.unwrap();
         put(&store, "small", &small).await;
         put(&store, "large", &large).await;
         put(&store, "empty", b"").await;
         store.disk_usage().unwrap()
     };
-    let store = Store::open(&cfg).await.unwrap();
+    let store = open_loaded(&cfg).await.unwrap();
     assert_eq!(store.disk_usage(), Some(usage));
     for (key, body) in [("small", &small[..]), ("large", &large[..]), ("empty", b"")] {
         let hit = store.lookup(key).await.unwrap();
@@ -319,16 +328,16 @@ async fn corrupt_small_entry_is_a_miss_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 64 * KIB, 16 * MIB, MIB);
     {
-        let store = Store::open(&cfg).await.unwrap();
+        let store = open_loaded(&cfg).await.unwrap();
         put(&store, "k", &payload(20 * KIB, 12)).await;
     }
     corrupt_content(dir.path());
-    let store = Store::open(&cfg).await.unwrap();
+    let store = open_loaded(&cfg).await.unwrap();
     assert!(store.lookup("k").await.is_none());
     assert_eq!(store.disk_usage(), Some(0));
     assert_eq!(content_files(dir.path()), Vec::<PathBuf>::new());
     drop(store);
-    let store = Store::open(&cfg).await.unwrap();
+    let store = open_loaded(&cfg).await.unwrap();
     assert!(store.lookup("k").await.is_none());
 }
 
@@ -363,7 +372,7 @@ async fn disk_stays_within_max_size_and_keeps_recent_entries() {
     let dir = tempfile::tempdir().unwrap();
     let max = 512 * KIB;
     let cfg = config(dir.path(), KIB, max, 64 * KIB);
-    let store = Store::open(&cfg).await.unwrap();
+    let store = open_loaded(&cfg).await.unwrap();
     put(&store, "hot", &payload(64 * KIB, 0)).await;
     // 24 × 64 KiB = 3 × max_size, touching "hot" after each write.
     for i in 0..24u8 {
@@ -382,7 +391,7 @@ async fn disk_stays_within_max_size_and_keeps_recent_entries() {
     }
     drop(store);
     // Evictions reached cacache's index too: a restart finds the same set.
-    let store = Store::open(&cfg).await.unwrap();
+    let store = open_loaded(&cfg).await.unwrap();
     assert!(store.lookup("k0").await.is_none());
     assert!(store.lookup("k23").await.is_some());
     assert!(store.disk_usage().unwrap() <= max);
@@ -392,14 +401,14 @@ async fn disk_stays_within_max_size_and_keeps_recent_entries() {
 async fn open_trims_to_a_smaller_max_size() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(&config(dir.path(), KIB, 4 * MIB, MIB))
+        let store = open_loaded(&config(dir.path(), KIB, 4 * MIB, MIB))
             .await
             .unwrap();
         for i in 0..8u8 {
             put(&store, &format!("k{i}"), &payload(100 * KIB, i)).await;
         }
     }
-    let store = Store::open(&config(dir.path(), KIB, 300 * KIB, MIB))
+    let store = open_loaded(&config(dir.path(), KIB, 300 * KIB, MIB))
         .await
         .unwrap();
     assert!(store.disk_usage().unwrap() <= 300 * KIB);
@@ -419,7 +428,7 @@ async fn open_trims_to_a_smaller_max_size() {
 #[tokio::test]
 async fn remove_prefix_removes_every_variant_in_both_tiers() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), 8 * KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), 8 * KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     let keys = ["http://a/\nx=1", "http://a/\nx=2", "http://b/\nx=1"];
@@ -449,7 +458,7 @@ async fn update_head_keeps_the_body() {
     fresh.headers = StoredFields::from_map(&fields);
     fresh.response_time = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     {
-        let store = Store::open(&cfg).await.unwrap();
+        let store = open_loaded(&cfg).await.unwrap();
         put(&store, "small", &small).await;
         put(&store, "large", &large).await;
         assert!(!store.update_head("missing", fresh.clone()).await);
@@ -466,7 +475,7 @@ async fn update_head_keeps_the_body() {
         assert_eq!(read_body(hit.body).await.unwrap(), small);
     }
     // The new head was written to disk, pointing at the same content.
-    let store = Store::open(&cfg).await.unwrap();
+    let store = open_loaded(&cfg).await.unwrap();
     assert_eq!(content_files(dir.path()).len(), 2);
     for (key, body) in [("small", &small), ("large", &large)] {
         let hit = store.lookup(key).await.unwrap();
@@ -479,7 +488,7 @@ async fn update_head_keeps_the_body() {
 #[tokio::test]
 async fn replacing_and_sharing_content_keeps_files_in_step() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     let body = payload(50 * KIB, 1);
@@ -505,7 +514,7 @@ async fn unreadable_heads_are_dropped_at_open() {
         .commit()
         .await
         .unwrap();
-    let store = Store::open(&config(dir.path(), KIB, MIB, MIB))
+    let store = open_loaded(&config(dir.path(), KIB, MIB, MIB))
         .await
         .unwrap();
     assert!(store.lookup("future").await.is_none());
@@ -527,7 +536,7 @@ async fn memory_tier_stays_within_its_weight() {
 #[tokio::test]
 async fn large_entry_streams_back_in_chunks() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), MIB, 64 * MIB, 16 * MIB))
+    let store = open_loaded(&config(dir.path(), MIB, 64 * MIB, 16 * MIB))
         .await
         .unwrap();
     let body = payload(8 * MIB, 14);
@@ -579,7 +588,7 @@ fn flip_middle(bytes: &mut [u8]) {
 #[tokio::test]
 async fn content_path_is_where_cacache_keeps_the_body() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&config(dir.path(), KIB, 16 * MIB, MIB))
+    let store = open_loaded(&config(dir.path(), KIB, 16 * MIB, MIB))
         .await
         .unwrap();
     put(&store, "k", &payload(10 * KIB, 1)).await;
@@ -643,12 +652,12 @@ async fn a_restart_checks_every_content_again() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), KIB, 16 * MIB, MIB);
     {
-        let store = Store::open(&cfg).await.unwrap();
+        let store = open_loaded(&cfg).await.unwrap();
         put(&store, "k", &payload(20 * KIB, 17)).await;
         assert!(store.lookup("k").await.is_some());
     }
     rewrite_content(dir.path(), |b| flip_middle(b), |t| t);
-    let store = Store::open(&cfg).await.unwrap();
+    let store = open_loaded(&cfg).await.unwrap();
     assert!(store.lookup("k").await.is_none());
     assert_eq!(content_files(dir.path()), Vec::<PathBuf>::new());
 }
@@ -712,7 +721,7 @@ fn partial_files(dir: &Path) -> Vec<PathBuf> {
 /// A store whose memory tier takes objects up to 64 KiB, holding five 400 KiB disk entries
 /// `old0`..`old4` (oldest first).
 async fn full_store(dir: &Path) -> Store {
-    let store = Store::open(&config(dir, 64 * KIB, 64 * MIB, 4 * MIB))
+    let store = open_loaded(&config(dir, 64 * KIB, 64 * MIB, 4 * MIB))
         .await
         .unwrap();
     for i in 0..5u8 {
@@ -847,3 +856,5 @@ async fn an_invalidation_during_a_commit_never_leaves_the_old_body_visible() {
         HitBody::Disk(_) => panic!("memory-only store"),
     }
 }
+
+mod load;
