@@ -399,3 +399,147 @@ async fn hash_groups_hash_the_cache_key_after_store_id() {
     assert!(servers_used.len() >= 2, "five keys on one server");
     proxy.shutdown().await;
 }
+
+/// Membership comes from the file and follows a reload; `--cluster-self` names the member when
+/// the shared file does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_is_reloaded_and_self_can_come_from_the_command_line() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports();
+    let b = start_member(1, &ports, &dir).await;
+    // node-a's file: no `self`, and at first only itself as a member.
+    let file = dir.path().join("a.toml");
+    let write = |members: &[usize]| {
+        let mut text =
+            member_config(0, &ports, &dir.path().join("node-a")).replace("self = \"node-a\"\n", "");
+        let first_member = text.find("[[cluster.member]]").unwrap();
+        text.truncate(first_member);
+        for &m in members {
+            text.push_str(&format!(
+                "[[cluster.member]]\nname = \"{}\"\naddress = \"127.0.0.1:{}\"\n",
+                NAMES[m], ports[m]
+            ));
+        }
+        text.push_str("[log]\naccess_log = \"none\"\n[admin]\nlisten = \"none\"\n");
+        std::fs::write(&file, text).unwrap();
+    };
+    write(&[0]);
+    let source = cuttle::config::Source {
+        path: Some(file.clone()),
+        overrides: cuttle::config::Overrides {
+            cluster_self: Some("node-a".to_owned()),
+            ..Default::default()
+        },
+    };
+    let no_self = cuttle::config::Source {
+        overrides: cuttle::config::Overrides::default(),
+        ..source.clone()
+    };
+    let refused = no_self.load().unwrap_err().to_string();
+    assert!(refused.contains("--cluster-self"), "{refused}");
+    let config = source.load().unwrap();
+    let a = cuttle::app::start_with(config, cuttle::clock::system(), Some(source))
+        .await
+        .unwrap();
+    let pair = Carp::new(
+        &NAMES[..2]
+            .iter()
+            .map(|n| CarpPeer {
+                name: (*n).to_owned(),
+                weight: 1,
+            })
+            .collect::<Vec<_>>(),
+    );
+    let mut b_keys = (0..URLS)
+        .map(|n| origin.url(&format!("/obj?n={n}")))
+        .filter(|u| pair.choose(u, |_| true) == Some(1));
+    let client = client(ports[0]);
+    let (_, alone, _) = get(&client, &b_keys.next().unwrap()).await.unwrap();
+    assert!(
+        alone.starts_with("node-a;"),
+        "a one-member cluster: {alone}"
+    );
+    write(&[0, 1]);
+    a.control().reload().await.unwrap();
+    let (_, joined, _) = get(&client, &b_keys.next().unwrap()).await.unwrap();
+    assert!(joined.starts_with("node-b;"), "node-b joined: {joined}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Concurrent misses for one object at every member are one origin fetch: the non-owners'
+/// lookups all reach the owner, whose collapsed forwarding joins them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_misses_at_every_member_collapse_at_the_owner() {
+    let origin = Origin::builder()
+        .route("/slow", |_| {
+            // Long enough for every request to arrive while the first fetch is under way.
+            std::thread::sleep(Duration::from_millis(400));
+            reply_with(200, "slow object", &[("cache-control", "max-age=600")])
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports();
+    let members = start_all(&ports, &dir).await;
+    let url = origin.url("/slow");
+    let clients: Vec<reqwest::Client> = ports.iter().map(|p| client(*p)).collect();
+    let requests = (0..9).map(|n| get(&clients[n % 3], &url));
+    let answers = futures_util::future::join_all(requests).await;
+    for answer in answers {
+        let (status, _, body) = answer.unwrap();
+        assert_eq!((status, body.as_str()), (200, "slow object"));
+    }
+    assert_eq!(
+        origin.hits(),
+        1,
+        "nine concurrent misses over three members"
+    );
+    for member in members {
+        member.shutdown().await;
+    }
+}
+
+/// Reverse mode: members accelerating one site share their cache the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_mode_members_share_one_cache() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports();
+    let mut members = Vec::new();
+    for me in 0..NAMES.len() {
+        let text = member_config(me, &ports, &dir.path().join(NAMES[me])).replace(
+            &format!("listen = \"127.0.0.1:{}\"\n", ports[me]),
+            &format!(
+                "listen = \"127.0.0.1:{}\"\nmode = \"reverse\"\n\
+                 [[site]]\nhosts = [\"www.example.test\"]\nupstream = \"app\"\n\
+                 [upstream.app]\nservers = [{{ address = \"{}\" }}]\n",
+                ports[me], origin.addr
+            ),
+        );
+        members.push(TestProxy::start_text(&text, None).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    for port in &ports {
+        for n in 0..60 {
+            let response = client
+                .get(format!("http://127.0.0.1:{port}/obj?n={n}"))
+                .header("host", "www.example.test")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.text().await.unwrap(), format!("object n={n}"));
+        }
+    }
+    assert_eq!(origin.hits(), 60, "180 requests through 3 reverse members");
+    for member in members {
+        member.shutdown().await;
+    }
+}
