@@ -38,6 +38,7 @@ use crate::log::AccessLog;
 use crate::metrics::Metrics;
 use crate::proxy::listener::PortSettings;
 use crate::proxy::{self, headers::ViaIdentity, Live, Shared};
+use crate::upstream::cluster::Cluster;
 use crate::upstream::group::Group;
 use crate::upstream::peer::Peers;
 use crate::upstream::Upstream;
@@ -384,9 +385,16 @@ fn spawn_checks(group: &Arc<Group>) -> watch::Sender<bool> {
 }
 
 /// Our `Via` identity: `unique_hostname` as configured, else `visible_hostname:first_port`
-/// (`proxy::headers::ViaIdentity` says why).
+/// (`proxy::headers::ViaIdentity` says why), prefixed with the cluster member name in a
+/// cluster (members sharing one file share `visible_hostname` and the port).
 fn via_for(config: &Config, first_port: u16) -> Result<ViaIdentity, StartError> {
-    let visible = &config.proxy.visible_hostname;
+    let member = config
+        .proxy
+        .cluster
+        .as_ref()
+        .and_then(|c| c.self_name.as_ref())
+        .map(|name| format!("{name}.{}", config.proxy.visible_hostname));
+    let visible = member.as_ref().unwrap_or(&config.proxy.visible_hostname);
     let unique = match &config.proxy.unique_hostname {
         Some(unique) => unique.clone(),
         None if first_port == 0 => visible.clone(),
@@ -448,8 +456,13 @@ fn build_shared(
                 Some(old) => Peers::new_after(h, &config.upstream, old, same_upstream),
                 None => Peers::new(h, &config.upstream),
             });
+    let cluster = config.proxy.cluster.clone().map(|c| {
+        let old = previous.and_then(|p| p.cluster.as_deref());
+        Cluster::new(c, &config.upstream, old, same_upstream)
+    });
     Shared {
         generation,
+        cluster,
         via,
         access: config.access.clone(),
         auth: config.auth.clone(),

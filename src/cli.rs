@@ -30,6 +30,10 @@ pub struct Cli {
     /// never_direct.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_parent)]
     pub parent: Vec<(String, u16)>,
+    /// This node's member name in the config's [cluster] (overrides `self` there), so every
+    /// member can run from one shared file.
+    #[arg(long, value_name = "NAME")]
+    pub cluster_self: Option<String>,
     /// Runtime worker threads (default: the config's `workers`, else one per CPU core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,

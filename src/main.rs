@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             workers: cli.workers,
             parents: cli.parent,
             origin: cli.origin,
+            cluster_self: cli.cluster_self,
         },
     };
     if let Err(e) = config.apply(&source.overrides) {

@@ -54,6 +54,8 @@ pub enum BypassReason {
     CacheDeny,
     /// A protocol upgrade (RFC 9110 §7.8): the connection becomes a byte stream.
     Upgrade,
+    /// Another cluster member owns the key: it serves (and stores) it, this node only relays.
+    Cluster,
 }
 
 impl BypassReason {
@@ -65,6 +67,7 @@ impl BypassReason {
             Self::NoKey => "no-key",
             Self::CacheDeny => "cache-deny",
             Self::Upgrade => "upgrade",
+            Self::Cluster => "cluster",
         }
     }
 }

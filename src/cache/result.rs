@@ -198,11 +198,11 @@ impl CacheResult {
             Self::StaleOriginUnreachable => Some("origin-unreachable"),
             Self::NotStorable { reason } => Some(reason),
             Self::NotInCache => Some("only-if-cached"),
-            // Only a GET with content says why (the method and a missing key speak for
-            // themselves in `fwd`).
+            // Only a GET with content and a key another cluster member owns say why (the
+            // method and a missing key speak for themselves in `fwd`).
             Self::Bypass {
-                reason: BypassReason::RequestContent,
-            } => Some(BypassReason::RequestContent.as_str()),
+                reason: reason @ (BypassReason::RequestContent | BypassReason::Cluster),
+            } => Some(reason.as_str()),
             Self::RefreshUnmodified
             | Self::RefreshModified
             | Self::Miss

@@ -173,6 +173,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         },
         reverse,
         hierarchy,
+        cluster: super::cluster::build(file, src, raw.cluster.as_ref())?,
         error_pages,
         cache_access: build_cache_access(&cx, &raw)?,
     };

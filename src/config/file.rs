@@ -71,6 +71,8 @@ pub struct FileConfig {
     /// How parents are chosen and how long unreachable peers are skipped.
     #[serde(default)]
     pub hierarchy: Hierarchy,
+    /// Cluster mode: the members that share one cache, each key owned by one of them.
+    pub cluster: Option<Cluster>,
     /// Requests that must go through a parent (Squid `never_direct`), as allow/deny rules.
     #[serde(default)]
     pub never_direct: Vec<AccessRule>,
@@ -231,6 +233,37 @@ pub struct Peer {
     /// How long one probe may take (Squid `monitortimeout=`); default 10s, never more than
     /// the interval.
     pub monitortimeout: Option<HumanDuration>,
+}
+
+/// `[cluster]`: the members of a cluster; the same file can serve every member, each picking
+/// itself with `self` or `--cluster-self`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// This node's member name.
+    #[serde(rename = "self")]
+    pub self_name: Option<String>,
+    #[serde(default)]
+    pub member: Vec<ClusterMember>,
+    /// Time between connection probes of each other member; default 2s.
+    pub probe_interval: Option<HumanDuration>,
+    /// How long one probe may take; default 1s.
+    pub probe_timeout: Option<HumanDuration>,
+    /// How long a member whose connection failed is skipped unless a probe revives it
+    /// (Squid `dead_peer_timeout`); default 10s.
+    pub dead_peer_timeout: Option<HumanDuration>,
+}
+
+/// One `[[cluster.member]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterMember {
+    /// Hashed by CARP to place keys: keep it stable when the address changes.
+    pub name: String,
+    /// `host:port` where the other members reach this one (its proxy port).
+    pub address: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 /// Squid's peer types.

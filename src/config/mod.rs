@@ -12,6 +12,7 @@
 //! [`summary`] renders a built config as the start-up lines.
 
 pub mod build;
+pub mod cluster;
 pub mod error;
 pub mod file;
 pub mod locate;
@@ -111,6 +112,8 @@ pub struct Overrides {
     /// Runs as an accelerator for this origin (`http://host:port`): one reverse port (at
     /// `listen`, default 127.0.0.1:8080), any Host, one upstream server.
     pub origin: Option<http::Uri>,
+    /// This node's name in `[cluster]` (`--cluster-self`).
+    pub cluster_self: Option<String>,
 }
 
 /// Where the running config came from: a reload reads it again the same way, with the same
@@ -180,6 +183,7 @@ impl Config {
                 error_details,
             }];
         }
+        self.pick_cluster_self(overrides.cluster_self.as_deref())?;
         if let Some(dir) = &overrides.cache_dir {
             probe::cache_dir(dir).map_err(|reason| format!("--cache-dir: {reason}"))?;
             match &mut self.cache.disk {
@@ -191,6 +195,28 @@ impl Config {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `--cluster-self NAME` names this node among the `[cluster]` members; one of the two must.
+    fn pick_cluster_self(&mut self, name: Option<&str>) -> Result<(), String> {
+        let Some(cluster) = self.proxy.cluster.as_mut() else {
+            return match name {
+                Some(_) => Err("--cluster-self: the config has no [cluster]".to_owned()),
+                None => Ok(()),
+            };
+        };
+        if let Some(name) = name {
+            cluster::check_self(&cluster.members, name)
+                .map_err(|reason| format!("--cluster-self: {reason}"))?;
+            cluster.self_name = Some(name.to_owned());
+        }
+        if cluster.self_name.is_none() {
+            return Err(
+                "[cluster] has no `self`: name this node, like self = \"a\" in [cluster] or --cluster-self a"
+                    .to_owned(),
+            );
         }
         Ok(())
     }

@@ -71,6 +71,8 @@ pub struct Config {
     pub reverse: reverse::ReverseConfig,
     /// Parent and sibling caches; `None` without `[[peer]]`s.
     pub hierarchy: Option<crate::upstream::peer::HierarchyConfig>,
+    /// Cluster mode (`[cluster]`); `None` without members.
+    pub cluster: Option<crate::upstream::cluster::ClusterConfig>,
     /// The operator's error pages by status (`[error_pages]`).
     pub error_pages: respond::ErrorPages,
     /// `[[cache.access]]` (Squid `cache allow|deny`): requests denied here neither use nor
@@ -172,6 +174,8 @@ pub struct Shared {
     pub tls_upstreams: std::collections::HashMap<String, Upstream>,
     /// Peers of the cache hierarchy (forward mode), if any.
     pub peers: Option<std::sync::Arc<crate::upstream::peer::Peers>>,
+    /// The cluster this node is a member of (`[cluster]`), if any.
+    pub cluster: Option<std::sync::Arc<crate::upstream::cluster::Cluster>>,
     /// The HTTP cache (its stores outlive reloads; `behaviour` is this generation's).
     pub cache: crate::cache::lookup::Cache,
     /// Caps client connections across all listeners.

@@ -309,6 +309,22 @@ async fn send_via_hierarchy(
     Err(last_error)
 }
 
+/// Sends `out` to another cache over `client` (a cluster member's pooled client), in
+/// absolute-form (RFC 9112 §3.2.2) with the URI's authority as Host; nothing is retried here.
+pub(super) async fn send_to_cache(
+    shared: &Shared,
+    client: &crate::upstream::Upstream,
+    out: Outgoing,
+) -> Result<Upstreamed, Error> {
+    let host = out
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
+    let uri = out.uri.clone();
+    send_once(shared, client, out, uri, host).await
+}
+
 /// Sends `out` straight to its origin. With checked addresses (a `dst` rule resolved and
 /// checked them) the connection goes to one of those, named by address so that neither the
 /// pool nor the connector looks the name up again; a bodiless request moves on to the next
@@ -401,9 +417,13 @@ async fn send_to_group(
     host_header: &HostHeader,
     client_host: &Authority,
 ) -> Result<Upstreamed, Error> {
-    // Only `hash` balancing looks at the key, so only it pays for rendering the URI.
+    // Only `hash` balancing looks at the key, so only it pays for making it: the cache key
+    // (after `store_id`), so URLs that share a cache entry share a server.
     let key = if group.needs_hash_key() {
-        out.uri.to_string()
+        shared
+            .cache
+            .primary_key(&out.uri)
+            .unwrap_or_else(|| out.uri.to_string())
     } else {
         String::new()
     };

@@ -6,6 +6,7 @@
 
 pub mod carp;
 pub mod client;
+pub mod cluster;
 pub mod connect;
 pub mod continue_gate;
 pub mod early_response;

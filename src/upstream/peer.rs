@@ -253,8 +253,9 @@ impl Peers {
         }
     }
 
-    /// The outcome of one monitor probe of peer `i`.
-    fn probed(&self, i: usize, outcome: Result<(), String>) {
+    /// The outcome of one probe of peer `i` (a `monitorurl` request, or a cluster member's
+    /// connection probe): a failure keeps it dead until a probe succeeds.
+    pub fn probed(&self, i: usize, outcome: Result<(), String>) {
         let Some(failed) = self.probe_failed.get(i) else {
             return;
         };

@@ -59,7 +59,8 @@ pub(super) async fn bypass(
         BypassReason::RequestContent
         | BypassReason::NoKey
         | BypassReason::CacheDeny
-        | BypassReason::Upgrade => Fwd::Bypass,
+        | BypassReason::Upgrade
+        | BypassReason::Cluster => Fwd::Bypass,
     };
     if reason == BypassReason::Method && !is_safe_method(&ex.parts.method) {
         let targets = invalidation_targets(

@@ -22,6 +22,7 @@
 
 mod admit;
 mod bypass;
+mod cluster;
 mod exchange;
 mod miss;
 mod partial;
@@ -65,6 +66,8 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Error> {
     // The transaction already holds the effective URI without credentials.
     let url = txn.url.clone();
+    let mut parts = parts;
+    let hopped = cluster::take_hop(&mut parts.headers);
     let mut request = RequestDirectives::from_headers(&parts.headers);
     shared
         .cache
@@ -81,7 +84,7 @@ pub async fn handle(
         ticket: None,
     };
     if ex.parts.method.as_str() == "PURGE" {
-        return purge::purge(
+        let local = purge::purge(
             ex.shared,
             conn.peer.ip(),
             &ex.parts.uri,
@@ -89,6 +92,7 @@ pub async fn handle(
             txn,
         )
         .await;
+        return cluster::spread_purge(ex.shared, &ex.parts, hopped, local).await;
     }
     if !is_cacheable_method(&ex.parts.method) {
         return bypass::bypass(&mut ex, txn, BypassReason::Method).await;
@@ -108,6 +112,12 @@ pub async fn handle(
     let Some(primary) = ex.shared.cache.primary_key(&ex.parts.uri) else {
         return bypass::bypass(&mut ex, txn, BypassReason::NoKey).await;
     };
+    if !hopped {
+        // Cluster mode: a key another member owns is its to serve (and store).
+        if let Some(response) = cluster::to_owner(&mut ex, txn, &primary).await? {
+            return Ok(response);
+        }
+    }
     if let Some(size) = slice::block_size(&ex) {
         return slice::serve(&mut ex, txn, &primary, size).await;
     }
