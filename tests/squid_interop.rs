@@ -454,3 +454,187 @@ async fn cuttle_logs_a_parent_miss_and_a_failed_direct_attempt_as_squid_does() {
         "ours {ours:?}, Squid's {theirs:?}"
     );
 }
+
+/// A free UDP port on 127.0.0.2, where the tests' Squids take ICP: Squid ignores ICP datagrams
+/// from its own ICP address whatever their port (`icpHandleUdp`, "sent by myself"), so on one
+/// host it needs another loopback address than cuttle's 127.0.0.1.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Squid's lines for HTTP requests (its ICP lines are `UDP_*`), once there are `n`.
+fn squid_tcp_lines(path: &std::path::Path, n: usize) -> Vec<Vec<String>> {
+    for _ in 0..200 {
+        let lines: Vec<Vec<String>> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|f| f.get(3).is_some_and(|c| c.starts_with("TCP_")))
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{} has fewer than {n} request lines", path.display());
+}
+
+/// Waits until the ICP server at `addr` answers a query (Squid opens its ICP socket a little
+/// after its HTTP port).
+async fn wait_for_icp(addr: SocketAddr) {
+    use cuttle::icp::client::{ping, Target};
+    for _ in 0..100 {
+        let outcome = ping(
+            &[Target { index: 0, addr }],
+            "http://icp-ready.test/",
+            Duration::from_millis(100),
+        )
+        .await;
+        if !outcome.replies.is_empty() {
+            return;
+        }
+    }
+    panic!("no ICP reply from {addr}");
+}
+
+fn two_objects() -> support::OriginBuilder {
+    let cacheable = |body: &'static str| {
+        move |_: &support::Recorded| {
+            let mut r = reply(200, body);
+            r.headers_mut()
+                .insert("cache-control", "max-age=300".parse().unwrap());
+            r
+        }
+    };
+    Origin::builder()
+        .route("/cached", cacheable("cached body"))
+        .route("/uncached", cacheable("uncached body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squid_child_fetches_what_its_cuttle_icp_sibling_has_cached() {
+    let origin = two_objects().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cuttle = TestProxy::start_text(
+        // Top-level keys go before the tables `config` writes.
+        &format!("icp_port = \"127.0.0.1:0\"\n{}", config(dir.path(), "")),
+        None,
+    )
+    .await;
+    let cuttle_icp = cuttle.icp.expect("the ICP server runs");
+    // Cached in cuttle first.
+    let direct = http_client(&cuttle)
+        .get(origin.url("/cached"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.text().await.unwrap(), "cached body");
+    assert_eq!(origin.hits(), 1);
+
+    // A fixed query timeout: Squid's dynamic one starts at 5ms, less than a debug build on a
+    // loaded machine may take to answer. No `CLOSEST_DIRECT`: Squid's netdb knows the origin
+    // (on this host) is close, and with the default `minimum_direct_*` it may go there on an
+    // ICP hit.
+    let squid = Squid::start(
+        "squid-icp-child",
+        &format!(
+            "icp_port {}\nudp_incoming_address 127.0.0.2\n\
+             cache_peer 127.0.0.1 sibling {} {} name=cuttle\nicp_query_timeout 2000\n\
+             minimum_direct_hops 0\nminimum_direct_rtt 0\n",
+            free_udp_port(),
+            cuttle.addr.port(),
+            cuttle_icp.port()
+        ),
+    );
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", squid.addr)).unwrap())
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let hit = client.get(origin.url("/cached")).send().await.unwrap();
+    assert_eq!(hit.text().await.unwrap(), "cached body");
+    assert_eq!(origin.hits(), 1, "Squid got it from cuttle, not the origin");
+    let miss = client.get(origin.url("/uncached")).send().await.unwrap();
+    assert_eq!(miss.text().await.unwrap(), "uncached body");
+    assert_eq!(origin.hits(), 2, "the uncached one came from the origin");
+
+    let lines = squid_tcp_lines(&squid.dir.path().join("access.log"), 2);
+    assert_eq!(lines[0][6], origin.url("/cached"));
+    assert_eq!(lines[0][8], "SIBLING_HIT/127.0.0.1", "{lines:?}");
+    assert_eq!(lines[1][6], origin.url("/uncached"));
+    assert_eq!(lines[1][8], "HIER_DIRECT/127.0.0.1", "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuttle_fetches_what_its_squid_icp_sibling_has_cached() {
+    let origin = two_objects().spawn().await;
+    let squid_icp = free_udp_port();
+    // The peer is one address for HTTP and ICP: Squid also takes HTTP on 127.0.0.2.
+    let http_port = {
+        let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let squid = Squid::start(
+        "squid-icp-sibling",
+        &format!(
+            "icp_port {squid_icp}\nudp_incoming_address 127.0.0.2\n\
+             icp_access allow localhost\nicp_access deny all\n\
+             http_port 127.0.0.2:{http_port}\n"
+        ),
+    );
+    let squid_icp: SocketAddr = format!("127.0.0.2:{squid_icp}").parse().unwrap();
+    wait_for_icp(squid_icp).await;
+    // Cached in Squid first.
+    let via_squid = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", squid.addr)).unwrap())
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let filled = via_squid.get(origin.url("/cached")).send().await.unwrap();
+    assert_eq!(filled.text().await.unwrap(), "cached body");
+    assert_eq!(origin.hits(), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let cuttle = TestProxy::start_text(
+        &config(
+            dir.path(),
+            &format!(
+                "[[peer]]\nhost = \"127.0.0.2\"\nport = {}\nicp_port = {}\ntype = \"sibling\"\n\
+                 [log]\naccess_log = \"{}\"\n",
+                http_port,
+                squid_icp.port(),
+                log.display()
+            ),
+        ),
+        None,
+    )
+    .await;
+    let client = http_client(&cuttle);
+    let hit = client.get(origin.url("/cached")).send().await.unwrap();
+    assert_eq!(hit.text().await.unwrap(), "cached body");
+    assert_eq!(origin.hits(), 1, "cuttle got it from Squid, not the origin");
+    let miss = client.get(origin.url("/uncached")).send().await.unwrap();
+    assert_eq!(miss.text().await.unwrap(), "uncached body");
+    assert_eq!(origin.hits(), 2);
+    cuttle.shutdown().await;
+
+    let ours = squid_log_fields(&log, 2);
+    assert_eq!(ours[0][3], "TCP_MISS/200");
+    assert_eq!(ours[0][8], "SIBLING_HIT/127.0.0.2", "{ours:?}");
+    assert_eq!(ours[1][8], "HIER_DIRECT/127.0.0.1", "{ours:?}");
+    // Squid served the hit over HTTP and was asked about the other URL only over ICP.
+    let theirs = squid_tcp_lines(&squid.dir.path().join("access.log"), 2);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert!(theirs[1][3].contains("HIT/200"), "{theirs:?}");
+    let text = std::fs::read_to_string(squid.dir.path().join("access.log")).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("UDP_MISS") && l.contains(&origin.url("/uncached"))),
+        "{text}"
+    );
+}

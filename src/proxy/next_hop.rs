@@ -212,6 +212,8 @@ async fn send_via_hierarchy(
     let hops = peers.router.hops(&route, |i| peers.alive(i));
     let has_body = out.body.as_ref().is_some_and(|b| !b.is_end_stream());
     let lookup_method = matches!(out.method, Method::GET | Method::HEAD);
+    let lookup = lookup_method && !has_body && !out.headers.contains_key(header::UPGRADE);
+    let hops = super::icp_select::reorder(shared, peers, &key, hops, lookup).await;
     let mut last_error = Error::new(
         ErrorKind::NoUpstream,
         "no route to the origin: never_direct applies and no parent cache is reachable",
