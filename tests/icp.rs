@@ -233,12 +233,30 @@ async fn a_child_uses_icp_hits_and_keeps_icp_misses_away_from_siblings() {
         ["SIBLING_HIT/sib", "PARENT_HIT/par", "FIRSTUP_PARENT/par"],
         "{lines:?}"
     );
-    // The sibling said miss for /other and /stale over ICP and got no HTTP request for them.
+    // The sibling said miss for /other and /stale over ICP and got no HTTP request for them;
+    // it logged each query as Squid does (`log_icp_queries`).
     sibling.shutdown().await;
-    let sibling_lines = log_fields(&sibling_log, 2).await;
-    assert_eq!(sibling_lines.len(), 2, "{sibling_lines:?}");
-    assert!(
-        sibling_lines[1][6].ends_with("/object"),
+    let sibling_lines = log_fields(&sibling_log, 5).await;
+    let http: Vec<&Vec<String>> = sibling_lines
+        .iter()
+        .filter(|l| l[3].starts_with("TCP_"))
+        .collect();
+    assert_eq!(http.len(), 2, "{sibling_lines:?}");
+    assert!(http[1][6].ends_with("/object"), "{sibling_lines:?}");
+    let icp: Vec<(String, String, String)> = sibling_lines
+        .iter()
+        .filter(|l| l[5] == "ICP_QUERY")
+        .map(|l| (l[3].clone(), l[6].clone(), l[8].clone()))
+        .collect();
+    let expect =
+        |code: &str, path: &str| (code.to_owned(), origin.url(path), "HIER_NONE/-".to_owned());
+    assert_eq!(
+        icp,
+        [
+            expect("UDP_HIT/000", "/object"),
+            expect("UDP_MISS/000", "/other"),
+            expect("UDP_MISS/000", "/stale"),
+        ],
         "{sibling_lines:?}"
     );
 }

@@ -9,9 +9,13 @@
 //!   alive, like Squid's hit-only mode): `ICP_OP_MISS_NOFETCH` ("the requester should not
 //!   fetch it from this cache", RFC 2186 §2);
 //! - otherwise `ICP_OP_MISS`. A URL `[[cache.access]]` keeps out of the cache is a miss.
+//!
+//! Each answered query gets an access-log line, as Squid's `log_icp_queries` (on by default)
+//! writes it: `UDP_HIT/000 ... ICP_QUERY URL - HIER_NONE/-`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, Method, Uri};
 
@@ -21,6 +25,7 @@ use crate::cache::decision::Decision;
 use crate::cache::policy::RequestDirectives;
 use crate::icp::server::Responder;
 use crate::icp::wire::Opcode;
+use crate::log::record::{client_text, AccessRecord};
 
 /// Answers ICP queries from whatever generation is live when each arrives (so a reload's
 /// `icp_access` applies at once).
@@ -31,9 +36,51 @@ pub struct IcpAnswer {
 
 impl Responder for IcpAnswer {
     async fn answer(&self, from: SocketAddr, url: &str) -> Opcode {
+        let started = tokio::time::Instant::now();
         let shared = self.live.load();
-        answer(&shared, from, url).await
+        let opcode = answer(&shared, from, url).await;
+        log_query(&shared, from, url, opcode, started.elapsed());
+        opcode
     }
+}
+
+/// Logs the query as Squid does by default (`log_icp_queries on`): method `ICP_QUERY`, code
+/// `UDP_HIT`, `UDP_MISS`, ... with status 000, the reply's size, `HIER_NONE/-`.
+fn log_query(shared: &Shared, from: SocketAddr, url: &str, opcode: Opcode, elapsed: Duration) {
+    let code = match opcode {
+        Opcode::Hit | Opcode::HitObj => "UDP_HIT",
+        Opcode::MissNofetch => "UDP_MISS_NOFETCH",
+        Opcode::Denied => "UDP_DENIED",
+        Opcode::Err | Opcode::Query | Opcode::Secho | Opcode::Decho => "UDP_INVALID",
+        Opcode::Miss => "UDP_MISS",
+    };
+    let Ok(method) = Method::from_bytes(b"ICP_QUERY") else {
+        return;
+    };
+    // The reply: the header, the URL and its NUL (RFC 2186 §2).
+    let bytes = (crate::icp::wire::HEADER_LEN + url.len() + 1) as u64;
+    shared.access_log.log(AccessRecord {
+        time: shared.clock.now(),
+        elapsed,
+        client: client_text(from.ip()),
+        code,
+        status: 0,
+        bytes,
+        body_bytes: 0,
+        method,
+        url: url.to_owned(),
+        origin_form: false,
+        version: http::Version::HTTP_11,
+        user: None,
+        hierarchy: crate::upstream::hierarchy::code::HIER_NONE,
+        peer: None,
+        upstream_addr: None,
+        upstream_wait: None,
+        content_type: None,
+        cache_status: None,
+        referer: None,
+        user_agent: None,
+    });
 }
 
 /// The answer to `from`'s query about `url`.
