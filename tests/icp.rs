@@ -260,3 +260,52 @@ async fn a_child_uses_icp_hits_and_keeps_icp_misses_away_from_siblings() {
         "{sibling_lines:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_icp_peer_costs_the_query_timeout_and_is_logged_as_squid_logs_it() {
+    let origin = cacheable_origin().spawn().await;
+    // A sibling whose ICP port takes datagrams and never answers.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (sibling, _) = icp_node("", "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("child.log");
+    let child = TestProxy::start_text(
+        &format!(
+            "icp_query_timeout = \"300ms\"\n{}",
+            config(
+                dir.path(),
+                &format!(
+                    "[[peer]]\nhost = \"127.0.0.1\"\nport = {}\nicp_port = {}\ntype = \"sibling\"\n\
+                     [log]\naccess_log = \"{}\"\n",
+                    sibling.addr.port(),
+                    silent.local_addr().unwrap().port(),
+                    log.display()
+                )
+            )
+        ),
+        None,
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let r = http_client(&child)
+        .get(origin.url("/object"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "object");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < WAIT, "{waited:?}");
+    let mut buf = vec![0u8; wire::MAX_MESSAGE];
+    let (len, _) = tokio::time::timeout(WAIT, silent.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        wire::decode(&buf[..len]).unwrap().url,
+        origin.url("/object"),
+        "the query names the URL as Squid would (its effective request URI)"
+    );
+    let lines = log_fields(&log, 1).await;
+    assert_eq!(lines[0][8], "TIMEOUT_HIER_DIRECT/127.0.0.1", "{lines:?}");
+}

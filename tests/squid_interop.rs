@@ -762,6 +762,8 @@ async fn round_robin_and_carp_parents_are_logged_as_squid_logs_them() {
                     .await
                     .unwrap();
                 assert_eq!(response.status(), 200);
+                // Read to the end: a client that leaves early is `TCP_MISS_ABORTED` in Squid.
+                response.text().await.unwrap();
             }
         }
         let ours = squid_log_fields(&log, 2);
@@ -827,6 +829,7 @@ async fn connect_through_a_parent_and_a_never_direct_failure_are_logged_as_squid
             .await
             .unwrap();
         statuses.push(response.status().as_u16());
+        response.text().await.unwrap();
     }
     dead_cuttle.shutdown().await;
     cuttle.shutdown().await;
@@ -880,6 +883,7 @@ async fn a_hit_and_purge_are_logged_as_squid_logs_them() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), expected, "{proxy}");
+            r.text().await.unwrap();
         }
     }
     let ours = squid_log_fields(&log, 4);

@@ -11,6 +11,14 @@ use super::Shared;
 use crate::upstream::hierarchy::{code, Hop, PeerKind};
 use crate::upstream::peer::Peers;
 
+/// The hops to walk, and whether some ICP peer had not answered when the wait ended.
+#[derive(Debug)]
+pub struct Selection {
+    pub hops: Vec<Hop>,
+    /// Squid then logs the hierarchy code with a `TIMEOUT_` prefix ([`timed_out`]).
+    pub timed_out: bool,
+}
+
 /// `hops` reordered by what the ICP peers among them answer about `url` (Squid's effective
 /// request URI, the string a Squid peer looks up).
 pub async fn reorder(
@@ -19,7 +27,7 @@ pub async fn reorder(
     url: &str,
     hops: Vec<Hop>,
     lookup: bool,
-) -> Vec<Hop> {
+) -> Selection {
     let icp_port = |i: usize| peers.config.peers.get(i).and_then(|p| p.icp_port);
     let asked_by_icp = |hop: &Hop| match hop {
         Hop::Sibling(i) => icp_port(*i).is_some(),
@@ -30,7 +38,10 @@ pub async fn reorder(
             .iter()
             .any(|h| hop_peer(h).is_some_and(|i| icp_port(i).is_some()))
     {
-        return hops;
+        return Selection {
+            hops,
+            timed_out: false,
+        };
     }
     let mut targets = Vec::new();
     for hop in &hops {
@@ -69,13 +80,34 @@ pub async fn reorder(
         })
     });
     let chosen = first.and_then(|h| hop_peer(&h));
-    first
+    let hops = first
         .into_iter()
         .chain(
             hops.into_iter()
                 .filter(|h| !asked_by_icp(h) && (hop_peer(h).is_none() || hop_peer(h) != chosen)),
         )
-        .collect()
+        .collect();
+    Selection {
+        hops,
+        timed_out: outcome.timed_out,
+    }
+}
+
+/// The hierarchy code Squid logs when the ICP wait timed out: `code` with a `TIMEOUT_` prefix
+/// (Squid's native log prints `TIMEOUT_` before `%Sh` when `hier.ping.timedout`).
+pub fn timed_out(code: &'static str) -> &'static str {
+    match code {
+        code::HIER_DIRECT => "TIMEOUT_HIER_DIRECT",
+        code::FIRSTUP_PARENT => "TIMEOUT_FIRSTUP_PARENT",
+        code::ROUNDROBIN_PARENT => "TIMEOUT_ROUNDROBIN_PARENT",
+        code::CARP => "TIMEOUT_CARP",
+        code::SOURCEHASH_PARENT => "TIMEOUT_SOURCEHASH_PARENT",
+        code::DEFAULT_PARENT => "TIMEOUT_DEFAULT_PARENT",
+        code::ANY_OLD_PARENT => "TIMEOUT_ANY_OLD_PARENT",
+        code::SIBLING_HIT => "TIMEOUT_SIBLING_HIT",
+        code::PARENT_HIT => "TIMEOUT_PARENT_HIT",
+        other => other,
+    }
 }
 
 /// The peer a hop goes to, if any.
