@@ -68,6 +68,8 @@ pub struct Server {
     /// Where the admin listener listens, unless `[admin] listen = "none"` (or the default
     /// address was taken).
     admin_addr: Option<SocketAddr>,
+    /// Where the ICP server listens (UDP), when `icp_port` is set.
+    icp_addr: Option<SocketAddr>,
     control: Control,
 }
 
@@ -112,6 +114,8 @@ struct State {
     draining: Vec<watch::Sender<bool>>,
     /// The admin listener and its stop signal; started once, its sources swapped on reload.
     admin: Option<(crate::admin::Admin, watch::Sender<bool>)>,
+    /// The ICP server's stop signal and task; bound once at start (a reload keeps the port).
+    icp: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     stopped: bool,
 }
 
@@ -196,6 +200,14 @@ pub async fn start_with(
             Err(source) => return Err(StartError::Bind { addr, source }),
         },
     };
+    let icp_socket = match config.proxy.icp.port {
+        None => None,
+        Some(addr) => Some(
+            crate::icp::server::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+    };
     let (access_log, log_writer) = crate::log::access::start(
         &config.log.access_log,
         config.log.access_log_flush,
@@ -235,6 +247,17 @@ pub async fn start_with(
         ports.push(open_port(socket, local, key, settings, &live));
     }
     let admin_access = config.admin.access.clone();
+    let mut icp_addr = None;
+    let icp = icp_socket.map(|socket| {
+        icp_addr = socket.local_addr().ok();
+        tracing::info!(addr = ?icp_addr, "ICP server (udp)");
+        let (stop, stop_rx) = watch::channel(false);
+        let answer = Arc::new(proxy::icp_answer::IcpAnswer {
+            live: Arc::clone(&live),
+        });
+        let task = tokio::spawn(crate::icp::server::serve(socket, answer, stop_rx));
+        (stop, task)
+    });
     let state = State {
         kept,
         config,
@@ -242,6 +265,7 @@ pub async fn start_with(
         checks,
         draining: Vec::new(),
         admin: None,
+        icp,
         stopped: false,
     };
     let inner = Arc::new(Inner {
@@ -275,6 +299,7 @@ pub async fn start_with(
     Ok(Server {
         addrs,
         admin_addr,
+        icp_addr,
         control: Control { inner },
     })
 }
@@ -505,6 +530,11 @@ impl Server {
         self.admin_addr
     }
 
+    /// The ICP server's UDP address, if `icp_port` is set.
+    pub fn icp_addr(&self) -> Option<SocketAddr> {
+        self.icp_addr
+    }
+
     /// The counters behind `/metrics` (for tests).
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.control.inner.metrics)
@@ -605,6 +635,10 @@ impl Inner {
         if let Some((admin, stop)) = state.admin.take() {
             let _ = stop.send(true);
             admin.join().await;
+        }
+        if let Some((stop, task)) = state.icp.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
         let ports = std::mem::take(&mut state.ports);
         for port in ports {

@@ -15,6 +15,8 @@
 //!                                                      result: the one CacheResult enum)
 //!                                   └▶ admin (own listener: /metrics, /status, /cache inspector,
 //!                                         dashboard, /reload) reads metrics + narrow handles
+//!                                   └▶ icp (UDP: RFC 2186 codec, query client, server loop;
+//!                                         answers decided by proxy::icp_answer)
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests),
 //!         cli (the clap definition main parses; man page and completions come from it)
 //! ```
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod icp;
 pub mod log;
 pub mod metrics;
 pub mod proxy;

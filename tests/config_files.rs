@@ -765,3 +765,52 @@ fn peer_names_must_be_unique_and_monitors_well_formed() {
     assert!(e.starts_with("broken.toml:1: unique_hostname: "), "{e}");
     config::load_str("ok.toml", "unique_hostname = \"proxy.example:3129\"\n").unwrap();
 }
+
+#[test]
+fn icp_keys_load_with_squid_defaults_and_bad_values_name_their_keys() {
+    let default = config::load_default().unwrap();
+    assert_eq!(default.proxy.icp.port, None, "ICP is off by default");
+    let icp = &default.proxy.icp.access;
+    assert!(allowed(icp, "127.0.0.1", Method::GET, 80));
+    assert!(allowed(icp, "10.1.2.3", Method::GET, 80));
+    assert!(
+        !allowed(icp, "192.0.2.7", Method::GET, 80),
+        "others are denied"
+    );
+
+    let cfg = config::load_str(
+        "icp.toml",
+        "icp_port = \"127.0.0.1:3130\"\nicp_query_timeout = \"300ms\"\n\
+         [acl]\nlan = { src = [\"192.0.2.0/24\"] }\n\
+         [[icp_access]]\nallow = [\"lan\"]\n[[icp_access]]\ndeny = [\"all\"]\n\
+         [[peer]]\nhost = \"127.0.0.1\"\nport = 3128\nicp_port = 3130\ntype = \"sibling\"\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.proxy.icp.port, Some("127.0.0.1:3130".parse().unwrap()));
+    assert_eq!(
+        cfg.proxy.icp.query_timeout,
+        std::time::Duration::from_millis(300)
+    );
+    assert!(allowed(&cfg.proxy.icp.access, "192.0.2.7", Method::GET, 80));
+    assert!(!allowed(
+        &cfg.proxy.icp.access,
+        "127.0.0.1",
+        Method::GET,
+        80
+    ));
+    let peers = cfg.proxy.hierarchy.unwrap().peers;
+    assert_eq!(peers[0].icp_port, Some(3130));
+
+    let e = error_for("icp_port = \"3130\"\n");
+    assert!(e.starts_with("broken.toml:1: icp_port: "), "{e}");
+    assert!(e.contains("127.0.0.1:3128"), "shows the form: {e}");
+    assert_eq!(
+        error_for("icp_query_timeout = \"0s\"\n"),
+        "broken.toml:1: icp_query_timeout: must be greater than zero, like icp_query_timeout = \"500ms\""
+    );
+    let e = error_for("[[icp_access]]\nallow = [\"nowhere\"]\n");
+    assert!(
+        e.starts_with("broken.toml:2: icp_access[0].allow[0]: unknown ACL `nowhere`"),
+        "{e}"
+    );
+}

@@ -303,6 +303,11 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         kept.push("admin.listen");
         new.admin.listen = old.admin.listen;
     }
+    // The ICP socket is bound once at start; icp_access and the timeout do reload.
+    if new.proxy.icp.port != old.proxy.icp.port {
+        kept.push("icp_port");
+        new.proxy.icp.port = old.proxy.icp.port;
+    }
     if new.log.level != old.log.level {
         kept.push("log.level");
         new.log.level = old.log.level.clone();

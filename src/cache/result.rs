@@ -135,8 +135,9 @@ impl CacheResult {
             Self::Miss | Self::NotStorable { .. } | Self::Bypass { .. } | Self::NotInCache => {
                 "TCP_MISS"
             }
-            Self::Purge { removed: true } => "TCP_MISS",
-            Self::Purge { removed: false } => "NONE_NONE",
+            // Squid 5 logs both outcomes of PURGE so: `TCP_MISS/200` and `TCP_MISS/404`
+            // (compared with a real Squid in tests/squid_interop.rs).
+            Self::Purge { .. } => "TCP_MISS",
         }
     }
 

@@ -176,6 +176,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         cluster: super::cluster::build(file, src, raw.cluster.as_ref())?,
         error_pages,
         cache_access: build_cache_access(&cx, &raw)?,
+        icp: build_icp(&cx, &raw)?,
     };
     let upstream = upstream::Config {
         connect_timeout: t.connect.0,
@@ -992,6 +993,7 @@ fn build_hierarchy(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<HierarchyCon
             },
             host: p.host.clone(),
             port: p.port,
+            icp_port: p.icp_port.filter(|&port| port != 0),
             proxy_only: p.proxy_only,
             login,
             tls,
@@ -1013,6 +1015,34 @@ fn build_hierarchy(cx: &Ctx<'_>, raw: &FileConfig) -> Result<Option<HierarchyCon
         always_direct,
         dead_time: raw.hierarchy.dead_peer_timeout.0,
     }))
+}
+
+/// `icp_port`, `[[icp_access]]`, `icp_query_timeout` (Squid's names).
+fn build_icp(cx: &Ctx<'_>, raw: &FileConfig) -> Result<crate::icp::Config, ConfigError> {
+    let access = if raw.icp_access.is_empty() {
+        crate::icp::default_access()
+    } else {
+        let (acls, index) = build_acls(cx, &raw.acl)?;
+        Rules::new(
+            acls,
+            compile_rules(cx, "icp_access", &raw.icp_access, &index)?,
+        )
+    };
+    let query_timeout = match raw.icp_query_timeout.as_ref() {
+        None => crate::icp::DEFAULT_QUERY_TIMEOUT,
+        Some(t) if t.0.is_zero() => {
+            return Err(cx.err(
+                &[Seg::Key("icp_query_timeout")],
+                "must be greater than zero, like icp_query_timeout = \"500ms\"",
+            ))
+        }
+        Some(t) => t.0,
+    };
+    Ok(crate::icp::Config {
+        port: raw.icp_port,
+        access,
+        query_timeout,
+    })
 }
 
 /// `[[cache.access]]` (Squid `cache allow|deny`): empty rules allow everything.

@@ -79,6 +79,17 @@ pub struct FileConfig {
     /// Requests that must go direct (Squid `always_direct`), as allow/deny rules.
     #[serde(default)]
     pub always_direct: Vec<AccessRule>,
+    /// Where the ICP server listens, UDP `host:port` (Squid `icp_port`, usually 3130); unset:
+    /// no ICP server.
+    #[serde(default, deserialize_with = "optional_socket_addr")]
+    pub icp_port: Option<SocketAddr>,
+    /// Who may send us ICP queries (Squid `icp_access`), as allow/deny rules; default:
+    /// loopback and private networks.
+    #[serde(default)]
+    pub icp_access: Vec<AccessRule>,
+    /// How long a miss waits for the ICP replies of peers with an `icp_port` (Squid
+    /// `icp_query_timeout`); default 2s.
+    pub icp_query_timeout: Option<HumanDuration>,
     #[serde(default)]
     pub log: Log,
     /// The admin listener (`/metrics`, `/status`, `/cache`).
@@ -192,6 +203,10 @@ pub enum Mode {
 pub struct Peer {
     pub host: String,
     pub port: u16,
+    /// The peer's ICP port (Squid `cache_peer ... ICP-PORT`, usually 3130): it is asked over
+    /// ICP (RFC 2186) before a miss is forwarded. Unset or 0: never (a sibling is then asked
+    /// over HTTP with `only-if-cached`).
+    pub icp_port: Option<u16>,
     /// `parent` or `sibling`.
     #[serde(rename = "type")]
     pub kind: PeerType,
@@ -1008,6 +1023,13 @@ pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Err
         }
     }
     d.deserialize_any(AddrVisitor)
+}
+
+/// An optional `host:port` ([`socket_addr`] when present).
+pub fn optional_socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    socket_addr(d).map(Some)
 }
 
 #[cfg(test)]

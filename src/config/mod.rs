@@ -238,6 +238,7 @@ impl Config {
                 },
                 host: host.clone(),
                 port: *port,
+                icp_port: None,
                 proxy_only: false,
                 login: None,
                 tls: None,

@@ -28,6 +28,8 @@ pub mod forward;
 pub mod forwarding_fields;
 pub mod handoff;
 pub mod headers;
+pub mod icp_answer;
+pub mod icp_select;
 pub mod interim;
 pub mod internal;
 pub mod linger;
@@ -78,6 +80,9 @@ pub struct Config {
     /// `[[cache.access]]` (Squid `cache allow|deny`): requests denied here neither use nor
     /// fill the cache.
     pub cache_access: Rules,
+    /// ICP (RFC 2186): the server's address and `icp_access`, and how long a miss waits for
+    /// peers' ICP replies.
+    pub icp: crate::icp::Config,
 }
 
 /// One listening socket.

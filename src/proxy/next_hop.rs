@@ -212,6 +212,17 @@ async fn send_via_hierarchy(
     let hops = peers.router.hops(&route, |i| peers.alive(i));
     let has_body = out.body.as_ref().is_some_and(|b| !b.is_end_stream());
     let lookup_method = matches!(out.method, Method::GET | Method::HEAD);
+    let lookup = lookup_method && !has_body && !out.headers.contains_key(header::UPGRADE);
+    let icp = super::icp_select::reorder(shared, peers, &key, hops, lookup).await;
+    // Squid prefixes the code with `TIMEOUT_` when an ICP peer did not answer in time.
+    let logged = |code| {
+        if icp.timed_out {
+            super::icp_select::timed_out(code)
+        } else {
+            code
+        }
+    };
+    let hops = icp.hops;
     let mut last_error = Error::new(
         ErrorKind::NoUpstream,
         "no route to the origin: never_direct applies and no parent cache is reachable",
@@ -254,7 +265,7 @@ async fn send_via_hierarchy(
                         if up.parts.status.is_success() || up.parts.status.is_redirection() =>
                     {
                         up.peer = Some(peer.info.name.clone());
-                        up.hierarchy = Some(hier::SIBLING_HIT);
+                        up.hierarchy = Some(logged(hier::SIBLING_HIT));
                         up.no_store = peer.proxy_only;
                         return Ok(up);
                     }
@@ -286,7 +297,7 @@ async fn send_via_hierarchy(
                     Ok(mut up) => {
                         peers.mark_alive(index);
                         up.peer = Some(peer.info.name.clone());
-                        up.hierarchy = Some(code);
+                        up.hierarchy = Some(logged(code));
                         up.no_store = peer.proxy_only;
                         return Ok(up);
                     }
@@ -303,7 +314,11 @@ async fn send_via_hierarchy(
                     }
                 }
             }
-            Hop::Direct => return send_direct(shared, out, host, resolution).await,
+            Hop::Direct => {
+                let mut up = send_direct(shared, out, host, resolution).await?;
+                up.hierarchy = up.hierarchy.map(logged);
+                return Ok(up);
+            }
         }
     }
     Err(last_error)

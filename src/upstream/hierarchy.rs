@@ -19,8 +19,7 @@ pub mod code {
     pub const HIER_DIRECT: &str = "HIER_DIRECT";
     /// A sibling answered the `only-if-cached` request.
     pub const SIBLING_HIT: &str = "SIBLING_HIT";
-    /// A parent reported a hit (Squid learns this over ICP or digests; cuttle has neither, so
-    /// it never logs this code).
+    /// A parent answered our ICP query with a hit (`proxy::icp_select`).
     pub const PARENT_HIT: &str = "PARENT_HIT";
     /// The first live parent in configuration order.
     pub const FIRSTUP_PARENT: &str = "FIRSTUP_PARENT";

@@ -33,6 +33,9 @@ pub struct PeerConfig {
     pub info: PeerInfo,
     pub host: String,
     pub port: u16,
+    /// The peer's ICP port (Squid `cache_peer HOST TYPE HTTP-PORT ICP-PORT`): it is asked over
+    /// ICP before a miss is forwarded; `None` (Squid's 0): never.
+    pub icp_port: Option<u16>,
     /// Don't store what this peer served (Squid `proxy-only`).
     pub proxy_only: bool,
     /// `Proxy-Authorization` sent to this peer (Squid `login=user:pass`), precomputed.
@@ -421,6 +424,7 @@ mod tests {
                 },
                 host: "127.0.0.1".to_owned(),
                 port: 9,
+                icp_port: None,
                 proxy_only: false,
                 login: None,
                 tls: None,

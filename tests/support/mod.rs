@@ -369,6 +369,8 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     /// The admin listener's address, if it runs.
     pub admin: Option<SocketAddr>,
+    /// The ICP server's UDP address, when the config sets `icp_port`.
+    pub icp: Option<SocketAddr>,
     server: Option<cuttle::app::Server>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -397,6 +399,7 @@ impl TestProxy {
         Self {
             addr: server.addr().unwrap(),
             admin: server.admin_addr(),
+            icp: server.icp_addr(),
             server: Some(server),
             _dir: dir,
         }
@@ -436,6 +439,7 @@ impl TestProxy {
         wait_disk_index(&server).await;
         Ok(Self {
             admin: server.admin_addr(),
+            icp: server.icp_addr(),
             addr: server
                 .addr()
                 .ok_or_else(|| "proxy has no listening address".to_owned())?,
