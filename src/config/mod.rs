@@ -14,6 +14,7 @@
 pub mod build;
 pub mod error;
 pub mod file;
+pub mod intercept;
 pub mod locate;
 pub mod probe;
 pub mod summary;

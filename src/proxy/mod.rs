@@ -19,6 +19,7 @@
 
 pub mod authorize;
 pub mod body;
+pub mod bump;
 pub mod caching;
 pub mod client_conn;
 pub mod client_slots;
@@ -76,6 +77,8 @@ pub struct Config {
     /// `[[cache.access]]` (Squid `cache allow|deny`): requests denied here neither use nor
     /// fill the cache.
     pub cache_access: Rules,
+    /// `[tls_intercept]`: which CONNECT tunnels are bumped; `None`: all are spliced.
+    pub tls_intercept: Option<std::sync::Arc<crate::tls_intercept::Intercept>>,
 }
 
 /// One listening socket.
@@ -183,6 +186,8 @@ pub struct Shared {
     pub site_slots: Vec<usize>,
     /// Caps connections per client address.
     pub client_slots: std::sync::Arc<client_slots::ClientSlots>,
+    /// Carries requests from bumped tunnels to their origins (`[tls_intercept]`'s trust).
+    pub bump_upstream: Option<Upstream>,
 }
 
 impl Shared {
