@@ -509,6 +509,9 @@ fn build_shared(
             .map(|site| kept.metrics.site_slot(&site.name))
             .collect(),
         client_slots: Arc::clone(&kept.client_slots),
+        bump_upstream: config.proxy.tls_intercept.as_ref().map(|intercept| {
+            Upstream::with_tls(&config.upstream, Arc::clone(&intercept.upstream_tls))
+        }),
         config: config.proxy.clone(),
     }
 }

@@ -60,6 +60,9 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", default_value = crate::admin::DEFAULT_LISTEN)]
         admin: String,
     },
+    /// Manage the local CA that `[tls_intercept]` signs minted certificates with.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Print the man page (roff) to stdout.
     #[command(hide = true)]
     Man,
@@ -68,6 +71,31 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+/// `cuttle ca ...`.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make a CA for TLS interception (key file mode 0600) and print how to trust it on
+    /// Debian/Ubuntu, in Firefox and Chromium (NSS), and for pip, npm, cargo, git and Docker.
+    Init {
+        /// Directory for cuttle-ca.pem and cuttle-ca.key.
+        #[arg(long, value_name = "DIR", default_value = "/etc/cuttle/ca")]
+        dir: PathBuf,
+        /// Let the CA sign only for this domain and its subdomains (RFC 5280 name
+        /// constraints, enforced by clients); repeat for more. Default: any name.
+        #[arg(long, value_name = "DOMAIN")]
+        name_constraint: Vec<String>,
+        /// The CA's common name, as trust stores show it.
+        #[arg(long, value_name = "NAME", default_value = "cuttle interception CA")]
+        common_name: String,
+        /// Validity in days.
+        #[arg(long, value_name = "DAYS", default_value_t = 1825)]
+        days: u32,
+        /// Replace an existing key (clients must then trust the new certificate).
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -11,8 +11,10 @@
 //!                                         │            select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
 //!                                         ├▶ metrics  (per-thread counter shards, top URLs)
-//!                                         └▶ cache    (RFC 9111 policy, moka + cacache tiers;
-//!                                                      result: the one CacheResult enum)
+//!                                         ├▶ cache    (RFC 9111 policy, moka + cacache tiers;
+//!                                         │            result: the one CacheResult enum)
+//!                                         └▶ tls_intercept (bump/splice rules, local CA,
+//!                                                      minted leaves; proxy::bump serves)
 //!                                   └▶ admin (own listener: /metrics, /status, /cache inspector,
 //!                                         dashboard, /reload) reads metrics + narrow handles
 //!                                   └▶ icp (UDP: RFC 2186 codec, query client, server loop;
@@ -38,4 +40,5 @@ pub mod icp;
 pub mod log;
 pub mod metrics;
 pub mod proxy;
+pub mod tls_intercept;
 pub mod upstream;

@@ -31,6 +31,33 @@ fn main() -> ExitCode {
             ));
         }
         Some(Command::Stats { admin }) => return cuttle::admin::stats::run(admin),
+        Some(Command::Ca(cuttle::cli::CaCommand::Init {
+            dir,
+            name_constraint,
+            common_name,
+            days,
+            force,
+        })) => {
+            use cuttle::tls_intercept::ca;
+            let options = ca::InitOptions {
+                dir: dir.clone(),
+                common_name: common_name.clone(),
+                name_constraints: name_constraint.clone(),
+                days: *days,
+                force: *force,
+            };
+            let now = cuttle::clock::Clock::now(&cuttle::clock::SystemClock);
+            return match ca::init(&options, now) {
+                Ok((cert, key)) => {
+                    print!("{}", ca::trust_steps(&cert, &key));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cuttle: ca init: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some(Command::Check) | None => {}
     }
     let mut config = match load(cli.config.as_ref()) {

@@ -615,6 +615,7 @@ fn the_auth_example_asks_the_office_for_credentials_and_knows_its_users() {
                 client_connections: 1,
                 user,
                 can_challenge: true,
+                server_name: None,
             },
         })
     };

@@ -53,6 +53,9 @@ pub struct RequestFacts<'a> {
     /// Whether a `proxy_auth` ACL without a user may ask for credentials (a forward port
     /// answers 407); where it may not (reverse ports), it simply does not match.
     pub can_challenge: bool,
+    /// The TLS server name (`ssl::server_name`): the CONNECT host, or the host of a request
+    /// inside a bumped connection (which is the SNI the client sent; see `tls_intercept`).
+    pub server_name: Option<&'a str>,
 }
 
 /// One named matcher.
@@ -86,6 +89,9 @@ pub enum Acl {
     MaxConn(usize),
     /// Squid `proxy_auth`: a verified user (any, for `REQUIRED`), or one of these names.
     ProxyAuth(ProxyAuthUsers),
+    /// Squid `ssl::server_name`: the TLS server name (CONNECT host or SNI), `dstdomain`-style
+    /// (`.example.com` matches it and its subdomains); no name, no match.
+    SslServerName(Vec<String>),
 }
 
 /// Which users a `proxy_auth` ACL accepts.
@@ -149,6 +155,10 @@ impl Acl {
                 .is_some_and(|now| specs.iter().any(|spec| spec.contains(now))),
             Self::MaxConn(max) => req.facts.client_connections > *max,
             Self::ProxyAuth(users) => req.facts.user.is_some_and(|user| users.accepts(user)),
+            Self::SslServerName(names) => req.facts.server_name.is_some_and(|server| {
+                let server = server.trim_end_matches('.');
+                names.iter().any(|name| domain_matches(name, server))
+            }),
         }
     }
 
@@ -171,7 +181,7 @@ impl ProxyAuthUsers {
 }
 
 /// Squid `dstdomain` semantics: a leading dot matches the domain and every subdomain.
-fn domain_matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn domain_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix('.') {
         Some(bare) => {
             host.eq_ignore_ascii_case(bare)

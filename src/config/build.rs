@@ -34,13 +34,13 @@ mod slice;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
 
 /// Builds errors located in one source text.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: &'a str,
     src: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, path: &[Seg<'_>], reason: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, path: &[Seg<'_>], reason: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
             line: line_of(self.src, path),
@@ -177,6 +177,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         error_pages,
         cache_access: build_cache_access(&cx, &raw)?,
         icp: build_icp(&cx, &raw)?,
+        tls_intercept: super::intercept::build(&cx, raw.tls_intercept.as_ref(), &raw.acl)?,
     };
     let upstream = upstream::Config {
         connect_timeout: t.connect.0,
@@ -666,7 +667,7 @@ fn build_access(
 }
 
 /// The ACL table (index 0 is the built-in `all`) and each name's index.
-fn build_acls<'a>(
+pub(super) fn build_acls<'a>(
     cx: &Ctx<'_>,
     defs: &'a std::collections::BTreeMap<String, AclDef>,
 ) -> Result<(Vec<Acl>, HashMap<&'a str, usize>), ConfigError> {
@@ -712,6 +713,12 @@ fn build_acls<'a>(
             AclDef::ProxyAuth(words) if !words.is_empty() => {
                 Acl::ProxyAuth(proxy_auth_users(cx, &path, words)?)
             }
+            AclDef::SslServerName(names) if !names.is_empty() => Acl::SslServerName(
+                names
+                    .iter()
+                    .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+                    .collect(),
+            ),
             _ => return Err(cx.err(&path, "an ACL needs at least one value")),
         };
         index.insert(name, acls.len());

@@ -101,6 +101,8 @@ pub struct FileConfig {
     /// The operator's HTML page per status code (`502 = "/etc/cuttle/502.html"`), read at load.
     #[serde(default)]
     pub error_pages: BTreeMap<String, String>,
+    /// TLS interception of CONNECT tunnels (bump / splice / deny); absent: splice all.
+    pub tls_intercept: Option<super::intercept::RawTlsIntercept>,
 }
 
 /// `[admin]`: the admin listener and who may use it.
@@ -512,6 +514,10 @@ pub enum AclDef {
     /// for any case); needs `[auth.basic]`.
     #[serde(rename = "proxy_auth")]
     ProxyAuth(Vec<String>),
+    /// Squid `ssl::server_name`: the TLS server name (the CONNECT host, or the SNI inside a
+    /// bumped connection) equals a name or ends with a `.suffix`; for `[tls_intercept]` rules.
+    #[serde(rename = "ssl::server_name")]
+    SslServerName(Vec<String>),
 }
 
 /// `[auth]`: how `proxy_auth` ACLs learn who a client is.

@@ -15,6 +15,7 @@ pub mod build;
 pub mod cluster;
 pub mod error;
 pub mod file;
+pub mod intercept;
 pub mod locate;
 pub mod probe;
 pub mod summary;

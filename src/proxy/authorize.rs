@@ -83,6 +83,12 @@ pub fn facts_for<'a>(
         },
         user: None,
         can_challenge: false,
+        // `ssl::server_name`: CONNECT's host, or an https URL's (a bumped request's).
+        server_name: match uri.scheme() {
+            None => uri.host(),
+            Some(scheme) if *scheme == http::uri::Scheme::HTTPS => uri.host(),
+            Some(_) => None,
+        },
     }
 }
 

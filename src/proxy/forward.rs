@@ -67,7 +67,9 @@ async fn forward(
     txn: &mut Transaction,
 ) -> Result<Response<ProxyBody>, Error> {
     let (mut parts, body) = req.into_parts();
-    if parts.uri.scheme() != Some(&Scheme::HTTP) {
+    // `https` only inside a bumped tunnel (`bump`), which made the URI itself.
+    let https = conn.bumped.is_some() && parts.uri.scheme() == Some(&Scheme::HTTPS);
+    if parts.uri.scheme() != Some(&Scheme::HTTP) && !https {
         return Err(Error::new(
             ErrorKind::InvalidRequest,
             format!(
@@ -77,7 +79,10 @@ async fn forward(
         ));
     }
     let (host, port) = match parts.uri.authority() {
-        Some(a) if !a.host().is_empty() => (a.host().to_owned(), a.port_u16().unwrap_or(80)),
+        Some(a) if !a.host().is_empty() => (
+            a.host().to_owned(),
+            a.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        ),
         _ => {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
@@ -119,6 +124,13 @@ async fn forward(
     // The hierarchy code and peer are set by `next_hop` once the request really goes out.
     let target = Target::Origin(resolution);
     if let upgrade::Requested::Allowed(offer) = upgrade {
+        if https {
+            // `upgrade` relays over plain TCP: never send a bumped request that way.
+            return Err(Error::new(
+                ErrorKind::NotImplemented,
+                "protocol upgrades inside an intercepted tunnel are not supported; splice this site",
+            ));
+        }
         return upgrade::handle(conn, shared, txn, parts, body, target, offer).await;
     }
     caching::handle(conn, shared, txn, parts, body, target).await

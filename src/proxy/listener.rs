@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use super::body::ProxyBody;
 use super::client_conn::{ClientIo, ConnActivity};
 use super::client_slots::{ConnSlot, REJECTION};
-use super::request::ConnInfo;
+use super::request::{ConnInfo, InnerStream};
 use super::service::handle;
 use super::tls::{self, ServerTls};
 use super::{Live, Mode, Shared};
@@ -185,6 +185,8 @@ pub async fn serve(
             live: Arc::clone(&live),
             // Shared with tunnels, which outlive the HTTP connection that opened them.
             permit: Arc::new(ConnSlot::new(permit, client_slot)),
+            bumped: None,
+            serve_inner,
         });
         tokio::spawn(serve_connection(stream, tls, info, builders, conn_shutdown));
     }
@@ -234,6 +236,28 @@ async fn serve_connection(
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }
+}
+
+/// Serves a connection opened inside a bumped tunnel (`bump`) until it ends, with the
+/// builders of the generation current now; shutdown does not reach it (nor its tunnel).
+fn serve_inner(
+    io: Box<dyn InnerStream>,
+    info: Arc<ConnInfo>,
+    h2: bool,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let shared = info.live.load();
+        let peer = info.peer;
+        let (_keep, shutdown) = watch::channel(false);
+        let result = if h2 {
+            serve_http2(io, info, &http2_builder(&shared), shutdown).await
+        } else {
+            serve_http1(io, info, &http1_builder(&shared), shutdown).await
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "bumped connection ended with an error");
+        }
+    })
 }
 
 /// HTTP/1.x on `io` (a socket or a TLS stream), with upgrades for CONNECT.

@@ -19,6 +19,7 @@
 
 pub mod authorize;
 pub mod body;
+pub mod bump;
 pub mod caching;
 pub mod client_conn;
 pub mod client_slots;
@@ -83,6 +84,8 @@ pub struct Config {
     /// ICP (RFC 2186): the server's address and `icp_access`, and how long a miss waits for
     /// peers' ICP replies.
     pub icp: crate::icp::Config,
+    /// `[tls_intercept]`: which CONNECT tunnels are bumped; `None`: all are spliced.
+    pub tls_intercept: Option<std::sync::Arc<crate::tls_intercept::Intercept>>,
 }
 
 /// One listening socket.
@@ -192,6 +195,8 @@ pub struct Shared {
     pub site_slots: Vec<usize>,
     /// Caps connections per client address.
     pub client_slots: std::sync::Arc<client_slots::ClientSlots>,
+    /// Carries requests from bumped tunnels to their origins (`[tls_intercept]`'s trust).
+    pub bump_upstream: Option<Upstream>,
 }
 
 impl Shared {

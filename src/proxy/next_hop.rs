@@ -148,6 +148,9 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
             // instead replace it with the host information of the request-target."
             let host = HeaderValue::from_str(&authority)
                 .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
+            if out.uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+                return send_bumped(shared, out, host).await;
+            }
             if let Some(peers) = &shared.peers {
                 return send_via_hierarchy(shared, peers, out, host, &resolution).await;
             }
@@ -338,6 +341,28 @@ pub(super) async fn send_to_cache(
         .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
     let uri = out.uri.clone();
     send_once(shared, client, out, uri, host).await
+}
+
+/// A request from a bumped tunnel (`https` in forward mode) goes straight to its origin over
+/// TLS verified by `[tls_intercept]`'s trust (the certificate checked against the URI's host,
+/// so the connection is made by name), never through peers.
+async fn send_bumped(
+    shared: &Shared,
+    out: Outgoing,
+    host: HeaderValue,
+) -> Result<Upstreamed, Error> {
+    let Some(client) = &shared.bump_upstream else {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "unsupported URL scheme `https`; HTTPS goes through CONNECT",
+        ));
+    };
+    let peer = out.uri.host().map(str::to_owned);
+    let uri = out.uri.clone();
+    let mut up = send_once(shared, client, out, uri, host).await?;
+    up.peer = peer;
+    up.hierarchy = Some(hier::HIER_DIRECT);
+    Ok(up)
 }
 
 /// Sends `out` straight to its origin. With checked addresses (a `dst` rule resolved and

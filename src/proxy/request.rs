@@ -34,6 +34,54 @@ pub struct ConnInfo {
     /// This connection's slot under `limits.max_connections` and its address's
     /// `client_ip_max_connections`; CONNECT tunnels keep a clone.
     pub permit: Arc<super::client_slots::ConnSlot>,
+    /// Set on a connection inside a bumped CONNECT tunnel: the origin its requests are for.
+    pub bumped: Option<Arc<BumpedOrigin>>,
+    /// How `bump` serves HTTP on a connection it opened inside a tunnel; the listener's own
+    /// serving, handed down so that `bump` does not import the listener (which imports the
+    /// request path that leads to `bump`).
+    pub serve_inner: ServeInner,
+}
+
+/// A byte stream a connection can be served on (a TLS stream inside a tunnel).
+pub trait InnerStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> InnerStream for T {}
+
+/// Serves HTTP on a stream for a connection: HTTP/2 when the flag says ALPN chose it.
+pub type ServeInner = fn(
+    Box<dyn InnerStream>,
+    Arc<ConnInfo>,
+    bool,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The origin of a bumped tunnel: every request inside is for it, whatever its Host says
+/// (the CONNECT was authorised, and the certificate minted, for this name only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BumpedOrigin {
+    /// As in the CONNECT target (IPv6 literals in brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl BumpedOrigin {
+    /// The absolute `https` URI of a request inside the tunnel: its path and query on this
+    /// origin. A CONNECT inside a bumped tunnel has no such URI and is refused.
+    pub fn absolute(&self, uri: &http::Uri, method: &Method) -> Result<http::Uri, Error> {
+        if method == Method::CONNECT {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "CONNECT inside an intercepted tunnel",
+            ));
+        }
+        let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let text = if self.port == 443 {
+            format!("https://{}{path}", self.host)
+        } else {
+            format!("https://{}:{}{path}", self.host, self.port)
+        };
+        text.parse()
+            .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL"))
+    }
 }
 
 /// Attaches `txn` to the response for logging, or answers with the error page.

@@ -35,9 +35,17 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
 }
 
 /// [`handle`], within or without the interim-response scope.
-async fn handle_request(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
+async fn handle_request(mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
     let in_flight = conn.activity.begin();
     let shared = conn.live.load();
+    // Inside a bumped tunnel every request is for the tunnel's origin, over https.
+    let mut refused = None;
+    if let Some(origin) = &conn.bumped {
+        match origin.absolute(req.uri(), req.method()) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(err) => refused = Some(err),
+        }
+    }
     let url = if req.method() == Method::CONNECT {
         req.uri()
             .authority()
@@ -57,6 +65,9 @@ async fn handle_request(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response
         && (conn.mode == Mode::Reverse || req.uri().scheme().is_none());
     txn.note_request(&req, origin_form);
     txn.error_details = conn.error_details;
+    if let Some(err) = refused {
+        return reply_error(txn, &err, &shared);
+    }
     if let Err(err) = check_limits(&req, &shared.config.limits)
         .and_then(|()| check_host(&req))
         .and_then(|()| check_transfer_coding(req.headers()))

@@ -27,6 +27,7 @@ use super::transaction::{code, hier, Transaction};
 use super::Shared;
 use crate::access::{AccessRequest, RequestFacts, Verdict};
 use crate::error::{Error, ErrorKind};
+use crate::tls_intercept::rules::Action;
 use crate::upstream::connect::{connect, connect_addrs};
 use crate::upstream::hierarchy::{Hop, Route};
 use crate::upstream::peer::{connect_through, Peers};
@@ -45,7 +46,10 @@ pub async fn handle(
         hierarchy,
         peer,
     } = match open(&req, conn, shared, &mut txn).await {
-        Ok(opened) => opened,
+        Ok(Plan::Splice(opened)) => opened,
+        Ok(Plan::Bump { host, port }) => {
+            return super::bump::handle(req, conn, shared, txn, &host, port)
+        }
         Err(err) => return reply_error(txn, &err, shared),
     };
     txn.code = code::TCP_TUNNEL;
@@ -79,6 +83,14 @@ pub async fn handle(
     response
 }
 
+/// What becomes of an allowed CONNECT (`[tls_intercept]`; without it, always a splice).
+enum Plan {
+    /// Relay bytes to this upstream connection.
+    Splice(Opened),
+    /// Terminate TLS here (`bump`); the requests inside go upstream on their own.
+    Bump { host: String, port: u16 },
+}
+
 /// A tunnel's upstream connection and how it was reached (for the access log).
 struct Opened {
     stream: UpstreamStream,
@@ -98,13 +110,13 @@ impl Opened {
     }
 }
 
-/// Checks the request and connects to its target.
+/// Checks the request and connects to its target (unless it is to be bumped).
 async fn open(
     req: &Request<Incoming>,
     conn: &ConnInfo,
     shared: &Shared,
     txn: &mut Transaction,
-) -> Result<Opened, Error> {
+) -> Result<Plan, Error> {
     let authority = req.uri().authority().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidRequest,
@@ -143,12 +155,33 @@ async fn open(
     let checked = destination::check(shared, &mut who, req.method(), host, port, direct_only).await;
     txn.user = who.user.take();
     let resolution = checked?;
+    if let Some(intercept) = &shared.config.tls_intercept {
+        let decision = super::bump::decide(intercept, conn, req, host, port, txn.user.as_deref());
+        tracing::debug!(target = %authority, action = decision.action.as_str(), reason = %decision.reason, "tls_intercept");
+        match decision.action {
+            Action::Bump => {
+                return Ok(Plan::Bump {
+                    host: host.to_owned(),
+                    port,
+                })
+            }
+            Action::Deny => {
+                return Err(Error::new(
+                    ErrorKind::AccessDenied,
+                    format!("access denied ({})", decision.reason),
+                ))
+            }
+            Action::Splice => {}
+        }
+    }
     let timeout = shared.upstream_connect_timeout();
     if let Some(peers) = &shared.peers {
-        return open_through_hierarchy(peers, conn, req, host, port, &resolution, timeout).await;
+        return open_through_hierarchy(peers, conn, req, host, port, &resolution, timeout)
+            .await
+            .map(Plan::Splice);
     }
     let stream = connect_direct(host, port, &resolution, timeout).await?;
-    Ok(Opened::direct(stream, host))
+    Ok(Plan::Splice(Opened::direct(stream, host)))
 }
 
 /// Connects to the checked addresses, or (only when no rule needed them) resolves `host` now.
