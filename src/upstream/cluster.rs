@@ -90,6 +90,7 @@ impl Cluster {
                     login: None,
                     tls: None,
                     monitor: None,
+                    icp_port: None,
                 })
                 .collect(),
             selection: ParentSelection::Carp,

@@ -181,7 +181,9 @@ async fn know_record(
                 }
                 Role::Waiter(waiter) => {
                     waited = true;
-                    waiter.wait(behaviour.collapsed_forwarding_timeout).await;
+                    waiter
+                        .wait(behaviour.collapsed_forwarding_timeout, false)
+                        .await;
                     continue;
                 }
             }

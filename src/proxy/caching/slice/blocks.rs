@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::super::pieces::{emit, Piece};
-use crate::cache::collapse::{Leader, Outcome, Role};
+use crate::cache::collapse::{Joined, Leader, Outcome, Role};
 use crate::cache::meta::StoredHead;
 use crate::cache::parts::object_key;
 use crate::cache::policy::partial::{
@@ -145,8 +145,12 @@ impl Blocks {
             match cache.collapser.join(&self.collapse_key(index)) {
                 Role::Leader(l) => leader = Some(l),
                 Role::Waiter(waiter) => {
-                    if waiter.wait(behaviour.collapsed_forwarding_timeout).await == Outcome::Stored
-                    {
+                    if matches!(
+                        waiter
+                            .wait(behaviour.collapsed_forwarding_timeout, false)
+                            .await,
+                        Joined::Stored
+                    ) {
                         if let Some(hit) = self.stored(start, end, validator).await {
                             return Ok(Piece::Stored(hit));
                         }
