@@ -120,6 +120,13 @@ async fn request(to: SocketAddr, line: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The admin listener's `/status`, parsed.
+async fn status(admin: SocketAddr) -> serde_json::Value {
+    let reply = request(admin, "GET /status").await;
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap()
+}
+
 async fn startup(entries: u64) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -150,13 +157,11 @@ async fn startup(entries: u64) {
     let reply = request(addr, &format!("GET http://{origin}/miss")).await;
     let missed = launch.elapsed();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    let status = request(server.admin_addr().unwrap(), "GET /status").await;
-    let during = status.contains("\"ready\":false");
+    let admin = server.admin_addr().unwrap();
+    let during = status(admin).await["cache"]["tiers"]["disk"]["index"]["ready"] == false;
     server.disk_index_loaded().await;
     let ready = launch.elapsed();
-    let status = request(server.admin_addr().unwrap(), "GET /status").await;
-    let body = status.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+    let doc = status(admin).await;
     let ix = &doc["cache"]["tiers"]["disk"]["index"];
     println!(
         "start-up: accepting after {:.1} ms; a miss answered after {:.1} ms (index still loading: {during}); \

@@ -612,6 +612,8 @@ async fn disk_entries_survive_a_restart_with_the_right_age() {
     )
     .await
     .unwrap();
+    // The disk index loads in the background (until then the entry would be a miss).
+    support::wait_disk_index(&server).await;
     let client = client_for(&server);
     let hit = client.get(origin.url("/persist")).send().await.unwrap();
     let status = cache_status(&hit);

@@ -43,7 +43,7 @@ use super::body::{BoxFuture, DiskBody, EntryOwner, EntryRef};
 use super::bucket::{self, Line};
 use super::failure::{io_error, is_damage, is_disk_full};
 use super::file::{Open, Opened, Stamp};
-use super::loading::{Pending, Progress};
+use super::load_state::{Pending, Progress};
 use super::lru::{DiskIndex, Removed};
 use crate::cache::meta::StoredHead;
 use crate::cache::DiskConfig;

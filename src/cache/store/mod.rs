@@ -24,6 +24,7 @@ mod disk;
 mod epoch;
 mod failure;
 mod file;
+mod load_state;
 mod loading;
 mod lru;
 mod memory;
@@ -39,7 +40,7 @@ use http::HeaderName;
 pub use body::DiskBody;
 pub use bucket::index_bytes;
 pub use epoch::Epoch;
-pub use loading::{LoadGate, LoadProgress};
+pub use load_state::{LoadGate, LoadProgress};
 pub use writer::Writer;
 
 use crate::cache::invalidate::index::Entries;
