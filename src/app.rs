@@ -510,6 +510,11 @@ fn build_shared(
             .collect(),
         client_slots: Arc::clone(&kept.client_slots),
         bump_upstream: config.proxy.tls_intercept.as_ref().map(|intercept| {
+            tracing::info!(
+                ca = %intercept.minter.ca().fingerprint,
+                builtin_splice = ?intercept.rules.builtin(),
+                "tls_intercept: bumping CONNECT tunnels its rules name; the rest are spliced"
+            );
             Upstream::with_tls(&config.upstream, Arc::clone(&intercept.upstream_tls))
         }),
         config: config.proxy.clone(),

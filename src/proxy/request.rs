@@ -176,3 +176,33 @@ pub fn check_loop(shared: &Shared, headers: &http::HeaderMap) -> Result<(), Erro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bumped_request_keeps_the_tunnels_origin_whatever_it_names() {
+        let origin = BumpedOrigin {
+            host: "registry.test".to_owned(),
+            port: 443,
+        };
+        let origin_form: http::Uri = "/pkg/a?v=1".parse().unwrap();
+        assert_eq!(
+            origin.absolute(&origin_form, &Method::GET).unwrap(),
+            "https://registry.test/pkg/a?v=1"
+        );
+        // An h2 request names its own authority; the tunnel's wins.
+        let elsewhere: http::Uri = "https://elsewhere.test:8443/x".parse().unwrap();
+        let other_port = BumpedOrigin {
+            host: "[::1]".to_owned(),
+            port: 8443,
+        };
+        assert_eq!(
+            other_port.absolute(&elsewhere, &Method::GET).unwrap(),
+            "https://[::1]:8443/x"
+        );
+        let connect: http::Uri = "a.test:443".parse().unwrap();
+        assert!(origin.absolute(&connect, &Method::CONNECT).is_err());
+    }
+}
