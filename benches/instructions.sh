@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Instructions per request for cuttle, under callgrind.
+#
+# Question: how many user-space instructions, and how many simulated L1 instruction-cache
+# misses, does cuttle spend on one request: a 1 KiB memory hit, a 100 KiB (memory) hit and a
+# 1 KiB miss of a no-store response? Instruction counts are stable on a shared machine where
+# wall-clock throughput is not, so this is the figure each performance change is tracked by.
+#
+# Method: a local nginx origin; cuttle in reverse mode in front of it (`--origin`, one worker,
+# the embedded default config: access log on, written to a file here, admin listener on a free
+# port, disk tier on with `--cache-dir`) runs under `valgrind --tool=callgrind --cache-sim=yes`.
+# For each row cuttle is started twice: warm-up requests, then N (resp. 2N) requests from
+# `wrk -t1 -cCONNS` (a Lua script stops it after that many responses), then SIGTERM. The
+# per-request figure is (total(2N) - total(N)) / (served(2N) - served(N)), with "served" the
+# access-log lines, so start-up, warm-up and shutdown drop out and wrk's overshoot is counted.
+#
+# Usage: benches/instructions.sh          (REQS=500 CONNS=10)
+# Env:   REQS (N), CONNS (wrk connections), CUTTLE (the binary; default target/release/cuttle,
+#        built first with `cargo build --release`; set it to compare two builds), ROW_FILTER
+#        (only rows whose label contains this text), I1 (callgrind's L1i model, "65536,8,64":
+#        64 KiB, 8-way, 64-byte lines), KEEP (a directory to keep the callgrind.out files in,
+#        for callgrind_annotate).
+# Output: a Markdown table on stdout (progress on stderr). Needs valgrind, wrk, nginx, curl.
+set -euo pipefail
+
+REQS=${REQS:-500}
+CONNS=${CONNS:-10}
+I1=${I1:-65536,8,64}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ -z "${CUTTLE:-}" ]; then
+  CUTTLE=$ROOT/target/release/cuttle
+  printf 'building cuttle (cargo build --release)\n' >&2
+  (cd "$ROOT" && cargo build --release --quiet --bin cuttle)
+fi
+export PATH=$PATH:/usr/sbin:/sbin
+
+log() { printf '%s\n' "$*" >&2; }
+
+for bin in valgrind wrk nginx curl python3; do
+  command -v "$bin" >/dev/null || {
+    log "needs $bin"
+    exit 1
+  }
+done
+
+TMP=$(mktemp -d /tmp/cuttle-instr.XXXXXX)
+chmod 755 "$TMP" # nginx workers may run as another user
+declare -a STOP_PIDS=()
+
+cleanup() {
+  local p
+  for p in "${STOP_PIDS[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT SECONDS: wait until something accepts on 127.0.0.1:PORT.
+wait_port() {
+  local port=$1 tries=$(($2 * 10))
+  while [ "$tries" -gt 0 ]; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+    tries=$((tries - 1))
+  done
+  return 1
+}
+
+# The origin: nginx serving a cacheable 1 KiB and 100 KiB object and a no-store 1 KiB one.
+start_origin() {
+  local d=$TMP/origin
+  mkdir -p "$TMP/www/static" "$TMP/www/nocache" "$d"
+  head -c 1024 /dev/urandom >"$TMP/www/static/1k"
+  head -c 102400 /dev/urandom >"$TMP/www/static/100k"
+  cp "$TMP/www/static/1k" "$TMP/www/nocache/1k"
+  ORIGIN_PORT=$(free_port)
+  # `user root` as in load.sh (only a root master reads it; others ignore it with a warning).
+  cat >"$d/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 1024; }
+http {
+  default_type application/octet-stream;
+  keepalive_requests 1000000;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  access_log off;
+  server {
+    listen 127.0.0.1:$ORIGIN_PORT;
+    root $TMP/www;
+    location /static/ { add_header Cache-Control "public, max-age=3600"; }
+    location /nocache/ { add_header Cache-Control "no-store"; }
+  }
+}
+EOF
+  nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
+  local tries=100
+  while [ "$tries" -gt 0 ] && ! [ -s "$d/nginx.pid" ]; do
+    sleep 0.1
+    tries=$((tries - 1))
+  done
+  STOP_PIDS+=("$(head -n1 "$d/nginx.pid" | tr -d ' \n')")
+  wait_port "$ORIGIN_PORT" 15
+}
+
+# wrk exits after this many responses (one thread). `wrk.thread:stop()` would end the thread,
+# but wrk's main thread still sleeps out the whole `-d`.
+cat >"$TMP/stop.lua" <<'EOF'
+local limit, n = 0, 0
+function init(args) limit = tonumber(args[1]) end
+function response(status, headers, body)
+  n = n + 1
+  if n >= limit then os.exit(0) end
+end
+EOF
+
+# measure PATH REQS EXPECT: one callgrind run; prints "Ir I1mr served".
+measure() {
+  local path=$1 reqs=$2 expect=$3 run port conf pid
+  run=$TMP/run.$RANDOM
+  mkdir -p "$run"
+  port=$(free_port)
+  conf=$run/cuttle.toml
+  "$CUTTLE" --print-default-config | awk -v alog="$run/access.log" -v admin="127.0.0.1:$(free_port)" '
+    /^access_log = / { print "access_log = \"" alog "\""; next }
+    /^\[admin\]/ { print; print "listen = \"" admin "\""; next }
+    { print }' >"$conf"
+  valgrind --tool=callgrind --cache-sim=yes --I1="$I1" --callgrind-out-file="$run/callgrind.out" \
+    "$CUTTLE" --config "$conf" --listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT" \
+    --workers 1 --cache-dir "$run/cache" --log-level warn >/dev/null 2>"$run/valgrind.err" &
+  pid=$!
+  # This runs in a command substitution, whose exit the main shell's trap does not see.
+  trap 'kill -9 "$pid" 2>/dev/null' EXIT
+  trap 'exit 1' INT TERM
+  fail() {
+    log "$1"
+    exit 1
+  }
+  wait_port "$port" 120 || fail "cuttle did not start under valgrind: $(cat "$run/valgrind.err")"
+  local url=http://127.0.0.1:$port$path h
+  curl -sS -o /dev/null "$url"
+  h=$(curl -sS -o /dev/null -D - "$url")
+  case $expect in
+    hit) grep -qi '^cache-status:.*;[[:space:]]*hit' <<<"$h" || fail "expected a hit for $path, got: $h" ;;
+    miss) ! grep -qi '^cache-status:.*;[[:space:]]*hit' <<<"$h" || fail "expected a miss for $path, got: $h" ;;
+  esac
+  timeout 600 wrk -t1 -c"$CONNS" -d600s -s "$TMP/stop.lua" "$url" -- "$reqs" >"$run/wrk.out" ||
+    fail "wrk failed: $(cat "$run/wrk.out")"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  trap - EXIT
+  local served
+  served=$(wc -l <"$run/access.log")
+  awk -v served="$served" '
+    /^events:/ { for (i = 2; i <= NF; i++) col[$i] = i - 1 }
+    /^(summary|totals):/ { print $(col["Ir"] + 1), $(col["I1mr"] + 1), served; exit }
+  ' "$run/callgrind.out"
+  if [ -n "${KEEP:-}" ]; then
+    mkdir -p "$KEEP"
+    cp "$run/callgrind.out" "$KEEP/callgrind.out.${path//\//_}.$reqs"
+  fi
+  rm -rf "$run"
+}
+
+# row LABEL PATH EXPECT: prints a table row.
+row() {
+  local label=$1 path=$2 expect=$3
+  [ -n "${ROW_FILTER:-}" ] && [[ $label != *"$ROW_FILTER"* ]] && return 0
+  log "$label: $REQS and $((2 * REQS)) requests under callgrind"
+  local a=() b=()
+  read -r -a a <<<"$(measure "$path" "$REQS" "$expect")"
+  read -r -a b <<<"$(measure "$path" $((2 * REQS)) "$expect")"
+  if [ "${#a[@]}" != 3 ] || [ "${#b[@]}" != 3 ]; then
+    log "$label: a measurement failed"
+    exit 1
+  fi
+  awk -v label="$label" -v ir1="${a[0]}" -v m1="${a[1]}" -v s1="${a[2]}" \
+    -v ir2="${b[0]}" -v m2="${b[1]}" -v s2="${b[2]}" 'BEGIN {
+      n = s2 - s1
+      if (n <= 0) { printf "| %s | - | - | - |\n", label; exit }
+      printf "| %s | %.1fk | %.0f | %d |\n", label, (ir2 - ir1) / n / 1000, (m2 - m1) / n, n
+    }'
+}
+
+start_origin
+log "cuttle: $CUTTLE; L1i model $I1; wrk -t1 -c$CONNS"
+echo "| cuttle, per request (callgrind) | instructions | L1i misses | requests |"
+echo "|---|---|---|---|"
+row "1 KiB memory hit" /static/1k hit
+row "100 KiB hit" /static/100k hit
+row "1 KiB miss (no-store)" /nocache/1k miss
