@@ -143,6 +143,7 @@ fn note_member(
 /// `purge_propagate`). The answer is 200 when anything was purged anywhere.
 pub(super) async fn spread_purge(
     shared: &Arc<Shared>,
+    client: std::net::IpAddr,
     parts: &http::request::Parts,
     hopped: bool,
     local: Result<Response<ProxyBody>, Error>,
@@ -164,7 +165,7 @@ pub(super) async fn spread_purge(
             version: parts.version,
             headers: headers.clone(),
             body: None,
-            client: std::net::Ipv4Addr::LOCALHOST.into(),
+            client,
             target: Target::Origin(Resolution::Unneeded),
         };
         let (shared, cluster, name) = (

@@ -92,7 +92,7 @@ pub async fn handle(
             txn,
         )
         .await;
-        return cluster::spread_purge(ex.shared, &ex.parts, hopped, local).await;
+        return cluster::spread_purge(ex.shared, conn.peer.ip(), &ex.parts, hopped, local).await;
     }
     if !is_cacheable_method(&ex.parts.method) {
         return bypass::bypass(&mut ex, txn, BypassReason::Method).await;
