@@ -107,6 +107,13 @@ impl Tap {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether the body's first byte is still held: a reader starting now streams from
+    /// memory (one joining later would wait for the commit to read the start from the store).
+    pub fn holds_start(&self) -> bool {
+        let st = self.lock();
+        st.ring.front().map_or(st.produced, |(at, _)| *at) == 0
+    }
+
     /// Adds the next chunk of the body, dropping the oldest beyond the window.
     pub fn push(&self, chunk: &Bytes) {
         if chunk.is_empty() {
@@ -231,6 +238,7 @@ mod tests {
     #[tokio::test]
     async fn readers_get_chunks_as_pushed_and_a_clean_end_after_the_commit() {
         let tap = tap();
+        assert!(tap.holds_start());
         let waiting = tokio::spawn({
             let tap = Arc::clone(&tap);
             async move { read(&tap, 0).await }
@@ -278,6 +286,7 @@ mod tests {
         }
         let held = tap.lock().ring_bytes;
         assert!(held <= WINDOW, "held {held}");
+        assert!(!tap.holds_start());
         let behind = tokio::spawn({
             let tap = Arc::clone(&tap);
             async move { read(&tap, 0).await }
