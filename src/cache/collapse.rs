@@ -280,7 +280,8 @@ impl Waiter {
     pub async fn wait(mut self, timeout: Duration, stream: bool) -> Joined {
         let ready = |o: &Outcome| match o {
             Outcome::Pending => false,
-            Outcome::Streaming(tap) => stream && tap.holds_start(),
+            // An aborted fill's leader is about to say NotStored: wait for that.
+            Outcome::Streaming(tap) => stream && tap.holds_start() && !tap.is_aborted(),
             Outcome::Stored | Outcome::NotStored => true,
         };
         let outcome = match tokio::time::timeout(timeout, self.rx.wait_for(ready)).await {

@@ -114,6 +114,11 @@ impl Tap {
         st.ring.front().map_or(st.produced, |(at, _)| *at) == 0
     }
 
+    /// Whether the fill was abandoned (a request arriving now must not attach to it).
+    pub fn is_aborted(&self) -> bool {
+        self.lock().end == End::Aborted
+    }
+
     /// Adds the next chunk of the body, dropping the oldest beyond the window.
     pub fn push(&self, chunk: &Bytes) {
         if chunk.is_empty() {
@@ -268,6 +273,7 @@ mod tests {
             async move { read(&tap, 4).await }
         });
         tap.settle(false);
+        assert!(tap.is_aborted());
         assert_eq!(waiting.await.unwrap(), Read::Aborted);
         assert_eq!(read(&tap, 4).await, Read::Aborted);
         assert_eq!(
