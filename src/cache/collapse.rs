@@ -275,11 +275,13 @@ impl Drop for Waiter {
 
 impl Waiter {
     /// Waits up to `timeout` for the leader's outcome (`NotStored` on timeout). A waiter that
-    /// can `stream` attaches to the fill as soon as it starts; others wait for its end.
+    /// can `stream` attaches to the fill as soon as it starts (or at once, if it joins while
+    /// the fill still holds the body's start); others wait for its end.
     pub async fn wait(mut self, timeout: Duration, stream: bool) -> Joined {
         let ready = |o: &Outcome| match o {
             Outcome::Pending => false,
-            Outcome::Streaming(_) => stream,
+            // An aborted fill's leader is about to say NotStored: wait for that.
+            Outcome::Streaming(tap) => stream && tap.holds_start() && !tap.is_aborted(),
             Outcome::Stored | Outcome::NotStored => true,
         };
         let outcome = match tokio::time::timeout(timeout, self.rx.wait_for(ready)).await {

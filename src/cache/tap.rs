@@ -107,6 +107,18 @@ impl Tap {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether the body's first byte is still held: a reader starting now streams from
+    /// memory (one joining later would wait for the commit to read the start from the store).
+    pub fn holds_start(&self) -> bool {
+        let st = self.lock();
+        st.ring.front().map_or(st.produced, |(at, _)| *at) == 0
+    }
+
+    /// Whether the fill was abandoned (a request arriving now must not attach to it).
+    pub fn is_aborted(&self) -> bool {
+        self.lock().end == End::Aborted
+    }
+
     /// Adds the next chunk of the body, dropping the oldest beyond the window.
     pub fn push(&self, chunk: &Bytes) {
         if chunk.is_empty() {
@@ -231,6 +243,7 @@ mod tests {
     #[tokio::test]
     async fn readers_get_chunks_as_pushed_and_a_clean_end_after_the_commit() {
         let tap = tap();
+        assert!(tap.holds_start());
         let waiting = tokio::spawn({
             let tap = Arc::clone(&tap);
             async move { read(&tap, 0).await }
@@ -260,6 +273,7 @@ mod tests {
             async move { read(&tap, 4).await }
         });
         tap.settle(false);
+        assert!(tap.is_aborted());
         assert_eq!(waiting.await.unwrap(), Read::Aborted);
         assert_eq!(read(&tap, 4).await, Read::Aborted);
         assert_eq!(
@@ -278,6 +292,7 @@ mod tests {
         }
         let held = tap.lock().ring_bytes;
         assert!(held <= WINDOW, "held {held}");
+        assert!(!tap.holds_start());
         let behind = tokio::spawn({
             let tap = Arc::clone(&tap);
             async move { read(&tap, 0).await }

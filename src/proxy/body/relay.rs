@@ -171,6 +171,11 @@ async fn pump(mut stream: Box<UpstreamStream>, channel: Arc<Channel>, store: Sto
         }
         let run_ahead = may_run_ahead(stream.fill.as_ref());
         let next = std::future::poll_fn(|cx| stream.poll_next(cx)).await;
+        if matches!(next, Some(Err(_))) {
+            // Abandon the fill before the client hears of the failure, so that a request it
+            // makes next cannot attach to the dead fill.
+            stream.fill = None;
+        }
         let finished = stream.is_end();
         let lagged_at_end = match take_frame(&channel, next, finished, run_ahead) {
             Step::More => continue,
