@@ -364,6 +364,29 @@ pub async fn wait_disk_index(server: &cuttle::app::Server) {
 /// Test proxies get their own admin listener on a free port unless the text has `[admin]`.
 const ADMIN_ON_PORT_0: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
 
+/// `text` with what every test proxy needs unless it says otherwise: no access log, an admin
+/// listener on a free port, and a disk tier in a temporary directory of its own (the default,
+/// `~/.cache/cuttle`, would be shared by every test and every run, and grow without end).
+fn with_test_defaults(text: &str) -> (String, Option<tempfile::TempDir>) {
+    let mut text = text.to_owned();
+    if !text.contains("[log]") {
+        text.push_str("\n[log]\naccess_log = \"none\"\n");
+    }
+    if !text.contains("[admin]") {
+        text.push_str(ADMIN_ON_PORT_0);
+    }
+    let mut disk = None;
+    if !text.contains("[cache.disk]") {
+        let dir = tempfile::tempdir().unwrap();
+        text.push_str(&format!(
+            "\n[cache.disk]\npath = \"{}\"\n",
+            dir.path().join("cache").display()
+        ));
+        disk = Some(dir);
+    }
+    (text, disk)
+}
+
 /// cuttle running in this test process.
 pub struct TestProxy {
     pub addr: SocketAddr,
@@ -373,6 +396,8 @@ pub struct TestProxy {
     pub icp: Option<SocketAddr>,
     server: Option<cuttle::app::Server>,
     _dir: Option<tempfile::TempDir>,
+    /// The disk tier's directory when the config names none (never the user's own cache).
+    _disk: Option<tempfile::TempDir>,
 }
 
 impl TestProxy {
@@ -385,13 +410,7 @@ impl TestProxy {
 
     /// Starts cuttle from full config text.
     pub async fn start_text(text: &str, dir: Option<tempfile::TempDir>) -> Self {
-        let mut text = text.to_owned();
-        if !text.contains("[log]") {
-            text.push_str("\n[log]\naccess_log = \"none\"\n");
-        }
-        if !text.contains("[admin]") {
-            text.push_str(ADMIN_ON_PORT_0);
-        }
+        let (text, disk) = with_test_defaults(text);
         let config = cuttle::config::load_str("test.toml", &text)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
         let server = cuttle::app::start(config).await.unwrap();
@@ -402,6 +421,7 @@ impl TestProxy {
             icp: server.icp_addr(),
             server: Some(server),
             _dir: dir,
+            _disk: disk,
         }
     }
 
@@ -424,13 +444,7 @@ impl TestProxy {
         dir: Option<tempfile::TempDir>,
         clock: cuttle::clock::SharedClock,
     ) -> Result<Self, String> {
-        let mut text = text.to_owned();
-        if !text.contains("[log]") {
-            text.push_str("\n[log]\naccess_log = \"none\"\n");
-        }
-        if !text.contains("[admin]") {
-            text.push_str(ADMIN_ON_PORT_0);
-        }
+        let (text, disk) = with_test_defaults(text);
         let config = cuttle::config::load_str("test.toml", &text)
             .map_err(|e| format!("test config invalid: {e}\n{text}"))?;
         let server = cuttle::app::start_with_clock(config, clock)
@@ -445,6 +459,7 @@ impl TestProxy {
                 .ok_or_else(|| "proxy has no listening address".to_owned())?,
             server: Some(server),
             _dir: dir,
+            _disk: disk,
         })
     }
 
