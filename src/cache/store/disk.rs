@@ -286,13 +286,13 @@ impl Disk {
             }
         };
         // A new key appends its line; a stored one has its bucket rewritten, so the index
-        // keeps one line per key.
-        let stored = self.lock().contains(key);
-        let mut inserted = self.record(key, &sri, head, stored).await;
+        // keeps one line per key. While the index loads, a key not loaded yet may have a
+        // line on disk too: its bucket is rewritten as well (see `record`).
+        let replaces = |disk: &Self| disk.lock().contains(key) || disk.pending_is_some();
+        let mut inserted = self.record(key, &sri, head, replaces(self)).await;
         if inserted.as_ref().is_err_and(is_disk_full) {
             self.evict_for_full_disk(head.body_len).await;
-            let stored = self.lock().contains(key);
-            inserted = self.record(key, &sri, head, stored).await;
+            inserted = self.record(key, &sri, head, replaces(self)).await;
         }
         if let Err(e) = inserted {
             if !self.lock().references(&sri) {
@@ -391,9 +391,16 @@ impl Disk {
         if !stored {
             return self.insert_line(key, sri, head).await;
         }
-        self.rewrite_bucket(key, line_for(key, sri, head))
-            .await
-            .map(drop)
+        let replaced = self.rewrite_bucket(key, line_for(key, sri, head)).await?;
+        // While loading, the content the replaced line named may have no key left once the
+        // load ends (the loader never sees that line now): noted, deleted then unless named.
+        let old_sri = replaced
+            .and_then(|line| line.integrity)
+            .and_then(|i| i.parse::<Integrity>().ok());
+        if let Some(old_sri) = old_sri.filter(|old| old != sri) {
+            self.maybe_orphan(old_sri);
+        }
+        Ok(())
     }
 
     /// Rewrites `key`'s bucket with `line` as its only line for `key` (none: removed);
