@@ -7,11 +7,13 @@
 //!                                         ├▶ access   (pure: http_access over ACLs)
 //!                                         ├▶ auth     (proxy_auth users: htpasswd, Basic)
 //!                                         ├▶ upstream (connect [tls], pooled clients, h2
-//!                                         │            sessions, groups, peers; pure
-//!                                         │            select/hierarchy/carp)
+//!                                         │            sessions, groups, peers, cluster
+//!                                         │            members; pure select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
 //!                                         ├▶ metrics  (per-thread counter shards, top URLs)
-//!                                         ├▶ cache    (RFC 9111 policy, moka + cacache tiers;
+//!                                         ├▶ cache    (RFC 9111 policy, moka + cacache tiers,
+//!                                         │            collapsing with read-while-writer taps,
+//!                                         │            parts and slices, invalidation index;
 //!                                         │            result: the one CacheResult enum)
 //!                                         └▶ tls_intercept (bump/splice rules, local CA,
 //!                                                      minted leaves; proxy::bump serves)
