@@ -353,7 +353,7 @@ impl Disk {
         }
     }
 
-    fn pending_is_some(&self) -> bool {
+    pub(super) fn pending_is_some(&self) -> bool {
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

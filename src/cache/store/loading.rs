@@ -205,6 +205,13 @@ impl Disk {
     /// Entries of `primary` not loaded yet are dropped when the loader reaches them (an
     /// invalidation while loading). Does nothing once loaded.
     pub async fn drop_unloaded(&self, primary: &str) {
+        // Once loaded (nearly always), nothing to note: no wait on `changes`, the disk-wide
+        // lock every commit holds across its writes, so an invalidation of a URL never
+        // cached stays a map probe (RFC 9111 §4.4 on every POST). `pending` only ever goes
+        // from `Some` to `None`, so a `None` seen here stays `None`.
+        if !self.pending_is_some() {
+            return;
+        }
         let _changes = self.changes.lock().await;
         if let Some(p) = self
             .pending
