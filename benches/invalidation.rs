@@ -8,7 +8,8 @@
 //! 2. A ban by URL prefix over all N entries: the call returns at once (target < 50 ms); its
 //!    background lurker's time to apply it to every entry is printed too.
 //! 3. The issue's own wording: 1,000 POSTs to uncached URLs sent through a running proxy whose
-//!    cache is empty, then through one holding N entries (filled by N GETs through it), each
+//!    cache (memory and disk tiers, each proxy its own temp dir) is empty, then through one
+//!    holding N entries (filled by N GETs through it), each
 //!    answered 200 by the origin so that the proxy invalidates the URL (RFC 9111 §4.4). Ratio
 //!    of the medians of 21 alternating runs.
 //!
@@ -136,14 +137,22 @@ async fn origin() -> SocketAddr {
     addr
 }
 
-async fn start_proxy() -> cuttle::app::Server {
-    let text = "visible_hostname = \"bench\"\n[[http_port]]\nlisten = \"127.0.0.1:0\"\n\
-         [acl]\nlocalhost = { src = [\"127.0.0.0/8\"] }\n[[http_access]]\nallow = [\"localhost\"]\n\
+/// A proxy with both tiers, its disk tier in `dir` (each proxy its own, never the default
+/// `~/.cache/cuttle`, which would be shared and not empty).
+async fn start_proxy(dir: &std::path::Path) -> cuttle::app::Server {
+    let text = format!(
+        "visible_hostname = \"bench\"\n[[http_port]]\nlisten = \"127.0.0.1:0\"\n\
+         [acl]\nlocalhost = {{ src = [\"127.0.0.0/8\"] }}\n[[http_access]]\nallow = [\"localhost\"]\n\
          [cache.memory]\nmax_size = \"2 GiB\"\nmax_object_size = \"1 MiB\"\n\
-         [admin]\nlisten = \"none\"\n[log]\naccess_log = \"none\"\nlevel = \"warn\"\n";
-    cuttle::app::start(cuttle::config::load_str("bench.toml", text).unwrap())
+         [cache.disk]\npath = \"{}\"\nmax_size = \"8 GiB\"\n\
+         [admin]\nlisten = \"none\"\n[log]\naccess_log = \"none\"\nlevel = \"warn\"\n",
+        dir.display()
+    );
+    let server = cuttle::app::start(cuttle::config::load_str("bench.toml", &text).unwrap())
         .await
-        .unwrap()
+        .unwrap();
+    server.disk_index_loaded().await;
+    server
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -213,8 +222,9 @@ async fn posts_through(proxy: SocketAddr, origin: SocketAddr, run: usize) -> Dur
 /// Part 3: POSTs through an empty proxy and a full one.
 async fn through_the_proxy(entries: usize) {
     let origin = origin().await;
-    let empty = start_proxy().await;
-    let full = start_proxy().await;
+    let (empty_dir, full_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let empty = start_proxy(empty_dir.path()).await;
+    let full = start_proxy(full_dir.path()).await;
     let (empty_addr, full_addr) = (empty.addr().unwrap(), full.addr().unwrap());
     let start = Instant::now();
     fill_through(full_addr, origin, entries).await;
