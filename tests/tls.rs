@@ -7,20 +7,16 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, Version};
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::certs::{server_config, Ca};
+use support::certs::{Ca, TlsOrigin};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,42 +43,9 @@ fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
 
 // === servers and clients ===
 
-/// An HTTPS origin (HTTP/1.1 over TLS) answering every request with `body`; counts requests.
-struct TlsOrigin {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-}
-
-impl TlsOrigin {
-    async fn spawn(cert_pem: &str, key_pem: &str, body: &'static str) -> Self {
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(cert_pem, key_pem)));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let acceptor = acceptor.clone();
-                let counter = Arc::clone(&counter);
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service = service_fn(move |_req: Request<Incoming>| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, hits }
-    }
+/// An origin's answer to every request: `body`.
+fn answering(body: &'static str) -> support::certs::Respond {
+    Arc::new(move |_path: &str| Response::new(Full::new(Bytes::from(body))))
 }
 
 /// A response as a test client saw it.
@@ -518,7 +481,7 @@ async fn upstream_tls_trusting_the_test_ca_is_200() {
     // One server addressed by IP (checked against its IP SAN), one by a name given in
     // tls_server_name.
     let (cert, key) = authority.leaf(&["127.0.0.1"]);
-    let by_ip = TlsOrigin::spawn(&cert, &key, "secure by ip").await;
+    let by_ip = TlsOrigin::spawn(&cert, &key, answering("secure by ip")).await;
     let proxy = front(
         dir.path(),
         &format!(
@@ -531,11 +494,11 @@ async fn upstream_tls_trusting_the_test_ca_is_200() {
     let r = get_www(&proxy).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "secure by ip");
-    assert_eq!(by_ip.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(by_ip.hits(), 1);
     proxy.shutdown().await;
 
     let (cert, key) = authority.leaf(&["origin.internal.test"]);
-    let by_name = TlsOrigin::spawn(&cert, &key, "secure by name").await;
+    let by_name = TlsOrigin::spawn(&cert, &key, answering("secure by name")).await;
     let proxy = front(
         dir.path(),
         &format!(
@@ -555,7 +518,7 @@ async fn upstream_tls_trusting_the_test_ca_is_200() {
 async fn upstream_certificate_from_another_ca_is_502_tls_certificate_error() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = Ca::new("real ca").leaf(&["127.0.0.1"]);
-    let origin = TlsOrigin::spawn(&cert, &key, "never seen").await;
+    let origin = TlsOrigin::spawn(&cert, &key, answering("never seen")).await;
     let (other_ca, _, _) = Ca::new("other ca").files(dir.path(), &[]);
     let group = format!(
         "tls = true\ntls_ca_file = \"{}\"\n{}",
@@ -572,7 +535,7 @@ async fn upstream_certificate_from_another_ca_is_502_tls_certificate_error() {
     let page = r.text().await.unwrap();
     assert!(page.contains("502"), "{page}");
     assert!(!page.contains("ERR_SECURE_CONNECT_FAIL"), "{page}");
-    assert_eq!(origin.hits.load(Ordering::SeqCst), 0);
+    assert_eq!(origin.hits(), 0);
     proxy.shutdown().await;
 
     // tls_verify = false accepts it (testing only).
@@ -617,7 +580,7 @@ async fn health_checks_of_a_tls_group_use_tls() {
     let authority = Ca::new("origin ca");
     let (ca, _, _) = authority.files(dir.path(), &[]);
     let (cert, key) = authority.leaf(&["127.0.0.1"]);
-    let origin = TlsOrigin::spawn(&cert, &key, "healthy").await;
+    let origin = TlsOrigin::spawn(&cert, &key, answering("healthy")).await;
     let group = format!(
         "tls = true\ntls_ca_file = \"{}\"\n{}\
          [upstream.app.health_check]\npath = \"/health\"\ninterval = \"50ms\"\nfall = 1\n",
@@ -627,7 +590,7 @@ async fn health_checks_of_a_tls_group_use_tls() {
     let proxy = front(dir.path(), &group).await;
     // Several check rounds: a check over plain HTTP would fail and take the only server out.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(origin.hits.load(Ordering::SeqCst) >= 3, "checks reached it");
+    assert!(origin.hits() >= 3, "checks reached it");
     let r = get_www(&proxy).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "healthy");

@@ -9,21 +9,15 @@
 
 mod support;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use support::certs::{server_config, Ca};
+use support::certs::{Ca, TlsOrigin};
 use support::{curl, run_cuttle, TestProxy, WAIT};
 use tokio::net::TcpListener;
 
@@ -31,59 +25,19 @@ const BODY: &str = "registry index: bumped, cached and served";
 const PAGE: &str = "<!doctype html><html><head><title>bumped</title></head>\
     <body><h1 id=\"greeting\">Hello through a bumped tunnel</h1></body></html>";
 
-/// An HTTPS origin (HTTP/1.1 over TLS) serving `/file` (cacheable), `/page.html` and anything
-/// else as `secret`; counts the requests it answers.
-struct TlsOrigin {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-}
-
-impl TlsOrigin {
-    async fn spawn(cert_pem: &str, key_pem: &str) -> Self {
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(cert_pem, key_pem)));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let acceptor = acceptor.clone();
-                let counter = Arc::clone(&counter);
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let (body, kind) = match req.uri().path() {
-                            "/file" => (BODY, "text/plain"),
-                            "/page.html" => (PAGE, "text/html"),
-                            _ => ("secret", "text/plain"),
-                        };
-                        async move {
-                            let mut r = Response::new(Full::new(Bytes::from(body)));
-                            r.headers_mut()
-                                .insert("cache-control", "max-age=300".parse().unwrap());
-                            r.headers_mut()
-                                .insert("content-type", kind.parse().unwrap());
-                            Ok::<_, Infallible>(r)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, hits }
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
+/// What the test origin serves: the file, the page, anything else uncached-looking.
+fn answer(path: &str) -> Response<Full<Bytes>> {
+    let (body, kind) = match path {
+        "/file" => (BODY, "text/plain"),
+        "/page.html" => (PAGE, "text/html"),
+        _ => ("secret", "text/plain"),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut()
+        .insert("cache-control", "max-age=300".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", kind.parse().unwrap());
+    r
 }
 
 /// The pieces of one test: temp dir, cuttle's CA (by `cuttle ca init`), the origin CA.
@@ -120,7 +74,7 @@ impl Setup {
     /// An origin whose certificate (signed by the origin CA) names `names`.
     async fn origin(&self, names: &[&str]) -> TlsOrigin {
         let (cert, key) = self.origin_ca.leaf(names);
-        TlsOrigin::spawn(&cert, &key).await
+        TlsOrigin::spawn(&cert, &key, Arc::new(answer)).await
     }
 
     /// cuttle with `[tls_intercept]`: `localhost` bumped, `127.0.0.2` denied, the rest
@@ -329,7 +283,7 @@ async fn an_origin_with_a_bad_certificate_gets_the_client_an_error_page() {
     // For the right name, but signed by a CA cuttle does not trust.
     let stranger = Ca::new("stranger CA");
     let (cert, key) = stranger.leaf(&["localhost"]);
-    let untrusted = TlsOrigin::spawn(&cert, &key).await;
+    let untrusted = TlsOrigin::spawn(&cert, &key, Arc::new(answer)).await;
     let proxy = setup.proxy().await;
     for origin in [&wrong_name, &untrusted] {
         let url = format!("https://localhost:{}/file", origin.addr.port());
