@@ -21,6 +21,9 @@ impl Cache {
                 }
             }
             Target::Tags(tags) => {
+                // Fills under way that carry a tag are refused from here on; entries
+                // committed before are in the index by the time it is read.
+                self.store.purging_tags(tags).await;
                 let mut keys: Vec<String> = tags
                     .iter()
                     .flat_map(|t| self.store.index().keys_of_tag(t))

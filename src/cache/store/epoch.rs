@@ -11,7 +11,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -60,6 +60,11 @@ pub(super) struct Epochs {
     seq: AtomicU64,
     /// Bounded: a fill older than the eviction of its URL's mark is older than any sane fill.
     latest: moka::sync::Cache<String, u64>,
+    /// The latest purge of each recently purged tag: a fill that began before it and carries
+    /// the tag is refused too, whatever its URL (it was not listed under the tag yet).
+    tags: moka::sync::Cache<String, u64>,
+    /// Whether any tag was ever purged (commits skip reading their tags until then).
+    any_tag_purged: AtomicBool,
     gates: [RwLock<()>; SHARDS],
 }
 
@@ -71,6 +76,11 @@ impl Epochs {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
+            tags: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            any_tag_purged: AtomicBool::new(false),
             gates: std::array::from_fn(|_| RwLock::new(())),
         }
     }
@@ -85,14 +95,38 @@ impl Epochs {
     }
 
     /// Holds `epoch`'s gate for a commit: `None` if its URL was invalidated after it began.
-    pub(super) async fn admit_commit(&self, epoch: &Epoch) -> Option<RwLockReadGuard<'_, ()>> {
+    /// `tags` gives the entry's tags, read only once some tag has been purged.
+    pub(super) async fn admit_commit(
+        &self,
+        epoch: &Epoch,
+        tags: impl FnOnce() -> Vec<Box<str>>,
+    ) -> Option<RwLockReadGuard<'_, ()>> {
         let gate = self.gate(&epoch.primary).read().await;
         let valid = self
             .latest
             .get(&epoch.primary)
             .is_none_or(|seq| seq <= epoch.seq)
-            && !epoch.veto.as_ref().is_some_and(|veto| veto());
+            && !epoch.veto.as_ref().is_some_and(|veto| veto())
+            && !(self.any_tag_purged.load(Ordering::Acquire)
+                && tags()
+                    .iter()
+                    .any(|tag| self.tags.get(&**tag).is_some_and(|seq| seq > epoch.seq)));
         valid.then_some(gate)
+    }
+
+    /// Starts purging `tags`: refuses every fill that began before now and carries one of
+    /// them, then waits until every commit already past its check has listed its key (each
+    /// holds its gate until then), so the purge's look at the tag index that follows sees
+    /// every entry committed before it.
+    pub(super) async fn purge_tags(&self, tags: &[String]) {
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        for tag in tags {
+            self.tags.insert(tag.clone(), seq);
+        }
+        self.any_tag_purged.store(true, Ordering::Release);
+        for gate in &self.gates {
+            drop(gate.write().await);
+        }
     }
 
     /// Starts invalidating `primary`: waits for commits under way, then refuses every fill
@@ -110,5 +144,43 @@ impl Epochs {
         // In range by construction: the remainder of a division by the array's length.
         let shard = usize::try_from(hasher.finish() % SHARDS as u64).unwrap_or(0) % SHARDS;
         &self.gates[shard]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(list: &[&str]) -> Vec<Box<str>> {
+        list.iter().map(|t| Box::from(*t)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_tag_purge_refuses_earlier_fills_carrying_the_tag_only() {
+        let epochs = Epochs::new();
+        let before = epochs.begin("http://a/1");
+        epochs.purge_tags(&["t1".to_owned()]).await;
+        assert!(
+            epochs
+                .admit_commit(&before, || tags(&["t1", "t2"]))
+                .await
+                .is_none(),
+            "a fill that began before the purge and carries the tag"
+        );
+        assert!(
+            epochs
+                .admit_commit(&before, || tags(&["t2"]))
+                .await
+                .is_some(),
+            "other tags are not purged"
+        );
+        let after = epochs.begin("http://a/1");
+        assert!(
+            epochs
+                .admit_commit(&after, || tags(&["t1"]))
+                .await
+                .is_some(),
+            "a fill that began after the purge"
+        );
     }
 }

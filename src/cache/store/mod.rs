@@ -308,6 +308,12 @@ impl Store {
         self.inner.epochs.begin(primary)
     }
 
+    /// Starts a purge of `tags` (see `Epochs::purge_tags`): call before looking the tags up
+    /// in the index.
+    pub async fn purging_tags(&self, tags: &[String]) {
+        self.inner.epochs.purge_tags(tags).await;
+    }
+
     /// Starts invalidating `primary`: waits for commits of it under way, and refuses every
     /// fill whose epoch began before now. Remove its entries while holding the guard, so no
     /// fill can commit in between.

@@ -184,7 +184,9 @@ impl Writer {
         epoch: super::Epoch,
     ) -> io::Result<()> {
         let inner = Arc::clone(&self.inner);
-        let Some(_gate) = inner.epochs.admit_commit(&epoch).await else {
+        let tags =
+            || crate::cache::invalidate::tags::of_head(&self.head.headers, &inner.tag_fields);
+        let Some(_gate) = inner.epochs.admit_commit(&epoch, tags).await else {
             return Err(io::Error::other(
                 "the URL was invalidated while its response arrived",
             ));
