@@ -72,10 +72,7 @@ impl Cache {
     pub fn part_ranges(&self, primary: &str) -> Vec<(u64, u64)> {
         self.store
             .index()
-            .keys_of_url(primary)
-            .iter()
-            .filter_map(|key| part_of(primary, key))
-            .collect()
+            .filter_keys_of_url(primary, |key| part_of(primary, key))
     }
 
     /// The record of the representation `primary`'s parts belong to.

@@ -203,9 +203,20 @@ impl Entries {
 
     /// Every key listed under `primary` (one map probe when there is none).
     pub fn keys_of_url(&self, primary: &str) -> Vec<String> {
+        self.filter_keys_of_url(primary, |key| Some(key.to_string()))
+    }
+
+    /// What `pick` makes of each key listed under `primary`, read in place under the shard's
+    /// lock (no key is copied unless `pick` copies it; `pick` must not call back into the
+    /// index).
+    pub fn filter_keys_of_url<T>(
+        &self,
+        primary: &str,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> Vec<T> {
         let urls = self.shard(&self.urls, primary);
         urls.get(primary)
-            .map(|keys| keys.keys().map(|k| k.to_string()).collect())
+            .map(|keys| keys.keys().filter_map(|key| pick(key)).collect())
             .unwrap_or_default()
     }
 
