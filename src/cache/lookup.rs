@@ -72,6 +72,8 @@ pub struct Cache {
     pub behaviour: Arc<Behaviour>,
     /// Prefix and regex bans (see `cache::invalidate::bans`).
     pub(crate) bans: Arc<crate::cache::invalidate::bans::Bans>,
+    /// The pending bans on disk (with a disk tier only).
+    pub(crate) ban_journal: Option<Arc<crate::cache::invalidate::ban_journal::Journal>>,
 }
 
 /// Taken when a fill starts; its commit is refused after a later invalidation of its URL, or
@@ -79,14 +81,21 @@ pub struct Cache {
 pub type FillTicket = super::store::Epoch;
 
 impl Cache {
-    /// Opens the store described by `config`.
+    /// Opens the store described by `config`, with the bans a previous run left pending.
     pub async fn open(config: &Config) -> std::io::Result<Self> {
-        Ok(Self {
+        use crate::cache::invalidate::ban_journal::Journal;
+        let cache = Self {
             store: Store::open(config).await?,
             collapser: Collapser::default(),
             behaviour: Arc::new(config.behaviour.clone()),
             bans: crate::cache::invalidate::new_bans(),
-        })
+            ban_journal: config
+                .disk
+                .as_ref()
+                .map(|disk| Arc::new(Journal::in_dir(&disk.path))),
+        };
+        cache.resume_bans().await;
+        Ok(cache)
     }
 
     /// The same stores (with their invalidation epochs) and collapsing table with other `behaviour`

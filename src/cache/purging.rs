@@ -44,14 +44,14 @@ impl Cache {
                 }
             }
             Target::Prefix(prefix) => {
-                self.ban(Matcher::Prefix(prefix.clone()), purge.soft);
+                self.ban(Matcher::Prefix(prefix.clone()), purge.soft).await;
                 return Purged {
                     entries: 0,
                     banned: true,
                 };
             }
             Target::Regex(regex) => {
-                self.ban(Matcher::Regex(regex.clone()), purge.soft);
+                self.ban(Matcher::Regex(regex.clone()), purge.soft).await;
                 return Purged {
                     entries: 0,
                     banned: true,
@@ -88,10 +88,14 @@ impl Cache {
             .await
     }
 
-    /// Adds a ban and starts its lurker; returns at once.
-    fn ban(&self, matcher: Matcher, soft: bool) {
+    /// Adds a ban, notes it in the pending-ban file and starts its lurker; returns without
+    /// waiting for the lurker.
+    async fn ban(&self, matcher: Matcher, soft: bool) {
         let seq = self.store.index().tick();
         let ban = self.bans.add(Ban { seq, matcher, soft });
+        if let Some(journal) = &self.ban_journal {
+            journal.save(&self.bans).await;
+        }
         let cache = self.clone();
         tokio::spawn(async move {
             // Entries loaded from disk are older than the ban: wait until all are listed.
@@ -117,6 +121,9 @@ impl Cache {
                 applied += usize::from(done);
             }
             cache.bans.retire(&ban);
+            if let Some(journal) = &cache.ban_journal {
+                journal.save(&cache.bans).await;
+            }
             tracing::info!(
                 ban = ban.matcher.describe(),
                 soft = ban.soft,
@@ -129,6 +136,22 @@ impl Cache {
     /// Bans not yet applied to every older entry (their lurkers still run).
     pub fn bans_pending(&self) -> usize {
         self.bans.active()
+    }
+
+    /// Makes again the bans a previous run left pending (see `ban_journal`): everything read
+    /// back from disk counts as older than them. Called once, at open, before any lookup.
+    pub(super) async fn resume_bans(&self) {
+        let Some(journal) = &self.ban_journal else {
+            return;
+        };
+        for (matcher, soft) in journal.read().await {
+            tracing::info!(
+                ban = matcher.describe(),
+                soft,
+                "ban left pending by the previous run made again"
+            );
+            self.ban(matcher, soft).await;
+        }
     }
 }
 
@@ -165,5 +188,112 @@ impl Cache {
             propagate::forward(peers, purge, &hops).await
         };
         Some((purged, forwarded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::cache::invalidate::ban_journal;
+    use crate::cache::lookup::Lookup;
+    use crate::cache::meta::{StoredFields, StoredHead};
+    use crate::cache::store::LoadGate;
+    use crate::cache::{Behaviour, Config, DiskConfig, MemoryConfig};
+
+    fn config(dir: &std::path::Path, gate: Option<LoadGate>) -> Config {
+        Config {
+            memory: MemoryConfig {
+                max_size: 1 << 20,
+                max_object_size: 1 << 16,
+            },
+            disk: Some(DiskConfig {
+                path: dir.to_path_buf(),
+                max_size: 1 << 24,
+                max_object_size: 1 << 20,
+                load_gate: gate,
+            }),
+            behaviour: Behaviour::default(),
+        }
+    }
+
+    async fn put(cache: &Cache, url: &str) {
+        let head = StoredHead {
+            status: StatusCode::OK,
+            headers: StoredFields::from_map(&HeaderMap::new()),
+            request_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            response_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            url: url.to_owned(),
+            body_len: 0,
+            derived: Default::default(),
+        };
+        let mut writer = cache.store.writer(url, head, Some(4)).unwrap();
+        writer.write(&Bytes::from_static(b"body")).await.unwrap();
+        writer.commit().await.unwrap();
+    }
+
+    async fn found(cache: &Cache, url: &str) -> bool {
+        matches!(
+            cache.lookup(url, &HeaderMap::new()).await,
+            Lookup::Found { .. }
+        )
+    }
+
+    /// A ban whose lurker had not finished when the proxy stopped still applies after the
+    /// restart (it used to live in memory only, and the banned entry was served from disk).
+    #[tokio::test]
+    async fn a_ban_pending_at_a_restart_applies_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cache = Cache::open(&config(dir.path(), None)).await.unwrap();
+            cache.store.disk_loaded().await;
+            put(&cache, "http://a/banned/1").await;
+            put(&cache, "http://a/kept").await;
+        }
+        // The next run bans while its disk index is still loading (the gate holds it), so the
+        // ban's lurker cannot finish before this run ends.
+        let gate = LoadGate::closed();
+        {
+            let cache = Cache::open(&config(dir.path(), Some(gate.clone())))
+                .await
+                .unwrap();
+            cache
+                .ban(Matcher::Prefix("http://a/banned/".into()), false)
+                .await;
+            assert_eq!(cache.bans_pending(), 1);
+            assert!(dir.path().join(ban_journal::FILE).exists());
+        }
+
+        let cache = Cache::open(&config(dir.path(), None)).await.unwrap();
+        assert_eq!(cache.bans_pending(), 1, "made again from the file");
+        cache.store.disk_loaded().await;
+        assert!(
+            !found(&cache, "http://a/banned/1").await,
+            "served after the ban"
+        );
+        assert!(found(&cache, "http://a/kept").await);
+        // What is stored after the restart is newer than the ban.
+        put(&cache, "http://a/banned/2").await;
+        assert!(found(&cache, "http://a/banned/2").await);
+        // The lurker finishes the ban, and the file goes with it.
+        for _ in 0..500 {
+            if cache.bans_pending() == 0 && !dir.path().join(ban_journal::FILE).exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(cache.bans_pending(), 0);
+        assert!(!dir.path().join(ban_journal::FILE).exists());
+        drop(cache);
+        let cache = Cache::open(&config(dir.path(), None)).await.unwrap();
+        assert_eq!(cache.bans_pending(), 0);
+        cache.store.disk_loaded().await;
+        assert!(!found(&cache, "http://a/banned/1").await);
+        assert!(found(&cache, "http://a/banned/2").await);
+        gate.open();
     }
 }

@@ -7,8 +7,8 @@
 //! then the ban leaves the list, since no older entry remains. Fills that started before a ban
 //! and match it do not commit (the ban stays known to them for [`RECENT`] after it is retired).
 //!
-//! Bans live in memory: an entry on disk banned before a restart is served after it unless
-//! its lurker had finished.
+//! The list lives in memory; with a disk tier the bans not yet retired are also kept in a
+//! file (`ban_journal`), so a restart before a lurker finishes does not serve what it banned.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -93,6 +93,12 @@ impl Bans {
         self.active.store(list.active.len(), Ordering::Release);
         self.known
             .store(list.active.len() + list.retired.len(), Ordering::Release);
+    }
+
+    /// The bans not yet applied to every older entry, oldest first.
+    pub fn pending(&self) -> Vec<Arc<Ban>> {
+        let list = self.list.read().unwrap_or_else(PoisonError::into_inner);
+        list.active.clone()
     }
 
     /// Bans not yet applied to every older entry.

@@ -4,6 +4,7 @@
 //!   the store), so a purge touches only its own entries;
 //! - `tags`: reading surrogate keys from response and PURGE fields;
 //! - `bans`: prefix and regex bans, checked lazily at lookup and applied by a background lurker;
+//! - `ban_journal`: the bans still pending, kept beside the disk tier across a restart;
 //! - `soft`: the stale mark a soft purge leaves, which makes the next request revalidate;
 //! - `propagate`: forwarding a purge to other caches, once each;
 //! - (`cache::purging` holds `lookup::Cache`'s purge methods, tying these together.)
@@ -15,6 +16,7 @@
 //!                          └ lookup: an older matching entry is treated as purged meanwhile
 //! ```
 
+pub mod ban_journal;
 pub mod bans;
 pub mod index;
 pub mod propagate;
