@@ -114,9 +114,23 @@ impl Carp {
         scored.into_iter().map(|(_, index)| index).collect()
     }
 
-    /// Squid's choice for `key` among the `alive` members.
+    /// Squid's choice for `key` among the `alive` members: the first of [`Carp::ranked`],
+    /// found in one pass without ranking (or allocating for) the others.
     pub fn choose(&self, key: &str, alive: impl Fn(usize) -> bool) -> Option<usize> {
-        self.ranked(key, alive).into_iter().next()
+        let mut user_hash = 0u32;
+        let mut best: Option<(f64, usize)> = None;
+        for member in &self.members {
+            user_hash = accumulate(user_hash, key.as_bytes());
+            if !alive(member.index) {
+                continue;
+            }
+            let score = f64::from(mix(user_hash ^ member.hash)) * member.multiplier;
+            // Strictly higher: on equal scores the earlier member wins, as in `ranked`.
+            if best.is_none_or(|(top, _)| score.total_cmp(&top).is_gt()) {
+                best = Some((score, member.index));
+            }
+        }
+        best.map(|(_, index)| index)
     }
 }
 

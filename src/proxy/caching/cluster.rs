@@ -37,14 +37,6 @@ pub(super) fn take_hop(headers: &mut HeaderMap) -> bool {
     headers.remove(HOP).is_some()
 }
 
-/// Failures where nothing reached the member: it is down.
-fn not_sent(err: &Error) -> bool {
-    matches!(
-        err.kind(),
-        ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::DnsFailed
-    )
-}
-
 /// Sends the lookup for `primary` to the member that owns it, if that is not this node; the
 /// response to relay, or `None` when this node serves the key itself.
 pub(super) async fn to_owner(
@@ -55,7 +47,7 @@ pub(super) async fn to_owner(
     let Some(cluster) = ex.shared.cluster.clone() else {
         return Ok(None);
     };
-    for (n, i) in cluster.owners(primary).into_iter().enumerate() {
+    for (n, i) in cluster.owners(primary).enumerate() {
         if Some(i) == cluster.self_index() {
             return Ok(None);
         }
@@ -81,7 +73,9 @@ pub(super) async fn to_owner(
                 if let Some(stats) = stats {
                     stats.responded(asked.elapsed());
                 }
-                cluster.peers.mark_alive(i);
+                if let Some(liveness) = cluster.peers.liveness(i) {
+                    liveness.answered();
+                }
                 let code = if n == 0 {
                     hier::CARP
                 } else {
@@ -100,8 +94,10 @@ pub(super) async fn to_owner(
                 if let Some(stats) = stats {
                     stats.failed();
                 }
-                if not_sent(&err) {
-                    cluster.peers.mark_dead(i);
+                if err.nothing_sent() {
+                    if let Some(liveness) = cluster.peers.liveness(i) {
+                        liveness.failed(err.cause());
+                    }
                 } else if err.kind() == ErrorKind::ReadTimeout {
                     // The owner is up and waiting on the origin: asking another would wait too.
                     return Err(err);
