@@ -132,7 +132,11 @@ async fn a_tls_handshake_failure_to_a_parent_is_retried_like_a_refused_connectio
         .await;
     let good = Origin::builder()
         .route("/object", |_| {
-            reply_with(200, "from the good parent", &[("cache-control", "no-store")])
+            reply_with(
+                200,
+                "from the good parent",
+                &[("cache-control", "no-store")],
+            )
         })
         .spawn()
         .await;
@@ -164,7 +168,10 @@ async fn a_tls_handshake_failure_to_a_parent_is_retried_like_a_refused_connectio
     }
     assert_eq!(plain.hits(), 0, "no request reached the broken parent");
     let metrics = admin_metrics(child.admin.unwrap()).await;
-    assert_eq!(hop(&metrics, "parent", "tls-broken"), (Some(0.0), Some(1.0)));
+    assert_eq!(
+        hop(&metrics, "parent", "tls-broken"),
+        (Some(0.0), Some(1.0))
+    );
     let lines = log_lines(child, &log).await;
     let hier: Vec<&str> = lines.iter().map(|l| l[2].as_str()).collect();
     assert_eq!(
@@ -217,7 +224,11 @@ async fn servers_peers_and_cluster_members_report_up_and_down_in_one_metrics_fam
         None,
     )
     .await;
-    let r = http_client(&child).get(origin.url("/")).send().await.unwrap();
+    let r = http_client(&child)
+        .get(origin.url("/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "direct");
     let metrics = admin_metrics(child.admin.unwrap()).await;
     assert_eq!(hop(&metrics, "parent", "upper"), (Some(0.0), Some(1.0)));
@@ -245,5 +256,9 @@ async fn servers_peers_and_cluster_members_report_up_and_down_in_one_metrics_fam
     }
     assert_eq!(seen, Some((Some(0.0), Some(1.0))));
     let metrics = admin_metrics(node.admin.unwrap()).await;
-    assert_eq!(hop(&metrics, "member", "a"), (None, None), "self is no next hop");
+    assert_eq!(
+        hop(&metrics, "member", "a"),
+        (None, None),
+        "self is no next hop"
+    );
 }

@@ -273,4 +273,23 @@ mod tests {
         assert_eq!(carp.choose("http://x/", |_| true), Some(1));
         assert_eq!(Carp::new(&[]).choose("http://x/", |_| true), None);
     }
+
+    #[test]
+    fn choose_is_the_first_of_the_ranking_without_ranking() {
+        let peers: Vec<CarpPeer> = (0..7)
+            .map(|i| CarpPeer {
+                name: format!("member-{i}"),
+                weight: 1 + i % 3,
+            })
+            .collect();
+        let carp = Carp::new(&peers);
+        for n in 0..2000 {
+            let key = format!("http://origin.example/{n}");
+            let alive = |i: usize| !(i + n).is_multiple_of(5);
+            assert_eq!(
+                carp.choose(&key, alive),
+                carp.ranked(&key, alive).first().copied()
+            );
+        }
+    }
 }

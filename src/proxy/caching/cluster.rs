@@ -30,6 +30,7 @@ use crate::proxy::next_hop::{send_to_cache, Outgoing, Target, Upstreamed};
 use crate::proxy::transaction::{hier, Transaction};
 use crate::proxy::Shared;
 use crate::upstream::cluster::{Cluster, HOP};
+use crate::upstream::retry::{self, Replay};
 
 /// Removes the cluster hop marker from a request (it never goes further than one member);
 /// `true` when there was one: another member routed this request here.
@@ -98,8 +99,11 @@ pub(super) async fn to_owner(
                     if let Some(liveness) = cluster.peers.liveness(i) {
                         liveness.failed(err.cause());
                     }
-                } else if err.kind() == ErrorKind::ReadTimeout {
-                    // The owner is up and waiting on the origin: asking another would wait too.
+                } else if err.kind() == ErrorKind::ReadTimeout
+                    || !retry::may_try_next(&err, Replay::Always)
+                {
+                    // A read timeout: the owner is up and waiting on the origin, asking
+                    // another would wait too.
                     return Err(err);
                 }
                 let member = cluster.member(i).map_or("", |m| m.name.as_str());
