@@ -7,11 +7,11 @@
 //!
 //! A group's servers are addressed as `http://{address}{path}`, or `https://...` for a group with
 //! `tls = true`, and reached on that group's own client (see `Shared::upstream_for`). They are
-//! tried in the selector's order (nginx `proxy_next_upstream`): a connection that could not be
-//! made (a failed TLS handshake included) is always safe to retry; a timeout, an invalid reply or
-//! a configured 5xx only for an idempotent request without a body, because once a request has
-//! been sent a non-idempotent one must not be replayed (RFC 9110 §9.2.2). Each failure counts
-//! towards the server's `max_fails`.
+//! tried in the selector's order (nginx `proxy_next_upstream`). Whether a failure moves on is
+//! `upstream::retry`'s one decision: nothing sent (no connection, a failed TLS handshake) is
+//! safe for any request without a body; a read timeout, an invalid reply or a configured 5xx
+//! only for an idempotent one (RFC 9110 §9.2.2). Each failure counts towards the server's
+//! `max_fails` (its `liveness`). Peers are walked by `upstream::walk`, as CONNECT is.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -476,7 +476,7 @@ async fn send_to_group(
             Ok(mut up) => {
                 let status = up.parts.status.as_u16();
                 if next.statuses.contains(&status) && replayable && !is_last {
-                    group.failed(index, "a proxy_next_upstream status");
+                    group.failed(index, &format!("answered {status}"));
                     tracing::debug!(server = %address, status, "trying the next upstream server");
                     continue;
                 }
