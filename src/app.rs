@@ -335,6 +335,7 @@ pub fn admin_sources(shared: &Arc<Shared>) -> crate::admin::Sources {
         cache: shared.cache.clone(),
         groups,
         peers: shared.peers.clone(),
+        cluster: shared.cluster.clone(),
         log_dropped: Box::new(move || log.upgrade().map_or(0, |log| log.dropped())),
         clients_open: Box::new(move || {
             u64::try_from(max.saturating_sub(connections.available_permits())).unwrap_or(0)

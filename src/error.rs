@@ -115,11 +115,26 @@ impl ErrorKind {
     }
 }
 
+/// How much of a request reached the next hop before it failed: the one fact every retry
+/// decision starts from (`upstream::retry`). Set where the error is made: the connector
+/// (`upstream::connect`, TLS included) and the HTTP/2 session setup know that no request byte
+/// left; everything else is [`Sent::Maybe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// No byte of the request reached the next hop: the name did not resolve, the connection
+    /// was refused or timed out, the TLS handshake failed. Always safe to send elsewhere, and
+    /// the hop could not be reached (its liveness counts a failure).
+    Nothing,
+    /// The request may have been (partly) received and acted on.
+    Maybe,
+}
+
 /// A proxy error: a kind plus the human-readable cause shown on the error page.
 #[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     cause: String,
+    sent: Sent,
 }
 
 impl Error {
@@ -128,7 +143,21 @@ impl Error {
         Self {
             kind,
             cause: cause.into(),
+            sent: Sent::Maybe,
         }
+    }
+
+    /// This error happened before any byte of the request was sent (see [`Sent::Nothing`]).
+    #[must_use]
+    pub fn before_sending(mut self) -> Self {
+        self.sent = Sent::Nothing;
+        self
+    }
+
+    /// True when nothing of the request reached the next hop: the one rule for "the hop was
+    /// unreachable, and another may be asked" (`upstream::retry` builds on it).
+    pub fn nothing_sent(&self) -> bool {
+        self.sent == Sent::Nothing
     }
 
     /// What went wrong.

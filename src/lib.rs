@@ -7,8 +7,12 @@
 //!                                         ├▶ access   (pure: http_access over ACLs)
 //!                                         ├▶ auth     (proxy_auth users: htpasswd, Basic)
 //!                                         ├▶ upstream (connect [tls], pooled clients, h2
-//!                                         │            sessions, groups, peers, cluster
-//!                                         │            members; pure select/hierarchy/carp)
+//!                                         │            sessions; next hops: groups, peers,
+//!                                         │            cluster members, each with one
+//!                                         │            liveness tracker; one retry rule
+//!                                         │            (Error::nothing_sent ▶ retry); one
+//!                                         │            hierarchy walk for requests and
+//!                                         │            CONNECT; pure select/hierarchy/carp)
 //!                                         ├▶ log      (access log writer, tracing)
 //!                                         ├▶ metrics  (per-thread counter shards, top URLs)
 //!                                         ├▶ cache    (RFC 9111 policy, moka + cacache tiers,

@@ -432,3 +432,64 @@ fn the_circle_check_sees_grouped_nested_and_relative_imports() {
     assert_eq!(circle.len(), 4);
     assert!(find_circle(&edges(&[("a", "b"), ("b", "c"), ("a", "c")])).is_none());
 }
+
+/// Issue 15's "one upstream layer": whether a failed next hop may be retried is decided once
+/// (`upstream::retry`, from `Error::nothing_sent`, which only the places that make connection
+/// errors set), never by a walk reading connection error kinds, and each liveness knob lives in
+/// `upstream::liveness` alone.
+#[test]
+fn the_retry_safety_rule_and_the_liveness_tracker_exist_once() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let rel = |path: &Path| {
+        path.strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    // Where naming these kinds is no retry decision: where they are made, mapped to a status,
+    // or told apart for the access log.
+    let kinds_allowed = [
+        "error.rs",
+        "upstream/connect.rs",
+        "upstream/h2.rs",
+        "proxy/respond.rs",
+        "proxy/forward.rs",
+    ];
+    let mut may_try_next = 0;
+    for path in sources("") {
+        let name = rel(&path);
+        for line in code_lines(&path) {
+            if !kinds_allowed.contains(&name.as_str()) {
+                for kind in ["ErrorKind::ConnectFailed", "ErrorKind::TlsProtocol"] {
+                    assert!(
+                        !line.contains(kind),
+                        "{name}: `{kind}` outside where errors are made (retry decisions go \
+                         through upstream::retry): {line}"
+                    );
+                }
+            }
+            if line.contains("fn may_try_next") {
+                may_try_next += 1;
+            }
+            if line.contains("Sent::Nothing") {
+                assert_eq!(name, "error.rs", "only error.rs sets Sent::Nothing: {line}");
+            }
+            if line.contains(".before_sending()") {
+                assert!(
+                    ["upstream/connect.rs", "upstream/h2.rs"].contains(&name.as_str()),
+                    "{name}: only the connector and HTTP/2 setup know nothing was sent: {line}"
+                );
+            }
+            // The tracker's state is nowhere else: no other dead-until or ban timestamps.
+            if name != "upstream/liveness.rs" {
+                for state in ["dead_until", "banned_until", "probe_failed", "check_ok"] {
+                    assert!(
+                        !line.contains(state),
+                        "{name}: liveness state `{state}` outside upstream::liveness: {line}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(may_try_next, 1, "one retry decision");
+}

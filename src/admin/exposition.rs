@@ -40,6 +40,8 @@ pub mod names {
     pub const PEER_REQUESTS: &str = "cuttle_peer_requests";
     pub const PEER_FAILURES: &str = "cuttle_peer_failures";
     pub const PEER_LATENCY: &str = "cuttle_peer_response_seconds";
+    pub const NEXT_HOP_UP: &str = "cuttle_next_hop_up";
+    pub const NEXT_HOP_DOWNS: &str = "cuttle_next_hop_down";
     pub const CLIENT_CONNECTIONS: &str = "cuttle_client_connections_open";
     pub const UPSTREAM_CONNECTIONS: &str = "cuttle_upstream_connections_open";
     pub const LOG_DROPPED: &str = "cuttle_access_log_dropped";
@@ -323,6 +325,31 @@ impl Collector for Scrape {
             PEER_LATENCY,
             "Time from sending a request to a cache peer to its response head.",
             &plat,
+        )?;
+
+        // Every next hop's liveness (group servers, peers, cluster members), one family.
+        let (mut hop_up, mut hop_downs) = (Vec::new(), Vec::new());
+        if let Some(s) = &sources {
+            for hop in s.next_hops() {
+                let labels = vec![
+                    ("role", hop.role().as_str().to_owned()),
+                    ("name", hop.name().to_owned()),
+                ];
+                hop_up.push((labels.clone(), i64::from(hop.is_up())));
+                hop_downs.push((labels, hop.downs()));
+            }
+        }
+        gauge_family(
+            &mut e,
+            NEXT_HOP_UP,
+            "1 if the next hop (role: server, parent, sibling, member) may be asked now.",
+            &hop_up,
+        )?;
+        counter_family(
+            &mut e,
+            NEXT_HOP_DOWNS,
+            "Times the next hop went down (each logged once as `Detected DEAD`).",
+            &hop_downs,
         )?;
 
         let clients = sources.as_ref().map_or(0, |s| (s.clients_open)());

@@ -105,11 +105,30 @@ pub struct Sources {
     /// Upstream groups, by name.
     pub groups: Vec<Arc<Group>>,
     pub peers: Option<Arc<Peers>>,
+    /// The cluster's members, when this node is one.
+    pub cluster: Option<Arc<crate::upstream::cluster::Cluster>>,
     /// Access-log records dropped so far.
     pub log_dropped: Box<dyn Fn() -> u64 + Send + Sync>,
     /// Client connections open now.
     pub clients_open: Box<dyn Fn() -> u64 + Send + Sync>,
     pub clock: SharedClock,
+}
+
+impl Sources {
+    /// The liveness of every next hop: group servers, cache peers, other cluster members.
+    pub fn next_hops(&self) -> Vec<&crate::upstream::liveness::Liveness> {
+        let servers = self
+            .groups
+            .iter()
+            .flat_map(|g| g.servers.iter().map(|s| &s.liveness));
+        let peers = self.peers.iter().flat_map(|p| p.all_liveness());
+        let members = self.cluster.iter().flat_map(|c| {
+            c.others()
+                .filter_map(|(i, _)| c.peers.liveness(i))
+                .collect::<Vec<_>>()
+        });
+        servers.chain(peers).chain(members).collect()
+    }
 }
 
 impl std::fmt::Debug for Sources {

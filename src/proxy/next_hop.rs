@@ -7,11 +7,11 @@
 //!
 //! A group's servers are addressed as `http://{address}{path}`, or `https://...` for a group with
 //! `tls = true`, and reached on that group's own client (see `Shared::upstream_for`). They are
-//! tried in the selector's order (nginx `proxy_next_upstream`): a connection that could not be
-//! made (a failed TLS handshake included) is always safe to retry; a timeout, an invalid reply or
-//! a configured 5xx only for an idempotent request without a body, because once a request has
-//! been sent a non-idempotent one must not be replayed (RFC 9110 §9.2.2). Each failure counts
-//! towards the server's `max_fails`.
+//! tried in the selector's order (nginx `proxy_next_upstream`). Whether a failure moves on is
+//! `upstream::retry`'s one decision: nothing sent (no connection, a failed TLS handshake) is
+//! safe for any request without a body; a read timeout, an invalid reply or a configured 5xx
+//! only for an idempotent one (RFC 9110 §9.2.2). Each failure counts towards the server's
+//! `max_fails` (its `liveness`). Peers are walked by `upstream::walk`, as CONNECT is.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,14 +27,16 @@ use super::destination::Resolution;
 use super::headers;
 use super::transaction::hier;
 use super::Shared;
-use crate::access::{AccessRequest, RequestFacts, Verdict};
+use crate::access::{AccessRequest, RequestFacts};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::carp::url_key;
 use crate::upstream::client::classify_hyper;
 use crate::upstream::continue_gate::Gate;
 use crate::upstream::group::{ActiveGuard, Group};
-use crate::upstream::hierarchy::{Hop, Route};
+use crate::upstream::hierarchy::Hop;
 use crate::upstream::peer::Peers;
+use crate::upstream::retry::{self, Replay};
+use crate::upstream::walk::{self, Walk};
 use crate::upstream::{Progress, RequestBody};
 
 /// Where a request goes.
@@ -181,9 +183,10 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
     }
 }
 
-/// Routes through the cache hierarchy: siblings asked with `only-if-cached`, then parents in
-/// selection order (absolute-form, RFC 9112 §3.2.2), then direct unless `never_direct`.
-/// A sibling never becomes a path to the origin: its 504 (not cached there) moves on.
+/// Routes through the cache hierarchy (`upstream::walk`: siblings asked with `only-if-cached`,
+/// then parents in selection order, in absolute-form, RFC 9112 §3.2.2, then direct unless
+/// `never_direct`). A sibling never becomes a path to the origin: its 504 (not cached there)
+/// moves on.
 async fn send_via_hierarchy(
     shared: &Shared,
     peers: &Arc<Peers>,
@@ -192,30 +195,21 @@ async fn send_via_hierarchy(
     resolution: &Resolution,
 ) -> Result<Upstreamed, Error> {
     let uri_host = out.uri.host().unwrap_or("").to_owned();
-    let port = out.uri.port_u16().unwrap_or(80);
     let request = AccessRequest {
         src: out.client,
         host: &uri_host,
-        port,
+        port: out.uri.port_u16().unwrap_or(80),
         method: &out.method,
         dst: None,
         facts: RequestFacts::default(),
     };
-    let ips = resolution.ips();
-    let always_direct = peers.config.always_direct.check_resolved(&request, &ips) == Verdict::Allow;
-    let never_direct = peers.config.never_direct.check_resolved(&request, &ips) == Verdict::Allow;
     let key = url_key(&out.uri);
-    let route = Route {
-        url: &key,
-        client: out.client,
-        turn: peers.next_turn(),
-        always_direct,
-        never_direct,
-    };
-    let hops = peers.router.hops(&route, |i| peers.alive(i));
+    let hops = walk::plan(peers, &request, &resolution.ips(), &key);
     let has_body = out.body.as_ref().is_some_and(|b| !b.is_end_stream());
-    let lookup_method = matches!(out.method, Method::GET | Method::HEAD);
-    let lookup = lookup_method && !has_body && !out.headers.contains_key(header::UPGRADE);
+    // A sibling is asked for what it has stored; an upgrade is never stored.
+    let lookup = matches!(out.method, Method::GET | Method::HEAD)
+        && !has_body
+        && !out.headers.contains_key(header::UPGRADE);
     let icp = super::icp_select::reorder(shared, peers, &key, hops, lookup).await;
     // Squid prefixes the code with `TIMEOUT_` when an ICP peer did not answer in time.
     let logged = |code| {
@@ -225,106 +219,63 @@ async fn send_via_hierarchy(
             code
         }
     };
-    let hops = icp.hops;
-    let mut last_error = Error::new(
-        ErrorKind::NoUpstream,
-        "no route to the origin: never_direct applies and no parent cache is reachable",
-    );
-    for hop in hops {
-        let copy = |body: Option<Incoming>| Outgoing {
-            method: out.method.clone(),
-            uri: out.uri.clone(),
-            version: out.version,
-            headers: out.headers.clone(),
-            body,
-            client: out.client,
-            target: Target::Origin(Resolution::Unneeded),
-        };
-        match hop {
-            Hop::Sibling(i) => {
-                let (Some(peer), Some(client)) = (peers.config.peers.get(i), peers.client(i))
-                else {
-                    continue;
-                };
-                // A sibling is asked for what it has stored; an upgrade is never stored.
-                if !lookup_method || has_body || out.headers.contains_key(header::UPGRADE) {
-                    continue;
-                }
-                let mut attempt = copy(None);
-                ask_only_if_cached(&mut attempt.headers);
-                if let Some(login) = &peer.login {
-                    attempt
-                        .headers
-                        .insert(header::PROXY_AUTHORIZATION, login.clone());
-                }
-                let started = tokio::time::Instant::now();
-                let sent = send_once(shared, client, attempt, out.uri.clone(), host.clone()).await;
-                observe(peers.stats.get(i), &sent, started);
-                if sent.is_ok() {
-                    peers.mark_alive(i);
-                }
-                match sent {
-                    Ok(mut up)
-                        if up.parts.status.is_success() || up.parts.status.is_redirection() =>
-                    {
-                        up.peer = Some(peer.info.name.clone());
-                        up.hierarchy = Some(logged(hier::SIBLING_HIT));
-                        up.no_store = peer.proxy_only;
-                        return Ok(up);
-                    }
-                    // 504: not cached there (RFC 9111 §5.2.1.7); anything else: not usable.
-                    Ok(_) => {}
-                    Err(err) => {
-                        if unreachable(&err) {
-                            peers.mark_dead(i);
-                        }
-                    }
-                }
-            }
-            Hop::Parent { index, code } => {
-                let (Some(peer), Some(client)) =
-                    (peers.config.peers.get(index), peers.client(index))
-                else {
-                    continue;
-                };
-                let mut attempt = copy(out.body.take());
-                if let Some(login) = &peer.login {
-                    attempt
-                        .headers
-                        .insert(header::PROXY_AUTHORIZATION, login.clone());
-                }
-                let started = tokio::time::Instant::now();
-                let sent = send_once(shared, client, attempt, out.uri.clone(), host.clone()).await;
-                observe(peers.stats.get(index), &sent, started);
-                match sent {
-                    Ok(mut up) => {
-                        peers.mark_alive(index);
-                        up.peer = Some(peer.info.name.clone());
-                        up.hierarchy = Some(logged(code));
-                        up.no_store = peer.proxy_only;
-                        return Ok(up);
-                    }
-                    Err(err) => {
-                        let not_sent = unreachable(&err);
-                        if not_sent {
-                            peers.mark_dead(index);
-                        }
-                        last_error = err;
-                        // A body handed to a parent cannot be sent again.
-                        if has_body || !not_sent {
-                            return Err(last_error);
-                        }
-                    }
-                }
-            }
+    // A parent that may have received the request is not asked again elsewhere.
+    let replay = Replay::of(&out.method, has_body, false);
+    let mut walk = Walk::new(peers, icp.hops, replay, lookup, "to the origin");
+    while let Some(hop) = walk.next_hop() {
+        let (i, code) = match hop {
+            Hop::Sibling(i) => (i, hier::SIBLING_HIT),
+            Hop::Parent { index, code } => (index, code),
             Hop::Direct => {
                 let mut up = send_direct(shared, out, host, resolution).await?;
                 up.hierarchy = up.hierarchy.map(logged);
                 return Ok(up);
             }
+        };
+        let (Some(peer), Some(client)) = (peers.config.peers.get(i), peers.client(i)) else {
+            continue;
+        };
+        let sibling = matches!(hop, Hop::Sibling(_));
+        let mut attempt = Outgoing {
+            method: out.method.clone(),
+            uri: out.uri.clone(),
+            version: out.version,
+            headers: out.headers.clone(),
+            body: if sibling { None } else { out.body.take() },
+            client: out.client,
+            target: Target::Origin(Resolution::Unneeded),
+        };
+        if sibling {
+            ask_only_if_cached(&mut attempt.headers);
+        }
+        if let Some(login) = &peer.login {
+            attempt
+                .headers
+                .insert(header::PROXY_AUTHORIZATION, login.clone());
+        }
+        let started = tokio::time::Instant::now();
+        let sent = send_once(shared, client, attempt, out.uri.clone(), host.clone()).await;
+        observe(peers.stats.get(i), &sent, started);
+        match sent {
+            // 504 from a sibling: not cached there (RFC 9111 §5.2.1.7); anything else but a
+            // success or redirect from it is not usable either.
+            Ok(up)
+                if sibling
+                    && !(up.parts.status.is_success() || up.parts.status.is_redirection()) =>
+            {
+                walk.answered(hop);
+            }
+            Ok(mut up) => {
+                walk.answered(hop);
+                up.peer = Some(peer.info.name.clone());
+                up.hierarchy = Some(logged(code));
+                up.no_store = peer.proxy_only;
+                return Ok(up);
+            }
+            Err(err) => walk.failed(hop, err)?,
         }
     }
-    Err(last_error)
+    Err(walk.finish())
 }
 
 /// Sends `out` to another cache over `client` (a cluster member's pooled client), in
@@ -409,7 +360,9 @@ async fn send_direct(
                 up.hierarchy = Some(hier::HIER_DIRECT);
                 return Ok(up);
             }
-            Err(err) if !last && unreachable(&err) => last_error = err,
+            Err(err) if !last && retry::may_try_next(&err, Replay::IfNothingSent) => {
+                last_error = err;
+            }
             Err(err) => return Err(err),
         }
     }
@@ -441,14 +394,6 @@ fn ask_only_if_cached(headers: &mut http::HeaderMap) {
     }
 }
 
-/// Failures that mean the peer could not be reached (nothing was sent).
-fn unreachable(err: &Error) -> bool {
-    matches!(
-        err.kind(),
-        ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::DnsFailed
-    )
-}
-
 /// Tries the group's servers in order until one answers acceptably.
 async fn send_to_group(
     shared: &Shared,
@@ -469,11 +414,10 @@ async fn send_to_group(
     };
     let candidates = group.candidates(out.client, &key, random());
     let has_body = out.body.as_ref().is_some_and(|b| !b.is_end_stream());
-    let idempotent = matches!(
-        out.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    let replayable = idempotent && !has_body;
+    // nginx replays an idempotent request after a timeout or bad reply from a server that
+    // may have received it (`proxy_next_upstream`); RFC 9110 §9.2.2 is why only those.
+    let replay = Replay::of(&out.method, has_body, true);
+    let replayable = replay == Replay::Always;
     let next = &group.config.next_upstream;
     let attempts = usize::try_from(group.config.retries)
         .unwrap_or(usize::MAX)
@@ -532,7 +476,7 @@ async fn send_to_group(
             Ok(mut up) => {
                 let status = up.parts.status.as_u16();
                 if next.statuses.contains(&status) && replayable && !is_last {
-                    group.failed(index);
+                    group.failed(index, &format!("answered {status}"));
                     tracing::debug!(server = %address, status, "trying the next upstream server");
                     continue;
                 }
@@ -547,38 +491,25 @@ async fn send_to_group(
                 return Ok(up);
             }
             Err(err) => {
-                // A failed TLS handshake happens before any request byte is sent.
-                let not_sent = matches!(
+                // nginx's max_fails counts what could not be reached, timed out or answered
+                // nonsense.
+                let bad_reply = matches!(
                     err.kind(),
-                    ErrorKind::ConnectFailed
-                        | ErrorKind::ConnectTimeout
-                        | ErrorKind::DnsFailed
-                        | ErrorKind::TlsProtocol
-                        | ErrorKind::TlsCertificate
+                    ErrorKind::ReadTimeout | ErrorKind::InvalidResponse
                 );
-                let counts = not_sent
-                    || matches!(
-                        err.kind(),
-                        ErrorKind::ReadTimeout | ErrorKind::InvalidResponse
-                    );
-                if counts {
-                    group.failed(index);
+                if err.nothing_sent() || bad_reply {
+                    group.failed(index, err.cause());
                 }
-                let allowed = match err.kind() {
-                    ErrorKind::ConnectTimeout => next.timeout,
-                    ErrorKind::ConnectFailed
-                    | ErrorKind::DnsFailed
-                    | ErrorKind::TlsProtocol
-                    | ErrorKind::TlsCertificate => next.error,
-                    ErrorKind::ReadTimeout => next.timeout && replayable,
-                    ErrorKind::InvalidResponse => next.error && replayable,
-                    _ => false,
+                // Which failures `proxy_next_upstream` names; whether it is safe is `retry`'s.
+                let named = if err.is_timeout() {
+                    next.timeout
+                } else {
+                    next.error && (err.nothing_sent() || bad_reply)
                 };
-                // A body already handed to the first attempt cannot be sent again.
-                let body_gone = has_body;
                 tracing::debug!(server = %address, error = %err, "upstream attempt failed");
+                let go_on = named && retry::may_try_next(&err, replay);
                 last_error = err;
-                if !allowed || body_gone {
+                if !go_on {
                     return Err(last_error);
                 }
             }

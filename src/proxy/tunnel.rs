@@ -25,13 +25,15 @@ use super::destination::{self, Resolution};
 use super::request::{check_loop, reply_error, ConnInfo};
 use super::transaction::{code, hier, Transaction};
 use super::Shared;
-use crate::access::{AccessRequest, RequestFacts, Verdict};
+use crate::access::{AccessRequest, RequestFacts};
 use crate::error::{Error, ErrorKind};
 use crate::tls_intercept::rules::Action;
 use crate::upstream::connect::{connect, connect_addrs};
-use crate::upstream::hierarchy::{Hop, Route};
+use crate::upstream::hierarchy::Hop;
 use crate::upstream::peer::{connect_through, Peers};
+use crate::upstream::retry::Replay;
 use crate::upstream::stream::UpstreamStream;
+use crate::upstream::walk::{self, Walk};
 use crate::upstream::Progress;
 
 /// Handles one CONNECT request.
@@ -200,8 +202,9 @@ async fn connect_direct(
     .map_err(|e| e.to_error())
 }
 
-/// CONNECT through the hierarchy: parents in order (each asked with CONNECT), then direct
-/// unless `never_direct`. Siblings never carry tunnels.
+/// CONNECT through the hierarchy (`upstream::walk`, as for requests): parents in order, each
+/// asked with CONNECT, then direct unless `never_direct`. Siblings never carry tunnels. No
+/// byte of the tunnel has moved before the 200, so any parent's failure moves on to the next.
 async fn open_through_hierarchy(
     peers: &Peers,
     conn: &ConnInfo,
@@ -219,63 +222,32 @@ async fn open_through_hierarchy(
         dst: None,
         facts: RequestFacts::default(),
     };
-    let ips = resolution.ips();
     let key = format!("{host}:{port}");
-    let route = Route {
-        url: &key,
-        client: conn.peer.ip(),
-        turn: peers.next_turn(),
-        always_direct: peers.config.always_direct.check_resolved(&access, &ips) == Verdict::Allow,
-        never_direct: peers.config.never_direct.check_resolved(&access, &ips) == Verdict::Allow,
-    };
-    let mut last_error = Error::new(
-        ErrorKind::NoUpstream,
-        "no route for CONNECT: never_direct applies and no parent cache is reachable",
-    );
-    for hop in peers.router.hops(&route, |i| peers.alive(i)) {
-        match hop {
-            Hop::Sibling(_) => {}
-            Hop::Parent { index, code } => {
-                let Some(peer) = peers.config.peers.get(index) else {
-                    continue;
-                };
-                let tls = peer.tls.as_deref();
-                match connect_through(
-                    &peer.host,
-                    peer.port,
-                    tls,
-                    &key,
-                    peer.login.as_ref(),
-                    timeout,
-                )
-                .await
-                {
-                    Ok(stream) => {
-                        peers.mark_alive(index);
-                        return Ok(Opened {
-                            stream,
-                            hierarchy: code,
-                            peer: peer.info.name.clone(),
-                        });
-                    }
-                    Err(err) => {
-                        if matches!(
-                            err.kind(),
-                            ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout
-                        ) {
-                            peers.mark_dead(index);
-                        }
-                        last_error = err;
-                    }
-                }
+    let hops = walk::plan(peers, &access, &resolution.ips(), &key);
+    let mut walk = Walk::new(peers, hops, Replay::Always, false, "for CONNECT");
+    while let Some(hop) = walk.next_hop() {
+        let Hop::Parent { index, code } = hop else {
+            let stream = connect_direct(host, port, resolution, timeout).await?;
+            return Ok(Opened::direct(stream, host));
+        };
+        let Some(peer) = peers.config.peers.get(index) else {
+            continue;
+        };
+        let tls = peer.tls.as_deref();
+        let login = peer.login.as_ref();
+        match connect_through(&peer.host, peer.port, tls, &key, login, timeout).await {
+            Ok(stream) => {
+                walk.answered(hop);
+                return Ok(Opened {
+                    stream,
+                    hierarchy: code,
+                    peer: peer.info.name.clone(),
+                });
             }
-            Hop::Direct => {
-                let stream = connect_direct(host, port, resolution, timeout).await?;
-                return Ok(Opened::direct(stream, host));
-            }
+            Err(err) => walk.failed(hop, err)?,
         }
     }
-    Err(last_error)
+    Err(walk.finish())
 }
 
 /// Copies bytes both ways until a side closes or the tunnel idles out; logs `txn` with the

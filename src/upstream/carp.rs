@@ -114,9 +114,23 @@ impl Carp {
         scored.into_iter().map(|(_, index)| index).collect()
     }
 
-    /// Squid's choice for `key` among the `alive` members.
+    /// Squid's choice for `key` among the `alive` members: the first of [`Carp::ranked`],
+    /// found in one pass without ranking (or allocating for) the others.
     pub fn choose(&self, key: &str, alive: impl Fn(usize) -> bool) -> Option<usize> {
-        self.ranked(key, alive).into_iter().next()
+        let mut user_hash = 0u32;
+        let mut best: Option<(f64, usize)> = None;
+        for member in &self.members {
+            user_hash = accumulate(user_hash, key.as_bytes());
+            if !alive(member.index) {
+                continue;
+            }
+            let score = f64::from(mix(user_hash ^ member.hash)) * member.multiplier;
+            // Strictly higher: on equal scores the earlier member wins, as in `ranked`.
+            if best.is_none_or(|(top, _)| score.total_cmp(&top).is_gt()) {
+                best = Some((score, member.index));
+            }
+        }
+        best.map(|(_, index)| index)
     }
 }
 
@@ -258,5 +272,24 @@ mod tests {
         ]);
         assert_eq!(carp.choose("http://x/", |_| true), Some(1));
         assert_eq!(Carp::new(&[]).choose("http://x/", |_| true), None);
+    }
+
+    #[test]
+    fn choose_is_the_first_of_the_ranking_without_ranking() {
+        let peers: Vec<CarpPeer> = (0..7)
+            .map(|i| CarpPeer {
+                name: format!("member-{i}"),
+                weight: 1 + i % 3,
+            })
+            .collect();
+        let carp = Carp::new(&peers);
+        for n in 0..2000 {
+            let key = format!("http://origin.example/{n}");
+            let alive = |i: usize| !(i + n).is_multiple_of(5);
+            assert_eq!(
+                carp.choose(&key, alive),
+                carp.ranked(&key, alive).first().copied()
+            );
+        }
     }
 }

@@ -4,8 +4,8 @@
 //! stores it; the others forward their requests for it to the owner.
 //!
 //! This is a small layer over the hierarchy's building blocks: the members are cache peers
-//! (`peer::Peers`: one pooled client each, dead marks from failed connections, up/down
-//! transitions logged once) ranked by `carp::Carp`. What it adds is the notion of *self* (the
+//! (`peer::Peers`: one pooled client each, and the one `liveness::Liveness` tracker per member
+//! that group servers and peers have too) ranked by `carp::Carp`. What it adds is the notion of *self* (the
 //! member this node is, always alive to itself) and an active probe of the other members: a TCP
 //! connection to each member's address every `probe_interval` (a member that refuses it stays
 //! dead until one succeeds). The request path (`proxy::caching::cluster`) asks [`Cluster::owners`]
@@ -98,10 +98,12 @@ impl Cluster {
             always_direct: Rules::default(),
             dead_time: config.dead_time,
         };
-        let peers = match old {
-            Some(old) => Peers::new_after(hierarchy, upstream, &old.peers, same_upstream),
-            None => Peers::new(hierarchy, upstream),
-        };
+        let peers = Peers::new_members(
+            hierarchy,
+            upstream,
+            old.map(|old| &*old.peers),
+            same_upstream,
+        );
         let carp = Carp::new(&carp_members(&config.members));
         let self_index = config
             .self_name
@@ -139,9 +141,19 @@ impl Cluster {
 
     /// The live members for `key` (the cache key, after `store_id`), owner first, then the
     /// failover order: CARP's ranking, so a dead owner's keys spread over the others and come
-    /// back to it when it does.
-    pub fn owners(&self, key: &str) -> Vec<usize> {
-        self.carp.ranked(key, |i| self.alive(i))
+    /// back to it when it does. Lazy: the owner is found in one pass, and the full ranking is
+    /// made only if the walk goes past it (the owner failed).
+    pub fn owners<'a>(&'a self, key: &'a str) -> impl Iterator<Item = usize> + 'a {
+        let first = self.carp.choose(key, |i| self.alive(i));
+        let mut rest: Option<std::vec::IntoIter<usize>> = None;
+        first.into_iter().chain(std::iter::from_fn(move || {
+            rest.get_or_insert_with(|| {
+                self.carp
+                    .ranked(key, |i| Some(i) != first && self.alive(i))
+                    .into_iter()
+            })
+            .next()
+        }))
     }
 
     /// The owner of `key` when every member is alive.
@@ -209,7 +221,9 @@ async fn probe_loop(cluster: Weak<Cluster>, i: usize) {
         let Some(cluster) = cluster.upgrade() else {
             return;
         };
-        cluster.peers.probed(i, outcome);
+        if let Some(liveness) = cluster.peers.liveness(i) {
+            liveness.probed(outcome);
+        }
     }
 }
 
@@ -249,9 +263,9 @@ mod tests {
         let squid = Carp::new(&carp_members(&a.config.members));
         for n in 0..500 {
             let key = format!("http://origin.example/{n}");
-            let owner = a.owners(&key)[0];
-            assert_eq!(b.owners(&key)[0], owner);
-            assert_eq!(c.owners(&key)[0], owner);
+            let owner = a.owners(&key).next().unwrap();
+            assert_eq!(b.owners(&key).next(), Some(owner));
+            assert_eq!(c.owners(&key).next(), Some(owner));
             assert_eq!(squid.choose(&key, |_| true), Some(owner));
         }
     }
@@ -259,18 +273,22 @@ mod tests {
     #[test]
     fn a_dead_member_gives_its_keys_to_the_next_in_hash_order_but_self_never_dies() {
         let a = cluster("a");
-        a.peers.mark_dead(1);
-        a.peers.mark_dead(0);
+        a.peers.liveness(1).unwrap().failed("refused");
+        a.peers.liveness(0).unwrap().failed("refused");
         assert!(a.alive(0), "self is always alive to itself");
         for n in 0..300 {
             let key = format!("http://origin.example/{n}");
             let all = a.carp.ranked(&key, |_| true);
-            let live = a.owners(&key);
+            let live: Vec<usize> = a.owners(&key).collect();
             assert!(!live.contains(&1));
             let expected: Vec<usize> = all.into_iter().filter(|&i| i != 1).collect();
             assert_eq!(live, expected, "the failover order is the hash order");
         }
-        a.peers.mark_alive(1);
+        a.peers.liveness(1).unwrap().answered();
         assert!(a.alive(1));
+        assert_eq!(
+            a.peers.liveness(1).unwrap().role(),
+            crate::upstream::liveness::Role::Member
+        );
     }
 }

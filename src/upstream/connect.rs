@@ -62,6 +62,7 @@ pub enum ConnectError {
 
 impl ConnectError {
     /// The proxy error this becomes: DNS and refused are 503 (as in Squid), timeouts 504.
+    /// No connection means no request byte left: every one is [`Error::before_sending`].
     pub fn to_error(&self) -> Error {
         let kind = match self {
             Self::Dns { .. } | Self::NoAddresses { .. } => ErrorKind::DnsFailed,
@@ -74,7 +75,7 @@ impl ConnectError {
             Self::Tls { .. } => ErrorKind::TlsProtocol,
             Self::TlsNotConfigured(_) => ErrorKind::Internal,
         };
-        Error::new(kind, self.to_string())
+        Error::new(kind, self.to_string()).before_sending()
     }
 }
 

@@ -1,18 +1,17 @@
 //! Upstream groups at run time: which server to try, in what order, and how each is doing.
 //!
 //! A group wraps the pure [`Selector`](super::select::Selector) with the live state it needs:
-//! per-server passive health (nginx `max_fails` within `fail_timeout` takes a server out for
-//! `fail_timeout`), the active-check verdict (see `health`), and in-flight request counts (for
-//! `least_conn` and `max_conns`). Names in server addresses are resolved by the connector on each
+//! per-server liveness (`liveness::Liveness` with nginx's knobs: `max_fails` within
+//! `fail_timeout` take a server out for `fail_timeout`; the active check's verdict, see
+//! `health`), and in-flight request counts (for `least_conn` and `max_conns`). Names in server addresses are resolved by the connector on each
 //! new connection, so DNS changes are picked up as pooled connections turn over.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use super::liveness::{Liveness, Policy, Role};
 use super::select::{Algorithm, Request, Selector, ServerSpec, ServerView};
 
 /// One server's settings.
@@ -70,13 +69,8 @@ pub struct ServerState {
     pub authority: Option<http::uri::Authority>,
     /// Requests in flight to this server.
     active: AtomicU32,
-    /// Failures in the current `fail_timeout` window and when it started (ms after `origin`).
-    fails: AtomicU32,
-    window_start_ms: AtomicU64,
-    /// Passive ban: no requests before this (ms after `origin`; 0 = none).
-    banned_until_ms: AtomicU64,
-    /// The active checker's verdict (true until a check says otherwise).
-    pub(crate) check_ok: AtomicBool,
+    /// Passive failures (`max_fails` within `fail_timeout`) and the active check's verdict.
+    pub liveness: Liveness,
     /// Attempts, failures and response times (for metrics).
     pub stats: super::stats::ServerStats,
 }
@@ -87,7 +81,6 @@ pub struct Group {
     pub config: GroupConfig,
     pub servers: Vec<ServerState>,
     selector: Mutex<Selector>,
-    origin: Instant,
 }
 
 /// A request counted against a server until dropped.
@@ -126,10 +119,11 @@ impl Group {
                 authority: s.address.parse().ok(),
                 config: s.clone(),
                 active: AtomicU32::new(0),
-                fails: AtomicU32::new(0),
-                window_start_ms: AtomicU64::new(0),
-                banned_until_ms: AtomicU64::new(0),
-                check_ok: AtomicBool::new(true),
+                liveness: Liveness::new(
+                    Role::Server,
+                    format!("{}/{}", config.name, s.address),
+                    Policy::nginx(s.max_fails, s.fail_timeout),
+                ),
                 stats: super::stats::ServerStats::default(),
             })
             .collect();
@@ -137,7 +131,6 @@ impl Group {
             selector: Mutex::new(Selector::new(config.algorithm, specs)),
             config,
             servers,
-            origin: Instant::now(),
         })
     }
 
@@ -149,35 +142,19 @@ impl Group {
         let same_check = config.health_check == old.config.health_check;
         let mut group = Self::new(config);
         if let Some(fresh) = Arc::get_mut(&mut group) {
-            fresh.origin = old.origin;
             for server in &mut fresh.servers {
                 let Some(before) = old.servers.iter().find(|s| s.config == server.config) else {
                     continue;
                 };
-                let copy = |from: &AtomicU64, to: &mut AtomicU64| {
-                    *to.get_mut() = from.load(Ordering::Relaxed);
-                };
-                *server.fails.get_mut() = before.fails.load(Ordering::Relaxed);
-                copy(&before.window_start_ms, &mut server.window_start_ms);
-                copy(&before.banned_until_ms, &mut server.banned_until_ms);
-                if same_check {
-                    *server.check_ok.get_mut() = before.check_ok.load(Ordering::Relaxed);
-                }
+                server.liveness.carry_from(&before.liveness, same_check);
             }
         }
         group
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Whether server `i` may get requests now (passive ban over, active check passing).
     pub fn is_healthy(&self, i: usize) -> bool {
-        self.servers.get(i).is_some_and(|s| {
-            s.check_ok.load(Ordering::Relaxed)
-                && self.now_ms() >= s.banned_until_ms.load(Ordering::Relaxed)
-        })
+        self.servers.get(i).is_some_and(|s| s.liveness.is_up())
     }
 
     /// True if [`candidates`](Self::candidates) uses its `hash_key` (so callers build it only then).
@@ -219,41 +196,16 @@ impl Group {
     }
 
     /// Records a failed attempt on server `i` (nginx: counts towards `max_fails`).
-    pub fn failed(&self, i: usize) {
-        let Some(server) = self.servers.get(i) else {
-            return;
-        };
-        let max_fails = server.config.max_fails;
-        if max_fails == 0 {
-            return;
-        }
-        let now = self.now_ms();
-        let window = u64::try_from(server.config.fail_timeout.as_millis()).unwrap_or(u64::MAX);
-        let start = server.window_start_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(start) > window {
-            server.window_start_ms.store(now, Ordering::Relaxed);
-            server.fails.store(0, Ordering::Relaxed);
-        }
-        let fails = server.fails.fetch_add(1, Ordering::Relaxed) + 1;
-        if fails >= max_fails {
-            server
-                .banned_until_ms
-                .store(now.saturating_add(window), Ordering::Relaxed);
-            server.fails.store(0, Ordering::Relaxed);
-            server.window_start_ms.store(now, Ordering::Relaxed);
-            tracing::warn!(
-                group = %self.config.name,
-                server = %server.config.address,
-                after = ?server.config.fail_timeout,
-                "upstream server marked unavailable after {fails} failures"
-            );
+    pub fn failed(&self, i: usize, why: &str) {
+        if let Some(server) = self.servers.get(i) {
+            server.liveness.failed(why);
         }
     }
 
     /// Records a successful response from server `i`.
     pub fn succeeded(&self, i: usize) {
         if let Some(server) = self.servers.get(i) {
-            server.fails.store(0, Ordering::Relaxed);
+            server.liveness.answered();
         }
     }
 }
@@ -287,9 +239,9 @@ mod tests {
     async fn max_fails_within_fail_timeout_takes_a_server_out_for_fail_timeout() {
         let g = group(2);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        g.failed(0);
+        g.failed(0, "refused");
         assert!(g.is_healthy(0), "one failure is below max_fails");
-        g.failed(0);
+        g.failed(0, "refused");
         assert!(!g.is_healthy(0));
         assert_eq!(g.candidates(ip, "", 0), vec![1]);
         tokio::time::advance(Duration::from_secs(11)).await;
@@ -299,9 +251,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failures_spread_beyond_the_window_do_not_add_up() {
         let g = group(2);
-        g.failed(0);
+        g.failed(0, "refused");
         tokio::time::advance(Duration::from_secs(11)).await;
-        g.failed(0);
+        g.failed(0, "refused");
         assert!(g.is_healthy(0));
     }
 
@@ -317,8 +269,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_replaced_group_keeps_the_state_of_unchanged_servers_only() {
         let old = group(1);
-        old.failed(0);
-        old.failed(1);
+        old.failed(0, "refused");
+        old.failed(1, "refused");
         assert!(!old.is_healthy(0) && !old.is_healthy(1));
         let mut config = old.config.clone();
         config.servers[1].weight = 5;

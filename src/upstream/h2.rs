@@ -174,7 +174,8 @@ impl Sessions {
             format!(
                 "the HTTP/2 connections to {host}:{port} kept closing before a request was sent"
             ),
-        ))
+        )
+        .before_sending())
     }
 
     /// A connection the server opened as HTTP/1.1, for the HTTP/1.1 pool's connector.
@@ -261,7 +262,8 @@ impl Sessions {
                         "{host}:{port} did not choose h2 in ALPN, and protocols = [\"h2\"] \
                          allows nothing else"
                     ),
-                ));
+                )
+                .before_sending());
             }
             return Ok(Opened::Http1(Counted::new(wrap(stream))));
         }
@@ -273,8 +275,10 @@ impl Sessions {
                     ErrorKind::ConnectTimeout,
                     format!("HTTP/2 handshake with {host}:{port} timed out after {timeout:?}"),
                 )
+                .before_sending()
             })?
-            .map_err(|e| classify_hyper(&e))?;
+            // The connection preface comes before any request: nothing of one was sent.
+            .map_err(|e| classify_hyper(&e).before_sending())?;
         let (host, port) = (host.to_owned(), port);
         tokio::spawn(async move {
             if let Err(error) = conn.await {

@@ -1,12 +1,11 @@
 //! Active health checks: a background task per group that asks each server for a path and
 //! takes it out after `fall` consecutive failures, back in after `rise` successes.
 //!
-//! State changes are logged. Checks use their own short-lived connections (not the request pool)
+//! The verdict goes to each server's `liveness`, which logs the changes. Checks use their own short-lived connections (not the request pool)
 //! so a check measures whether a fresh connection works; for a TLS group that includes the
 //! handshake and certificate check, exactly as requests would make them (HTTP/2 too, when the
 //! group allows it and the server chooses it).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -45,13 +44,14 @@ pub async fn run(group: Arc<Group>, mut stop: watch::Receiver<bool>) {
                 *failures += 1;
                 *successes = 0;
             }
-            let was_ok = server.check_ok.load(Ordering::Relaxed);
+            // The verdict changes only after `fall` failures or `rise` successes in a row;
+            // the server's liveness logs the change.
+            let was_ok = !server.liveness.probe_failing();
             if was_ok && *failures >= check.fall {
-                server.check_ok.store(false, Ordering::Relaxed);
-                tracing::warn!(group = %group.config.name, server = %server.config.address, "health check: server DOWN after {} failures", check.fall);
+                let why = format!("health check failed {} times", check.fall);
+                server.liveness.probed(Err(why));
             } else if !was_ok && *successes >= check.rise {
-                server.check_ok.store(true, Ordering::Relaxed);
-                tracing::info!(group = %group.config.name, server = %server.config.address, "health check: server UP after {} successes", check.rise);
+                server.liveness.probed(Ok(()));
             }
         }
     }

@@ -14,12 +14,15 @@ pub mod group;
 pub mod h2;
 pub mod health;
 pub mod hierarchy;
+pub mod liveness;
 pub mod peer;
 pub mod request_body;
+pub mod retry;
 pub mod select;
 pub mod stats;
 pub mod stream;
 pub mod tls;
+pub mod walk;
 
 use std::time::Duration;
 

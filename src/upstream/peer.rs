@@ -3,24 +3,24 @@
 //!
 //! Requests to a peer go in absolute-form (RFC 9112 §3.2.2) over the peer's own pool, over TLS
 //! when the peer has `tls = true` (and then HTTP/2 when its `protocols` allow it and the peer
-//! agrees). A peer
-//! whose connection fails is considered dead for `dead_time` and skipped, then tried again
-//! (Squid's `dead_peer_timeout`); which peer to try when is `hierarchy::Router`'s decision.
+//! agrees). Each peer's
+//! liveness is a `liveness::Liveness` with Squid's knobs: a peer that could not be reached is
+//! dead for `dead_time` and skipped, then tried again (Squid's `dead_peer_timeout`); which peer
+//! to try when is `hierarchy::Router`'s decision, walked by `walk::Walk`.
 //! A peer with a `monitorurl` is also probed (Squid `monitorurl=`, `monitorinterval=`,
 //! `monitortimeout=`): the URL is requested *through that peer* (never from anywhere else)
-//! every interval, and a failed probe keeps the peer dead until a probe succeeds. Each change
-//! between up and down is logged once.
+//! every interval, and a failed probe keeps the peer dead until a probe succeeds.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
 
 use super::connect::{connect, connect_tls, Offer};
-use super::hierarchy::{ParentSelection, PeerInfo, Router};
+use super::hierarchy::{ParentSelection, PeerInfo, PeerKind, Router};
+use super::liveness::{Liveness, Policy, Role};
 use super::stream::UpstreamStream;
 use super::tls::ClientTls;
 use super::{Config, Upstream};
@@ -76,27 +76,39 @@ pub struct Peers {
     pub config: HierarchyConfig,
     pub router: Router,
     clients: Vec<Upstream>,
-    dead_until_ms: Vec<AtomicU64>,
-    /// Per peer: last reported as down (so each transition is logged once).
-    down: Vec<AtomicBool>,
-    /// Per peer: its last monitor probe failed; it stays dead until one succeeds.
-    probe_failed: Vec<AtomicBool>,
+    /// Per peer: dead marks, probe verdicts, transitions (Squid's `dead_peer_timeout`).
+    liveness: Vec<Liveness>,
     /// Per peer: attempts, failures and response times (for metrics).
     pub stats: Vec<super::stats::ServerStats>,
     turn: AtomicU64,
-    origin: Instant,
 }
 
 impl Peers {
     /// Peers for `config`, with clients built from the upstream settings; peers with a
     /// `monitorurl` start being probed (the probes stop when these `Peers` are dropped).
     pub fn new(config: HierarchyConfig, upstream: &Config) -> Arc<Self> {
-        let peers = Self::build(config, upstream);
+        let peers = Self::build(config, upstream, false);
         peers.start_monitors();
         peers
     }
 
-    fn build(config: HierarchyConfig, upstream: &Config) -> Arc<Self> {
+    /// Cluster members as peers (`cluster::Cluster`): the same, but their liveness reports
+    /// them as members; `old` is what a reload replaces (see [`Peers::new_after`]).
+    pub fn new_members(
+        config: HierarchyConfig,
+        upstream: &Config,
+        old: Option<&Peers>,
+        same_upstream: bool,
+    ) -> Arc<Self> {
+        let mut peers = Self::build(config, upstream, true);
+        if let (Some(fresh), Some(old)) = (Arc::get_mut(&mut peers), old) {
+            fresh.carry_from(old, same_upstream);
+        }
+        peers.start_monitors();
+        peers
+    }
+
+    fn build(config: HierarchyConfig, upstream: &Config, members: bool) -> Arc<Self> {
         let clients = config
             .peers
             .iter()
@@ -110,7 +122,18 @@ impl Peers {
                 Upstream::to_peer(upstream, &p.host, p.port, p.tls.clone())
             })
             .collect();
-        let dead_until_ms = config.peers.iter().map(|_| AtomicU64::new(0)).collect();
+        let liveness = config
+            .peers
+            .iter()
+            .map(|p| {
+                let role = match p.info.kind {
+                    _ if members => Role::Member,
+                    PeerKind::Parent => Role::Parent,
+                    PeerKind::Sibling => Role::Sibling,
+                };
+                Liveness::new(role, p.info.name.clone(), Policy::squid(config.dead_time))
+            })
+            .collect();
         let router = Router::new(
             config.peers.iter().map(|p| p.info.clone()).collect(),
             config.selection,
@@ -118,24 +141,13 @@ impl Peers {
         Arc::new(Self {
             router,
             clients,
-            dead_until_ms,
-            down: config
-                .peers
-                .iter()
-                .map(|_| AtomicBool::new(false))
-                .collect(),
-            probe_failed: config
-                .peers
-                .iter()
-                .map(|_| AtomicBool::new(false))
-                .collect(),
+            liveness,
             stats: config
                 .peers
                 .iter()
                 .map(|_| super::stats::ServerStats::default())
                 .collect(),
             turn: AtomicU64::new(0),
-            origin: Instant::now(),
             config,
         })
     }
@@ -149,35 +161,30 @@ impl Peers {
         old: &Peers,
         same_upstream: bool,
     ) -> Arc<Self> {
-        let mut peers = Self::build(config, upstream);
+        let mut peers = Self::build(config, upstream, false);
         if let Some(fresh) = Arc::get_mut(&mut peers) {
-            fresh.origin = old.origin;
-            for (i, peer) in fresh.config.peers.iter().enumerate() {
-                let Some(j) = old.config.peers.iter().position(|p| p == peer) else {
-                    continue;
-                };
-                if let (Some(until), Some(before)) =
-                    (fresh.dead_until_ms.get_mut(i), old.dead_until_ms.get(j))
-                {
-                    *until.get_mut() = before.load(Ordering::Relaxed);
-                }
-                for (mine, theirs) in [
-                    (&mut fresh.down, &old.down),
-                    (&mut fresh.probe_failed, &old.probe_failed),
-                ] {
-                    if let (Some(flag), Some(before)) = (mine.get_mut(i), theirs.get(j)) {
-                        *flag.get_mut() = before.load(Ordering::Relaxed);
-                    }
-                }
-                if let (true, Some(client), Some(before)) =
-                    (same_upstream, fresh.clients.get_mut(i), old.clients.get(j))
-                {
-                    client.clone_from(before);
-                }
-            }
+            fresh.carry_from(old, same_upstream);
         }
         peers.start_monitors();
         peers
+    }
+
+    /// Each peer configured exactly as in `old` keeps its liveness and (when `same_upstream`)
+    /// its pooled connections.
+    fn carry_from(&mut self, old: &Peers, same_upstream: bool) {
+        for (i, peer) in self.config.peers.iter().enumerate() {
+            let Some(j) = old.config.peers.iter().position(|p| p == peer) else {
+                continue;
+            };
+            if let (Some(mine), Some(before)) = (self.liveness.get_mut(i), old.liveness.get(j)) {
+                mine.carry_from(before, true);
+            }
+            if let (true, Some(client), Some(before)) =
+                (same_upstream, self.clients.get_mut(i), old.clients.get(j))
+            {
+                client.clone_from(before);
+            }
+        }
     }
 
     /// Spawns one probe task per monitored peer; each holds only a weak reference, so it ends
@@ -193,85 +200,21 @@ impl Peers {
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Whether peer `i` may be tried now: no failed monitor probe, and not within `dead_time`
     /// of a failed connection.
     pub fn alive(&self, i: usize) -> bool {
-        !self
-            .probe_failed
-            .get(i)
-            .is_some_and(|f| f.load(Ordering::Relaxed))
-            && self
-                .dead_until_ms
-                .get(i)
-                .is_some_and(|t| self.now_ms() >= t.load(Ordering::Relaxed))
+        self.liveness.get(i).is_some_and(Liveness::is_up)
     }
 
-    /// Peer `i` could not be reached: skip it for `dead_time`.
-    pub fn mark_dead(&self, i: usize) {
-        if let Some(until) = self.dead_until_ms.get(i) {
-            let ms = u64::try_from(self.config.dead_time.as_millis()).unwrap_or(u64::MAX);
-            until.store(self.now_ms().saturating_add(ms), Ordering::Relaxed);
-            self.went_down(i, "connection failed");
-        }
+    /// Peer `i`'s liveness: `failed` when it could not be reached, `answered` when it
+    /// answered, `probed` with a probe's verdict.
+    pub fn liveness(&self, i: usize) -> Option<&Liveness> {
+        self.liveness.get(i)
     }
 
-    /// Peer `i` answered: if it was down, it is back (logged once).
-    pub fn mark_alive(&self, i: usize) {
-        // One relaxed load on the request path; the swap only when the state changes.
-        if self.down.get(i).is_some_and(|d| d.load(Ordering::Relaxed)) {
-            if let Some(until) = self.dead_until_ms.get(i) {
-                until.store(0, Ordering::Relaxed);
-            }
-            if self
-                .down
-                .get(i)
-                .is_some_and(|d| d.swap(false, Ordering::Relaxed))
-            {
-                if let Some(peer) = self.config.peers.get(i) {
-                    tracing::info!(peer = %peer.info.name, "cache peer is up again");
-                }
-            }
-        }
-    }
-
-    /// Whether peer `i` is currently reported down (its last transition was to down).
-    pub fn is_down(&self, i: usize) -> bool {
-        self.down.get(i).is_some_and(|d| d.load(Ordering::Relaxed))
-    }
-
-    /// Records peer `i` going down; only the first of a run of failures logs.
-    fn went_down(&self, i: usize, why: &str) {
-        if self
-            .down
-            .get(i)
-            .is_some_and(|d| !d.swap(true, Ordering::Relaxed))
-        {
-            if let Some(peer) = self.config.peers.get(i) {
-                tracing::warn!(peer = %peer.info.name, reason = why, retry_after = ?self.config.dead_time, "cache peer is down; skipping it");
-            }
-        }
-    }
-
-    /// The outcome of one probe of peer `i` (a `monitorurl` request, or a cluster member's
-    /// connection probe): a failure keeps it dead until a probe succeeds.
-    pub fn probed(&self, i: usize, outcome: Result<(), String>) {
-        let Some(failed) = self.probe_failed.get(i) else {
-            return;
-        };
-        match outcome {
-            Ok(()) => {
-                failed.store(false, Ordering::Relaxed);
-                self.mark_alive(i);
-            }
-            Err(why) => {
-                failed.store(true, Ordering::Relaxed);
-                self.went_down(i, &why);
-            }
-        }
+    /// Every peer's liveness, in configuration order.
+    pub fn all_liveness(&self) -> impl Iterator<Item = &Liveness> {
+        self.liveness.iter()
     }
 
     /// The client for peer `i`.
@@ -295,7 +238,9 @@ async fn monitor_loop(peers: std::sync::Weak<Peers>, i: usize, monitor: Monitor)
             return;
         };
         let outcome = probe(&peers, i, &monitor).await;
-        peers.probed(i, outcome);
+        if let Some(liveness) = peers.liveness(i) {
+            liveness.probed(outcome);
+        }
     }
 }
 
@@ -406,9 +351,6 @@ pub async fn connect_through(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::Mutex;
-
     use super::*;
     use crate::upstream::hierarchy::PeerKind;
 
@@ -444,47 +386,23 @@ mod tests {
         Peers::new(config, &upstream)
     }
 
-    /// Collects what tracing writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
-    fn each_up_and_down_transition_is_logged_once() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
+    fn a_peer_is_dead_after_a_failure_until_it_answers_and_a_failed_probe_keeps_it_dead() {
         let peers = peers();
-        tracing::subscriber::with_default(subscriber, || {
-            assert!(peers.alive(0) && !peers.is_down(0));
-            peers.mark_dead(0);
-            peers.mark_dead(0);
-            assert!(!peers.alive(0) && peers.is_down(0));
-            peers.mark_alive(0);
-            peers.mark_alive(0);
-            assert!(peers.alive(0) && !peers.is_down(0));
-            // A failed probe keeps the peer dead even past dead_time; a good one revives it.
-            peers.probed(0, Err("monitorurl answered 503".to_owned()));
-            peers.probed(0, Err("monitorurl answered 503".to_owned()));
-            assert!(!peers.alive(0) && peers.is_down(0));
-            peers.probed(0, Ok(()));
-            assert!(peers.alive(0));
-        });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.matches("cache peer is down").count(), 2, "{text}");
-        assert_eq!(text.matches("cache peer is up again").count(), 2, "{text}");
-        assert!(text.contains("monitorurl answered 503"), "{text}");
+        let hop = peers.liveness(0).unwrap();
+        assert_eq!(hop.role(), Role::Parent);
+        assert!(peers.alive(0));
+        hop.failed("connection refused");
+        assert!(!peers.alive(0) && hop.is_down());
+        hop.answered();
+        assert!(peers.alive(0));
+        hop.probed(Err("monitorurl answered 503".to_owned()));
+        hop.answered();
+        assert!(
+            !peers.alive(0),
+            "a failed probe keeps it dead until a probe succeeds"
+        );
+        hop.probed(Ok(()));
+        assert!(peers.alive(0));
     }
 }

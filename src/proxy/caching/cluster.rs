@@ -30,19 +30,12 @@ use crate::proxy::next_hop::{send_to_cache, Outgoing, Target, Upstreamed};
 use crate::proxy::transaction::{hier, Transaction};
 use crate::proxy::Shared;
 use crate::upstream::cluster::{Cluster, HOP};
+use crate::upstream::retry::{self, Replay};
 
 /// Removes the cluster hop marker from a request (it never goes further than one member);
 /// `true` when there was one: another member routed this request here.
 pub(super) fn take_hop(headers: &mut HeaderMap) -> bool {
     headers.remove(HOP).is_some()
-}
-
-/// Failures where nothing reached the member: it is down.
-fn not_sent(err: &Error) -> bool {
-    matches!(
-        err.kind(),
-        ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::DnsFailed
-    )
 }
 
 /// Sends the lookup for `primary` to the member that owns it, if that is not this node; the
@@ -55,7 +48,7 @@ pub(super) async fn to_owner(
     let Some(cluster) = ex.shared.cluster.clone() else {
         return Ok(None);
     };
-    for (n, i) in cluster.owners(primary).into_iter().enumerate() {
+    for (n, i) in cluster.owners(primary).enumerate() {
         if Some(i) == cluster.self_index() {
             return Ok(None);
         }
@@ -81,7 +74,9 @@ pub(super) async fn to_owner(
                 if let Some(stats) = stats {
                     stats.responded(asked.elapsed());
                 }
-                cluster.peers.mark_alive(i);
+                if let Some(liveness) = cluster.peers.liveness(i) {
+                    liveness.answered();
+                }
                 let code = if n == 0 {
                     hier::CARP
                 } else {
@@ -100,10 +95,15 @@ pub(super) async fn to_owner(
                 if let Some(stats) = stats {
                     stats.failed();
                 }
-                if not_sent(&err) {
-                    cluster.peers.mark_dead(i);
-                } else if err.kind() == ErrorKind::ReadTimeout {
-                    // The owner is up and waiting on the origin: asking another would wait too.
+                if err.nothing_sent() {
+                    if let Some(liveness) = cluster.peers.liveness(i) {
+                        liveness.failed(err.cause());
+                    }
+                } else if err.kind() == ErrorKind::ReadTimeout
+                    || !retry::may_try_next(&err, Replay::Always)
+                {
+                    // A read timeout: the owner is up and waiting on the origin, asking
+                    // another would wait too.
                     return Err(err);
                 }
                 let member = cluster.member(i).map_or("", |m| m.name.as_str());
