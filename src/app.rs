@@ -335,6 +335,7 @@ pub fn admin_sources(shared: &Arc<Shared>) -> crate::admin::Sources {
         cache: shared.cache.clone(),
         groups,
         peers: shared.peers.clone(),
+        cluster: shared.cluster.clone(),
         log_dropped: Box::new(move || log.upgrade().map_or(0, |log| log.dropped())),
         clients_open: Box::new(move || {
             u64::try_from(max.saturating_sub(connections.available_permits())).unwrap_or(0)
@@ -428,6 +429,19 @@ fn via_for(config: &Config, first_port: u16) -> Result<ViaIdentity, StartError> 
     ViaIdentity::with_unique(visible, &unique).ok_or(StartError::Hostname(unique))
 }
 
+/// The hot copies of a cluster member (`[cluster] hot_copy_ttl`): the previous generation's
+/// when their settings did not change, so a reload keeps them.
+fn hot_copies(
+    config: &Config,
+    previous: Option<&Shared>,
+) -> Option<Arc<crate::cache::hot::HotCopies>> {
+    let wanted = config.proxy.cluster.as_ref()?.hot_copy.clone()?;
+    match previous.and_then(|p| p.cache.hot.as_ref()) {
+        Some(old) if old.config == wanted => Some(Arc::clone(old)),
+        _ => Some(Arc::new(crate::cache::hot::HotCopies::new(wanted))),
+    }
+}
+
 /// Builds generation `generation` of the request state from `config`, keeping from
 /// `previous` every upstream pool, group and peer whose settings did not change.
 fn build_shared(
@@ -497,7 +511,10 @@ fn build_shared(
         peers,
         groups,
         tls_upstreams,
-        cache: kept.cache.with_behaviour(config.cache.behaviour.clone()),
+        cache: kept
+            .cache
+            .with_behaviour(config.cache.behaviour.clone())
+            .with_hot(hot_copies(config, previous)),
         clock: Arc::clone(&kept.clock),
         connections: Arc::clone(&kept.connections),
         metrics: Arc::clone(&kept.metrics),

@@ -72,6 +72,9 @@ pub struct Cache {
     pub behaviour: Arc<Behaviour>,
     /// Prefix and regex bans (see `cache::invalidate::bans`).
     pub(crate) bans: Arc<crate::cache::invalidate::bans::Bans>,
+    /// A cluster member's copies of hot keys other members own (`cache::hot`); purges and
+    /// invalidations reach them here.
+    pub hot: Option<Arc<crate::cache::hot::HotCopies>>,
 }
 
 /// Taken when a fill starts; its commit is refused after a later invalidation of its URL, or
@@ -86,6 +89,7 @@ impl Cache {
             collapser: Collapser::default(),
             behaviour: Arc::new(config.behaviour.clone()),
             bans: crate::cache::invalidate::new_bans(),
+            hot: None,
         })
     }
 
@@ -96,6 +100,11 @@ impl Cache {
             behaviour: Arc::new(behaviour),
             ..self.clone()
         }
+    }
+
+    /// The same cache with `hot` as its hot copies (`[cluster] hot_copy_ttl`).
+    pub fn with_hot(self, hot: Option<Arc<crate::cache::hot::HotCopies>>) -> Self {
+        Self { hot, ..self }
     }
 
     /// A ticket for a fill of `primary` starting now (see `store::epoch`).
@@ -312,6 +321,9 @@ impl Cache {
     pub async fn invalidate(&self, primary: &str) -> usize {
         // Held while removing: no fill of `primary` can commit in between.
         let _gate = self.store.invalidating(primary).await;
+        if let Some(hot) = &self.hot {
+            hot.remove(primary);
+        }
         // Entries the disk index has not loaded yet are not listed: the loader drops them.
         self.store.drop_unloaded(primary).await;
         let mut removed = 0;
