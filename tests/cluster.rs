@@ -885,6 +885,22 @@ async fn a_propagated_admin_purge_does_not_bounce_back() {
         "not sent on to the owner: {cache_status}"
     );
     assert_eq!(origin.hits(), 1);
+    // Come back to node-a (through some member's `purge_propagate`): applied there already.
+    let response = support::admin_client()
+        .post(format!(
+            "http://127.0.0.1:{}/purge?url={}",
+            admins[0],
+            encode(&url)
+        ))
+        .header("cuttle-purge-hop", "node-a, node-c")
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer["already_applied"], true, "{answer}");
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(cache_status.starts_with("node-b;hit"), "{cache_status}");
     for member in members {
         member.shutdown().await;
     }

@@ -52,20 +52,26 @@ pub async fn handle(
     };
     let hops = propagate::hops(headers);
     let from_member = headers.contains_key(crate::upstream::cluster::HOP);
-    let Some((purged, forwarded)) = sources
-        .cache
-        .purge_and_propagate(&purge, hops.clone())
-        .await
-    else {
+    // Members sharing one file share `status_name`: in a cluster the member name marks the
+    // purge as applied here too.
+    let member = sources.cluster.as_ref().map(|c| c.self_name());
+    let seen = member.is_some_and(|me| hops.iter().any(|h| h == me));
+    let applied = if seen {
+        None
+    } else {
+        sources
+            .cache
+            .purge_and_propagate(&purge, hops.clone())
+            .await
+    };
+    let Some((purged, forwarded)) = applied else {
         return json(
             StatusCode::OK,
             &json!({ "purged": 0, "already_applied": true }),
         );
     };
     let members = match (&sources.cluster, from_member) {
-        (Some(cluster), false) => {
-            to_members(cluster, state.local_addr(), &sources.cache, &purge, hops).await
-        }
+        (Some(cluster), false) => to_members(cluster, state.local_addr(), &purge, hops).await,
         _ => Vec::new(),
     };
     let members: Vec<_> = members
@@ -96,11 +102,11 @@ pub async fn handle(
 }
 
 /// Sends `purge` to the admin listener of every other cluster member, marked with the cluster
-/// hop and the purge hops so far plus our name; their answers, named by member.
+/// hop and the purge hops so far plus our member name (so that a member's `purge_propagate`
+/// leading back here does not apply it twice); their answers, named by member.
 async fn to_members(
     cluster: &crate::upstream::cluster::Cluster,
     local: Option<std::net::SocketAddr>,
-    cache: &crate::cache::lookup::Cache,
     purge: &Purge,
     mut hops: Vec<String>,
 ) -> Vec<propagate::Forwarded> {
@@ -119,7 +125,7 @@ async fn to_members(
     if names.is_empty() {
         return Vec::new();
     }
-    hops.push(cache.behaviour.status_name.clone());
+    hops.push(cluster.self_name().to_owned());
     let addresses: Vec<String> = names.keys().cloned().collect();
     let marker = (
         crate::upstream::cluster::HOP,
