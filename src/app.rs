@@ -114,7 +114,7 @@ struct State {
     draining: Vec<watch::Sender<bool>>,
     /// The admin listener and its stop signal; started once, its sources swapped on reload.
     admin: Option<(crate::admin::Admin, watch::Sender<bool>)>,
-    /// The ICP server's stop signal and task; bound once at start (a reload keeps the port).
+    /// The ICP server's stop signal and task; a reload that changes `icp_port` replaces them.
     icp: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     stopped: bool,
 }
@@ -250,13 +250,7 @@ pub async fn start_with(
     let mut icp_addr = None;
     let icp = icp_socket.map(|socket| {
         icp_addr = socket.local_addr().ok();
-        tracing::info!(addr = ?icp_addr, "ICP server (udp)");
-        let (stop, stop_rx) = watch::channel(false);
-        let answer = Arc::new(proxy::icp_answer::IcpAnswer {
-            live: Arc::clone(&live),
-        });
-        let task = tokio::spawn(crate::icp::server::serve(socket, answer, stop_rx));
-        (stop, task)
+        start_icp(socket, &live)
     });
     let state = State {
         kept,
@@ -401,6 +395,21 @@ fn open_port(
         stop,
         task,
     }
+}
+
+/// Answers ICP queries on `socket` (each with the generation current when it arrives) until
+/// the returned sender says stop.
+fn start_icp(
+    socket: tokio::net::UdpSocket,
+    live: &Arc<Live>,
+) -> (watch::Sender<bool>, JoinHandle<()>) {
+    tracing::info!(addr = ?socket.local_addr().ok(), "ICP server (udp)");
+    let (stop, stop_rx) = watch::channel(false);
+    let answer = Arc::new(proxy::icp_answer::IcpAnswer {
+        live: Arc::clone(live),
+    });
+    let task = tokio::spawn(crate::icp::server::serve(socket, answer, stop_rx));
+    (stop, task)
 }
 
 /// Starts `group`'s health checks; sending `true` (or dropping the sender) stops them.
