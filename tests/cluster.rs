@@ -835,6 +835,20 @@ async fn an_admin_purge_at_one_member_reaches_the_owner_and_every_hot_copy() {
             "{query} (round {round}): the owner asked the origin again"
         );
     }
+    // A PURGE on node-a's proxy port reaches the owner and node-c's hot copy the same way.
+    get(&c, &url).await.unwrap();
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(from_hot_copy(&cache_status, "node-c"), "{cache_status}");
+    let hits_before = origin.hits();
+    let purged = client(ports[0])
+        .request(reqwest::Method::from_bytes(b"PURGE").unwrap(), &url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(!cache_status.contains("hot-copy"), "{cache_status}");
+    assert_eq!(origin.hits(), hits_before + 1, "purged at the owner too");
     for member in members {
         member.shutdown().await;
     }

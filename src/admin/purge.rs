@@ -120,6 +120,10 @@ async fn to_members(
             (None, Some(local)) => format!("{}:{}", member.host, local.port()),
             (None, None) => continue,
         };
+        if local.is_some_and(|l| l.to_string() == address) {
+            // A member on our host without its own `admin`: the default would be us.
+            continue;
+        }
         names.insert(address, member.name.clone());
     }
     if names.is_empty() {
