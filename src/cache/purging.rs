@@ -14,56 +14,55 @@ impl Cache {
         // A cluster member's hot copies (`cache::hot`) go first: a fill under way for one
         // sees the purge's epoch and is not kept.
         let hot = self.hot.as_ref().map_or(0, |h| h.purge(purge));
-        let entries = hot
-            + match &purge.target {
-                Target::Url(primary) => {
-                    if purge.soft {
-                        self.stop_fills(primary).await;
-                        self.soften(self.store.index().keys_of_url(primary)).await
-                    } else {
-                        self.invalidate(primary).await
+        let entries = match &purge.target {
+            Target::Url(primary) => {
+                if purge.soft {
+                    self.stop_fills(primary).await;
+                    self.soften(self.store.index().keys_of_url(primary)).await
+                } else {
+                    self.invalidate(primary).await
+                }
+            }
+            Target::Tags(tags) => {
+                // Fills under way that carry a tag are refused from here on; entries
+                // committed before are in the index by the time it is read.
+                self.store.purging_tags(tags).await;
+                let mut keys: Vec<String> = tags
+                    .iter()
+                    .flat_map(|t| self.store.index().keys_of_tag(t))
+                    .collect();
+                keys.sort_unstable();
+                keys.dedup();
+                for key in &keys {
+                    self.stop_fills(index::primary_of(key)).await;
+                }
+                if purge.soft {
+                    self.soften(keys).await
+                } else {
+                    let mut removed = 0;
+                    for key in keys {
+                        removed += usize::from(self.store.remove(&key).await);
                     }
+                    removed
                 }
-                Target::Tags(tags) => {
-                    // Fills under way that carry a tag are refused from here on; entries
-                    // committed before are in the index by the time it is read.
-                    self.store.purging_tags(tags).await;
-                    let mut keys: Vec<String> = tags
-                        .iter()
-                        .flat_map(|t| self.store.index().keys_of_tag(t))
-                        .collect();
-                    keys.sort_unstable();
-                    keys.dedup();
-                    for key in &keys {
-                        self.stop_fills(index::primary_of(key)).await;
-                    }
-                    if purge.soft {
-                        self.soften(keys).await
-                    } else {
-                        let mut removed = 0;
-                        for key in keys {
-                            removed += usize::from(self.store.remove(&key).await);
-                        }
-                        removed
-                    }
-                }
-                Target::Prefix(prefix) => {
-                    self.ban(Matcher::Prefix(prefix.clone()), purge.soft);
-                    return Purged {
-                        entries: hot,
-                        banned: true,
-                    };
-                }
-                Target::Regex(regex) => {
-                    self.ban(Matcher::Regex(regex.clone()), purge.soft);
-                    return Purged {
-                        entries: hot,
-                        banned: true,
-                    };
-                }
-            };
+            }
+            Target::Prefix(prefix) => {
+                self.ban(Matcher::Prefix(prefix.clone()), purge.soft);
+                return Purged {
+                    entries: hot,
+                    banned: true,
+                };
+            }
+            Target::Regex(regex) => {
+                self.ban(Matcher::Regex(regex.clone()), purge.soft);
+                return Purged {
+                    entries: hot,
+                    banned: true,
+                };
+            }
+        };
         Purged {
-            entries,
+            entries: entries + hot,
             banned: false,
         }
     }
