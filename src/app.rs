@@ -114,7 +114,7 @@ struct State {
     draining: Vec<watch::Sender<bool>>,
     /// The admin listener and its stop signal; started once, its sources swapped on reload.
     admin: Option<(crate::admin::Admin, watch::Sender<bool>)>,
-    /// The ICP server's stop signal and task; bound once at start (a reload keeps the port).
+    /// The ICP server's stop signal and task; a reload that changes `icp_port` replaces them.
     icp: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     stopped: bool,
 }
@@ -250,13 +250,7 @@ pub async fn start_with(
     let mut icp_addr = None;
     let icp = icp_socket.map(|socket| {
         icp_addr = socket.local_addr().ok();
-        tracing::info!(addr = ?icp_addr, "ICP server (udp)");
-        let (stop, stop_rx) = watch::channel(false);
-        let answer = Arc::new(proxy::icp_answer::IcpAnswer {
-            live: Arc::clone(&live),
-        });
-        let task = tokio::spawn(crate::icp::server::serve(socket, answer, stop_rx));
-        (stop, task)
+        start_icp(socket, &live)
     });
     let state = State {
         kept,
@@ -403,6 +397,21 @@ fn open_port(
     }
 }
 
+/// Answers ICP queries on `socket` (each with the generation current when it arrives) until
+/// the returned sender says stop.
+fn start_icp(
+    socket: tokio::net::UdpSocket,
+    live: &Arc<Live>,
+) -> (watch::Sender<bool>, JoinHandle<()>) {
+    tracing::info!(addr = ?socket.local_addr().ok(), "ICP server (udp)");
+    let (stop, stop_rx) = watch::channel(false);
+    let answer = Arc::new(proxy::icp_answer::IcpAnswer {
+        live: Arc::clone(live),
+    });
+    let task = tokio::spawn(crate::icp::server::serve(socket, answer, stop_rx));
+    (stop, task)
+}
+
 /// Starts `group`'s health checks; sending `true` (or dropping the sender) stops them.
 fn spawn_checks(group: &Arc<Group>) -> watch::Sender<bool> {
     let (stop, stop_rx) = watch::channel(false);
@@ -427,6 +436,19 @@ fn via_for(config: &Config, first_port: u16) -> Result<ViaIdentity, StartError> 
         None => format!("{visible}:{first_port}"),
     };
     ViaIdentity::with_unique(visible, &unique).ok_or(StartError::Hostname(unique))
+}
+
+/// The hot copies of a cluster member (`[cluster] hot_copy_ttl`): the previous generation's
+/// when their settings did not change, so a reload keeps them.
+fn hot_copies(
+    config: &Config,
+    previous: Option<&Shared>,
+) -> Option<Arc<crate::cache::hot::HotCopies>> {
+    let wanted = config.proxy.cluster.as_ref()?.hot_copy.clone()?;
+    match previous.and_then(|p| p.cache.hot.as_ref()) {
+        Some(old) if old.config == wanted => Some(Arc::clone(old)),
+        _ => Some(Arc::new(crate::cache::hot::HotCopies::new(wanted))),
+    }
 }
 
 /// Builds generation `generation` of the request state from `config`, keeping from
@@ -498,7 +520,10 @@ fn build_shared(
         peers,
         groups,
         tls_upstreams,
-        cache: kept.cache.with_behaviour(config.cache.behaviour.clone()),
+        cache: kept
+            .cache
+            .with_behaviour(config.cache.behaviour.clone())
+            .with_hot(hot_copies(config, previous)),
         clock: Arc::clone(&kept.clock),
         connections: Arc::clone(&kept.connections),
         metrics: Arc::clone(&kept.metrics),

@@ -270,6 +270,7 @@ fn a_hundred_member_ring_moves_one_percent_and_spreads_evenly() {
             host: "127.0.0.1".to_owned(),
             port: 9,
             weight: 1,
+            admin: None,
         })
         .collect();
     let upstream = cuttle::upstream::Config {
@@ -286,6 +287,7 @@ fn a_hundred_member_ring_moves_one_percent_and_spreads_evenly() {
                 probe_interval: Duration::from_secs(3600),
                 probe_timeout: Duration::from_secs(1),
                 dead_time: Duration::from_secs(3600),
+                hot_copy: None,
             },
             &upstream,
             None,
@@ -542,4 +544,392 @@ async fn reverse_mode_members_share_one_cache() {
     for member in members {
         member.shutdown().await;
     }
+}
+
+// === hot copies and purges across the cluster ===
+
+/// Free loopback ports for the members' proxy ports and admin listeners.
+fn free_port_pairs() -> (Vec<u16>, Vec<u16>) {
+    let held: Vec<std::net::TcpListener> = (0..NAMES.len() * 2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    (ports[..NAMES.len()].to_vec(), ports[NAMES.len()..].to_vec())
+}
+
+/// Member `me` with hot copies (`cluster`: the `hot_copy_*` keys), extra `[cache]` keys, and
+/// admin listeners on `admins` (each member's named in its `[[cluster.member]]`).
+fn hot_member_config(
+    me: usize,
+    ports: &[u16],
+    admins: &[u16],
+    dir: &std::path::Path,
+    cluster: &str,
+    cache: &str,
+) -> String {
+    let mut text = member_config(me, ports, dir)
+        .replace("[cluster]\n", &format!("[cluster]\n{cluster}\n"))
+        .replace("[cache]\n", &format!("[cache]\n{cache}\n"));
+    for (name, admin) in NAMES.iter().zip(admins) {
+        text = text.replace(
+            &format!("[[cluster.member]]\nname = \"{name}\"\n"),
+            &format!("[[cluster.member]]\nname = \"{name}\"\nadmin = \"127.0.0.1:{admin}\"\n"),
+        );
+    }
+    text.push_str(&format!("[admin]\nlisten = \"127.0.0.1:{}\"\n", admins[me]));
+    text
+}
+
+/// Three members sharing `clock`, with hot copies and admin listeners.
+async fn start_hot(
+    ports: &[u16],
+    admins: &[u16],
+    dir: &tempfile::TempDir,
+    cluster: &str,
+    cache: &str,
+    clock: &std::sync::Arc<cuttle::clock::ManualClock>,
+) -> Vec<TestProxy> {
+    let mut members = Vec::new();
+    for (me, name) in NAMES.iter().enumerate() {
+        let text = hot_member_config(me, ports, admins, &dir.path().join(name), cluster, cache);
+        let shared: cuttle::clock::SharedClock = clock.clone();
+        members.push(TestProxy::start_with_clock(&text, None, shared).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    members
+}
+
+/// A clock the members share, before the wall clock (so the origin's `Date` adds no age).
+fn test_clock() -> std::sync::Arc<cuttle::clock::ManualClock> {
+    std::sync::Arc::new(cuttle::clock::ManualClock::new(
+        std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    ))
+}
+
+/// A URL served by `origin` at `path?n=N` that member `owner_index` owns.
+fn owned_by(origin: &Origin, path: &str, owner_index: usize) -> String {
+    (0..URLS)
+        .map(|n| origin.url(&format!("{path}?n={n}")))
+        .find(|u| owner(u) == owner_index)
+        .unwrap()
+}
+
+/// Requests member `admin` has finished, once no more are being counted (a transaction is
+/// counted just after its response ends).
+async fn settled_requests(admin: std::net::SocketAddr) -> u64 {
+    let mut last = u64::MAX;
+    for _ in 0..50 {
+        let now = support::admin_status(admin).await["requests"]["total"]
+            .as_u64()
+            .unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("request count of {admin} never settled");
+}
+
+fn from_hot_copy(cache_status: &str, member: &str) -> bool {
+    cache_status.contains(&format!("{member};hit;ttl=")) && cache_status.contains("detail=hot-copy")
+}
+
+/// A very hot URL asked through a non-owner is answered from that member's hot copy until
+/// `hot_copy_ttl` has passed (the owner sees none of those requests), then from the owner
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_url_is_served_from_the_non_owners_copy_within_its_ttl() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ports, admins) = free_port_pairs();
+    let clock = test_clock();
+    let members = start_hot(
+        &ports,
+        &admins,
+        &dir,
+        "hot_copy_ttl = \"5s\"\nhot_copy_threshold = 2",
+        "",
+        &clock,
+    )
+    .await;
+    let url = owned_by(&origin, "/obj", 1);
+    let c = client(ports[2]);
+    // Below the threshold: relayed, no copy.
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(
+        cache_status.contains("node-c;fwd=bypass;detail=cluster"),
+        "{cache_status}"
+    );
+    // The second lookup within the ttl makes the key hot: the owner's answer is copied.
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(
+        cache_status.contains("node-c;fwd=bypass;stored;detail=cluster"),
+        "{cache_status}"
+    );
+    let owner_admin = members[1].admin.unwrap();
+    let before = settled_requests(owner_admin).await;
+    for _ in 0..5 {
+        let (status, cache_status, body) = get(&c, &url).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, url_body(&url).as_str()));
+        assert!(from_hot_copy(&cache_status, "node-c"), "{cache_status}");
+    }
+    assert_eq!(
+        settled_requests(owner_admin).await,
+        before,
+        "the owner saw none of the requests answered from the hot copy"
+    );
+    let status = support::admin_status(members[2].admin.unwrap()).await;
+    assert_eq!(status["cache"]["results"]["hot_copy_hit"], 5, "{status}");
+    // Past the ttl: asked from the owner again (which still holds it fresh).
+    clock.advance(Duration::from_secs(6));
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(!cache_status.contains("hot-copy"), "{cache_status}");
+    assert!(cache_status.starts_with("node-b;hit"), "{cache_status}");
+    assert_eq!(settled_requests(owner_admin).await, before + 1);
+    assert_eq!(origin.hits(), 1);
+    for member in members {
+        member.shutdown().await;
+    }
+}
+
+fn url_body(url: &str) -> String {
+    format!("object {}", url.split_once('?').unwrap().1)
+}
+
+/// Responses the owner would not share, or that carry a cookie, never become hot copies;
+/// a plain one under the same settings does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_and_set_cookie_responses_never_become_hot_copies() {
+    let origin = Origin::builder()
+        .route("/private", |_| {
+            reply_with(200, "mine", &[("cache-control", "private, max-age=600")])
+        })
+        .route("/cookie", |_| {
+            reply_with(
+                200,
+                "with a session",
+                &[("cache-control", "max-age=600"), ("set-cookie", "s=42")],
+            )
+        })
+        .route("/plain", |_| {
+            reply_with(200, "everyone's", &[("cache-control", "max-age=600")])
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ports, admins) = free_port_pairs();
+    let clock = test_clock();
+    // The owner keeps and replays cookies (`store_set_cookie`): the member still must not.
+    let members = start_hot(
+        &ports,
+        &admins,
+        &dir,
+        "hot_copy_ttl = \"5s\"\nhot_copy_threshold = 1",
+        "store_set_cookie = true",
+        &clock,
+    )
+    .await;
+    let c = client(ports[2]);
+    for path in ["/private", "/cookie"] {
+        let url = owned_by(&origin, path, 1);
+        for n in 0..4 {
+            let (status, cache_status, _) = get(&c, &url).await.unwrap();
+            assert_eq!(status, 200);
+            assert!(
+                !cache_status.contains("hot-copy")
+                    && !cache_status.contains("node-c;fwd=bypass;stored"),
+                "{path} request {n}: {cache_status}"
+            );
+        }
+    }
+    let url = owned_by(&origin, "/plain", 1);
+    get(&c, &url).await.unwrap();
+    let (_, cache_status, body) = get(&c, &url).await.unwrap();
+    assert_eq!(body, "everyone's");
+    assert!(from_hot_copy(&cache_status, "node-c"), "{cache_status}");
+    for member in members {
+        member.shutdown().await;
+    }
+}
+
+/// `POST /purge` on member A's admin listener (by URL, prefix, and soft by tag) reaches the
+/// owner and the hot copy at member C, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_purge_at_one_member_reaches_the_owner_and_every_hot_copy() {
+    let origin = Origin::builder()
+        .route("/obj", |r| {
+            let body = format!("object {}", r.uri.query().unwrap_or(""));
+            reply_with(
+                200,
+                &body,
+                &[
+                    ("cache-control", "max-age=600"),
+                    ("surrogate-key", "all-objects"),
+                    ("etag", "\"v1\""),
+                ],
+            )
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ports, admins) = free_port_pairs();
+    let clock = test_clock();
+    let members = start_hot(
+        &ports,
+        &admins,
+        &dir,
+        "hot_copy_ttl = \"60s\"\nhot_copy_threshold = 1",
+        "",
+        &clock,
+    )
+    .await;
+    let c = client(ports[2]);
+    let admin = support::admin_client();
+    let url = owned_by(&origin, "/obj", 1);
+    let queries = [
+        format!("url={}", encode(&url)),
+        format!("prefix={}", encode(&url)),
+        "tag=all-objects&soft=1".to_owned(),
+    ];
+    for (round, query) in queries.iter().enumerate() {
+        get(&c, &url).await.unwrap();
+        let (_, cache_status, _) = get(&c, &url).await.unwrap();
+        let hits_before = origin.hits();
+        assert!(
+            from_hot_copy(&cache_status, "node-c"),
+            "{query}: {cache_status}"
+        );
+        let response = admin
+            .post(format!("http://127.0.0.1:{}/purge?{query}", admins[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{query}");
+        let answer: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            answer["cluster"],
+            serde_json::json!([
+                { "member": "node-b", "status": 200 },
+                { "member": "node-c", "status": 200 },
+            ]),
+            "sent once to each other member: {answer}"
+        );
+        let (_, cache_status, body) = get(&c, &url).await.unwrap();
+        assert_eq!(body, url_body(&url));
+        assert!(
+            !cache_status.contains("hot-copy"),
+            "{query}: the hot copy at node-c is gone: {cache_status}"
+        );
+        assert!(
+            !cache_status.starts_with("node-b;hit"),
+            "{query}: purged at the owner: {cache_status}"
+        );
+        assert_eq!(
+            origin.hits(),
+            hits_before + 1,
+            "{query} (round {round}): the owner asked the origin again"
+        );
+    }
+    // A PURGE on node-a's proxy port reaches the owner and node-c's hot copy the same way.
+    get(&c, &url).await.unwrap();
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(from_hot_copy(&cache_status, "node-c"), "{cache_status}");
+    let hits_before = origin.hits();
+    let purged = client(ports[0])
+        .request(reqwest::Method::from_bytes(b"PURGE").unwrap(), &url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(!cache_status.contains("hot-copy"), "{cache_status}");
+    assert_eq!(origin.hits(), hits_before + 1, "purged at the owner too");
+    for member in members {
+        member.shutdown().await;
+    }
+}
+
+/// A purge sent on by a member (marked with the cluster hop) is applied and not sent round
+/// the cluster again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_propagated_admin_purge_does_not_bounce_back() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ports, admins) = free_port_pairs();
+    let clock = test_clock();
+    let members = start_hot(
+        &ports,
+        &admins,
+        &dir,
+        "hot_copy_ttl = \"60s\"\nhot_copy_threshold = 1",
+        "",
+        &clock,
+    )
+    .await;
+    // Stored at node-b (its owner) and copied at node-c.
+    let url = owned_by(&origin, "/obj", 1);
+    let c = client(ports[2]);
+    get(&c, &url).await.unwrap();
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(from_hot_copy(&cache_status, "node-c"), "{cache_status}");
+    // As node-a would send it on: node-c applies it and sends it to no member.
+    let response = support::admin_client()
+        .post(format!(
+            "http://127.0.0.1:{}/purge?url={}",
+            admins[2],
+            encode(&url)
+        ))
+        .header("cuttle-cluster-hop", "node-a")
+        .header("cuttle-purge-hop", "node-a")
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer["purged"], 1, "node-c's hot copy: {answer}");
+    assert_eq!(answer["cluster"], serde_json::json!([]), "{answer}");
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(
+        cache_status.starts_with("node-b;hit"),
+        "not sent on to the owner: {cache_status}"
+    );
+    assert_eq!(origin.hits(), 1);
+    // Come back to node-a (through some member's `purge_propagate`): applied there already.
+    let response = support::admin_client()
+        .post(format!(
+            "http://127.0.0.1:{}/purge?url={}",
+            admins[0],
+            encode(&url)
+        ))
+        .header("cuttle-purge-hop", "node-a, node-c")
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer["already_applied"], true, "{answer}");
+    let (_, cache_status, _) = get(&c, &url).await.unwrap();
+    assert!(cache_status.starts_with("node-b;hit"), "{cache_status}");
+    for member in members {
+        member.shutdown().await;
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

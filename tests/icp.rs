@@ -309,3 +309,59 @@ async fn a_silent_icp_peer_costs_the_query_timeout_and_is_logged_as_squid_logs_i
     let lines = log_fields(&log, 1).await;
     assert_eq!(lines[0][8], "TIMEOUT_HIER_DIRECT/127.0.0.1", "{lines:?}");
 }
+
+/// A reload that changes `icp_port` moves the ICP server: removing it stops the answers,
+/// setting it again binds a new socket that answers, no restart needed.
+#[tokio::test]
+async fn a_reload_that_changes_icp_port_rebinds_the_icp_socket() {
+    let origin = cacheable_origin().spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cuttle.toml");
+    let without = format!(
+        "{}[admin]\nlisten = \"none\"\n[log]\naccess_log = \"none\"\n",
+        config(dir.path(), "")
+    );
+    let with = format!("icp_port = \"127.0.0.1:0\"\n{without}");
+    std::fs::write(&file, &with).unwrap();
+    let source = cuttle::config::Source {
+        path: Some(file.clone()),
+        overrides: cuttle::config::Overrides::default(),
+    };
+    let server = cuttle::app::start_with(
+        source.load().unwrap(),
+        cuttle::clock::system(),
+        Some(source),
+    )
+    .await
+    .unwrap();
+    let first = server.icp_addr().expect("icp_port is set");
+    let url = origin.url("/object");
+    assert_eq!(ask(first, &url).await, Some(Opcode::Miss));
+
+    std::fs::write(&file, &without).unwrap();
+    let report = server.control().reload().await.unwrap();
+    assert_eq!(report.icp_moved, Some(None), "{report}");
+    assert!(report.needs_restart.is_empty(), "{report}");
+    let silent = ping(
+        &[Target {
+            index: 0,
+            addr: first,
+        }],
+        &url,
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(silent.replies.is_empty(), "the old socket is closed");
+
+    std::fs::write(&file, &with).unwrap();
+    let report = server.control().reload().await.unwrap();
+    let Some(Some(second)) = report.icp_moved else {
+        panic!("ICP should listen again: {report}");
+    };
+    assert_eq!(ask(second, &url).await, Some(Opcode::Miss));
+    // A reload that leaves icp_port alone keeps the socket.
+    let report = server.control().reload().await.unwrap();
+    assert_eq!(report.icp_moved, None, "{report}");
+    assert_eq!(ask(second, &url).await, Some(Opcode::Miss));
+    server.shutdown().await;
+}

@@ -105,7 +105,7 @@ pub struct Sources {
     /// Upstream groups, by name.
     pub groups: Vec<Arc<Group>>,
     pub peers: Option<Arc<Peers>>,
-    /// The cluster's members, when this node is one.
+    /// The cluster this node is a member of: admin purges are sent to the other members.
     pub cluster: Option<Arc<crate::upstream::cluster::Cluster>>,
     /// Access-log records dropped so far.
     pub log_dropped: Box<dyn Fn() -> u64 + Send + Sync>,
@@ -151,6 +151,9 @@ pub struct State {
     access: RwLock<Rules>,
     pub history: status::History,
     reload: OnceLock<ReloadHook>,
+    /// The admin listener's bound address (its port is the default admin port of the other
+    /// cluster members, see `purge`).
+    local: OnceLock<SocketAddr>,
 }
 
 impl std::fmt::Debug for State {
@@ -169,6 +172,7 @@ impl State {
             access: RwLock::new(access),
             history: status::History::default(),
             reload: OnceLock::new(),
+            local: OnceLock::new(),
         })
     }
 
@@ -183,6 +187,11 @@ impl State {
             Some(hook) => hook().await,
             None => Err("this proxy was started without a config file to reload".to_owned()),
         }
+    }
+
+    /// The admin listener's address, once bound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local.get().copied()
     }
 
     /// The current sources.
@@ -258,6 +267,7 @@ pub fn start(
     stop: watch::Receiver<bool>,
 ) -> io::Result<Admin> {
     let addr = socket.local_addr()?;
+    let _ = state.local.set(addr);
     let history = tokio::spawn(status::sample_every(
         Arc::clone(&state),
         status::SAMPLE_EVERY,

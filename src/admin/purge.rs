@@ -8,7 +8,11 @@
 //! POST /purge?regex=^http://site/.*\.css$     a ban: every entry whose URL matches
 //!      ...&soft=1                             mark stale (revalidate) instead of removing
 //! ```
-//! A purge is forwarded to `cache.purge_propagate` (see `cache::invalidate::propagate`).
+//! A purge is forwarded to `cache.purge_propagate` (see `cache::invalidate::propagate`). In a
+//! cluster it is also sent, once, to the admin listener of every other member (`[[cluster.
+//! member]] admin`, by default the member's host with our admin port), marked with the
+//! cluster hop (`Cuttle-Cluster-Hop`) so that they apply it without sending it round the
+//! cluster again: one purge at any member reaches the owner and every hot copy.
 
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -47,12 +51,36 @@ pub async fn handle(
         return text(StatusCode::SERVICE_UNAVAILABLE, "not running\n");
     };
     let hops = propagate::hops(headers);
-    let Some((purged, forwarded)) = sources.cache.purge_and_propagate(&purge, hops).await else {
+    let from_member = headers.contains_key(crate::upstream::cluster::HOP);
+    // Members sharing one file share `status_name`: in a cluster the member name marks the
+    // purge as applied here too.
+    let member = sources.cluster.as_ref().map(|c| c.self_name());
+    let seen = member.is_some_and(|me| hops.iter().any(|h| h == me));
+    let applied = if seen {
+        None
+    } else {
+        sources
+            .cache
+            .purge_and_propagate(&purge, hops.clone())
+            .await
+    };
+    let Some((purged, forwarded)) = applied else {
         return json(
             StatusCode::OK,
             &json!({ "purged": 0, "already_applied": true }),
         );
     };
+    let members = match (&sources.cluster, from_member) {
+        (Some(cluster), false) => to_members(cluster, state.local_addr(), &purge, hops).await,
+        _ => Vec::new(),
+    };
+    let members: Vec<_> = members
+        .iter()
+        .map(|f| match &f.result {
+            Ok(status) => json!({ "member": f.peer, "status": status }),
+            Err(e) => json!({ "member": f.peer, "error": e }),
+        })
+        .collect();
     let peers: Vec<_> = forwarded
         .iter()
         .map(|f| match &f.result {
@@ -68,8 +96,53 @@ pub async fn handle(
             "soft": purge.soft,
             "target": purge.target.describe(),
             "propagated": peers,
+            "cluster": members,
         }),
     )
+}
+
+/// Sends `purge` to the admin listener of every other cluster member, marked with the cluster
+/// hop and the purge hops so far plus our member name (so that a member's `purge_propagate`
+/// leading back here does not apply it twice); their answers, named by member.
+async fn to_members(
+    cluster: &crate::upstream::cluster::Cluster,
+    local: Option<std::net::SocketAddr>,
+    purge: &Purge,
+    mut hops: Vec<String>,
+) -> Vec<propagate::Forwarded> {
+    let mut names = std::collections::HashMap::new();
+    for (_, member) in cluster.others() {
+        let address = match (&member.admin, local) {
+            (Some(admin), _) => admin.clone(),
+            (None, Some(local)) if member.host.contains(':') => {
+                format!("[{}]:{}", member.host, local.port())
+            }
+            (None, Some(local)) => format!("{}:{}", member.host, local.port()),
+            (None, None) => continue,
+        };
+        if local.is_some_and(|l| l.to_string() == address) {
+            // A member on our host without its own `admin`: the default would be us.
+            continue;
+        }
+        names.insert(address, member.name.clone());
+    }
+    if names.is_empty() {
+        return Vec::new();
+    }
+    hops.push(cluster.self_name().to_owned());
+    let addresses: Vec<String> = names.keys().cloned().collect();
+    let marker = (
+        crate::upstream::cluster::HOP,
+        cluster.self_name().to_owned(),
+    );
+    let mut answers = propagate::forward_with(&addresses, purge, &hops, Some(marker)).await;
+    for answer in &mut answers {
+        if let Some(name) = names.get(&answer.peer) {
+            answer.peer = name.clone();
+        }
+    }
+    answers.sort_by(|a, b| a.peer.cmp(&b.peer));
+    answers
 }
 
 /// The purge a query names: exactly one kind of target.

@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{
-    bind, build_shared, open_port, port_keys, port_settings, spawn_checks, via_for, Inner,
-    StartError,
+    bind, build_shared, open_port, port_keys, port_settings, spawn_checks, start_icp, via_for,
+    Inner, StartError,
 };
 use crate::config::{Config, ConfigError};
 use crate::log::Target;
@@ -56,6 +56,8 @@ pub struct ReloadReport {
     pub servers_removed: Vec<String>,
     /// The access log now writes elsewhere.
     pub access_log_changed: bool,
+    /// `icp_port` changed: the ICP server now listens here (`None`: it stopped).
+    pub icp_moved: Option<Option<SocketAddr>>,
     /// Settings that changed in the file but keep their old value until a restart.
     pub needs_restart: Vec<&'static str>,
 }
@@ -83,6 +85,17 @@ impl fmt::Display for ReloadReport {
         if self.access_log_changed {
             any = true;
             f.write_str("; access log target changed")?;
+        }
+        match self.icp_moved {
+            Some(Some(addr)) => {
+                any = true;
+                write!(f, "; ICP now on {addr}")?;
+            }
+            Some(None) => {
+                any = true;
+                f.write_str("; ICP stopped")?;
+            }
+            None => {}
         }
         if !self.needs_restart.is_empty() {
             any = true;
@@ -130,6 +143,17 @@ pub(super) async fn reload(inner: &Inner) -> Result<ReloadReport, ReloadError> {
         }
     }
     let via = via_for(&config, state.kept.first_port).map_err(ReloadError::Apply)?;
+    // A new ICP address is bound before the old socket closes, so a taken one refuses the
+    // reload (moving to another address on the same port needs a restart).
+    let icp_changed = config.proxy.icp.port != state.config.proxy.icp.port;
+    let new_icp = match config.proxy.icp.port.filter(|_| icp_changed) {
+        Some(addr) => Some(
+            crate::icp::server::bind(addr)
+                .await
+                .map_err(|source| ReloadError::Apply(StartError::Bind { addr, source }))?,
+        ),
+        None => None,
+    };
     let log_target = &config.log.access_log;
     let mut new_log = None;
     let log_format = config.log.access_log_format;
@@ -267,7 +291,18 @@ pub(super) async fn reload(inner: &Inner) -> Result<ReloadReport, ReloadError> {
     ] {
         list.sort();
     }
-    // 5. The admin listener reads the new generation (and applies its new access rules).
+    // 5. ICP: the old server stops, the new one (if any) answers from now on.
+    if icp_changed {
+        if let Some((stop, task)) = state.icp.take() {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+            tracing::info!("ICP server stopped");
+        }
+        let addr = new_icp.as_ref().and_then(|s| s.local_addr().ok());
+        state.icp = new_icp.map(|socket| start_icp(socket, &inner.live));
+        report.icp_moved = Some(addr);
+    }
+    // 6. The admin listener reads the new generation (and applies its new access rules).
     if let Some((admin, _)) = &state.admin {
         admin.set_sources(super::admin_sources(&shared), config.admin.access.clone());
     }
@@ -302,11 +337,6 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     if new.admin.listen != old.admin.listen {
         kept.push("admin.listen");
         new.admin.listen = old.admin.listen;
-    }
-    // The ICP socket is bound once at start; icp_access and the timeout do reload.
-    if new.proxy.icp.port != old.proxy.icp.port {
-        kept.push("icp_port");
-        new.proxy.icp.port = old.proxy.icp.port;
     }
     if new.log.level != old.log.level {
         kept.push("log.level");

@@ -74,6 +74,9 @@ pub struct Cache {
     pub(crate) bans: Arc<crate::cache::invalidate::bans::Bans>,
     /// The pending bans on disk (with a disk tier only).
     pub(crate) ban_journal: Option<Arc<crate::cache::invalidate::ban_journal::Journal>>,
+    /// A cluster member's copies of hot keys other members own (`cache::hot`); purges and
+    /// invalidations reach them here.
+    pub hot: Option<Arc<crate::cache::hot::HotCopies>>,
 }
 
 /// Taken when a fill starts; its commit is refused after a later invalidation of its URL, or
@@ -93,6 +96,7 @@ impl Cache {
                 .disk
                 .as_ref()
                 .map(|disk| Arc::new(Journal::in_dir(&disk.path))),
+            hot: None,
         };
         cache.resume_bans().await;
         Ok(cache)
@@ -105,6 +109,11 @@ impl Cache {
             behaviour: Arc::new(behaviour),
             ..self.clone()
         }
+    }
+
+    /// The same cache with `hot` as its hot copies (`[cluster] hot_copy_ttl`).
+    pub fn with_hot(self, hot: Option<Arc<crate::cache::hot::HotCopies>>) -> Self {
+        Self { hot, ..self }
     }
 
     /// A ticket for a fill of `primary` starting now (see `store::epoch`).
@@ -321,6 +330,9 @@ impl Cache {
     pub async fn invalidate(&self, primary: &str) -> usize {
         // Held while removing: no fill of `primary` can commit in between.
         let _gate = self.store.invalidating(primary).await;
+        if let Some(hot) = &self.hot {
+            hot.remove(primary);
+        }
         // Entries the disk index has not loaded yet are not listed: the loader drops them.
         self.store.drop_unloaded(primary).await;
         let mut removed = 0;

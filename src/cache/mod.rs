@@ -15,6 +15,7 @@
 pub mod collapse;
 pub mod decision;
 pub mod fill;
+pub mod hot;
 pub mod invalidate;
 pub mod lookup;
 pub mod meta;

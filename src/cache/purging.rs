@@ -11,6 +11,9 @@ impl Cache {
     pub async fn purge(&self, purge: &Purge) -> Purged {
         // A purge finds entries through the index, which lists disk entries once loaded.
         self.store.disk_loaded().await;
+        // A cluster member's hot copies (`cache::hot`) go first: a fill under way for one
+        // sees the purge's epoch and is not kept.
+        let hot = self.hot.as_ref().map_or(0, |h| h.purge(purge));
         let entries = match &purge.target {
             Target::Url(primary) => {
                 if purge.soft {
@@ -46,20 +49,20 @@ impl Cache {
             Target::Prefix(prefix) => {
                 self.ban(Matcher::Prefix(prefix.clone()), purge.soft).await;
                 return Purged {
-                    entries: 0,
+                    entries: hot,
                     banned: true,
                 };
             }
             Target::Regex(regex) => {
                 self.ban(Matcher::Regex(regex.clone()), purge.soft).await;
                 return Purged {
-                    entries: 0,
+                    entries: hot,
                     banned: true,
                 };
             }
         };
         Purged {
-            entries,
+            entries: entries + hot,
             banned: false,
         }
     }

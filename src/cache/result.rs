@@ -17,6 +17,9 @@ pub enum CacheResult {
     /// A fresh stored response served without going forward; `conditional` if the client
     /// sent validators (Squid logs those `TCP_IMS_HIT`).
     Hit { tier: Tier, conditional: bool },
+    /// A cluster member's short-lived copy of a hot key another member owns (`cache::hot`),
+    /// served fresh without asking the owner.
+    HotCopy,
     /// Stale, served while one background request refreshes it (RFC 5861 §3).
     StaleWhileRevalidate,
     /// Stale, served because the client's `max-stale` allows it (RFC 9111 §5.2.1.2).
@@ -51,6 +54,7 @@ pub enum CacheResult {
 pub enum ResultKind {
     MemoryHit,
     DiskHit,
+    HotCopyHit,
     Miss,
     RefreshModified,
     RefreshUnmodified,
@@ -62,9 +66,10 @@ pub enum ResultKind {
 
 impl ResultKind {
     /// Every kind, in the order of [`index`](Self::index).
-    pub const ALL: [ResultKind; 9] = [
+    pub const ALL: [ResultKind; 10] = [
         Self::MemoryHit,
         Self::DiskHit,
+        Self::HotCopyHit,
         Self::Miss,
         Self::RefreshModified,
         Self::RefreshUnmodified,
@@ -79,6 +84,7 @@ impl ResultKind {
         match self {
             Self::MemoryHit => "memory_hit",
             Self::DiskHit => "disk_hit",
+            Self::HotCopyHit => "hot_copy_hit",
             Self::Miss => "miss",
             Self::RefreshModified => "refresh_modified",
             Self::RefreshUnmodified => "refresh_unmodified",
@@ -101,6 +107,7 @@ impl ResultKind {
             self,
             Self::MemoryHit
                 | Self::DiskHit
+                | Self::HotCopyHit
                 | Self::StaleServed
                 | Self::Collapsed
                 | Self::RefreshUnmodified
@@ -127,6 +134,7 @@ impl CacheResult {
             Self::Hit {
                 tier: Tier::Disk, ..
             } => "TCP_HIT",
+            Self::HotCopy => "TCP_MEM_HIT",
             Self::StaleWhileRevalidate | Self::StaleAllowedByClient => "TCP_STALE_HIT",
             Self::StaleIfError | Self::StaleOriginUnreachable => "TCP_REFRESH_FAIL_OLD",
             Self::Collapsed { .. } => "TCP_CF_HIT",
@@ -144,7 +152,7 @@ impl CacheResult {
     /// The phase the request ended in (see `cache::phase`): what logs and the inspector name.
     pub fn phase(self) -> Phase {
         match self {
-            Self::Hit { .. } => Phase::FreshHit,
+            Self::Hit { .. } | Self::HotCopy => Phase::FreshHit,
             Self::StaleWhileRevalidate | Self::StaleAllowedByClient => Phase::StaleHit,
             Self::StaleIfError
             | Self::StaleOriginUnreachable
@@ -167,6 +175,7 @@ impl CacheResult {
             Self::Hit {
                 tier: Tier::Disk, ..
             } => ResultKind::DiskHit,
+            Self::HotCopy => ResultKind::HotCopyHit,
             Self::StaleWhileRevalidate
             | Self::StaleAllowedByClient
             | Self::StaleIfError
@@ -185,7 +194,10 @@ impl CacheResult {
     pub fn is_cache_status_hit(self) -> bool {
         matches!(
             self,
-            Self::Hit { .. } | Self::StaleWhileRevalidate | Self::StaleAllowedByClient
+            Self::Hit { .. }
+                | Self::HotCopy
+                | Self::StaleWhileRevalidate
+                | Self::StaleAllowedByClient
         )
     }
 
@@ -193,6 +205,7 @@ impl CacheResult {
     pub fn detail(self) -> Option<&'static str> {
         match self {
             Self::Hit { tier, .. } | Self::Collapsed { tier } => Some(tier.as_str()),
+            Self::HotCopy => Some("hot-copy"),
             Self::StaleWhileRevalidate => Some("stale-while-revalidate"),
             Self::StaleAllowedByClient => Some("max-stale"),
             Self::StaleIfError => Some("stale-if-error"),
@@ -244,6 +257,7 @@ impl CacheResult {
             all.push(Self::Collapsed { tier });
         }
         all.extend([
+            Self::HotCopy,
             Self::StaleWhileRevalidate,
             Self::StaleAllowedByClient,
             Self::StaleIfError,
@@ -310,7 +324,11 @@ mod tests {
                 assert_eq!(kind.as_str(), format!("{}_hit", tier.as_str()));
             }
             if code == "TCP_MEM_HIT" {
-                assert_eq!(kind, ResultKind::MemoryHit);
+                // A cluster member's hot copy is a memory hit counted under its own label.
+                assert!(matches!(
+                    kind,
+                    ResultKind::MemoryHit | ResultKind::HotCopyHit
+                ));
             }
             // A 304 revalidation says `stored` only when its caller freshened an entry that
             // was still there; the outcome itself neither adds nor removes it.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::error::ConfigError;
 use super::file;
 use super::locate::{line_of, render, Seg};
+use crate::cache::hot::HotCopyConfig;
 use crate::upstream::cluster::{ClusterConfig, MemberConfig};
 
 /// Validates `[cluster]` from `src` (named `file` in errors).
@@ -74,11 +75,20 @@ pub fn build(
                 "must be at least 1, like weight = 1".to_owned(),
             ));
         }
+        if let Some(admin) = &m.admin {
+            if split_address(admin).is_none() {
+                return Err(err(
+                    &at("admin"),
+                    format!("`{admin}` is not host:port, like admin = \"10.0.0.1:3180\""),
+                ));
+            }
+        }
         members.push(MemberConfig {
             name: m.name.clone(),
             host,
             port,
             weight: m.weight,
+            admin: m.admin.clone(),
         });
     }
     if let Some(name) = &raw.self_name {
@@ -102,6 +112,63 @@ pub fn build(
         probe_interval: duration(raw.probe_interval.as_ref(), 2, "probe_interval")?,
         probe_timeout: duration(raw.probe_timeout.as_ref(), 1, "probe_timeout")?,
         dead_time: duration(raw.dead_peer_timeout.as_ref(), 10, "dead_peer_timeout")?,
+        hot_copy: hot_copy(raw, &err)?,
+    }))
+}
+
+/// `hot_copy_*`: `None` unless `hot_copy_ttl` is set (see `cache::hot`).
+fn hot_copy(
+    raw: &file::Cluster,
+    err: &dyn Fn(&[Seg<'_>], String) -> ConfigError,
+) -> Result<Option<HotCopyConfig>, ConfigError> {
+    let at = |key| [Seg::Key("cluster"), Seg::Key(key)];
+    let Some(ttl) = &raw.hot_copy_ttl else {
+        for (set, key) in [
+            (raw.hot_copy_max_size.is_some(), "hot_copy_max_size"),
+            (raw.hot_copy_threshold.is_some(), "hot_copy_threshold"),
+            (raw.hot_copy_memory.is_some(), "hot_copy_memory"),
+        ] {
+            if set {
+                return Err(err(
+                    &at(key),
+                    "applies only with hot copies on: set hot_copy_ttl too, like hot_copy_ttl = \"5s\"".to_owned(),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if ttl.0.is_zero() {
+        return Err(err(
+            &at("hot_copy_ttl"),
+            "must be greater than zero (leave it out for no hot copies), like hot_copy_ttl = \"5s\"".to_owned(),
+        ));
+    }
+    let max_size = raw.hot_copy_max_size.map_or(64 * 1024, |s| s.as_u64());
+    if max_size == 0 {
+        return Err(err(
+            &at("hot_copy_max_size"),
+            "must be greater than zero, like hot_copy_max_size = \"64 KiB\"".to_owned(),
+        ));
+    }
+    let threshold = raw.hot_copy_threshold.unwrap_or(10);
+    if threshold == 0 {
+        return Err(err(
+            &at("hot_copy_threshold"),
+            "must be at least 1, like hot_copy_threshold = 10".to_owned(),
+        ));
+    }
+    let memory = raw.hot_copy_memory.map_or(16 << 20, |s| s.as_u64());
+    if memory < max_size {
+        return Err(err(
+            &at("hot_copy_memory"),
+            format!("must hold at least one copy of hot_copy_max_size ({max_size} bytes), like hot_copy_memory = \"16 MiB\""),
+        ));
+    }
+    Ok(Some(HotCopyConfig {
+        ttl: ttl.0,
+        max_size,
+        threshold,
+        memory,
     }))
 }
 
@@ -177,5 +244,43 @@ mod tests {
             "{e}"
         );
         assert!(load("[cluster]\nself = \"a\"\n").is_err());
+    }
+
+    #[test]
+    fn hot_copies_are_off_unless_a_ttl_is_set() {
+        let c = load(&format!("[cluster]\nself = \"a\"\n{MEMBERS}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.hot_copy, None);
+        let c = load(&format!(
+            "[cluster]\nself = \"a\"\nhot_copy_ttl = \"5s\"\n{MEMBERS}"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            c.hot_copy,
+            Some(HotCopyConfig {
+                ttl: Duration::from_secs(5),
+                max_size: 64 * 1024,
+                threshold: 10,
+                memory: 16 << 20,
+            })
+        );
+        let e = load(&format!(
+            "[cluster]\nself = \"a\"\nhot_copy_threshold = 3\n{MEMBERS}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("cluster.hot_copy_threshold"), "{e}");
+        assert!(e.to_string().contains("hot_copy_ttl = \"5s\""), "{e}");
+        let e = load(&format!(
+            "[cluster]\nself = \"a\"\nhot_copy_ttl = \"5s\"\nhot_copy_memory = \"1 KiB\"\n{MEMBERS}"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("cluster.hot_copy_memory"), "{e}");
+        let e =
+            load("[cluster]\n[[cluster.member]]\nname = \"a\"\naddress = \"h:1\"\nadmin = \"h\"\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("cluster.member[0].admin"), "{e}");
     }
 }

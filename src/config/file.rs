@@ -269,6 +269,14 @@ pub struct Cluster {
     /// How long a member whose connection failed is skipped unless a probe revives it
     /// (Squid `dead_peer_timeout`); default 10s.
     pub dead_peer_timeout: Option<HumanDuration>,
+    /// How long a non-owner serves its copy of a very hot object; unset: no hot copies.
+    pub hot_copy_ttl: Option<HumanDuration>,
+    /// Largest body kept as a hot copy; default 64 KiB.
+    pub hot_copy_max_size: Option<ByteSize>,
+    /// Lookups of one key within `hot_copy_ttl` that make it hot; default 10.
+    pub hot_copy_threshold: Option<u32>,
+    /// Memory all hot copies may take; default 16 MiB.
+    pub hot_copy_memory: Option<ByteSize>,
 }
 
 /// One `[[cluster.member]]`.
@@ -281,6 +289,9 @@ pub struct ClusterMember {
     pub address: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// `host:port` of its admin listener, where admin purges (`POST /purge`) at the other
+    /// members are sent; unset: its address's host with this node's admin port.
+    pub admin: Option<String>,
 }
 
 /// Squid's peer types.

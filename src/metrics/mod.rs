@@ -107,7 +107,7 @@ fn request_cell(mode: ModeClass, method: MethodClass, status: usize) -> usize {
 #[derive(Debug)]
 struct Shard {
     requests: [Counter; REQUEST_CELLS],
-    results: [Counter; 9],
+    results: [Counter; ResultKind::ALL.len()],
     to_clients: Counter,
     from_upstream: Counter,
     /// (to clients, from upstream) per site slot.
@@ -177,7 +177,7 @@ impl Default for Metrics {
 pub struct Totals {
     /// `[mode][method][status class]`.
     pub requests: [[[u64; 6]; 4]; 2],
-    pub results: [u64; 9],
+    pub results: [u64; ResultKind::ALL.len()],
     pub to_clients: u64,
     pub from_upstream: u64,
     /// (site, to clients, from upstream).

@@ -38,6 +38,8 @@ pub struct ClusterConfig {
     pub probe_timeout: Duration,
     /// How long a member whose connection failed is skipped when no probe says otherwise.
     pub dead_time: Duration,
+    /// Copies of very hot keys other members own (`[cluster] hot_copy_ttl`); `None`: none.
+    pub hot_copy: Option<crate::cache::hot::HotCopyConfig>,
 }
 
 /// One `[[cluster.member]]`.
@@ -50,6 +52,9 @@ pub struct MemberConfig {
     pub port: u16,
     /// Relative share of the keys.
     pub weight: u32,
+    /// Its admin listener (`host:port`), where admin purges are propagated; `None`: its
+    /// host with our own admin port.
+    pub admin: Option<String>,
 }
 
 /// The cluster at run time.
@@ -237,6 +242,7 @@ mod tests {
             host: "127.0.0.1".to_owned(),
             port: 9,
             weight,
+            admin: None,
         }
     }
 
@@ -247,6 +253,7 @@ mod tests {
             probe_interval: Duration::from_secs(3600),
             probe_timeout: Duration::from_secs(1),
             dead_time: Duration::from_secs(60),
+            hot_copy: None,
         };
         let upstream = super::super::Config {
             connect_timeout: Duration::from_secs(1),

@@ -17,6 +17,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const RESULTS = [
   ["memory_hit", "memory hit", "bg1"],
   ["disk_hit", "disk hit", "bg2"],
+  ["hot_copy_hit", "cluster hot copy", "bg1"],
   ["refresh_unmodified", "revalidated", "bg3"],
   ["collapsed", "collapsed", "bg7"],
   ["stale_served", "stale served", "bg4"],

@@ -83,13 +83,25 @@ pub struct Forwarded {
 /// Forwards `purge` to every peer with `hops` (which already ends with our name); waits for
 /// their answers (each bounded by a timeout) and logs them.
 pub async fn forward(peers: &[String], purge: &Purge, hops: &[String]) -> Vec<Forwarded> {
+    forward_with(peers, purge, hops, None).await
+}
+
+/// [`forward`], each request also carrying the field `extra` (the cluster hop marker of a
+/// purge sent to the other cluster members, so they do not send it on to the cluster).
+pub async fn forward_with(
+    peers: &[String],
+    purge: &Purge,
+    hops: &[String],
+    extra: Option<(&'static str, String)>,
+) -> Vec<Forwarded> {
     let path = format!("/purge?{}", query(purge));
     let marker = hops.join(", ");
     let mut tasks = tokio::task::JoinSet::new();
     for peer in peers {
-        let (peer, path, marker) = (peer.clone(), path.clone(), marker.clone());
+        let (peer, path, marker, extra) =
+            (peer.clone(), path.clone(), marker.clone(), extra.clone());
         tasks.spawn(async move {
-            let result = tokio::time::timeout(TIMEOUT, send(&peer, &path, &marker))
+            let result = tokio::time::timeout(TIMEOUT, send(&peer, &path, &marker, extra))
                 .await
                 .unwrap_or_else(|_| Err("timed out".to_owned()));
             match &result {
@@ -109,7 +121,12 @@ pub async fn forward(peers: &[String], purge: &Purge, hops: &[String]) -> Vec<Fo
 }
 
 /// `POST path` to `peer`'s admin listener.
-async fn send(peer: &str, path: &str, marker: &str) -> Result<u16, String> {
+async fn send(
+    peer: &str,
+    path: &str,
+    marker: &str,
+    extra: Option<(&'static str, String)>,
+) -> Result<u16, String> {
     let stream = TcpStream::connect(peer)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -119,9 +136,13 @@ async fn send(peer: &str, path: &str, marker: &str) -> Result<u16, String> {
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let request = Request::post(path)
+    let mut request = Request::post(path)
         .header(http::header::HOST, peer)
-        .header(HOP, marker)
+        .header(HOP, marker);
+    if let Some((name, value)) = extra {
+        request = request.header(name, value);
+    }
+    let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     let response = sender

@@ -10,6 +10,9 @@
 //! `GET`/`HEAD` lookups are routed, so a retry after any failure but a read timeout is safe
 //! (RFC 9110 §9.2.2: idempotent). A `PURGE` received from a client is applied here and sent to
 //! every other member, so it reaches the owner wherever it arrives.
+//!
+//! With `[cluster] hot_copy_ttl`, a non-owner also keeps short-lived copies of very hot keys
+//! (`cache::hot`, `hot`) and answers from them without asking the owner.
 
 use std::sync::Arc;
 
@@ -48,7 +51,24 @@ pub(super) async fn to_owner(
     let Some(cluster) = ex.shared.cluster.clone() else {
         return Ok(None);
     };
-    for (n, i) in cluster.owners(primary).enumerate() {
+    let mut owners = cluster.owners(primary).peekable();
+    if owners
+        .peek()
+        .is_none_or(|&i| Some(i) == cluster.self_index())
+    {
+        return Ok(None);
+    }
+    // Another member owns the key: a fresh hot copy here answers for it.
+    let hot = ex.shared.cache.hot.clone();
+    let mut copy = None;
+    if let Some(hot) = &hot {
+        if let Some(response) = super::hot::serve(ex, txn, hot, primary) {
+            return Ok(Some(response));
+        }
+        copy = super::hot::wanted(ex, hot, primary);
+    }
+    let request_time = ex.shared.clock.now();
+    for (n, i) in owners.enumerate() {
         if Some(i) == cluster.self_index() {
             return Ok(None);
         }
@@ -83,6 +103,17 @@ pub(super) async fn to_owner(
                     hier::ANY_OLD_PARENT
                 };
                 note_member(txn, &up, &cluster, i, code, asked);
+                let up = match (&hot, copy) {
+                    (Some(hot), Some(epoch)) => {
+                        match super::hot::relay(ex, txn, hot, primary, epoch, request_time, up)
+                            .await?
+                        {
+                            Ok(response) => return Ok(Some(response)),
+                            Err(up) => up,
+                        }
+                    }
+                    _ => up,
+                };
                 let status = txn.outcome(
                     CacheResult::Bypass {
                         reason: BypassReason::Cluster,

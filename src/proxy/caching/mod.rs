@@ -24,6 +24,7 @@ mod admit;
 mod bypass;
 mod cluster;
 mod exchange;
+mod hot;
 mod miss;
 mod partial;
 mod pieces;
