@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use http::uri::Authority;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
@@ -68,14 +69,15 @@ async fn handle_request(mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Resp
     if let Some(err) = refused {
         return reply_error(txn, &err, &shared);
     }
-    if let Err(err) = check_limits(&req, &shared.config.limits)
+    let host = match check_limits(&req, &shared.config.limits)
         .and_then(|()| check_host(&req))
-        .and_then(|()| check_transfer_coding(req.headers()))
+        .and_then(|host| check_transfer_coding(req.headers()).map(|()| host))
     {
-        return reply_error(txn, &err, &shared);
-    }
+        Ok(host) => host,
+        Err(err) => return reply_error(txn, &err, &shared),
+    };
     if conn.mode == Mode::Reverse {
-        return reverse::handle(req, &conn, &shared, txn).await;
+        return reverse::handle(req, host, &conn, &shared, txn).await;
     }
     if req.method() == Method::CONNECT {
         return tunnel::handle(req, &conn, &shared, txn).await;
@@ -140,7 +142,8 @@ pub fn without_userinfo(uri: &http::Uri) -> String {
 /// request message that lacks a Host header field and to any request message that contains
 /// more than one Host header field line or a Host header field with an invalid field value."
 /// A valid value is `uri-host [ ":" port ]` (RFC 9110 §7.2): no userinfo; empty is allowed.
-fn check_host<B>(req: &Request<B>) -> Result<(), Error> {
+/// Returns the parsed value when there is a non-empty one (reverse mode routes on it).
+fn check_host<B>(req: &Request<B>) -> Result<Option<Authority>, Error> {
     let bad = |cause: &str| Err(Error::new(ErrorKind::InvalidRequest, cause.to_owned()));
     let mut hosts = req.headers().get_all(http::header::HOST).iter();
     let first = hosts.next();
@@ -151,16 +154,20 @@ fn check_host<B>(req: &Request<B>) -> Result<(), Error> {
         if req.version() == http::Version::HTTP_11 {
             return bad("an HTTP/1.1 request needs a Host field (RFC 9112 §3.2)");
         }
-        return Ok(());
+        return Ok(None);
     };
-    let valid = value.is_empty()
-        || value
-            .to_str()
-            .is_ok_and(|text| !text.contains('@') && text.parse::<http::uri::Authority>().is_ok());
-    if !valid {
-        return bad("invalid Host field value (RFC 9110 §7.2)");
+    if value.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    match value
+        .to_str()
+        .ok()
+        .filter(|text| !text.contains('@'))
+        .and_then(|text| text.parse::<Authority>().ok())
+    {
+        Some(authority) => Ok(Some(authority)),
+        None => bad("invalid Host field value (RFC 9110 §7.2)"),
+    }
 }
 
 /// RFC 9112 §6.1: "A server that receives a request message with a transfer coding it does not

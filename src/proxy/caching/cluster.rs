@@ -34,7 +34,9 @@ use crate::upstream::cluster::{Cluster, HOP};
 /// Removes the cluster hop marker from a request (it never goes further than one member);
 /// `true` when there was one: another member routed this request here.
 pub(super) fn take_hop(headers: &mut HeaderMap) -> bool {
-    headers.remove(HOP).is_some()
+    // A static name: a `&str` would be parsed on every request.
+    static HOP_NAME: http::HeaderName = http::HeaderName::from_static(HOP);
+    headers.remove(&HOP_NAME).is_some()
 }
 
 /// Failures where nothing reached the member: it is down.
