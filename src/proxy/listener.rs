@@ -68,6 +68,20 @@ fn http1_builder(shared: &Shared) -> http1::Builder {
         // `client_conn` implements header and idle deadlines itself (see its docs).
         .header_read_timeout(None)
         .keep_alive(true)
+        // Without half-close hyper reads the socket while each request is being answered, to
+        // notice a client that left: a read (EAGAIN on every keep-alive request) into a fresh
+        // 8 KiB buffer, as the request head still holds the old one. With it, a client that
+        // leaves mid-request is noticed when its response is written (the write fails and
+        // drops the response, as any client write error does), and a client that shuts down
+        // its sending side after the request still gets the response (RFC 9112 §9.6: "a TCP
+        // connection that is half-closed by the client does not delimit a request message, nor
+        // does it imply that the client is no longer interested in a response").
+        // The trade-off: a client that closes while its request still waits upstream (a slow
+        // origin, a collapsed fetch) is noticed only when its response is written, so that
+        // fetch runs to its end (and may fill the cache, as Squid's quick_abort lets a fetch
+        // finish) and the connection holds its slot until then, bounded by the upstream
+        // timeouts. Measured: 1.0k instructions and one allocation less per hit, 2.8k per miss.
+        .half_close(true)
         .max_header_size(max_head)
         .max_buf_size(max_head.max(MIN_BUF_SIZE) + MIN_BUF_SIZE);
     builder

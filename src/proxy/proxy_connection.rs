@@ -23,17 +23,26 @@ const RENAMED: &[u8; 17] = b"Connection:      ";
 const VALUE: &[u8] = b"keep-alive";
 
 /// Renames `Proxy-Connection: keep-alive` fields in the head at the start of `bytes`.
+///
+/// One pass over the line breaks (this runs on every read a connection makes while it awaits
+/// a request): each line that follows a CRLF is a field line until the empty line.
 pub fn rename_in_head(bytes: &mut [u8]) {
-    let head_end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(bytes.len(), |at| at + 2);
-    let head = &mut bytes[..head_end];
-    let mut at = 0;
-    while let Some(found) = find_line_starting(&head[at..]) {
-        let start = at + found;
-        let value_start = start + NAME.len();
-        let rest = &head[value_start..];
+    let mut from = 0;
+    while let Some(found) = bytes[from..].iter().position(|&b| b == b'\n') {
+        let lf = from + found;
+        from = lf + 1;
+        if lf == 0 || bytes[lf - 1] != b'\r' {
+            continue;
+        }
+        let line = &mut bytes[from..];
+        if line.starts_with(b"\r\n") {
+            // The empty line: the head ends here.
+            return;
+        }
+        if line.len() < NAME.len() || !line[..NAME.len()].eq_ignore_ascii_case(NAME) {
+            continue;
+        }
+        let rest = &line[NAME.len()..];
         let spaces = rest
             .iter()
             .take_while(|&&b| b == b' ' || b == b'\t')
@@ -43,18 +52,9 @@ pub fn rename_in_head(bytes: &mut [u8]) {
             && value[..VALUE.len()].eq_ignore_ascii_case(VALUE)
             && value[VALUE.len()..].starts_with(b"\r\n");
         if is_keep_alive {
-            head[start..start + NAME.len()].copy_from_slice(RENAMED);
+            line[..NAME.len()].copy_from_slice(RENAMED);
         }
-        at = value_start;
     }
-}
-
-/// Where a line starting with `Proxy-Connection:` (any case) begins in `bytes`.
-fn find_line_starting(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(NAME.len() + 2)
-        .position(|w| w.starts_with(b"\r\n") && w[2..].eq_ignore_ascii_case(NAME))
-        .map(|at| at + 2)
 }
 
 #[cfg(test)]
@@ -76,6 +76,73 @@ mod tests {
             out,
             "GET http://a/ HTTP/1.0\r\nHost: a\r\nConnection:       Keep-Alive\r\n\r\n"
         );
+    }
+
+    /// The scan before the one-pass version: a window search for the head's end, then for
+    /// each `CRLF Proxy-Connection:` in it.
+    fn renamed_by_windows(text: &str) -> String {
+        let mut bytes = text.as_bytes().to_vec();
+        let head_end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(bytes.len(), |at| at + 2);
+        let head = &mut bytes[..head_end];
+        let mut at = 0;
+        while let Some(found) = head[at..]
+            .windows(NAME.len() + 2)
+            .position(|w| w.starts_with(b"\r\n") && w[2..].eq_ignore_ascii_case(NAME))
+        {
+            let start = at + found + 2;
+            let value_start = start + NAME.len();
+            let rest = &head[value_start..];
+            let spaces = rest
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+            let value = &rest[spaces..];
+            if value.len() >= VALUE.len() + 2
+                && value[..VALUE.len()].eq_ignore_ascii_case(VALUE)
+                && value[VALUE.len()..].starts_with(b"\r\n")
+            {
+                head[start..start + NAME.len()].copy_from_slice(RENAMED);
+            }
+            at = value_start;
+        }
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn the_one_pass_scan_renames_what_the_window_scan_did() {
+        let lines = [
+            "GET http://a/ HTTP/1.0",
+            "Host: a",
+            "Proxy-Connection: keep-alive",
+            "proxy-connection:\tKEEP-ALIVE",
+            "Proxy-Connection: keep-alive, x",
+            "Proxy-Connection:keep-alive",
+            "X-Proxy-Connection: keep-alive",
+            "Proxy-Connection: keep-aliv",
+            "",
+            "Proxy-Connection: keep-alive",
+        ];
+        // Every sequence of up to four of these lines, joined with CRLF, bare LF or nothing
+        // at the end, and every prefix of each (a head split across reads).
+        let mut cases = 0;
+        for a in 0..lines.len() {
+            for b in 0..lines.len() {
+                for c in 0..lines.len() {
+                    for sep in ["\r\n", "\n"] {
+                        let text = [lines[a], lines[b], lines[c], "", ""].join(sep);
+                        for cut in 0..=text.len() {
+                            let prefix = &text[..cut];
+                            assert_eq!(renamed(prefix), renamed_by_windows(prefix), "{prefix:?}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(cases > 10_000);
     }
 
     #[test]

@@ -92,26 +92,29 @@ pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<(usize
     })
 }
 
-/// Handles one request on a reverse port.
+/// Handles one request on a reverse port; `host` is its Host field, already parsed (and
+/// checked) by `service`.
 pub async fn handle(
     req: Request<Incoming>,
+    host: Option<Authority>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
     mut txn: Transaction,
 ) -> Response<ProxyBody> {
     txn.mode = super::Mode::Reverse;
-    let result = route(req, conn, shared, &mut txn).await;
+    let result = route(req, host, conn, shared, &mut txn).await;
     finish(txn, result, shared)
 }
 
 async fn route(
     req: Request<Incoming>,
+    host: Option<Authority>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
     txn: &mut Transaction,
 ) -> Result<Response<ProxyBody>, Error> {
     let (mut parts, body) = req.into_parts();
-    let authority = request_authority(&parts)?;
+    let authority = request_authority(&parts, host)?;
     resolve_dot_segments(&mut parts.uri)?;
     let host = authority.host().trim_end_matches('.');
     let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -253,10 +256,14 @@ fn resolve_dot_segments(uri: &mut Uri) -> Result<(), Error> {
 /// says a recipient SHOULD treat userinfo in an http URI as an error. Accepting it would route
 /// and key `evil.example@site.example` as `site.example` while the upstream saw the whole
 /// string as its Host.
-fn request_authority(parts: &http::request::Parts) -> Result<Authority, Error> {
-    let authority = match parts.uri.authority() {
-        Some(authority) => authority.clone(),
-        None => {
+fn request_authority(
+    parts: &http::request::Parts,
+    host: Option<Authority>,
+) -> Result<Authority, Error> {
+    let authority = match (parts.uri.authority(), host) {
+        (Some(authority), _) => authority.clone(),
+        (None, Some(host)) => host,
+        (None, None) => {
             let host = parts
                 .headers
                 .get(header::HOST)

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use http::uri::Authority;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
@@ -68,14 +69,15 @@ async fn handle_request(mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Resp
     if let Some(err) = refused {
         return reply_error(txn, &err, &shared);
     }
-    if let Err(err) = check_limits(&req, &shared.config.limits)
+    let host = match check_limits(&req, &shared.config.limits)
         .and_then(|()| check_host(&req))
-        .and_then(|()| check_transfer_coding(req.headers()))
+        .and_then(|host| check_transfer_coding(req.headers()).map(|()| host))
     {
-        return reply_error(txn, &err, &shared);
-    }
+        Ok(host) => host,
+        Err(err) => return reply_error(txn, &err, &shared),
+    };
     if conn.mode == Mode::Reverse {
-        return reverse::handle(req, &conn, &shared, txn).await;
+        return reverse::handle(req, host, &conn, &shared, txn).await;
     }
     if req.method() == Method::CONNECT {
         return tunnel::handle(req, &conn, &shared, txn).await;
@@ -106,22 +108,42 @@ async fn handle_request(mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Resp
 }
 
 /// The URI for logs and error pages, without `user:password@` credentials.
+///
+/// The text is what `Uri`'s `Display` writes, copied into one exact-size string: this runs on
+/// every request, and the formatting machinery cost more than the copy.
 pub fn without_userinfo(uri: &http::Uri) -> String {
-    let text = uri.to_string();
-    match uri.authority() {
-        Some(authority) if authority.as_str().contains('@') => {
-            let bare = authority.as_str().rsplit('@').next().unwrap_or("");
-            text.replacen(authority.as_str(), bare, 1)
-        }
-        _ => text,
+    let scheme = uri.scheme_str();
+    let authority = uri.authority().map(|authority| {
+        let text = authority.as_str();
+        text.rsplit('@').next().unwrap_or(text)
+    });
+    let (path, query) = (uri.path(), uri.query());
+    let len = scheme.map_or(0, |s| s.len() + 3)
+        + authority.map_or(0, str::len)
+        + path.len()
+        + query.map_or(0, |q| q.len() + 1);
+    let mut text = String::with_capacity(len);
+    if let Some(scheme) = scheme {
+        text.push_str(scheme);
+        text.push_str("://");
     }
+    if let Some(authority) = authority {
+        text.push_str(authority);
+    }
+    text.push_str(path);
+    if let Some(query) = query {
+        text.push('?');
+        text.push_str(query);
+    }
+    text
 }
 
 /// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
 /// request message that lacks a Host header field and to any request message that contains
 /// more than one Host header field line or a Host header field with an invalid field value."
 /// A valid value is `uri-host [ ":" port ]` (RFC 9110 §7.2): no userinfo; empty is allowed.
-fn check_host<B>(req: &Request<B>) -> Result<(), Error> {
+/// Returns the parsed value when there is a non-empty one (reverse mode routes on it).
+fn check_host<B>(req: &Request<B>) -> Result<Option<Authority>, Error> {
     let bad = |cause: &str| Err(Error::new(ErrorKind::InvalidRequest, cause.to_owned()));
     let mut hosts = req.headers().get_all(http::header::HOST).iter();
     let first = hosts.next();
@@ -132,16 +154,20 @@ fn check_host<B>(req: &Request<B>) -> Result<(), Error> {
         if req.version() == http::Version::HTTP_11 {
             return bad("an HTTP/1.1 request needs a Host field (RFC 9112 §3.2)");
         }
-        return Ok(());
+        return Ok(None);
     };
-    let valid = value.is_empty()
-        || value
-            .to_str()
-            .is_ok_and(|text| !text.contains('@') && text.parse::<http::uri::Authority>().is_ok());
-    if !valid {
-        return bad("invalid Host field value (RFC 9110 §7.2)");
+    if value.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    match value
+        .to_str()
+        .ok()
+        .filter(|text| !text.contains('@'))
+        .and_then(|text| text.parse::<Authority>().ok())
+    {
+        Some(authority) => Ok(Some(authority)),
+        None => bad("invalid Host field value (RFC 9110 §7.2)"),
+    }
 }
 
 /// RFC 9112 §6.1: "A server that receives a request message with a transfer coding it does not
@@ -188,4 +214,42 @@ fn check_limits<B>(req: &Request<B>, limits: &Limits) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text `Uri`'s `Display` writes, with the credentials cut out of the authority.
+    fn displayed(uri: &http::Uri) -> String {
+        let text = uri.to_string();
+        match uri.authority() {
+            Some(authority) if authority.as_str().contains('@') => {
+                let bare = authority.as_str().rsplit('@').next().unwrap_or("");
+                text.replacen(authority.as_str(), bare, 1)
+            }
+            _ => text,
+        }
+    }
+
+    #[test]
+    fn log_url_is_the_displayed_uri_without_credentials() {
+        for target in [
+            "/",
+            "/a/b?c=d&e",
+            "/?",
+            "*",
+            "http://example.com",
+            "http://example.com/",
+            "http://example.com:8080/p?q",
+            "https://user:pw@example.com/secret?x",
+            "http://a@b@example.com/",
+            "example.com:443",
+        ] {
+            let uri: http::Uri = target.parse().unwrap();
+            assert_eq!(without_userinfo(&uri), displayed(&uri), "{target}");
+        }
+        let uri: http::Uri = "http://user:pw@example.com/".parse().unwrap();
+        assert_eq!(without_userinfo(&uri), "http://example.com/");
+    }
 }

@@ -66,6 +66,13 @@ fn push_padded(out: &mut String, digits: &str, width: usize, pad: char) {
 /// A free-text field as one log word: `-` when empty, runs of whitespace as `+`, and bytes that
 /// are not printable ASCII dropped (the line must stay one line of ASCII words).
 fn push_word(out: &mut String, value: &[u8]) {
+    // The usual word (a method, a media type) is all printable: copied whole.
+    if !value.is_empty() && value.iter().all(u8::is_ascii_graphic) {
+        if let Ok(text) = std::str::from_utf8(value) {
+            out.push_str(text);
+            return;
+        }
+    }
     let start = out.len();
     let mut gap = false;
     for &b in value {

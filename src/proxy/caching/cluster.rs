@@ -38,7 +38,9 @@ use crate::upstream::retry::{self, Replay};
 /// Removes the cluster hop marker from a request (it never goes further than one member);
 /// `true` when there was one: another member routed this request here.
 pub(super) fn take_hop(headers: &mut HeaderMap) -> bool {
-    headers.remove(HOP).is_some()
+    // A static name: a `&str` would be parsed on every request.
+    static HOP_NAME: http::HeaderName = http::HeaderName::from_static(HOP);
+    headers.remove(&HOP_NAME).is_some()
 }
 
 /// Sends the lookup for `primary` to the member that owns it, if that is not this node; the
