@@ -455,6 +455,14 @@ impl Drop for ProxyUnderTest {
     }
 }
 
+/// A read that fails the bench instead of hanging it when the proxy stops answering.
+async fn read_bounded(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
+    tokio::time::timeout(Duration::from_secs(10), stream.read(buf))
+        .await
+        .expect("the proxy answered within 10 s")
+        .unwrap()
+}
+
 /// One keep-alive connection sending `GET url` until `stop`; responses counted in `done`.
 async fn client_loop(
     proxy: SocketAddr,
@@ -470,7 +478,7 @@ async fn client_loop(
         // Read the head, then the body by its Content-Length.
         let mut have = 0;
         let (head_end, body_len) = loop {
-            let n = stream.read(&mut buf[have..]).await.unwrap();
+            let n = read_bounded(&mut stream, &mut buf[have..]).await;
             assert!(n > 0, "proxy closed the connection");
             have += n;
             if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
@@ -489,7 +497,7 @@ async fn client_loop(
         };
         let mut body = have - head_end;
         while body < body_len {
-            let n = stream.read(&mut buf).await.unwrap();
+            let n = read_bounded(&mut stream, &mut buf).await;
             assert!(n > 0, "proxy closed the connection mid-body");
             body += n;
         }
