@@ -15,6 +15,7 @@ pub mod h2;
 pub mod health;
 pub mod hierarchy;
 pub mod peer;
+pub mod pool;
 pub mod request_body;
 pub mod select;
 pub mod stats;
