@@ -1,7 +1,7 @@
 //! The HTTP/1.1 keep-alive pool behind [`Upstream`](super::Upstream), on hyper's
 //! `client::conn::http1`.
 //!
-//! Each server (scheme, host, port of the request URI, or the peer) has a list of its open
+//! Each server (scheme and authority of the request URI, or the peer) has a list of its open
 //! connections, busy ones included. A request takes the most recently used one that hyper says
 //! is ready (`SendRequest::is_ready`: the previous response was read to its end on a keep-alive
 //! connection) and hands it the request while the pool's lock is held, which makes it busy at
@@ -10,9 +10,10 @@
 //! failed, leaves hyper's connection closed, and a closed connection is never ready: only a body
 //! that ended cleanly makes a connection reusable.
 //!
-//! The first [`FEW`] servers are found by a scan that compares ports and hosts (a reverse
-//! proxy's handful of servers, hashed by nothing); a forward proxy's many origins beyond those
-//! are found by host in a map.
+//! The first [`FEW`] servers are found by a scan that compares authorities as written (a reverse
+//! proxy's handful of servers, hashed and parsed by nothing; `a.test` and `a.test:80` are kept
+//! apart, which costs sharing, never correctness); a forward proxy's many origins beyond those
+//! are found by authority in a map.
 //!
 //! A connection idle for `timeouts.server_idle` is closed (a sweeper task per pool runs while
 //! the pool holds connections) and never handed out. A request that a reused connection gave
@@ -70,19 +71,18 @@ struct Servers {
     sweeping: bool,
 }
 
-/// Where a request connects: borrowed from its URI, so looking one up allocates nothing.
+/// Where a request connects: borrowed from its URI, so looking one up allocates nothing. A
+/// peer's pool has one server, whatever the URI: its key is empty.
 #[derive(Debug, Clone, Copy)]
 struct Key<'a> {
     https: bool,
-    host: &'a str,
-    port: u16,
+    authority: &'a str,
 }
 
 #[derive(Debug)]
 struct Server {
     https: bool,
-    host: Box<str>,
-    port: u16,
+    authority: Box<str>,
     /// Open connections; the most recently used last.
     conns: Vec<Conn>,
 }
@@ -252,29 +252,26 @@ impl Inner {
     }
 
     /// The server a request for `uri` goes to: the peer, or the URI's authority.
-    fn key<'a>(&'a self, uri: &'a Uri) -> Result<Key<'a>, Error> {
-        if let Some((host, port)) = &self.connector.peer {
+    fn key<'a>(&self, uri: &'a Uri) -> Result<Key<'a>, Error> {
+        if self.connector.peer.is_some() {
             return Ok(Key {
                 https: self.connector.tls.is_some(),
-                host,
-                port: *port,
+                authority: "",
             });
         }
-        let host = uri
-            .host()
+        let authority = uri
+            .authority()
             .ok_or_else(|| ConnectError::InvalidDestination(uri.to_string()).to_error())?;
-        let https = uri.scheme() == Some(&Scheme::HTTPS);
         Ok(Key {
-            https,
-            host,
-            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            https: uri.scheme() == Some(&Scheme::HTTPS),
+            authority: authority.as_str(),
         })
     }
 }
 
 impl Server {
     fn is(&self, key: Key<'_>) -> bool {
-        self.port == key.port && self.https == key.https && *self.host == *key.host
+        self.https == key.https && *self.authority == *key.authority
     }
 
     /// The most recently used ready connection, moved last; drops closed and expired ones on
@@ -328,7 +325,10 @@ impl Servers {
         if self.many.is_empty() {
             return None;
         }
-        self.many.get_mut(key.host)?.iter_mut().find(|s| s.is(key))
+        self.many
+            .get_mut(key.authority)?
+            .iter_mut()
+            .find(|s| s.is(key))
     }
 
     /// `key`'s server, added if new.
@@ -336,12 +336,12 @@ impl Servers {
         let known = self.few.iter().position(|s| s.is(key));
         let i = match known {
             Some(i) => i,
-            None if self.few.len() < FEW && !self.many.contains_key(key.host) => {
+            None if self.few.len() < FEW && !self.many.contains_key(key.authority) => {
                 self.few.push(Server::new(key));
                 self.few.len() - 1
             }
             None => {
-                let list = self.many.entry(key.host.into()).or_default();
+                let list = self.many.entry(key.authority.into()).or_default();
                 let at = match list.iter().position(|s| s.is(key)) {
                     Some(at) => at,
                     None => {
@@ -383,8 +383,7 @@ impl Server {
     fn new(key: Key<'_>) -> Self {
         Self {
             https: key.https,
-            host: key.host.into(),
-            port: key.port,
+            authority: key.authority.into(),
             conns: Vec::new(),
         }
     }
