@@ -21,7 +21,7 @@ pub struct Policy<'a> {
 /// untrusted client they are lies waiting to be believed, so they are removed before cuttle
 /// adds its own (Squid's `forwarded_for truncate` and nginx's `proxy_set_header
 /// X-Forwarded-For $remote_addr`, for the whole family).
-const CLIENT_FORWARDING_FIELDS: [HeaderName; 6] = [
+static CLIENT_FORWARDING_FIELDS: [HeaderName; 6] = [
     header::FORWARDED,
     HeaderName::from_static("x-forwarded-for"),
     HeaderName::from_static("x-forwarded-host"),
@@ -58,7 +58,7 @@ pub(super) fn add_forwarding_fields(
             .keys()
             .any(|name| CLIENT_FORWARDING_FIELDS.contains(name))
     {
-        for name in &CLIENT_FORWARDING_FIELDS {
+        for name in CLIENT_FORWARDING_FIELDS.iter() {
             headers.remove(name);
         }
     }

@@ -13,7 +13,8 @@ use http::{Method, Version};
 /// Fields that belong to one connection only. RFC 9110 §7.6.1: "intermediaries SHOULD remove or
 /// replace fields that are known to require removal before forwarding ... Proxy-Connection,
 /// Keep-Alive, TE, Transfer-Encoding, Upgrade". `Trailer` describes this hop's framing too.
-const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_LEN] = [
+/// A `static`, not a `const`: a `const` array of names is built and dropped at each use.
+static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_LEN] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
