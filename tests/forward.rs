@@ -145,6 +145,32 @@ async fn keep_alive_reuses_client_and_upstream_connections() {
     );
 }
 
+/// `timeouts.server_idle`: an upstream connection idle that long is not reused (and is closed).
+#[tokio::test]
+async fn idle_upstream_connections_are_not_reused_after_server_idle() {
+    let origin = Origin::builder()
+        .route("/k", |_| reply(200, "kept alive"))
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("[timeouts]\nserver_idle = \"300ms\"\n").await;
+    let client = http_client(&proxy);
+    let get = || async {
+        let response = client.get(origin.url("/k")).send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "kept alive");
+    };
+    get().await;
+    get().await;
+    assert_eq!(origin.connections(), 1, "reused within server_idle");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    get().await;
+    assert_eq!(origin.hits(), 3);
+    assert_eq!(
+        origin.connections(),
+        2,
+        "an idle connection outlived server_idle"
+    );
+}
+
 #[tokio::test]
 async fn request_bodies_stream_up_chunked_and_with_length() {
     let origin = Origin::builder()

@@ -84,6 +84,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         ("client_header", t.client_header),
         ("request_start", t.request_start),
         ("client_idle", t.client_idle),
+        ("server_idle", t.server_idle),
         ("client_read", t.client_read),
         ("client_write", t.client_write),
         ("tunnel_idle", t.tunnel_idle),
@@ -183,7 +184,7 @@ pub fn build(file: &str, src: &str, raw: FileConfig) -> Result<Config, ConfigErr
         connect_timeout: t.connect.0,
         read_timeout: t.read.0,
         max_response_header_size,
-        pool_idle_timeout: std::time::Duration::from_secs(90),
+        pool_idle_timeout: t.server_idle.0,
     };
     let accelerator = raw.http_port.iter().any(|p| p.mode == file::Mode::Reverse);
     let cache = build_cache(&cx, &raw, accelerator)?;

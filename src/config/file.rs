@@ -600,6 +600,9 @@ pub struct Timeouts {
     pub request_start: HumanDuration,
     /// An idle keep-alive client connection is closed after this (`client_idle_pconn_timeout`).
     pub client_idle: HumanDuration,
+    /// An idle keep-alive connection to an upstream server is closed after this (Squid
+    /// `server_idle_pconn_timeout`).
+    pub server_idle: HumanDuration,
     /// Longest wait for the next piece of a request body.
     pub client_read: HumanDuration,
     /// Longest a response write may stay blocked by a client that stopped reading (Squid
@@ -621,6 +624,7 @@ impl Default for Timeouts {
             client_header: s(30),
             request_start: s(10),
             client_idle: s(120),
+            server_idle: s(90),
             client_read: s(60),
             client_write: s(60),
             tunnel_idle: s(600),

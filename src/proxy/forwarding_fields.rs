@@ -3,7 +3,7 @@
 //! when a request really goes upstream; apart from `reverse` (which builds the targets
 //! `next_hop` sends to) so neither imports the other back.
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::Authority;
 
 use super::headers;
@@ -21,14 +21,18 @@ pub struct Policy<'a> {
 /// untrusted client they are lies waiting to be believed, so they are removed before cuttle
 /// adds its own (Squid's `forwarded_for truncate` and nginx's `proxy_set_header
 /// X-Forwarded-For $remote_addr`, for the whole family).
-const CLIENT_FORWARDING_FIELDS: [&str; 6] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-real-ip",
+static CLIENT_FORWARDING_FIELDS: [HeaderName; 6] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-real-ip"),
 ];
+
+/// Fields a forwarded request may gain on its way out (`X-Forwarded-Proto`, `Forwarded`, `Via`,
+/// `X-Forwarded-For`): room for them is made once rather than by growing the map per insert.
+const ADDED_FIELDS: usize = 4;
 
 /// `X-Forwarded-Proto` and RFC 7239 `Forwarded`, as configured, for a request from `client`
 /// (over TLS when `tls`) for `authority`. Unless `client` is one of `trusted_proxies`, the
@@ -43,15 +47,22 @@ pub(super) fn add_forwarding_fields(
     headers: &mut http::HeaderMap,
 ) {
     let client_ip = client.to_canonical();
-    if !reverse
+    let trusted = reverse
         .trusted_proxies
         .iter()
-        .any(|net| net.contains(&client_ip))
+        .any(|net| net.contains(&client_ip));
+    // One pass over the names finds whether any is present; most requests carry none, and
+    // then no name is hashed.
+    if !trusted
+        && headers
+            .keys()
+            .any(|name| CLIENT_FORWARDING_FIELDS.contains(name))
     {
-        for name in CLIENT_FORWARDING_FIELDS {
+        for name in CLIENT_FORWARDING_FIELDS.iter() {
             headers.remove(name);
         }
     }
+    headers.reserve(ADDED_FIELDS);
     const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
     let proto = if tls { "https" } else { "http" };
     if reverse.x_forwarded_proto {
@@ -73,7 +84,12 @@ pub(super) fn add_forwarding_fields(
         element.push_str(proto);
         element.push_str(";host=");
         push_token_or_quoted(&mut element, authority.as_str());
-        let combined = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        // From an untrusted client there is none left to append to.
+        let previous = trusted
+            .then(|| headers.get(header::FORWARDED))
+            .flatten()
+            .and_then(|v| v.to_str().ok());
+        let combined = match previous {
             Some(previous) => format!("{previous}, {element}"),
             None => element,
         };

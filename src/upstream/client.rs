@@ -1,7 +1,7 @@
 //! The pooled HTTP client that carries requests to upstreams, and the mapping of its failures.
 //!
-//! Built on hyper-util's legacy client (keep-alive pool per authority) with our own
-//! [`Connector`](super::connect::Connector). It converts absolute-form URIs to origin-form for
+//! HTTP/1.1 goes through our own keep-alive [`Pool`](super::pool::Pool) (per-server lists of
+//! hyper `client::conn::http1` connections) with our own [`Connector`](super::connect::Connector). It converts absolute-form URIs to origin-form for
 //! origins. A TLS group or peer whose `protocols` allow `h2` sends through its
 //! [`Sessions`](super::h2::Sessions) instead, which fall back to this pool when a server
 //! chooses HTTP/1.1. The wait for a response header is bounded by the read timeout counted from the
@@ -18,12 +18,11 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::connect::{ConnectError, Connector};
+use super::connect::Connector;
 use super::h2::Sessions;
-use super::request_body::{ClientBodyError, Progress, RequestBody};
+use super::pool::{Pool, MAX_PER_SERVER};
+use super::request_body::{Progress, RequestBody};
 use super::tls::ClientTls;
 use super::Config;
 use crate::error::{Error, ErrorKind};
@@ -37,7 +36,7 @@ const STATUS_LINE_ROOM: usize = 8192;
 /// The client all upstream requests go through; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<Connector, RequestBody>,
+    pool: Pool,
     /// With `h2` in `protocols`: the HTTP/2 connections, tried first.
     sessions: Option<Arc<Sessions>>,
     read_timeout: Duration,
@@ -53,8 +52,8 @@ impl Upstream {
 
     /// A client for `config` that also speaks HTTPS, trusting what `tls` trusts.
     ///
-    /// Each TLS group gets its own client (so its own pool): hyper-util's pool keys connections
-    /// by scheme and authority only, and a connection verified under one group's trust settings
+    /// Each TLS group gets its own client (so its own pool): the pool keys connections by
+    /// scheme, host and port only, and a connection verified under one group's trust settings
     /// must never be handed to another group that shares the address.
     pub fn with_tls(config: &Config, tls: Arc<ClientTls>) -> Self {
         Self::build(config, Some(tls), None)
@@ -77,15 +76,14 @@ impl Upstream {
             peer,
             sessions: sessions.clone(),
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .http1_max_buf_size(
-                (config.max_response_header_size + STATUS_LINE_ROOM).max(MIN_BUF_SIZE),
-            )
-            .build(connector);
+        let pool = Pool::new(
+            connector,
+            config.pool_idle_timeout,
+            (config.max_response_header_size + STATUS_LINE_ROOM).max(MIN_BUF_SIZE),
+            MAX_PER_SERVER,
+        );
         Self {
-            client,
+            pool,
             sessions,
             read_timeout: config.read_timeout,
             max_header_size: config.max_response_header_size,
@@ -106,11 +104,11 @@ impl Upstream {
         req: Request<RequestBody>,
         progress: Arc<Progress>,
     ) -> Result<Response<Incoming>, Error> {
-        let (client, sessions) = (&self.client, self.sessions.as_deref());
+        let (pool, sessions) = (&self.pool, self.sessions.as_deref());
         let response = async move {
             match sessions {
-                Some(sessions) => sessions.send(req, client).await,
-                None => client.request(req).await.map_err(classify),
+                Some(sessions) => sessions.send(req, pool).await,
+                None => pool.send(req).await,
             }
         };
         tokio::pin!(response);
@@ -159,32 +157,6 @@ fn check_header_size(headers: &http::HeaderMap, limit: usize) -> Result<(), Erro
         ));
     }
     Ok(())
-}
-
-/// Finds the first error of type `T` in a source chain.
-fn find_source<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
-}
-
-/// Maps a client failure to a proxy error.
-pub fn classify(err: hyper_util::client::legacy::Error) -> Error {
-    if let Some(connect) = find_source::<ConnectError>(&err) {
-        return connect.to_error();
-    }
-    if let Some(body) = find_source::<ClientBodyError>(&err) {
-        return Error::new(ErrorKind::InvalidRequest, body.to_string());
-    }
-    if let Some(hyper_err) = find_source::<hyper::Error>(&err) {
-        return classify_hyper(hyper_err);
-    }
-    Error::new(ErrorKind::InvalidResponse, chain(&err))
 }
 
 /// Maps a hyper protocol error on the upstream connection to a proxy error.

@@ -24,12 +24,12 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 
-use super::client::{classify, classify_hyper};
-use super::connect::{connect_tls, destination, Connector, Offer};
+use super::client::classify_hyper;
+use super::connect::{connect_tls, destination, Offer};
+use super::pool::Pool;
 use super::request_body::RequestBody;
 use super::stream::{Counted, UpstreamStream};
 use super::tls::{self, ClientTls};
@@ -138,7 +138,7 @@ impl Sessions {
     pub async fn send(
         &self,
         mut req: Request<RequestBody>,
-        http1: &Client<Connector, RequestBody>,
+        http1: &Pool,
     ) -> Result<Response<Incoming>, Error> {
         let (host, port) = destination(req.uri(), self.peer.as_ref()).map_err(|e| e.to_error())?;
         let slot = self.slot(&host, port);
@@ -146,7 +146,7 @@ impl Sessions {
         // turn opens a new one.
         for _ in 0..2 {
             match self.route(&slot, &host, port).await? {
-                Route::Http1 => return http1.request(req).await.map_err(classify),
+                Route::Http1 => return http1.send(req).await,
                 Route::H2 { mut sender, id } => {
                     let as_http1 = (req.uri().clone(), req.headers().get(header::HOST).cloned());
                     into_h2(&mut req)?;

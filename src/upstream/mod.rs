@@ -16,6 +16,7 @@ pub mod health;
 pub mod hierarchy;
 pub mod liveness;
 pub mod peer;
+pub mod pool;
 pub mod request_body;
 pub mod retry;
 pub mod select;

@@ -1,0 +1,701 @@
+//! The HTTP/1.1 keep-alive pool behind [`Upstream`](super::Upstream), on hyper's
+//! `client::conn::http1`.
+//!
+//! Each server (scheme and authority of the request URI, or the peer) has a list of its open
+//! connections, busy ones included. A request takes the most recently used one that hyper says
+//! is ready (`SendRequest::is_ready`: the previous response was read to its end on a keep-alive
+//! connection) and hands it the request while the pool's lock is held, which makes it busy at
+//! once; no connection is ever checked out or returned, so a request costs no task, no channel
+//! and no wake-up beyond hyper's own. A response whose body was dropped half-way, or that
+//! failed, leaves hyper's connection closed, and a closed connection is never ready: only a body
+//! that ended cleanly makes a connection reusable.
+//!
+//! The first [`FEW`] servers are found by a scan that compares authorities as written (a reverse
+//! proxy's handful of servers, hashed and parsed by nothing; `a.test` and `a.test:80` are kept
+//! apart, which costs sharing, never correctness); a forward proxy's many origins beyond those
+//! are found by authority in a map.
+//!
+//! A connection idle for `timeouts.server_idle` is closed (a sweeper task per pool runs while
+//! the pool holds connections) and never handed out. A request that a reused connection gave
+//! back unsent (the server had closed it, RFC 9112 §9.3.1's race) is tried once more on a
+//! fresh connection, as hyper-util's client did; one that was sent is never repeated.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::uri::Scheme;
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::client::legacy::connect::{Connected, Connection as _};
+use tokio::time::Instant;
+use tower_service::Service as _;
+
+use super::client::classify_hyper;
+use super::connect::{ConnectError, Connector};
+use super::request_body::{ClientBodyError, RequestBody};
+use crate::error::{Error, ErrorKind};
+
+/// Servers kept in the scanned list; more go to the map.
+const FEW: usize = 8;
+
+/// Connections kept per server by default; beyond that a new connection serves its request and
+/// closes.
+pub const MAX_PER_SERVER: usize = 512;
+
+/// The HTTP/1.1 connections of one [`Upstream`](super::Upstream); cheap to share.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    connector: Connector,
+    builder: http1::Builder,
+    idle_timeout: Duration,
+    max_per_server: usize,
+    /// Requests in absolute-form (to a peer cache), else origin-form (RFC 9112 §3.2).
+    absolute_form: bool,
+    servers: Mutex<Servers>,
+}
+
+#[derive(Debug, Default)]
+struct Servers {
+    few: Vec<Server>,
+    many: HashMap<Box<str>, Vec<Server>>,
+    /// A sweeper task is running.
+    sweeping: bool,
+}
+
+/// Where a request connects: borrowed from its URI, so looking one up allocates nothing. A
+/// peer's pool has one server, whatever the URI: its key is empty.
+#[derive(Debug, Clone, Copy)]
+struct Key<'a> {
+    https: bool,
+    authority: &'a str,
+}
+
+#[derive(Debug)]
+struct Server {
+    https: bool,
+    authority: Box<str>,
+    /// Open connections; the most recently used last.
+    conns: Vec<Conn>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    sender: http1::SendRequest<RequestBody>,
+    /// No later than the moment it last went idle: set when a request starts on it and whenever
+    /// it is seen busy, so `now - used` never understates how long it has been idle.
+    used: Instant,
+    /// The socket's addresses, copied into each response's extensions (`HttpInfo`).
+    info: Arc<Connected>,
+}
+
+impl Pool {
+    /// A pool that opens connections with `connector`; hyper reads at most `max_buf_size` bytes
+    /// of a response head.
+    pub fn new(
+        connector: Connector,
+        idle_timeout: Duration,
+        max_buf_size: usize,
+        max_per_server: usize,
+    ) -> Self {
+        let mut builder = http1::Builder::new();
+        builder.max_buf_size(max_buf_size);
+        let absolute_form = connector.peer.is_some();
+        Self {
+            inner: Arc::new(Inner {
+                connector,
+                builder,
+                idle_timeout,
+                max_per_server,
+                absolute_form,
+                servers: Mutex::new(Servers::default()),
+            }),
+        }
+    }
+
+    /// Connections open now (busy or idle), for tests and metrics.
+    pub fn open(&self) -> usize {
+        let servers = self.inner.lock();
+        servers
+            .few
+            .iter()
+            .chain(servers.many.values().flatten())
+            .map(|s| s.conns.len())
+            .sum()
+    }
+
+    /// Sends `req` (absolute-form URI) on a ready connection to its server, or on a new one,
+    /// and waits for the response head.
+    pub async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<Incoming>, Error> {
+        let inner = &self.inner;
+        let uri = std::mem::take(req.uri_mut());
+        let key = inner.key(&uri)?;
+        if !req.headers().contains_key(header::HOST) {
+            if let Some(host) = host_field(&uri) {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
+        *req.uri_mut() = if req.method() == Method::CONNECT {
+            authority_form(&uri)
+        } else if inner.absolute_form {
+            uri.clone()
+        } else {
+            origin_form(&uri)
+        };
+        let now = Instant::now();
+        let sent = {
+            let mut servers = inner.lock();
+            match servers
+                .find(key)
+                .and_then(|server| server.ready(now, inner.idle_timeout))
+            {
+                Some(conn) => {
+                    conn.used = now;
+                    Ok((conn.sender.try_send_request(req), Arc::clone(&conn.info)))
+                }
+                None => Err(req),
+            }
+        };
+        let req = match sent {
+            Err(req) => req,
+            Ok((sent, info)) => match sent.await {
+                Ok(mut response) => {
+                    info.get_extras(response.extensions_mut());
+                    return Ok(response);
+                }
+                Err(mut failed) => match failed.take_message() {
+                    // Closed by the server before hyper wrote a byte: once more, on a fresh
+                    // connection.
+                    Some(req) => {
+                        tracing::debug!(error = %failed.error(), "idle upstream connection closed; retrying");
+                        req
+                    }
+                    None => return Err(classify_send(failed.error())),
+                },
+            },
+        };
+        self.send_fresh(key, &uri, req).await
+    }
+
+    /// Opens a connection to `key`'s server, lists it, and sends `req` on it.
+    async fn send_fresh(
+        &self,
+        key: Key<'_>,
+        uri: &Uri,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, Error> {
+        let inner = &self.inner;
+        let mut connector = inner.connector.clone();
+        let io = connector
+            .call(uri.clone())
+            .await
+            .map_err(|e| e.to_error())?;
+        let info = Arc::new(io.inner().connected());
+        let (mut sender, conn) = inner
+            .builder
+            .handshake(io)
+            .await
+            .map_err(|e| classify_hyper(&e))?;
+        tokio::spawn(async move {
+            if let Err(error) = conn.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection failed");
+            }
+        });
+        let sent = sender.try_send_request(req);
+        self.list(key, sender, Arc::clone(&info));
+        match sent.await {
+            Ok(mut response) => {
+                info.get_extras(response.extensions_mut());
+                Ok(response)
+            }
+            Err(failed) => Err(classify_send(failed.error())),
+        }
+    }
+
+    /// Keeps a new connection for later requests, unless `key`'s server has its fill of busy
+    /// ones (then dropping the sender closes it after this exchange).
+    fn list(&self, key: Key<'_>, sender: http1::SendRequest<RequestBody>, info: Arc<Connected>) {
+        let inner = &self.inner;
+        let mut servers = inner.lock();
+        let server = servers.entry(key);
+        server.conns.retain(|c| !c.sender.is_closed());
+        if server.conns.len() >= inner.max_per_server {
+            // The longest unused ready one makes room; with none ready, this one is not kept.
+            match server.conns.iter().position(|c| c.sender.is_ready()) {
+                Some(i) => drop(server.conns.remove(i)),
+                None => return,
+            }
+        }
+        server.conns.push(Conn {
+            sender,
+            used: Instant::now(),
+            info,
+        });
+        if !servers.sweeping {
+            servers.sweeping = true;
+            tokio::spawn(sweep(Arc::downgrade(&self.inner), inner.idle_timeout));
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Servers> {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The server a request for `uri` goes to: the peer, or the URI's authority.
+    fn key<'a>(&self, uri: &'a Uri) -> Result<Key<'a>, Error> {
+        if self.connector.peer.is_some() {
+            return Ok(Key {
+                https: self.connector.tls.is_some(),
+                authority: "",
+            });
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| ConnectError::InvalidDestination(uri.to_string()).to_error())?;
+        Ok(Key {
+            https: uri.scheme() == Some(&Scheme::HTTPS),
+            authority: authority.as_str(),
+        })
+    }
+}
+
+impl Server {
+    fn is(&self, key: Key<'_>) -> bool {
+        self.https == key.https && *self.authority == *key.authority
+    }
+
+    /// The most recently used ready connection, moved last; drops closed and expired ones on
+    /// the way.
+    fn ready(&mut self, now: Instant, idle_timeout: Duration) -> Option<&mut Conn> {
+        let mut i = self.conns.len();
+        while i > 0 {
+            i -= 1;
+            let conn = &mut self.conns[i];
+            if conn.sender.is_closed() {
+                self.conns.swap_remove(i);
+                continue;
+            }
+            if !conn.sender.is_ready() {
+                conn.used = now;
+                continue;
+            }
+            if now.saturating_duration_since(conn.used) >= idle_timeout {
+                // Dropping the only sender closes the connection.
+                self.conns.swap_remove(i);
+                continue;
+            }
+            let last = self.conns.len() - 1;
+            self.conns.swap(i, last);
+            return self.conns.last_mut();
+        }
+        None
+    }
+
+    /// Drops closed and expired connections; the earliest moment another may expire.
+    fn sweep(&mut self, now: Instant, idle_timeout: Duration) -> Option<Instant> {
+        self.conns.retain_mut(|conn| {
+            if conn.sender.is_closed() {
+                return false;
+            }
+            if !conn.sender.is_ready() {
+                conn.used = now;
+                return true;
+            }
+            now.saturating_duration_since(conn.used) < idle_timeout
+        });
+        self.conns.iter().map(|c| c.used + idle_timeout).min()
+    }
+}
+
+impl Servers {
+    fn find(&mut self, key: Key<'_>) -> Option<&mut Server> {
+        if let Some(i) = self.few.iter().position(|s| s.is(key)) {
+            return self.few.get_mut(i);
+        }
+        if self.many.is_empty() {
+            return None;
+        }
+        self.many
+            .get_mut(key.authority)?
+            .iter_mut()
+            .find(|s| s.is(key))
+    }
+
+    /// `key`'s server, added if new.
+    fn entry(&mut self, key: Key<'_>) -> &mut Server {
+        let known = self.few.iter().position(|s| s.is(key));
+        let i = match known {
+            Some(i) => i,
+            None if self.few.len() < FEW && !self.many.contains_key(key.authority) => {
+                self.few.push(Server::new(key));
+                self.few.len() - 1
+            }
+            None => {
+                let list = self.many.entry(key.authority.into()).or_default();
+                let at = match list.iter().position(|s| s.is(key)) {
+                    Some(at) => at,
+                    None => {
+                        list.push(Server::new(key));
+                        list.len() - 1
+                    }
+                };
+                return &mut list[at];
+            }
+        };
+        &mut self.few[i]
+    }
+
+    /// Drops closed and expired connections and servers left with none; the earliest moment
+    /// another may expire, or `None` when nothing is left.
+    fn sweep(&mut self, now: Instant, idle_timeout: Duration) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut earliest = |at: Option<Instant>| {
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        };
+        self.few.retain_mut(|s| {
+            earliest(s.sweep(now, idle_timeout));
+            !s.conns.is_empty()
+        });
+        self.many.retain(|_, list| {
+            list.retain_mut(|s| {
+                earliest(s.sweep(now, idle_timeout));
+                !s.conns.is_empty()
+            });
+            !list.is_empty()
+        });
+        next
+    }
+}
+
+impl Server {
+    fn new(key: Key<'_>) -> Self {
+        Self {
+            https: key.https,
+            authority: key.authority.into(),
+            conns: Vec::new(),
+        }
+    }
+}
+
+/// Closes idle connections of `pool` as they expire; ends once the pool holds none (the next
+/// connection listed starts another) or is gone.
+async fn sweep(pool: Weak<Inner>, idle_timeout: Duration) {
+    let mut until = Instant::now() + idle_timeout;
+    loop {
+        tokio::time::sleep_until(until).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let mut servers = pool.lock();
+        let now = Instant::now();
+        match servers.sweep(now, idle_timeout) {
+            Some(next) => until = next.max(now + Duration::from_millis(1)),
+            None => {
+                servers.sweeping = false;
+                return;
+            }
+        }
+    }
+}
+
+/// `Host` from the URI's authority, without userinfo, the port only when not the default
+/// (RFC 9110 §7.2).
+fn host_field(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default = if uri.scheme() == Some(&Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    match uri.port_u16() {
+        Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
+/// The request-target a server gets (RFC 9112 §3.2.1): path and query only.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(path) if path.as_str() != "/" => {
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(path.clone());
+            Uri::from_parts(parts).unwrap_or_default()
+        }
+        _ => Uri::default(),
+    }
+}
+
+/// `CONNECT`'s request-target (RFC 9112 §3.2.3): the authority only.
+fn authority_form(uri: &Uri) -> Uri {
+    match uri.authority() {
+        Some(authority) => {
+            let mut parts = http::uri::Parts::default();
+            parts.authority = Some(authority.clone());
+            Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+        }
+        None => uri.clone(),
+    }
+}
+
+/// Finds the first error of type `T` in a source chain.
+fn find_source<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Maps a failed exchange: the client's request body failing is the client's fault.
+fn classify_send(err: &hyper::Error) -> Error {
+    if let Some(body) = find_source::<ClientBodyError>(err) {
+        return Error::new(ErrorKind::InvalidRequest, body.to_string());
+    }
+    classify_hyper(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::upstream::Progress;
+
+    /// An origin on loopback that counts the connections it accepted and those the proxy
+    /// closed. By path: `/ok` answers 5 bytes; `/close` answers and then closes without saying
+    /// so; `/partial` sends 100 of 100,000 bytes and waits; `/slow` sends 5 bytes, waits 300 ms,
+    /// sends 5 more.
+    struct Origin {
+        addr: SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        closed: Arc<AtomicUsize>,
+    }
+
+    impl Origin {
+        async fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let closed = Arc::new(AtomicUsize::new(0));
+            let (a, c) = (Arc::clone(&accepted), Arc::clone(&closed));
+            tokio::spawn(async move {
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    a.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(serve(stream, Arc::clone(&c)));
+                }
+            });
+            Self {
+                addr,
+                accepted,
+                closed,
+            }
+        }
+
+        fn uri(&self, path: &str) -> String {
+            format!("http://{}{path}", self.addr)
+        }
+
+        fn accepted(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
+        }
+
+        /// Waits (bounded) until `n` connections were closed by the proxy.
+        async fn closed(&self, n: usize) -> bool {
+            for _ in 0..200 {
+                if self.closed.load(Ordering::SeqCst) >= n {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    }
+
+    async fn serve(mut stream: TcpStream, closed: Arc<AtomicUsize>) {
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                closed.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+            match path.as_str() {
+                "/close" => {
+                    stream.write_all(ok).await.unwrap();
+                    return;
+                }
+                "/partial" => {
+                    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n";
+                    stream.write_all(head).await.unwrap();
+                    stream.write_all(&[b'x'; 100]).await.unwrap();
+                }
+                "/slow" => {
+                    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello";
+                    stream.write_all(head).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    stream.write_all(b"world").await.unwrap();
+                }
+                _ => stream.write_all(ok).await.unwrap(),
+            }
+        }
+    }
+
+    fn pool(idle: Duration, max_per_server: usize) -> Pool {
+        let connector = Connector {
+            timeout: Duration::from_secs(5),
+            tls: None,
+            peer: None,
+            sessions: None,
+        };
+        Pool::new(connector, idle, 16 * 1024, max_per_server)
+    }
+
+    fn get(uri: &str) -> Request<RequestBody> {
+        let mut req = Request::new(RequestBody::empty(Progress::new()));
+        *req.uri_mut() = uri.parse().unwrap();
+        req
+    }
+
+    /// Sends a GET and reads the whole body.
+    async fn fetch(pool: &Pool, uri: &str) -> Vec<u8> {
+        let response = pool.send(get(uri)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        // hyper marks the connection ready within its own task's turn.
+        tokio::task::yield_now().await;
+        body
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_reused_per_server_and_never_across_servers() {
+        let (a, b) = (Origin::start().await, Origin::start().await);
+        let pool = pool(Duration::from_secs(60), MAX_PER_SERVER);
+        for _ in 0..3 {
+            assert_eq!(fetch(&pool, &a.uri("/ok")).await, b"hello");
+        }
+        assert_eq!(fetch(&pool, &b.uri("/ok")).await, b"hello");
+        assert_eq!(fetch(&pool, &a.uri("/ok")).await, b"hello");
+        assert_eq!((a.accepted(), b.accepted()), (1, 1));
+        assert_eq!(pool.open(), 2);
+        // The response carries the connection's addresses, as hyper-util's client did.
+        let response = pool.send(get(&a.uri("/ok"))).await.unwrap();
+        let info = response
+            .extensions()
+            .get::<hyper_util::client::legacy::connect::HttpInfo>()
+            .unwrap();
+        assert_eq!(info.remote_addr(), a.addr);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_not_used_and_the_request_still_goes() {
+        let origin = Origin::start().await;
+        let pool = pool(Duration::from_secs(60), MAX_PER_SERVER);
+        assert_eq!(fetch(&pool, &origin.uri("/close")).await, b"hello");
+        // Whether hyper saw the close yet or gives the request back unsent, it goes out once,
+        // on a new connection.
+        assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");
+        assert_eq!(origin.accepted(), 2);
+        assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");
+        assert_eq!(origin.accepted(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_body_was_dropped_midway_is_closed_not_reused() {
+        let origin = Origin::start().await;
+        let pool = pool(Duration::from_secs(60), MAX_PER_SERVER);
+        let response = pool.send(get(&origin.uri("/partial"))).await.unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+        drop(body);
+        assert!(
+            origin.closed(1).await,
+            "the half-read connection stays open"
+        );
+        assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");
+        assert_eq!(origin.accepted(), 2);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_idle_timeout() {
+        let origin = Origin::start().await;
+        let pool = pool(Duration::from_millis(200), MAX_PER_SERVER);
+        assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");
+        assert_eq!(pool.open(), 1);
+        // The sweeper closes it: the origin sees the close without another request.
+        assert!(origin.closed(1).await, "the idle connection stays open");
+        assert_eq!(pool.open(), 0);
+        assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");
+        assert_eq!(origin.accepted(), 2);
+    }
+
+    #[tokio::test]
+    async fn connections_per_server_are_bounded() {
+        let origin = Origin::start().await;
+        let pool = pool(Duration::from_secs(60), 1);
+        let slow = origin.uri("/slow");
+        let (one, two) = tokio::join!(fetch(&pool, &slow), fetch(&pool, &slow));
+        assert_eq!(
+            (one.as_slice(), two.as_slice()),
+            (&b"helloworld"[..], &b"helloworld"[..])
+        );
+        assert_eq!(origin.accepted(), 2);
+        // The one beyond the bound was closed after its exchange; the other is kept.
+        assert!(origin.closed(1).await, "the unlisted connection stays open");
+        assert_eq!(pool.open(), 1);
+        assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");
+        assert_eq!(origin.accepted(), 2);
+    }
+
+    #[tokio::test]
+    async fn origin_form_to_servers_and_absolute_form_to_peers() {
+        let plain = Uri::from_static("http://a.test:8080/x?y=1");
+        assert_eq!(origin_form(&plain), "/x?y=1");
+        assert_eq!(origin_form(&Uri::from_static("http://a.test")), "/");
+        assert_eq!(host_field(&plain).unwrap(), "a.test:8080");
+        assert_eq!(
+            host_field(&Uri::from_static("https://a.test:443/")).unwrap(),
+            "a.test"
+        );
+        assert_eq!(
+            authority_form(&Uri::from_static("http://a.test:443")),
+            "a.test:443"
+        );
+    }
+}
