@@ -29,8 +29,125 @@ struct KeyInfo {
     tags: Box<[Box<str>]>,
 }
 
-/// The keys of one primary key.
-type UrlKeys = HashMap<Box<str>, KeyInfo>;
+/// Keys a URL keeps in a vector before they move to a map.
+const FEW_KEYS: usize = 16;
+
+/// The keys of one primary key, each kept as what follows the primary (empty for the plain
+/// entry or the vary record, `\nsecondary` for a variant), so a URL's usual single entry costs
+/// one exact-size vector and no second copy of the URL. A URL with many keys (a sliced object's
+/// parts) moves to a map, so finding one stays cheap.
+#[derive(Debug)]
+enum UrlKeys {
+    Few(Vec<(Box<str>, KeyInfo)>),
+    Many(HashMap<Box<str>, KeyInfo>),
+}
+
+impl Default for UrlKeys {
+    fn default() -> Self {
+        Self::Few(Vec::new())
+    }
+}
+
+impl UrlKeys {
+    fn get(&self, suffix: &str) -> Option<&KeyInfo> {
+        match self {
+            Self::Few(keys) => keys.iter().find(|(s, _)| &**s == suffix).map(|(_, i)| i),
+            Self::Many(keys) => keys.get(suffix),
+        }
+    }
+
+    fn get_mut(&mut self, suffix: &str) -> Option<&mut KeyInfo> {
+        match self {
+            Self::Few(keys) => keys
+                .iter_mut()
+                .find(|(s, _)| &**s == suffix)
+                .map(|(_, i)| i),
+            Self::Many(keys) => keys.get_mut(suffix),
+        }
+    }
+
+    /// Adds `suffix`, which is not listed yet.
+    fn insert(&mut self, suffix: &str, info: KeyInfo) {
+        match self {
+            Self::Few(keys) if keys.len() < FEW_KEYS => {
+                // Exact growth: nearly every URL has one key, a few have several.
+                keys.reserve_exact(1);
+                keys.push((Box::from(suffix), info));
+            }
+            Self::Few(keys) => {
+                let mut map: HashMap<Box<str>, KeyInfo> =
+                    std::mem::take(keys).into_iter().collect();
+                map.insert(Box::from(suffix), info);
+                *self = Self::Many(map);
+            }
+            Self::Many(keys) => {
+                keys.insert(Box::from(suffix), info);
+            }
+        }
+    }
+
+    fn remove(&mut self, suffix: &str) -> Option<KeyInfo> {
+        match self {
+            Self::Few(keys) => {
+                let at = keys.iter().position(|(s, _)| &**s == suffix)?;
+                let (_, info) = keys.swap_remove(at);
+                keys.shrink_to_fit();
+                Some(info)
+            }
+            Self::Many(keys) => keys.remove(suffix),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Few(keys) => keys.is_empty(),
+            Self::Many(keys) => keys.is_empty(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&str, &KeyInfo)> + '_> {
+        match self {
+            Self::Few(keys) => Box::new(keys.iter().map(|(s, i)| (&**s, i))),
+            Self::Many(keys) => Box::new(keys.iter().map(|(s, i)| (&**s, i))),
+        }
+    }
+
+    /// Keeps the keys `keep` (given the suffix) says to keep; the tags of the others are
+    /// handed to `gone` with their suffix.
+    fn retain(
+        &mut self,
+        mut keep: impl FnMut(&str) -> bool,
+        mut gone: impl FnMut(&str, Box<[Box<str>]>),
+    ) {
+        let mut decide = |suffix: &str, info: &mut KeyInfo| {
+            let kept = keep(suffix);
+            if !kept {
+                gone(suffix, std::mem::take(&mut info.tags));
+            }
+            kept
+        };
+        match self {
+            Self::Few(keys) => {
+                keys.retain_mut(|(s, info)| decide(s, info));
+                keys.shrink_to_fit();
+            }
+            Self::Many(keys) => keys.retain(|s, info| decide(s, info)),
+        }
+    }
+}
+
+/// What follows `primary` in `key` (`key` is `primary` or `primary\nsecondary`).
+fn suffix_of<'k>(primary: &str, key: &'k str) -> &'k str {
+    key.get(primary.len()..).unwrap_or("")
+}
+
+/// `primary` and `suffix` as one key, in `buf` (reused between keys).
+fn full_key<'b>(buf: &'b mut String, primary: &str, suffix: &str) -> &'b str {
+    buf.clear();
+    buf.push_str(primary);
+    buf.push_str(suffix);
+    buf
+}
 /// One shard of the URL map: primary key -> its keys.
 type UrlShard = Mutex<HashMap<Box<str>, UrlKeys>>;
 /// One shard of the tag map: tag -> keys.
@@ -106,8 +223,9 @@ impl Entries {
         let mut urls = self.shard(&self.urls, primary);
         let seq = self.now();
         let keys = urls.entry(Box::from(primary)).or_default();
+        let suffix = suffix_of(primary, key);
         let tags: Box<[Box<str>]> = tags.into_boxed_slice();
-        let old = match keys.get_mut(key) {
+        let old = match keys.get_mut(suffix) {
             Some(info) => {
                 if !keep_seq {
                     info.seq = seq;
@@ -116,7 +234,7 @@ impl Entries {
             }
             None => {
                 keys.insert(
-                    Box::from(key),
+                    suffix,
                     KeyInfo {
                         seq,
                         tags: tags.clone(),
@@ -152,12 +270,13 @@ impl Entries {
         let primary = primary_of(key);
         let mut urls = self.shard(&self.urls, primary);
         let keys = urls.entry(Box::from(primary)).or_default();
-        if keys.contains_key(key) {
+        let suffix = suffix_of(primary, key);
+        if keys.get(suffix).is_some() {
             return;
         }
         let tags: Box<[Box<str>]> = tags.into_boxed_slice();
         keys.insert(
-            Box::from(key),
+            suffix,
             KeyInfo {
                 seq: 0,
                 tags: tags.clone(),
@@ -179,7 +298,7 @@ impl Entries {
         let Some(keys) = urls.get_mut(primary) else {
             return;
         };
-        let Some(info) = keys.remove(key) else {
+        let Some(info) = keys.remove(suffix_of(primary, key)) else {
             return;
         };
         if keys.is_empty() {
@@ -215,9 +334,13 @@ impl Entries {
         mut pick: impl FnMut(&str) -> Option<T>,
     ) -> Vec<T> {
         let urls = self.shard(&self.urls, primary);
-        urls.get(primary)
-            .map(|keys| keys.keys().filter_map(|key| pick(key)).collect())
-            .unwrap_or_default()
+        let Some(keys) = urls.get(primary) else {
+            return Vec::new();
+        };
+        let mut buf = String::new();
+        keys.iter()
+            .filter_map(|(suffix, _)| pick(full_key(&mut buf, primary, suffix)))
+            .collect()
     }
 
     /// Every key currently tagged `tag`.
@@ -234,7 +357,7 @@ impl Entries {
                 let primary = primary_of(key);
                 let urls = self.shard(&self.urls, primary);
                 urls.get(primary)
-                    .and_then(|keys| keys.get(&**key))
+                    .and_then(|keys| keys.get(suffix_of(primary, key)))
                     .is_some_and(|info| info.tags.iter().any(|t| &**t == tag))
             })
             .map(String::from)
@@ -246,7 +369,7 @@ impl Entries {
         let primary = primary_of(key);
         let urls = self.shard(&self.urls, primary);
         urls.get(primary)
-            .and_then(|keys| keys.get(key))
+            .and_then(|keys| keys.get(suffix_of(primary, key)))
             .map_or(0, |info| info.seq)
     }
 
@@ -262,7 +385,7 @@ impl Entries {
                 out.extend(
                     keys.iter()
                         .filter(|(_, info)| info.seq < seq)
-                        .map(|(k, _)| k.to_string()),
+                        .map(|(suffix, _)| format!("{primary}{suffix}")),
                 );
             }
         }
@@ -275,15 +398,13 @@ impl Entries {
         let mut dropped = 0;
         for shard in self.urls.iter() {
             let mut urls = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut gone = Vec::new();
-            urls.retain(|_, keys| {
-                keys.retain(|key, info| {
-                    let keep = live(key);
-                    if !keep {
-                        gone.push((key.clone(), std::mem::take(&mut info.tags)));
-                    }
-                    keep
-                });
+            let mut gone: Vec<(String, Box<[Box<str>]>)> = Vec::new();
+            let mut buf = String::new();
+            urls.retain(|primary, keys| {
+                keys.retain(
+                    |suffix| live(full_key(&mut buf, primary, suffix)),
+                    |suffix, tags| gone.push((format!("{primary}{suffix}"), tags)),
+                );
                 !keys.is_empty()
             });
             for (key, tags) in &gone {
@@ -344,6 +465,40 @@ mod tests {
         // A head update that keeps the time keeps the entry under the ban.
         ix.register("http://a/old", Vec::new(), true);
         assert!(ix.seq_of("http://a/old") < ban);
+    }
+
+    #[test]
+    fn a_url_with_many_keys_keeps_every_one_findable() {
+        let ix = Entries::default();
+        let keys: Vec<String> = std::iter::once("http://a/big".to_owned())
+            .chain((0..40).map(|n| format!("http://a/big\npart {n}")))
+            .collect();
+        for (n, key) in keys.iter().enumerate() {
+            ix.register(key, tags(&[if n % 2 == 0 { "even" } else { "odd" }]), false);
+        }
+        ix.register("http://a/bigger", Vec::new(), false);
+        assert_eq!(ix.len(), keys.len() + 1);
+        let mut listed = ix.keys_of_url("http://a/big");
+        listed.sort();
+        let mut expected = keys.clone();
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert_eq!(ix.keys_of_tag("odd").len(), 20);
+        let ban = ix.tick();
+        ix.register(&keys[7], tags(&["odd"]), false);
+        assert_eq!(
+            ix.keys_before(ban, |u| u == "http://a/big").len(),
+            keys.len() - 1
+        );
+        assert!(ix.seq_of(&keys[7]) >= ban && ix.seq_of(&keys[8]) < ban);
+        ix.forget(&keys[0]);
+        assert_eq!(ix.keys_of_url("http://a/big").len(), keys.len() - 1);
+        assert_eq!(ix.sweep(|k| k.ends_with("part 3")), keys.len() - 2 + 1);
+        assert_eq!(ix.keys_of_url("http://a/big"), ["http://a/big\npart 3"]);
+        // keys[4], the fifth registered, carries "even".
+        assert_eq!(ix.keys_of_tag("even"), ["http://a/big\npart 3"]);
+        assert!(ix.keys_of_tag("odd").is_empty());
+        assert_eq!(ix.len(), 1);
     }
 
     #[test]
