@@ -23,6 +23,7 @@ use http::{Method, Request, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 
+use super::body::ProxyBody;
 use super::destination::Resolution;
 use super::headers;
 use super::transaction::hier;
@@ -92,6 +93,16 @@ impl Upstreamed {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The response head, and the body as it is relayed to the client (the group server's
+    /// request counted until the body ends).
+    pub fn into_relay(
+        self,
+        read_timeout: std::time::Duration,
+    ) -> (http::response::Parts, ProxyBody) {
+        let body = ProxyBody::upstream(self.first, self.body, read_timeout).with_guard(self.guard);
+        (self.parts, body)
     }
 }
 

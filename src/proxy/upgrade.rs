@@ -197,13 +197,7 @@ fn switch(
 
 /// An upstream that did not switch: its answer is relayed as is (never stored).
 fn relay_response(shared: &Shared, txn: &mut Transaction, up: Upstreamed) -> Response<ProxyBody> {
-    let Upstreamed {
-        mut parts,
-        first,
-        body,
-        guard,
-        ..
-    } = up;
+    let (mut parts, body) = up.into_relay(shared.upstream.read_timeout());
     let received = parts.version;
     parts.version = Version::HTTP_11;
     if shared.config.forward.via {
@@ -216,7 +210,6 @@ fn relay_response(shared: &Shared, txn: &mut Transaction, up: Upstreamed) -> Res
         CacheStatus::forward(Fwd::Bypass),
     );
     status.append_to(&mut parts.headers, &shared.cache.behaviour.status_name);
-    let body = ProxyBody::upstream(first, body, shared.upstream.read_timeout()).with_guard(guard);
     Response::from_parts(parts, body)
 }
 

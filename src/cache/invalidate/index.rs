@@ -105,11 +105,16 @@ impl UrlKeys {
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = (&str, &KeyInfo)> + '_> {
-        match self {
-            Self::Few(keys) => Box::new(keys.iter().map(|(s, i)| (&**s, i))),
-            Self::Many(keys) => Box::new(keys.iter().map(|(s, i)| (&**s, i))),
-        }
+    fn iter(&self) -> impl Iterator<Item = (&str, &KeyInfo)> {
+        let (few, many) = match self {
+            Self::Few(keys) => (Some(keys.iter()), None),
+            Self::Many(keys) => (None, Some(keys.iter())),
+        };
+        // One of the two is empty; chaining them avoids boxing an iterator per call.
+        few.into_iter()
+            .flatten()
+            .map(|(s, i)| (&**s, i))
+            .chain(many.into_iter().flatten().map(|(s, i)| (&**s, i)))
     }
 
     /// Keeps the keys `keep` (given the suffix) says to keep; the tags of the others are

@@ -111,14 +111,7 @@ pub(super) async fn relay(
         tracing::debug!(url = %ex.url, why, "cluster: no hot copy of this response");
         return Ok(Err(up));
     }
-    let Upstreamed {
-        mut parts,
-        first,
-        body,
-        guard,
-        ..
-    } = up;
-    let body = ProxyBody::upstream(first, body, shared.upstream.read_timeout()).with_guard(guard);
+    let (mut parts, body) = up.into_relay(shared.upstream.read_timeout());
     let bytes = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {

@@ -165,19 +165,11 @@ pub fn deliver(
     status: CacheStatus,
     fill: Option<FillSink>,
 ) -> Response<ProxyBody> {
-    let Upstreamed {
-        mut parts,
-        first,
-        body,
-        guard,
-        ..
-    } = up;
+    let (mut parts, body) = up.into_relay(shared.upstream.read_timeout());
     let received = parts.version;
     parts.version = Version::HTTP_11;
     decorate(shared, &mut parts.headers, received, &status);
-    let body = ProxyBody::upstream(first, body, shared.upstream.read_timeout())
-        .with_guard(guard)
-        .with_fill(fill, &shared.cache.store);
+    let body = body.with_fill(fill, &shared.cache.store);
     Response::from_parts(parts, body)
 }
 
