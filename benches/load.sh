@@ -364,7 +364,7 @@ to_mib() { # wrk Transfer/sec "1.23MB" (1024-based) -> MiB/s
     printf "%.1f", n }'
 }
 
-# run_wrk NAME PATH: one wrk run; prints "rps mib p50ms p99ms cpu% errors".
+# run_wrk NAME PATH: one wrk run; prints "rps mib p50ms p99ms cpu% req-per-cpu-second errors".
 run_wrk() {
   local name=$1 path=$2 out t0 t1 w0 w1 rps mib p50 p99 cpu errs
   local -a script=()
@@ -386,8 +386,12 @@ run_wrk() {
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
   cpu=$(awk -v a="$t0" -v b="$t1" -v s="$w0" -v e="$w1" -v hz="$CLK_TCK" \
     'BEGIN { printf "%.0f", (b - a) / hz / (e - s) * 100 }')
+  # Requests served per second of the proxy's own CPU time (user + system), from the raw ticks:
+  # the figure that compares proxies on one core whatever their share of it.
+  pcs=$(awk -v r="${rps:-0}" -v a="$t0" -v b="$t1" -v s="$w0" -v e="$w1" -v hz="$CLK_TCK" \
+    'BEGIN { c = (b - a) / hz; if (c > 0) printf "%.0f", r * (e - s) / c; else print 0 }')
   errs=$(awk '/Non-2xx|Socket errors/ {s = s $0 "; "} END {gsub(/  +/, " ", s); print s}' <<<"$out")
-  echo "${rps:-0} ${mib:-0} ${p50:-0} ${p99:-0} ${cpu:-0} ${errs// /_}"
+  echo "${rps:-0} ${mib:-0} ${p50:-0} ${p99:-0} ${cpu:-0} ${pcs:-0} ${errs// /_}"
 }
 
 median() { # median of the numbers given as arguments
@@ -454,13 +458,13 @@ ROWS=(
   "100 KiB disk hit|/static/100k|origin cuttle_disk nginx"
 )
 
-echo "| row | proxy | median req/s (min-max) | MiB/s | p50 ms | p99 ms | proxy CPU | vs nginx proxy_cache | vs origin direct | note |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| row | proxy | median req/s (min-max) | MiB/s | p50 ms | p99 ms | proxy CPU | req per CPU-second (min-max) | per CPU vs HAProxy | vs nginx proxy_cache | vs origin direct | note |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for spec in "${ROWS[@]}"; do
   IFS='|' read -r row path peers <<<"$spec"
   [[ "$row" == *"${ROW_FILTER:-}"* ]] || continue
   read -r -a names <<<"$peers"
-  declare -A NOTE=() RPS=() MIBS=() P50S=() P99S=() CPUS=() ERRS=()
+  declare -A NOTE=() RPS=() MIBS=() P50S=() P99S=() CPUS=() PCS=() ERRS=()
   for n in "${names[@]}"; do
     if [ -n "${NOTRUN[$n]:-}" ] || [ -z "${PORT[$n]:-}" ]; then continue; fi
     NOTE[$n]=$(warm_and_check "$n" "$path")
@@ -469,24 +473,27 @@ for spec in "${ROWS[@]}"; do
     for n in "${names[@]}"; do
       if [ -n "${NOTRUN[$n]:-}" ] || [ -z "${PORT[$n]:-}" ]; then continue; fi
       log "$row: ${LABEL[$n]} run $r/$REPS"
-      read -r rps mib p50 p99 cpu errs <<<"$(run_wrk "$n" "$path")"
+      read -r rps mib p50 p99 cpu pcs errs <<<"$(run_wrk "$n" "$path")"
       RPS[$n]+="$rps "
       MIBS[$n]+="$mib "
       P50S[$n]+="$p50 "
       P99S[$n]+="$p99 "
       CPUS[$n]+="$cpu "
+      PCS[$n]+="$pcs "
       [ -n "$errs" ] && ERRS[$n]="${errs//_/ }"
     done
   done
-  declare -A MED=()
+  declare -A MED=() MEDPCS=()
   for n in "${names[@]}"; do
     [ -n "${RPS[$n]:-}" ] || continue
     # shellcheck disable=SC2086 # word splitting of the per-run lists is intended
     MED[$n]=$(median ${RPS[$n]})
+    # shellcheck disable=SC2086
+    MEDPCS[$n]=$(median ${PCS[$n]})
   done
   for n in "${names[@]}"; do
     if [ -z "${RPS[$n]:-}" ]; then
-      echo "| $row | ${LABEL[$n]} | not run: ${NOTRUN[$n]:-no port} | | | | | | | |"
+      echo "| $row | ${LABEL[$n]} | not run: ${NOTRUN[$n]:-no port} | | | | | | | | | |"
       continue
     fi
     # shellcheck disable=SC2086
@@ -497,17 +504,21 @@ for spec in "${ROWS[@]}"; do
       p50=$(median ${P50S[$n]})
       p99=$(median ${P99S[$n]})
       cpu=$(median ${CPUS[$n]})
+      pcs_lo=$(printf '%s\n' ${PCS[$n]} | sort -g | head -n1)
+      pcs_hi=$(printf '%s\n' ${PCS[$n]} | sort -g | tail -n1)
     }
     note="${NOTE[$n]:-}${ERRS[$n]:+ ${ERRS[$n]}}"
-    printf '| %s | %s | %s (%s-%s) | %s | %s | %s | %s%% | %s | %s | %s |\n' \
+    printf '| %s | %s | %s (%s-%s) | %s | %s | %s | %s%% | %s (%s-%s) | %s | %s | %s | %s |\n' \
       "$row" "${LABEL[$n]}" "$(fmt_int "${MED[$n]}")" "$(fmt_int "$lo")" "$(fmt_int "$hi")" \
       "$(awk -v v="$mib" 'BEGIN { printf "%.1f", v }')" \
       "$(awk -v v="$p50" 'BEGIN { printf "%.2f", v }')" \
       "$(awk -v v="$p99" 'BEGIN { printf "%.2f", v }')" \
-      "$cpu" "$(ratio "${MED[$n]}" "${MED[nginx]:-}")" "$(ratio "${MED[$n]}" "${MED[origin]:-}")" \
+      "$cpu" "$(fmt_int "${MEDPCS[$n]}")" "$(fmt_int "$pcs_lo")" "$(fmt_int "$pcs_hi")" \
+      "$(ratio "${MEDPCS[$n]}" "${MEDPCS[haproxy]:-}")" \
+      "$(ratio "${MED[$n]}" "${MED[nginx]:-}")" "$(ratio "${MED[$n]}" "${MED[origin]:-}")" \
       "$note"
   done
-  unset NOTE RPS MIBS P50S P99S CPUS ERRS MED
+  unset NOTE RPS MIBS P50S P99S CPUS PCS ERRS MED MEDPCS
 done
 for n in "${!NOTRUN[@]}"; do
   log "not run: ${LABEL[$n]}: ${NOTRUN[$n]}"
