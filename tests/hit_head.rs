@@ -7,6 +7,8 @@
 //! repeated fields, obs-text bytes, fields received from an upstream cache that ours are merged
 //! into, and the heads of a 304, a HEAD and a range hit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::net::SocketAddr;
