@@ -67,7 +67,7 @@ pub fn serve_stored(
         request,
         head,
         HeaderValue::from(age),
-        &|_| false,
+        |_| false,
         multipart,
         now,
     )
@@ -81,7 +81,7 @@ pub fn serve_stored_as(
     request: &HeaderMap,
     head: &StoredHead,
     age: HeaderValue,
-    drop: &dyn Fn(&HeaderName) -> bool,
+    drop: impl Fn(&HeaderName) -> bool,
     multipart: bool,
     now: SystemTime,
 ) -> Served {

@@ -180,31 +180,22 @@ impl Transaction {
         status
     }
 
-    /// Notes the response about to be sent: its status, what the log shows of its head
-    /// (`Content-Type`, `Cache-Status`: refcounted clones) and its approximate size on the
-    /// wire, all from one walk over its fields.
+    /// Notes the response about to be sent.
     pub fn respond<B>(&mut self, response: &http::Response<B>) {
         self.status = response.status().as_u16();
-        let mut content_type = None;
-        let mut cache_status = None;
-        let mut fields = 0usize;
-        for (name, value) in response.headers() {
-            fields += name.as_str().len() + value.len() + 4;
-            // The first value of each, as `HeaderMap::get` gives.
-            if content_type.is_none() && name == http::header::CONTENT_TYPE {
-                content_type = Some(value);
-            } else if cache_status.is_none() && name == CACHE_STATUS {
-                cache_status = Some(value);
-            }
-        }
-        self.content_type = content_type.cloned();
-        self.cache_status = cache_status.cloned();
-        self.header_bytes = head_size(fields);
+        self.content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+        self.cache_status = response.headers().get(&CACHE_STATUS).cloned();
+        self.header_bytes = head_size(response);
     }
 }
 
-/// Approximate size on the wire of a response head whose field lines take `fields` bytes.
-fn head_size(fields: usize) -> u64 {
+/// Approximate size on the wire of a response head.
+fn head_size<B>(response: &http::Response<B>) -> u64 {
+    let fields: usize = response
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
     u64::try_from(fields + 19).unwrap_or(u64::MAX)
 }
 

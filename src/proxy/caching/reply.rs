@@ -129,7 +129,7 @@ pub fn serve_hit(
         &parts.headers,
         &hit.head,
         age,
-        &|name| crate::cache::invalidate::stripped_for_client(name, behaviour),
+        |name| crate::cache::invalidate::stripped_for_client(name, behaviour),
         multipart,
         hit.head.response_time,
     );
