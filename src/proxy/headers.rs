@@ -384,10 +384,14 @@ fn ip_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue>
     let written = match ip {
         IpAddr::V4(v4) => {
             let mut digits = itoa::Buffer::new();
-            v4.octets().into_iter().enumerate().all(|(i, octet)| {
-                (i == 0 || rest.write_all(b".").is_ok())
-                    && rest.write_all(digits.format(octet).as_bytes()).is_ok()
-            })
+            let mut ok = true;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    ok &= rest.write_all(b".").is_ok();
+                }
+                ok &= rest.write_all(digits.format(octet).as_bytes()).is_ok();
+            }
+            ok
         }
         IpAddr::V6(v6) => write!(rest, "{v6}").is_ok(),
     };
