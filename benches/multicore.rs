@@ -227,12 +227,13 @@ fn hit_core(rt: &tokio::runtime::Runtime, dir: &Path, objects: usize) -> HitCore
 /// One memory hit through the core: lookup, evaluation, response, counting, log record.
 async fn one_hit(core: &HitCore, primary: &str, request: &HeaderMap, client: &Arc<str>) {
     let directives = RequestDirectives::from_headers(request);
-    let Lookup::Found { hit, key } = core.cache.lookup(primary, request).await else {
+    let Lookup::Found { hit, variant } = core.cache.lookup(primary, request).await else {
         panic!("{primary} is not stored");
     };
+    let key = variant.as_deref().unwrap_or(primary);
     assert!(matches!(hit.tier, Tier::Memory), "not a memory hit");
     let now = wall_now();
-    let evaluation = core.cache.evaluate(&hit.head, &directives, &key, now);
+    let evaluation = core.cache.evaluate(&hit.head, &directives, key, now);
     let served = serve_stored(&Method::GET, request, &hit.head, evaluation.age, true, now);
     let status = served.status.as_u16();
     let result = CacheResult::Hit {

@@ -20,9 +20,16 @@ use super::store::Hit;
 #[derive(Debug)]
 pub struct Found {
     pub hit: Hit,
-    /// The key it is stored under (`primary`, or `primary\nsecondary` for a variant).
-    pub key: String,
+    /// A variant's key (`primary\nsecondary`); `None` when stored under the primary key.
+    pub variant: Option<String>,
     pub eval: Evaluation,
+}
+
+impl Found {
+    /// The key it is stored under, for a request whose primary key is `primary`.
+    pub fn key<'a>(&'a self, primary: &'a str) -> &'a str {
+        self.variant.as_deref().unwrap_or(primary)
+    }
 }
 
 /// What to do with a cacheable request.
@@ -66,7 +73,7 @@ impl Cache {
         now: SystemTime,
     ) -> Decision {
         let (hit, key) = match self.lookup(primary, headers).await {
-            Lookup::Found { hit, key } => (hit, key),
+            Lookup::Found { hit, variant } => (hit, variant),
             Lookup::VaryMiss => {
                 tracing::trace!(
                     url,
@@ -95,7 +102,11 @@ impl Cache {
             "cache: stored response evaluated (RFC 9111 §4.2)"
         );
         let reuse = eval.reuse;
-        let found = Found { hit, key, eval };
+        let found = Found {
+            hit,
+            variant: key,
+            eval,
+        };
         match reuse {
             Reuse::Fresh { ttl_secs } => Decision::FreshHit { found, ttl_secs },
             Reuse::StaleWhileRevalidate { .. } => Decision::StaleHit {

@@ -33,8 +33,9 @@ const SYNTHESISED: [&str; 4] = ["via", "x-forwarded-for", "forwarded", "x-forwar
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Lookup {
-    /// A stored response selected for this request, under `key`.
-    Found { hit: Hit, key: String },
+    /// A stored response selected for this request, under the primary key itself (`variant`
+    /// `None`: no copy of the key is made for the usual response) or a variant's key.
+    Found { hit: Hit, variant: Option<String> },
     /// Responses exist for the URI, but none for this request's Vary fields (§4.1).
     VaryMiss,
     /// Nothing stored for the URI.
@@ -166,10 +167,7 @@ impl Cache {
             if !self.passes_bans(primary, primary, &mut hit).await {
                 return Lookup::UriMiss;
             }
-            return Lookup::Found {
-                hit,
-                key: primary.to_owned(),
-            };
+            return Lookup::Found { hit, variant: None };
         }
         let spec = vary_fields(&hit.head.headers.to_map());
         // One probe per stored coding the request accepts, in its order of preference
@@ -181,7 +179,10 @@ impl Cache {
                 if !self.passes_bans(primary, &key, &mut hit).await {
                     return Lookup::VaryMiss;
                 }
-                return Lookup::Found { hit, key };
+                return Lookup::Found {
+                    hit,
+                    variant: Some(key),
+                };
             }
         }
         Lookup::VaryMiss

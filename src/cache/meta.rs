@@ -14,7 +14,7 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 mod fields;
-pub use fields::StoredFields;
+pub use fields::{Carried, StoredFields};
 
 /// The internal field that marks a soft-purged stored head (see `invalidate::soft`; never sent
 /// to clients, stripped from upstream responses). Here, with the head it marks, so the head's

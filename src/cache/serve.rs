@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::meta::StoredHead;
+use super::meta::{Carried, StoredHead};
 use super::policy::{
     evaluate_client_conditional, plan_range, range, ConditionalOutcome, MultipartLayout, RangePlan,
 };
@@ -34,6 +34,8 @@ pub struct Served {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: BodyPlan,
+    /// Whether the stored head had a `Via` or `Cache-Status` for ours to be merged into.
+    pub carried: Carried,
 }
 
 /// Fields a 304 carries (RFC 9110 §15.4.5: "Content-Location, Date, ETag, and Vary;
@@ -60,10 +62,32 @@ pub fn serve_stored(
     multipart: bool,
     now: SystemTime,
 ) -> Served {
-    // Room for the fields every hit adds: Age here, Cache-Status and Via by the proxy.
-    let mut headers = head.headers.to_map_with_room(3);
+    serve_stored_as(
+        method,
+        request,
+        head,
+        HeaderValue::from(age),
+        |_| false,
+        multipart,
+        now,
+    )
+}
+
+/// [`serve_stored`] with the `Age` value made by the caller and the stored fields `drop`
+/// says no to left out, in the one pass that builds the head (a hit drops what only the
+/// cache may see: see `invalidate::stripped_for_client`).
+pub fn serve_stored_as(
+    method: &Method,
+    request: &HeaderMap,
+    head: &StoredHead,
+    age: HeaderValue,
+    drop: impl Fn(&HeaderName) -> bool,
+    multipart: bool,
+    now: SystemTime,
+) -> Served {
+    // Room for the fields every hit adds besides Age: Cache-Status and Via by the proxy.
     // RFC 9111 §5.1: a cache sends Age on every response it serves from storage.
-    headers.insert(header::AGE, HeaderValue::from(age));
+    let (mut headers, carried) = head.headers.to_served_map(age, 2, drop);
     match evaluate_client_conditional(method, request, head.status, &headers, now) {
         ConditionalOutcome::NotModified => {
             let mut kept = HeaderMap::new();
@@ -76,10 +100,11 @@ pub fn serve_stored(
                 status: StatusCode::NOT_MODIFIED,
                 headers: kept,
                 body: BodyPlan::Empty,
+                carried,
             };
         }
         ConditionalOutcome::PreconditionFailed => {
-            return bodiless(StatusCode::PRECONDITION_FAILED, headers);
+            return bodiless(StatusCode::PRECONDITION_FAILED, headers, carried);
         }
         ConditionalOutcome::Proceed => {}
     }
@@ -88,6 +113,7 @@ pub fn serve_stored(
             status: head.status,
             headers,
             body: BodyPlan::Empty,
+            carried,
         };
     }
     if head.status != StatusCode::OK {
@@ -95,6 +121,7 @@ pub fn serve_stored(
             status: head.status,
             headers,
             body: BodyPlan::Full,
+            carried,
         };
     }
     let len = head.body_len;
@@ -103,6 +130,7 @@ pub fn serve_stored(
             status: head.status,
             headers,
             body: BodyPlan::Full,
+            carried,
         },
         RangePlan::Single { start, end } => {
             set(
@@ -115,6 +143,7 @@ pub fn serve_stored(
                 status: StatusCode::PARTIAL_CONTENT,
                 headers,
                 body: BodyPlan::Range { start, end },
+                carried,
             }
         }
         RangePlan::Multi(ranges) if multipart => {
@@ -135,12 +164,14 @@ pub fn serve_stored(
                         status: StatusCode::PARTIAL_CONTENT,
                         headers,
                         body: BodyPlan::Multipart(layout),
+                        carried,
                     }
                 }
                 None => Served {
                     status: head.status,
                     headers,
                     body: BodyPlan::Full,
+                    carried,
                 },
             }
         }
@@ -149,6 +180,7 @@ pub fn serve_stored(
             status: head.status,
             headers,
             body: BodyPlan::Full,
+            carried,
         },
         RangePlan::Unsatisfiable => {
             set(
@@ -156,12 +188,12 @@ pub fn serve_stored(
                 header::CONTENT_RANGE,
                 &range::unsatisfied_content_range(len),
             );
-            bodiless(StatusCode::RANGE_NOT_SATISFIABLE, headers)
+            bodiless(StatusCode::RANGE_NOT_SATISFIABLE, headers, carried)
         }
     }
 }
 
-fn bodiless(status: StatusCode, mut headers: HeaderMap) -> Served {
+fn bodiless(status: StatusCode, mut headers: HeaderMap, carried: Carried) -> Served {
     headers.remove(header::CONTENT_TYPE);
     headers.remove(header::CONTENT_ENCODING);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
@@ -169,6 +201,7 @@ fn bodiless(status: StatusCode, mut headers: HeaderMap) -> Served {
         status,
         headers,
         body: BodyPlan::Empty,
+        carried,
     }
 }
 

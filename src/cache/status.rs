@@ -83,7 +83,19 @@ impl CacheStatus {
     /// response splices its numbers into that template, written the way sfv writes an Integer
     /// (RFC 9651 §4.1.4: optional `-`, then decimal digits).
     pub fn render(&self, cache: &str) -> Option<String> {
-        render_from_template(self, cache)
+        let mut out = String::with_capacity(64);
+        self.render_to(cache, &mut out).then_some(out)
+    }
+
+    /// [`render`](Self::render), appended to `out` (left as it was when it fails), so a
+    /// caller can keep our member in a buffer it shares with other values.
+    pub fn render_to(&self, cache: &str, out: &mut String) -> bool {
+        let start = out.len();
+        let done = render_from_template(self, cache, out).is_some();
+        if !done {
+            out.truncate(start);
+        }
+        done
     }
 
     /// Renders our member through sfv, field by field.
@@ -125,27 +137,40 @@ impl CacheStatus {
     }
 
     /// Appends our member to `headers`' `Cache-Status`, keeping upstream caches' members first.
+    /// One lookup of the field both finds theirs and places ours.
     pub fn append_to(&self, headers: &mut HeaderMap, cache: &str) {
+        use http::header::Entry;
         let Some(ours) = self.render(cache) else {
             return;
         };
-        let mut existing = headers
-            .get_all(&CACHE_STATUS)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter(|v| !v.trim().is_empty())
-            .peekable();
-        let value = if existing.peek().is_none() {
-            // The usual case: ours is the only member; hand over the rendered bytes as they are.
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(ours))
-        } else {
-            let mut joined = existing.collect::<Vec<_>>().join(", ");
-            joined.push_str(", ");
-            joined.push_str(&ours);
-            HeaderValue::from_str(&joined)
-        };
-        if let Ok(value) = value {
-            headers.insert(&CACHE_STATUS, value);
+        match headers.entry(&CACHE_STATUS) {
+            Entry::Vacant(entry) => {
+                // The usual case: ours is the only member; hand over the rendered bytes as
+                // they are.
+                if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(ours)) {
+                    entry.insert(value);
+                }
+            }
+            Entry::Occupied(mut entry) => {
+                let mut joined = String::new();
+                for theirs in entry
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter(|v| !v.trim().is_empty())
+                {
+                    joined.push_str(theirs);
+                    joined.push_str(", ");
+                }
+                let value = if joined.is_empty() {
+                    HeaderValue::from_maybe_shared(bytes::Bytes::from(ours))
+                } else {
+                    joined.push_str(&ours);
+                    HeaderValue::from_str(&joined)
+                };
+                if let Ok(value) = value {
+                    entry.insert(value);
+                }
+            }
         }
     }
 }
@@ -154,7 +179,7 @@ impl CacheStatus {
 const MAX_INTEGER: i64 = 999_999_999_999_999;
 
 /// Our member from its shape's template; see [`CacheStatus::render`].
-fn render_from_template(status: &CacheStatus, cache: &str) -> Option<String> {
+fn render_from_template(status: &CacheStatus, cache: &str, out: &mut String) -> Option<()> {
     use std::cell::RefCell;
     /// (cache name, shape) -> the shape rendered by sfv, cut where its numbers go.
     type Templates = Vec<(String, CacheStatus, Vec<String>)>;
@@ -187,14 +212,13 @@ fn render_from_template(status: &CacheStatus, cache: &str) -> Option<String> {
         };
         let (_, _, pieces) = templates.get(index)?;
         let mut pieces = pieces.iter();
-        let mut out = String::with_capacity(64);
         out.push_str(pieces.next()?);
         let mut digits = itoa::Buffer::new();
         for value in numbers.into_iter().flatten() {
             out.push_str(digits.format(value.clamp(-MAX_INTEGER, MAX_INTEGER)));
             out.push_str(pieces.next()?);
         }
-        Some(out)
+        Some(())
     })
 }
 

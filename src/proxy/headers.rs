@@ -204,24 +204,25 @@ impl ViaIdentity {
     /// Appends our entry to `Via`, keeping earlier entries first (one combined field line).
     pub fn append(&self, headers: &mut HeaderMap, received: Version) {
         let ours = self.entry(received);
-        let mut existing = headers.get_all(header::VIA).iter().peekable();
-        if existing.peek().is_none() {
-            headers.insert(header::VIA, ours.clone());
-            return;
-        }
+        // One lookup both finds earlier entries and places ours.
+        let mut entry = match headers.entry(header::VIA) {
+            http::header::Entry::Vacant(entry) => {
+                entry.insert(ours.clone());
+                return;
+            }
+            http::header::Entry::Occupied(entry) => entry,
+        };
         let mut combined: Vec<u8> = Vec::with_capacity(128);
-        for value in existing {
+        for value in entry.iter() {
             combined.extend_from_slice(value.as_bytes());
             combined.extend_from_slice(b", ");
         }
         combined.extend_from_slice(ours.as_bytes());
         match HeaderValue::from_bytes(&combined) {
             Ok(value) => {
-                headers.insert(header::VIA, value);
+                entry.insert(value);
             }
-            Err(_) => {
-                headers.append(header::VIA, ours.clone());
-            }
+            Err(_) => entry.append(ours.clone()),
         }
     }
 
@@ -318,33 +319,90 @@ pub enum ForwardedFor {
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Applies the configured `X-Forwarded-For` behaviour for a client at `client`.
+///
+/// One lookup of the field serves both reading what was received and setting the new value
+/// (in place, as `insert` would), and a lone address (nothing received to append to, or
+/// `truncate`) is written without a growing buffer.
 pub fn apply_forwarded_for(headers: &mut HeaderMap, mode: ForwardedFor, client: IpAddr) {
-    let mut value = String::with_capacity(64);
+    use http::header::Entry;
     match mode {
         ForwardedFor::Transparent => return,
         ForwardedFor::Delete => {
             headers.remove(&X_FORWARDED_FOR);
             return;
         }
-        ForwardedFor::Truncate => {}
-        ForwardedFor::On | ForwardedFor::Off => {
-            for previous in headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-            {
-                value.push_str(previous);
-                value.push_str(", ");
+        ForwardedFor::On | ForwardedFor::Off | ForwardedFor::Truncate => {}
+    }
+    let ours = |value: &mut String| {
+        if mode == ForwardedFor::Off {
+            value.push_str("unknown");
+        } else {
+            push_ip(value, client.to_canonical());
+        }
+    };
+    let lone = || {
+        if mode == ForwardedFor::Off {
+            return Ok(HeaderValue::from_static("unknown"));
+        }
+        ip_value(client.to_canonical())
+    };
+    match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(entry) => {
+            if let Ok(value) = lone() {
+                entry.insert(value);
+            }
+        }
+        Entry::Occupied(mut entry) => {
+            let value = if mode == ForwardedFor::Truncate {
+                lone()
+            } else {
+                let mut value = String::with_capacity(64);
+                for previous in entry.iter().filter_map(|v| v.to_str().ok()) {
+                    value.push_str(previous);
+                    value.push_str(", ");
+                }
+                ours(&mut value);
+                HeaderValue::from_str(&value)
+            };
+            if let Ok(value) = value {
+                entry.insert(value);
             }
         }
     }
-    if mode == ForwardedFor::Off {
-        value.push_str("unknown");
+}
+
+/// Longest text of an IP address (a full IPv6 address with an embedded IPv4 one:
+/// `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`).
+const IP_TEXT_MAX: usize = 45;
+
+/// `ip` in its usual text form as a field value, written on the stack first so the value
+/// is its one exact-size allocation.
+fn ip_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    use std::io::Write as _;
+    let mut buf = [0u8; IP_TEXT_MAX];
+    let mut rest = &mut buf[..];
+    let written = match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            let mut ok = true;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    ok &= rest.write_all(b".").is_ok();
+                }
+                ok &= rest.write_all(digits.format(octet).as_bytes()).is_ok();
+            }
+            ok
+        }
+        IpAddr::V6(v6) => write!(rest, "{v6}").is_ok(),
+    };
+    let len = IP_TEXT_MAX - rest.len();
+    if written {
+        HeaderValue::from_bytes(buf.get(..len).unwrap_or_default())
     } else {
-        push_ip(&mut value, client.to_canonical());
-    }
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(&X_FORWARDED_FOR, value);
+        // Unreachable (every address fits); the growing form then.
+        let mut text = String::new();
+        push_ip(&mut text, ip);
+        HeaderValue::from_str(&text)
     }
 }
 
@@ -591,12 +649,60 @@ mod tests {
 
     #[test]
     fn ip_text_matches_display() {
-        for ip in ["0.0.0.0", "127.0.0.1", "10.20.255.9", "::1", "2001:db8::5"] {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.255.9",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::5",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             let mut out = String::new();
             push_ip(&mut out, ip);
             assert_eq!(out, ip.to_string());
+            assert_eq!(ip_value(ip).unwrap(), ip.to_string().as_str());
         }
+    }
+
+    #[test]
+    fn forwarded_for_without_a_received_field() {
+        let ip: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        for (mode, expected) in [
+            (ForwardedFor::On, Some("10.0.0.7")),
+            (ForwardedFor::Truncate, Some("10.0.0.7")),
+            (ForwardedFor::Off, Some("unknown")),
+            (ForwardedFor::Transparent, None),
+            (ForwardedFor::Delete, None),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("x-before", HeaderValue::from_static("1"));
+            apply_forwarded_for(&mut h, mode, ip);
+            assert_eq!(
+                h.get("x-forwarded-for").map(|v| v.to_str().unwrap()),
+                expected,
+                "{mode:?}"
+            );
+        }
+        // Set in place: where the received field was, its repeats folded into one.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        h.append("x-after", HeaderValue::from_static("1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("192.0.2.2"));
+        apply_forwarded_for(&mut h, ForwardedFor::On, ip);
+        let fields: Vec<_> = h
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("x-forwarded-for", "192.0.2.1, 192.0.2.2, 10.0.0.7"),
+                ("x-after", "1")
+            ]
+        );
     }
 
     #[test]

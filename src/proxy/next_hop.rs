@@ -433,13 +433,8 @@ async fn send_to_group(
     let attempts = usize::try_from(group.config.retries)
         .unwrap_or(usize::MAX)
         .saturating_add(1);
-    let mut last_error = Error::new(
-        ErrorKind::NoUpstream,
-        format!(
-            "no server of upstream group `{}` is available",
-            group.config.name
-        ),
-    );
+    // Made only when no server answers (its text is formatted: no cost on the usual path).
+    let mut last_error = None;
     let path_and_query = out
         .uri
         .path_and_query()
@@ -519,14 +514,22 @@ async fn send_to_group(
                 };
                 tracing::debug!(server = %address, error = %err, "upstream attempt failed");
                 let go_on = named && retry::may_try_next(&err, replay);
-                last_error = err;
                 if !go_on {
-                    return Err(last_error);
+                    return Err(err);
                 }
+                last_error = Some(err);
             }
         }
     }
-    Err(last_error)
+    Err(last_error.unwrap_or_else(|| {
+        Error::new(
+            ErrorKind::NoUpstream,
+            format!(
+                "no server of upstream group `{}` is available",
+                group.config.name
+            ),
+        )
+    }))
 }
 
 /// The Squid hierarchy code for a group server chosen by the group's balancing, as Squid logs

@@ -116,7 +116,7 @@ async fn route(
     let (mut parts, body) = req.into_parts();
     let authority = request_authority(&parts, host)?;
     resolve_dot_segments(&mut parts.uri)?;
-    let host = authority.host().trim_end_matches('.');
+    let host = crate::cache::policy::key::host_of(authority.as_str()).trim_end_matches('.');
     let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())
     } else {

@@ -83,6 +83,36 @@ pub struct Group {
     selector: Mutex<Selector>,
 }
 
+/// The servers [`Group::candidates`] offers, best first.
+#[derive(Debug)]
+pub enum Candidates {
+    /// A group of one server: it, or none when it is unusable.
+    Lone(Option<usize>),
+    /// The selector's order.
+    List(std::vec::IntoIter<usize>),
+}
+
+impl Iterator for Candidates {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Candidates::Lone(one) => one.take(),
+            Candidates::List(list) => list.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match self {
+            Candidates::Lone(one) => usize::from(one.is_some()),
+            Candidates::List(list) => list.len(),
+        };
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Candidates {}
+
 /// A request counted against a server until dropped.
 #[derive(Debug)]
 pub struct ActiveGuard {
@@ -163,7 +193,20 @@ impl Group {
     }
 
     /// Servers to try for a request, best first.
-    pub fn candidates(&self, client_ip: IpAddr, hash_key: &str, random: u64) -> Vec<usize> {
+    ///
+    /// A group of one server (`--origin`, or one `server` line: the usual reverse proxy) has
+    /// one answer whatever the algorithm, that server when it is usable, and asking the
+    /// selector would change none of its state (a smooth round-robin pick among one server
+    /// adds its weight and takes it back), so it is answered here without the selector's
+    /// lock or any allocation.
+    pub fn candidates(&self, client_ip: IpAddr, hash_key: &str, random: u64) -> Candidates {
+        if let [server] = self.servers.as_slice() {
+            let usable = !server.config.down
+                && (server.config.max_conns == 0
+                    || server.active.load(Ordering::Relaxed) < server.config.max_conns)
+                && server.liveness.is_up();
+            return Candidates::Lone(usable.then_some(0));
+        }
         let view: Vec<ServerView> = self
             .servers
             .iter()
@@ -178,10 +221,11 @@ impl Group {
             hash_key,
             random,
         };
-        match self.selector.lock() {
+        let list = match self.selector.lock() {
             Ok(mut selector) => selector.candidates(&request, &view),
             Err(_) => Vec::new(),
-        }
+        };
+        Candidates::List(list.into_iter())
     }
 
     /// Counts a request to server `i` until the guard is dropped.
@@ -243,7 +287,7 @@ mod tests {
         assert!(g.is_healthy(0), "one failure is below max_fails");
         g.failed(0, "refused");
         assert!(!g.is_healthy(0));
-        assert_eq!(g.candidates(ip, "", 0), vec![1]);
+        assert_eq!(g.candidates(ip, "", 0).collect::<Vec<_>>(), vec![1]);
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(g.is_healthy(0), "back after fail_timeout");
     }
@@ -255,6 +299,66 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         g.failed(0, "refused");
         assert!(g.is_healthy(0));
+    }
+
+    /// A one-server group answers without its selector; the answer must be the selector's,
+    /// for every algorithm, and leave the selector as asking it would have.
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_server_is_offered_as_the_selector_would() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for algorithm in Algorithm::ALL {
+            for (max_conns, backup) in [(0, false), (1, false), (0, true)] {
+                let config = GroupConfig {
+                    name: "g".into(),
+                    algorithm,
+                    servers: vec![ServerConfig {
+                        address: "a:1".into(),
+                        weight: 3,
+                        max_fails: 1,
+                        fail_timeout: Duration::from_secs(10),
+                        backup,
+                        max_conns,
+                        down: false,
+                    }],
+                    retries: 1,
+                    next_upstream: NextUpstream::default(),
+                    health_check: None,
+                    tls: None,
+                };
+                let g = Group::new(config);
+                let selector_says = |g: &Group| {
+                    let view = [ServerView {
+                        healthy: g.is_healthy(0),
+                        active: g.servers[0].active.load(Ordering::Relaxed),
+                    }];
+                    let request = Request {
+                        client_ip: ip,
+                        hash_key: "/k",
+                        random: 7,
+                    };
+                    g.selector.lock().unwrap().candidates(&request, &view)
+                };
+                let case = format!("{algorithm} max_conns={max_conns} backup={backup}");
+                let lone = |g: &Group| g.candidates(ip, "/k", 7).collect::<Vec<_>>();
+                assert_eq!(lone(&g), vec![0], "{case}");
+                assert_eq!(lone(&g), selector_says(&g), "{case}");
+                let guard = g.begin(0);
+                assert_eq!(lone(&g), selector_says(&g), "{case}: one in flight");
+                drop(guard);
+                g.failed(0, "refused");
+                assert_eq!(lone(&g), Vec::<usize>::new(), "{case}: banned");
+                assert_eq!(lone(&g), selector_says(&g), "{case}: banned");
+                tokio::time::advance(Duration::from_secs(11)).await;
+                assert_eq!(lone(&g), vec![0], "{case}: back");
+                let before = format!("{:?}", g.selector.lock().unwrap());
+                selector_says(&g);
+                assert_eq!(
+                    format!("{:?}", g.selector.lock().unwrap()),
+                    before,
+                    "{case}: the selector's own answer for one server changes nothing"
+                );
+            }
+        }
     }
 
     #[test]

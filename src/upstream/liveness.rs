@@ -154,8 +154,12 @@ impl Liveness {
 
     /// Whether the hop may be asked now: no failed probe, and not passively down.
     pub fn is_up(&self) -> bool {
-        !self.probe_failed.load(Ordering::Relaxed)
-            && self.now_ms() >= self.down_until_ms.load(Ordering::Relaxed)
+        if self.probe_failed.load(Ordering::Relaxed) {
+            return false;
+        }
+        // 0: never taken down, and no clock read needed to know it (this runs per request).
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until == 0 || self.now_ms() >= until
     }
 
     /// Whether the hop was last reported down (its last transition was to down).

@@ -102,6 +102,14 @@ pub fn strip_for_client(headers: &mut http::HeaderMap, behaviour: &crate::cache:
     }
 }
 
+/// True for a stored field [`strip_for_client`] would remove, so a hit can leave it out of
+/// the head it builds instead of removing it afterwards.
+#[inline]
+pub fn stripped_for_client(name: &http::HeaderName, behaviour: &crate::cache::Behaviour) -> bool {
+    *name == soft::MARK_NAME
+        || (behaviour.strip_tag_fields && behaviour.tag_fields.iter().any(|tag| tag == name))
+}
+
 /// The shared invalidation state a cache handle carries besides its store.
 pub(crate) fn new_bans() -> Arc<bans::Bans> {
     Arc::new(bans::Bans::default())

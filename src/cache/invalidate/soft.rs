@@ -29,7 +29,7 @@ pub fn marked(head: &StoredHead) -> StoredHead {
 }
 
 /// [`MARK`] as a field name, so removing it needs no parse of the name (this runs on every hit).
-static MARK_NAME: http::HeaderName = http::HeaderName::from_static(MARK);
+pub(super) static MARK_NAME: http::HeaderName = http::HeaderName::from_static(MARK);
 
 /// Removes the mark from fields about to be stored or sent.
 pub fn unmark(headers: &mut HeaderMap) {

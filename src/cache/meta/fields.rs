@@ -20,6 +20,16 @@ pub struct StoredFields {
     count: u32,
 }
 
+/// Which fields a cache adds to what it serves were stored with the response (see
+/// [`StoredFields::to_served_map`]): ours is then merged into theirs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// A `Via` field was stored (RFC 9110 §7.6.3).
+    pub via: bool,
+    /// A `Cache-Status` field was stored (RFC 9211).
+    pub cache_status: bool,
+}
+
 /// At most this many fields are kept: a `HeaderMap` panics past 32 768 entries, and a
 /// served head adds a few. hyper lets no more than 100 through from an upstream.
 pub const MAX_FIELDS: usize = 16 * 1024;
@@ -270,6 +280,55 @@ impl StoredFields {
         map
     }
 
+    /// The fields as the head of a response served from storage, in one pass: `age` is the
+    /// `Age` value (RFC 9111 §5.1), put where the first stored `Age` was or after the other
+    /// fields when none was stored (where `HeaderMap::insert` would put it); fields `drop`
+    /// says no to are left out; the map has room for `extra` more fields. Also says whether
+    /// a `Via` or `Cache-Status` was stored, so the caller can add its own without looking
+    /// them up when none was (the usual case).
+    pub fn to_served_map(
+        &self,
+        age: HeaderValue,
+        extra: usize,
+        drop: impl Fn(&HeaderName) -> bool,
+    ) -> (HeaderMap, Carried) {
+        // As in `to_map_with_room`: the fallbacks below are never taken with at most
+        // [`MAX_FIELDS`] stored.
+        let room = self.len().saturating_add(extra).saturating_add(1);
+        let mut map = HeaderMap::try_with_capacity(room).unwrap_or_default();
+        let mut age = Some(age);
+        let mut carried = Carried::default();
+        for (name, range, sensitive) in self.raw() {
+            let Some(name) = name.to_header_name() else {
+                continue;
+            };
+            let value = if name == header::AGE {
+                // Only the first stored `Age` is replaced; `insert` drops the others.
+                match age.take() {
+                    Some(age) => age,
+                    None => continue,
+                }
+            } else {
+                if drop(&name) {
+                    continue;
+                }
+                carried.via |= name == header::VIA;
+                carried.cache_status |= name == header::CACHE_STATUS;
+                match self.value(range, sensitive) {
+                    Some(value) => value,
+                    None => continue,
+                }
+            };
+            if map.try_append(name, value).is_err() {
+                break;
+            }
+        }
+        if let Some(age) = age {
+            let _ = map.try_append(header::AGE, age);
+        }
+        (map, carried)
+    }
+
     /// The fields as a map.
     pub fn to_map(&self) -> HeaderMap {
         self.to_map_with_room(0)
@@ -415,6 +474,70 @@ mod tests {
         let mut rebuilt = fields.to_map_with_room(3);
         assert_eq!(rebuilt.len(), MAX_FIELDS);
         rebuilt.insert(http::header::AGE, HeaderValue::from_static("1"));
+    }
+
+    /// The one-pass build gives what building the map and then inserting `Age` and removing
+    /// the dropped fields gave.
+    #[test]
+    fn served_map_is_the_map_with_age_inserted_and_dropped_fields_removed() {
+        let mark = HeaderName::from_static("cuttle-purged");
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![("content-type", "a"), ("etag", "\"x\"")],
+            vec![("age", "100"), ("content-type", "a"), ("age", "7")],
+            vec![
+                ("content-type", "a"),
+                ("cuttle-purged", "1"),
+                ("via", "1.1 x"),
+            ],
+            vec![
+                ("cache-status", "up; hit"),
+                ("age", "3"),
+                ("surrogate-key", "k"),
+            ],
+            vec![],
+        ];
+        for fields in cases {
+            let mut map = HeaderMap::new();
+            for (name, value) in &fields {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            let stored = StoredFields::from_map(&map);
+            let drop = |name: &HeaderName| *name == mark || name == "surrogate-key";
+            let age = HeaderValue::from_static("42");
+            let (served, carried) = stored.to_served_map(age.clone(), 2, drop);
+            let mut expected = stored.to_map_with_room(3);
+            expected.insert(header::AGE, age);
+            expected.remove(&mark);
+            expected.remove("surrogate-key");
+            let order = |m: &HeaderMap| {
+                m.iter()
+                    .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+                    .collect::<Vec<_>>()
+            };
+            // `HeaderMap::remove` moves the last field into the removed one's place, so
+            // where a field was dropped only the order within each name is the same (field
+            // lines of different names carry no order, RFC 9110 §5.3); elsewhere all of it.
+            let dropped = fields
+                .iter()
+                .any(|(n, _)| drop(&HeaderName::from_static(n)));
+            if dropped {
+                let by_name = |m: &HeaderMap| {
+                    let mut lines = order(m);
+                    lines.sort_by(|a, b| a.split(':').next().cmp(&b.split(':').next()));
+                    lines
+                };
+                assert_eq!(by_name(&served), by_name(&expected), "{fields:?}");
+            } else {
+                assert_eq!(order(&served), order(&expected), "{fields:?}");
+            }
+            assert_eq!(carried.via, map.contains_key(header::VIA), "{fields:?}");
+            assert_eq!(
+                carried.cache_status,
+                map.contains_key(header::CACHE_STATUS),
+                "{fields:?}"
+            );
+            assert!(served.capacity() >= served.len() + 2);
+        }
     }
 
     #[test]

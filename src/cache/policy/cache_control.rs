@@ -16,7 +16,7 @@
 //! - `no-cache`/`private` with an empty or unusable field list → unqualified;
 //!   an unqualified occurrence anywhere wins over qualified ones.
 
-use super::fields::{field_lines, is_token, parse_delta_seconds, split_list, unquote};
+use super::fields::{field_lines, is_token, list_items, parse_delta_seconds, split_list, unquoted};
 use http::header::{HeaderMap, CACHE_CONTROL, PRAGMA};
 
 /// Lower-cased field names of a qualified `no-cache`/`private`; empty = unqualified.
@@ -179,8 +179,19 @@ pub struct RequestDirectives {
 /// and quoted-string syntax."
 pub fn parse_directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
-    for line in field_lines(headers, &CACHE_CONTROL) {
-        for item in split_list(&line) {
+    for_each_directive(headers, |name, arg| {
+        out.push((name.to_owned(), arg.map(str::to_owned)));
+    });
+    out
+}
+
+/// [`parse_directives`] handed to `visit` one directive at a time (name lowercased, argument
+/// unquoted), copying a name or an argument only when it has to be changed: this runs for
+/// every response fetched and every request that has `Cache-Control`.
+pub fn for_each_directive(headers: &HeaderMap, mut visit: impl FnMut(&str, Option<&str>)) {
+    for value in headers.get_all(CACHE_CONTROL) {
+        let line = String::from_utf8_lossy(value.as_bytes());
+        for item in list_items(&line) {
             let (name, arg) = match item.split_once('=') {
                 Some((n, a)) => (n, Some(a)),
                 None => (item, None),
@@ -189,11 +200,15 @@ pub fn parse_directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
             if !is_token(name) {
                 continue;
             }
-            let arg = arg.map(|a| unquote(a.trim_matches(|c| c == ' ' || c == '\t')));
-            out.push((name.to_ascii_lowercase(), arg));
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                std::borrow::Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(name)
+            };
+            let arg = arg.map(|a| unquoted(a.trim_matches(|c| c == ' ' || c == '\t')));
+            visit(&name, arg.as_deref());
         }
     }
-    out
 }
 
 fn merge_min(existing: Option<u32>, new: u32) -> Option<u32> {
@@ -209,9 +224,8 @@ impl ResponseDirectives {
     /// Parses all `Cache-Control` lines of a response.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let mut d = ResponseDirectives::default();
-        for (name, arg) in parse_directives(headers) {
-            let arg = arg.as_deref();
-            match name.as_str() {
+        for_each_directive(headers, |name, arg| {
+            match name {
                 "no-store" => d.no_store = true,
                 "no-cache" => d.merge_no_cache(field_names_arg(arg)),
                 "private" => d.merge_private(field_names_arg(arg)),
@@ -236,7 +250,7 @@ impl ResponseDirectives {
                 // §5.2.3: "A cache MUST ignore unrecognized cache directives."
                 _ => {}
             }
-        }
+        });
         d
     }
 
@@ -292,13 +306,13 @@ impl RequestDirectives {
             });
             return d;
         }
-        for (name, arg) in parse_directives(headers) {
-            let value = arg.as_deref().and_then(parse_delta_seconds);
-            match name.as_str() {
+        for_each_directive(headers, |name, arg| {
+            let value = arg.and_then(parse_delta_seconds);
+            match name {
                 // Invalid request max-age is read as 0: the conservative
                 // interpretation (forces validation rather than widening reuse).
                 "max-age" => d.max_age = merge_min(d.max_age, value.unwrap_or(0)),
-                "max-stale" => match (arg.as_deref(), value) {
+                "max-stale" => match (arg, value) {
                     (None, _) => {
                         if d.max_stale.is_none() {
                             d.max_stale = Some(MaxStale::Any);
@@ -329,7 +343,7 @@ impl RequestDirectives {
                 }
                 _ => {}
             }
-        }
+        });
         d
     }
 }

@@ -37,40 +37,60 @@ pub fn single_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// RFC 9110 §5.6.1.2: "a recipient MUST accept empty list elements" and ignore
 /// them, so empty elements are dropped; elements are trimmed of OWS.
 pub fn split_list(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut start = 0usize;
-    for (i, c) in value.char_indices() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quotes = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => in_quotes = true,
-            ',' => {
-                push_trimmed(&mut out, value.get(start..i));
-                start = i.saturating_add(1);
-            }
-            _ => {}
-        }
-    }
-    push_trimmed(&mut out, value.get(start..));
-    out
+    list_items(value).collect()
 }
 
-fn push_trimmed<'a>(out: &mut Vec<&'a str>, part: Option<&'a str>) {
-    if let Some(p) = part {
-        let p = p.trim_matches(|c| c == ' ' || c == '\t');
-        if !p.is_empty() {
-            out.push(p);
+/// The elements [`split_list`] gives, one by one, without collecting them.
+pub fn list_items(value: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || loop {
+        let text = rest?;
+        let mut in_quotes = false;
+        let mut escaped = false;
+        let mut end = None;
+        for (i, c) in text.char_indices() {
+            if in_quotes {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_quotes = false;
+                }
+                continue;
+            }
+            match c {
+                '"' => in_quotes = true,
+                ',' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
         }
+        let part = match end {
+            Some(comma) => {
+                rest = text.get(comma.saturating_add(1)..);
+                text.get(..comma).unwrap_or("")
+            }
+            None => {
+                rest = None;
+                text
+            }
+        };
+        let part = part.trim_matches(|c| c == ' ' || c == '\t');
+        if !part.is_empty() {
+            return Some(part);
+        }
+    })
+}
+
+/// [`unquote`] that borrows `value` when it is not quoted (the usual directive argument).
+pub fn unquoted(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with('"') {
+        std::borrow::Cow::Owned(unquote(value))
+    } else {
+        std::borrow::Cow::Borrowed(value)
     }
 }
 

@@ -43,7 +43,11 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, found: &Found) {
     let request_headers = ex.parts.headers.clone();
     let directives = ex.request.clone();
     let head = Arc::clone(&found.hit.head);
-    let (primary, key, url) = (primary.to_owned(), found.key.clone(), ex.url.clone());
+    let (primary, key, url) = (
+        primary.to_owned(),
+        found.key(primary).to_owned(),
+        ex.url.clone(),
+    );
     tokio::spawn(async move {
         let request_time = shared.clock.now();
         let ticket = shared.cache.ticket(&primary);

@@ -11,10 +11,10 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, Version};
 
 use crate::cache::fill::FillSink;
-use crate::cache::meta::StoredHead;
+use crate::cache::meta::{Carried, StoredHead};
 use crate::cache::result::CacheResult;
-use crate::cache::serve::{serve_stored, BodyPlan};
-use crate::cache::status::CacheStatus;
+use crate::cache::serve::{serve_stored, serve_stored_as, BodyPlan};
+use crate::cache::status::{CacheStatus, CACHE_STATUS};
 use crate::cache::store::{Hit, HitBody};
 use crate::error::{Error, ErrorKind};
 use crate::proxy::body::ProxyBody;
@@ -36,6 +36,37 @@ pub(super) fn decorate(
         shared.via.append(headers, received);
     }
     status.append_to(headers, &shared.cache.behaviour.status_name);
+    add_x_cache(shared, headers, status);
+}
+
+/// [`decorate`] for a head built from a stored one by `serve_stored_as`, which already left
+/// out what `strip_for_client` removes: ours are appended without looking for theirs unless
+/// the stored head `carried` some. `ours` is our `Cache-Status` member, rendered.
+fn decorate_served(
+    shared: &Shared,
+    headers: &mut HeaderMap,
+    status: &CacheStatus,
+    carried: Carried,
+    ours: Option<HeaderValue>,
+) {
+    if shared.config.forward.via {
+        if carried.via {
+            shared.via.append(headers, Version::HTTP_11);
+        } else {
+            headers.append(header::VIA, shared.via.entry(Version::HTTP_11).clone());
+        }
+    }
+    match ours {
+        Some(ours) if !carried.cache_status => {
+            headers.append(&CACHE_STATUS, ours);
+        }
+        _ => status.append_to(headers, &shared.cache.behaviour.status_name),
+    }
+    add_x_cache(shared, headers, status);
+}
+
+/// Squid's `X-Cache: HIT from name`, when configured.
+fn add_x_cache(shared: &Shared, headers: &mut HeaderMap, status: &CacheStatus) {
     if shared.cache.behaviour.x_cache {
         let word = if status.hit { "HIT" } else { "MISS" };
         if let Ok(value) = HeaderValue::from_str(&format!("{word} from {}", shared.via.pseudonym()))
@@ -43,6 +74,25 @@ pub(super) fn decorate(
             headers.insert(&X_CACHE, value);
         }
     }
+}
+
+/// `Age` and our `Cache-Status` member for a hit, as two values sharing one buffer: one
+/// allocation (and one for sharing it) where making each value on its own took two, and
+/// the access log's copy of `Cache-Status` costs none.
+fn hit_values(age: u64, status: &CacheStatus, cache: &str) -> (HeaderValue, Option<HeaderValue>) {
+    let mut text = String::with_capacity(80);
+    text.push_str(itoa::Buffer::new().format(age));
+    let age_len = text.len();
+    let rendered = status.render_to(cache, &mut text);
+    let bytes = bytes::Bytes::from(text);
+    let age_value = HeaderValue::from_maybe_shared(bytes.slice(..age_len))
+        .unwrap_or_else(|_| HeaderValue::from(age));
+    let ours = if rendered {
+        HeaderValue::from_maybe_shared(bytes.slice(age_len..)).ok()
+    } else {
+        None
+    };
+    (age_value, ours)
 }
 
 /// A stored response about to be served, and what to say about it.
@@ -70,13 +120,16 @@ pub fn serve_hit(
     } = serve;
     let status = txn.outcome(result, status);
     let multipart = matches!(hit.body, HitBody::Memory(_));
+    let behaviour = &shared.cache.behaviour;
+    let (age, ours) = hit_values(age, &status, &behaviour.status_name);
     // The response's arrival stands in for the clock when reading the request's date
     // preconditions: it only places two-digit years, where a year's precision is plenty.
-    let served = serve_stored(
+    let served = serve_stored_as(
         &parts.method,
         &parts.headers,
         &hit.head,
         age,
+        |name| crate::cache::invalidate::stripped_for_client(name, behaviour),
         multipart,
         hit.head.response_time,
     );
@@ -105,7 +158,13 @@ pub fn serve_hit(
     let mut response = Response::new(body);
     *response.status_mut() = served.status;
     *response.headers_mut() = served.headers;
-    decorate(shared, response.headers_mut(), Version::HTTP_11, &status);
+    decorate_served(
+        shared,
+        response.headers_mut(),
+        &status,
+        served.carried,
+        ours,
+    );
     if txn.upstream_wait.is_none() {
         // Served without asking anyone: Squid logs such a hit as `HIER_NONE/-`.
         txn.hierarchy = hier::NONE;

@@ -48,7 +48,7 @@ pub(super) async fn revalidate(
         Ok(up) => up,
         Err(err) => return stale_on_error(ex, txn, found, Err(err)),
     };
-    let had_variants = found.key != primary;
+    let had_variants = found.variant.is_some();
     match answer(&up, &stored, now) {
         Answer::UnrelatedNotModified => {
             // RFC 9111 §4.3.4: a 304 whose validators select no stored response MUST NOT
@@ -62,11 +62,12 @@ pub(super) async fn revalidate(
             return fetch(ex, txn, refetch).await;
         }
         Answer::NotModified => {
-            let Found { hit, key, .. } = found;
+            let Found { hit, variant, .. } = found;
+            let key = variant.as_deref().unwrap_or(primary);
             let head = freshened(ex.shared, &hit.head, &up.parts.headers, request_time);
             // False when no tier holds the entry any more (evicted meanwhile): nothing was
             // stored.
-            let updated = ex.shared.cache.store.update_head(&key, head.clone()).await;
+            let updated = ex.shared.cache.store.update_head(key, head.clone()).await;
             // This client's request brought the 304: its cookies are for it alone.
             let head = with_cookies_of(head, &up.parts.headers);
             let now = ex.shared.clock.now();
@@ -100,11 +101,15 @@ pub(super) async fn revalidate(
     if ex.parts.method == Method::HEAD && up.parts.status == StatusCode::OK {
         if head_may_freshen(&stored, &up.parts.headers, now) {
             let head = freshened(ex.shared, &found.hit.head, &up.parts.headers, request_time);
-            ex.shared.cache.store.update_head(&found.key, head).await;
+            ex.shared
+                .cache
+                .store
+                .update_head(found.key(primary), head)
+                .await;
         } else {
             // §4.3.5: validators that differ mean the stored GET "SHOULD be considered stale";
             // removing it is the strictest form of that.
-            ex.shared.cache.store.remove(&found.key).await;
+            ex.shared.cache.store.remove(found.key(primary)).await;
         }
     }
     txn.result = Some(CacheResult::RefreshModified);

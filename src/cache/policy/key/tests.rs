@@ -434,3 +434,27 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn host_and_port_are_what_http_gives() {
+    for text in [
+        "example.com",
+        "example.com:8080",
+        "Example.COM:80",
+        "user:pw@example.com:81",
+        "a@b@example.com",
+        "127.0.0.1:3128",
+        "[::1]",
+        "[::1]:8080",
+        "u@[2001:db8::5]:443",
+        "example.com:99999",
+        "example.com:",
+        "h:+80",
+    ] {
+        let Ok(authority) = text.parse::<http::uri::Authority>() else {
+            continue;
+        };
+        assert_eq!(host_of(text), authority.host(), "{text}");
+        assert_eq!(port_of(text), authority.port_u16(), "{text}");
+    }
+}
