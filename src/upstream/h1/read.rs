@@ -51,7 +51,7 @@ pub enum Parsed {
 }
 
 /// Where a field's name and value are in the head, to slice them once it is frozen.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Indices {
     name: (usize, usize),
     value: (usize, usize),
@@ -59,8 +59,9 @@ struct Indices {
 
 /// Parses a response head from the front of `buf`, which may hold at most `max` bytes of it.
 pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, Error> {
-    let mut indices = [Indices::default(); MAX_FIELDS];
-    let (len, code, reason, version, count) = {
+    // Sized to the fields parsed: a fixed array of MAX_FIELDS would be zeroed on every parse.
+    let mut indices: Vec<Indices> = Vec::new();
+    let (len, code, reason, version) = {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut response = httparse::Response::new(&mut []);
         let bytes: &[u8] = buf;
@@ -71,14 +72,15 @@ pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, 
         ) {
             Ok(httparse::Status::Complete(len)) => {
                 let start = bytes.as_ptr() as usize;
-                for (at, field) in indices.iter_mut().zip(response.headers.iter()) {
+                indices.reserve_exact(response.headers.len());
+                indices.extend(response.headers.iter().map(|field| {
                     let name = field.name.as_ptr() as usize - start;
                     let value = field.value.as_ptr() as usize - start;
-                    *at = Indices {
+                    Indices {
                         name: (name, name + field.name.len()),
                         value: (value, value + field.value.len()),
-                    };
-                }
+                    }
+                }));
                 // An empty reason may be a literal outside the buffer.
                 let reason = match response.reason {
                     Some(r) if !r.is_empty() => (r.as_ptr() as usize - start, r.len()),
@@ -89,7 +91,6 @@ pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, 
                     response.code.unwrap_or(0),
                     reason,
                     response.version.unwrap_or(1),
-                    response.headers.len(),
                 )
             }
             Ok(httparse::Status::Partial) if buf.len() >= max => return Err(too_large()),
@@ -104,10 +105,13 @@ pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, 
     }
     let status = StatusCode::from_u16(code).map_err(|_| bad_status())?;
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(indices.len());
     let mut keep_alive = version == 1;
     let mut close = false;
-    for at in &indices[..count] {
+    // The framing fields, noted on the way so that none is looked up again.
+    let mut lengths = Lengths::None;
+    let mut coded = false;
+    for at in &indices {
         let name = HeaderName::from_bytes(&head[at.name.0..at.name.1])
             .map_err(|_| invalid("invalid field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(at.value.0..at.value.1))
@@ -115,12 +119,18 @@ pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, 
         // RFC 9112 §9.3: "close" ends the connection after this response, whatever came
         // before or after it; an HTTP/1.0 server keeps it only with "keep-alive".
         if name == header::CONNECTION {
-            if close || has_token(&value, "close") {
+            // The usual value, answered without splitting it.
+            let usual = value.as_bytes().eq_ignore_ascii_case(b"keep-alive");
+            if close || (!usual && has_token(&value, "close")) {
                 close = true;
                 keep_alive = false;
             } else if !keep_alive {
-                keep_alive = has_token(&value, "keep-alive");
+                keep_alive = usual || has_token(&value, "keep-alive");
             }
+        } else if name == header::CONTENT_LENGTH {
+            lengths = lengths.and(&value);
+        } else if name == header::TRANSFER_ENCODING {
+            coded = true;
         }
         headers.append(name, value);
     }
@@ -143,7 +153,7 @@ pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, 
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(Parsed::Interim(parts));
     }
-    let (framing, reusable) = framing(&mut parts, method)?;
+    let (framing, reusable) = framing(&mut parts, method, lengths, coded)?;
     Ok(Parsed::Final(Head {
         parts,
         framing,
@@ -151,9 +161,41 @@ pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, 
     }))
 }
 
+/// What the `Content-Length` fields of a head said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lengths {
+    None,
+    /// One length (several fields or list members, all equal, count as one).
+    One(u64),
+    /// Differing or invalid values.
+    Invalid,
+}
+
+impl Lengths {
+    /// Adds one `Content-Length` field line.
+    fn and(self, value: &HeaderValue) -> Self {
+        let bytes = value.as_bytes();
+        // The usual single value, without splitting.
+        let parsed = match super::write::digits(bytes) {
+            Some(n) => Self::One(n),
+            None => super::write::content_length_list(bytes).map_or(Self::Invalid, Self::One),
+        };
+        match (self, parsed) {
+            (Self::None, next) => next,
+            (Self::One(a), Self::One(b)) if a == b => self,
+            _ => Self::Invalid,
+        }
+    }
+}
+
 /// The body's length (RFC 9112 §6.3), and whether the connection may carry another exchange
 /// after it.
-fn framing(parts: &mut http::response::Parts, method: &Method) -> Result<(Framing, bool), Error> {
+fn framing(
+    parts: &mut http::response::Parts,
+    method: &Method,
+    lengths: Lengths,
+    coded: bool,
+) -> Result<(Framing, bool), Error> {
     match parts.status.as_u16() {
         // The connection now speaks another protocol (never asked for here: refused later).
         101 => return Ok((Framing::Length(0), false)),
@@ -167,7 +209,7 @@ fn framing(parts: &mut http::response::Parts, method: &Method) -> Result<(Framin
         _ => {}
     }
     let headers = &mut parts.headers;
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if coded {
         // RFC 9112 §6.1: "A server MUST NOT send a response containing Transfer-Encoding
         // unless the corresponding request indicates HTTP/1.1 (or later minor revisions)";
         // an HTTP/1.0 response carrying it cannot be framed with confidence.
@@ -179,7 +221,10 @@ fn framing(parts: &mut http::response::Parts, method: &Method) -> Result<(Framin
         // ... An intermediary that chooses to forward the message MUST first remove the
         // received Content-Length field" and the connection is not reused (§9.3: such a
         // message "ought to be handled as an error").
-        let smuggled = headers.remove(header::CONTENT_LENGTH).is_some();
+        let smuggled = lengths != Lengths::None;
+        if smuggled {
+            headers.remove(header::CONTENT_LENGTH);
+        }
         // Rule 4: chunked last is chunked; otherwise the body runs to the close.
         return Ok(if chunked_last(headers) {
             (Framing::Chunked, !smuggled)
@@ -187,14 +232,12 @@ fn framing(parts: &mut http::response::Parts, method: &Method) -> Result<(Framin
             (Framing::Close, false)
         });
     }
-    if !headers.contains_key(header::CONTENT_LENGTH) {
+    match lengths {
         // Rule 8: read until the connection closes.
-        return Ok((Framing::Close, false));
-    }
-    // Rule 5: several differing values, or an invalid one, make the response invalid.
-    match super::write::content_length(headers) {
-        Some(len) => Ok((Framing::Length(len), true)),
-        None => Err(invalid("invalid Content-Length")),
+        Lengths::None => Ok((Framing::Close, false)),
+        Lengths::One(len) => Ok((Framing::Length(len), true)),
+        // Rule 5: several differing values, or an invalid one, make the response invalid.
+        Lengths::Invalid => Err(invalid("invalid Content-Length")),
     }
 }
 

@@ -150,13 +150,24 @@ fn set_content_length(headers: &mut HeaderMap, len: u64) -> Encoder {
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut found: Option<u64> = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let n = digits(part.trim().as_bytes())?;
-            if found.is_some_and(|f| f != n) {
-                return None;
-            }
-            found = Some(n);
+        let n = content_length_list(value.as_bytes())?;
+        if found.is_some_and(|f| f != n) {
+            return None;
         }
+        found = Some(n);
+    }
+    found
+}
+
+/// The one value of a `Content-Length` field line that may be a list of equal values.
+pub fn content_length_list(line: &[u8]) -> Option<u64> {
+    let mut found: Option<u64> = None;
+    for part in line.split(|b| *b == b',') {
+        let n = digits(part.trim_ascii())?;
+        if found.is_some_and(|f| f != n) {
+            return None;
+        }
+        found = Some(n);
     }
     found
 }
