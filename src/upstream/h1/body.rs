@@ -144,7 +144,9 @@ impl Live {
             && self.conn.buf.is_empty()
             && !matches!(self.decoder, Decoder::Close);
         if let (true, Some(home)) = (clean, self.home) {
-            home.pool.keep(&home.uri, self.conn);
+            let mut conn = self.conn;
+            conn.trim();
+            home.pool.keep(&home.uri, conn);
         }
     }
 

@@ -42,10 +42,13 @@ use super::request_body::RequestBody;
 use super::stream::Counted;
 use crate::error::{Error, ErrorKind};
 
-/// First read size; doubled while reads fill it, up to [`MAX_READ`] (as hyper's adaptive
-/// read buffer).
+/// First read size; doubled while reads fill it, up to [`MAX_READ`], halved after a read of
+/// less than a quarter of it (as hyper's adaptive read buffer).
 const FIRST_READ: usize = 8 * 1024;
 const MAX_READ: usize = 128 * 1024;
+/// An idle connection keeps at most this much read buffer: one that grew for a large body
+/// gives it back when it goes idle.
+const MAX_IDLE_BUFFER: usize = 2 * FIRST_READ;
 
 /// An HTTP/1.1 connection to a server, idle or carrying one exchange.
 #[derive(Debug)]
@@ -131,8 +134,18 @@ impl Connection {
         })?;
         if n >= room && self.read_size < MAX_READ {
             self.read_size *= 2;
+        } else if n < self.read_size / 4 && self.read_size > FIRST_READ {
+            self.read_size /= 2;
         }
         Poll::Ready(Ok(n))
+    }
+
+    /// Lets go of a read buffer grown beyond what an idle connection keeps.
+    fn trim(&mut self) {
+        if self.buf.capacity() > MAX_IDLE_BUFFER {
+            self.buf = BytesMut::new();
+            self.read_size = FIRST_READ;
+        }
     }
 }
 

@@ -163,6 +163,11 @@ fn responses(path: &str) -> (Vec<u8>, bool) {
             false,
         ),
         "/big-head" => return (big_head(), false),
+        "/large" => {
+            let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n".to_vec();
+            answer.extend((0..300_000u32).map(|i| (i % 251) as u8));
+            return (answer, false);
+        }
         "/folded" => (
             b"HTTP/1.1 200 OK\r\nx-a: 1\r\n 2\r\ncontent-length: 0\r\n\r\n",
             false,
@@ -415,4 +420,30 @@ async fn a_body_cut_short_fails_and_never_looks_complete() {
     assert!(err.cause().contains("before the end of the body"), "{err}");
     assert!(!body.is_end_stream());
     assert_eq!(pool.open(), 0);
+}
+
+#[tokio::test]
+async fn a_large_body_arrives_whole_and_its_connection_is_reused() {
+    let origin = Origin::start(responses).await;
+    let pool = pool(16 * 1024);
+    let response = pool
+        .send(request(Method::GET, &origin.uri("/large")))
+        .await
+        .unwrap();
+    assert_eq!(response.into_body().size_hint().exact(), Some(300_000));
+    let response = pool
+        .send(request(Method::GET, &origin.uri("/large")))
+        .await
+        .unwrap();
+    let (data, _) = collect(response.into_body()).await;
+    assert_eq!(data.len(), 300_000);
+    assert!(data.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    // The first body was dropped unread (its connection closed); the second ended cleanly
+    // and its connection, its read buffer trimmed, carries the next exchange.
+    let response = pool
+        .send(request(Method::GET, &origin.uri("/ok")))
+        .await
+        .unwrap();
+    assert_eq!(collect(response.into_body()).await.0, b"hello");
+    assert_eq!((origin.accepted(), pool.open()), (2, 1));
 }
