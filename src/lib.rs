@@ -6,7 +6,8 @@
 //!                                   └▶ proxy (listener [tls] ▶ service ▶ forward | reverse | tunnel)
 //!                                         ├▶ access   (pure: http_access over ACLs)
 //!                                         ├▶ auth     (proxy_auth users: htpasswd, Basic)
-//!                                         ├▶ upstream (connect [tls], pooled clients, h2
+//!                                         ├▶ upstream (connect [tls], a pool on our own h1
+//!                                         │            codec (hyper for upgrades), h2
 //!                                         │            sessions; next hops: groups, peers,
 //!                                         │            cluster members, each with one
 //!                                         │            liveness tracker; one retry rule

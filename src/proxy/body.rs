@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
@@ -26,6 +26,7 @@ use super::transaction::Transaction;
 use crate::cache::fill::FillSink;
 use crate::cache::store::DiskBody;
 use crate::error::BoxError;
+use crate::upstream::ResponseBody;
 
 /// A response body.
 #[derive(Debug)]
@@ -76,7 +77,7 @@ struct DiskSlice {
 struct UpstreamStream {
     /// A frame read before the header was sent (see `proxy::forward`).
     first: Option<Frame<Bytes>>,
-    inner: Incoming,
+    inner: ResponseBody,
     read_timeout: Duration,
     /// Armed while waiting for the next frame.
     sleep: Option<Pin<Box<Sleep>>>,
@@ -97,7 +98,7 @@ pub enum RelayError {
     #[error("upstream sent no body data for {0:?}")]
     ReadTimeout(Duration),
     #[error("upstream body failed: {0}")]
-    Upstream(#[source] hyper::Error),
+    Upstream(#[source] crate::error::Error),
 }
 
 impl ProxyBody {
@@ -123,7 +124,11 @@ impl ProxyBody {
     }
 
     /// Relays an upstream body, starting with `first` if a frame was already read.
-    pub fn upstream(first: Option<Frame<Bytes>>, inner: Incoming, read_timeout: Duration) -> Self {
+    pub fn upstream(
+        first: Option<Frame<Bytes>>,
+        inner: ResponseBody,
+        read_timeout: Duration,
+    ) -> Self {
         Self {
             kind: Kind::Upstream(Box::new(UpstreamStream {
                 first,
@@ -481,24 +486,24 @@ impl UpstreamStream {
 #[derive(Debug)]
 pub struct Prefixed {
     first: Option<Frame<Bytes>>,
-    inner: Incoming,
+    inner: ResponseBody,
 }
 
 impl Prefixed {
     /// `first` followed by the rest of `inner`.
-    pub fn new(first: Option<Frame<Bytes>>, inner: Incoming) -> Self {
+    pub fn new(first: Option<Frame<Bytes>>, inner: ResponseBody) -> Self {
         Self { first, inner }
     }
 }
 
 impl Body for Prefixed {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::error::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::error::Error>>> {
         if let Some(frame) = self.first.take() {
             return Poll::Ready(Some(Ok(frame)));
         }

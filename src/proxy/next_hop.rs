@@ -31,14 +31,14 @@ use super::Shared;
 use crate::access::{AccessRequest, RequestFacts};
 use crate::error::{Error, ErrorKind};
 use crate::upstream::carp::url_key;
-use crate::upstream::client::classify_hyper;
 use crate::upstream::continue_gate::Gate;
 use crate::upstream::group::{ActiveGuard, Group};
 use crate::upstream::hierarchy::Hop;
+use crate::upstream::informational::OnInformational;
 use crate::upstream::peer::Peers;
 use crate::upstream::retry::{self, Replay};
 use crate::upstream::walk::{self, Walk};
-use crate::upstream::{Progress, RequestBody};
+use crate::upstream::{Progress, RequestBody, ResponseBody};
 
 /// Where a request goes.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub struct Upstreamed {
     /// Hop-by-hop fields removed; no `Via` added yet.
     pub parts: http::response::Parts,
     pub first: Option<Frame<Bytes>>,
-    pub body: Incoming,
+    pub body: ResponseBody,
     /// The server that answered (for the access log).
     pub peer: Option<String>,
     /// Counts the request against its group server until the response is done.
@@ -657,12 +657,12 @@ async fn send_once(
     let client_conn = super::interim::current();
     if gate.is_some() || client_conn.is_some() {
         let gate = gate.clone();
-        hyper::ext::on_informational(&mut request, move |interim| {
+        OnInformational::register(&mut request, move |status, fields| {
             if let Some(gate) = &gate {
-                gate.informational(interim.status());
+                gate.informational(status);
             }
             if let Some(conn) = &client_conn {
-                if let Some(head) = super::interim::render(interim.status(), interim.headers()) {
+                if let Some(head) = super::interim::render(status, fields) {
                     conn.send_interim(&head);
                 }
             }
@@ -697,7 +697,7 @@ async fn send_once(
                 ))
             }
             Ok(None) => None,
-            Ok(Some(Err(e))) => return Err(classify_hyper(&e)),
+            Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(frame))) => Some(frame),
         }
     };

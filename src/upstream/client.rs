@@ -1,7 +1,8 @@
 //! The pooled HTTP client that carries requests to upstreams, and the mapping of its failures.
 //!
-//! HTTP/1.1 goes through our own keep-alive [`Pool`](super::pool::Pool) (per-server lists of
-//! hyper `client::conn::http1` connections) with our own [`Connector`](super::connect::Connector). It converts absolute-form URIs to origin-form for
+//! HTTP/1.1 goes through our own keep-alive [`Pool`](super::pool::Pool) (per-server stacks of
+//! idle connections, our own codec `upstream::h1`) with our own
+//! [`Connector`](super::connect::Connector). It converts absolute-form URIs to origin-form for
 //! origins. A TLS group or peer whose `protocols` allow `h2` sends through its
 //! [`Sessions`](super::h2::Sessions) instead, which fall back to this pool when a server
 //! chooses HTTP/1.1. The wait for a response header is bounded by the read timeout counted from the
@@ -17,12 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::connect::Connector;
 use super::h2::Sessions;
 use super::pool::{Pool, MAX_PER_SERVER};
 use super::request_body::{Progress, RequestBody};
+use super::response_body::ResponseBody;
 use super::tls::ClientTls;
 use super::Config;
 use crate::error::{Error, ErrorKind};
@@ -103,7 +104,7 @@ impl Upstream {
         &self,
         req: Request<RequestBody>,
         progress: Arc<Progress>,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<ResponseBody>, Error> {
         let (pool, sessions) = (&self.pool, self.sessions.as_deref());
         let response = async move {
             match sessions {

@@ -11,8 +11,9 @@
 //! first abandons the gate: the body is dropped unread, so the client, still waiting, gets that
 //! response and never uploads.
 //!
-//! The interim responses arrive through `hyper::ext::on_informational` (HTTP/1 client
-//! connections); [`Gate::informational`] is that callback.
+//! The interim responses arrive through the request's `upstream::informational` callback
+//! (our HTTP/1.1 codec calls it, and hyper's `on_informational` where hyper carries the
+//! request); [`Gate::informational`] is called from it.
 
 use std::future::Future as _;
 use std::sync::{Arc, Mutex};

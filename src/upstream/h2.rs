@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
@@ -139,7 +138,7 @@ impl Sessions {
         &self,
         mut req: Request<RequestBody>,
         http1: &Pool,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<super::ResponseBody>, Error> {
         let (host, port) = destination(req.uri(), self.peer.as_ref()).map_err(|e| e.to_error())?;
         let slot = self.slot(&host, port);
         // A connection that closed just before the send gives the request back; the second
@@ -151,7 +150,7 @@ impl Sessions {
                     let as_http1 = (req.uri().clone(), req.headers().get(header::HOST).cloned());
                     into_h2(&mut req)?;
                     match sender.try_send_request(req).await {
-                        Ok(response) => return Ok(response),
+                        Ok(response) => return Ok(response.map(super::ResponseBody::Hyper)),
                         Err(mut failed) => {
                             let Some(mut back) = failed.take_message() else {
                                 return Err(classify_hyper(failed.error()));

@@ -11,13 +11,16 @@ pub mod connect;
 pub mod continue_gate;
 pub mod early_response;
 pub mod group;
+pub mod h1;
 pub mod h2;
 pub mod health;
 pub mod hierarchy;
+pub mod informational;
 pub mod liveness;
 pub mod peer;
 pub mod pool;
 pub mod request_body;
+pub mod response_body;
 pub mod retry;
 pub mod select;
 pub mod stats;
@@ -29,6 +32,7 @@ use std::time::Duration;
 
 pub use client::Upstream;
 pub use request_body::{Progress, RequestBody};
+pub use response_body::ResponseBody;
 
 /// Upstream settings, built from the `[timeouts]` and `[limits]` sections.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,14 +1,13 @@
-//! The HTTP/1.1 keep-alive pool behind [`Upstream`](super::Upstream), on hyper's
-//! `client::conn::http1`.
+//! The HTTP/1.1 keep-alive pool behind [`Upstream`](super::Upstream): per-server stacks of
+//! idle connections, each request carried by our own codec (`upstream::h1`).
 //!
-//! Each server (scheme and authority of the request URI, or the peer) has a list of its open
-//! connections, busy ones included. A request takes the most recently used one that hyper says
-//! is ready (`SendRequest::is_ready`: the previous response was read to its end on a keep-alive
-//! connection) and hands it the request while the pool's lock is held, which makes it busy at
-//! once; no connection is ever checked out or returned, so a request costs no task, no channel
-//! and no wake-up beyond hyper's own. A response whose body was dropped half-way, or that
-//! failed, leaves hyper's connection closed, and a closed connection is never ready: only a body
-//! that ended cleanly makes a connection reusable.
+//! A request takes its server's most recently used idle connection (checked with one
+//! non-blocking read: a connection the server closed, or that holds bytes nobody asked for, is
+//! dropped), or opens one, and runs the exchange on its own task: no connection task, no
+//! channel, no wake-up between them. The response body gives the connection back when it ended
+//! cleanly on a keep-alive connection (RFC 9112 §9.3); a body dropped half-way, or one that
+//! failed, closes it. At most `max_per_server` idle connections are kept per server; one more
+//! comes back only to close.
 //!
 //! The first [`FEW`] servers are found by a scan that compares authorities as written (a reverse
 //! proxy's handful of servers, hashed and parsed by nothing; `a.test` and `a.test:80` are kept
@@ -16,9 +15,14 @@
 //! are found by authority in a map.
 //!
 //! A connection idle for `timeouts.server_idle` is closed (a sweeper task per pool runs while
-//! the pool holds connections) and never handed out. A request that a reused connection gave
-//! back unsent (the server had closed it, RFC 9112 §9.3.1's race) is tried once more on a
-//! fresh connection, as hyper-util's client did; one that was sent is never repeated.
+//! the pool holds connections) and never handed out. An idle connection the server closed (RFC
+//! 9112 §9.3.1's race, seen by the check before the send) is dropped and the request goes on
+//! the next one or a fresh one, as it went when hyper gave it back unsent; a request that was
+//! written is never repeated here (`upstream::retry` decides whether another hop gets it).
+//!
+//! Requests with `Upgrade`, and CONNECT, go through hyper's `client::conn::http1` with
+//! upgrades on (the connection may switch protocols and leave HTTP); such a connection is
+//! never pooled again.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -28,22 +32,24 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::uri::Scheme;
 use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use hyper_util::client::legacy::connect::{Connected, Connection as _};
+use hyper_util::client::legacy::connect::Connection as _;
+use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tower_service::Service as _;
 
 use super::client::classify_hyper;
 use super::connect::{ConnectError, Connector};
+use super::h1::{self, Connection, Form, Home, Message};
+use super::informational::OnInformational;
 use super::request_body::{ClientBodyError, RequestBody};
+use super::response_body::ResponseBody;
 use crate::error::{Error, ErrorKind};
 
 /// Servers kept in the scanned list; more go to the map.
 const FEW: usize = 8;
 
-/// Connections kept per server by default; beyond that a new connection serves its request and
-/// closes.
+/// Idle connections kept per server by default; one more that comes back is closed.
 pub const MAX_PER_SERVER: usize = 512;
 
 /// The HTTP/1.1 connections of one [`Upstream`](super::Upstream); cheap to share.
@@ -55,12 +61,17 @@ pub struct Pool {
 #[derive(Debug)]
 struct Inner {
     connector: Connector,
+    /// For the requests left to hyper (upgrades).
     builder: http1::Builder,
+    /// Largest response head read (`limits.max_response_header_size` plus the status line).
+    max_head: usize,
     idle_timeout: Duration,
     max_per_server: usize,
     /// Requests in absolute-form (to a peer cache), else origin-form (RFC 9112 §3.2).
     absolute_form: bool,
     servers: Mutex<Servers>,
+    /// Itself, for the sweeper a returning connection may start.
+    this: Weak<Inner>,
 }
 
 #[derive(Debug, Default)]
@@ -83,22 +94,19 @@ struct Key<'a> {
 struct Server {
     https: bool,
     authority: Box<str>,
-    /// Open connections; the most recently used last.
-    conns: Vec<Conn>,
+    /// Idle connections; the most recently used last.
+    idle: Vec<Idle>,
 }
 
 #[derive(Debug)]
-struct Conn {
-    sender: http1::SendRequest<RequestBody>,
-    /// No later than the moment it last went idle: set when a request starts on it and whenever
-    /// it is seen busy, so `now - used` never understates how long it has been idle.
-    used: Instant,
-    /// The socket's addresses, copied into each response's extensions (`HttpInfo`).
-    info: Arc<Connected>,
+struct Idle {
+    conn: Connection,
+    /// When it went idle.
+    since: Instant,
 }
 
 impl Pool {
-    /// A pool that opens connections with `connector`; hyper reads at most `max_buf_size` bytes
+    /// A pool that opens connections with `connector` and reads at most `max_buf_size` bytes
     /// of a response head.
     pub fn new(
         connector: Connector,
@@ -110,31 +118,36 @@ impl Pool {
         builder.max_buf_size(max_buf_size);
         let absolute_form = connector.peer.is_some();
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|this| Inner {
                 connector,
                 builder,
+                max_head: max_buf_size,
                 idle_timeout,
                 max_per_server,
                 absolute_form,
                 servers: Mutex::new(Servers::default()),
+                this: this.clone(),
             }),
         }
     }
 
-    /// Connections open now (busy or idle), for tests and metrics.
+    /// Idle connections kept now, for tests and metrics.
     pub fn open(&self) -> usize {
         let servers = self.inner.lock();
         servers
             .few
             .iter()
             .chain(servers.many.values().flatten())
-            .map(|s| s.conns.len())
+            .map(|s| s.idle.len())
             .sum()
     }
 
-    /// Sends `req` (absolute-form URI) on a ready connection to its server, or on a new one,
+    /// Sends `req` (absolute-form URI) on an idle connection to its server, or on a new one,
     /// and waits for the response head.
-    pub async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<Incoming>, Error> {
+    pub async fn send(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, Error> {
         let inner = &self.inner;
         let uri = std::mem::take(req.uri_mut());
         let key = inner.key(&uri)?;
@@ -143,65 +156,69 @@ impl Pool {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
-        *req.uri_mut() = if req.method() == Method::CONNECT {
-            authority_form(&uri)
-        } else if inner.absolute_form {
-            uri.clone()
+        if req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE) {
+            return self.send_upgradable(key, &uri, req).await;
+        }
+        let form = if inner.absolute_form {
+            Form::Absolute
         } else {
-            origin_form(&uri)
+            Form::Origin
         };
-        let now = Instant::now();
-        let sent = {
-            let mut servers = inner.lock();
-            match servers
-                .find(key)
-                .and_then(|server| server.ready(now, inner.idle_timeout))
-            {
-                Some(conn) => {
-                    conn.used = now;
-                    Ok((conn.sender.try_send_request(req), Arc::clone(&conn.info)))
-                }
-                None => Err(req),
-            }
+        let msg = Message::new(req, &uri, form);
+        let conn = match inner.take_idle(key) {
+            Some(conn) => conn,
+            None => self.connect(&uri).await?,
         };
-        let req = match sent {
-            Err(req) => req,
-            Ok((sent, info)) => match sent.await {
-                Ok(mut response) => {
-                    info.get_extras(response.extensions_mut());
-                    return Ok(response);
-                }
-                Err(mut failed) => match failed.take_message() {
-                    // Closed by the server before hyper wrote a byte: once more, on a fresh
-                    // connection.
-                    Some(req) => {
-                        tracing::debug!(error = %failed.error(), "idle upstream connection closed; retrying");
-                        req
-                    }
-                    None => return Err(classify_send(failed.error())),
-                },
-            },
-        };
-        self.send_fresh(key, &uri, req).await
+        let home = self.home(uri);
+        let response = h1::send(conn, msg, inner.max_head, Some(home)).await?;
+        Ok(response.map(ResponseBody::H1))
     }
 
-    /// Opens a connection to `key`'s server, lists it, and sends `req` on it.
-    async fn send_fresh(
-        &self,
-        key: Key<'_>,
-        uri: &Uri,
-        req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, Error> {
-        let inner = &self.inner;
-        let mut connector = inner.connector.clone();
+    fn home(&self, uri: Uri) -> Home {
+        Home {
+            pool: Arc::clone(&self.inner) as Arc<dyn h1::Keep>,
+            uri,
+        }
+    }
+
+    /// Opens a connection to `uri`'s server (or the peer).
+    async fn connect(&self, uri: &Uri) -> Result<Connection, Error> {
+        let mut connector = self.inner.connector.clone();
         let io = connector
             .call(uri.clone())
             .await
             .map_err(|e| e.to_error())?;
         let info = Arc::new(io.inner().connected());
+        Ok(Connection::new(io.into_inner(), info))
+    }
+
+    /// A request whose connection may switch protocols goes through hyper with upgrades on,
+    /// on an idle connection or a new one that is never pooled again.
+    async fn send_upgradable(
+        &self,
+        key: Key<'_>,
+        uri: &Uri,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, Error> {
+        let inner = &self.inner;
+        *req.uri_mut() = if req.method() == Method::CONNECT {
+            authority_form(uri)
+        } else if inner.absolute_form {
+            uri.clone()
+        } else {
+            origin_form(uri)
+        };
+        if let Some(on) = req.extensions_mut().remove::<OnInformational>() {
+            on.to_hyper(&mut req);
+        }
+        let conn = match inner.take_idle(key) {
+            Some(conn) => conn,
+            None => self.connect(uri).await?,
+        };
+        let (io, info) = conn.into_parts();
         let (mut sender, conn) = inner
             .builder
-            .handshake(io)
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| classify_hyper(&e))?;
         tokio::spawn(async move {
@@ -209,39 +226,35 @@ impl Pool {
                 tracing::debug!(%error, "upstream connection failed");
             }
         });
-        let sent = sender.try_send_request(req);
-        self.list(key, sender, Arc::clone(&info));
-        match sent.await {
+        match sender.send_request(req).await {
             Ok(mut response) => {
                 info.get_extras(response.extensions_mut());
-                Ok(response)
+                Ok(response.map(ResponseBody::Hyper))
             }
-            Err(failed) => Err(classify_send(failed.error())),
+            Err(e) => Err(classify_send(&e)),
         }
     }
+}
 
-    /// Keeps a new connection for later requests, unless `key`'s server has its fill of busy
-    /// ones (then dropping the sender closes it after this exchange).
-    fn list(&self, key: Key<'_>, sender: http1::SendRequest<RequestBody>, info: Arc<Connected>) {
-        let inner = &self.inner;
-        let mut servers = inner.lock();
+impl h1::Keep for Inner {
+    /// A connection whose exchange ended cleanly goes idle under its server, unless the
+    /// server has its fill of idle ones (then it closes).
+    fn keep(&self, uri: &Uri, conn: Connection) {
+        let Ok(key) = self.key(uri) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut servers = self.lock();
         let server = servers.entry(key);
-        server.conns.retain(|c| !c.sender.is_closed());
-        if server.conns.len() >= inner.max_per_server {
-            // The longest unused ready one makes room; with none ready, this one is not kept.
-            match server.conns.iter().position(|c| c.sender.is_ready()) {
-                Some(i) => drop(server.conns.remove(i)),
-                None => return,
-            }
+        if server.idle.len() >= self.max_per_server {
+            drop(servers);
+            drop(conn);
+            return;
         }
-        server.conns.push(Conn {
-            sender,
-            used: Instant::now(),
-            info,
-        });
+        server.idle.push(Idle { conn, since: now });
         if !servers.sweeping {
             servers.sweeping = true;
-            tokio::spawn(sweep(Arc::downgrade(&self.inner), inner.idle_timeout));
+            tokio::spawn(sweep(self.this.clone(), self.idle_timeout));
         }
     }
 }
@@ -267,53 +280,50 @@ impl Inner {
             authority: authority.as_str(),
         })
     }
+
+    /// `key`'s most recently used idle connection that is still usable; drops expired and
+    /// closed ones on the way (each turn takes one off the stack, so the loop ends).
+    fn take_idle(&self, key: Key<'_>) -> Option<Connection> {
+        let now = Instant::now();
+        loop {
+            let mut conn = {
+                let mut servers = self.lock();
+                let server = servers.find(key)?;
+                let idle = server.idle.pop()?;
+                if now.saturating_duration_since(idle.since) >= self.idle_timeout {
+                    // The most recent one expired: so did all before it.
+                    let expired = std::mem::take(&mut server.idle);
+                    drop(servers);
+                    drop(expired);
+                    return None;
+                }
+                idle.conn
+            };
+            if conn.is_usable() {
+                return Some(conn);
+            }
+        }
+    }
 }
 
 impl Server {
+    fn new(key: Key<'_>) -> Self {
+        Self {
+            https: key.https,
+            authority: key.authority.into(),
+            idle: Vec::new(),
+        }
+    }
+
     fn is(&self, key: Key<'_>) -> bool {
         self.https == key.https && *self.authority == *key.authority
     }
 
-    /// The most recently used ready connection, moved last; drops closed and expired ones on
-    /// the way.
-    fn ready(&mut self, now: Instant, idle_timeout: Duration) -> Option<&mut Conn> {
-        let mut i = self.conns.len();
-        while i > 0 {
-            i -= 1;
-            let conn = &mut self.conns[i];
-            if conn.sender.is_closed() {
-                self.conns.swap_remove(i);
-                continue;
-            }
-            if !conn.sender.is_ready() {
-                conn.used = now;
-                continue;
-            }
-            if now.saturating_duration_since(conn.used) >= idle_timeout {
-                // Dropping the only sender closes the connection.
-                self.conns.swap_remove(i);
-                continue;
-            }
-            let last = self.conns.len() - 1;
-            self.conns.swap(i, last);
-            return self.conns.last_mut();
-        }
-        None
-    }
-
-    /// Drops closed and expired connections; the earliest moment another may expire.
+    /// Drops expired connections; the earliest moment another may expire.
     fn sweep(&mut self, now: Instant, idle_timeout: Duration) -> Option<Instant> {
-        self.conns.retain_mut(|conn| {
-            if conn.sender.is_closed() {
-                return false;
-            }
-            if !conn.sender.is_ready() {
-                conn.used = now;
-                return true;
-            }
-            now.saturating_duration_since(conn.used) < idle_timeout
-        });
-        self.conns.iter().map(|c| c.used + idle_timeout).min()
+        self.idle
+            .retain(|idle| now.saturating_duration_since(idle.since) < idle_timeout);
+        self.idle.iter().map(|idle| idle.since + idle_timeout).min()
     }
 }
 
@@ -355,8 +365,8 @@ impl Servers {
         &mut self.few[i]
     }
 
-    /// Drops closed and expired connections and servers left with none; the earliest moment
-    /// another may expire, or `None` when nothing is left.
+    /// Drops expired connections and servers left with none; the earliest moment another may
+    /// expire, or `None` when nothing is left.
     fn sweep(&mut self, now: Instant, idle_timeout: Duration) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut earliest = |at: Option<Instant>| {
@@ -366,12 +376,12 @@ impl Servers {
         };
         self.few.retain_mut(|s| {
             earliest(s.sweep(now, idle_timeout));
-            !s.conns.is_empty()
+            !s.idle.is_empty()
         });
         self.many.retain(|_, list| {
             list.retain_mut(|s| {
                 earliest(s.sweep(now, idle_timeout));
-                !s.conns.is_empty()
+                !s.idle.is_empty()
             });
             !list.is_empty()
         });
@@ -379,18 +389,8 @@ impl Servers {
     }
 }
 
-impl Server {
-    fn new(key: Key<'_>) -> Self {
-        Self {
-            https: key.https,
-            authority: key.authority.into(),
-            conns: Vec::new(),
-        }
-    }
-}
-
 /// Closes idle connections of `pool` as they expire; ends once the pool holds none (the next
-/// connection listed starts another) or is gone.
+/// connection kept starts another) or is gone.
 async fn sweep(pool: Weak<Inner>, idle_timeout: Duration) {
     let mut until = Instant::now() + idle_timeout;
     loop {
@@ -461,7 +461,7 @@ fn find_source<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> 
     None
 }
 
-/// Maps a failed exchange: the client's request body failing is the client's fault.
+/// Maps a failed exchange on hyper: the client's request body failing is the client's fault.
 fn classify_send(err: &hyper::Error) -> Error {
     if let Some(body) = find_source::<ClientBodyError>(err) {
         return Error::new(ErrorKind::InvalidRequest, body.to_string());
@@ -597,8 +597,6 @@ mod tests {
             .unwrap()
             .to_bytes()
             .to_vec();
-        // hyper marks the connection ready within its own task's turn.
-        tokio::task::yield_now().await;
         body
     }
 
@@ -627,8 +625,8 @@ mod tests {
         let origin = Origin::start().await;
         let pool = pool(Duration::from_secs(60), MAX_PER_SERVER);
         assert_eq!(fetch(&pool, &origin.uri("/close")).await, b"hello");
-        // Whether hyper saw the close yet or gives the request back unsent, it goes out once,
-        // on a new connection.
+        // The close is seen by the check before the send: the request goes out once, on a new
+        // connection.
         assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");
         assert_eq!(origin.accepted(), 2);
         assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");

@@ -1,0 +1,329 @@
+//! A response body read straight off its connection, which goes back to the pool the moment
+//! the body has ended cleanly on a connection both sides keep alive.
+//!
+//! Data frames are slices of the connection's read buffer (no copy). Chunked bodies are decoded
+//! with `httparse::parse_chunk_size` (RFC 9112 §7.1): chunk extensions are ignored, the size
+//! line is bounded by [`MAX_SIZE_LINE`], trailer fields (§7.1.2) are handed on as a trailers
+//! frame as hyper did, within [`MAX_TRAILERS`] bytes. Until the request body is written in full,
+//! polling the response body also writes it. A body dropped before its end closes its
+//! connection.
+//!
+//! A failure (a body cut short, bad chunked framing) is reported one poll after the one that
+//! found it, as it was when hyper's connection task delivered it: a server relaying this body
+//! first writes out what came before (hyper's server drops a response head it has not flushed
+//! when the body fails in the same turn, and the client would get no response at all instead of
+//! a short one).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf as _, Bytes};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::body::{Frame, SizeHint};
+
+use super::read::Framing;
+use super::write::Writer;
+use super::{Connection, Home};
+use crate::error::{Error, ErrorKind};
+
+/// Longest chunk-size line, extensions included (hyper allowed 16 KiB of extensions).
+pub const MAX_SIZE_LINE: usize = 16 * 1024 + 64;
+/// Largest trailer section.
+pub const MAX_TRAILERS: usize = 16 * 1024;
+/// Most trailer fields.
+const MAX_TRAILER_FIELDS: usize = 64;
+
+/// The body of a response read by [`super::send`].
+#[derive(Debug)]
+pub struct Body {
+    /// `None` once the body ended (or failed): the connection is back in the pool or closed.
+    live: Option<Live>,
+    /// The body failed: it never ends cleanly; the error waits here for the next poll.
+    failed: Option<Option<Error>>,
+}
+
+#[derive(Debug)]
+struct Live {
+    conn: Connection,
+    decoder: Decoder,
+    /// The request body, when it was still being sent as the response head arrived.
+    writer: Option<Writer>,
+    /// Both sides allow another exchange on the connection.
+    keep_alive: bool,
+    /// Where the connection goes back to.
+    home: Option<Home>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Decoder {
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields, then an empty line.
+    Trailers,
+}
+
+/// What the buffered bytes yield next.
+enum Step {
+    Data(Bytes),
+    Trailers(HeaderMap),
+    End,
+    /// More bytes must be read first.
+    More,
+}
+
+impl Body {
+    /// The body of a response framed by `framing`; with none, the connection is given back at
+    /// once.
+    pub(super) fn new(
+        conn: Connection,
+        framing: Framing,
+        writer: Option<Writer>,
+        keep_alive: bool,
+        home: Option<Home>,
+    ) -> Self {
+        let decoder = match framing {
+            Framing::Length(len) => Decoder::Length(len),
+            Framing::Chunked => Decoder::Chunked(Chunk::Size),
+            Framing::Close => Decoder::Close,
+        };
+        let live = Live {
+            conn,
+            decoder,
+            writer,
+            keep_alive,
+            home,
+        };
+        if framing == Framing::Length(0) {
+            live.release();
+            return Self {
+                live: None,
+                failed: None,
+            };
+        }
+        Self {
+            live: Some(live),
+            failed: None,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(live) = self.live.take() {
+            live.release();
+        }
+    }
+
+    /// Closes the connection and reports `error` on the next poll.
+    fn fail(
+        &mut self,
+        error: Error,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.live = None;
+        self.failed = Some(Some(error));
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Live {
+    /// Gives the connection back when it may carry another exchange; otherwise it closes.
+    fn release(self) {
+        let clean = self.keep_alive
+            && self.writer.is_none()
+            && self.conn.buf.is_empty()
+            && !matches!(self.decoder, Decoder::Close);
+        if let (true, Some(home)) = (clean, self.home) {
+            let mut conn = self.conn;
+            conn.trim();
+            home.pool.keep(&home.uri, conn);
+        }
+    }
+
+    fn ended(&self) -> bool {
+        matches!(self.decoder, Decoder::Length(0))
+    }
+
+    /// Decodes what is buffered.
+    fn decode(&mut self) -> Result<Step, Error> {
+        let buf = &mut self.conn.buf;
+        match &mut self.decoder {
+            Decoder::Length(0) => Ok(Step::End),
+            Decoder::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= n as u64;
+                Ok(Step::Data(buf.split_to(n).freeze()))
+            }
+            Decoder::Close if buf.is_empty() => Ok(Step::More),
+            Decoder::Close => Ok(Step::Data(buf.split().freeze())),
+            Decoder::Chunked(state) => loop {
+                match state {
+                    Chunk::Size => match httparse::parse_chunk_size(buf) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            buf.advance(used);
+                            *state = if size == 0 {
+                                Chunk::Trailers
+                            } else {
+                                Chunk::Data(size)
+                            };
+                        }
+                        Ok(httparse::Status::Partial) if buf.len() > MAX_SIZE_LINE => {
+                            return Err(bad_chunk("a chunk-size line is too long"))
+                        }
+                        Ok(httparse::Status::Partial) => return Ok(Step::More),
+                        Err(_) => return Err(bad_chunk("invalid chunk size")),
+                    },
+                    Chunk::Data(left) => {
+                        if buf.is_empty() {
+                            return Ok(Step::More);
+                        }
+                        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                        *left -= n as u64;
+                        if *left == 0 {
+                            *state = Chunk::DataEnd;
+                        }
+                        return Ok(Step::Data(buf.split_to(n).freeze()));
+                    }
+                    Chunk::DataEnd => {
+                        if buf.len() < 2 {
+                            return Ok(Step::More);
+                        }
+                        if &buf[..2] != b"\r\n" {
+                            return Err(bad_chunk("chunk data not followed by CRLF"));
+                        }
+                        buf.advance(2);
+                        *state = Chunk::Size;
+                    }
+                    Chunk::Trailers => {
+                        let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+                        return match httparse::parse_headers(buf, &mut fields) {
+                            Ok(httparse::Status::Complete((used, fields))) => {
+                                let trailers = trailers(fields)?;
+                                buf.advance(used);
+                                self.decoder = Decoder::Length(0);
+                                Ok(if trailers.is_empty() {
+                                    Step::End
+                                } else {
+                                    Step::Trailers(trailers)
+                                })
+                            }
+                            Ok(httparse::Status::Partial) if buf.len() > MAX_TRAILERS => {
+                                Err(bad_chunk("the trailer section is too large"))
+                            }
+                            Ok(httparse::Status::Partial) => Ok(Step::More),
+                            Err(_) => Err(bad_chunk("invalid trailer section")),
+                        };
+                    }
+                }
+            },
+        }
+    }
+}
+
+fn trailers(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, Error> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| bad_chunk("invalid trailer field"))?;
+        let value =
+            HeaderValue::from_bytes(field.value).map_err(|_| bad_chunk("invalid trailer field"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn bad_chunk(what: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidResponse,
+        format!("the upstream sent an invalid chunked body ({what})"),
+    )
+}
+
+fn cut_short() -> Error {
+    Error::new(
+        ErrorKind::InvalidResponse,
+        "the upstream closed the connection before the end of the body",
+    )
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        if let Some(failed) = this.failed.as_mut() {
+            return Poll::Ready(failed.take().map(Err));
+        }
+        let Some(live) = this.live.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(writer) = live.writer.as_mut() {
+            match writer.poll(&mut live.conn.io, cx) {
+                Poll::Ready(Ok(())) => live.writer = None,
+                Poll::Ready(Err(e)) => return this.fail(e, cx),
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            match live.decode() {
+                Ok(Step::Data(data)) => {
+                    if live.ended() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::Trailers(trailers)) => {
+                    this.finish();
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+                Ok(Step::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::More) => {}
+                Err(e) => return this.fail(e, cx),
+            }
+            match live.conn.poll_fill(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) if matches!(live.decoder, Decoder::Close) => {
+                    // RFC 9112 §6.3 rule 8: the close ends the body.
+                    this.live = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => return this.fail(cut_short(), cx),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return this.fail(e, cx),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.live.is_none() && self.failed.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.live.as_ref().map(|l| l.decoder) {
+            None if self.failed.is_some() => SizeHint::default(),
+            None => SizeHint::with_exact(0),
+            Some(Decoder::Length(left)) => SizeHint::with_exact(left),
+            Some(_) => SizeHint::default(),
+        }
+    }
+}

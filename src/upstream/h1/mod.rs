@@ -1,0 +1,232 @@
+//! Our own HTTP/1.1 client codec: one request and its response on one upstream connection,
+//! with no task, channel or dispatcher between the proxy and the socket.
+//!
+//! hyper's `client::conn::http1` cost a miss ~19k instructions of dispatch (a connection task,
+//! a request channel, a body channel and their wake-ups) around work that is small: write one
+//! head, parse one head with `httparse`, slice the body out of the read buffer. Here the
+//! request's own task does all of it: [`send`] writes the head ([`write`]) and, as the client
+//! sends it, the body, while it reads the response head ([`read`], interim 1xx heads going to
+//! the request's [`OnInformational`](super::informational::OnInformational)); the response
+//! [`Body`] then reads straight off the connection and hands it back to the pool through
+//! [`Keep`] the moment it ends cleanly (RFC 9112 §9.3: both sides keep alive, the request was
+//! sent in full, nothing unexpected follows).
+//!
+//! Left to hyper (see `upstream::pool`): requests with `Upgrade` and CONNECT, whose
+//! connection may switch protocols (`with_upgrades`), and HTTP/2.
+
+mod body;
+pub mod read;
+pub mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use http::header;
+use http::{Method, Request, Response, Uri};
+use hyper_util::client::legacy::connect::Connected;
+use tokio::io::{AsyncRead as _, ReadBuf};
+
+pub use body::Body;
+use read::{Head, Parsed};
+pub use write::Form;
+use write::Writer;
+
+use super::informational::OnInformational;
+use super::request_body::RequestBody;
+use super::stream::Counted;
+use crate::error::{Error, ErrorKind};
+
+/// First read size; doubled while reads fill it, up to [`MAX_READ`], halved after a read of
+/// less than a quarter of it (as hyper's adaptive read buffer).
+const FIRST_READ: usize = 8 * 1024;
+const MAX_READ: usize = 128 * 1024;
+/// An idle connection keeps at most this much read buffer: one that grew for a large body
+/// gives it back when it goes idle.
+const MAX_IDLE_BUFFER: usize = 2 * FIRST_READ;
+
+/// An HTTP/1.1 connection to a server, idle or carrying one exchange.
+#[derive(Debug)]
+pub struct Connection {
+    io: Counted,
+    /// Bytes read and not yet consumed; empty whenever the connection is idle.
+    buf: BytesMut,
+    /// The next read's size.
+    read_size: usize,
+    /// The socket's addresses, copied into each response's extensions (`HttpInfo`).
+    info: Arc<Connected>,
+}
+
+/// What an idle connection goes back to: the pool that keeps it, under the request's URI.
+pub trait Keep: Send + Sync + std::fmt::Debug {
+    fn keep(&self, uri: &Uri, conn: Connection);
+}
+
+/// Where a response's connection returns once its body ended cleanly.
+#[derive(Debug)]
+pub struct Home {
+    pub pool: Arc<dyn Keep>,
+    pub uri: Uri,
+}
+
+/// A request ready to be written: its head encoded, its body framed.
+#[derive(Debug)]
+pub struct Message {
+    /// Decides which responses have no body (RFC 9112 §6.3).
+    method: Method,
+    writer: Writer,
+    /// We asked the server to close after this exchange (RFC 9112 §9.6).
+    close: bool,
+    on_informational: Option<OnInformational>,
+}
+
+impl Connection {
+    /// A new connection over `io`.
+    pub fn new(io: Counted, info: Arc<Connected>) -> Self {
+        Self {
+            io,
+            buf: BytesMut::new(),
+            read_size: FIRST_READ,
+            info,
+        }
+    }
+
+    /// The socket, for hyper (only ever taken from an idle connection: nothing is buffered).
+    pub fn into_parts(self) -> (Counted, Arc<Connected>) {
+        (self.io, self.info)
+    }
+
+    /// Whether an idle connection may still carry a request: the server has not closed it
+    /// nor sent anything unasked (one non-blocking read that must find nothing).
+    pub fn is_usable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut byte);
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut probe)
+            .is_pending()
+    }
+
+    /// Reads more into the buffer; `0` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
+        if self.buf.capacity() - self.buf.len() < self.read_size / 4 {
+            self.buf.reserve(self.read_size);
+        }
+        let room = self.buf.capacity() - self.buf.len();
+        let n = std::task::ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidResponse,
+                format!("upstream connection failed: {e}"),
+            )
+        })?;
+        if n >= room && self.read_size < MAX_READ {
+            self.read_size *= 2;
+        } else if n < self.read_size / 4 && self.read_size > FIRST_READ {
+            self.read_size /= 2;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Lets go of a read buffer grown beyond what an idle connection keeps.
+    fn trim(&mut self) {
+        if self.buf.capacity() > MAX_IDLE_BUFFER {
+            self.buf = BytesMut::new();
+            self.read_size = FIRST_READ;
+        }
+    }
+}
+
+impl Message {
+    /// Encodes `req` for `uri` (absolute; `req`'s own URI is not read) with its target in
+    /// `form`; `Host` is already set.
+    pub fn new(req: Request<RequestBody>, uri: &Uri, form: Form) -> Self {
+        let (mut parts, body) = req.into_parts();
+        let encoder = write::frame_body(&parts.method, parts.version, &mut parts.headers, &body);
+        let head = write::encode_head(&parts.method, uri, form, parts.version, &parts.headers);
+        let close = parts.headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+        });
+        Self {
+            writer: Writer::new(head, body, encoder),
+            close,
+            on_informational: parts.extensions.remove::<OnInformational>(),
+            method: parts.method,
+        }
+    }
+}
+
+/// Sends `msg` on `conn` and reads the response head; the body streams from the connection.
+///
+/// Nothing is repeated here: a request that failed may have been received (whether another
+/// next hop may get it is `upstream::retry`'s decision).
+pub async fn send(
+    mut conn: Connection,
+    mut msg: Message,
+    max_head: usize,
+    home: Option<Home>,
+) -> Result<Response<Body>, Error> {
+    let mut written = false;
+    let Head {
+        mut parts,
+        framing,
+        keep_alive,
+    } = poll_fn(|cx| exchange(&mut conn, &mut msg, &mut written, max_head, cx)).await?;
+    conn.info.get_extras(&mut parts.extensions);
+    let keep_alive = keep_alive && !msg.close;
+    let writer = (!written).then_some(msg.writer);
+    let body = Body::new(conn, framing, writer, keep_alive, home);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// One turn of an exchange: writes what it can, reads until the final response head.
+fn exchange(
+    conn: &mut Connection,
+    msg: &mut Message,
+    written: &mut bool,
+    max_head: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Head, Error>> {
+    if !*written {
+        match msg.writer.poll(&mut conn.io, cx) {
+            Poll::Ready(Ok(())) => *written = true,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+    }
+    loop {
+        if !conn.buf.is_empty() {
+            match read::parse(&mut conn.buf, &msg.method, max_head)? {
+                Parsed::Final(head) => return Poll::Ready(Ok(head)),
+                Parsed::Interim(parts) => {
+                    // RFC 9110 §15.2: a client "MUST be able to parse one or more 1xx
+                    // responses received prior to a final response".
+                    if let Some(on) = &msg.on_informational {
+                        on.call(parts.status, &parts.headers);
+                    }
+                    continue;
+                }
+                Parsed::Partial => {}
+            }
+        }
+        if std::task::ready!(conn.poll_fill(cx))? == 0 {
+            return Poll::Ready(Err(Error::new(
+                ErrorKind::InvalidResponse,
+                "the upstream closed the connection before sending a complete response",
+            )));
+        }
+    }
+}
