@@ -308,6 +308,20 @@ impl<T: AsyncWrite + Unpin> ClientIo<T> {
     }
 }
 
+impl<T: AsyncWrite + Unpin> ClientIo<T> {
+    /// For a server that does not read while a request is in flight (`h1`): writes queued
+    /// interim heads, and parks `cx`'s waker where [`ConnActivity::send_interim`] wakes it.
+    pub fn poll_interim_while_busy(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Ok(mut parked) = self.activity.parked_reader.lock() {
+            match &*parked {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => *parked = Some(cx.waker().clone()),
+            }
+        }
+        self.poll_interim(cx)
+    }
+}
+
 impl<T> ClientIo<T> {
     /// Tracks how long writes have been blocked; fails them after the write timeout.
     fn watch_write(
