@@ -257,8 +257,11 @@ where
             handover
         });
         // The content must be read to its end before the next request (or be cheap to
-        // drain); otherwise the connection closes after this response.
+        // drain); otherwise the connection closes after this response. Content dropped unread
+        // before the head is written also says so in the head (`Connection: close`, as hyper
+        // did); a broken one does not.
         let mut unread = false;
+        let mut broken = false;
         let response = {
             let mut pending = pin!(service(request));
             poll_fn(|cx| {
@@ -271,6 +274,10 @@ where
                     match self.poll_feed(cx, f, false) {
                         Fed::Busy => {}
                         Fed::Done => feed = None,
+                        Fed::Broken => {
+                            broken = true;
+                            feed = None;
+                        }
                         Fed::Abandoned => {
                             unread = true;
                             feed = None;
@@ -333,8 +340,8 @@ where
                 match self.poll_feed(cx, f, true) {
                     Fed::Busy => {}
                     Fed::Done => feed = None,
-                    Fed::Abandoned => {
-                        unread = true;
+                    Fed::Broken | Fed::Abandoned => {
+                        broken = true;
                         feed = None;
                     }
                 }
@@ -359,13 +366,13 @@ where
             .await
             {
                 Fed::Done => {}
-                _ => unread = true,
+                _ => broken = true,
             }
         }
         let closing = encoded.is_last
             || writing.encoder == Encoder::CloseDelimited
             || !keep_alive
-            || unread
+            || broken
             || self.stop.load(Ordering::Relaxed);
         Ok(if closing {
             Next::Close
@@ -409,20 +416,20 @@ where
                 Ok(None) => {
                     if self.read_eof {
                         feed.put(Err(BodyError::Incomplete));
-                        return Fed::Abandoned;
+                        return Fed::Broken;
                     }
                     match self.poll_read(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(e)) => {
                             feed.put(Err(BodyError::Io(e)));
-                            return Fed::Abandoned;
+                            return Fed::Broken;
                         }
                         Poll::Pending => return Fed::Busy,
                     }
                 }
                 Err(e) => {
                     feed.put(Err(e));
-                    return Fed::Abandoned;
+                    return Fed::Broken;
                 }
             }
         }
@@ -615,8 +622,10 @@ enum Fed {
     Busy,
     /// The whole content was read.
     Done,
-    /// The content will not be read to its end (dropped, broken, or the client left).
+    /// The body was dropped before the end, and the rest is not at hand.
     Abandoned,
+    /// The content is broken (bad chunk, read error, EOF before its end).
+    Broken,
 }
 
 /// `n` in lower-case hexadecimal, written into `buf`.
