@@ -17,7 +17,8 @@
 //!
 //! The service marks requests in flight with [`ConnActivity::begin`]; dropping the returned
 //! [`InFlight`] (when the response body is finished) moves the connection back to awaiting. When
-//! a deadline passes, reads fail with `TimedOut` and hyper closes the connection.
+//! a deadline passes, reads fail with `TimedOut` and the server (`h1`, or hyper's HTTP/2) closes
+//! the connection.
 
 use std::future::Future as _;
 use std::io;

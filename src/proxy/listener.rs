@@ -1,17 +1,17 @@
 //! Accepting client connections and serving HTTP on them until shutdown.
 //!
 //! Plain ports speak HTTP/1.1 (browsers and tools send absolute-form requests and CONNECT over
-//! HTTP/1.1), so this uses hyper's `http1` server directly rather than hyper-util's auto (h1+h2)
-//! builder: it exposes `max_header_size`, which turns an oversized request header into a real
-//! 431. TLS ports (see `tls`) first run the handshake, bounded by the client header timeout; a
+//! HTTP/1.1), served by our own HTTP/1 server (`h1`; an oversized request head gets a real
+//! 431). TLS ports (see `tls`) first run the handshake, bounded by the client header timeout; a
 //! failed handshake just closes the connection. Then the protocol ALPN chose is served: `h2`
-//! with hyper's `http2` server, anything else with the same `http1` server as plain ports.
+//! with hyper's `http2` server, anything else with the same `h1` server as plain ports.
 //! Connections are capped by a semaphore permit taken before `accept`, so excess clients wait in
 //! the kernel's backlog instead of exhausting memory or file descriptors; one client address
 //! may hold at most `client_ip_max_connections` of them (`client_slots`), and is answered 429
 //! at once beyond that. On shutdown the accept
-//! loop stops and each connection is asked to finish its current requests and close (hyper's
-//! graceful shutdown; GOAWAY on HTTP/2); `app` waits for them with a deadline.
+//! loop stops and each connection is asked to finish its current requests and close (an idle
+//! HTTP/1 connection at once, a busy one after its response; GOAWAY on HTTP/2); `app` waits
+//! for them with a deadline.
 //!
 //! Each accepted connection takes the port's settings (mode, TLS) and the connection-level
 //! limits and timers from the config generation current at accept time; its requests each load

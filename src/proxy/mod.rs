@@ -1,8 +1,8 @@
 //! The request path: from an accepted connection to a response.
 //!
 //! ```text
-//! listener ── accept (connection cap, client_slots) ── [tls handshake, ALPN] ── hyper http1 or h2
-//!    │                                                              (+ client_conn timers)
+//! listener ── accept (connection cap, client_slots) ── [tls handshake, ALPN] ── h1 (ours) or
+//!    │                                                     hyper h2 (+ client_conn timers)
 //!    └─ service::handle ── limits (414/431)
 //!         ├─ CONNECT ........ tunnel: port list, loop, resolve + http_access, connect, 200,
 //!         │                   copy bytes

@@ -2,8 +2,9 @@
 //!
 //! Old clients (and some current tools) speaking HTTP/1.0 to a proxy ask for a persistent
 //! connection with the non-standard `Proxy-Connection: keep-alive` (RFC 9112 Appendix C.2.2).
-//! hyper's server only reads `Connection`, and decides persistence while parsing the head, so
-//! the field is renamed in the bytes before hyper parses them: `Proxy-Connection:` and
+//! The HTTP/1 server (`h1`, like hyper's before it) only reads `Connection`, and decides
+//! persistence while parsing the head, so the field is renamed in the bytes before they are
+//! parsed: `Proxy-Connection:` and
 //! `Connection:` plus six spaces have the same length, and spaces after the colon are optional
 //! whitespace (RFC 9112 §5.1), so the head keeps its size and framing. Only the exact
 //! `keep-alive` value is renamed, only in a request head (the bytes up to the first empty
@@ -15,7 +16,7 @@
 //! HTTP/1.0 client", because an HTTP/1.0 proxy in front that did not understand `Connection`
 //! would have forwarded the client's option and would hang waiting for the close. cuttle
 //! follows Squid (`client_persistent_connections on`) instead: a client that names this
-//! proxy's own option is taken at its word, and hyper only keeps the connection when the
+//! proxy's own option is taken at its word, and the server only keeps the connection when the
 //! response has a self-defined length, which §9.3 requires in any case.
 
 const NAME: &[u8] = b"proxy-connection:";

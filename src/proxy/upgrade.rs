@@ -9,8 +9,8 @@
 //! upstream without `Upgrade` and is answered in HTTP/1.1.
 //!
 //! When the next hop answers 101 for a protocol that was offered, the 101 goes to the client
-//! and, once both connections have switched (`hyper::upgrade::on` on the client's request and
-//! on the upstream response), the bytes are copied both ways by the CONNECT tunnel's relay
+//! and, once both connections have switched (`switch` on the client's request, hyper's
+//! `upgrade::on` on the upstream response), the bytes are copied both ways by the CONNECT tunnel's relay
 //! (`tunnel::relay`): closed when either side closes or nothing moves for
 //! `timeouts.tunnel_idle`. Nothing about an upgrade is ever cached. The transaction is logged
 //! when the relay ends (`TCP_TUNNEL/101`, bytes sent to the client, the whole session's
