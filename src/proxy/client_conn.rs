@@ -202,8 +202,6 @@ pub struct ClientIo<T> {
     write_stall: Option<Pin<Box<Sleep>>>,
     /// Closing: half-closed and draining what the client still sends (`linger`).
     linger: super::linger::Linger,
-    /// HTTP/1 text heads: `Proxy-Connection: keep-alive` is read as `Connection`.
-    http1: bool,
     /// Interim heads taken from the outbox and not yet written.
     interim: Vec<u8>,
     /// hyper has written bytes it has not flushed yet: an interim head must wait.
@@ -219,15 +217,13 @@ impl<T> ClientIo<T> {
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             write_stall: None,
             linger: super::linger::Linger::default(),
-            http1: false,
             interim: Vec::new(),
             dirty: false,
         }
     }
 
-    /// Marks the connection as HTTP/1 (see `proxy_connection`).
-    pub fn http1(mut self) -> Self {
-        self.http1 = true;
+    /// Marks the connection as HTTP/1: interim heads may be written to it (`interim`).
+    pub fn http1(self) -> Self {
         self.activity.outbox.enable();
         self
     }
@@ -247,10 +243,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    // Awaiting a request: these bytes begin its head (`proxy_connection`).
-                    if this.http1 && this.activity.in_flight.load(Ordering::Acquire) == 0 {
-                        super::proxy_connection::rename_in_head(&mut buf.filled_mut()[before..]);
-                    }
                     this.activity.on_read();
                 }
                 Poll::Ready(Ok(()))

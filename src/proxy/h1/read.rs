@@ -11,6 +11,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 
+use super::super::proxy_connection;
+
 /// Most field lines a head may carry (hyper's `DEFAULT_MAX_HEADERS`); more is 431.
 pub const MAX_HEADERS: usize = 100;
 /// The longest request target hyper takes; longer is 414.
@@ -154,8 +156,13 @@ fn frame(
     let mut wants_upgrade = method == Method::CONNECT;
     headers.reserve(fields.len());
     for at in fields {
-        let name = HeaderName::from_bytes(&head[at.name.0..at.name.1])
-            .map_err(|_| HeadError::Malformed)?;
+        let (name_bytes, value_bytes) =
+            (&head[at.name.0..at.name.1], &head[at.value.0..at.value.1]);
+        let name = if proxy_connection::means_keep_alive(name_bytes, value_bytes) {
+            header::CONNECTION
+        } else {
+            HeaderName::from_bytes(name_bytes).map_err(|_| HeadError::Malformed)?
+        };
         // httparse checked the value's bytes.
         let value = HeaderValue::from_maybe_shared(head.slice(at.value.0..at.value.1))
             .map_err(|_| HeadError::Malformed)?;
@@ -345,6 +352,18 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(head.keep_alive);
+        // A proxy's HTTP/1.0 clients ask with `Proxy-Connection` (`proxy_connection`).
+        let head = parse_all("GET http://a/ HTTP/1.0\r\nProxy-Connection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(head.keep_alive);
+        assert_eq!(head.headers["connection"], "Keep-Alive");
+        assert!(!head.headers.contains_key("proxy-connection"));
+        let head = parse_all("GET http://a/ HTTP/1.0\r\nProxy-Connection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.keep_alive);
+        assert_eq!(head.headers["proxy-connection"], "close");
         let head =
             parse_all("GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n")
                 .unwrap()
