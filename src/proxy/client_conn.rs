@@ -204,7 +204,7 @@ pub struct ClientIo<T> {
     linger: super::linger::Linger,
     /// Interim heads taken from the outbox and not yet written.
     interim: Vec<u8>,
-    /// hyper has written bytes it has not flushed yet: an interim head must wait.
+    /// The server has written bytes it has not flushed yet: an interim head must wait.
     dirty: bool,
 }
 
@@ -276,8 +276,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> ClientIo<T> {
-    /// Writes queued interim heads, unless hyper has a message partly written (`dirty`): they
-    /// then wait for its flush, so they only ever land between messages (`interim`).
+    /// Writes queued interim heads, unless the server has a message partly written (`dirty`):
+    /// they then wait for its flush, so they only ever land between messages (`interim`).
     fn poll_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.dirty {
             return Poll::Ready(Ok(()));
@@ -341,7 +341,7 @@ impl<T> ClientIo<T> {
 }
 
 impl<T> ClientIo<T> {
-    /// hyper handed over bytes: until its next flush, interim heads wait.
+    /// The server handed over bytes: until its next flush, interim heads wait.
     fn note_written(&mut self, result: &Poll<io::Result<usize>>) {
         if matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
             self.dirty = true;
@@ -385,7 +385,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_flush(cx);
         if let Poll::Ready(Ok(())) = result {
-            // Everything hyper wrote is out: an interim head may go next.
+            // Everything the server wrote is out: an interim head may go next.
             self.dirty = false;
         }
         result
