@@ -13,13 +13,16 @@
 //! ```
 //!
 //! The socket is a `client_conn::ClientIo`, so the header, idle and write deadlines, the
-//! interim heads of the outbox, `Proxy-Connection` and the lingering close all apply as
-//! before. `read` parses, `body` decodes content, `write` frames responses, `upgrade` hands
-//! the connection over. A request whose content is not read to its end makes the connection
-//! close after its response, unless the rest is already buffered (as in hyper).
+//! interim heads of the outbox and the lingering close all apply as before. `read` parses
+//! heads (reading `Proxy-Connection: keep-alive` as `Connection`, see `proxy_connection`),
+//! `body` decodes content, `write` encodes response heads, `send` puts responses on the
+//! socket, `upgrade` hands the connection over. A request whose content is not read to its end
+//! makes the connection close after its response, unless the rest is already buffered (as in
+//! hyper).
 
 mod body;
 mod read;
+mod send;
 mod upgrade;
 mod write;
 
@@ -28,9 +31,9 @@ use std::io;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -42,6 +45,7 @@ pub use upgrade::{OnUpgrade, Upgraded};
 use super::client_conn::ClientIo;
 use crate::error::BoxError;
 use read::{FieldAt, Framing, HeadError};
+use send::{Out, Writing};
 use write::{BodyLength, Encoder, ForRequest};
 
 /// The least free space a read is given.
@@ -130,41 +134,6 @@ struct Conn<T> {
     read_eof: bool,
     settings: Settings,
     stop: Arc<AtomicBool>,
-}
-
-/// Bytes on their way to the socket: a framing buffer (head, chunk size), a data chunk
-/// shared with its body (never copied), and a static suffix (a chunk's CRLF).
-#[derive(Default)]
-struct Out {
-    buf: Vec<u8>,
-    /// Bytes of `buf` already written.
-    pos: usize,
-    data: Bytes,
-    suffix: &'static [u8],
-    /// Bytes were written since the last flush.
-    unflushed: bool,
-}
-
-impl Out {
-    fn is_empty(&self) -> bool {
-        self.pos == self.buf.len() && self.data.is_empty() && self.suffix.is_empty()
-    }
-
-    /// Drops `n` written bytes from the front.
-    fn advance(&mut self, mut n: usize) {
-        let head = (self.buf.len() - self.pos).min(n);
-        self.pos += head;
-        n -= head;
-        let data = self.data.len().min(n);
-        self.data.advance(data);
-        n -= data;
-        let suffix = self.suffix.len().min(n);
-        self.suffix = &self.suffix[suffix..];
-        if self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
-    }
 }
 
 impl<T> Conn<T>
@@ -455,142 +424,6 @@ where
         }
     }
 
-    /// Writes what is queued, then flushes; `Ready(Ok)` once everything is on the socket.
-    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.out.is_empty() {
-            let slices = [
-                io::IoSlice::new(&self.out.buf[self.out.pos..]),
-                io::IoSlice::new(&self.out.data),
-                io::IoSlice::new(self.out.suffix),
-            ];
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    self.out.advance(n);
-                    self.out.unflushed = true;
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        if self.out.unflushed {
-            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-            self.out.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Writes the response body after its head; `Ready(Ok)` once all of it is flushed. The
-    /// head waits for the first body frame when that is ready at once, so a response held in
-    /// memory goes out in one write.
-    fn poll_response<B>(
-        &mut self,
-        cx: &mut Context<'_>,
-        body: &mut B,
-        writing: &mut Writing,
-    ) -> Poll<io::Result<()>>
-    where
-        B: Body<Data = Bytes> + Unpin,
-        B::Error: Into<BoxError>,
-    {
-        loop {
-            if writing.done {
-                return self.poll_out(cx);
-            }
-            if !self.out.data.is_empty() || !self.out.suffix.is_empty() {
-                // A chunk is queued: it goes before the next is asked for.
-                ready!(self.poll_out(cx))?;
-            }
-            let frame = match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => frame,
-                Poll::Ready(Some(Err(e))) => {
-                    let e: BoxError = e.into();
-                    return Poll::Ready(Err(io::Error::other(e)));
-                }
-                Poll::Ready(None) => {
-                    self.end_body(writing)?;
-                    continue;
-                }
-                Poll::Pending => {
-                    // The head (or the last chunk) goes out while the body waits.
-                    ready!(self.poll_out(cx))?;
-                    return Poll::Pending;
-                }
-            };
-            match frame.into_data() {
-                Ok(data) => {
-                    if data.is_empty() {
-                        continue;
-                    }
-                    let end = body.is_end_stream();
-                    self.body_data(writing, data);
-                    if end {
-                        self.end_body(writing)?;
-                    }
-                }
-                Err(frame) => {
-                    if let (Encoder::Chunked(allowed), Ok(trailers)) =
-                        (&writing.encoder, frame.into_trailers())
-                    {
-                        write::encode_trailers(allowed.as_deref(), &trailers, &mut self.out.buf);
-                        writing.done = true;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Queues one data chunk, framed by the encoder.
-    fn body_data(&mut self, writing: &mut Writing, mut data: Bytes) {
-        match &mut writing.encoder {
-            Encoder::Length(left) => {
-                // A body longer than its declared length is cut there (as hyper does).
-                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(data.len());
-                data.truncate(take);
-                *left -= take as u64;
-                if *left == 0 {
-                    writing.done = true;
-                }
-                self.out.data = data;
-            }
-            Encoder::Chunked(_) => {
-                let mut size = [0u8; 16];
-                let hex = hex(data.len(), &mut size);
-                self.out.buf.extend_from_slice(hex);
-                self.out.buf.extend_from_slice(b"\r\n");
-                self.out.data = data;
-                self.out.suffix = b"\r\n";
-            }
-            Encoder::CloseDelimited => self.out.data = data,
-        }
-    }
-
-    /// The body ended: the last chunk, or an error when it fell short of its length.
-    fn end_body(&mut self, writing: &mut Writing) -> io::Result<()> {
-        if writing.done {
-            return Ok(());
-        }
-        match writing.encoder {
-            Encoder::Length(0) | Encoder::CloseDelimited => {}
-            Encoder::Length(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "response body ended before its Content-Length",
-                ))
-            }
-            Encoder::Chunked(_) => {
-                if self.out.suffix.is_empty() {
-                    self.out.buf.extend_from_slice(b"0\r\n\r\n");
-                } else {
-                    // After a chunk's data: its CRLF, then the last chunk.
-                    self.out.suffix = b"\r\n0\r\n\r\n";
-                }
-            }
-        }
-        writing.done = true;
-        Ok(())
-    }
-
     /// Answers a head that could not be read, then closes (hyper's automatic replies).
     async fn refuse(mut self, err: HeadError) -> io::Result<()> {
         if let Some(status) = err.status() {
@@ -608,13 +441,6 @@ where
     }
 }
 
-/// How far the response body is written.
-struct Writing {
-    encoder: Encoder,
-    /// Everything the body may send has been queued.
-    done: bool,
-}
-
 /// What feeding the request body came to.
 #[derive(Debug, PartialEq, Eq)]
 enum Fed {
@@ -626,19 +452,4 @@ enum Fed {
     Abandoned,
     /// The content is broken (bad chunk, read error, EOF before its end).
     Broken,
-}
-
-/// `n` in lower-case hexadecimal, written into `buf`.
-fn hex(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = DIGITS[n & 0xf];
-        n >>= 4;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    &buf[at..]
 }
