@@ -3,7 +3,8 @@
 //! # Layout
 //! ```text
 //! main ─▶ config (file ▶ build) ─▶ app (wiring, reload, shutdown)
-//!                                   └▶ proxy (listener [tls] ▶ service ▶ forward | reverse | tunnel)
+//!                                   └▶ proxy (listener [tls] ▶ h1 (own HTTP/1) | hyper h2
+//!                                         ▶ service ▶ forward | reverse | tunnel)
 //!                                         ├▶ access   (pure: http_access over ACLs)
 //!                                         ├▶ auth     (proxy_auth users: htpasswd, Basic)
 //!                                         ├▶ upstream (connect [tls], a pool on our own h1

@@ -13,11 +13,10 @@
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio_rustls::rustls;
 
 use super::body::ProxyBody;
+use super::client_body::ClientBody;
 use super::client_conn::ConnActivity;
 use super::request::{BumpedOrigin, ConnInfo};
 use super::transaction::{code, Transaction};
@@ -31,7 +30,7 @@ use crate::tls_intercept::Intercept;
 pub fn decide(
     intercept: &Intercept,
     conn: &ConnInfo,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     host: &str,
     port: u16,
     user: Option<&str>,
@@ -56,7 +55,7 @@ pub fn decide(
 /// Answers a CONNECT that is to be bumped with 200 and serves the tunnel once the client
 /// switches; `host` and `port` are its (checked) target.
 pub fn handle(
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Shared,
     mut txn: Transaction,
@@ -71,7 +70,7 @@ pub fn handle(
         return response;
     };
     txn.code = code::NONE;
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let on_upgrade = super::switch::on(&mut req);
     conn.activity.switch();
     let timeouts = &shared.config.timeouts;
     let inner = Arc::new(ConnInfo {
@@ -115,15 +114,7 @@ pub fn handle(
             }
         };
         let now = clock.now();
-        match handshake(
-            TokioIo::new(upgraded),
-            &inner,
-            intercept,
-            handshake_timeout,
-            now,
-        )
-        .await
-        {
+        match handshake(upgraded, &inner, intercept, handshake_timeout, now).await {
             Ok((stream, h2)) => {
                 (inner.serve_inner)(Box::new(stream), Arc::clone(&inner), h2).await;
                 txn.complete();

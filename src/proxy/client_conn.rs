@@ -17,7 +17,8 @@
 //!
 //! The service marks requests in flight with [`ConnActivity::begin`]; dropping the returned
 //! [`InFlight`] (when the response body is finished) moves the connection back to awaiting. When
-//! a deadline passes, reads fail with `TimedOut` and hyper closes the connection.
+//! a deadline passes, reads fail with `TimedOut` and the server (`h1`, or hyper's HTTP/2) closes
+//! the connection.
 
 use std::future::Future as _;
 use std::io;
@@ -201,11 +202,9 @@ pub struct ClientIo<T> {
     write_stall: Option<Pin<Box<Sleep>>>,
     /// Closing: half-closed and draining what the client still sends (`linger`).
     linger: super::linger::Linger,
-    /// HTTP/1 text heads: `Proxy-Connection: keep-alive` is read as `Connection`.
-    http1: bool,
     /// Interim heads taken from the outbox and not yet written.
     interim: Vec<u8>,
-    /// hyper has written bytes it has not flushed yet: an interim head must wait.
+    /// The server has written bytes it has not flushed yet: an interim head must wait.
     dirty: bool,
 }
 
@@ -218,15 +217,13 @@ impl<T> ClientIo<T> {
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             write_stall: None,
             linger: super::linger::Linger::default(),
-            http1: false,
             interim: Vec::new(),
             dirty: false,
         }
     }
 
-    /// Marks the connection as HTTP/1 (see `proxy_connection`).
-    pub fn http1(mut self) -> Self {
-        self.http1 = true;
+    /// Marks the connection as HTTP/1: interim heads may be written to it (`interim`).
+    pub fn http1(self) -> Self {
         self.activity.outbox.enable();
         self
     }
@@ -246,10 +243,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    // Awaiting a request: these bytes begin its head (`proxy_connection`).
-                    if this.http1 && this.activity.in_flight.load(Ordering::Acquire) == 0 {
-                        super::proxy_connection::rename_in_head(&mut buf.filled_mut()[before..]);
-                    }
                     this.activity.on_read();
                 }
                 Poll::Ready(Ok(()))
@@ -283,8 +276,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> ClientIo<T> {
-    /// Writes queued interim heads, unless hyper has a message partly written (`dirty`): they
-    /// then wait for its flush, so they only ever land between messages (`interim`).
+    /// Writes queued interim heads, unless the server has a message partly written (`dirty`):
+    /// they then wait for its flush, so they only ever land between messages (`interim`).
     fn poll_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.dirty {
             return Poll::Ready(Ok(()));
@@ -305,6 +298,20 @@ impl<T: AsyncWrite + Unpin> ClientIo<T> {
             }
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> ClientIo<T> {
+    /// For a server that does not read while a request is in flight (`h1`): writes queued
+    /// interim heads, and parks `cx`'s waker where [`ConnActivity::send_interim`] wakes it.
+    pub fn poll_interim_while_busy(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Ok(mut parked) = self.activity.parked_reader.lock() {
+            match &*parked {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => *parked = Some(cx.waker().clone()),
+            }
+        }
+        self.poll_interim(cx)
     }
 }
 
@@ -334,7 +341,7 @@ impl<T> ClientIo<T> {
 }
 
 impl<T> ClientIo<T> {
-    /// hyper handed over bytes: until its next flush, interim heads wait.
+    /// The server handed over bytes: until its next flush, interim heads wait.
     fn note_written(&mut self, result: &Poll<io::Result<usize>>) {
         if matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
             self.dirty = true;
@@ -378,7 +385,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_flush(cx);
         if let Poll::Ready(Ok(())) = result {
-            // Everything hyper wrote is out: an interim head may go next.
+            // Everything the server wrote is out: an interim head may go next.
             self.dirty = false;
         }
         result

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::authorize::Requester;
 use super::body::ProxyBody;
 use super::caching;
+use super::client_body::ClientBody;
 use super::destination;
 use super::headers::{self, MaxForwards};
 use super::next_hop::Target;
@@ -27,7 +27,7 @@ use crate::error::{Error, ErrorKind};
 
 /// Forwards one absolute-form request.
 pub async fn handle(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
     mut txn: Transaction,
@@ -61,7 +61,7 @@ fn note_failed_attempt(txn: &mut Transaction, err: &Error, shared: &Shared, host
 }
 
 async fn forward(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
     txn: &mut Transaction,

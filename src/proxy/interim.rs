@@ -6,12 +6,13 @@
 //! #3815 and #4114 are open proposals; see docs/interim-responses.md). cuttle owns the client
 //! socket (`client_conn::ClientIo`), so for HTTP/1.1 clients it writes the interim head there
 //! itself: the upstream connection's callback renders it into this connection's `Outbox`, and
-//! `ClientIo` writes the outbox before any byte hyper writes next, but only while hyper has
-//! nothing unflushed (the previous response is wholly on the wire), so an interim head can only
-//! ever land between two messages, never inside one. `100` is left to hyper (it answers the
-//! client's own expectation when the body is read, `upstream::continue_gate`), `101` is an
-//! upgrade (`upgrade`). HTTP/1.0 clients get none: "a server MUST NOT send a 1xx response to an
-//! HTTP/1.0 client" (§15.2). HTTP/2 clients get none either (hyper's h2 server has no API).
+//! `ClientIo` writes the outbox before any byte the server (`h1`) writes next, but only while
+//! it has nothing unflushed (the previous response is wholly on the wire), so an interim head
+//! can only ever land between two messages, never inside one. `100` is left to the server (it
+//! answers the client's own expectation when the body is read, `upstream::continue_gate`),
+//! `101` is an upgrade (`upgrade`). HTTP/1.0 clients get none: "a server MUST NOT send a 1xx
+//! response to an HTTP/1.0 client" (§15.2). HTTP/2 clients get none either (hyper's h2 server
+//! has no API).
 //!
 //! The request path reaches its connection's outbox through a task-local set by
 //! `service::handle`, so `next_hop` needs no new parameter; work running on other tasks

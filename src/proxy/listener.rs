@@ -1,17 +1,17 @@
 //! Accepting client connections and serving HTTP on them until shutdown.
 //!
 //! Plain ports speak HTTP/1.1 (browsers and tools send absolute-form requests and CONNECT over
-//! HTTP/1.1), so this uses hyper's `http1` server directly rather than hyper-util's auto (h1+h2)
-//! builder: it exposes `max_header_size`, which turns an oversized request header into a real
-//! 431. TLS ports (see `tls`) first run the handshake, bounded by the client header timeout; a
+//! HTTP/1.1), served by our own HTTP/1 server (`h1`; an oversized request head gets a real
+//! 431). TLS ports (see `tls`) first run the handshake, bounded by the client header timeout; a
 //! failed handshake just closes the connection. Then the protocol ALPN chose is served: `h2`
-//! with hyper's `http2` server, anything else with the same `http1` server as plain ports.
+//! with hyper's `http2` server, anything else with the same `h1` server as plain ports.
 //! Connections are capped by a semaphore permit taken before `accept`, so excess clients wait in
 //! the kernel's backlog instead of exhausting memory or file descriptors; one client address
 //! may hold at most `client_ip_max_connections` of them (`client_slots`), and is answered 429
 //! at once beyond that. On shutdown the accept
-//! loop stops and each connection is asked to finish its current requests and close (hyper's
-//! graceful shutdown; GOAWAY on HTTP/2); `app` waits for them with a deadline.
+//! loop stops and each connection is asked to finish its current requests and close (an idle
+//! HTTP/1 connection at once, a busy one after its response; GOAWAY on HTTP/2); `app` waits
+//! for them with a deadline.
 //!
 //! Each accepted connection takes the port's settings (mode, TLS) and the connection-level
 //! limits and timers from the config generation current at accept time; its requests each load
@@ -25,12 +25,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -38,15 +39,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::body::ProxyBody;
+use super::client_body::ClientBody;
 use super::client_conn::{ClientIo, ConnActivity};
 use super::client_slots::{ConnSlot, REJECTION};
+use super::h1;
 use super::request::{ConnInfo, InnerStream};
 use super::service::handle;
 use super::tls::{self, ServerTls};
 use super::{Live, Mode, Shared};
 
-/// hyper refuses buffers below this.
-const MIN_BUF_SIZE: usize = 8192;
 /// Room for the method, spaces and version around the URI in a request line.
 const REQUEST_LINE_OVERHEAD: usize = 64;
 
@@ -59,32 +60,22 @@ fn max_head(shared: &Shared) -> usize {
     limits.max_request_header_size + limits.max_uri_length + REQUEST_LINE_OVERHEAD
 }
 
-/// The hyper HTTP/1 connection settings for `shared`'s limits.
-fn http1_builder(shared: &Shared) -> http1::Builder {
-    let max_head = max_head(shared);
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // `client_conn` implements header and idle deadlines itself (see its docs).
-        .header_read_timeout(None)
-        .keep_alive(true)
-        // Without half-close hyper reads the socket while each request is being answered, to
-        // notice a client that left: a read (EAGAIN on every keep-alive request) into a fresh
-        // 8 KiB buffer, as the request head still holds the old one. With it, a client that
-        // leaves mid-request is noticed when its response is written (the write fails and
-        // drops the response, as any client write error does), and a client that shuts down
-        // its sending side after the request still gets the response (RFC 9112 §9.6: "a TCP
-        // connection that is half-closed by the client does not delimit a request message, nor
-        // does it imply that the client is no longer interested in a response").
-        // The trade-off: a client that closes while its request still waits upstream (a slow
-        // origin, a collapsed fetch) is noticed only when its response is written, so that
-        // fetch runs to its end (and may fill the cache, as Squid's quick_abort lets a fetch
-        // finish) and the connection holds its slot until then, bounded by the upstream
-        // timeouts. Measured: 1.0k instructions and one allocation less per hit, 2.8k per miss.
-        .half_close(true)
-        .max_header_size(max_head)
-        .max_buf_size(max_head.max(MIN_BUF_SIZE) + MIN_BUF_SIZE);
-    builder
+/// The HTTP/1 connection settings for `shared`'s limits.
+///
+/// The server (`h1`) does not read the socket while a request is being answered (hyper's
+/// `half_close`, which this replaced): a client that leaves mid-request is noticed when its
+/// response is written (the write fails and drops the response, as any client write error
+/// does), and a client that shuts down its sending side after the request still gets the
+/// response (RFC 9112 §9.6: "a TCP connection that is half-closed by the client does not
+/// delimit a request message, nor does it imply that the client is no longer interested in a
+/// response"). The trade-off: a client that closes while its request still waits upstream (a
+/// slow origin, a collapsed fetch) is noticed only when its response is written, so that
+/// fetch runs to its end (and may fill the cache, as Squid's quick_abort lets a fetch finish)
+/// and the connection holds its slot until then, bounded by the upstream timeouts.
+fn http1_settings(shared: &Shared) -> h1::Settings {
+    h1::Settings {
+        max_head: max_head(shared),
+    }
 }
 
 /// The hyper HTTP/2 connection settings for `shared`'s limits.
@@ -100,7 +91,7 @@ fn http2_builder(shared: &Shared) -> http2::Builder<TokioExecutor> {
 /// Both protocol builders, configured once per listener and config generation.
 struct Builders {
     generation: u64,
-    http1: http1::Builder,
+    http1: h1::Settings,
     http2: http2::Builder<TokioExecutor>,
 }
 
@@ -108,7 +99,7 @@ impl Builders {
     fn for_generation(shared: &Shared) -> Self {
         Self {
             generation: shared.generation,
-            http1: http1_builder(shared),
+            http1: http1_settings(shared),
             http2: http2_builder(shared),
         }
     }
@@ -229,7 +220,7 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let peer = info.peer;
     let result = match tls {
-        None => serve_http1(stream, info, &builders.http1, shutdown).await,
+        None => serve_http1(stream, info, builders.http1, shutdown).await,
         Some(tls) => {
             // The handshake counts against the first request's header deadline.
             let timeout = info.live.load().config.timeouts.client_header;
@@ -241,9 +232,11 @@ async fn serve_connection(
                 }
             };
             if tls::negotiated_h2(&stream) {
-                serve_http2(stream, info, &builders.http2, shutdown).await
+                serve_http2(stream, info, &builders.http2, shutdown)
+                    .await
+                    .map_err(std::io::Error::other)
             } else {
-                serve_http1(stream, info, &builders.http1, shutdown).await
+                serve_http1(stream, info, builders.http1, shutdown).await
             }
         }
     };
@@ -264,9 +257,11 @@ fn serve_inner(
         let peer = info.peer;
         let (_keep, shutdown) = watch::channel(false);
         let result = if h2 {
-            serve_http2(io, info, &http2_builder(&shared), shutdown).await
+            serve_http2(io, info, &http2_builder(&shared), shutdown)
+                .await
+                .map_err(std::io::Error::other)
         } else {
-            serve_http1(io, info, &http1_builder(&shared), shutdown).await
+            serve_http1(io, info, http1_settings(&shared), shutdown).await
         };
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "bumped connection ended with an error");
@@ -274,19 +269,23 @@ fn serve_inner(
     })
 }
 
-/// HTTP/1.x on `io` (a socket or a TLS stream), with upgrades for CONNECT.
+/// HTTP/1.x on `io` (a socket or a TLS stream) with our own server (`h1`), with upgrades
+/// for CONNECT.
 async fn serve_http1<T>(
     io: T,
     info: Arc<ConnInfo>,
-    builder: &http1::Builder,
+    settings: h1::Settings,
     shutdown: watch::Receiver<bool>,
-) -> hyper::Result<()>
+) -> std::io::Result<()>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(ClientIo::new(io, Arc::clone(&info.activity)).http1());
-    let conn = builder.serve_connection(io, service(info)).with_upgrades();
-    until_shutdown(conn, |c| c.graceful_shutdown(), shutdown).await
+    let io = ClientIo::new(io, Arc::clone(&info.activity)).http1();
+    let stop = Arc::new(AtomicBool::new(false));
+    let service =
+        move |req: Request<h1::H1Body>| handle(req.map(ClientBody::H1), Arc::clone(&info));
+    let conn = h1::serve(io, settings, Arc::clone(&stop), service);
+    until_shutdown(conn, |_| stop.store(true, Ordering::Relaxed), shutdown).await
 }
 
 /// HTTP/2 on a TLS stream whose ALPN chose `h2`.
@@ -311,7 +310,7 @@ fn service(
 {
     service_fn(move |req| {
         let info = Arc::clone(&info);
-        async move { Ok::<_, Infallible>(handle(req, info).await) }
+        async move { Ok::<_, Infallible>(handle(req.map(ClientBody::Hyper), info).await) }
     })
 }
 

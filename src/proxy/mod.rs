@@ -1,8 +1,8 @@
 //! The request path: from an accepted connection to a response.
 //!
 //! ```text
-//! listener ── accept (connection cap, client_slots) ── [tls handshake, ALPN] ── hyper http1 or h2
-//!    │                                                              (+ client_conn timers)
+//! listener ── accept (connection cap, client_slots) ── [tls handshake, ALPN] ── h1 (ours) or
+//!    │                                                     hyper h2 (+ client_conn timers)
 //!    └─ service::handle ── limits (414/431)
 //!         ├─ CONNECT ........ tunnel: port list, loop, resolve + http_access, connect, 200,
 //!         │                   copy bytes
@@ -21,12 +21,14 @@ pub mod authorize;
 pub mod body;
 pub mod bump;
 pub mod caching;
+pub mod client_body;
 pub mod client_conn;
 pub mod client_slots;
 pub mod destination;
 pub mod error_details;
 pub mod forward;
 pub mod forwarding_fields;
+pub mod h1;
 pub mod handoff;
 pub mod headers;
 pub mod icp_answer;
@@ -42,6 +44,7 @@ pub mod request;
 pub mod respond;
 pub mod reverse;
 pub mod service;
+pub mod switch;
 pub mod target_path;
 pub mod tls;
 pub mod transaction;

@@ -24,6 +24,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 
 use super::body::ProxyBody;
+use super::client_body::ClientBody;
 use super::destination::Resolution;
 use super::headers;
 use super::transaction::hier;
@@ -116,7 +117,7 @@ pub struct Outgoing {
     pub version: Version,
     /// End-to-end fields (hop-by-hop already removed).
     pub headers: HeaderMap,
-    pub body: Option<Incoming>,
+    pub body: Option<ClientBody>,
     pub client: IpAddr,
     pub target: Target,
 }

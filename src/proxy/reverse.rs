@@ -13,11 +13,11 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 
 use super::authorize::Requester;
 use super::body::ProxyBody;
 use super::caching;
+use super::client_body::ClientBody;
 use super::headers::{self, MaxForwards};
 use super::next_hop::{HostHeader, Target};
 use super::request::{check_access, check_loop, finish, ConnInfo};
@@ -95,7 +95,7 @@ pub fn find_site<'a>(sites: &'a [Site], host: &str, path: &str) -> Option<(usize
 /// Handles one request on a reverse port; `host` is its Host field, already parsed (and
 /// checked) by `service`.
 pub async fn handle(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     host: Option<Authority>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
@@ -107,7 +107,7 @@ pub async fn handle(
 }
 
 async fn route(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     host: Option<Authority>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use http::uri::Authority;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 
 use super::body::ProxyBody;
+use super::client_body::ClientBody;
 use super::request::{check_access, reply_error, ConnInfo};
 use super::transaction::Transaction;
 use super::{forward, internal, reverse, tunnel, Limits, Mode};
@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind};
 ///
 /// The request runs start to end on the config generation current when it arrived, so a
 /// reload never changes the rules under a request in flight.
-pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
+pub async fn handle(req: Request<ClientBody>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
     // RFC 9110 §15.2: "a server MUST NOT send a 1xx response to an HTTP/1.0 client"; HTTP/1.1
     // clients may be sent the upstream's 102 and 103 (`interim`).
     if req.version() == http::Version::HTTP_11 {
@@ -36,7 +36,7 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Pro
 }
 
 /// [`handle`], within or without the interim-response scope.
-async fn handle_request(mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
+async fn handle_request(mut req: Request<ClientBody>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
     let in_flight = conn.activity.begin();
     let shared = conn.live.load();
     // Inside a bumped tunnel every request is for the tunnel's origin, over https.

@@ -15,12 +15,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::authorize::Requester;
 use super::body::ProxyBody;
+use super::client_body::ClientBody;
 use super::destination::{self, Resolution};
 use super::request::{check_loop, reply_error, ConnInfo};
 use super::transaction::{code, hier, Transaction};
@@ -38,7 +37,7 @@ use crate::upstream::Progress;
 
 /// Handles one CONNECT request.
 pub async fn handle(
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Shared,
     mut txn: Transaction,
@@ -57,7 +56,7 @@ pub async fn handle(
     txn.code = code::TCP_TUNNEL;
     txn.hierarchy = hierarchy;
     txn.peer = Some(peer);
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let on_upgrade = super::switch::on(&mut req);
     conn.activity.switch();
     let idle = shared.config.timeouts.tunnel_idle;
     // The tunnel counts against max_connections until it closes.
@@ -73,7 +72,7 @@ pub async fn handle(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                relay(TokioIo::new(upgraded), upstream, idle, txn).await;
+                relay(upgraded, upstream, idle, txn).await;
                 drop(permit);
             }
             Err(e) => {
@@ -114,7 +113,7 @@ impl Opened {
 
 /// Checks the request and connects to its target (unless it is to be bumped).
 async fn open(
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Shared,
     txn: &mut Transaction,
@@ -208,7 +207,7 @@ async fn connect_direct(
 async fn open_through_hierarchy(
     peers: &Peers,
     conn: &ConnInfo,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     host: &str,
     port: u16,
     resolution: &Resolution,

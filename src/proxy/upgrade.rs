@@ -9,8 +9,8 @@
 //! upstream without `Upgrade` and is answered in HTTP/1.1.
 //!
 //! When the next hop answers 101 for a protocol that was offered, the 101 goes to the client
-//! and, once both connections have switched (`hyper::upgrade::on` on the client's request and
-//! on the upstream response), the bytes are copied both ways by the CONNECT tunnel's relay
+//! and, once both connections have switched (`switch` on the client's request, hyper's
+//! `upgrade::on` on the upstream response), the bytes are copied both ways by the CONNECT tunnel's relay
 //! (`tunnel::relay`): closed when either side closes or nothing moves for
 //! `timeouts.tunnel_idle`. Nothing about an upgrade is ever cached. The transaction is logged
 //! when the relay ends (`TCP_TUNNEL/101`, bytes sent to the client, the whole session's
@@ -20,12 +20,11 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode, Version};
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use super::body::ProxyBody;
+use super::client_body::ClientBody;
 use super::handoff::Handoff;
 #[cfg(test)]
 use super::headers::switch_is_valid;
@@ -37,7 +36,7 @@ use super::{tunnel, Shared};
 use crate::cache::phase::BypassReason;
 use crate::cache::result::CacheResult;
 use crate::cache::status::{CacheStatus, Fwd};
-use crate::error::{Error, ErrorKind};
+use crate::error::{BoxError, Error, ErrorKind};
 
 /// What a request asks for by way of a protocol switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,11 +102,11 @@ pub async fn handle(
     shared: &Arc<Shared>,
     txn: &mut Transaction,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
     target: Target,
     offer: HeaderValue,
 ) -> Result<Response<ProxyBody>, Error> {
-    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let client_upgrade = super::switch::take(&mut parts.extensions);
     let mut headers = std::mem::take(&mut parts.headers);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, offer);
@@ -151,9 +150,9 @@ fn switch(
     shared: &Shared,
     txn: &mut Transaction,
     mut up: Upstreamed,
-    client_upgrade: OnUpgrade,
+    client_upgrade: super::switch::OnSwitch,
 ) -> Response<ProxyBody> {
-    let upstream_upgrade = up.parts.extensions.remove::<OnUpgrade>();
+    let upstream_upgrade = up.parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut headers = std::mem::take(&mut up.parts.headers);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     if shared.config.forward.via {
@@ -180,9 +179,11 @@ fn switch(
             txn.abort();
             return;
         };
+        let upstream_upgrade = async { upstream_upgrade.await.map_err(BoxError::from) };
+        let client_upgrade = async { client_upgrade.await.map_err(BoxError::from) };
         match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok((client, upstream)) => {
-                tunnel::relay(TokioIo::new(client), TokioIo::new(upstream), idle, txn).await;
+                tunnel::relay(client, TokioIo::new(upstream), idle, txn).await;
             }
             Err(e) => {
                 txn.abort();

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::BoxError;
@@ -55,14 +55,27 @@ pub enum ClientBodyError {
     #[error("the client sent no request body data for {0:?}")]
     Timeout(Duration),
     #[error("reading the client's request body failed: {0}")]
-    Read(#[source] hyper::Error),
+    Read(#[source] BoxError),
+}
+
+/// The client's body, whichever server read it (the proxy's `ClientBody`); boxed so this
+/// module needs no type from the request path, and only requests with content pay for it.
+type ClientStream = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
+
+/// [`ClientStream`] with a `Debug` for the derive below.
+struct Client(ClientStream);
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientStream")
+    }
 }
 
 /// A request body relayed upstream.
 #[derive(Debug)]
 pub struct RequestBody {
     /// `None` for bodiless requests.
-    inner: Option<Incoming>,
+    inner: Option<Client>,
     /// Holds the body back until the next hop asks for it (`Expect: 100-continue`).
     gate: Option<super::continue_gate::Held>,
     /// The gate was abandoned: the body will never end (see `poll_frame`).
@@ -75,9 +88,12 @@ pub struct RequestBody {
 
 impl RequestBody {
     /// Relays `inner`, marking `progress` on every frame.
-    pub fn streaming(inner: Incoming, stall_timeout: Duration, progress: Arc<Progress>) -> Self {
+    pub fn streaming<B>(inner: B, stall_timeout: Duration, progress: Arc<Progress>) -> Self
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
         Self {
-            inner: Some(inner),
+            inner: Some(Client(Box::pin(inner))),
             gate: None,
             abandoned: false,
             stall_timeout,
@@ -137,7 +153,7 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(inner).poll_frame(cx) {
+        match inner.0.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.progress.touch();
                 this.sleep = None;
@@ -166,12 +182,12 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.abandoned && self.inner.as_ref().is_none_or(Body::is_end_stream)
+        !self.abandoned && self.inner.as_ref().is_none_or(|c| c.0.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+            .map_or_else(|| SizeHint::with_exact(0), |c| c.0.size_hint())
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 use http::Response;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpInfo;
 use tokio::time::Instant;
 
@@ -35,7 +34,7 @@ pub(super) struct Exchange<'a> {
     pub(super) conn: &'a ConnInfo,
     pub(super) shared: &'a Arc<Shared>,
     pub(super) parts: http::request::Parts,
-    pub(super) body: Option<Incoming>,
+    pub(super) body: Option<crate::proxy::client_body::ClientBody>,
     pub(super) url: String,
     pub(super) request: RequestDirectives,
     /// Where requests for this exchange go.

@@ -39,7 +39,9 @@ mod validation;
 use std::sync::Arc;
 
 use http::Response;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
+
+use crate::proxy::client_body::ClientBody;
 
 use crate::cache::decision::{Decision, Found};
 use crate::cache::lookup::is_cacheable_method;
@@ -62,7 +64,7 @@ pub async fn handle(
     shared: &Arc<Shared>,
     txn: &mut Transaction,
     parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
     target: Target,
 ) -> Result<Response<ProxyBody>, Error> {
     // The transaction already holds the effective URI without credentials.

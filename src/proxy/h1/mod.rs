@@ -1,0 +1,455 @@
+//! Our own HTTP/1.1 server connection: reads request heads with `httparse`, calls the
+//! service for each request in turn, and writes each response, doing what hyper's `http1`
+//! server did for us (hyper still serves HTTP/2).
+//!
+//! One loop per connection, one request at a time (RFC 9112 §9.3.2 pipelining: the next
+//! request's bytes wait in the read buffer until the response before it is written):
+//!
+//! ```text
+//! read head ─▶ service(request) ─▶ write head ─▶ write body ─▶ keep-alive? ─▶ read head
+//!   │ (parse error: 400/414/431, close)   │ (content read only when the body wants it;
+//!   │                                     │  `100 Continue` then, RFC 9110 §10.1.1)
+//!   └ idle, EOF or shutdown: close        └ 101 / 2xx to CONNECT: hand the socket over
+//! ```
+//!
+//! The socket is a `client_conn::ClientIo`, so the header, idle and write deadlines, the
+//! interim heads of the outbox and the lingering close all apply as before. `read` parses
+//! heads (reading `Proxy-Connection: keep-alive` as `Connection`, see `proxy_connection`),
+//! `body` decodes content, `write` encodes response heads, `send` puts responses on the
+//! socket, `upgrade` hands the connection over. A request whose content is not read to its end
+//! makes the connection close after its response, unless the rest is already buffered (as in
+//! hyper).
+
+mod body;
+mod read;
+mod send;
+mod upgrade;
+mod write;
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Body;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::poll_read_buf;
+
+pub use body::{BodyError, H1Body};
+pub use upgrade::{OnUpgrade, Upgraded};
+
+use super::client_conn::ClientIo;
+use crate::error::BoxError;
+use read::{FieldAt, Framing, HeadError};
+use send::{Out, Writing};
+use write::{BodyLength, Encoder, ForRequest};
+
+/// The least free space a read is given.
+const READ_SIZE: usize = 8192;
+/// The bytes of an automatic `100 Continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The largest request head (request line and fields); larger is 431.
+    pub max_head: usize,
+}
+
+/// Serves HTTP/1.x on `io` until the client or the service ends the connection, or `stop`
+/// is set (graceful shutdown: an idle connection closes; a busy one after its response).
+pub async fn serve<T, S, F, B>(
+    io: ClientIo<T>,
+    settings: Settings,
+    stop: Arc<AtomicBool>,
+    mut service: S,
+) -> io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: FnMut(Request<H1Body>) -> F,
+    F: Future<Output = Response<B>>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut conn = Conn {
+        io,
+        rbuf: BytesMut::with_capacity(READ_SIZE),
+        out: Out::default(),
+        fields: Vec::new(),
+        headers: None,
+        read_eof: false,
+        settings,
+        stop,
+    };
+    loop {
+        let head = match poll_fn(|cx| conn.poll_head(cx)).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return conn.close().await,
+            Err(Failed::Head(err)) => return conn.refuse(err).await,
+            Err(Failed::Io(e)) => return Err(e),
+        };
+        match conn.exchange(head, &mut service).await? {
+            Next::KeepAlive => {}
+            Next::Close => return conn.close().await,
+            Next::Switch(handover) => {
+                // Nobody may take it (the service gave up): it is then dropped, closed.
+                let Conn { io, rbuf, .. } = conn;
+                handover.send(Box::new(io), rbuf.freeze());
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Why no request head was read.
+enum Failed {
+    Head(HeadError),
+    Io(io::Error),
+}
+
+/// What follows a response.
+enum Next {
+    KeepAlive,
+    Close,
+    /// The socket goes to whoever holds the request's `OnUpgrade` (CONNECT, `Upgrade`).
+    Switch(upgrade::Handover),
+}
+
+/// One connection's state between requests.
+struct Conn<T> {
+    io: ClientIo<T>,
+    /// Bytes read and not yet consumed: the rest of a head, content, a pipelined request.
+    rbuf: BytesMut,
+    /// Bytes to write.
+    out: Out,
+    /// Scratch space for the parser.
+    fields: Vec<FieldAt>,
+    /// The last response's header map, cleared, for the next request (saves its allocation).
+    headers: Option<HeaderMap>,
+    /// The client sent EOF.
+    read_eof: bool,
+    settings: Settings,
+    stop: Arc<AtomicBool>,
+}
+
+impl<T> Conn<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Reads until a whole request head is buffered; `None`: the connection ends quietly
+    /// (EOF between requests, or shutdown while idle).
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<read::Head>, Failed>> {
+        loop {
+            if !self.rbuf.is_empty() {
+                let headers = self.headers.take().unwrap_or_default();
+                match read::parse(
+                    &mut self.rbuf,
+                    self.settings.max_head,
+                    headers,
+                    &mut self.fields,
+                ) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(Some(head))),
+                    Ok(None) => {}
+                    Err(err) => return Poll::Ready(Err(Failed::Head(err))),
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Poll::Ready(Ok(None));
+            }
+            if self.read_eof {
+                if self.rbuf.is_empty() {
+                    return Poll::Ready(Ok(None));
+                }
+                return Poll::Ready(Err(Failed::Io(io::ErrorKind::UnexpectedEof.into())));
+            }
+            match self.poll_read(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Failed::Io(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// One read into the buffer; EOF sets `read_eof`.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_SIZE / 2 {
+            self.rbuf.reserve(READ_SIZE);
+        }
+        match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => {
+                self.read_eof = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Serves one request: the service's response, written while its content is fed.
+    async fn exchange<S, F, B>(&mut self, head: read::Head, service: &mut S) -> io::Result<Next>
+    where
+        S: FnMut(Request<H1Body>) -> F,
+        F: Future<Output = Response<B>>,
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let read::Head {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            mut keep_alive,
+            expect_continue,
+            wants_upgrade,
+        } = head;
+        let (body, mut feed) = match framing {
+            Framing::None => (H1Body::empty(), None),
+            framing => {
+                let (body, feed) = body::channel(framing, self.settings.max_head, expect_continue);
+                (body, Some(feed))
+            }
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = version;
+        *request.headers_mut() = headers;
+        let handover = wants_upgrade.then(|| {
+            let (handover, on_upgrade) = upgrade::pair();
+            request.extensions_mut().insert(on_upgrade);
+            handover
+        });
+        // The content must be read to its end before the next request (or be cheap to
+        // drain); otherwise the connection closes after this response. Content dropped unread
+        // before the head is written also says so in the head (`Connection: close`, as hyper
+        // did); a broken one does not.
+        let mut unread = false;
+        let mut broken = false;
+        let response = {
+            let mut pending = pin!(service(request));
+            poll_fn(|cx| {
+                if let Poll::Ready(response) = pending.as_mut().poll(cx) {
+                    return Poll::Ready(response);
+                }
+                // Interim heads queued by the request path go out while it waits.
+                let _ = self.io.poll_interim_while_busy(cx);
+                if let Some(f) = feed.as_mut() {
+                    match self.poll_feed(cx, f, false) {
+                        Fed::Busy => {}
+                        Fed::Done => feed = None,
+                        Fed::Broken => {
+                            broken = true;
+                            feed = None;
+                        }
+                        Fed::Abandoned => {
+                            unread = true;
+                            feed = None;
+                        }
+                    }
+                }
+                if !self.out.is_empty() || self.out.unflushed {
+                    let _ = self.poll_out(cx);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let (mut parts, mut body) = response.into_parts();
+        let length = if body.is_end_stream() {
+            BodyLength::Empty
+        } else {
+            body.size_hint()
+                .exact()
+                .map_or(BodyLength::Unknown, BodyLength::Known)
+        };
+        keep_alive &= !unread && !self.stop.load(Ordering::Relaxed);
+        let resp_version =
+            write::enforce_version(version, parts.version, &mut parts.headers, &mut keep_alive);
+        let reason = parts
+            .extensions
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| r.as_bytes());
+        let req = ForRequest { method: &method };
+        let mut status = parts.status;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // hyper answers a 1xx final response with a 500 (there is no body to send).
+            status = StatusCode::INTERNAL_SERVER_ERROR;
+            parts.headers.clear();
+        }
+        let encoded = match write::encode_head(
+            req,
+            resp_version,
+            status,
+            reason,
+            &parts.headers,
+            length,
+            keep_alive,
+            &mut self.out.buf,
+        ) {
+            Ok(encoded) => encoded,
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        };
+        parts.headers.clear();
+        self.headers = Some(parts.headers);
+        let mut writing = Writing {
+            encoder: encoded.encoder,
+            done: false,
+        };
+        if length == BodyLength::Empty || writing.encoder == Encoder::Length(0) {
+            writing.done = true;
+        }
+        poll_fn(|cx| {
+            if let Some(f) = feed.as_mut() {
+                match self.poll_feed(cx, f, true) {
+                    Fed::Busy => {}
+                    Fed::Done => feed = None,
+                    Fed::Broken | Fed::Abandoned => {
+                        broken = true;
+                        feed = None;
+                    }
+                }
+            }
+            self.poll_response(cx, &mut body, &mut writing)
+        })
+        .await?;
+        drop(body);
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS
+            || (method == Method::CONNECT && status.is_success());
+        if switching {
+            if let Some(handover) = handover {
+                return Ok(Next::Switch(handover));
+            }
+        }
+        // The response is out; content the body still wants is read before the next head.
+        if let Some(mut f) = feed.take() {
+            match poll_fn(|cx| match self.poll_feed(cx, &mut f, true) {
+                Fed::Busy => Poll::Pending,
+                done => Poll::Ready(done),
+            })
+            .await
+            {
+                Fed::Done => {}
+                _ => broken = true,
+            }
+        }
+        let closing = encoded.is_last
+            || writing.encoder == Encoder::CloseDelimited
+            || !keep_alive
+            || broken
+            || self.stop.load(Ordering::Relaxed);
+        Ok(if closing {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        })
+    }
+
+    /// Feeds the request body what it wants; `head_written`: too late for `100 Continue`.
+    fn poll_feed(
+        &mut self,
+        cx: &mut Context<'_>,
+        feed: &mut body::Feed,
+        head_written: bool,
+    ) -> Fed {
+        loop {
+            match feed.demand(cx) {
+                body::Demand::Wait => return Fed::Busy,
+                body::Demand::Dropped => return self.drain(cx, feed),
+                body::Demand::Frame => {}
+            }
+            if feed.expect_continue {
+                feed.expect_continue = false;
+                if !head_written {
+                    self.out.buf.extend_from_slice(CONTINUE);
+                    let _ = self.poll_out(cx);
+                }
+            }
+            match feed.decoder.decode(&mut self.rbuf) {
+                Ok(Some(frame)) => {
+                    feed.put(Ok(frame));
+                    if feed.is_done() {
+                        // The last frame is in the slot: nothing more to read.
+                        return Fed::Done;
+                    }
+                }
+                Ok(None) if feed.is_done() => {
+                    feed.end();
+                    return Fed::Done;
+                }
+                Ok(None) => {
+                    if self.read_eof {
+                        feed.put(Err(BodyError::Incomplete));
+                        return Fed::Broken;
+                    }
+                    match self.poll_read(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => {
+                            feed.put(Err(BodyError::Io(e)));
+                            return Fed::Broken;
+                        }
+                        Poll::Pending => return Fed::Busy,
+                    }
+                }
+                Err(e) => {
+                    feed.put(Err(e));
+                    return Fed::Broken;
+                }
+            }
+        }
+    }
+
+    /// The body was dropped before its end: discards what is already buffered (and what one
+    /// more read brings); anything still missing closes the connection after the response.
+    fn drain(&mut self, cx: &mut Context<'_>, feed: &mut body::Feed) -> Fed {
+        let mut read_once = false;
+        loop {
+            match feed.decoder.decode(&mut self.rbuf) {
+                Ok(Some(_)) => continue,
+                Ok(None) if feed.is_done() => return Fed::Done,
+                Ok(None) if !read_once && !self.read_eof => {
+                    read_once = true;
+                    match self.poll_read(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        _ => return Fed::Abandoned,
+                    }
+                }
+                _ => return Fed::Abandoned,
+            }
+        }
+    }
+
+    /// Answers a head that could not be read, then closes (hyper's automatic replies).
+    async fn refuse(mut self, err: HeadError) -> io::Result<()> {
+        if let Some(status) = err.status() {
+            write::error_head(status, &mut self.out.buf);
+            poll_fn(|cx| self.poll_out(cx)).await?;
+            return self.close().await;
+        }
+        Ok(())
+    }
+
+    /// Ends the connection: what is queued goes out, then the lingering close.
+    async fn close(mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_out(cx)).await?;
+        poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await
+    }
+}
+
+/// What feeding the request body came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Fed {
+    /// More is to come, or the body has not asked.
+    Busy,
+    /// The whole content was read.
+    Done,
+    /// The body was dropped before the end, and the rest is not at hand.
+    Abandoned,
+    /// The content is broken (bad chunk, read error, EOF before its end).
+    Broken,
+}
