@@ -145,7 +145,7 @@ fn bench_heads(c: &mut Criterion) {
         headers: StoredFields::from_map(&response),
         request_time: SystemTime::UNIX_EPOCH,
         response_time: SystemTime::UNIX_EPOCH,
-        url: "http://www.example.com/static/css/site.css".to_owned(),
+        url: "http://www.example.com/static/css/site.css".into(),
         body_len: 1024,
         derived: Default::default(),
     };

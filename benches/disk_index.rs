@@ -45,7 +45,7 @@ fn head(url: &str, len: u64, secs: u64) -> StoredHead {
         headers: StoredFields::from_map(&fields),
         request_time: at,
         response_time: at,
-        url: url.to_owned(),
+        url: url.into(),
         body_len: len,
         derived: Default::default(),
     }

@@ -63,7 +63,7 @@ async fn fill(cache: &Cache, entries: usize) {
             headers: StoredFields::from_map(&fields),
             request_time: SystemTime::UNIX_EPOCH,
             response_time: SystemTime::UNIX_EPOCH,
-            url: url.clone(),
+            url: url.as_str().into(),
             body_len: body.len() as u64,
             derived: Default::default(),
         };

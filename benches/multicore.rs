@@ -165,7 +165,7 @@ fn stored_head(url: &str) -> StoredHead {
         headers: StoredFields::from_map(&fields),
         request_time: now,
         response_time: now,
-        url: url.to_owned(),
+        url: url.into(),
         body_len: 1024,
         derived: Default::default(),
     }

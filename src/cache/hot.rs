@@ -374,7 +374,7 @@ mod tests {
                 headers: crate::cache::meta::StoredFields::from_map(&HeaderMap::new()),
                 request_time: SystemTime::UNIX_EPOCH,
                 response_time: SystemTime::UNIX_EPOCH,
-                url: "http://a/".to_owned(),
+                url: "http://a/".into(),
                 body_len: 2,
                 derived: Default::default(),
             }),

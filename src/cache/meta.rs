@@ -38,8 +38,9 @@ pub struct StoredHead {
     pub request_time: SystemTime,
     /// When the response was received (RFC 9111 §4.2.3).
     pub response_time: SystemTime,
-    /// Effective request URI, for PURGE and logs.
-    pub url: String,
+    /// Effective request URI, for PURGE and logs. Shared: when it is also the entry's key (the
+    /// usual case), the store keeps this one string for the key, the index and the head.
+    pub url: std::sync::Arc<str>,
     /// Exact length of the stored body; the store sets it from the bytes it committed.
     pub body_len: u64,
     /// What the cache derives from this head alone (directives, lifetime, age inputs), worked
@@ -122,7 +123,7 @@ impl StoredHead {
             "headers": headers,
             "request_time": time_to_json(self.request_time),
             "response_time": time_to_json(self.response_time),
-            "url": self.url,
+            "url": &*self.url,
             "body_len": self.body_len,
         })
     }
@@ -162,7 +163,7 @@ impl StoredHead {
             url: field(obj, "url")?
                 .as_str()
                 .ok_or(MetaError::Malformed("url"))?
-                .to_owned(),
+                .into(),
             body_len: field(obj, "body_len")?
                 .as_u64()
                 .ok_or(MetaError::Malformed("body_len"))?,

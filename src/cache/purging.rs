@@ -230,7 +230,7 @@ mod tests {
             headers: StoredFields::from_map(&HeaderMap::new()),
             request_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             response_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            url: url.to_owned(),
+            url: url.into(),
             body_len: 0,
             derived: Default::default(),
         };

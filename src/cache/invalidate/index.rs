@@ -16,30 +16,101 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Shards of each map: commits of unrelated URLs rarely wait for each other.
 const SHARDS: usize = 64;
+
+/// A stored key as the index is given it: as text, or as the shared string the memory tier
+/// keys its entry with. The index keeps a shared one itself (as a URL's map key when the key
+/// is the URL, and in the sets of its tags) instead of another copy of the URL.
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    Text(&'a str),
+    Shared(&'a Arc<str>),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Text(key) => key,
+            Key::Shared(key) => key,
+        }
+    }
+
+    /// The key as a shared string: a count more when it is one, a copy otherwise.
+    fn to_shared(self) -> Arc<str> {
+        match self {
+            Key::Text(key) => Arc::from(key),
+            Key::Shared(key) => Arc::clone(key),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Key<'a> {
+    fn from(key: &'a str) -> Self {
+        Key::Text(key)
+    }
+}
+
+impl<'a> From<&'a String> for Key<'a> {
+    fn from(key: &'a String) -> Self {
+        Key::Text(key)
+    }
+}
+
+impl<'a> From<&'a Arc<str>> for Key<'a> {
+    fn from(key: &'a Arc<str>) -> Self {
+        Key::Shared(key)
+    }
+}
 
 /// What the index knows about one stored key.
 #[derive(Debug, Clone, Default)]
 struct KeyInfo {
     /// Logical time of the latest store (see [`Entries::now`]).
     seq: u64,
-    tags: Box<[Box<str>]>,
+    /// The key's tags; `None` for none (most entries), so an untagged key's info is 16 bytes.
+    tags: Option<Box<Tags>>,
+}
+
+/// The tags of one key (boxed behind [`KeyInfo::tags`] when there are any).
+type Tags = Vec<Box<str>>;
+
+impl KeyInfo {
+    fn new(seq: u64, tags: &[Box<str>]) -> Self {
+        Self {
+            seq,
+            tags: boxed_tags(tags),
+        }
+    }
+
+    fn tags(&self) -> &[Box<str>] {
+        self.tags.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+/// `tags` in an exact-size box, or `None` when there are none.
+fn boxed_tags(tags: &[Box<str>]) -> Option<Box<Tags>> {
+    (!tags.is_empty()).then(|| Box::new(tags.to_vec()))
 }
 
 /// Keys a URL keeps in a vector before they move to a map.
 const FEW_KEYS: usize = 16;
 
 /// The keys of one primary key, each kept as what follows the primary (empty for the plain
-/// entry or the vary record, `\nsecondary` for a variant), so a URL's usual single entry costs
-/// one exact-size vector and no second copy of the URL. A URL with many keys (a sliced object's
+/// entry or the vary record, `\nsecondary` for a variant). A URL's usual single entry, the
+/// plain one, is kept inline ([`One`](Self::One)): it costs its map slot and nothing else.
+/// A URL with a few keys keeps them in an exact-size vector; one with many (a sliced object's
 /// parts) moves to a map, so finding one stays cheap.
 #[derive(Debug)]
 enum UrlKeys {
+    /// Only the plain entry (empty suffix).
+    One(KeyInfo),
     Few(Vec<(Box<str>, KeyInfo)>),
-    Many(HashMap<Box<str>, KeyInfo>),
+    // Boxed: the rare URL with many keys pays one allocation, so every URL's slot stays small.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<Box<str>, KeyInfo>>),
 }
 
 impl Default for UrlKeys {
@@ -51,6 +122,7 @@ impl Default for UrlKeys {
 impl UrlKeys {
     fn get(&self, suffix: &str) -> Option<&KeyInfo> {
         match self {
+            Self::One(info) => suffix.is_empty().then_some(info),
             Self::Few(keys) => keys.iter().find(|(s, _)| &**s == suffix).map(|(_, i)| i),
             Self::Many(keys) => keys.get(suffix),
         }
@@ -58,6 +130,7 @@ impl UrlKeys {
 
     fn get_mut(&mut self, suffix: &str) -> Option<&mut KeyInfo> {
         match self {
+            Self::One(info) => suffix.is_empty().then_some(info),
             Self::Few(keys) => keys
                 .iter_mut()
                 .find(|(s, _)| &**s == suffix)
@@ -69,8 +142,15 @@ impl UrlKeys {
     /// Adds `suffix`, which is not listed yet.
     fn insert(&mut self, suffix: &str, info: KeyInfo) {
         match self {
+            Self::Few(keys) if keys.is_empty() && suffix.is_empty() => *self = Self::One(info),
+            Self::One(_) => {
+                let Self::One(plain) = std::mem::take(self) else {
+                    return;
+                };
+                *self = Self::Few(vec![(Box::from(""), plain), (Box::from(suffix), info)]);
+            }
             Self::Few(keys) if keys.len() < FEW_KEYS => {
-                // Exact growth: nearly every URL has one key, a few have several.
+                // Exact growth: a URL with variants usually has only a few.
                 keys.reserve_exact(1);
                 keys.push((Box::from(suffix), info));
             }
@@ -78,7 +158,7 @@ impl UrlKeys {
                 let mut map: HashMap<Box<str>, KeyInfo> =
                     std::mem::take(keys).into_iter().collect();
                 map.insert(Box::from(suffix), info);
-                *self = Self::Many(map);
+                *self = Self::Many(Box::new(map));
             }
             Self::Many(keys) => {
                 keys.insert(Box::from(suffix), info);
@@ -88,6 +168,11 @@ impl UrlKeys {
 
     fn remove(&mut self, suffix: &str) -> Option<KeyInfo> {
         match self {
+            Self::One(_) if suffix.is_empty() => match std::mem::take(self) {
+                Self::One(info) => Some(info),
+                _ => None,
+            },
+            Self::One(_) => None,
             Self::Few(keys) => {
                 let at = keys.iter().position(|(s, _)| &**s == suffix)?;
                 let (_, info) = keys.swap_remove(at);
@@ -100,20 +185,22 @@ impl UrlKeys {
 
     fn is_empty(&self) -> bool {
         match self {
+            Self::One(_) => false,
             Self::Few(keys) => keys.is_empty(),
             Self::Many(keys) => keys.is_empty(),
         }
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &KeyInfo)> {
-        let (few, many) = match self {
-            Self::Few(keys) => (Some(keys.iter()), None),
-            Self::Many(keys) => (None, Some(keys.iter())),
+        let (one, few, many) = match self {
+            Self::One(info) => (Some(info), None, None),
+            Self::Few(keys) => (None, Some(keys.iter()), None),
+            Self::Many(keys) => (None, None, Some(keys.iter())),
         };
-        // One of the two is empty; chaining them avoids boxing an iterator per call.
-        few.into_iter()
-            .flatten()
-            .map(|(s, i)| (&**s, i))
+        // Only one of the three is there; chaining them avoids boxing an iterator per call.
+        one.into_iter()
+            .map(|i| ("", i))
+            .chain(few.into_iter().flatten().map(|(s, i)| (&**s, i)))
             .chain(many.into_iter().flatten().map(|(s, i)| (&**s, i)))
     }
 
@@ -122,16 +209,21 @@ impl UrlKeys {
     fn retain(
         &mut self,
         mut keep: impl FnMut(&str) -> bool,
-        mut gone: impl FnMut(&str, Box<[Box<str>]>),
+        mut gone: impl FnMut(&str, Option<Box<Tags>>),
     ) {
         let mut decide = |suffix: &str, info: &mut KeyInfo| {
             let kept = keep(suffix);
             if !kept {
-                gone(suffix, std::mem::take(&mut info.tags));
+                gone(suffix, info.tags.take());
             }
             kept
         };
         match self {
+            Self::One(info) => {
+                if !decide("", info) {
+                    *self = Self::default();
+                }
+            }
             Self::Few(keys) => {
                 keys.retain_mut(|(s, info)| decide(s, info));
                 keys.shrink_to_fit();
@@ -153,10 +245,11 @@ fn full_key<'b>(buf: &'b mut String, primary: &str, suffix: &str) -> &'b str {
     buf.push_str(suffix);
     buf
 }
-/// One shard of the URL map: primary key -> its keys.
-type UrlShard = Mutex<HashMap<Box<str>, UrlKeys>>;
-/// One shard of the tag map: tag -> keys.
-type TagShard = Mutex<HashMap<Box<str>, HashSet<Box<str>>>>;
+/// One shard of the URL map: primary key -> its keys. The map key is the memory tier's own
+/// key string when the URL's plain entry was registered with it.
+type UrlShard = Mutex<HashMap<Arc<str>, UrlKeys>>;
+/// One shard of the tag map: tag -> keys (shared with the memory tier where it can be).
+type TagShard = Mutex<HashMap<Box<str>, HashSet<Arc<str>>>>;
 
 /// The per-URL and per-tag index of stored keys, with the logical clock bans and fills use.
 pub struct Entries {
@@ -221,40 +314,53 @@ impl Entries {
         shards[i].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The keys of `key`'s URL in `urls`, listing the URL first if needed (under `key`'s own
+    /// shared string when `key` is the URL).
+    fn url_keys<'m>(
+        urls: &'m mut HashMap<Arc<str>, UrlKeys>,
+        key: Key<'_>,
+        primary: &str,
+    ) -> &'m mut UrlKeys {
+        let url = match key {
+            Key::Shared(shared) if shared.len() == primary.len() => Arc::clone(shared),
+            _ => match urls.get_key_value(primary) {
+                Some((url, _)) => Arc::clone(url),
+                None => Arc::from(primary),
+            },
+        };
+        urls.entry(url).or_default()
+    }
+
     /// Records that `key` is (about to be) stored now with `tags`. `seq` is kept when
     /// `keep_seq` (a head update that is not a new response, such as a soft purge's mark).
-    pub fn register(&self, key: &str, tags: Vec<Box<str>>, keep_seq: bool) {
-        let primary = primary_of(key);
+    pub fn register<'k>(&self, key: impl Into<Key<'k>>, tags: Vec<Box<str>>, keep_seq: bool) {
+        let key = key.into();
+        let text = key.as_str();
+        let primary = primary_of(text);
         let mut urls = self.shard(&self.urls, primary);
         let seq = self.now();
-        let keys = urls.entry(Box::from(primary)).or_default();
-        let suffix = suffix_of(primary, key);
-        let tags: Box<[Box<str>]> = tags.into_boxed_slice();
+        let keys = Self::url_keys(&mut urls, key, primary);
+        let suffix = suffix_of(primary, text);
         let old = match keys.get_mut(suffix) {
             Some(info) => {
                 if !keep_seq {
                     info.seq = seq;
                 }
-                std::mem::replace(&mut info.tags, tags.clone())
+                std::mem::replace(&mut info.tags, boxed_tags(&tags))
             }
             None => {
-                keys.insert(
-                    suffix,
-                    KeyInfo {
-                        seq,
-                        tags: tags.clone(),
-                    },
-                );
+                keys.insert(suffix, KeyInfo::new(seq, &tags));
                 self.len.fetch_add(1, Ordering::Relaxed);
-                Box::default()
+                None
             }
         };
+        let old: &[Box<str>] = old.as_deref().map_or(&[], Vec::as_slice);
         // Tag shards are locked while the URL shard is held (always in this order), so two
         // registrations of one key cannot leave its tag sets out of step.
         for tag in old.iter().filter(|t| !tags.contains(t)) {
             let mut set = self.shard(&self.tags, tag);
             if let Some(keys) = set.get_mut(tag) {
-                keys.remove(key);
+                keys.remove(text);
                 if keys.is_empty() {
                     set.remove(tag);
                 }
@@ -264,7 +370,7 @@ impl Entries {
             self.shard(&self.tags, tag)
                 .entry(tag.clone())
                 .or_default()
-                .insert(Box::from(key));
+                .insert(key.to_shared());
         }
     }
 
@@ -274,25 +380,22 @@ impl Entries {
     pub fn register_loaded(&self, key: &str, tags: Vec<Box<str>>) {
         let primary = primary_of(key);
         let mut urls = self.shard(&self.urls, primary);
-        let keys = urls.entry(Box::from(primary)).or_default();
+        let keys = Self::url_keys(&mut urls, Key::Text(key), primary);
         let suffix = suffix_of(primary, key);
         if keys.get(suffix).is_some() {
             return;
         }
-        let tags: Box<[Box<str>]> = tags.into_boxed_slice();
-        keys.insert(
-            suffix,
-            KeyInfo {
-                seq: 0,
-                tags: tags.clone(),
-            },
-        );
+        keys.insert(suffix, KeyInfo::new(0, &tags));
         self.len.fetch_add(1, Ordering::Relaxed);
-        for tag in tags.iter() {
-            self.shard(&self.tags, tag)
-                .entry(tag.clone())
+        if tags.is_empty() {
+            return;
+        }
+        let shared: Arc<str> = Arc::from(key);
+        for tag in tags {
+            self.shard(&self.tags, &tag)
+                .entry(tag)
                 .or_default()
-                .insert(Box::from(key));
+                .insert(Arc::clone(&shared));
         }
     }
 
@@ -310,7 +413,7 @@ impl Entries {
             urls.remove(primary);
         }
         self.len.fetch_sub(1, Ordering::Relaxed);
-        self.untag(key, &info.tags);
+        self.untag(key, info.tags());
     }
 
     fn untag(&self, key: &str, tags: &[Box<str>]) {
@@ -350,7 +453,7 @@ impl Entries {
 
     /// Every key currently tagged `tag`.
     pub fn keys_of_tag(&self, tag: &str) -> Vec<String> {
-        let candidates: Vec<Box<str>> = {
+        let candidates: Vec<Arc<str>> = {
             let set = self.shard(&self.tags, tag);
             set.get(tag)
                 .map(|keys| keys.iter().cloned().collect())
@@ -363,9 +466,9 @@ impl Entries {
                 let urls = self.shard(&self.urls, primary);
                 urls.get(primary)
                     .and_then(|keys| keys.get(suffix_of(primary, key)))
-                    .is_some_and(|info| info.tags.iter().any(|t| &**t == tag))
+                    .is_some_and(|info| info.tags().iter().any(|t| &**t == tag))
             })
-            .map(String::from)
+            .map(|key| key.to_string())
             .collect()
     }
 
@@ -403,7 +506,7 @@ impl Entries {
         let mut dropped = 0;
         for shard in self.urls.iter() {
             let mut urls = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut gone: Vec<(String, Box<[Box<str>]>)> = Vec::new();
+            let mut gone: Vec<(String, Option<Box<Tags>>)> = Vec::new();
             let mut buf = String::new();
             urls.retain(|primary, keys| {
                 keys.retain(
@@ -413,7 +516,7 @@ impl Entries {
                 !keys.is_empty()
             });
             for (key, tags) in &gone {
-                self.untag(key, tags);
+                self.untag(key, tags.as_deref().map_or(&[], Vec::as_slice));
             }
             dropped += gone.len();
         }
@@ -504,6 +607,76 @@ mod tests {
         assert_eq!(ix.keys_of_tag("even"), ["http://a/big\npart 3"]);
         assert!(ix.keys_of_tag("odd").is_empty());
         assert_eq!(ix.len(), 1);
+    }
+
+    #[test]
+    fn a_url_is_listed_under_the_memory_tiers_own_key_string() {
+        let ix = Entries::default();
+        let plain: Arc<str> = Arc::from("http://a/shared");
+        let variant: Arc<str> = Arc::from("http://a/shared\naccept-encoding=br");
+        ix.register(&variant, tags(&["t"]), false);
+        // The variant's URL had to be copied; its tag set shares the variant's key.
+        assert_eq!(Arc::strong_count(&variant), 2);
+        ix.register(&plain, tags(&["t"]), false);
+        ix.register(&plain, tags(&["t"]), false);
+        assert_eq!(Arc::strong_count(&plain), 2, "listed in the tag set only");
+
+        let alone: Arc<str> = Arc::from("http://a/alone");
+        ix.register(&alone, Vec::new(), false);
+        ix.register(&alone, Vec::new(), true);
+        assert_eq!(
+            Arc::strong_count(&alone),
+            2,
+            "the URL map's key is the same string"
+        );
+        assert_eq!(ix.keys_of_url("http://a/alone"), ["http://a/alone"]);
+        ix.forget("http://a/alone");
+        assert_eq!(Arc::strong_count(&alone), 1);
+        assert!(ix.keys_of_url("http://a/alone").is_empty());
+
+        let mut keys = ix.keys_of_url("http://a/shared");
+        keys.sort();
+        assert_eq!(keys, [&*plain, &*variant]);
+        ix.forget(&plain);
+        ix.forget(&variant);
+        assert!(ix.is_empty() && ix.keys_of_tag("t").is_empty());
+        assert_eq!(Arc::strong_count(&plain), 1);
+        assert_eq!(Arc::strong_count(&variant), 1);
+    }
+
+    #[test]
+    fn the_plain_entry_moves_between_inline_and_listed() {
+        let ix = Entries::default();
+        let base = "http://a/p";
+        let variant = format!("{base}\nv=1");
+        // Plain first (kept inline), then a variant (both listed), then the plain one goes.
+        ix.register(base, tags(&["x"]), false);
+        ix.register(&*variant, Vec::new(), false);
+        assert_eq!(ix.keys_of_url(base).len(), 2);
+        ix.forget(base);
+        assert_eq!(ix.keys_of_url(base), std::slice::from_ref(&variant));
+        assert!(ix.keys_of_tag("x").is_empty());
+        // Back again, swept, and re-listed: tags and times follow each key.
+        ix.register(base, tags(&["y"]), false);
+        let ban = ix.tick();
+        assert_eq!(ix.keys_before(ban, |_| true).len(), 2);
+        assert_eq!(ix.sweep(|k| k == base), 1);
+        assert_eq!(ix.keys_of_url(base), [base]);
+        assert_eq!(ix.keys_of_tag("y"), [base]);
+        assert_eq!(ix.sweep(|_| false), 1);
+        assert!(ix.is_empty() && ix.keys_of_url(base).is_empty());
+        assert!(ix.keys_of_tag("y").is_empty());
+    }
+
+    #[test]
+    fn a_urls_slot_stays_small() {
+        // A URL's map slot is its shared string and this; the plain entry costs nothing more.
+        assert!(
+            std::mem::size_of::<UrlKeys>() <= 24,
+            "{}",
+            std::mem::size_of::<UrlKeys>()
+        );
+        assert_eq!(std::mem::size_of::<KeyInfo>(), 16);
     }
 
     #[test]

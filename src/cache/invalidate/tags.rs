@@ -39,11 +39,12 @@ pub fn of_head(headers: &StoredFields, fields: &[HeaderName]) -> Vec<Box<str>> {
     if fields.is_empty() {
         return tags;
     }
-    for (name, value) in headers.iter() {
-        if !fields.contains(&name) {
+    // Read in place: a commit reads its tags twice and keeps none of the head's bytes.
+    for (name, value) in headers.iter_bytes() {
+        if !fields.iter().any(|f| f.as_str().as_bytes() == name) {
             continue;
         }
-        for tag in split(value.as_bytes()) {
+        for tag in split(value) {
             if tags.len() < MAX_TAGS && !tags.iter().any(|t| &**t == tag) {
                 tags.push(Box::from(tag));
             }

@@ -135,8 +135,9 @@ enum Name<'a> {
     Custom(&'a [u8]),
 }
 
-impl Name<'_> {
-    fn as_bytes(&self) -> &[u8] {
+impl<'a> Name<'a> {
+    /// The name's bytes, borrowed for as long as the stored fields are.
+    fn as_bytes(self) -> &'a [u8] {
         match self {
             Name::Known(name) => name.as_str().as_bytes(),
             Name::Custom(bytes) => bytes,
@@ -266,6 +267,14 @@ impl StoredFields {
         })
     }
 
+    /// Every field as (name, value) bytes in order, read in place: unlike [`iter`](Self::iter),
+    /// it builds no `HeaderValue`, whose first one would make the buffer shared (an allocation
+    /// kept for as long as the entry).
+    pub fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.raw()
+            .filter_map(|(name, range, _)| Some((name.as_bytes(), self.buf.get(range)?)))
+    }
+
     /// The fields as a map, with room for `extra` more names (the ones a hit adds).
     pub fn to_map_with_room(&self, extra: usize) -> HeaderMap {
         // `with_capacity` and `append` panic past the map's size limit. `from_map` stores at
@@ -376,6 +385,21 @@ mod tests {
         secret.set_sensitive(true);
         map.insert("x-secret", secret);
         map
+    }
+
+    #[test]
+    fn bytes_in_place_match_the_built_fields() {
+        let fields = StoredFields::from_map(&sample());
+        let built: Vec<(Vec<u8>, Vec<u8>)> = fields
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        let in_place: Vec<(Vec<u8>, Vec<u8>)> = fields
+            .iter_bytes()
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect();
+        assert_eq!(in_place, built);
+        assert_eq!(in_place.len(), 6);
     }
 
     #[test]

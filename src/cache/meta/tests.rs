@@ -14,7 +14,7 @@ fn sample() -> StoredHead {
         headers: StoredFields::from_map(&headers),
         request_time: UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
         response_time: UNIX_EPOCH + Duration::new(1_700_000_001, 999_999_999),
-        url: "http://example.com/a?b".to_owned(),
+        url: "http://example.com/a?b".into(),
         body_len: 42,
         derived: Default::default(),
     }

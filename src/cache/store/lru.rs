@@ -343,7 +343,7 @@ mod tests {
             headers: Default::default(),
             request_time: UNIX_EPOCH,
             response_time: UNIX_EPOCH,
-            url: url.to_owned(),
+            url: url.into(),
             body_len: size,
             derived: Default::default(),
         })
@@ -419,7 +419,7 @@ mod tests {
         ix.insert("k".into(), sri("x"), head(10));
         assert!(ix.set_head("k", head_with(10, "http://a/")));
         assert_eq!(ix.total(), 10 + line() + 9);
-        assert_eq!(ix.get("k").unwrap().head.url, "http://a/");
+        assert_eq!(&*ix.get("k").unwrap().head.url, "http://a/");
         assert!(!ix.set_head("missing", head(1)));
         assert_eq!(ix.keys_with_prefix("k"), ["k"]);
     }

@@ -2,8 +2,10 @@
 //!
 //! A hit clones two reference counts (the head's `Arc` and the body's `Bytes`) and copies
 //! no body bytes; moka's `get` takes no global lock. The entry is moka's value itself, not
-//! behind another `Arc`: one allocation less per cached object. Which objects are small enough to be
-//! here is decided by `Store`; moka decides admission and eviction (TinyLFU).
+//! behind another `Arc`: one allocation less per cached object. Keys are shared strings: the
+//! invalidation index lists a URL under the very string its entry is keyed by here, rather
+//! than a copy. Which objects are small enough to be here is decided by `Store`; moka decides
+//! admission and eviction (TinyLFU).
 
 use std::sync::Arc;
 
@@ -31,7 +33,7 @@ impl MemEntry {
 
 /// The moka-backed tier.
 pub(super) struct Memory {
-    cache: Cache<String, MemEntry>,
+    cache: Cache<Arc<str>, MemEntry>,
     max_size: u64,
     /// Entries moka evicted for size (for metrics); bumped by its eviction listener.
     evictions: Arc<std::sync::atomic::AtomicU64>,
@@ -45,7 +47,7 @@ impl Memory {
         let counted = Arc::clone(&evictions);
         let cache = Cache::builder()
             .max_capacity(max_size)
-            .weigher(|key: &String, entry: &MemEntry| weight(key, entry))
+            .weigher(|key: &Arc<str>, entry: &MemEntry| weight(key, entry))
             .eviction_listener(move |_key, _value, cause| {
                 if cause == moka::notification::RemovalCause::Size {
                     counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -69,12 +71,12 @@ impl Memory {
     }
 
     /// Stores `body` under `key` unless it is larger than this tier's objects may be.
-    pub async fn insert(&self, key: &str, head: Arc<StoredHead>, body: Bytes) -> bool {
+    pub async fn insert(&self, key: &Arc<str>, head: Arc<StoredHead>, body: Bytes) -> bool {
         if u64::try_from(body.len()).map_or(true, |len| len > self.max_object_size) {
             return false;
         }
         self.cache
-            .insert(key.to_owned(), MemEntry { head, body })
+            .insert(Arc::clone(key), MemEntry { head, body })
             .await;
         true
     }
@@ -89,7 +91,7 @@ impl Memory {
         let put = entry.clone();
         let result = self
             .cache
-            .entry_by_ref(key)
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 std::future::ready(match current {
                     Some(_) => Op::Nop,
@@ -103,7 +105,7 @@ impl Memory {
     /// Removes `key` only while it still holds `entry`.
     pub async fn remove_if_same(&self, key: &str, entry: &MemEntry) {
         self.cache
-            .entry_by_ref(key)
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 std::future::ready(match current {
                     Some(c) if c.value().is(entry) => Op::Remove,
@@ -117,7 +119,7 @@ impl Memory {
     pub async fn update_head(&self, key: &str, mut head: StoredHead) -> bool {
         let result = self
             .cache
-            .entry_by_ref(key)
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 let op = match current {
                     Some(entry) => {
@@ -151,7 +153,7 @@ impl Memory {
         self.cache
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| String::clone(&k))
+            .map(|(k, _)| k.to_string())
             .collect()
     }
 
@@ -164,7 +166,7 @@ impl Memory {
     pub fn peek(&self, key: &str) -> Option<Arc<StoredHead>> {
         self.cache
             .iter()
-            .find(|(k, _)| k.as_str() == key)
+            .find(|(k, _)| &***k == key)
             .map(|(_, e)| Arc::clone(&e.head))
     }
 

@@ -43,7 +43,7 @@ pub use epoch::Epoch;
 pub use load_state::{LoadGate, LoadProgress};
 pub use writer::Writer;
 
-use crate::cache::invalidate::index::Entries;
+use crate::cache::invalidate::index::{Entries, Key};
 use crate::cache::meta::StoredHead;
 use disk::{Disk, Found};
 use epoch::Epochs;
@@ -82,7 +82,7 @@ const MIN_SWEEP: usize = 8192;
 impl Inner {
     /// Lists `key` in the index with the tags of `head`; `keep_seq` for a head update that is
     /// not a new response.
-    pub(super) fn register(self: &Arc<Self>, key: &str, head: &StoredHead, keep_seq: bool) {
+    pub(super) fn register(self: &Arc<Self>, key: Key<'_>, head: &StoredHead, keep_seq: bool) {
         let tags = crate::cache::invalidate::tags::of_head(&head.headers, &self.tag_fields);
         self.index.register(key, tags, keep_seq);
         let len = self.index.len();
@@ -330,7 +330,7 @@ impl Store {
     /// [`update_head`](Self::update_head); `keep_seq` when the head is not a new response
     /// (a soft purge's mark), so bans still see the entry's first store time.
     pub async fn replace_head(&self, key: &str, head: StoredHead, keep_seq: bool) -> bool {
-        self.inner.register(key, &head, keep_seq);
+        self.inner.register(key.into(), &head, keep_seq);
         let on_disk = match &self.inner.disk {
             Some(disk) => disk.update_head(key, head.clone()).await,
             None => false,

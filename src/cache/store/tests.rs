@@ -23,7 +23,7 @@ fn head(url: &str) -> StoredHead {
         headers: StoredFields::from_map(&headers),
         request_time: UNIX_EPOCH + Duration::new(1_700_000_000, 5),
         response_time: UNIX_EPOCH + Duration::new(1_700_000_002, 7),
-        url: url.to_owned(),
+        url: url.into(),
         body_len: 0,
         derived: Default::default(),
     }
@@ -154,6 +154,35 @@ async fn memory_round_trip_shares_the_body() {
     assert_eq!(first, body);
     // Zero-copy: both hits point at the same bytes.
     assert_eq!(first.as_ptr(), second.as_ptr());
+}
+
+#[tokio::test]
+async fn an_entry_keeps_one_copy_of_its_url() {
+    let store = Store::memory_only(MIB, 64 * KIB);
+    put(&store, "http://a/one", b"body").await;
+    let hit = store.lookup("http://a/one").await.unwrap();
+    // The memory tier's key, the index's URL and the head's URL are one string.
+    assert_eq!(&*hit.head.url, "http://a/one");
+    assert_eq!(std::sync::Arc::strong_count(&hit.head.url), 3);
+    assert_eq!(store.index().keys_of_url("http://a/one"), ["http://a/one"]);
+    // A key that is not the head's URL (a variant) shares nothing with it.
+    let mut w = store
+        .writer("http://a/one\nv=1", head("http://a/one"), Some(1))
+        .unwrap();
+    w.write(&Bytes::from_static(b"v")).await.unwrap();
+    w.commit().await.unwrap();
+    let variant = store.lookup("http://a/one\nv=1").await.unwrap();
+    assert_eq!(std::sync::Arc::strong_count(&variant.head.url), 1);
+    assert_eq!(store.index().keys_of_url("http://a/one").len(), 2);
+    // Freshening replaces the head: the new one is registered under the same string.
+    let fresh = hit
+        .head
+        .freshened(&http::HeaderMap::new(), UNIX_EPOCH, UNIX_EPOCH);
+    drop(hit);
+    assert!(store.update_head("http://a/one", fresh).await);
+    store.remove("http://a/one").await;
+    store.remove("http://a/one\nv=1").await;
+    assert!(store.index().is_empty());
 }
 
 #[tokio::test]
@@ -294,7 +323,7 @@ async fn small_disk_hits_are_promoted_to_memory() {
     assert_eq!(bytes, body);
     let hit = store.lookup("k").await.unwrap();
     assert_eq!(hit.tier, Tier::Memory);
-    assert_eq!(hit.head.url, "k");
+    assert_eq!(&*hit.head.url, "k");
 }
 
 #[tokio::test]
@@ -479,7 +508,7 @@ async fn update_head_keeps_the_body() {
     assert_eq!(content_files(dir.path()).len(), 2);
     for (key, body) in [("small", &small), ("large", &large)] {
         let hit = store.lookup(key).await.unwrap();
-        assert_eq!(hit.head.url, "new");
+        assert_eq!(&*hit.head.url, "new");
         assert_eq!(hit.head.body_len, body.len() as u64);
         assert_eq!(&read_body(hit.body).await.unwrap(), body);
     }

@@ -24,7 +24,8 @@ use crate::cache::meta::StoredHead;
 /// An entry being stored; see [`Store::writer`](super::Store::writer).
 pub struct Writer {
     inner: Arc<Inner>,
-    key: String,
+    /// Shared with the memory tier's entry and the invalidation index once committed.
+    key: Arc<str>,
     head: StoredHead,
     /// The announced length (Content-Length), if any: commit requires exactly this many bytes.
     expected_len: Option<u64>,
@@ -56,7 +57,7 @@ impl Writer {
     pub(super) fn new(
         inner: Arc<Inner>,
         key: &str,
-        head: StoredHead,
+        mut head: StoredHead,
         expected_len: Option<u64>,
     ) -> Option<Self> {
         let fits = |max: u64| expected_len.is_none_or(|n| n <= max);
@@ -72,9 +73,14 @@ impl Writer {
         if memory.is_none() && matches!(disk, Sink::Off) {
             return None;
         }
+        let key: Arc<str> = Arc::from(key);
+        // The usual entry is keyed by its URL: then the head keeps the key's string too.
+        if *head.url == *key {
+            head.url = Arc::clone(&key);
+        }
         Some(Self {
             inner,
-            key: key.to_owned(),
+            key,
             head,
             expected_len,
             written: 0,
@@ -127,7 +133,7 @@ impl Writer {
         }
         let disk_result = self.write_disk(chunk, total).await;
         if let Err(e) = &disk_result {
-            tracing::warn!(key = self.key, error = %e, "disk cache write failed");
+            tracing::warn!(key = &*self.key, error = %e, "disk cache write failed");
             self.disk = Sink::Off;
         }
         if self.memory.is_none() && matches!(self.disk, Sink::Off) {
@@ -225,7 +231,7 @@ impl Writer {
         let head = Arc::new(head);
         // Listed before it becomes visible (a purge meanwhile finds it) and again after (a
         // sweep meanwhile may have dropped it).
-        inner.register(&key, &head, false);
+        inner.register((&key).into(), &head, false);
         if let Some(disk) = &inner.disk {
             let writer = match sink {
                 Sink::Open(w) => Some(*w),
@@ -252,7 +258,7 @@ impl Writer {
                 inner.memory.remove(&key).await;
             }
         }
-        inner.register(&key, &head, false);
+        inner.register((&key).into(), &head, false);
         Ok(())
     }
 

@@ -174,7 +174,7 @@ fn stored_head(
         headers: crate::cache::meta::StoredFields::from_map(&headers),
         request_time: req.request_time,
         response_time,
-        url: req.url.to_owned(),
+        url: req.url.into(),
         body_len: up.content_length().unwrap_or(0),
         derived: Default::default(),
     }

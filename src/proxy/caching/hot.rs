@@ -93,7 +93,7 @@ pub(super) async fn relay(
         headers: StoredFields::from_map(&headers),
         request_time,
         response_time,
-        url: ex.url.clone(),
+        url: ex.url.as_str().into(),
         body_len: up.content_length().unwrap_or(0),
         derived: Default::default(),
     };

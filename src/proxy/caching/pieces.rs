@@ -73,7 +73,7 @@ pub(super) fn part_head(
         headers: StoredFields::from_map(&kept),
         request_time,
         response_time,
-        url: req.url.to_owned(),
+        url: req.url.into(),
         body_len: len,
         derived: Default::default(),
     })

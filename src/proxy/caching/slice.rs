@@ -331,7 +331,7 @@ fn unstored_record(
         headers: crate::cache::meta::StoredFields::from_map(&block.parts.headers),
         request_time,
         response_time,
-        url: url.to_owned(),
+        url: url.into(),
         body_len: block.range.len(),
         derived: Default::default(),
     };
