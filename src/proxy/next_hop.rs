@@ -21,7 +21,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Authority;
 use http::{Method, Request, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 
 use super::body::ProxyBody;
 use super::client_body::ClientBody;

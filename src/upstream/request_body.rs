@@ -60,7 +60,7 @@ pub enum ClientBodyError {
 
 /// The client's body, whichever server read it (the proxy's `ClientBody`); boxed so this
 /// module needs no type from the request path, and only requests with content pay for it.
-type ClientStream = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
+type ClientStream = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send + Sync>>;
 
 /// [`ClientStream`] with a `Debug` for the derive below.
 struct Client(ClientStream);
@@ -90,7 +90,7 @@ impl RequestBody {
     /// Relays `inner`, marking `progress` on every frame.
     pub fn streaming<B>(inner: B, stall_timeout: Duration, progress: Arc<Progress>) -> Self
     where
-        B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+        B: Body<Data = Bytes, Error = BoxError> + Send + Sync + 'static,
     {
         Self {
             inner: Some(Client(Box::pin(inner))),
