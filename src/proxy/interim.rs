@@ -1,11 +1,13 @@
 //! Forwarding an upstream's `102`/`103` interim responses to HTTP/1.1 clients.
 //!
 //! RFC 9110 §15.2: "A proxy MUST forward 1xx responses unless the proxy itself requested the
-//! generation of the 1xx response." hyper 1 receives them on its HTTP/1 client
-//! (`hyper::ext::on_informational`) but its servers have no way to send one (hyperium/hyper
-//! #3815 and #4114 are open proposals; see docs/interim-responses.md). cuttle owns the client
-//! socket (`client_conn::ClientIo`), so for HTTP/1.1 clients it writes the interim head there
-//! itself: the upstream connection's callback renders it into this connection's `Outbox`, and
+//! generation of the 1xx response." They arrive through the upstream request's
+//! `upstream::informational::OnInformational` callback (our HTTP/1 client codec calls it; for
+//! requests still on hyper's client it is bridged to `hyper::ext::on_informational`). hyper's
+//! servers have no way to send one (hyperium/hyper #3815 and #4114; see
+//! docs/interim-responses.md), and cuttle owns the client socket (`client_conn::ClientIo`), so
+//! for HTTP/1.1 clients it writes the interim head there itself: the callback renders it into
+//! this connection's `Outbox`, and
 //! `ClientIo` writes the outbox before any byte the server (`h1`) writes next, but only while
 //! it has nothing unflushed (the previous response is wholly on the wire), so an interim head
 //! can only ever land between two messages, never inside one. `100` is left to the server (it
