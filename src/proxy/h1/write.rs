@@ -94,6 +94,14 @@ pub fn enforce_version(
 }
 
 /// A body may follow the head.
+/// Writes one value of a field the encoder reads (framing, `Connection`, `Trailer`): the start of
+/// its line, or a further value of the line already open for that name, joined with ", " as one
+/// combined field line (RFC 9110 §5.3).
+fn fold_into(dst: &mut Vec<u8>, continues: bool, line_start: &[u8], value: &HeaderValue) {
+    dst.extend_from_slice(if continues { b", " } else { line_start });
+    dst.extend_from_slice(value.as_bytes());
+}
+
 fn can_chunk(method: &Method, status: StatusCode) -> bool {
     if *method == Method::HEAD
         || (*method == Method::CONNECT && status.is_success())
@@ -181,18 +189,17 @@ pub fn encode_head(
                 if wrote_len && !continues {
                     return Err(InvalidHead);
                 }
-                match body {
-                    BodyLength::Known(len) => {
-                        if !continues {
-                            encoder = Encoder::Length(len);
-                            dst.extend_from_slice(b"content-length: ");
-                            dst.extend_from_slice(value.as_bytes());
-                            wrote_len = true;
-                            open = Some(name);
-                            must_chunk = false;
+                let len = match body {
+                    BodyLength::Empty => {
+                        if *method != Method::HEAD {
+                            continue;
                         }
-                        continue;
+                        // A HEAD response keeps the length a GET would have had.
+                        wrote_len = true;
+                        None
                     }
+                    BodyLength::Known(_) if continues => continue,
+                    BodyLength::Known(len) => Some(len),
                     BodyLength::Unknown => {
                         let Some(len) = digits(value.as_bytes()) else {
                             return Err(InvalidHead);
@@ -203,21 +210,17 @@ pub fn encode_head(
                             }
                             continue;
                         }
-                        encoder = Encoder::Length(len);
-                        dst.extend_from_slice(b"content-length: ");
-                        dst.extend_from_slice(value.as_bytes());
-                        wrote_len = true;
-                        open = Some(name);
-                        must_chunk = false;
                         prev_len = Some(len);
-                        continue;
+                        Some(len)
                     }
-                    BodyLength::Empty => {
-                        if *method != Method::HEAD {
-                            continue;
-                        }
-                        wrote_len = true;
-                    }
+                };
+                if let Some(len) = len {
+                    encoder = Encoder::Length(len);
+                    wrote_len = true;
+                    open = Some(name);
+                    must_chunk = false;
+                    fold_into(dst, false, b"content-length: ", value);
+                    continue;
                 }
             }
             header::TRANSFER_ENCODING => {
@@ -229,28 +232,22 @@ pub fn encode_head(
                 }
                 wrote_len = true;
                 must_chunk = !last_is_chunked(value);
-                if continues {
-                    dst.extend_from_slice(b", ");
-                } else {
+                if !continues {
                     encoder = Encoder::Chunked(None);
-                    dst.extend_from_slice(b"transfer-encoding: ");
                     open = Some(name);
                 }
-                dst.extend_from_slice(value.as_bytes());
+                fold_into(dst, continues, b"transfer-encoding: ", value);
                 continue;
             }
             header::CONNECTION => {
                 if !is_last && has_token(value, "close") {
                     is_last = true;
                 }
-                if continues {
-                    dst.extend_from_slice(b", ");
-                } else {
-                    dst.extend_from_slice(b"connection: ");
+                if !continues {
                     open = Some(name);
                     must_chunk = false;
                 }
-                dst.extend_from_slice(value.as_bytes());
+                fold_into(dst, continues, b"connection: ", value);
                 continue;
             }
             header::DATE => wrote_date = true,
@@ -258,14 +255,11 @@ pub fn encode_head(
                 if http10 || !can_chunk(method, status) {
                     continue;
                 }
-                if continues {
-                    dst.extend_from_slice(b", ");
-                } else {
-                    dst.extend_from_slice(b"trailer: ");
+                if !continues {
                     open = Some(name);
                     must_chunk = false;
                 }
-                dst.extend_from_slice(value.as_bytes());
+                fold_into(dst, continues, b"trailer: ", value);
                 if let Ok(text) = value.to_str() {
                     let names = text
                         .split(',')
