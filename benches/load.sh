@@ -18,7 +18,9 @@
 #        contains this text, e.g. "miss"; the memory measurement still runs),
 #        ADMIN_COMPARE=1 (the 1 KiB memory-hit row also runs cuttle with its admin listener on
 #        a free port, counting, and with `[admin] listen = "none"`, not counting: the cost of
-#        /metrics counting on the hit path, in the same run).
+#        /metrics counting on the hit path, in the same run), CUTTLE (the binary; default
+#        target/release/cuttle, built first with `cargo build --release`; set it to compare
+#        builds, e.g. two global allocators).
 # Output: a Markdown table on stdout (progress on stderr). Needs root for apt-get only.
 set -euo pipefail
 
@@ -27,7 +29,7 @@ SECS=${SECS:-10}
 CONNS=${CONNS:-50}
 CUTTLE2_CPUS=${CUTTLE2_CPUS:-0,1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CUTTLE=$ROOT/target/release/cuttle
+CUTTLE=${CUTTLE:-}
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '%s\n' "$*" >&2; }
@@ -405,8 +407,11 @@ ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2fx", a / b
 
 # ---------------------------------------------------------------------------------------------
 install_deps
-log "building cuttle (cargo build --release)"
-(cd "$ROOT" && cargo build --release --quiet)
+if [ -z "$CUTTLE" ]; then
+  CUTTLE=$ROOT/target/release/cuttle
+  log "building cuttle (cargo build --release)"
+  (cd "$ROOT" && cargo build --release --quiet)
+fi
 declare -A PORT
 
 start_origin
