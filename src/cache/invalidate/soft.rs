@@ -31,6 +31,11 @@ pub fn marked(head: &StoredHead) -> StoredHead {
 /// [`MARK`] as a field name, so removing it needs no parse of the name (this runs on every hit).
 pub(super) static MARK_NAME: http::HeaderName = http::HeaderName::from_static(MARK);
 
+/// True if `name` is the mark's (fields an origin sent with it are not stored).
+pub fn is_mark(name: &http::HeaderName) -> bool {
+    *name == MARK_NAME
+}
+
 /// Removes the mark from fields about to be stored or sent.
 pub fn unmark(headers: &mut HeaderMap) {
     headers.remove(&MARK_NAME);

@@ -10,7 +10,7 @@
 
 use std::time::SystemTime;
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::Method;
 
 use super::reply::SET_COOKIE2;
@@ -158,20 +158,18 @@ fn stored_head(
     response_time: SystemTime,
     store_set_cookie: bool,
 ) -> StoredHead {
-    let mut headers = up.parts.headers.clone();
-    for name in storage_excluded_fields(&up.parts.headers, directives) {
-        headers.remove(name);
-    }
-    if !store_set_cookie {
-        headers.remove(header::SET_COOKIE);
-        headers.remove(SET_COOKIE2);
-    }
-    // An origin must not be able to make its response look like an internal vary record.
-    headers.remove(crate::cache::lookup::VARY_RECORD);
-    crate::cache::invalidate::soft::unmark(&mut headers);
+    let excluded = storage_excluded_fields(&up.parts.headers, directives);
+    let skip = |name: &HeaderName| {
+        excluded.contains(name)
+            || (!store_set_cookie && (name == header::SET_COOKIE || name == SET_COOKIE2))
+            // An origin must not be able to make its response look like an internal vary
+            // record, nor mark it soft-purged.
+            || name.as_str() == crate::cache::lookup::VARY_RECORD
+            || crate::cache::invalidate::soft::is_mark(name)
+    };
     StoredHead {
         status: up.parts.status,
-        headers: crate::cache::meta::StoredFields::from_map(&headers),
+        headers: crate::cache::meta::StoredFields::from_map_without(&up.parts.headers, skip),
         request_time: req.request_time,
         response_time,
         url: req.url.into(),
