@@ -7,6 +7,12 @@ use clap::Parser;
 use cuttle::cli::{Cli, Command};
 use cuttle::config::{self, Config, ConfigError, Overrides, Source};
 
+/// mimalloc instead of glibc's malloc, for the binary only: each miss frees short-lived blocks
+/// between the lasting ones of the object it stores, and glibc's per-size caches of freed
+/// blocks left ~1 KB of holes per cached object (README "Memory per cached object").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
     match path {
         Some(path) => config::load_file(path),
