@@ -280,11 +280,17 @@ async fn serve_http1<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = ClientIo::new(io, Arc::clone(&info.activity)).http1();
+    let activity = Arc::clone(&info.activity);
+    let io = ClientIo::new(io, Arc::clone(&activity)).http1();
     let stop = Arc::new(AtomicBool::new(false));
     let service =
         move |req: Request<h1::H1Body>| handle(req.map(ClientBody::H1), Arc::clone(&info));
-    let conn = h1::serve(io, settings, Arc::clone(&stop), service);
+    // The requests run on this task: one task-local for the whole connection gives them its
+    // outbox (`interim`) without a scope per request.
+    let conn = super::interim::OUTBOX.scope(
+        activity,
+        h1::serve(io, settings, Arc::clone(&stop), service),
+    );
     until_shutdown(conn, |_| stop.store(true, Ordering::Relaxed), shutdown).await
 }
 
