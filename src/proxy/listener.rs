@@ -23,10 +23,11 @@
 //! idle HTTP/2 connection may be closed after `client_header` rather than `client_idle`.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -321,18 +322,44 @@ fn service(
 }
 
 /// Drives `conn` to its end; once shutdown is requested, asks it to finish gracefully first.
+///
+/// The shutdown future is polled once to register the task's waker, and again only when the
+/// channel has changed or the task's waker is another: polling a registered `watch` wait takes
+/// the channel's waiter lock, which every connection of the process shares, and the
+/// connection is woken two or three times per request.
 async fn until_shutdown<C, E>(
     conn: C,
     graceful: impl FnOnce(Pin<&mut C>),
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
 {
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => result,
-        () = stopped(&mut shutdown) => {
+    let mut conn = pin!(conn);
+    let probe = shutdown.clone();
+    let mut shutdown = shutdown;
+    let mut stop = pin!(stopped(&mut shutdown));
+    let mut registered: Option<Waker> = None;
+    let stopped = poll_fn(|cx| {
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        let current = registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if current && !probe.has_changed().unwrap_or(true) {
+            return Poll::Pending;
+        }
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        registered = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await;
+    match stopped {
+        Some(result) => result,
+        None => {
             graceful(conn.as_mut());
             conn.await
         }
