@@ -504,6 +504,13 @@ fn build_shared(
                 Some(old) => Peers::new_after(h, &config.upstream, old, same_upstream),
                 None => Peers::new(h, &config.upstream),
             });
+    let site_groups = config
+        .proxy
+        .reverse
+        .sites
+        .iter()
+        .map(|site| groups.get(&site.upstream).cloned())
+        .collect();
     let cluster = config.proxy.cluster.clone().map(|c| {
         let old = previous.and_then(|p| p.cluster.as_deref());
         Cluster::new(c, &config.upstream, old, same_upstream)
@@ -534,6 +541,7 @@ fn build_shared(
             .iter()
             .map(|site| kept.metrics.site_slot(&site.name))
             .collect(),
+        site_groups,
         client_slots: Arc::clone(&kept.client_slots),
         bump_upstream: config.proxy.tls_intercept.as_ref().map(|intercept| {
             tracing::info!(

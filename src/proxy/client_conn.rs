@@ -10,8 +10,9 @@
 //!   gets the request-start deadline (Squid `request_start_timeout`), counted from accept, so a
 //!   connection that never sends anything gives its slot back quickly;
 //! - **reading a header** (bytes arrived, the service has not been called yet): the header
-//!   deadline applies, counted from the first byte, except on a new connection, where it is
-//!   counted from accept (a client cannot restart the clock by sending one byte late);
+//!   deadline applies, counted from the first byte (read when the reader first waits for the
+//!   rest, in the same poll), except on a new connection, where it is counted from accept (a
+//!   client cannot restart the clock by sending one byte late);
 //! - **in flight** (the service owns a request): no deadline here; upstream and body timeouts
 //!   govern.
 //!
@@ -33,6 +34,10 @@ use tokio::time::{Instant, Sleep};
 
 /// `header_started_ms` value meaning "no header bytes yet".
 const NOT_STARTED: u64 = u64::MAX;
+/// `header_started_ms` value meaning "header bytes arrived, the clock not read yet": it is
+/// read when the reader first waits for the rest, so a head that arrives whole (the common
+/// case) costs no clock read.
+const UNTIMED: u64 = u64::MAX - 1;
 
 /// Shared state between a connection's socket wrapper and its requests.
 #[derive(Debug)]
@@ -98,7 +103,13 @@ impl ConnActivity {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+        self.ms_at(Instant::now())
+    }
+
+    /// `at` in ms after `origin` (below the `header_started_ms` markers).
+    fn ms_at(&self, at: Instant) -> u64 {
+        let ms = at.saturating_duration_since(self.origin).as_millis();
+        u64::try_from(ms).unwrap_or(UNTIMED - 1).min(UNTIMED - 1)
     }
 
     /// Marks a request in flight until the returned guard is dropped.
@@ -106,7 +117,10 @@ impl ConnActivity {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.header_started_ms.store(NOT_STARTED, Ordering::Relaxed);
         self.served_any.store(true, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        InFlight {
+            activity: Arc::clone(self),
+            ended: None,
+        }
     }
 
     /// The deadline that applies now, if any.
@@ -114,7 +128,20 @@ impl ConnActivity {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let header_started = self.header_started_ms.load(Ordering::Relaxed);
+        let mut header_started = self.header_started_ms.load(Ordering::Relaxed);
+        if header_started == UNTIMED {
+            // The reader waits for the rest of a head: its clock starts now (`on_read`).
+            let now = self.now_ms();
+            header_started = match self.header_started_ms.compare_exchange(
+                UNTIMED,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => now,
+                Err(current) => current,
+            };
+        }
         let at = |ms: u64, d: Duration| self.origin + Duration::from_millis(ms) + d;
         let served_any = self.served_any.load(Ordering::Relaxed);
         if header_started != NOT_STARTED {
@@ -152,13 +179,12 @@ impl ConnActivity {
         }
     }
 
-    /// Bytes arrived from the client.
+    /// Bytes arrived from the client: a head has started (timed by `deadline`, if it waits).
     fn on_read(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0 {
-            let now = self.now_ms();
             let _ = self.header_started_ms.compare_exchange(
                 NOT_STARTED,
-                now,
+                UNTIMED,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
@@ -168,14 +194,27 @@ impl ConnActivity {
 
 /// A request in flight; dropping it marks the connection idle when it was the last one.
 #[derive(Debug)]
-pub struct InFlight(Arc<ConnActivity>);
+pub struct InFlight {
+    activity: Arc<ConnActivity>,
+    /// When the request ended, if its owner has read the clock already (`ended_at`).
+    ended: Option<Instant>,
+}
+
+impl InFlight {
+    /// The request ended at `now` (a clock read its owner made anyway): the idle deadline
+    /// counts from there.
+    pub fn ended_at(&mut self, now: Instant) {
+        self.ended = Some(now);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
-        activity
-            .idle_since_ms
-            .store(activity.now_ms(), Ordering::Relaxed);
+        let activity = &self.activity;
+        let now = self
+            .ended
+            .map_or_else(|| activity.now_ms(), |at| activity.ms_at(at));
+        activity.idle_since_ms.store(now, Ordering::Relaxed);
         if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             let parked = activity
                 .parked_reader
@@ -227,6 +266,13 @@ impl<T> ClientIo<T> {
         self.activity.outbox.enable();
         self
     }
+
+    /// Whether the request now being served may be sent interim heads: RFC 9110 §15.2, "a
+    /// server MUST NOT send a 1xx response to an HTTP/1.0 client" (HTTP/1.1 ones may be sent
+    /// the upstream's 102 and 103, `interim`). The HTTP/1 server says so for each request.
+    pub fn interim_for(&self, http11: bool) {
+        self.activity.outbox.set_enabled(http11);
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
@@ -260,16 +306,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 };
-                if this.sleep.deadline() != deadline {
+                // The timer is moved only when the deadline comes closer. The idle deadline
+                // moves on with every response, so the timer is left armed at an earlier one
+                // and moved on when that fires: about once per idle timeout, not per request.
+                if deadline < this.sleep.deadline() {
                     this.sleep.as_mut().reset(deadline);
                 }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "client connection timed out waiting for a request",
-                    ))),
-                    Poll::Pending => Poll::Pending,
+                if this.sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
+                if this.sleep.deadline() < deadline {
+                    // It fired at an earlier deadline, since moved on.
+                    this.sleep.as_mut().reset(deadline);
+                    if this.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client connection timed out waiting for a request",
+                )))
             }
         }
     }

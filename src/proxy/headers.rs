@@ -428,22 +428,16 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
 
 /// The first transfer coding in `headers` other than `chunked`, if any (RFC 9112 §6.1).
 pub fn unsupported_coding(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| {
-            String::from_utf8_lossy(value.as_bytes())
-                .split(',')
-                .map(|c| {
-                    c.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_lowercase()
-                })
-                .collect::<Vec<_>>()
-        })
-        .find(|coding| !coding.is_empty() && coding != "chunked")
+    for value in headers.get_all(http::header::TRANSFER_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        for member in text.split(',') {
+            let coding = member.split(';').next().unwrap_or("").trim();
+            if !coding.is_empty() && !coding.eq_ignore_ascii_case("chunked") {
+                return Some(coding.to_ascii_lowercase());
+            }
+        }
+    }
+    None
 }
 
 /// The `protocol-name` of `protocol-name ["/" protocol-version]`.

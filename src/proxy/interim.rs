@@ -16,9 +16,11 @@
 //! response to an HTTP/1.0 client" (§15.2). HTTP/2 clients get none either (hyper's h2 server
 //! has no API).
 //!
-//! The request path reaches its connection's outbox through a task-local set by
-//! `service::handle`, so `next_hop` needs no new parameter; work running on other tasks
-//! (background refreshes) has none and forwards nothing.
+//! The request path reaches its connection's outbox through a task-local the listener sets
+//! once around an HTTP/1 connection (its requests run on the connection's task), so `next_hop`
+//! needs no new parameter; work running on other tasks (background refreshes, HTTP/2 streams)
+//! has none and forwards nothing. The server (`h1`) opens the outbox for each HTTP/1.1
+//! request and closes it for each HTTP/1.0 one (`ClientIo::interim_for`).
 
 use std::sync::Arc;
 

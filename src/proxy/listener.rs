@@ -23,10 +23,11 @@
 //! idle HTTP/2 connection may be closed after `client_header` rather than `client_idle`.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -280,11 +281,17 @@ async fn serve_http1<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = ClientIo::new(io, Arc::clone(&info.activity)).http1();
+    let activity = Arc::clone(&info.activity);
+    let io = ClientIo::new(io, Arc::clone(&activity)).http1();
     let stop = Arc::new(AtomicBool::new(false));
     let service =
         move |req: Request<h1::H1Body>| handle(req.map(ClientBody::H1), Arc::clone(&info));
-    let conn = h1::serve(io, settings, Arc::clone(&stop), service);
+    // The requests run on this task: one task-local for the whole connection gives them its
+    // outbox (`interim`) without a scope per request.
+    let conn = super::interim::OUTBOX.scope(
+        activity,
+        h1::serve(io, settings, Arc::clone(&stop), service),
+    );
     until_shutdown(conn, |_| stop.store(true, Ordering::Relaxed), shutdown).await
 }
 
@@ -315,18 +322,44 @@ fn service(
 }
 
 /// Drives `conn` to its end; once shutdown is requested, asks it to finish gracefully first.
+///
+/// The shutdown future is polled once to register the task's waker, and again only when the
+/// channel has changed or the task's waker is another: polling a registered `watch` wait takes
+/// the channel's waiter lock, which every connection of the process shares, and the
+/// connection is woken two or three times per request.
 async fn until_shutdown<C, E>(
     conn: C,
     graceful: impl FnOnce(Pin<&mut C>),
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
 {
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => result,
-        () = stopped(&mut shutdown) => {
+    let mut conn = pin!(conn);
+    let probe = shutdown.clone();
+    let mut shutdown = shutdown;
+    let mut stop = pin!(stopped(&mut shutdown));
+    let mut registered: Option<Waker> = None;
+    let stopped = poll_fn(|cx| {
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        let current = registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if current && !probe.has_changed().unwrap_or(true) {
+            return Poll::Pending;
+        }
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        registered = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await;
+    match stopped {
+        Some(result) => result,
+        None => {
             graceful(conn.as_mut());
             conn.await
         }

@@ -196,6 +196,9 @@ pub struct Shared {
     /// Each reverse-mode site's counter slot in `metrics`, by index in
     /// `config.reverse.sites`.
     pub site_slots: Vec<usize>,
+    /// Each reverse-mode site's upstream group, by index in `config.reverse.sites` (`None`: the
+    /// group is missing): routing finds it by the site's index, without hashing its name.
+    pub site_groups: Vec<Option<std::sync::Arc<crate::upstream::group::Group>>>,
     /// Caps connections per client address.
     pub client_slots: std::sync::Arc<client_slots::ClientSlots>,
     /// Carries requests from bumped tunnels to their origins (`[tls_intercept]`'s trust).

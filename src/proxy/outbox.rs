@@ -12,7 +12,7 @@ const MAX_QUEUED: usize = 64 * 1024;
 /// Interim heads waiting to be written to one client connection.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// The connection speaks HTTP/1 (set by `ClientIo::http1`).
+    /// The connection speaks HTTP/1 and its current request is HTTP/1.1 (`ClientIo::interim_for`).
     enabled: AtomicBool,
     /// Something is queued: lets every read and write skip the lock when nothing is.
     nonempty: AtomicBool,
@@ -22,7 +22,12 @@ pub struct Outbox {
 impl Outbox {
     /// Lets this connection take interim responses.
     pub fn enable(&self) {
-        self.enabled.store(true, Ordering::Relaxed);
+        self.set_enabled(true);
+    }
+
+    /// Lets this connection take interim responses, or not (for its current request).
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
     }
 
     /// True when interim responses can be written to this connection.

@@ -130,12 +130,17 @@ async fn route(
             )
         })?;
     txn.site = Some(index);
-    let group = shared.groups.get(&site.upstream).cloned().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("upstream group `{}` is missing", site.upstream),
-        )
-    })?;
+    let group = shared
+        .site_groups
+        .get(index)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("upstream group `{}` is missing", site.upstream),
+            )
+        })?;
     check_loop(shared, &parts.headers)?;
     // url_regex sees the absolute URL, as Squid rebuilds it for an accelerated request.
     let absolute = shared.access.needs_url().then(|| {

@@ -22,21 +22,9 @@ use crate::error::{Error, ErrorKind};
 /// Handles one request; never fails (errors become error pages).
 ///
 /// The request runs start to end on the config generation current when it arrived, so a
-/// reload never changes the rules under a request in flight.
-pub async fn handle(req: Request<ClientBody>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
-    // RFC 9110 §15.2: "a server MUST NOT send a 1xx response to an HTTP/1.0 client"; HTTP/1.1
-    // clients may be sent the upstream's 102 and 103 (`interim`).
-    if req.version() == http::Version::HTTP_11 {
-        let activity = Arc::clone(&conn.activity);
-        return super::interim::OUTBOX
-            .scope(activity, handle_request(req, conn))
-            .await;
-    }
-    handle_request(req, conn).await
-}
-
-/// [`handle`], within or without the interim-response scope.
-async fn handle_request(mut req: Request<ClientBody>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
+/// reload never changes the rules under a request in flight. Interim responses reach an
+/// HTTP/1 client through the connection's outbox, set once per connection (`interim`).
+pub async fn handle(mut req: Request<ClientBody>, conn: Arc<ConnInfo>) -> Response<ProxyBody> {
     let in_flight = conn.activity.begin();
     let shared = conn.live.load();
     // Inside a bumped tunnel every request is for the tunnel's origin, over https.

@@ -206,6 +206,11 @@ impl Drop for Transaction {
         } else {
             self.code
         };
+        // One clock read for the log's elapsed time and the connection's idle deadline.
+        let now = Instant::now();
+        if let Some(in_flight) = self._in_flight.as_mut() {
+            in_flight.ended_at(now);
+        }
         let shared = &*self.shared;
         shared.metrics.record(&Record {
             mode: match self.mode {
@@ -227,7 +232,7 @@ impl Drop for Transaction {
         });
         self.shared.access_log.log(AccessRecord {
             time: self.shared.clock.now(),
-            elapsed: self.started.elapsed(),
+            elapsed: now.saturating_duration_since(self.started),
             client: Arc::clone(&self.client),
             code,
             status: self.status,

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
@@ -208,6 +208,7 @@ where
             expect_continue,
             wants_upgrade,
         } = head;
+        self.io.interim_for(version == Version::HTTP_11);
         let (body, mut feed) = match framing {
             Framing::None => (H1Body::empty(), None),
             framing => {
