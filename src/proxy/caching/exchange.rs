@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 use http::Response;
-use hyper_util::client::legacy::connect::HttpInfo;
 use tokio::time::Instant;
 
 use super::reply::{serve_hit, Serve};
@@ -63,8 +62,8 @@ impl Exchange<'_> {
         let up = send(self.shared, out).await?;
         // Summed over a revalidation's and a refetch's round trips.
         txn.upstream_wait = Some(txn.upstream_wait.unwrap_or_default() + asked.elapsed());
-        if let Some(info) = up.parts.extensions.get::<HttpInfo>() {
-            txn.upstream_addr = Some(info.remote_addr());
+        if let Some(addr) = up.remote_addr() {
+            txn.upstream_addr = Some(addr);
         }
         if up.peer.is_some() {
             txn.peer.clone_from(&up.peer);
