@@ -669,9 +669,9 @@ async fn send_once(
     // Interim responses: a 100 opens the gate; 102 and 103 go on to an HTTP/1.1 client
     // (RFC 9110 §15.2, `interim`).
     let client_conn = super::interim::current();
-    if gate.is_some() || client_conn.is_some() {
+    let on_informational = (gate.is_some() || client_conn.is_some()).then(|| {
         let gate = gate.clone();
-        OnInformational::register(&mut request, move |status, fields| {
+        OnInformational::new(move |status, fields| {
             if let Some(gate) = &gate {
                 gate.informational(status);
             }
@@ -680,9 +680,11 @@ async fn send_once(
                     conn.send_interim(&head);
                 }
             }
-        });
-    }
-    let sent = upstream.send(request, progress).await;
+        })
+    });
+    let sent = upstream
+        .send_with(request, progress, on_informational)
+        .await;
     if let Some(gate) = &gate {
         // A final response (or a failure) before the 100: the body is not wanted.
         gate.final_response();

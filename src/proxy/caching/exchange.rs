@@ -9,7 +9,7 @@ use http::Response;
 use tokio::time::Instant;
 
 use super::reply::{serve_hit, Serve};
-use crate::cache::lookup::FillTicket;
+use crate::cache::lookup::TicketStamp;
 use crate::cache::policy::RequestDirectives;
 use crate::error::Error;
 use crate::proxy::body::ProxyBody;
@@ -39,7 +39,7 @@ pub(super) struct Exchange<'a> {
     /// Where requests for this exchange go.
     pub(super) target: Target,
     /// Taken before a request that may be stored is sent (see `Cache::ticket`).
-    pub(super) ticket: Option<FillTicket>,
+    pub(super) ticket: Option<TicketStamp>,
 }
 
 impl Exchange<'_> {

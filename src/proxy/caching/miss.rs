@@ -120,7 +120,7 @@ pub(super) async fn fetch(
         ex.forwarded_headers()
     };
     let request_time = ex.shared.clock.now();
-    ex.ticket = Some(ex.shared.cache.ticket(fetch.primary));
+    ex.ticket = Some(ex.shared.cache.stamp());
     let up = ex.send(txn, headers).await?;
     txn.result = Some(CacheResult::Miss);
     txn.code = CacheResult::Miss.squid_code();

@@ -161,8 +161,14 @@ impl Connection {
 
 impl Message {
     /// Encodes `req` for `uri` (absolute; `req`'s own URI is not read) with its target in
-    /// `form`; `Host` is already set.
-    pub fn new(req: Request<RequestBody>, uri: &Uri, form: Form) -> Self {
+    /// `form`; `Host` is already set. Interim responses go to `on_informational`, or to the
+    /// one in `req`'s extensions.
+    pub fn new(
+        req: Request<RequestBody>,
+        uri: &Uri,
+        form: Form,
+        on_informational: Option<OnInformational>,
+    ) -> Self {
         let (mut parts, body) = req.into_parts();
         let encoder = write::frame_body(&parts.method, parts.version, &mut parts.headers, &body);
         let head = write::encode_head(&parts.method, uri, form, parts.version, &parts.headers);
@@ -176,7 +182,8 @@ impl Message {
             writer: Writer::new(head, body, encoder),
             close,
             spare,
-            on_informational: parts.extensions.remove::<OnInformational>(),
+            on_informational: on_informational
+                .or_else(|| parts.extensions.remove::<OnInformational>()),
             method: parts.method,
         }
     }
