@@ -76,11 +76,17 @@ struct InFlight {
 #[derive(Debug)]
 pub struct Leader {
     key: String,
-    tx: watch::Sender<Outcome>,
+    /// The waiters' channel and count; `None` for a fetch made under a hit-for-miss marker,
+    /// which is in no table and so has nobody to tell (and costs no channel).
+    waiters: Option<Waiters>,
     table: Collapser,
-    waiting: Arc<AtomicUsize>,
-    /// False for a fetch made under a hit-for-miss marker: nobody can wait on it.
-    registered: bool,
+}
+
+/// A registered leader's side of its waiters.
+#[derive(Debug)]
+struct Waiters {
+    tx: watch::Sender<Outcome>,
+    count: Arc<AtomicUsize>,
 }
 
 /// A request waiting on a leader; counted as waiting until dropped.
@@ -109,14 +115,17 @@ pub struct Attached {
     _waiter: Waiter,
 }
 
-/// How many requests wait on a leader, readable after the leader moved elsewhere.
+/// How many requests wait on a leader, readable after the leader moved elsewhere (none ever
+/// for a fetch under a hit-for-miss marker).
 #[derive(Debug, Clone)]
-pub struct WaitingCount(Arc<AtomicUsize>);
+pub struct WaitingCount(Option<Arc<AtomicUsize>>);
 
 impl WaitingCount {
     /// Whether any request waits on the fetch now.
     pub fn any(&self) -> bool {
-        self.0.load(Ordering::Acquire) > 0
+        self.0
+            .as_ref()
+            .is_some_and(|count| count.load(Ordering::Acquire) > 0)
     }
 }
 
@@ -141,9 +150,7 @@ impl Collapser {
         let mut table = self.lock();
         if let Some(until) = table.hit_for_miss.get(key) {
             if *until > Instant::now() {
-                let waiting = Arc::default();
-                let tx = watch::channel(Outcome::Pending).0;
-                return Role::Leader(self.leader(key, tx, waiting, false));
+                return Role::Leader(self.leader(key, None));
             }
             table.hit_for_miss.remove(key);
         }
@@ -165,7 +172,7 @@ impl Collapser {
                 waiting: Arc::clone(&waiting),
             },
         );
-        Role::Leader(self.leader(key, tx, waiting, true))
+        Role::Leader(self.leader(key, Some(Waiters { tx, count: waiting })))
     }
 
     /// Becomes the leader only if nobody else is fetching `key` (background refreshes).
@@ -176,19 +183,11 @@ impl Collapser {
         }
     }
 
-    fn leader(
-        &self,
-        key: &str,
-        tx: watch::Sender<Outcome>,
-        waiting: Arc<AtomicUsize>,
-        registered: bool,
-    ) -> Leader {
+    fn leader(&self, key: &str, waiters: Option<Waiters>) -> Leader {
         Leader {
             key: key.to_owned(),
-            tx,
+            waiters,
             table: self.clone(),
-            waiting,
-            registered,
         }
     }
 
@@ -212,7 +211,11 @@ impl Table {
         if self.hit_for_miss.len() >= MAX_MARKERS {
             self.hit_for_miss.retain(|_, until| *until > now);
         }
-        if self.hit_for_miss.len() < MAX_MARKERS || self.hit_for_miss.contains_key(key) {
+        // A marker being renewed (the usual case: each fetch under it passes again) is
+        // updated in place, without a new key.
+        if let Some(until) = self.hit_for_miss.get_mut(key) {
+            *until = now + HIT_FOR_MISS_TTL;
+        } else if self.hit_for_miss.len() < MAX_MARKERS {
             self.hit_for_miss
                 .insert(key.to_owned(), now + HIT_FOR_MISS_TTL);
         }
@@ -222,12 +225,19 @@ impl Table {
 impl Leader {
     /// The number of requests waiting on this fetch, as it changes.
     pub fn waiting(&self) -> WaitingCount {
-        WaitingCount(Arc::clone(&self.waiting))
+        WaitingCount(self.waiters.as_ref().map(|w| Arc::clone(&w.count)))
     }
 
     /// The response is being stored: waiters may read its body from `tap` as it arrives.
     pub fn stream(&self, tap: Arc<Tap>) {
-        let _ = self.tx.send(Outcome::Streaming(tap));
+        self.tell(Outcome::Streaming(tap));
+    }
+
+    /// Tells the waiters `outcome`, if anyone can wait on this fetch.
+    fn tell(&self, outcome: Outcome) {
+        if let Some(waiters) = &self.waiters {
+            let _ = waiters.tx.send(outcome);
+        }
     }
 
     /// Publishes the outcome and leaves the table; a stored response clears hit-for-miss.
@@ -235,7 +245,7 @@ impl Leader {
         if matches!(outcome, Outcome::Stored) {
             self.table.lock().hit_for_miss.remove(&self.key);
         }
-        let _ = self.tx.send(outcome);
+        self.tell(outcome);
         // Drop runs next and removes the entry.
     }
 
@@ -243,24 +253,24 @@ impl Leader {
     /// mark the key hit-for-miss so that the next requests do not queue.
     pub fn pass(self) {
         self.table.lock().mark_hit_for_miss(&self.key);
-        let _ = self.tx.send(Outcome::NotStored);
+        self.tell(Outcome::NotStored);
     }
 }
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        if self.tx.borrow().is_open() {
-            let _ = self.tx.send(Outcome::NotStored);
-        }
-        if !self.registered {
+        let Some(waiters) = &self.waiters else {
             return;
+        };
+        if waiters.tx.borrow().is_open() {
+            let _ = waiters.tx.send(Outcome::NotStored);
         }
         let mut table = self.table.lock();
         // Only remove our own entry (a later leader may have replaced it).
         if table
             .inflight
             .get(&self.key)
-            .is_some_and(|inflight| inflight.rx.same_channel(&self.tx.subscribe()))
+            .is_some_and(|inflight| inflight.rx.same_channel(&waiters.tx.subscribe()))
         {
             table.inflight.remove(&self.key);
         }

@@ -84,6 +84,16 @@ pub struct Cache {
 /// a later ban matching it.
 pub type FillTicket = super::store::Epoch;
 
+/// The moment a [`FillTicket`] stands for, as the two counters it compares (the invalidation
+/// epoch and the ban index): taken before a request whose response may be stored, at the cost
+/// of two loads, and made into the ticket only if a fill starts. Most misses store nothing,
+/// and a ticket costs its key and its ban check three allocations.
+#[derive(Debug, Clone, Copy)]
+pub struct TicketStamp {
+    index: u64,
+    epoch: u64,
+}
+
 impl Cache {
     /// Opens the store described by `config`, with the bans a previous run left pending.
     pub async fn open(config: &Config) -> std::io::Result<Self> {
@@ -119,11 +129,26 @@ impl Cache {
 
     /// A ticket for a fill of `primary` starting now (see `store::epoch`).
     pub fn ticket(&self, primary: &str) -> FillTicket {
-        let seq = self.store.index().now();
+        self.ticket_at(primary, self.stamp())
+    }
+
+    /// Now, for a [`ticket_at`](Self::ticket_at) later.
+    pub fn stamp(&self) -> TicketStamp {
+        // Read in the order `ticket` always read them.
+        let index = self.store.index().now();
+        TicketStamp {
+            index,
+            epoch: self.store.epoch_now(),
+        }
+    }
+
+    /// The ticket [`ticket`](Self::ticket) would have given at `stamp`.
+    pub fn ticket_at(&self, primary: &str, stamp: TicketStamp) -> FillTicket {
         let bans = Arc::clone(&self.bans);
         let url = primary.to_owned();
+        let seq = stamp.index;
         self.store
-            .epoch(primary)
+            .epoch_at(primary, stamp.epoch)
             .with_veto(Arc::new(move || bans.bans_fill(&url, seq)))
     }
 

@@ -65,7 +65,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if present[TRANSFER_ENCODING_AT] {
         headers.remove(header::CONTENT_LENGTH);
     }
-    if present[CONNECTION_AT] {
+    // The usual `Connection: keep-alive` (or `close`) names no field: nothing to split.
+    if present[CONNECTION_AT] && !names_no_field(headers.get_all(header::CONNECTION)) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -85,6 +86,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
         headers.remove(name);
     }
+}
+
+/// Whether the `Connection` field lines are each just `keep-alive` or `close` (any case): the
+/// options that name no other field.
+fn names_no_field(values: http::header::GetAll<'_, HeaderValue>) -> bool {
+    values.iter().all(|v| {
+        let v = v.as_bytes();
+        v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+    })
 }
 
 /// Prepares a client request's fields for the next hop.

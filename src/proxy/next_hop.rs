@@ -13,6 +13,7 @@
 //! only for an idempotent one (RFC 9110 §9.2.2). Each failure counts towards the server's
 //! `max_fails` (its `liveness`). Peers are walked by `upstream::walk`, as CONNECT is.
 
+use std::future::Future as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -96,6 +97,17 @@ impl Upstreamed {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The address of the server that answered: our HTTP/1 codec keeps it with the body,
+    /// hyper's client puts it in the extensions (`HttpInfo`).
+    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.body.remote_addr().or_else(|| {
+            self.parts
+                .extensions
+                .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                .map(hyper_util::client::legacy::connect::HttpInfo::remote_addr)
+        })
+    }
+
     /// The response head, and the body as it is relayed to the client (the group server's
     /// request counted until the body ends).
     pub fn into_relay(
@@ -143,8 +155,10 @@ impl Outgoing {
 }
 
 /// Sends `out` to its next hop and waits for the response head and first body frame.
-pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
-    match out.target.clone() {
+pub async fn send(shared: &Shared, mut out: Outgoing) -> Result<Upstreamed, Error> {
+    // Taken, not cloned: every path below reads it once and no try is sent to it again.
+    let target = std::mem::replace(&mut out.target, Target::Origin(Resolution::Unneeded));
+    match target {
         Target::Origin(resolution) => {
             let authority = out
                 .uri
@@ -176,7 +190,6 @@ pub async fn send(shared: &Shared, out: Outgoing) -> Result<Upstreamed, Error> {
             client_host,
             client_tls,
         } => {
-            let mut out = out;
             // Added only when a request really goes upstream: hits never pay for them.
             let reverse = &shared.config.reverse;
             super::forwarding_fields::add_forwarding_fields(
@@ -461,12 +474,12 @@ async fn send_to_group(
             )
         };
         let authority = server.authority.clone().ok_or_else(bad_address)?;
-        let uri = Uri::builder()
-            .scheme(scheme.clone())
-            .authority(authority)
-            .path_and_query(path_and_query.clone())
-            .build()
-            .map_err(|_| bad_address())?;
+        // From its parts directly: `Uri::builder` moves the whole `Parts` through each step.
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme.clone());
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(path_and_query.clone());
+        let uri = Uri::from_parts(parts).map_err(|_| bad_address())?;
         let host = match host_header {
             HostHeader::Preserve => HeaderValue::from_str(client_host.as_str()),
             HostHeader::Upstream => HeaderValue::from_str(&address),
@@ -656,9 +669,9 @@ async fn send_once(
     // Interim responses: a 100 opens the gate; 102 and 103 go on to an HTTP/1.1 client
     // (RFC 9110 §15.2, `interim`).
     let client_conn = super::interim::current();
-    if gate.is_some() || client_conn.is_some() {
+    let on_informational = (gate.is_some() || client_conn.is_some()).then(|| {
         let gate = gate.clone();
-        OnInformational::register(&mut request, move |status, fields| {
+        OnInformational::new(move |status, fields| {
             if let Some(gate) = &gate {
                 gate.informational(status);
             }
@@ -667,9 +680,11 @@ async fn send_once(
                     conn.send_interim(&head);
                 }
             }
-        });
-    }
-    let sent = upstream.send(request, progress).await;
+        })
+    });
+    let sent = upstream
+        .send_with(request, progress, on_informational)
+        .await;
     if let Some(gate) = &gate {
         // A final response (or a failure) before the 100: the body is not wanted.
         gate.final_response();
@@ -690,7 +705,15 @@ async fn send_once(
     let first = if body.is_end_stream() {
         None
     } else {
-        match tokio::time::timeout(read_timeout, body.frame()).await {
+        // Usually the first frame came with the head: one poll finds it, and no timer is set.
+        let mut frame = body.frame();
+        let polled = std::pin::Pin::new(&mut frame)
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        let ready = match polled {
+            std::task::Poll::Ready(frame) => Ok(frame),
+            std::task::Poll::Pending => tokio::time::timeout(read_timeout, frame).await,
+        };
+        match ready {
             Err(_) => {
                 return Err(Error::new(
                     ErrorKind::ReadTimeout,

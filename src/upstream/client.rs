@@ -21,6 +21,7 @@ use http::{Request, Response};
 
 use super::connect::Connector;
 use super::h2::Sessions;
+use super::informational::OnInformational;
 use super::pool::{Pool, MAX_PER_SERVER};
 use super::request_body::{Progress, RequestBody};
 use super::response_body::ResponseBody;
@@ -105,11 +106,21 @@ impl Upstream {
         req: Request<RequestBody>,
         progress: Arc<Progress>,
     ) -> Result<Response<ResponseBody>, Error> {
+        self.send_with(req, progress, None).await
+    }
+
+    /// [`send`](Self::send), with `on_informational` called for each interim response.
+    pub async fn send_with(
+        &self,
+        req: Request<RequestBody>,
+        progress: Arc<Progress>,
+        on_informational: Option<OnInformational>,
+    ) -> Result<Response<ResponseBody>, Error> {
         let (pool, sessions) = (&self.pool, self.sessions.as_deref());
         let response = async move {
             match sessions {
-                Some(sessions) => sessions.send(req, pool).await,
-                None => pool.send(req).await,
+                Some(sessions) => sessions.send(req, pool, on_informational).await,
+                None => pool.send_with(req, on_informational).await,
             }
         };
         tokio::pin!(response);

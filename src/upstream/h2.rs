@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use super::client::classify_hyper;
 use super::connect::{connect_tls, destination, Offer};
+use super::informational::OnInformational;
 use super::pool::Pool;
 use super::request_body::RequestBody;
 use super::stream::{Counted, UpstreamStream};
@@ -138,6 +139,7 @@ impl Sessions {
         &self,
         mut req: Request<RequestBody>,
         http1: &Pool,
+        mut on_informational: Option<OnInformational>,
     ) -> Result<Response<super::ResponseBody>, Error> {
         let (host, port) = destination(req.uri(), self.peer.as_ref()).map_err(|e| e.to_error())?;
         let slot = self.slot(&host, port);
@@ -145,7 +147,7 @@ impl Sessions {
         // turn opens a new one.
         for _ in 0..2 {
             match self.route(&slot, &host, port).await? {
-                Route::Http1 => return http1.send(req).await,
+                Route::Http1 => return http1.send_with(req, on_informational.take()).await,
                 Route::H2 { mut sender, id } => {
                     let as_http1 = (req.uri().clone(), req.headers().get(header::HOST).cloned());
                     into_h2(&mut req)?;

@@ -1,5 +1,6 @@
-//! Where a request's interim (1xx) responses go: a callback the proxy puts in the request's
-//! extensions, called by whichever client carries the request.
+//! Where a request's interim (1xx) responses go: a callback the proxy hands to
+//! `Upstream::send_with` (or puts in the request's extensions), called by whichever client
+//! carries the request.
 //!
 //! Our HTTP/1.1 codec (`upstream::h1`) calls it for each interim head it reads; on the
 //! connections left to hyper the pool registers it with `hyper::ext::on_informational`. The
@@ -16,6 +17,13 @@ type Callback = dyn Fn(StatusCode, &HeaderMap) + Send + Sync;
 pub struct OnInformational(Arc<Callback>);
 
 impl OnInformational {
+    /// A callback calling `f` with each interim response's status and fields, to pass to
+    /// `Upstream::send_with`: handed over as it is, where the extensions cost a request a map
+    /// to insert it into and a lookup to find it again.
+    pub fn new(f: impl Fn(StatusCode, &HeaderMap) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
     /// Calls `f` with each interim response's status and fields.
     pub fn register<B>(
         request: &mut http::Request<B>,

@@ -14,11 +14,20 @@ use crate::error::Error;
 
 /// An upstream response body.
 #[derive(Debug)]
-// Boxing the HTTP/1 body would cost an allocation on every miss; it is moved a few times.
-#[allow(clippy::large_enum_variant)]
 pub enum ResponseBody {
     H1(h1::Body),
     Hyper(Incoming),
+}
+
+impl ResponseBody {
+    /// The address of the server that sent the response, when our codec read it (hyper's
+    /// responses carry it as `HttpInfo` in their extensions instead).
+    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::H1(body) => body.remote_addr(),
+            Self::Hyper(_) => None,
+        }
+    }
 }
 
 impl Body for ResponseBody {

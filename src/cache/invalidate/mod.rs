@@ -94,6 +94,14 @@ pub fn from_purge_request(
 /// Removes from a response about to be sent what only this cache should see: the soft-purge
 /// mark and, unless `cache.strip_tag_fields = false`, the tag fields.
 pub fn strip_for_client(headers: &mut http::HeaderMap, behaviour: &crate::cache::Behaviour) {
+    // One pass over the names (comparisons, no hashing) finds whether there is anything to
+    // remove; most responses carry none of these, and each removal by name hashes it.
+    if !headers
+        .keys()
+        .any(|name| stripped_for_client(name, behaviour))
+    {
+        return;
+    }
     soft::unmark(headers);
     if behaviour.strip_tag_fields {
         for name in &behaviour.tag_fields {

@@ -87,9 +87,20 @@ impl Epochs {
 
     /// An epoch for a fill of `primary` starting now.
     pub(super) fn begin(&self, primary: &str) -> Epoch {
+        Self::begin_at(primary, self.now())
+    }
+
+    /// Where the epochs are now: [`begin_at`](Self::begin_at) with it makes the epoch
+    /// [`begin`](Self::begin) would have made at this moment.
+    pub(super) fn now(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// The epoch for a fill of `primary` that started when the epochs were at `seq`.
+    pub(super) fn begin_at(primary: &str, seq: u64) -> Epoch {
         Epoch {
             primary: primary.to_owned(),
-            seq: self.seq.load(Ordering::Acquire),
+            seq,
             veto: None,
         }
     }

@@ -308,6 +308,18 @@ impl Store {
         self.inner.epochs.begin(primary)
     }
 
+    /// Where the invalidation epochs are now; [`epoch_at`](Self::epoch_at) with it later makes
+    /// the epoch [`epoch`](Self::epoch) would have made now.
+    pub fn epoch_now(&self) -> u64 {
+        self.inner.epochs.now()
+    }
+
+    /// The epoch of a fill of `primary` whose request went out at `seq` (from
+    /// [`epoch_now`](Self::epoch_now)).
+    pub fn epoch_at(&self, primary: &str, seq: u64) -> Epoch {
+        epoch::Epochs::begin_at(primary, seq)
+    }
+
     /// Starts a purge of `tags` (see `Epochs::purge_tags`): call before looking the tags up
     /// in the index.
     pub async fn purging_tags(&self, tags: &[String]) {

@@ -53,7 +53,8 @@ pub(super) async fn bypass(
     reason: BypassReason,
 ) -> Result<Response<ProxyBody>, Error> {
     tracing::trace!(url = %ex.url, phase = "bypass", reason = reason.as_str(), "cache phase");
-    let up = ex.send(txn, ex.parts.headers.clone()).await?;
+    let headers = ex.forwarded_headers();
+    let up = ex.send(txn, headers).await?;
     let fwd = match reason {
         BypassReason::Method => Fwd::Method,
         BypassReason::RequestContent

@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use http::header::HeaderValue;
 use http::{HeaderMap, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpInfo;
 use tokio::time::Instant;
 
 use super::exchange::Exchange;
@@ -164,8 +163,8 @@ fn note_member(
     asked: Instant,
 ) {
     txn.upstream_wait = Some(txn.upstream_wait.unwrap_or_default() + asked.elapsed());
-    if let Some(info) = up.parts.extensions.get::<HttpInfo>() {
-        txn.upstream_addr = Some(info.remote_addr());
+    if let Some(addr) = up.remote_addr() {
+        txn.upstream_addr = Some(addr);
     }
     txn.peer = cluster.member(i).map(|m| m.name.clone());
     txn.hierarchy = code;

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 use http::Response;
-use hyper_util::client::legacy::connect::HttpInfo;
 use tokio::time::Instant;
 
 use super::reply::{serve_hit, Serve};
-use crate::cache::lookup::FillTicket;
+use crate::cache::lookup::TicketStamp;
 use crate::cache::policy::RequestDirectives;
 use crate::error::Error;
 use crate::proxy::body::ProxyBody;
@@ -40,7 +39,7 @@ pub(super) struct Exchange<'a> {
     /// Where requests for this exchange go.
     pub(super) target: Target,
     /// Taken before a request that may be stored is sent (see `Cache::ticket`).
-    pub(super) ticket: Option<FillTicket>,
+    pub(super) ticket: Option<TicketStamp>,
 }
 
 impl Exchange<'_> {
@@ -63,8 +62,8 @@ impl Exchange<'_> {
         let up = send(self.shared, out).await?;
         // Summed over a revalidation's and a refetch's round trips.
         txn.upstream_wait = Some(txn.upstream_wait.unwrap_or_default() + asked.elapsed());
-        if let Some(info) = up.parts.extensions.get::<HttpInfo>() {
-            txn.upstream_addr = Some(info.remote_addr());
+        if let Some(addr) = up.remote_addr() {
+            txn.upstream_addr = Some(addr);
         }
         if up.peer.is_some() {
             txn.peer.clone_from(&up.peer);
@@ -98,12 +97,36 @@ impl Exchange<'_> {
     /// as in Squid, a limit of 0 never fetches more than the client asked for.
     pub(super) fn headers_for_miss(&self) -> HeaderMap {
         let mut headers = self.parts.headers.clone();
-        if range_start(&headers).is_some_and(|s| s < self.shared.cache.behaviour.range_offset_limit)
+        self.drop_stored_range(&mut headers);
+        headers
+    }
+
+    /// [`headers_for_miss`](Self::headers_for_miss) for the request about to be sent, taking the
+    /// client's own map (see [`forwarded_headers`](Self::forwarded_headers)).
+    pub(super) fn take_headers_for_miss(&mut self) -> HeaderMap {
+        let mut headers = self.forwarded_headers();
+        self.drop_stored_range(&mut headers);
+        headers
+    }
+
+    /// The client's fields as they are, for the request about to be sent; an equal copy stays
+    /// in `parts` for what comes after the send (storage, Vary, conditionals). The map that
+    /// goes is the one the request was read into: the connection's recycled map, with room
+    /// for the fields the next hop adds (`Via`, `X-Forwarded-*`, `Forwarded`). A clone has
+    /// room for exactly what it holds, so each of those added to it moved the whole map
+    /// again (two reallocations on a miss).
+    pub(super) fn forwarded_headers(&mut self) -> HeaderMap {
+        let copy = self.parts.headers.clone();
+        std::mem::replace(&mut self.parts.headers, copy)
+    }
+
+    /// Removes a Range starting below `range_offset_limit` (and its If-Range) from `headers`.
+    fn drop_stored_range(&self, headers: &mut HeaderMap) {
+        if range_start(headers).is_some_and(|s| s < self.shared.cache.behaviour.range_offset_limit)
         {
             headers.remove(header::RANGE);
             headers.remove(header::IF_RANGE);
         }
-        headers
     }
 
     /// A client request with validators (its hits are logged `TCP_IMS_HIT`).

@@ -115,12 +115,12 @@ pub(super) async fn fetch(
     fetch: Fetch<'_>,
 ) -> Result<Response<ProxyBody>, Error> {
     let headers = if ex.parts.method == Method::GET {
-        ex.headers_for_miss()
+        ex.take_headers_for_miss()
     } else {
-        ex.parts.headers.clone()
+        ex.forwarded_headers()
     };
     let request_time = ex.shared.clock.now();
-    ex.ticket = Some(ex.shared.cache.ticket(fetch.primary));
+    ex.ticket = Some(ex.shared.cache.stamp());
     let up = ex.send(txn, headers).await?;
     txn.result = Some(CacheResult::Miss);
     txn.code = CacheResult::Miss.squid_code();

@@ -183,7 +183,10 @@ pub(super) async fn store_part(
             cache.drop_parts(primary, &ranges).await;
         }
     }
-    let ticket = ex.ticket.take().unwrap_or_else(|| cache.ticket(primary));
+    let ticket = match ex.ticket.take() {
+        Some(stamp) => cache.ticket_at(primary, stamp),
+        None => cache.ticket(primary),
+    };
     let record = record_head(&head, range.complete);
     let ttl = cache.evaluate(&record, &ex.request, &ex.url, now).ttl();
     if !cache.store_record(primary, record, ticket.clone()).await {

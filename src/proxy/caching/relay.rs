@@ -99,7 +99,10 @@ pub(super) async fn store_or_pass(
         ..CacheStatus::default()
     };
     let head = admitted.head.clone();
-    let ticket = ex.ticket.take().unwrap_or_else(|| cache.ticket(primary));
+    let ticket = match ex.ticket.take() {
+        Some(stamp) => cache.ticket_at(primary, stamp),
+        None => cache.ticket(primary),
+    };
     let (sink, task) = admitted.start_fill(leader, ticket);
     let read_timeout = ex.shared.upstream.read_timeout();
     // A client that sent conditionals or a Range gets its answer from the new copy, as from a

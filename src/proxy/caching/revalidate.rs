@@ -43,7 +43,7 @@ pub(super) async fn revalidate(
         headers.insert(name.clone(), value.clone());
     }
     let request_time = ex.shared.clock.now();
-    ex.ticket = Some(ex.shared.cache.ticket(primary));
+    ex.ticket = Some(ex.shared.cache.stamp());
     let up = match ex.send(txn, headers).await {
         Ok(up) => up,
         Err(err) => return stale_on_error(ex, txn, found, Err(err)),

@@ -14,6 +14,7 @@
 //! when the body fails in the same turn, and the client would get no response at all instead of
 //! a short one).
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -37,7 +38,12 @@ const MAX_TRAILER_FIELDS: usize = 64;
 #[derive(Debug)]
 pub struct Body {
     /// `None` once the body ended (or failed): the connection is back in the pool or closed.
-    live: Option<Live>,
+    /// Boxed: the response carrying this body is moved a dozen times on its way from the
+    /// codec to the client (each layer's `Result`, `Upstreamed`, the relay), and at ~400
+    /// bytes the connection's state was most of every move; one allocation costs less.
+    live: Option<Box<Live>>,
+    /// The server's address (for the access log).
+    remote: Option<SocketAddr>,
     /// The body failed: it never ends cleanly; the error waits here for the next poll.
     failed: Option<Option<Error>>,
 }
@@ -97,6 +103,7 @@ impl Body {
             Framing::Chunked => Decoder::Chunked(Chunk::Size),
             Framing::Close => Decoder::Close,
         };
+        let remote = conn.remote;
         let live = Live {
             conn,
             decoder,
@@ -108,13 +115,20 @@ impl Body {
             live.release();
             return Self {
                 live: None,
+                remote,
                 failed: None,
             };
         }
         Self {
-            live: Some(live),
+            live: Some(Box::new(live)),
+            remote,
             failed: None,
         }
+    }
+
+    /// The address of the server that sent this response.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote
     }
 
     fn finish(&mut self) {

@@ -22,14 +22,15 @@ pub mod write;
 mod tests;
 
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use http::header;
+use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, Uri};
-use hyper_util::client::legacy::connect::Connected;
+use hyper_util::client::legacy::connect::{Connected, HttpInfo};
 use tokio::io::{AsyncRead as _, ReadBuf};
 
 pub use body::Body;
@@ -58,8 +59,10 @@ pub struct Connection {
     buf: BytesMut,
     /// The next read's size.
     read_size: usize,
-    /// The socket's addresses, copied into each response's extensions (`HttpInfo`).
+    /// The socket's addresses, for hyper when the connection is handed to it.
     info: Arc<Connected>,
+    /// The server's address, read from `info` once, for each response's [`Body`].
+    remote: Option<SocketAddr>,
 }
 
 /// What an idle connection goes back to: the pool that keeps it, under the request's URI.
@@ -82,17 +85,24 @@ pub struct Message {
     writer: Writer,
     /// We asked the server to close after this exchange (RFC 9112 §9.6).
     close: bool,
+    /// The request's header map once its head is encoded, emptied: the response's fields are
+    /// read into it, so a miss allocates no map for them and frees none for the request.
+    spare: HeaderMap,
     on_informational: Option<OnInformational>,
 }
 
 impl Connection {
     /// A new connection over `io`.
     pub fn new(io: Counted, info: Arc<Connected>) -> Self {
+        let mut extras = http::Extensions::new();
+        info.get_extras(&mut extras);
+        let remote = extras.get::<HttpInfo>().map(HttpInfo::remote_addr);
         Self {
             io,
             buf: BytesMut::new(),
             read_size: FIRST_READ,
             info,
+            remote,
         }
     }
 
@@ -151,8 +161,14 @@ impl Connection {
 
 impl Message {
     /// Encodes `req` for `uri` (absolute; `req`'s own URI is not read) with its target in
-    /// `form`; `Host` is already set.
-    pub fn new(req: Request<RequestBody>, uri: &Uri, form: Form) -> Self {
+    /// `form`; `Host` is already set. Interim responses go to `on_informational`, or to the
+    /// one in `req`'s extensions.
+    pub fn new(
+        req: Request<RequestBody>,
+        uri: &Uri,
+        form: Form,
+        on_informational: Option<OnInformational>,
+    ) -> Self {
         let (mut parts, body) = req.into_parts();
         let encoder = write::frame_body(&parts.method, parts.version, &mut parts.headers, &body);
         let head = write::encode_head(&parts.method, uri, form, parts.version, &parts.headers);
@@ -160,10 +176,14 @@ impl Message {
             v.to_str()
                 .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
         });
+        let mut spare = parts.headers;
+        spare.clear();
         Self {
             writer: Writer::new(head, body, encoder),
             close,
-            on_informational: parts.extensions.remove::<OnInformational>(),
+            spare,
+            on_informational: on_informational
+                .or_else(|| parts.extensions.remove::<OnInformational>()),
             method: parts.method,
         }
     }
@@ -180,12 +200,13 @@ pub async fn send(
     home: Option<Home>,
 ) -> Result<Response<Body>, Error> {
     let mut written = false;
+    // The server's address rides on the body (`Body::remote_addr`), not in the extensions:
+    // hyper-util's `HttpInfo` there cost each response a map and a boxed copy.
     let Head {
-        mut parts,
+        parts,
         framing,
         keep_alive,
     } = poll_fn(|cx| exchange(&mut conn, &mut msg, &mut written, max_head, cx)).await?;
-    conn.info.get_extras(&mut parts.extensions);
     let keep_alive = keep_alive && !msg.close;
     let writer = (!written).then_some(msg.writer);
     let body = Body::new(conn, framing, writer, keep_alive, home);
@@ -209,7 +230,7 @@ fn exchange(
     }
     loop {
         if !conn.buf.is_empty() {
-            match read::parse(&mut conn.buf, &msg.method, max_head)? {
+            match read::parse(&mut conn.buf, &msg.method, max_head, &mut msg.spare)? {
                 Parsed::Final(head) => return Poll::Ready(Ok(head)),
                 Parsed::Interim(parts) => {
                     // RFC 9110 §15.2: a client "MUST be able to parse one or more 1xx

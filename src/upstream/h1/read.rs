@@ -58,7 +58,14 @@ struct Indices {
 }
 
 /// Parses a response head from the front of `buf`, which may hold at most `max` bytes of it.
-pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, Error> {
+/// The fields go into `spare` (taken from it once a head is complete): an empty map whose
+/// allocation is reused, the request's own (see `Message`).
+pub fn parse(
+    buf: &mut BytesMut,
+    method: &Method,
+    max: usize,
+    spare: &mut HeaderMap,
+) -> Result<Parsed, Error> {
     // Sized to the fields parsed: a fixed array of MAX_FIELDS would be zeroed on every parse.
     let mut indices: Vec<Indices> = Vec::new();
     let (len, code, reason, version) = {
@@ -105,7 +112,8 @@ pub fn parse(buf: &mut BytesMut, method: &Method, max: usize) -> Result<Parsed, 
     }
     let status = StatusCode::from_u16(code).map_err(|_| bad_status())?;
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(indices.len());
+    let mut headers = std::mem::take(spare);
+    headers.reserve(indices.len());
     let mut keep_alive = version == 1;
     let mut close = false;
     // The framing fields, noted on the way so that none is looked up again.
@@ -287,7 +295,7 @@ mod tests {
 
     fn head(bytes: &[u8], method: &Method) -> Result<Head, Error> {
         let mut buf = BytesMut::from(bytes);
-        match parse(&mut buf, method, 1024)? {
+        match parse(&mut buf, method, 1024, &mut HeaderMap::new())? {
             Parsed::Final(head) => Ok(head),
             other => panic!("{other:?}"),
         }
@@ -359,13 +367,13 @@ mod tests {
     fn interim_heads_bad_heads_and_the_size_limit() {
         let mut buf =
             BytesMut::from(&b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1"[..]);
-        match parse(&mut buf, &Method::GET, 1024).unwrap() {
+        match parse(&mut buf, &Method::GET, 1024, &mut HeaderMap::new()).unwrap() {
             Parsed::Interim(parts) => assert_eq!(parts.status, 103),
             other => panic!("{other:?}"),
         }
         assert_eq!(&buf[..], b"HTTP/1.1");
         assert!(matches!(
-            parse(&mut buf, &Method::GET, 1024),
+            parse(&mut buf, &Method::GET, 1024, &mut HeaderMap::new()),
             Ok(Parsed::Partial)
         ));
         let folded = b"HTTP/1.1 200 OK\r\nx-a: 1\r\n  2\r\ncontent-length: 0\r\n\r\n";
@@ -373,7 +381,7 @@ mod tests {
         assert!(head(b"HTTP/1.1 2000 OK\r\n\r\n", &Method::GET).is_err());
         let mut big = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
         big.extend_from_slice(&[b'x'; 2048]);
-        let err = parse(&mut big, &Method::GET, 1024).unwrap_err();
+        let err = parse(&mut big, &Method::GET, 1024, &mut HeaderMap::new()).unwrap_err();
         assert!(err.cause().contains("too large"), "{err}");
         let odd = head(
             b"HTTP/1.1 200 Fine\r\ncontent-length: 0\r\n\r\n",
