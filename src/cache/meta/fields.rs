@@ -275,6 +275,18 @@ impl StoredFields {
             .filter_map(|(name, range, _)| Some((name.as_bytes(), self.buf.get(range)?)))
     }
 
+    /// As [`iter_bytes`](Self::iter_bytes), with whether each name is one the `http` crate has
+    /// no constant for (stored as its bytes).
+    pub(super) fn iter_named(&self) -> impl Iterator<Item = (&[u8], &[u8], bool)> + '_ {
+        self.raw().filter_map(|(name, range, _)| {
+            Some((
+                name.as_bytes(),
+                self.buf.get(range)?,
+                matches!(name, Name::Custom(_)),
+            ))
+        })
+    }
+
     /// The fields as a map, with room for `extra` more names (the ones a hit adds).
     pub fn to_map_with_room(&self, extra: usize) -> HeaderMap {
         // `with_capacity` and `append` panic past the map's size limit. `from_map` stores at
