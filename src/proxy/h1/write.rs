@@ -717,6 +717,16 @@ mod tests {
                             for (name, value) in added.iter().flatten() {
                                 served.append(name.clone(), value.clone());
                             }
+                            // What the access log reads off the response is the same too.
+                            let map_len: usize = served
+                                .iter()
+                                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                                .sum();
+                            assert_eq!(hit.fields_len(), map_len, "{stored:?}");
+                            assert_eq!(
+                                hit.content_type(),
+                                served.get(header::CONTENT_TYPE).cloned()
+                            );
                             let mut ka = keep_alive;
                             let version = enforce_version(
                                 req_version,
