@@ -4,8 +4,9 @@
 //! spare slots, so a typical 9-field response head took ~1.3 KiB of index on top of its bytes:
 //! more than a 1 KiB body. A stored head keeps its fields instead as one buffer of records. A
 //! name the `http` crate knows is stored as its one-byte index in [`KNOWN`] (rebuilding it on a
-//! hit is a copy, not a parse); any other name is stored as its bytes. A hit rebuilds the
-//! `HeaderMap` it sends from the buffer; values are shared slices of it, not copies.
+//! hit is a copy, not a parse); any other name is stored as its bytes. A hit that is not a
+//! plain HTTP/1 one (see `wire`) rebuilds the `HeaderMap` it sends from the buffer; values are
+//! shared slices of it, not copies.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
