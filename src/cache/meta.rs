@@ -60,7 +60,7 @@ pub struct Derived {
     pub age_inputs: crate::cache::policy::AgeInputs,
     /// The head's field lines as an HTTP/1 hit writes them (`None`: served from the map),
     /// made by the first hit that can use them (see `cache::serve::plain_hit`).
-    pub wire: Memo<Option<std::sync::Arc<WireFields>>>,
+    pub wire: Memo<Option<WireFields>>,
 }
 
 /// A value computed at most once, on first use; see [`StoredHead::derived`].

@@ -5,7 +5,6 @@
 //! proxy maps the plan onto the stored body (shared `Bytes` slices for memory hits, a skipping
 //! stream for disk hits), so serving a hit never copies a body.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -44,7 +43,8 @@ pub struct Served {
 /// of a response whose own map is empty; `proxy::h1::write::encode_hit_head` writes it.
 #[derive(Debug, Clone)]
 pub struct HitHead {
-    pub fields: Arc<WireFields>,
+    /// A clone of the entry's (its lines are shared, not copied).
+    pub fields: WireFields,
     /// This hit's `Age` (RFC 9111 §5.1), sent where the first stored one was.
     pub age: HeaderValue,
     /// Fields sent after the stored ones, in this order (the cache's `Via`, `Cache-Status`
@@ -84,11 +84,7 @@ impl HitHead {
 /// its fields (RFC 9110 §13.1 preconditions, §14.2 `Range`; `If-Range` only matters with a
 /// `Range`). Made on the first such hit and kept with the head's derived facts, so `None`
 /// also when those were not worked out (the hit is then served from the map).
-pub fn plain_hit(
-    method: &Method,
-    request: &HeaderMap,
-    head: &StoredHead,
-) -> Option<Arc<WireFields>> {
+pub fn plain_hit(method: &Method, request: &HeaderMap, head: &StoredHead) -> Option<WireFields> {
     if (*method != Method::GET && *method != Method::HEAD) || head.status != StatusCode::OK {
         return None;
     }
@@ -108,7 +104,7 @@ pub fn plain_hit(
     let derived = head.derived.get()?;
     derived
         .wire
-        .get_or_init(|| WireFields::of(&head.headers).map(Arc::new))
+        .get_or_init(|| WireFields::of(&head.headers))
         .clone()
 }
 

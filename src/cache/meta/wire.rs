@@ -53,7 +53,13 @@ impl WireFields {
     /// (see [`BY_FIELD`]), there is more than one `Content-Length`, or a name comes back after
     /// another (a `HeaderMap`, which the map path builds, groups a name's lines together).
     pub fn of(fields: &StoredFields) -> Option<Self> {
-        let mut lines = BytesMut::with_capacity(fields.bytes_len() + 4 * fields.len());
+        // Exactly the lines' size: the buffer is kept for as long as the entry.
+        let size: usize = fields
+            .iter_named()
+            .filter(|(name, _, _)| *name != b"age")
+            .map(|(name, value, _)| name.len() + value.len() + 4)
+            .sum();
+        let mut lines = BytesMut::with_capacity(size);
         let mut age_at = None;
         let mut length = None;
         let mut date = false;

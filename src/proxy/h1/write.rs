@@ -384,7 +384,7 @@ pub fn encode_hit_head(
         }
     };
     let method = req.method;
-    let fields = &*hit.fields;
+    let fields = &hit.fields;
     let lines = fields.lines();
     dst.reserve(lines.len() + 200);
     status_line(version, status, None, dst);
@@ -689,7 +689,7 @@ mod tests {
                 );
             }
             let fields = StoredFields::from_map(&map);
-            let wire = std::sync::Arc::new(WireFields::of(&fields).unwrap());
+            let wire = WireFields::of(&fields).unwrap();
             let age = HeaderValue::from_static("42");
             let added = [
                 Some((header::VIA, HeaderValue::from_static("1.1 us"))),
