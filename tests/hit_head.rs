@@ -322,3 +322,238 @@ async fn the_304_head_and_range_hits_carry_the_same_added_fields() {
     assert_eq!(origin.hits(), 1, "all of them were hits");
     proxy.shutdown().await;
 }
+
+/// The head of a plain hit (GET or HEAD of a stored 200, no precondition, no range) for the
+/// client versions and connection wishes that change it: HTTP/1.0 (its status line; our
+/// `Connection: keep-alive` only when it asked for one, RFC 9112 §9.3) and an HTTP/1.1 client
+/// closing (RFC 9112 §9.6 `close`, after everything else the map held).
+#[tokio::test]
+async fn a_plain_hit_for_http10_and_closing_clients() {
+    let origin = Origin::builder()
+        .route("/v", |_| {
+            reply_with(
+                200,
+                "hello",
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("content-type", "text/plain"),
+                    ("etag", "\"e\""),
+                ],
+            )
+        })
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("").await;
+    let (miss, _) = exchange(proxy.addr, &get("/v", &origin, "")).await;
+    let date = date_of(&miss);
+    let expect = Expect {
+        ages: 0..=5,
+        date: &date,
+        proxy: proxy.addr,
+    };
+    let fields = [
+        "cache-control: max-age=3600",
+        "content-type: text/plain",
+        "etag: \"e\"",
+        "content-length: 5",
+        "date: D",
+        "age: N",
+        "via: VIA",
+        "cache-status: cuttle;hit;ttl=T;detail=memory",
+    ];
+    let http10 = |extra: &str| {
+        format!(
+            "GET {} HTTP/1.0\r\nHost: {}\r\n{extra}\r\n",
+            origin.url("/v"),
+            origin.addr
+        )
+    };
+    let cases = [
+        (http10(""), "HTTP/1.0 200 OK", None),
+        (
+            http10("Connection: keep-alive\r\n"),
+            "HTTP/1.0 200 OK",
+            Some("connection: keep-alive"),
+        ),
+        (
+            get("/v", &origin, "Connection: close\r\n"),
+            "HTTP/1.1 200 OK",
+            Some("connection: close"),
+        ),
+    ];
+    for (request, status_line, connection) in cases {
+        let (hit, body) = exchange(proxy.addr, &request).await;
+        assert_eq!(body, b"hello", "{request}");
+        let mut want = vec![status_line.to_owned()];
+        want.extend(fields.iter().map(|f| (*f).to_owned()));
+        want.extend(connection.map(str::to_owned));
+        assert_eq!(normalised(&hit, &expect), want, "{request}");
+    }
+    assert_eq!(origin.hits(), 1, "all of them were hits");
+    proxy.shutdown().await;
+}
+
+/// What the origin sent for its own connection is not stored (RFC 9110 §7.6.1: hop-by-hop and
+/// `Connection`-listed fields), and the tag fields are left out of hits by default
+/// (`cache.strip_tag_fields`): a hit's head has none of them.
+#[tokio::test]
+async fn a_hit_sends_no_connection_listed_hop_by_hop_or_tag_field() {
+    let origin = Origin::builder()
+        .route("/hop", |_| {
+            reply_with(
+                200,
+                "abc",
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("connection", "x-hop"),
+                    ("x-hop", "for this connection only"),
+                    ("keep-alive", "timeout=5"),
+                    ("x-kept", "1"),
+                ],
+            )
+        })
+        .route("/tag", |_| {
+            reply_with(
+                200,
+                "abc",
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("surrogate-key", "k1 k2"),
+                    ("x-kept", "1"),
+                ],
+            )
+        })
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("").await;
+    let (miss, _) = exchange(proxy.addr, &get("/hop", &origin, "")).await;
+    let date = date_of(&miss);
+    let expect = Expect {
+        ages: 0..=5,
+        date: &date,
+        proxy: proxy.addr,
+    };
+    for request in [
+        get("/hop", &origin, ""),
+        format!(
+            "HEAD {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            origin.url("/hop"),
+            origin.addr
+        ),
+    ] {
+        let (hit, _) = exchange(proxy.addr, &request).await;
+        assert_eq!(
+            normalised(&hit, &expect),
+            [
+                "HTTP/1.1 200 OK",
+                "cache-control: max-age=3600",
+                // Where removing the others (a `HeaderMap` fills a gap with its last field)
+                // left it when the response was stored.
+                "content-length: 3",
+                "date: D",
+                "x-kept: 1",
+                "age: N",
+                "via: VIA",
+                "cache-status: cuttle;hit;ttl=T;detail=memory",
+            ],
+            "{request}"
+        );
+    }
+    let (miss, _) = exchange(proxy.addr, &get("/tag", &origin, "")).await;
+    let date = date_of(&miss);
+    let expect = Expect {
+        ages: 0..=5,
+        date: &date,
+        proxy: proxy.addr,
+    };
+    let (hit, _) = exchange(proxy.addr, &get("/tag", &origin, "")).await;
+    assert_eq!(
+        normalised(&hit, &expect),
+        [
+            "HTTP/1.1 200 OK",
+            "cache-control: max-age=3600",
+            "x-kept: 1",
+            "content-length: 3",
+            "date: D",
+            "age: N",
+            "via: VIA",
+            "cache-status: cuttle;hit;ttl=T;detail=memory",
+        ]
+    );
+    assert_eq!(origin.hits(), 2);
+    proxy.shutdown().await;
+}
+
+/// With `Via` off and Squid's `X-Cache` on, a hit sends no `Via` and `X-Cache` last; an empty
+/// stored body's hit sends its `Content-Length: 0` after the other fields (where a length
+/// the body itself gives goes, RFC 9110 §8.6), and a HEAD of it the stored line in place.
+#[tokio::test]
+async fn a_hit_with_x_cache_without_via_and_an_empty_body() {
+    let origin = Origin::builder()
+        .route("/empty", |_| {
+            reply_with(
+                200,
+                "",
+                &[("cache-control", "max-age=3600"), ("etag", "\"0\"")],
+            )
+        })
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("[forward]\nvia = false\n[cache]\nx_cache = true\n").await;
+    let (miss, _) = exchange(proxy.addr, &get("/empty", &origin, "")).await;
+    let date = date_of(&miss);
+    let expect = Expect {
+        ages: 0..=5,
+        date: &date,
+        proxy: proxy.addr,
+    };
+    // An empty body's fill may still be committing when the miss's response has ended: the
+    // next request may be collapsed onto it, so ask until one is a hit (at most 5 s).
+    let mut hit = Vec::new();
+    for _ in 0..100 {
+        let (lines, body) = exchange(proxy.addr, &get("/empty", &origin, "")).await;
+        assert!(body.is_empty());
+        hit = lines;
+        if hit
+            .iter()
+            .any(|l| l.starts_with(b"cache-status: cuttle;hit"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        normalised(&hit, &expect),
+        [
+            "HTTP/1.1 200 OK",
+            "cache-control: max-age=3600",
+            "etag: \"0\"",
+            "date: D",
+            "age: N",
+            "cache-status: cuttle;hit;ttl=T;detail=memory",
+            "x-cache: HIT from cuttle-test",
+            "content-length: 0",
+        ]
+    );
+    let head = format!(
+        "HEAD {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        origin.url("/empty"),
+        origin.addr
+    );
+    let (hit, _) = exchange(proxy.addr, &head).await;
+    assert_eq!(
+        normalised(&hit, &expect),
+        [
+            "HTTP/1.1 200 OK",
+            "cache-control: max-age=3600",
+            "etag: \"0\"",
+            "content-length: 0",
+            "date: D",
+            "age: N",
+            "cache-status: cuttle;hit;ttl=T;detail=memory",
+            "x-cache: HIT from cuttle-test",
+        ]
+    );
+    assert_eq!(origin.hits(), 1);
+    proxy.shutdown().await;
+}

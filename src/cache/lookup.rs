@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::key::{secondary_keys, stored_secondary_key, vary_fields, VarySpec};
-use super::meta::{Derived, StoredFields, StoredHead};
+use super::meta::{Derived, Memo, StoredFields, StoredHead};
 use super::policy::{
     self, current_age, effective_response_directives, evaluate_reuse, freshness_lifetime,
     AgeInputs, Heuristic, Lifetime, RequestDirectives, ResponseDirectives, Reuse, ReuseInput,
@@ -290,6 +290,7 @@ impl Cache {
             response,
             lifetime,
             age_inputs: AgeInputs::from_headers(&headers, head.request_time, head.response_time),
+            wire: Memo::default(),
         }
     }
 

@@ -14,7 +14,9 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 mod fields;
+mod wire;
 pub use fields::{Carried, StoredFields};
+pub use wire::WireFields;
 
 /// The internal field that marks a soft-purged stored head (see `invalidate::soft`; never sent
 /// to clients, stripped from upstream responses). Here, with the head it marks, so the head's
@@ -56,6 +58,9 @@ pub struct Derived {
     pub response: crate::cache::policy::ResponseDirectives,
     pub lifetime: crate::cache::policy::Lifetime,
     pub age_inputs: crate::cache::policy::AgeInputs,
+    /// The head's field lines as an HTTP/1 hit writes them (`None`: served from the map),
+    /// made by the first hit that can use them (see `cache::serve::plain_hit`).
+    pub wire: Memo<Option<WireFields>>,
 }
 
 /// A value computed at most once, on first use; see [`StoredHead::derived`].
@@ -68,6 +73,11 @@ impl<T> Default for Memo<T> {
 }
 
 impl<T> Memo<T> {
+    /// The value, if it was computed.
+    pub fn get(&self) -> Option<&T> {
+        self.0.get().map(|b| &**b)
+    }
+
     /// The value, computing it with `init` the first time.
     pub fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
         self.0.get_or_init(|| Box::new(init()))

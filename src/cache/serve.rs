@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::meta::{Carried, StoredHead};
+use super::meta::{Carried, StoredHead, WireFields};
 use super::policy::{
     evaluate_client_conditional, plan_range, range, ConditionalOutcome, MultipartLayout, RangePlan,
 };
@@ -36,6 +36,76 @@ pub struct Served {
     pub body: BodyPlan,
     /// Whether the stored head had a `Via` or `Cache-Status` for ours to be merged into.
     pub carried: Carried,
+}
+
+/// The head of a plain hit (see [`plain_hit`]) for the HTTP/1 writer: the stored field lines
+/// and the fields this hit adds, without a `HeaderMap`. Carried to the writer as an extension
+/// of a response whose own map is empty; `proxy::h1::write::encode_hit_head` writes it.
+#[derive(Debug, Clone)]
+pub struct HitHead {
+    /// A clone of the entry's (its lines are shared, not copied).
+    pub fields: WireFields,
+    /// This hit's `Age` (RFC 9111 §5.1), sent where the first stored one was.
+    pub age: HeaderValue,
+    /// Fields sent after the stored ones, in this order (the cache's `Via`, `Cache-Status`
+    /// and `X-Cache`, none of them stored).
+    pub added: [Option<(HeaderName, HeaderValue)>; 3],
+}
+
+impl HitHead {
+    /// The first `Content-Type`, as the access log reads it from a response.
+    pub fn content_type(&self) -> Option<HeaderValue> {
+        self.fields.content_type()
+    }
+
+    /// The added value of `name`.
+    pub fn added(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.added
+            .iter()
+            .flatten()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The bytes of the field lines (name, ": ", value, CRLF each), as counted over a map.
+    pub fn fields_len(&self) -> usize {
+        let added: usize = self
+            .added
+            .iter()
+            .flatten()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
+        self.fields.lines().len() + "age".len() + self.age.len() + 4 + added
+    }
+}
+
+/// The stored fields of `head` as lines a hit can send as they are, when the hit is a plain
+/// one: a GET or HEAD of a stored 200 with none of the fields that would change its status or
+/// its fields (RFC 9110 §13.1 preconditions, §14.2 `Range`; `If-Range` only matters with a
+/// `Range`). Made on the first such hit and kept with the head's derived facts, so `None`
+/// also when those were not worked out (the hit is then served from the map).
+pub fn plain_hit(method: &Method, request: &HeaderMap, head: &StoredHead) -> Option<WireFields> {
+    if (*method != Method::GET && *method != Method::HEAD) || head.status != StatusCode::OK {
+        return None;
+    }
+    let asks = request.iter().any(|(name, _)| {
+        matches!(
+            *name,
+            header::IF_MATCH
+                | header::IF_NONE_MATCH
+                | header::IF_MODIFIED_SINCE
+                | header::IF_UNMODIFIED_SINCE
+                | header::RANGE
+        )
+    });
+    if asks {
+        return None;
+    }
+    let derived = head.derived.get()?;
+    derived
+        .wire
+        .get_or_init(|| WireFields::of(&head.headers))
+        .clone()
 }
 
 /// Fields a 304 carries (RFC 9110 §15.4.5: "Content-Location, Date, ETag, and Vary;

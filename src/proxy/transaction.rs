@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::client_conn::InFlight;
 use super::{Mode, Shared};
 use crate::cache::result::CacheResult;
+use crate::cache::serve::HitHead;
 use crate::cache::status::{CacheStatus, CACHE_STATUS};
 use crate::log::AccessRecord;
 use crate::metrics::{MethodClass, ModeClass, Record};
@@ -183,6 +184,13 @@ impl Transaction {
     /// Notes the response about to be sent.
     pub fn respond<B>(&mut self, response: &http::Response<B>) {
         self.status = response.status().as_u16();
+        if let Some(hit) = response.extensions().get::<HitHead>() {
+            // A plain hit's fields are lines, not a map (`caching::reply`): the same facts.
+            self.content_type = hit.content_type();
+            self.cache_status = hit.added(&CACHE_STATUS).cloned();
+            self.header_bytes = u64::try_from(hit.fields_len() + 19).unwrap_or(u64::MAX);
+            return;
+        }
         self.content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
         self.cache_status = response.headers().get(&CACHE_STATUS).cloned();
         self.header_bytes = head_size(response);

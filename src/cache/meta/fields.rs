@@ -4,8 +4,9 @@
 //! spare slots, so a typical 9-field response head took ~1.3 KiB of index on top of its bytes:
 //! more than a 1 KiB body. A stored head keeps its fields instead as one buffer of records. A
 //! name the `http` crate knows is stored as its one-byte index in [`KNOWN`] (rebuilding it on a
-//! hit is a copy, not a parse); any other name is stored as its bytes. A hit rebuilds the
-//! `HeaderMap` it sends from the buffer; values are shared slices of it, not copies.
+//! hit is a copy, not a parse); any other name is stored as its bytes. A hit that is not a
+//! plain HTTP/1 one (see `wire`) rebuilds the `HeaderMap` it sends from the buffer; values are
+//! shared slices of it, not copies.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -279,6 +280,18 @@ impl StoredFields {
     pub fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.raw()
             .filter_map(|(name, range, _)| Some((name.as_bytes(), self.buf.get(range)?)))
+    }
+
+    /// As [`iter_bytes`](Self::iter_bytes), with whether each name is one the `http` crate has
+    /// no constant for (stored as its bytes).
+    pub(super) fn iter_named(&self) -> impl Iterator<Item = (&[u8], &[u8], bool)> + '_ {
+        self.raw().filter_map(|(name, range, _)| {
+            Some((
+                name.as_bytes(),
+                self.buf.get(range)?,
+                matches!(name, Name::Custom(_)),
+            ))
+        })
     }
 
     /// The fields as a map, with room for `extra` more names (the ones a hit adds).

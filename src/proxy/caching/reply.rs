@@ -13,9 +13,9 @@ use http::{HeaderMap, Response, Version};
 use crate::cache::fill::FillSink;
 use crate::cache::meta::{Carried, StoredHead};
 use crate::cache::result::CacheResult;
-use crate::cache::serve::{serve_stored, serve_stored_as, BodyPlan};
+use crate::cache::serve::{plain_hit, serve_stored, serve_stored_as, BodyPlan, HitHead};
 use crate::cache::status::{CacheStatus, CACHE_STATUS};
-use crate::cache::store::{Hit, HitBody};
+use crate::cache::store::{Hit, HitBody, Tier};
 use crate::error::{Error, ErrorKind};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::next_hop::Upstreamed;
@@ -67,13 +67,18 @@ fn decorate_served(
 
 /// Squid's `X-Cache: HIT from name`, when configured.
 fn add_x_cache(shared: &Shared, headers: &mut HeaderMap, status: &CacheStatus) {
-    if shared.cache.behaviour.x_cache {
-        let word = if status.hit { "HIT" } else { "MISS" };
-        if let Ok(value) = HeaderValue::from_str(&format!("{word} from {}", shared.via.pseudonym()))
-        {
-            headers.insert(&X_CACHE, value);
-        }
+    if let Some(value) = x_cache_value(shared, status) {
+        headers.insert(&X_CACHE, value);
     }
+}
+
+/// The `X-Cache` value, when configured.
+fn x_cache_value(shared: &Shared, status: &CacheStatus) -> Option<HeaderValue> {
+    if !shared.cache.behaviour.x_cache {
+        return None;
+    }
+    let word = if status.hit { "HIT" } else { "MISS" };
+    HeaderValue::from_str(&format!("{word} from {}", shared.via.pseudonym())).ok()
 }
 
 /// `Age` and our `Cache-Status` member for a hit, as two values sharing one buffer: one
@@ -122,6 +127,9 @@ pub fn serve_hit(
     let multipart = matches!(hit.body, HitBody::Memory(_));
     let behaviour = &shared.cache.behaviour;
     let (age, ours) = hit_values(age, &status, &behaviour.status_name);
+    if let Some(response) = plain_response(shared, parts, txn, &hit, &status, &age, &ours) {
+        return response;
+    }
     // The response's arrival stands in for the clock when reading the request's date
     // preconditions: it only places two-digit years, where a year's precision is plenty.
     let served = serve_stored_as(
@@ -171,6 +179,68 @@ pub fn serve_hit(
         txn.peer = None;
     }
     response
+}
+
+/// A plain hit on an entry held in memory, for an HTTP/1 client: a response with an empty map
+/// and the head as a [`HitHead`] extension, written by our HTTP/1 server as the stored lines
+/// with this hit's fields spliced in. The lines and fields are those `serve_stored_as` and
+/// `decorate_served` would put in the map, in its order; `None` where they would differ or
+/// something must look at the fields one by one: a stored `Via` or `Cache-Status` (merged),
+/// an `X-Cache` or a tag field this configuration replaces or strips, HTTP/2 (hyper encodes
+/// its own head from the map), a disk entry (its head is read anew for each hit).
+fn plain_response(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    txn: &mut Transaction,
+    hit: &Hit,
+    status: &CacheStatus,
+    age: &HeaderValue,
+    ours: &Option<HeaderValue>,
+) -> Option<Response<ProxyBody>> {
+    // Our own HTTP/1 server reads the extension; HTTP/2 requests are hyper's.
+    if parts.version != Version::HTTP_11 && parts.version != Version::HTTP_10 {
+        return None;
+    }
+    let (Tier::Memory, HitBody::Memory(bytes), Some(ours)) = (hit.tier, &hit.body, ours) else {
+        return None;
+    };
+    let fields = plain_hit(&parts.method, &parts.headers, &hit.head)?;
+    let behaviour = &shared.cache.behaviour;
+    if behaviour.x_cache && fields.has_x_cache() {
+        return None;
+    }
+    if fields.has_custom_names()
+        && behaviour.strip_tag_fields
+        && behaviour
+            .tag_fields
+            .iter()
+            .any(|tag| hit.head.headers.contains_key(tag))
+    {
+        return None;
+    }
+    let via = shared
+        .config
+        .forward
+        .via
+        .then(|| (header::VIA, shared.via.entry(Version::HTTP_11).clone()));
+    let x_cache = x_cache_value(shared, status).map(|v| (X_CACHE.clone(), v));
+    let head = HitHead {
+        fields,
+        age: age.clone(),
+        added: [via, Some((CACHE_STATUS.clone(), ours.clone())), x_cache],
+    };
+    let body = if parts.method == http::Method::HEAD {
+        ProxyBody::empty()
+    } else {
+        ProxyBody::full(bytes.clone())
+    };
+    let mut response = Response::new(body);
+    response.extensions_mut().insert(head);
+    if txn.upstream_wait.is_none() {
+        txn.hierarchy = hier::NONE;
+        txn.peer = None;
+    }
+    Some(response)
 }
 
 /// Serves a request collapsed behind a fill in progress: the fill's head now, its body as

@@ -43,6 +43,7 @@ pub use body::{BodyError, H1Body};
 pub use upgrade::{OnUpgrade, Upgraded};
 
 use super::client_conn::ClientIo;
+use crate::cache::serve::HitHead;
 use crate::error::BoxError;
 use read::{FieldAt, Framing, HeadError};
 use send::{Out, Writing};
@@ -270,29 +271,44 @@ where
                 .map_or(BodyLength::Unknown, BodyLength::Known)
         };
         keep_alive &= !unread && !self.stop.load(Ordering::Relaxed);
-        let resp_version =
-            write::enforce_version(version, parts.version, &mut parts.headers, &mut keep_alive);
-        let reason = parts
-            .extensions
-            .get::<hyper::ext::ReasonPhrase>()
-            .map(|r| r.as_bytes());
         let req = ForRequest { method: &method };
         let mut status = parts.status;
-        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-            // hyper answers a 1xx final response with a 500 (there is no body to send).
-            status = StatusCode::INTERNAL_SERVER_ERROR;
-            parts.headers.clear();
-        }
-        let encoded = match write::encode_head(
-            req,
-            resp_version,
-            status,
-            reason,
-            &parts.headers,
-            length,
-            keep_alive,
-            &mut self.out.buf,
-        ) {
+        // A plain cache hit brings its head as stored lines rather than a map.
+        let written = if let Some(hit) = parts.extensions.remove::<HitHead>() {
+            write::encode_hit_head(
+                req,
+                version,
+                parts.version,
+                status,
+                &hit,
+                length,
+                keep_alive,
+                &mut self.out.buf,
+            )
+        } else {
+            let resp_version =
+                write::enforce_version(version, parts.version, &mut parts.headers, &mut keep_alive);
+            let reason = parts
+                .extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| r.as_bytes());
+            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                // hyper answers a 1xx final response with a 500 (there is no body to send).
+                status = StatusCode::INTERNAL_SERVER_ERROR;
+                parts.headers.clear();
+            }
+            write::encode_head(
+                req,
+                resp_version,
+                status,
+                reason,
+                &parts.headers,
+                length,
+                keep_alive,
+                &mut self.out.buf,
+            )
+        };
+        let encoded = match written {
             Ok(encoded) => encoded,
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         };

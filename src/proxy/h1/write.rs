@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 use super::read::{has_token, last_is_chunked};
+use crate::cache::serve::HitHead;
 use crate::clock::Clock as _;
 
 /// What the body's `size_hint` and `is_end_stream` say about its length.
@@ -146,22 +147,7 @@ pub fn encode_head(
         is_last = true;
     }
     dst.reserve(30 + headers.len() * 30);
-    if version == Version::HTTP_11 && status == StatusCode::OK && reason.is_none() {
-        dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-    } else {
-        dst.extend_from_slice(if version == Version::HTTP_10 {
-            b"HTTP/1.0 "
-        } else {
-            b"HTTP/1.1 "
-        });
-        dst.extend_from_slice(status.as_str().as_bytes());
-        dst.push(b' ');
-        match reason {
-            Some(reason) => dst.extend_from_slice(reason),
-            None => dst.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
-        }
-        dst.extend_from_slice(b"\r\n");
-    }
+    status_line(version, status, reason, dst);
     let http10 = version == Version::HTTP_10;
     let mut encoder = Encoder::Length(0);
     let mut trailer_fields: Option<Vec<HeaderName>> = None;
@@ -276,6 +262,50 @@ pub fn encode_head(
         dst.extend_from_slice(b"\r\n");
     }
     close_open(dst, &mut open, must_chunk);
+    let encoder = end_head(
+        req, status, http10, body, wrote_len, wrote_date, encoder, dst,
+    );
+    let encoder = match (encoder, trailer_fields) {
+        (Encoder::Chunked(_), Some(fields)) => Encoder::Chunked(Some(fields)),
+        (encoder, _) => encoder,
+    };
+    Ok(Encoded { encoder, is_last })
+}
+
+/// The status line.
+fn status_line(version: Version, status: StatusCode, reason: Option<&[u8]>, dst: &mut Vec<u8>) {
+    if version == Version::HTTP_11 && status == StatusCode::OK && reason.is_none() {
+        dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        dst.extend_from_slice(if version == Version::HTTP_10 {
+            b"HTTP/1.0 "
+        } else {
+            b"HTTP/1.1 "
+        });
+        dst.extend_from_slice(status.as_str().as_bytes());
+        dst.push(b' ');
+        match reason {
+            Some(reason) => dst.extend_from_slice(reason),
+            None => dst.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
+        }
+        dst.extend_from_slice(b"\r\n");
+    }
+}
+
+/// After the fields: the framing field the response had none of (`wrote_len` false), then
+/// `Date` unless one was written, then the blank line. Returns how the body is framed.
+#[allow(clippy::too_many_arguments)]
+fn end_head(
+    req: ForRequest<'_>,
+    status: StatusCode,
+    http10: bool,
+    body: BodyLength,
+    wrote_len: bool,
+    wrote_date: bool,
+    mut encoder: Encoder,
+    dst: &mut Vec<u8>,
+) -> Encoder {
+    let method = req.method;
     if !wrote_len {
         encoder = match body {
             BodyLength::Unknown => {
@@ -314,9 +344,125 @@ pub fn encode_head(
         DATE.with(|date| date.borrow_mut().extend(dst));
         dst.extend_from_slice(b"\r\n\r\n");
     }
-    if let (Encoder::Chunked(allowed), Some(fields)) = (&mut encoder, trailer_fields) {
-        *allowed = Some(fields);
+    encoder
+}
+
+/// Writes the head of a plain hit (`cache::serve::HitHead`) byte for byte as [`enforce_version`]
+/// and [`encode_head`] write the map `caching::reply` would have built for it: the stored lines
+/// with `Age` where the first stored one was, then the added fields, the `Connection` the
+/// client's version and `keep_alive` call for, the framing and `Date`. The stored lines hold no
+/// `Connection`, `Transfer-Encoding` or `Trailer` and at most one `Content-Length`
+/// (`WireFields::of`), so they need no look.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_hit_head(
+    req: ForRequest<'_>,
+    req_version: Version,
+    resp_version: Version,
+    status: StatusCode,
+    hit: &HitHead,
+    body: BodyLength,
+    mut keep_alive: bool,
+    dst: &mut Vec<u8>,
+) -> Result<Encoded, InvalidHead> {
+    // `enforce_version` on a map without `Connection`.
+    let mut connection: Option<&[u8]> = None;
+    let version = if req_version == Version::HTTP_10 {
+        match resp_version {
+            Version::HTTP_10 => keep_alive = false,
+            Version::HTTP_11 if keep_alive => connection = Some(b"connection: keep-alive\r\n"),
+            _ => {}
+        }
+        Version::HTTP_10
+    } else {
+        if !keep_alive {
+            connection = Some(b"connection: close\r\n");
+        }
+        if resp_version == Version::HTTP_10 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        }
+    };
+    let method = req.method;
+    let fields = &hit.fields;
+    let lines = fields.lines();
+    dst.reserve(lines.len() + 200);
+    status_line(version, status, None, dst);
+    let http10 = version == Version::HTTP_10;
+    let mut encoder = Encoder::Length(0);
+    let mut wrote_len = false;
+    // The stored Content-Length line, written in place or left out as `encode_head` does.
+    let (length_line, write_length) = match fields.length() {
+        None => (lines.len()..lines.len(), false),
+        Some((line, value)) => {
+            let write = match body {
+                BodyLength::Empty => *method == Method::HEAD,
+                BodyLength::Known(len) => {
+                    encoder = Encoder::Length(len);
+                    true
+                }
+                BodyLength::Unknown => {
+                    let Some(len) = digits(value) else {
+                        return Err(InvalidHead);
+                    };
+                    encoder = Encoder::Length(len);
+                    true
+                }
+            };
+            wrote_len = write;
+            (line, write)
+        }
+    };
+    let age_at = fields.age_at();
+    let put = |dst: &mut Vec<u8>, range: std::ops::Range<usize>| {
+        if let Some(bytes) = lines.get(range) {
+            dst.extend_from_slice(bytes);
+        }
+    };
+    let age = |dst: &mut Vec<u8>| {
+        dst.extend_from_slice(b"age: ");
+        dst.extend_from_slice(hit.age.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    };
+    let length = |dst: &mut Vec<u8>| {
+        if write_length {
+            put(dst, length_line.clone());
+        }
+    };
+    // The Age position is never inside the Content-Length line.
+    if age_at <= length_line.start {
+        put(dst, 0..age_at);
+        age(dst);
+        put(dst, age_at..length_line.start);
+        length(dst);
+        put(dst, length_line.end..lines.len());
+    } else {
+        put(dst, 0..length_line.start);
+        length(dst);
+        put(dst, length_line.end..age_at);
+        age(dst);
+        put(dst, age_at..lines.len());
     }
+    for (name, value) in hit.added.iter().flatten() {
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    if let Some(line) = connection {
+        dst.extend_from_slice(line);
+    }
+    let is_last = !keep_alive;
+    let encoder = end_head(
+        req,
+        status,
+        http10,
+        body,
+        wrote_len,
+        fields.has_date(),
+        encoder,
+        dst,
+    );
     Ok(Encoded { encoder, is_last })
 }
 
@@ -506,6 +652,141 @@ mod tests {
         assert_eq!(enc.encoder, Encoder::Length(0));
         let (text, _) = head(&Method::GET, Version::HTTP_11, 404, &[], BodyLength::Empty);
         assert!(text.contains("content-length: 0"), "{text}");
+    }
+
+    /// A plain hit's head written from its stored lines is byte for byte the head written
+    /// from the map the hit would otherwise build (stored fields with `Age` in the first stored
+    /// one's place, then the added fields), for every client version, connection wish, method
+    /// and body length, with and without a stored `Age`, `Content-Length` and `Date`.
+    #[test]
+    fn a_hit_head_from_lines_is_the_head_from_the_map() {
+        use crate::cache::meta::{StoredFields, WireFields};
+        let stored_sets: [&[(&str, &str)]; 5] = [
+            &[("cache-control", "max-age=60"), ("content-type", "a/b")],
+            &[
+                ("age", "9"),
+                ("content-length", "5"),
+                ("date", "D0"),
+                ("x-obs", "caf\u{e9}"),
+            ],
+            &[
+                ("content-length", "5"),
+                ("etag", "\"e\""),
+                ("age", "1"),
+                ("age", "2"),
+                ("x-a", "1"),
+                ("x-a", "2"),
+            ],
+            &[("date", "D1"), ("content-length", "0")],
+            &[],
+        ];
+        for stored in stored_sets {
+            let mut map = HeaderMap::new();
+            for (name, value) in stored {
+                map.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+                );
+            }
+            let fields = StoredFields::from_map(&map);
+            let wire = WireFields::of(&fields).unwrap();
+            let age = HeaderValue::from_static("42");
+            let added = [
+                Some((header::VIA, HeaderValue::from_static("1.1 us"))),
+                Some((
+                    HeaderName::from_static("cache-status"),
+                    HeaderValue::from_static("us; hit"),
+                )),
+                None,
+            ];
+            let hit = HitHead {
+                fields: wire,
+                age: age.clone(),
+                added: added.clone(),
+            };
+            for method in [Method::GET, Method::HEAD] {
+                for req_version in [Version::HTTP_10, Version::HTTP_11] {
+                    for keep_alive in [true, false] {
+                        for body in [
+                            BodyLength::Empty,
+                            BodyLength::Known(5),
+                            BodyLength::Known(0),
+                            BodyLength::Unknown,
+                        ] {
+                            let (mut served, _) = fields.to_served_map(age.clone(), 2, |_| false);
+                            for (name, value) in added.iter().flatten() {
+                                served.append(name.clone(), value.clone());
+                            }
+                            // What the access log reads off the response is the same too.
+                            let map_len: usize = served
+                                .iter()
+                                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                                .sum();
+                            assert_eq!(hit.fields_len(), map_len, "{stored:?}");
+                            assert_eq!(
+                                hit.content_type(),
+                                served.get(header::CONTENT_TYPE).cloned()
+                            );
+                            let mut ka = keep_alive;
+                            let version = enforce_version(
+                                req_version,
+                                Version::HTTP_11,
+                                &mut served,
+                                &mut ka,
+                            );
+                            let req = ForRequest { method: &method };
+                            let mut want = Vec::new();
+                            let from_map = encode_head(
+                                req,
+                                version,
+                                StatusCode::OK,
+                                None,
+                                &served,
+                                body,
+                                ka,
+                                &mut want,
+                            );
+                            let mut got = Vec::new();
+                            let from_lines = encode_hit_head(
+                                req,
+                                req_version,
+                                Version::HTTP_11,
+                                StatusCode::OK,
+                                &hit,
+                                body,
+                                keep_alive,
+                                &mut got,
+                            );
+                            let case = format!(
+                                "{stored:?} {method} {req_version:?} {keep_alive} {body:?}"
+                            );
+                            // `Date` is the clock's when none was stored: one second apart at most.
+                            let text = |b: &[u8]| {
+                                String::from_utf8_lossy(b)
+                                    .lines()
+                                    .map(|l| {
+                                        if l.starts_with("date: ") && !l.starts_with("date: D") {
+                                            "date: now".to_owned()
+                                        } else {
+                                            l.to_owned()
+                                        }
+                                    })
+                                    .collect::<Vec<_>>()
+                            };
+                            assert_eq!(text(&got), text(&want), "{case}");
+                            match (from_map, from_lines) {
+                                (Ok(a), Ok(b)) => {
+                                    assert_eq!(a.encoder, b.encoder, "{case}");
+                                    assert_eq!(a.is_last, b.is_last, "{case}");
+                                }
+                                (Err(_), Err(_)) => {}
+                                (a, b) => panic!("{case}: {a:?} vs {b:?}"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
