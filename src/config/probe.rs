@@ -8,10 +8,17 @@
 use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+/// Checks run one at a time: each removes what it created, so two at once on the same new
+/// path (two configs loaded by one process, as tests do) could remove a directory while the
+/// other writes its probe file in it.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Opens `path` for appending as the access-log writer does (creating it, never truncating);
 /// removes it again if it did not exist.
 pub fn append_file(path: &Path) -> Result<(), String> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let shown = path.display();
     if path.is_dir() {
         return Err(format!("`{shown}` is a directory, not a file"));
@@ -40,6 +47,7 @@ pub fn append_file(path: &Path) -> Result<(), String> {
 /// Creates the cache directory `path` (with its parents) as the disk tier does and writes a
 /// file in it; removes whatever it created.
 pub fn cache_dir(path: &Path) -> Result<(), String> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let shown = path.display();
     if path.exists() && !path.is_dir() {
         return Err(format!("`{shown}` exists and is not a directory"));
@@ -85,6 +93,21 @@ fn parent(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_of_one_new_path_at_once_all_succeed_and_leave_nothing() {
+        // A fresh machine's default `~/.cache/cuttle`, checked by several config loads at once.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".cache").join("cuttle");
+        let failures: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| (0..200).filter(|_| cache_dir(&path).is_err()).count()))
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(failures, 0);
+        assert!(!dir.path().join(".cache").exists());
+    }
 
     #[test]
     fn an_existing_log_is_appended_to_not_truncated_and_a_new_one_is_not_left_behind() {
