@@ -166,9 +166,19 @@ impl Cache {
 
     /// The ban that applies to the entry found under `key`: a hard one removes it (`false`:
     /// a miss), a soft one marks it stale. `true` when the entry may be used.
-    pub(super) async fn passes_bans(&self, primary: &str, key: &str, hit: &mut Hit) -> bool {
+    /// `bans_active` is `self.bans.any_active()` read before the entry was looked up.
+    pub(super) async fn passes_bans(
+        &self,
+        bans_active: bool,
+        primary: &str,
+        key: &str,
+        hit: &mut Hit,
+    ) -> bool {
         let index = self.store.index();
-        let Some(ban) = self.bans.applying(primary, || index.seq_of(key)) else {
+        let Some(ban) = self
+            .bans
+            .applying(primary, || index.seq_of(key), bans_active)
+        else {
             return true;
         };
         if !ban.soft {
@@ -185,11 +195,15 @@ impl Cache {
 
     /// Finds the stored response for a request to `primary` with `headers`.
     pub async fn lookup(&self, primary: &str, headers: &HeaderMap) -> Lookup {
+        let bans_active = self.bans.any_active();
         let Some(mut hit) = self.store.lookup(primary).await else {
             return Lookup::UriMiss;
         };
         if !hit.head.headers.contains_key(VARY_RECORD) {
-            if !self.passes_bans(primary, primary, &mut hit).await {
+            if !self
+                .passes_bans(bans_active, primary, primary, &mut hit)
+                .await
+            {
                 return Lookup::UriMiss;
             }
             return Lookup::Found { hit, variant: None };
@@ -201,7 +215,7 @@ impl Cache {
         for secondary in secondary_keys(&spec, headers) {
             let key = variant_key(primary, &secondary);
             if let Some(mut hit) = self.store.lookup(&key).await {
-                if !self.passes_bans(primary, &key, &mut hit).await {
+                if !self.passes_bans(bans_active, primary, &key, &mut hit).await {
                     return Lookup::VaryMiss;
                 }
                 return Lookup::Found {

@@ -78,8 +78,9 @@ impl Cache {
     /// The record of the representation `primary`'s parts belong to.
     pub async fn object_record(&self, primary: &str) -> Option<Arc<StoredHead>> {
         let key = object_key(primary);
+        let bans_active = self.bans.any_active();
         let mut hit = self.store.lookup(&key).await?;
-        if !self.passes_bans(primary, &key, &mut hit).await {
+        if !self.passes_bans(bans_active, primary, &key, &mut hit).await {
             return None;
         }
         Some(hit.head)
@@ -88,8 +89,9 @@ impl Cache {
     /// The stored part `start..=end` of `primary`.
     pub async fn part(&self, primary: &str, start: u64, end: u64) -> Option<Hit> {
         let key = part_key(primary, start, end);
+        let bans_active = self.bans.any_active();
         let mut hit = self.store.lookup(&key).await?;
-        if !self.passes_bans(primary, &key, &mut hit).await {
+        if !self.passes_bans(bans_active, primary, &key, &mut hit).await {
             return None;
         }
         Some(hit)

@@ -106,13 +106,33 @@ impl Bans {
         self.list.read().map_or(0, |l| l.active.len())
     }
 
+    /// Whether a ban is being applied now: read before a lookup reads an entry (one atomic
+    /// load; nearly always false), and passed to [`applying`](Self::applying).
+    pub fn any_active(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
+    }
+
     /// The ban that applies to an entry of `url` stored at `seq`, if any: a hard one first.
-    pub fn applying(&self, url: &str, seq: impl FnOnce() -> u64) -> Option<Arc<Ban>> {
-        if self.active.load(Ordering::Acquire) == 0 {
+    ///
+    /// `active_at_start` is [`any_active`](Self::any_active) from before the lookup read the
+    /// entry. Such a lookup is also checked against the bans retired since: a lurker may have
+    /// removed the entry after the lookup found it (a disk read in flight) and then retired its
+    /// ban, and the entry must not be served by a request that began after the ban.
+    pub fn applying(
+        &self,
+        url: &str,
+        seq: impl FnOnce() -> u64,
+        active_at_start: bool,
+    ) -> Option<Arc<Ban>> {
+        if !active_at_start && self.active.load(Ordering::Acquire) == 0 {
             return None;
         }
         let list = self.list.read().unwrap_or_else(PoisonError::into_inner);
-        if list.active.is_empty() {
+        let retired = active_at_start
+            .then_some(&list.retired)
+            .into_iter()
+            .flatten();
+        if list.active.is_empty() && list.retired.is_empty() {
             return None;
         }
         let seq = seq();
@@ -120,6 +140,7 @@ impl Bans {
         for ban in list
             .active
             .iter()
+            .chain(retired.map(|(_, ban)| ban))
             .filter(|b| b.seq > seq && b.matcher.matches(url))
         {
             if !ban.soft {
@@ -151,20 +172,45 @@ mod tests {
     #[test]
     fn a_ban_applies_to_older_matching_entries_only() {
         let bans = Bans::default();
-        assert!(bans.applying("http://a/x", || 0).is_none());
+        assert!(bans.applying("http://a/x", || 0, false).is_none());
         let ban = bans.add(Ban {
             seq: 10,
             matcher: Matcher::Prefix("http://a/".into()),
             soft: false,
         });
-        assert!(bans.applying("http://a/x", || 9).is_some());
-        assert!(bans.applying("http://a/x", || 10).is_none());
-        assert!(bans.applying("http://b/x", || 9).is_none());
+        assert!(bans.applying("http://a/x", || 9, false).is_some());
+        assert!(bans.applying("http://a/x", || 10, false).is_none());
+        assert!(bans.applying("http://b/x", || 9, false).is_none());
         assert!(bans.bans_fill("http://a/x", 9));
         bans.retire(&ban);
-        assert!(bans.applying("http://a/x", || 9).is_none());
+        assert!(bans.applying("http://a/x", || 9, false).is_none());
         assert!(bans.bans_fill("http://a/x", 9), "still stops older fills");
         assert_eq!(bans.active(), 0);
+        assert!(!bans.any_active());
+    }
+
+    #[test]
+    fn a_lookup_begun_while_a_ban_was_active_sees_it_after_it_retires() {
+        let bans = Bans::default();
+        let ban = bans.add(Ban {
+            seq: 10,
+            matcher: Matcher::Prefix("http://a/".into()),
+            soft: false,
+        });
+        let at_start = bans.any_active();
+        assert!(at_start);
+        // The lurker removes the entry the lookup is reading, and retires the ban.
+        bans.retire(&ban);
+        assert!(bans.applying("http://a/x", || 0, at_start).is_some());
+        assert!(
+            bans.applying("http://a/x", || 10, at_start).is_none(),
+            "newer"
+        );
+        assert!(bans.applying("http://b/x", || 0, at_start).is_none());
+        // A lookup begun after the retirement reads no list.
+        assert!(bans
+            .applying("http://a/x", || 0, bans.any_active())
+            .is_none());
     }
 
     #[test]
@@ -180,8 +226,8 @@ mod tests {
             matcher: Matcher::Prefix("http://a/".into()),
             soft: false,
         });
-        let ban = bans.applying("http://a/img/1", || 1).unwrap();
+        let ban = bans.applying("http://a/img/1", || 1, false).unwrap();
         assert!(!ban.soft);
-        assert!(bans.applying("http://b/img/1", || 1).unwrap().soft);
+        assert!(bans.applying("http://b/img/1", || 1, false).unwrap().soft);
     }
 }
