@@ -102,7 +102,7 @@ pub(super) fn add_forwarding_fields(
 /// RFC 7239 §4 values are tokens or quoted strings; `host:port` needs quotes. Appends `value`
 /// to `out` as a token when it is one, else quoted with `\\` and `"` escaped.
 fn push_token_or_quoted(out: &mut String, value: &str) {
-    if value.bytes().all(is_tchar) {
+    if value.bytes().all(crate::cache::policy::fields::is_tchar) {
         out.push_str(value);
         return;
     }
@@ -114,29 +114,6 @@ fn push_token_or_quoted(out: &mut String, value: &str) {
         out.push(ch);
     }
     out.push('"');
-}
-
-/// RFC 9110 §5.6.2 `tchar`, as one `match` (a search of the symbol list per byte cost a
-/// `memchr` call for each `.` and `:` of every `host`).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 #[cfg(test)]

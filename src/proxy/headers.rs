@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Version};
 
+use crate::cache::policy::fields::is_token;
+
 /// Fields that belong to one connection only. RFC 9110 §7.6.1: "intermediaries SHOULD remove or
 /// replace fields that are known to require removal before forwarding ... Proxy-Connection,
 /// Keep-Alive, TE, Transfer-Encoding, Upgrade". `Trailer` describes this hop's framing too.
@@ -146,14 +148,6 @@ pub struct ViaIdentity {
     received_by: String,
     /// `<version> <received_by> (cuttle/<crate version>)` for 1.0, 1.1 and 2.
     entries: [HeaderValue; 3],
-}
-
-/// Whether `name` is a Via pseudonym (an RFC 9110 token).
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'*+^`|".contains(&b))
 }
 
 /// Whether `name` is a valid received-by: a token, optionally with `:port`.
@@ -617,6 +611,9 @@ mod tests {
     fn invalid_pseudonym_rejected() {
         assert!(ViaIdentity::new("bad host").is_none());
         assert!(ViaIdentity::new("").is_none());
+        // Every RFC 9110 §5.6.2 tchar is allowed ('#' and '%' were refused before).
+        assert!(ViaIdentity::new("cache#1%a").is_some());
+        assert!(ViaIdentity::new("a\"b").is_none());
     }
 
     #[test]
