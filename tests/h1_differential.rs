@@ -139,7 +139,7 @@ async fn our_server() -> SocketAddr {
             let (stream, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
                 let activity = ConnActivity::new(WAIT, WAIT, WAIT);
-                let io = ClientIo::new(stream, activity).http1();
+                let io = ClientIo::new(stream, activity);
                 let settings = h1::Settings { max_head: MAX_HEAD };
                 let stop = Arc::new(AtomicBool::new(false));
                 let _ = h1::serve(io, settings, stop, respond).await;

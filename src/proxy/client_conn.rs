@@ -261,12 +261,6 @@ impl<T> ClientIo<T> {
         }
     }
 
-    /// Marks the connection as HTTP/1: interim heads may be written to it (`interim`).
-    pub fn http1(self) -> Self {
-        self.activity.outbox.enable();
-        self
-    }
-
     /// Whether the request now being served may be sent interim heads: RFC 9110 §15.2, "a
     /// server MUST NOT send a 1xx response to an HTTP/1.0 client" (HTTP/1.1 ones may be sent
     /// the upstream's 102 and 103, `interim`). The HTTP/1 server says so for each request.

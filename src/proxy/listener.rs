@@ -282,7 +282,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::clone(&info.activity);
-    let io = ClientIo::new(io, Arc::clone(&activity)).http1();
+    let io = ClientIo::new(io, Arc::clone(&activity));
     let stop = Arc::new(AtomicBool::new(false));
     let service =
         move |req: Request<h1::H1Body>| handle(req.map(ClientBody::H1), Arc::clone(&info));

@@ -20,11 +20,6 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Lets this connection take interim responses.
-    pub fn enable(&self) {
-        self.set_enabled(true);
-    }
-
     /// Lets this connection take interim responses, or not (for its current request).
     pub fn set_enabled(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::Relaxed);
@@ -71,7 +66,7 @@ mod tests {
     fn a_disabled_or_full_outbox_drops_heads() {
         let outbox = Outbox::default();
         assert!(!outbox.push(b"x"));
-        outbox.enable();
+        outbox.set_enabled(true);
         assert!(outbox.push(b"abc"));
         assert!(!outbox.push(&vec![0u8; MAX_QUEUED]));
         assert_eq!(outbox.take(), b"abc");

@@ -188,7 +188,7 @@ impl Transaction {
             // A plain hit's fields are lines, not a map (`caching::reply`): the same facts.
             self.content_type = hit.content_type();
             self.cache_status = hit.added(&CACHE_STATUS).cloned();
-            self.header_bytes = u64::try_from(hit.fields_len() + 19).unwrap_or(u64::MAX);
+            self.header_bytes = u64::try_from(hit.fields_len() + HEAD_FRAME).unwrap_or(u64::MAX);
             return;
         }
         self.content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
@@ -198,13 +198,16 @@ impl Transaction {
 }
 
 /// Approximate size on the wire of a response head.
+/// A head's bytes besides its field lines: the status line of a 200 and the closing CRLF.
+const HEAD_FRAME: usize = "HTTP/1.1 200 OK\r\n\r\n".len();
+
 fn head_size<B>(response: &http::Response<B>) -> u64 {
     let fields: usize = response
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    u64::try_from(fields + 19).unwrap_or(u64::MAX)
+    u64::try_from(fields + HEAD_FRAME).unwrap_or(u64::MAX)
 }
 
 impl Drop for Transaction {

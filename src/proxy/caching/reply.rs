@@ -127,7 +127,12 @@ pub fn serve_hit(
     let multipart = matches!(hit.body, HitBody::Memory(_));
     let behaviour = &shared.cache.behaviour;
     let (age, ours) = hit_values(age, &status, &behaviour.status_name);
-    if let Some(response) = plain_response(shared, parts, txn, &hit, &status, &age, &ours) {
+    if txn.upstream_wait.is_none() {
+        // Served without asking anyone: Squid logs such a hit as `HIER_NONE/-`.
+        txn.hierarchy = hier::NONE;
+        txn.peer = None;
+    }
+    if let Some(response) = plain_response(shared, parts, &hit, &status, &age, &ours) {
         return response;
     }
     // The response's arrival stands in for the clock when reading the request's date
@@ -173,11 +178,6 @@ pub fn serve_hit(
         served.carried,
         ours,
     );
-    if txn.upstream_wait.is_none() {
-        // Served without asking anyone: Squid logs such a hit as `HIER_NONE/-`.
-        txn.hierarchy = hier::NONE;
-        txn.peer = None;
-    }
     response
 }
 
@@ -191,7 +191,6 @@ pub fn serve_hit(
 fn plain_response(
     shared: &Shared,
     parts: &http::request::Parts,
-    txn: &mut Transaction,
     hit: &Hit,
     status: &CacheStatus,
     age: &HeaderValue,
@@ -236,10 +235,6 @@ fn plain_response(
     };
     let mut response = Response::new(body);
     response.extensions_mut().insert(head);
-    if txn.upstream_wait.is_none() {
-        txn.hierarchy = hier::NONE;
-        txn.peer = None;
-    }
     Some(response)
 }
 
