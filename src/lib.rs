@@ -28,7 +28,8 @@
 //!                                   └▶ icp (UDP: RFC 2186 codec, query client, server loop;
 //!                                         answers decided by proxy::icp_answer)
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests),
-//!         cli (the clap definition main parses; man page and completions come from it)
+//!         cli (the clap definition main parses; man page and completions come from it),
+//!         chunked (RFC 9112 §7.1 decoder, no I/O: proxy::h1 and upstream::h1 both use it)
 //! ```
 //! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::format`) use no
 //! sockets or clocks; only `proxy` sees access, upstream and log together; each module owns its
@@ -40,6 +41,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cache;
+pub mod chunked;
 pub mod cli;
 pub mod clock;
 pub mod config;

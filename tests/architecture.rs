@@ -91,6 +91,7 @@ fn pure_modules_do_no_io_and_read_no_clock() {
         "upstream/select",
         "upstream/carp.rs",
         "upstream/hierarchy.rs",
+        "chunked.rs",
     ] {
         assert_none(module, IO, "pure module: no I/O, no clock, no proxy");
     }

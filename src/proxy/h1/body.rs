@@ -1,5 +1,6 @@
-//! A request's content on our HTTP/1 server: the decoder for its framing (RFC 9112 §6, §7.1)
-//! and the one-frame hand-over from the connection task to the service's body.
+//! A request's content on our HTTP/1 server: the decoder for its framing (RFC 9112 §6; chunked
+//! bodies through `crate::chunked`, §7.1) and the one-frame hand-over from the connection task
+//! to the service's body.
 //!
 //! The connection task owns the socket, so it reads and decodes; the body the service polls
 //! ([`H1Body`]) only takes what the connection put in the slot. As in hyper, the connection
@@ -12,14 +13,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::HeaderMap;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::read::{Framing, MAX_HEADERS};
-
-/// Longest chunk-size line, extensions included (hyper's chunk extension limit).
-const MAX_CHUNK_LINE: usize = 16 * 1024;
+use crate::chunked;
 
 /// An error reading a request's content: the connection closes after the response.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +25,7 @@ pub enum BodyError {
     #[error("the client closed the connection before the request body ended")]
     Incomplete,
     #[error("invalid chunked encoding: {0}")]
-    Chunked(&'static str),
+    Chunked(chunked::Error),
     #[error("reading the request body failed: {0}")]
     Io(#[source] io::Error),
 }
@@ -37,14 +35,8 @@ pub enum BodyError {
 enum State {
     /// Bytes left of a Content-Length body.
     Length(u64),
-    /// Before a chunk-size line.
-    ChunkSize,
-    /// Bytes left of a chunk's data.
-    ChunkData(u64),
-    /// The CRLF after a chunk's data.
-    ChunkEnd,
-    /// The trailer section after the last chunk.
-    Trailers,
+    /// A chunked body (RFC 9112 §7.1), before its end.
+    Chunked(chunked::Decoder),
     Done,
 }
 
@@ -52,22 +44,22 @@ enum State {
 #[derive(Debug)]
 pub struct Decoder {
     state: State,
-    /// Longest trailer section (the head limit, as hyper).
-    max_trailers: usize,
 }
 
 impl Decoder {
-    /// A decoder for `framing` (never `Framing::None`: such a request has no body).
+    /// A decoder for `framing` (never `Framing::None`: such a request has no body); a trailer
+    /// section may have `max_trailers` bytes (the head limit) and [`MAX_HEADERS`] fields, as
+    /// in hyper.
     pub fn new(framing: Framing, max_trailers: usize) -> Self {
         let state = match framing {
             Framing::None => State::Done,
             Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::ChunkSize,
+            Framing::Chunked => State::Chunked(chunked::Decoder::new(chunked::Limits {
+                trailer_bytes: max_trailers,
+                trailer_fields: MAX_HEADERS,
+            })),
         };
-        Self {
-            state,
-            max_trailers,
-        }
+        Self { state }
     }
 
     /// True once the whole content has been decoded.
@@ -80,95 +72,39 @@ impl Decoder {
         match self.state {
             State::Length(n) => Some(n),
             State::Done => Some(0),
-            _ => None,
+            State::Chunked(_) => None,
         }
     }
 
-    /// The next frame from `buf`: `Ok(None)` when `buf` holds too little (read more), an empty
-    /// data frame never. Data frames are split off `buf` without a copy.
+    /// The next frame from `buf`: `Ok(None)` when `buf` holds too little (read more) or the
+    /// content ended without a trailers frame, an empty data frame never. Data frames are split
+    /// off `buf` without a copy.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame<Bytes>>, BodyError> {
-        loop {
-            match &mut self.state {
-                State::Done => return Ok(None),
-                State::Length(left) => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                    *left -= take as u64;
-                    if *left == 0 {
-                        self.state = State::Done;
-                    }
-                    return Ok(Some(Frame::data(buf.split_to(take).freeze())));
+        match &mut self.state {
+            State::Done => Ok(None),
+            State::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(None);
                 }
-                State::ChunkSize => match httparse::parse_chunk_size(buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        buf.advance(used);
-                        self.state = if size == 0 {
-                            State::Trailers
-                        } else {
-                            State::ChunkData(size)
-                        };
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        if buf.len() > MAX_CHUNK_LINE {
-                            return Err(BodyError::Chunked("chunk size line too long"));
-                        }
-                        return Ok(None);
-                    }
-                    Err(_) => return Err(BodyError::Chunked("invalid chunk size line")),
-                },
-                State::ChunkData(left) => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                    *left -= take as u64;
-                    if *left == 0 {
-                        self.state = State::ChunkEnd;
-                    }
-                    return Ok(Some(Frame::data(buf.split_to(take).freeze())));
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= take as u64;
+                if *left == 0 {
+                    self.state = State::Done;
                 }
-                State::ChunkEnd => {
-                    if buf.len() < 2 {
-                        return Ok(None);
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err(BodyError::Chunked("chunk data not followed by CRLF"));
-                    }
-                    buf.advance(2);
-                    self.state = State::ChunkSize;
-                }
-                State::Trailers => return self.trailers(buf),
+                Ok(Some(Frame::data(buf.split_to(take).freeze())))
             }
-        }
-    }
-
-    /// The trailer section (RFC 9112 §7.1.2): empty, or fields handed on as a trailers frame.
-    fn trailers(&mut self, buf: &mut BytesMut) -> Result<Option<Frame<Bytes>>, BodyError> {
-        if buf.starts_with(b"\r\n") {
-            buf.advance(2);
-            self.state = State::Done;
-            return Ok(None);
-        }
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        match httparse::parse_headers(buf, &mut slots) {
-            Ok(httparse::Status::Complete((used, fields))) => {
-                let mut map = HeaderMap::with_capacity(fields.len());
-                for field in fields {
-                    let name = http::HeaderName::from_bytes(field.name.as_bytes())
-                        .map_err(|_| BodyError::Chunked("invalid trailer field name"))?;
-                    let value = http::HeaderValue::from_bytes(field.value)
-                        .map_err(|_| BodyError::Chunked("invalid trailer field value"))?;
-                    map.append(name, value);
+            State::Chunked(decoder) => match decoder.decode(buf).map_err(BodyError::Chunked)? {
+                chunked::Step::Data(data) => Ok(Some(Frame::data(data))),
+                chunked::Step::More => Ok(None),
+                chunked::Step::End => {
+                    self.state = State::Done;
+                    Ok(None)
                 }
-                buf.advance(used);
-                self.state = State::Done;
-                Ok(Some(Frame::trailers(map)))
-            }
-            Ok(httparse::Status::Partial) if buf.len() < self.max_trailers => Ok(None),
-            Ok(httparse::Status::Partial) => Err(BodyError::Chunked("trailer section too large")),
-            Err(_) => Err(BodyError::Chunked("invalid trailer section")),
+                chunked::Step::Trailers(fields) => {
+                    self.state = State::Done;
+                    Ok(Some(Frame::trailers(fields)))
+                }
+            },
         }
     }
 }
@@ -375,6 +311,8 @@ impl Body for H1Body {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
+
     use super::*;
 
     fn decode_all(

@@ -2,10 +2,10 @@
 //! the body has ended cleanly on a connection both sides keep alive.
 //!
 //! Data frames are slices of the connection's read buffer (no copy). Chunked bodies are decoded
-//! with `httparse::parse_chunk_size` (RFC 9112 §7.1): chunk extensions are ignored, the size
-//! line is bounded by [`MAX_SIZE_LINE`], trailer fields (§7.1.2) are handed on as a trailers
-//! frame as hyper did, within [`MAX_TRAILERS`] bytes. Until the request body is written in full,
-//! polling the response body also writes it. A body dropped before its end closes its
+//! by `crate::chunked` (RFC 9112 §7.1, the decoder our HTTP/1 server uses for request bodies);
+//! their trailer fields (§7.1.2) are handed on as a trailers frame as hyper did, within
+//! [`MAX_TRAILERS`] bytes and [`MAX_TRAILER_FIELDS`] fields. Until the request body is written
+//! in full, polling the response body also writes it. A body dropped before its end closes its
 //! connection.
 //!
 //! A failure (a body cut short, bad chunked framing) is reported one poll after the one that
@@ -18,17 +18,15 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf as _, Bytes};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 
 use super::read::Framing;
 use super::write::Writer;
 use super::{Connection, Home};
+use crate::chunked::{self, Step};
 use crate::error::{Error, ErrorKind};
 
-/// Longest chunk-size line, extensions included (hyper allowed 16 KiB of extensions).
-pub const MAX_SIZE_LINE: usize = 16 * 1024 + 64;
 /// Largest trailer section.
 pub const MAX_TRAILERS: usize = 16 * 1024;
 /// Most trailer fields.
@@ -63,29 +61,8 @@ struct Live {
 #[derive(Debug, Clone, Copy)]
 enum Decoder {
     Length(u64),
-    Chunked(Chunk),
+    Chunked(chunked::Decoder),
     Close,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Chunk {
-    /// Expecting a chunk-size line.
-    Size,
-    /// Inside a chunk, this many bytes left.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer fields, then an empty line.
-    Trailers,
-}
-
-/// What the buffered bytes yield next.
-enum Step {
-    Data(Bytes),
-    Trailers(HeaderMap),
-    End,
-    /// More bytes must be read first.
-    More,
 }
 
 impl Body {
@@ -100,7 +77,10 @@ impl Body {
     ) -> Self {
         let decoder = match framing {
             Framing::Length(len) => Decoder::Length(len),
-            Framing::Chunked => Decoder::Chunked(Chunk::Size),
+            Framing::Chunked => Decoder::Chunked(chunked::Decoder::new(chunked::Limits {
+                trailer_bytes: MAX_TRAILERS,
+                trailer_fields: MAX_TRAILER_FIELDS,
+            })),
             Framing::Close => Decoder::Close,
         };
         let remote = conn.remote;
@@ -183,83 +163,18 @@ impl Live {
             }
             Decoder::Close if buf.is_empty() => Ok(Step::More),
             Decoder::Close => Ok(Step::Data(buf.split().freeze())),
-            Decoder::Chunked(state) => loop {
-                match state {
-                    Chunk::Size => match httparse::parse_chunk_size(buf) {
-                        Ok(httparse::Status::Complete((used, size))) => {
-                            buf.advance(used);
-                            *state = if size == 0 {
-                                Chunk::Trailers
-                            } else {
-                                Chunk::Data(size)
-                            };
-                        }
-                        Ok(httparse::Status::Partial) if buf.len() > MAX_SIZE_LINE => {
-                            return Err(bad_chunk("a chunk-size line is too long"))
-                        }
-                        Ok(httparse::Status::Partial) => return Ok(Step::More),
-                        Err(_) => return Err(bad_chunk("invalid chunk size")),
-                    },
-                    Chunk::Data(left) => {
-                        if buf.is_empty() {
-                            return Ok(Step::More);
-                        }
-                        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                        *left -= n as u64;
-                        if *left == 0 {
-                            *state = Chunk::DataEnd;
-                        }
-                        return Ok(Step::Data(buf.split_to(n).freeze()));
-                    }
-                    Chunk::DataEnd => {
-                        if buf.len() < 2 {
-                            return Ok(Step::More);
-                        }
-                        if &buf[..2] != b"\r\n" {
-                            return Err(bad_chunk("chunk data not followed by CRLF"));
-                        }
-                        buf.advance(2);
-                        *state = Chunk::Size;
-                    }
-                    Chunk::Trailers => {
-                        let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
-                        return match httparse::parse_headers(buf, &mut fields) {
-                            Ok(httparse::Status::Complete((used, fields))) => {
-                                let trailers = trailers(fields)?;
-                                buf.advance(used);
-                                self.decoder = Decoder::Length(0);
-                                Ok(if trailers.is_empty() {
-                                    Step::End
-                                } else {
-                                    Step::Trailers(trailers)
-                                })
-                            }
-                            Ok(httparse::Status::Partial) if buf.len() > MAX_TRAILERS => {
-                                Err(bad_chunk("the trailer section is too large"))
-                            }
-                            Ok(httparse::Status::Partial) => Ok(Step::More),
-                            Err(_) => Err(bad_chunk("invalid trailer section")),
-                        };
-                    }
+            Decoder::Chunked(decoder) => {
+                let step = decoder.decode(buf).map_err(bad_chunk)?;
+                if matches!(step, Step::Trailers(_) | Step::End) {
+                    self.decoder = Decoder::Length(0);
                 }
-            },
+                Ok(step)
+            }
         }
     }
 }
 
-fn trailers(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, Error> {
-    let mut map = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| bad_chunk("invalid trailer field"))?;
-        let value =
-            HeaderValue::from_bytes(field.value).map_err(|_| bad_chunk("invalid trailer field"))?;
-        map.append(name, value);
-    }
-    Ok(map)
-}
-
-fn bad_chunk(what: &str) -> Error {
+fn bad_chunk(what: chunked::Error) -> Error {
     Error::new(
         ErrorKind::InvalidResponse,
         format!("the upstream sent an invalid chunked body ({what})"),
