@@ -481,102 +481,30 @@ fn classify_send(err: &hyper::Error) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use http_body_util::BodyExt as _;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::upstream::h1::test_origin::{answer, Act, Origin};
     use crate::upstream::Progress;
 
-    /// An origin on loopback that counts the connections it accepted and those the proxy
-    /// closed. By path: `/ok` answers 5 bytes; `/close` answers and then closes without saying
-    /// so; `/partial` sends 100 of 100,000 bytes and waits; `/slow` sends 5 bytes, waits 300 ms,
+    /// By path: `/ok` answers 5 bytes; `/close` answers and then closes without saying so;
+    /// `/partial` sends 100 of 100,000 bytes and waits; `/slow` sends 5 bytes, waits 300 ms,
     /// sends 5 more.
-    struct Origin {
-        addr: SocketAddr,
-        accepted: Arc<AtomicUsize>,
-        closed: Arc<AtomicUsize>,
-    }
-
-    impl Origin {
-        async fn start() -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let accepted = Arc::new(AtomicUsize::new(0));
-            let closed = Arc::new(AtomicUsize::new(0));
-            let (a, c) = (Arc::clone(&accepted), Arc::clone(&closed));
-            tokio::spawn(async move {
-                loop {
-                    let (stream, _) = listener.accept().await.unwrap();
-                    a.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(serve(stream, Arc::clone(&c)));
-                }
-            });
-            Self {
-                addr,
-                accepted,
-                closed,
+    fn script(path: &str) -> Vec<Act> {
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+        match path {
+            "/close" => answer(ok, true),
+            "/partial" => {
+                let mut partial = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n".to_vec();
+                partial.extend_from_slice(&[b'x'; 100]);
+                answer(&partial, false)
             }
-        }
-
-        fn uri(&self, path: &str) -> String {
-            format!("http://{}{path}", self.addr)
-        }
-
-        fn accepted(&self) -> usize {
-            self.accepted.load(Ordering::SeqCst)
-        }
-
-        /// Waits (bounded) until `n` connections were closed by the proxy.
-        async fn closed(&self, n: usize) -> bool {
-            for _ in 0..200 {
-                if self.closed.load(Ordering::SeqCst) >= n {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            false
-        }
-    }
-
-    async fn serve(mut stream: TcpStream, closed: Arc<AtomicUsize>) {
-        let mut buf = Vec::new();
-        loop {
-            let mut chunk = [0u8; 1024];
-            let n = stream.read(&mut chunk).await.unwrap_or(0);
-            if n == 0 {
-                closed.fetch_add(1, Ordering::SeqCst);
-                return;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            buf.drain(..end + 4);
-            let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
-            match path.as_str() {
-                "/close" => {
-                    stream.write_all(ok).await.unwrap();
-                    return;
-                }
-                "/partial" => {
-                    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n";
-                    stream.write_all(head).await.unwrap();
-                    stream.write_all(&[b'x'; 100]).await.unwrap();
-                }
-                "/slow" => {
-                    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello";
-                    stream.write_all(head).await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    stream.write_all(b"world").await.unwrap();
-                }
-                _ => stream.write_all(ok).await.unwrap(),
-            }
+            "/slow" => vec![
+                Act::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello".to_vec()),
+                Act::Pause(Duration::from_millis(300)),
+                Act::Send(b"world".to_vec()),
+            ],
+            _ => answer(ok, false),
         }
     }
 
@@ -612,7 +540,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_are_reused_per_server_and_never_across_servers() {
-        let (a, b) = (Origin::start().await, Origin::start().await);
+        let (a, b) = (Origin::start(script).await, Origin::start(script).await);
         let pool = pool(Duration::from_secs(60), MAX_PER_SERVER);
         for _ in 0..3 {
             assert_eq!(fetch(&pool, &a.uri("/ok")).await, b"hello");
@@ -628,7 +556,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_the_server_closed_is_not_used_and_the_request_still_goes() {
-        let origin = Origin::start().await;
+        let origin = Origin::start(script).await;
         let pool = pool(Duration::from_secs(60), MAX_PER_SERVER);
         assert_eq!(fetch(&pool, &origin.uri("/close")).await, b"hello");
         // The close is seen by the check before the send: the request goes out once, on a new
@@ -641,7 +569,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_whose_body_was_dropped_midway_is_closed_not_reused() {
-        let origin = Origin::start().await;
+        let origin = Origin::start(script).await;
         let pool = pool(Duration::from_secs(60), MAX_PER_SERVER);
         let response = pool.send(get(&origin.uri("/partial"))).await.unwrap();
         let mut body = response.into_body();
@@ -658,7 +586,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_are_closed_after_the_idle_timeout() {
-        let origin = Origin::start().await;
+        let origin = Origin::start(script).await;
         let pool = pool(Duration::from_millis(200), MAX_PER_SERVER);
         assert_eq!(fetch(&pool, &origin.uri("/ok")).await, b"hello");
         assert_eq!(pool.open(), 1);
@@ -671,7 +599,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_per_server_are_bounded() {
-        let origin = Origin::start().await;
+        let origin = Origin::start(script).await;
         let pool = pool(Duration::from_secs(60), 1);
         let slow = origin.uri("/slow");
         let (one, two) = tokio::join!(fetch(&pool, &slow), fetch(&pool, &slow));

@@ -19,6 +19,8 @@ pub mod read;
 pub mod write;
 
 #[cfg(test)]
+pub(crate) mod test_origin;
+#[cfg(test)]
 mod tests;
 
 use std::future::poll_fn;

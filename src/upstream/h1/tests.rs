@@ -1,109 +1,19 @@
 //! The codec against raw loopback origins that write exact bytes, through the pool (which is
 //! where reuse is decided).
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
+use super::test_origin::{answer, Act, Origin};
 use crate::error::ErrorKind;
 use crate::upstream::connect::Connector;
 use crate::upstream::informational::OnInformational;
 use crate::upstream::pool::{Pool, MAX_PER_SERVER};
 use crate::upstream::{Progress, RequestBody, ResponseBody};
-
-/// What the origin answers to a path: the exact bytes, and whether it closes afterwards.
-type Script = fn(&str) -> (Vec<u8>, bool);
-
-/// A loopback origin that answers each request head with the bytes its script gives, and
-/// records connections and request heads.
-struct Origin {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    closed: Arc<AtomicUsize>,
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl Origin {
-    async fn start(script: Script) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let closed = Arc::new(AtomicUsize::new(0));
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let (a, c, h) = (
-            Arc::clone(&accepted),
-            Arc::clone(&closed),
-            Arc::clone(&heads),
-        );
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                a.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, script, Arc::clone(&c), Arc::clone(&h)));
-            }
-        });
-        Self {
-            addr,
-            accepted,
-            closed,
-            heads,
-        }
-    }
-
-    fn uri(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    /// Waits (bounded) until `n` connections were closed by the proxy.
-    async fn closed(&self, n: usize) -> bool {
-        for _ in 0..200 {
-            if self.closed.load(Ordering::SeqCst) >= n {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    }
-}
-
-async fn serve(
-    mut stream: TcpStream,
-    script: Script,
-    closed: Arc<AtomicUsize>,
-    heads: Arc<Mutex<Vec<String>>>,
-) {
-    let mut buf = Vec::new();
-    loop {
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await.unwrap_or(0);
-        if n == 0 {
-            closed.fetch_add(1, Ordering::SeqCst);
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-            buf.drain(..end + 4);
-            let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-            heads.lock().unwrap().push(head);
-            let (answer, close) = script(&path);
-            if stream.write_all(&answer).await.is_err() || close {
-                return;
-            }
-        }
-    }
-}
 
 fn pool(max_head: usize) -> Pool {
     let connector = Connector {
@@ -129,7 +39,8 @@ async fn collect(body: ResponseBody) -> (Vec<u8>, Option<http::HeaderMap>) {
     (collected.to_bytes().to_vec(), trailers)
 }
 
-fn responses(path: &str) -> (Vec<u8>, bool) {
+/// What the origin answers to a path: the exact bytes, and whether it closes afterwards.
+fn responses(path: &str) -> Vec<Act> {
     let (bytes, close): (&[u8], bool) = match path {
         "/chunked" => (
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
@@ -162,11 +73,11 @@ fn responses(path: &str) -> (Vec<u8>, bool) {
               HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
             false,
         ),
-        "/big-head" => return (big_head(), false),
+        "/big-head" => return answer(&big_head(), false),
         "/large" => {
-            let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n".to_vec();
-            answer.extend((0..300_000u32).map(|i| (i % 251) as u8));
-            return (answer, false);
+            let mut body = b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n".to_vec();
+            body.extend((0..300_000u32).map(|i| (i % 251) as u8));
+            return answer(&body, false);
         }
         "/folded" => (
             b"HTTP/1.1 200 OK\r\nx-a: 1\r\n 2\r\ncontent-length: 0\r\n\r\n",
@@ -183,7 +94,7 @@ fn responses(path: &str) -> (Vec<u8>, bool) {
         "/http10" => (b"HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\nhello", false),
         _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false),
     };
-    (bytes.to_vec(), close)
+    answer(bytes, close)
 }
 
 /// A head of ~20 KiB (40 fields of ~500 bytes), over a 16 KiB limit.
@@ -401,8 +312,8 @@ async fn reused_after_a_clean_body_never_after_a_dropped_one_or_a_close() {
 #[tokio::test]
 async fn a_body_cut_short_fails_and_never_looks_complete() {
     let origin = Origin::start(|_| {
-        (
-            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b".to_vec(),
+        answer(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b",
             true,
         )
     })
