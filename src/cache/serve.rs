@@ -39,8 +39,9 @@ pub struct Served {
 }
 
 /// The head of a plain hit (see [`plain_hit`]) for the HTTP/1 writer: the stored field lines
-/// and the fields this hit adds, without a `HeaderMap`. Carried to the writer as an extension
-/// of a response whose own map is empty; `proxy::h1::write::encode_hit_head` writes it.
+/// and the fields this hit adds, without a `HeaderMap`. Carried to the writer by the body of a
+/// response whose own map is empty (`proxy::body::ProxyBody::plain_hit`);
+/// `proxy::h1::write::encode_hit_head` writes it.
 #[derive(Debug, Clone)]
 pub struct HitHead {
     /// A clone of the entry's (its lines are shared, not copied).

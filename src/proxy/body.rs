@@ -24,6 +24,7 @@ mod window;
 
 use super::transaction::Transaction;
 use crate::cache::fill::FillSink;
+use crate::cache::serve::HitHead;
 use crate::cache::store::DiskBody;
 use crate::error::BoxError;
 use crate::upstream::ResponseBody;
@@ -34,6 +35,10 @@ pub struct ProxyBody {
     kind: Kind,
     /// Boxed: most of the struct's size, and only touched per frame.
     txn: Option<Box<Transaction>>,
+    /// The head of a plain hit as stored lines (see [`ProxyBody::plain_hit`]), for our
+    /// HTTP/1 writer: carried here rather than as a response extension, which took a map and
+    /// a box per hit. Boxed for the same reason as `txn`.
+    head: Option<Box<HitHead>>,
 }
 
 #[derive(Debug)]
@@ -110,6 +115,7 @@ impl ProxyBody {
         Self {
             kind: Kind::Empty,
             txn: None,
+            head: None,
         }
     }
 
@@ -123,6 +129,7 @@ impl ProxyBody {
                 Kind::Full(Some(bytes))
             },
             txn: None,
+            head: None,
         }
     }
 
@@ -144,6 +151,7 @@ impl ProxyBody {
                 finishing: None,
             })),
             txn: None,
+            head: None,
         }
     }
 
@@ -152,6 +160,7 @@ impl ProxyBody {
         Self {
             kind: Kind::Chunks(chunks.into_iter().filter(|c| !c.is_empty()).collect()),
             txn: None,
+            head: None,
         }
     }
 
@@ -161,6 +170,7 @@ impl ProxyBody {
         Self {
             kind: Kind::Channel(Feed { rx, remaining: len }),
             txn: None,
+            head: None,
         }
     }
 
@@ -170,6 +180,7 @@ impl ProxyBody {
         Self {
             kind: Kind::Window(Box::new(window::Window::new(inner, offset, len))),
             txn: None,
+            head: None,
         }
     }
 
@@ -182,6 +193,7 @@ impl ProxyBody {
                 remaining: len,
             })),
             txn: None,
+            head: None,
         }
     }
 
@@ -194,6 +206,7 @@ impl ProxyBody {
         Self {
             kind: Kind::Collapsed(Box::new(collapsed::TapReader::new(attached, store.clone()))),
             txn: None,
+            head: None,
         }
     }
 
@@ -217,6 +230,23 @@ impl ProxyBody {
             self.kind = Kind::Relay(Box::new(relay::spawn(stream, store.clone())));
         }
         self
+    }
+
+    /// The body of a plain hit (`caching::reply`) whose head goes to the HTTP/1 writer as the
+    /// stored lines in `head`: the response's own map stays empty.
+    pub fn plain_hit(mut body: Self, head: HitHead) -> Self {
+        body.head = Some(Box::new(head));
+        body
+    }
+
+    /// The head of a plain hit, if this body carries one.
+    pub fn hit_head(&self) -> Option<&HitHead> {
+        self.head.as_deref()
+    }
+
+    /// Takes the head of a plain hit out, for the writer.
+    pub fn take_hit_head(&mut self) -> Option<Box<HitHead>> {
+        self.head.take()
     }
 
     /// Attaches the transaction that will be logged when this body ends.

@@ -92,7 +92,10 @@ pub fn finish(
 ) -> Response<ProxyBody> {
     match result {
         Ok(mut response) => {
-            txn.respond(&response);
+            match response.body().hit_head() {
+                Some(hit) => txn.respond_hit(response.status(), hit),
+                None => txn.respond(&response),
+            }
             // A switched connection logs when its relay ends, not when the 101 is sent.
             if let Some(handoff) = response
                 .extensions_mut()

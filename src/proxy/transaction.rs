@@ -184,16 +184,18 @@ impl Transaction {
     /// Notes the response about to be sent.
     pub fn respond<B>(&mut self, response: &http::Response<B>) {
         self.status = response.status().as_u16();
-        if let Some(hit) = response.extensions().get::<HitHead>() {
-            // A plain hit's fields are lines, not a map (`caching::reply`): the same facts.
-            self.content_type = hit.content_type();
-            self.cache_status = hit.added(&CACHE_STATUS).cloned();
-            self.header_bytes = u64::try_from(hit.fields_len() + HEAD_FRAME).unwrap_or(u64::MAX);
-            return;
-        }
         self.content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
         self.cache_status = response.headers().get(&CACHE_STATUS).cloned();
         self.header_bytes = head_size(response);
+    }
+
+    /// Notes a plain hit about to be sent: its fields are lines, not a map
+    /// (`caching::reply`), read for the same facts [`respond`](Self::respond) reads.
+    pub fn respond_hit(&mut self, status: http::StatusCode, hit: &HitHead) {
+        self.status = status.as_u16();
+        self.content_type = hit.content_type();
+        self.cache_status = hit.added(&CACHE_STATUS).cloned();
+        self.header_bytes = u64::try_from(hit.fields_len() + HEAD_FRAME).unwrap_or(u64::MAX);
     }
 }
 

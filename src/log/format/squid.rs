@@ -36,22 +36,24 @@ pub fn write(rec: &AccessRecord, url: &str, out: &mut String) {
     out.push(' ');
     out.push_str(num.format(rec.bytes));
     out.push(' ');
-    push_word(out, rec.method.as_str().as_bytes());
+    push_word(out, rec.method.as_str());
     out.push(' ');
     push_url(out, url);
     out.push(' ');
-    push_word(out, rec.user.as_deref().unwrap_or("").as_bytes());
+    push_word(out, rec.user.as_deref().unwrap_or(""));
     out.push(' ');
     out.push_str(rec.hierarchy);
     out.push('/');
-    push_word(out, rec.peer.as_deref().unwrap_or("").as_bytes());
+    push_word(out, rec.peer.as_deref().unwrap_or(""));
     out.push(' ');
-    push_word(
-        out,
-        rec.content_type
-            .as_ref()
-            .map_or(&b""[..], HeaderValue::as_bytes),
-    );
+    match rec.content_type.as_ref().map(HeaderValue::to_str) {
+        None => out.push('-'),
+        Some(Ok(text)) => push_word(out, text),
+        // obs-text: only its printable ASCII bytes are kept.
+        Some(Err(_)) => {
+            push_word_bytes(out, rec.content_type.as_ref().map_or(&[], |v| v.as_bytes()))
+        }
+    }
     out.push('\n');
 }
 
@@ -65,14 +67,22 @@ fn push_padded(out: &mut String, digits: &str, width: usize, pad: char) {
 
 /// A free-text field as one log word: `-` when empty, runs of whitespace as `+`, and bytes that
 /// are not printable ASCII dropped (the line must stay one line of ASCII words).
-fn push_word(out: &mut String, value: &[u8]) {
-    // The usual word (a method, a media type) is all printable: copied whole.
-    if !value.is_empty() && value.iter().all(u8::is_ascii_graphic) {
-        if let Ok(text) = std::str::from_utf8(value) {
-            out.push_str(text);
-            return;
-        }
+fn push_word(out: &mut String, value: &str) {
+    // The usual word (a method, a media type) is all printable: copied whole. The check
+    // looks at every byte without stopping early, which the compiler turns into wide compares.
+    if !value.is_empty()
+        && value
+            .bytes()
+            .fold(true, |all, b| all & b.is_ascii_graphic())
+    {
+        out.push_str(value);
+        return;
     }
+    push_word_bytes(out, value.as_bytes());
+}
+
+/// [`push_word`] for any bytes, one at a time.
+fn push_word_bytes(out: &mut String, value: &[u8]) {
     let start = out.len();
     let mut gap = false;
     for &b in value {
@@ -99,8 +109,10 @@ fn push_url(out: &mut String, url: &str) {
         out.push('-');
         return;
     }
-    let unsafe_byte = |b: u8| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii();
-    if !url.bytes().any(unsafe_byte) {
+    // ASCII whitespace and controls are all at or below a space, DEL and non-ASCII above `~`.
+    let unsafe_byte = |b: u8| b <= b' ' || b >= 0x7f;
+    // Every byte looked at (no early exit): the compiler turns it into wide compares.
+    if !url.bytes().fold(false, |any, b| any | unsafe_byte(b)) {
         out.push_str(url);
         return;
     }

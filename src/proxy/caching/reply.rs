@@ -182,7 +182,7 @@ pub fn serve_hit(
 }
 
 /// A plain hit on an entry held in memory, for an HTTP/1 client: a response with an empty map
-/// and the head as a [`HitHead`] extension, written by our HTTP/1 server as the stored lines
+/// and the head as a [`HitHead`] carried by its body (`ProxyBody::plain_hit`), written by our HTTP/1 server as the stored lines
 /// with this hit's fields spliced in. The lines and fields are those `serve_stored_as` and
 /// `decorate_served` would put in the map, in its order; `None` where they would differ or
 /// something must look at the fields one by one: a stored `Via` or `Cache-Status` (merged),
@@ -196,7 +196,7 @@ fn plain_response(
     age: &HeaderValue,
     ours: &Option<HeaderValue>,
 ) -> Option<Response<ProxyBody>> {
-    // Our own HTTP/1 server reads the extension; HTTP/2 requests are hyper's.
+    // Our own HTTP/1 server reads the head off the body; HTTP/2 requests are hyper's.
     if parts.version != Version::HTTP_11 && parts.version != Version::HTTP_10 {
         return None;
     }
@@ -233,9 +233,7 @@ fn plain_response(
     } else {
         ProxyBody::full(bytes.clone())
     };
-    let mut response = Response::new(body);
-    response.extensions_mut().insert(head);
-    Some(response)
+    Some(Response::new(ProxyBody::plain_hit(body, head)))
 }
 
 /// Serves a request collapsed behind a fill in progress: the fill's head now, its body as

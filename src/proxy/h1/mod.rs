@@ -61,6 +61,26 @@ pub struct Settings {
     pub max_head: usize,
 }
 
+/// A response body that may bring its response's head as the stored lines of a plain cache
+/// hit ([`HitHead`]), written instead of the response's (then empty) map.
+pub trait HitHeadBody {
+    /// Takes the head out, if the body carries one.
+    fn take_hit_head(&mut self) -> Option<Box<HitHead>>;
+}
+
+impl HitHeadBody for crate::proxy::body::ProxyBody {
+    fn take_hit_head(&mut self) -> Option<Box<HitHead>> {
+        crate::proxy::body::ProxyBody::take_hit_head(self)
+    }
+}
+
+/// Bodies of other services on this server (tests, tools) carry no hit head.
+impl<E> HitHeadBody for http_body_util::combinators::BoxBody<Bytes, E> {
+    fn take_hit_head(&mut self) -> Option<Box<HitHead>> {
+        None
+    }
+}
+
 /// Serves HTTP/1.x on `io` until the client or the service ends the connection, or `stop`
 /// is set (graceful shutdown: an idle connection closes; a busy one after its response).
 pub async fn serve<T, S, F, B>(
@@ -73,7 +93,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: FnMut(Request<H1Body>) -> F,
     F: Future<Output = Response<B>>,
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + HitHeadBody + Unpin,
     B::Error: Into<BoxError>,
 {
     let mut conn = Conn {
@@ -196,7 +216,7 @@ where
     where
         S: FnMut(Request<H1Body>) -> F,
         F: Future<Output = Response<B>>,
-        B: Body<Data = Bytes> + Unpin,
+        B: Body<Data = Bytes> + HitHeadBody + Unpin,
         B::Error: Into<BoxError>,
     {
         let read::Head {
@@ -274,7 +294,7 @@ where
         let req = ForRequest { method: &method };
         let mut status = parts.status;
         // A plain cache hit brings its head as stored lines rather than a map.
-        let written = if let Some(hit) = parts.extensions.remove::<HitHead>() {
+        let written = if let Some(hit) = body.take_hit_head() {
             write::encode_hit_head(
                 req,
                 version,
