@@ -36,15 +36,15 @@ pub fn write(rec: &AccessRecord, url: &str, out: &mut String) {
     out.push(' ');
     out.push_str(num.format(rec.bytes));
     out.push(' ');
-    push_word(out, rec.method.as_str().as_bytes());
+    push_text_word(out, rec.method.as_str());
     out.push(' ');
     push_url(out, url);
     out.push(' ');
-    push_word(out, rec.user.as_deref().unwrap_or("").as_bytes());
+    push_text_word(out, rec.user.as_deref().unwrap_or(""));
     out.push(' ');
     out.push_str(rec.hierarchy);
     out.push('/');
-    push_word(out, rec.peer.as_deref().unwrap_or("").as_bytes());
+    push_text_word(out, rec.peer.as_deref().unwrap_or(""));
     out.push(' ');
     push_word(
         out,
@@ -61,6 +61,17 @@ fn push_padded(out: &mut String, digits: &str, width: usize, pad: char) {
         out.push(pad);
     }
     out.push_str(digits);
+}
+
+/// [`push_word`] for a field that is text already (method, user, peer): the usual word, all
+/// printable, is copied whole without checking again that it is UTF-8 (callgrind: that check
+/// was most of the cost of these three fields, and this runs for every request).
+fn push_text_word(out: &mut String, value: &str) {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) {
+        out.push_str(value);
+        return;
+    }
+    push_word(out, value.as_bytes());
 }
 
 /// A free-text field as one log word: `-` when empty, runs of whitespace as `+`, and bytes that
