@@ -3,7 +3,8 @@
 #
 # Question: how many user-space instructions, and how many simulated L1 instruction-cache
 # misses, does cuttle spend on one request: a 1 KiB memory hit, a 100 KiB (memory) hit and a
-# 1 KiB miss of a no-store response? Instruction counts are stable on a shared machine where
+# 1 KiB miss of a no-store response, and a 1 KiB miss that is stored (every request a new URL)?
+# Instruction counts are stable on a shared machine where
 # wall-clock throughput is not, so this is the figure each performance change is tracked by.
 #
 # Method: a local nginx origin; cuttle in reverse mode in front of it (`--origin`, one worker,
@@ -75,7 +76,8 @@ wait_port() {
   return 1
 }
 
-# The origin: nginx serving a cacheable 1 KiB and 100 KiB object and a no-store 1 KiB one.
+# The origin: nginx serving a cacheable 1 KiB and 100 KiB object, a no-store 1 KiB one, and the
+# cacheable 1 KiB object under any path below /fresh/ (so each new URL there is a stored miss).
 start_origin() {
   local d=$TMP/origin
   mkdir -p "$TMP/www/static" "$TMP/www/nocache" "$d"
@@ -104,6 +106,7 @@ http {
     root $TMP/www;
     location /static/ { add_header Cache-Control "public, max-age=3600"; }
     location /nocache/ { add_header Cache-Control "no-store"; }
+    location /fresh/ { add_header Cache-Control "public, max-age=3600"; try_files /static/1k =404; }
   }
 }
 EOF
@@ -128,7 +131,23 @@ function response(status, headers, body)
 end
 EOF
 
-# measure PATH REQS EXPECT: one callgrind run; prints "Ir I1mr served".
+# The same, but every request goes to a new URL below the row's path (/fresh/r1, /fresh/r2, ...),
+# so each one is a miss that is stored.
+cat >"$TMP/fresh.lua" <<'EOF'
+local limit, n, sent = 0, 0, 0
+function init(args) limit = tonumber(args[1]) end
+function request()
+  sent = sent + 1
+  return wrk.format(nil, wrk.path .. "r" .. sent)
+end
+function response(status, headers, body)
+  n = n + 1
+  if n >= limit then os.exit(0) end
+end
+EOF
+
+# measure PATH REQS EXPECT: one callgrind run; prints "Ir I1mr served". EXPECT is hit, miss
+# or stored-miss (a new URL below PATH each request; the checks use URLs wrk does not).
 measure() {
   local path=$1 reqs=$2 expect=$3 run port conf pid
   run=$TMP/run.$RANDOM
@@ -151,14 +170,25 @@ measure() {
     exit 1
   }
   wait_port "$port" 120 || fail "cuttle did not start under valgrind: $(cat "$run/valgrind.err")"
-  local url=http://127.0.0.1:$port$path h
-  curl -sS -o /dev/null "$url"
-  h=$(curl -sS -o /dev/null -D - "$url")
+  local url=http://127.0.0.1:$port$path h script=$TMP/stop.lua
+  if [ "$expect" = stored-miss ]; then
+    # The first check URL is stored: a second request for it must hit (so the row's misses
+    # really are stored), and a request for another new URL must miss.
+    curl -sS -o /dev/null "${url}warm"
+    h=$(curl -sS -o /dev/null -D - "${url}warm")
+    grep -qi '^cache-status:.*;[[:space:]]*hit' <<<"$h" || fail "expected ${path}warm to be stored, got: $h"
+    h=$(curl -sS -o /dev/null -D - "${url}check")
+    expect=miss
+    script=$TMP/fresh.lua
+  else
+    curl -sS -o /dev/null "$url"
+    h=$(curl -sS -o /dev/null -D - "$url")
+  fi
   case $expect in
     hit) grep -qi '^cache-status:.*;[[:space:]]*hit' <<<"$h" || fail "expected a hit for $path, got: $h" ;;
     miss) ! grep -qi '^cache-status:.*;[[:space:]]*hit' <<<"$h" || fail "expected a miss for $path, got: $h" ;;
   esac
-  timeout 600 wrk -t1 -c"$CONNS" -d600s -s "$TMP/stop.lua" "$url" -- "$reqs" >"$run/wrk.out" ||
+  timeout 600 wrk -t1 -c"$CONNS" -d600s -s "$script" "$url" -- "$reqs" >"$run/wrk.out" ||
     fail "wrk failed: $(cat "$run/wrk.out")"
   kill -TERM "$pid"
   wait "$pid" || true
@@ -203,3 +233,4 @@ echo "|---|---|---|---|"
 row "1 KiB memory hit" /static/1k hit
 row "100 KiB hit" /static/100k hit
 row "1 KiB miss (no-store)" /nocache/1k miss
+row "1 KiB miss (stored)" /fresh/ stored-miss

@@ -76,6 +76,25 @@ fn squid_odd_fields_stay_one_ascii_word_each() {
 }
 
 #[test]
+fn squid_text_fields_with_spaces_or_non_ascii_stay_one_word() {
+    // Method, user and peer are text already: the usual word is copied whole, the others
+    // take the same rules as header bytes (whitespace runs as `+`, non-ASCII dropped).
+    let mut rec = sample();
+    rec.user = Some(" Ren\u{e9}e  Dupont ".into());
+    rec.peer = Some("origin\tone".into());
+    rec.method = http::Method::from_bytes(b"PROPFIND").unwrap();
+    assert_eq!(
+        line(Format::Squid, false, &rec),
+        "1700000000.123     45 127.0.0.1 TCP_MISS/200 1234 PROPFIND http://example.com/a%20b Rene+Dupont HIER_DIRECT/origin+one text/html;+charset=utf-8\n"
+    );
+    rec.user = Some(String::new());
+    rec.peer = Some("\u{e9}".into());
+    assert!(line(Format::Squid, false, &rec).ends_with(
+        " PROPFIND http://example.com/a%20b - HIER_DIRECT/- text/html;+charset=utf-8\n"
+    ));
+}
+
+#[test]
 fn squid_strip_query_terms_keeps_the_question_mark() {
     assert_eq!(
         line(Format::Squid, true, &with_query()),
