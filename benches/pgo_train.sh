@@ -313,6 +313,7 @@ log "TLS: HTTP/1.1 hits"
 out=$(timeout $((SECS + 30)) wrk -t1 -c"$CONNS" -d"${SECS}s" -H "Host: www.example.com" \
   "https://127.0.0.1:$TLS_PORT/static/1k") || die "wrk over TLS failed"
 grep -q '^Requests/sec' <<<"$out" || die "TLS: no requests: $out"
+log "  $(awk '/requests in/ {print $1, "requests"}' <<<"$out")"
 
 log "TLS: HTTP/2 (curl, multiplexed)"
 T=https://www.example.com:$TLS_PORT
