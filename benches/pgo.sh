@@ -19,8 +19,8 @@
 #
 # Directories (all under target/, none committed): target/pgo-instr (the instrumented build),
 # target/pgo-data (raw profiles, emptied before each training run), target/pgo/cuttle.profdata
-# (the merged profile), target/pgo (the PGO build; target/pgo/trained-from names the tree it was
-# trained and built from, which is what `measure` checks).
+# (the merged profile), target/pgo (the PGO build; target/pgo/trained-from is a digest of the
+# code, build settings and training it was made from, which is what `measure` checks).
 #
 # Env:   REQS (instructions.sh, 500), SECS (seconds per training phase, see pgo_train.sh),
 #        PGO_REBUILD=1 (measure: build even if the PGO binary matches the tree).
@@ -72,10 +72,12 @@ release_build() {
   (cd "$ROOT" && CARGO_TARGET_DIR=$dir cargo build "${cfg[@]}" --release --quiet --bin cuttle)
 }
 
-# The tree a PGO binary is built from: HEAD plus a digest of uncommitted changes.
+# What a PGO binary is made from: the committed and the uncommitted state of the code, the build
+# settings and the training (commits elsewhere, e.g. to the README, do not count).
 tree_id() {
-  (cd "$ROOT" && printf '%s %s\n' "$(git rev-parse HEAD)" \
-    "$(git diff HEAD -- src Cargo.toml Cargo.lock .cargo build.rs | sha256sum | cut -c1-16)")
+  local paths=(src Cargo.toml Cargo.lock .cargo build.rs benches/pgo_train.sh)
+  (cd "$ROOT" && { git ls-files -s -- "${paths[@]}" && git diff HEAD -- "${paths[@]}"; } |
+    sha256sum | cut -c1-16)
 }
 
 build() {
