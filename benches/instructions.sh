@@ -23,6 +23,7 @@
 #        for callgrind_annotate).
 # Output: a Markdown table on stdout (progress on stderr). Needs valgrind, wrk, nginx, curl.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 REQS=${REQS:-500}
 CONNS=${CONNS:-10}
@@ -58,23 +59,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# wait_port PORT SECONDS: wait until something accepts on 127.0.0.1:PORT.
-wait_port() {
-  local port=$1 tries=$(($2 * 10))
-  while [ "$tries" -gt 0 ]; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  return 1
-}
 
 # The origin: nginx serving a cacheable 1 KiB and 100 KiB object, a no-store 1 KiB one, and the
 # cacheable 1 KiB object under any path below /fresh/ (so each new URL there is a stored miss).

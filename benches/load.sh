@@ -23,6 +23,7 @@
 #        builds, e.g. two global allocators).
 # Output: a Markdown table on stdout (progress on stderr). Needs root for apt-get only.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 REPS=${REPS:-5}
 SECS=${SECS:-10}
@@ -81,23 +82,6 @@ install_deps() {
     fi
   done
   export PATH=$PATH:/usr/sbin:/sbin
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# wait_port PORT [SECONDS]: wait until something accepts on 127.0.0.1:PORT.
-wait_port() {
-  local port=$1 tries=$((${2:-15} * 10))
-  while [ "$tries" -gt 0 ]; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  return 1
 }
 
 # pid_from_file FILE: wait for a daemon's pid file.

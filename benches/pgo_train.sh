@@ -27,6 +27,7 @@
 #        CONNS (wrk connections, 8).
 # Output: progress on stderr; exit status 0 only if every phase ran and cuttle exited cleanly.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 SECS=${SECS:-4}
 CONNS=${CONNS:-8}
@@ -57,23 +58,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# wait_port PORT SECONDS: wait until something accepts on 127.0.0.1:PORT.
-wait_port() {
-  local port=$1 tries=$(($2 * 10))
-  while [ "$tries" -gt 0 ]; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  return 1
-}
 
 # The origin: cacheable objects of three sizes, a no-store one, a URL space for stored misses
 # and a stale-at-once one (every hit a revalidation; nginx answers the conditional with 304).

@@ -19,6 +19,7 @@
 # Exit:  0 when there were no errors and RSS after warm-up (the last sample against the one
 #        at a third of the run) grew by less than 20 %; 1 otherwise.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 SOAK_SECS=${SOAK_SECS:-180}
 SAMPLE_SECS=${SAMPLE_SECS:-15}
@@ -42,7 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ORIGIN=$(free_port); ECHO=$(free_port); FWD=$(free_port); REV=$(free_port)
 
 cat >"$TMP/origin.py" <<'EOF'
