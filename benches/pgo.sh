@@ -75,7 +75,7 @@ release_build() {
 # What a PGO binary is made from: the committed and the uncommitted state of the code, the build
 # settings and the training (commits elsewhere, e.g. to the README, do not count).
 tree_id() {
-  local paths=(src Cargo.toml Cargo.lock .cargo build.rs benches/pgo_train.sh)
+  local paths=(src Cargo.toml Cargo.lock .cargo build.rs benches/pgo_train.sh benches/lib.sh)
   (cd "$ROOT" && { git ls-files -s -- "${paths[@]}" && git diff HEAD -- "${paths[@]}"; } |
     sha256sum | cut -c1-16)
 }
