@@ -69,21 +69,8 @@ start_origin() {
   head -c 102400 /dev/urandom >"$TMP/www/static/100k"
   cp "$TMP/www/static/1k" "$TMP/www/nocache/1k"
   ORIGIN_PORT=$(free_port)
-  # `user root` as in load.sh (only a root master reads it; others ignore it with a warning).
-  cat >"$d/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 1024; }
-http {
-  default_type application/octet-stream;
-  keepalive_requests 1000000;
-  client_body_temp_path $d/body;
-  proxy_temp_path $d/proxy;
-  fastcgi_temp_path $d/fastcgi;
-  uwsgi_temp_path $d/uwsgi;
-  scgi_temp_path $d/scgi;
+  # `user root` (lib.sh): only a root master reads it; others ignore it with a warning.
+  write_nginx_conf "$d" <<EOF
   access_log off;
   server {
     listen 127.0.0.1:$ORIGIN_PORT;
@@ -92,7 +79,6 @@ http {
     location /nocache/ { add_header Cache-Control "no-store"; }
     location /fresh/ { add_header Cache-Control "public, max-age=3600"; try_files /static/1k =404; }
   }
-}
 EOF
   nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
   local tries=100

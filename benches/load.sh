@@ -118,31 +118,6 @@ EOF
   start_nginx origin "$d" "$ORIGIN_PORT"
 }
 
-# write_nginx_conf DIR: writes DIR/nginx.conf, the settings both nginx servers share around the
-# rest of the http block, which is read from stdin.
-write_nginx_conf() {
-  local d=$1
-  {
-    cat <<EOF
-user root;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-  default_type application/octet-stream;
-  keepalive_requests 1000000;
-  client_body_temp_path $d/body;
-  proxy_temp_path $d/proxy;
-  fastcgi_temp_path $d/fastcgi;
-  uwsgi_temp_path $d/uwsgi;
-  scgi_temp_path $d/scgi;
-EOF
-    cat
-    echo "}"
-  } >"$d/nginx.conf"
-}
-
 # start_nginx NAME DIR PORT: starts nginx on DIR/nginx.conf pinned to core 0 and records it.
 start_nginx() {
   taskset -c 0 nginx -e "$2/error.log" -p "$2" -c "$2/nginx.conf"

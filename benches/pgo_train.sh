@@ -69,20 +69,7 @@ start_origin() {
   head -c 1048576 /dev/urandom >"$TMP/www/static/1m"
   cp "$TMP/www/static/1k" "$TMP/www/nocache/1k"
   ORIGIN_PORT=$(free_port)
-  cat >"$d/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 1024; }
-http {
-  default_type application/octet-stream;
-  keepalive_requests 1000000;
-  client_body_temp_path $d/body;
-  proxy_temp_path $d/proxy;
-  fastcgi_temp_path $d/fastcgi;
-  uwsgi_temp_path $d/uwsgi;
-  scgi_temp_path $d/scgi;
+  write_nginx_conf "$d" <<EOF
   access_log off;
   server {
     listen 127.0.0.1:$ORIGIN_PORT;
@@ -93,7 +80,6 @@ http {
     location /reval/ { add_header Cache-Control "max-age=0"; try_files /static/1k =404; }
     location /post { return 200 "posted\n"; }
   }
-}
 EOF
   nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
   local tries=100
