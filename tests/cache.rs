@@ -1249,3 +1249,60 @@ async fn the_fill_runs_at_the_origins_pace_whatever_the_first_client_does() {
     );
     assert_eq!(origin.hits(), 1);
 }
+
+/// A stored response with an empty body (a 200 of length 0, a redirect) is committed before the
+/// client has it: the next request, sent at once on the same connection (pipelined, so the
+/// proxy reads it straight after writing the first response), is a hit and not collapsed onto
+/// a fill still in progress. Without the wait, the head of a length-0 response (its whole
+/// message) went out before the commit, and the second request joined the unfinished fill.
+#[tokio::test]
+async fn an_empty_stored_response_is_committed_before_the_client_has_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::builder()
+        .route("/empty", |_| {
+            reply_with(200, "", &[("cache-control", "max-age=60")])
+        })
+        .route("/moved", |_| {
+            reply_with(
+                302,
+                "",
+                &[("cache-control", "max-age=60"), ("location", "/elsewhere")],
+            )
+        })
+        .spawn()
+        .await;
+    let proxy = TestProxy::start("").await;
+    for (round, path) in ["/empty", "/moved", "/empty?2", "/moved?2"]
+        .iter()
+        .enumerate()
+    {
+        let mut conn = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            origin.url(path),
+            origin.addr
+        );
+        conn.write_all(format!("{request}{request}").as_bytes())
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while received.windows(4).filter(|w| w == b"\r\n\r\n").count() < 2 {
+            let n = tokio::time::timeout_at(deadline, conn.read(&mut buf))
+                .await
+                .expect("two responses in time")
+                .unwrap();
+            assert!(n > 0, "closed after {}", String::from_utf8_lossy(&received));
+            received.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&received).to_ascii_lowercase();
+        let second = text.split("\r\n\r\n").nth(1).unwrap();
+        assert!(
+            second.contains("cache-status: cuttle;hit"),
+            "{path}: {second}"
+        );
+        assert!(!second.contains("collapsed"), "{path}: {second}");
+        assert_eq!(origin.hits(), round + 1, "{path}: {text}");
+    }
+}

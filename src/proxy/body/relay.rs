@@ -327,8 +327,10 @@ impl RelayReader {
     }
 
     pub(super) fn is_end_stream(&self) -> bool {
+        // Every announced byte delivered ends the body, but a length of 0 is delivered from
+        // the start: that body ends when the pump does, after the commit.
         if let Some(length) = self.length {
-            if self.delivered >= length {
+            if length > 0 && self.delivered >= length {
                 return true;
             }
         }

@@ -338,7 +338,13 @@ where
             encoder: encoded.encoder,
             done: false,
         };
-        if length == BodyLength::Empty || writing.encoder == Encoder::Length(0) {
+        // A body of length 0 that is not at its end yet is read to its end before the head
+        // goes out (see `poll_response`): an upstream body filling the cache ends only once the
+        // entry is committed, and the head is that response's whole message. Any other body
+        // with nothing to send (HEAD, 204, 304, CONNECT) is not read.
+        if length == BodyLength::Empty
+            || (writing.encoder == Encoder::Length(0) && length != BodyLength::Known(0))
+        {
             writing.done = true;
         }
         poll_fn(|cx| {

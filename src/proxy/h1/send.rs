@@ -109,6 +109,13 @@ where
                     self.end_body(writing)?;
                     continue;
                 }
+                Poll::Pending if writing.encoder == Encoder::Length(0) => {
+                    // Nothing of the body is to be sent, so the head is the whole message:
+                    // it waits for the body's end (an empty response whose cache entry is
+                    // being committed, see `ProxyBody`), so that a client that has it finds
+                    // the entry stored on its next request.
+                    return Poll::Pending;
+                }
                 Poll::Pending => {
                     // The head (or the last chunk) goes out while the body waits.
                     ready!(self.poll_out(cx))?;
