@@ -343,6 +343,7 @@ pub struct Site {
 pub struct UpstreamGroup {
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
+    #[serde(deserialize_with = "server_list")]
     pub servers: Vec<UpstreamServer>,
     /// Extra attempts on other servers after a failure (nginx `proxy_next_upstream_tries` - 1).
     #[serde(default = "default_retries")]
@@ -386,7 +387,8 @@ fn default_next_upstream() -> Vec<String> {
     vec!["error".to_owned(), "timeout".to_owned()]
 }
 
-/// One server in a group (nginx `server` line).
+/// One server in a group (nginx `server` line): a table, or just its address as a string
+/// (`servers = ["10.0.0.11:8080"]`, what an nginx admin writes first) for all the defaults.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamServer {
@@ -406,6 +408,49 @@ pub struct UpstreamServer {
     pub max_conns: u32,
     #[serde(default)]
     pub down: bool,
+}
+
+/// `servers`: each entry a table or an address string.
+fn server_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<UpstreamServer>, D::Error> {
+    /// One entry of the list.
+    struct Entry(UpstreamServer);
+
+    impl<'de> Deserialize<'de> for Entry {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(EntryVisitor)
+        }
+    }
+
+    struct EntryVisitor;
+
+    impl<'de> Visitor<'de> for EntryVisitor {
+        type Value = Entry;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(
+                "a server: \"10.0.0.11:8080\" or { address = \"10.0.0.11:8080\", weight = 2 }",
+            )
+        }
+
+        fn visit_str<E: de::Error>(self, address: &str) -> Result<Entry, E> {
+            Ok(Entry(UpstreamServer {
+                address: address.to_owned(),
+                weight: default_weight(),
+                max_fails: default_max_fails(),
+                fail_timeout: default_fail_timeout(),
+                backup: false,
+                max_conns: 0,
+                down: false,
+            }))
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {
+            UpstreamServer::deserialize(de::value::MapAccessDeserializer::new(map)).map(Entry)
+        }
+    }
+
+    let entries = Vec::<Entry>::deserialize(d)?;
+    Ok(entries.into_iter().map(|Entry(server)| server).collect())
 }
 
 fn default_weight() -> u32 {
@@ -1056,6 +1101,39 @@ pub fn optional_socket_addr<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_is_a_table_or_just_its_address() {
+        let group: UpstreamGroup = toml::from_str(
+            "servers = [\"10.0.0.11:8080\", { address = \"10.0.0.12:8080\", weight = 3, backup = true }]",
+        )
+        .unwrap();
+        let [short, table] = &group.servers[..] else {
+            panic!("two servers: {:?}", group.servers);
+        };
+        assert_eq!(short.address, "10.0.0.11:8080");
+        assert_eq!(
+            (
+                short.weight,
+                short.max_fails,
+                short.fail_timeout.0,
+                short.backup
+            ),
+            (1, 1, Duration::from_secs(10), false),
+            "a string gets the table's defaults"
+        );
+        assert_eq!(table.address, "10.0.0.12:8080");
+        assert_eq!((table.weight, table.backup), (3, true));
+        // A table still refuses unknown keys, and anything else says what it expects.
+        let e = toml::from_str::<UpstreamGroup>("servers = [{ address = \"a:1\", wieght = 2 }]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wieght"), "{e}");
+        let e = toml::from_str::<UpstreamGroup>("servers = [8080]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"10.0.0.11:8080\" or { address"), "{e}");
+    }
 
     #[test]
     fn cidr_accepts_networks_and_bare_addresses() {
