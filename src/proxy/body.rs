@@ -250,8 +250,8 @@ impl ProxyBody {
     }
 
     /// Attaches the transaction that will be logged when this body ends.
-    pub fn with_transaction(mut self, txn: Transaction) -> Self {
-        self.txn = Some(Box::new(txn));
+    pub fn with_transaction(mut self, txn: Box<Transaction>) -> Self {
+        self.txn = Some(txn);
         self
     }
 

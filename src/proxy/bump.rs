@@ -58,7 +58,7 @@ pub fn handle(
     mut req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Shared,
-    mut txn: Transaction,
+    mut txn: Box<Transaction>,
     host: &str,
     port: u16,
 ) -> Response<ProxyBody> {

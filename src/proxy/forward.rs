@@ -30,7 +30,7 @@ pub async fn handle(
     req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
-    mut txn: Transaction,
+    mut txn: Box<Transaction>,
 ) -> Response<ProxyBody> {
     let host = req.uri().host().map(str::to_owned);
     let result = forward(req, conn, shared, &mut txn).await;

@@ -21,10 +21,10 @@ impl Handoff {
 
     /// Hands `txn` to the relay; a relay that is gone (the upgrade failed) drops it, which
     /// logs it as it stands.
-    pub fn send(&self, txn: Transaction) {
+    pub fn send(&self, txn: Box<Transaction>) {
         let sender = self.0.lock().ok().and_then(|mut s| s.take());
         if let Some(sender) = sender {
-            let _ = sender.send(txn);
+            let _ = sender.send(*txn);
         }
     }
 }

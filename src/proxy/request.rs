@@ -86,7 +86,7 @@ impl BumpedOrigin {
 
 /// Attaches `txn` to the response for logging, or answers with the error page.
 pub fn finish(
-    mut txn: Transaction,
+    mut txn: Box<Transaction>,
     result: Result<Response<ProxyBody>, Error>,
     shared: &Shared,
 ) -> Response<ProxyBody> {
@@ -111,7 +111,7 @@ pub fn finish(
 }
 
 /// Answers with the error page for `err` and logs the transaction with it.
-pub fn reply_error(mut txn: Transaction, err: &Error, shared: &Shared) -> Response<ProxyBody> {
+pub fn reply_error(mut txn: Box<Transaction>, err: &Error, shared: &Shared) -> Response<ProxyBody> {
     txn.code = match err.side() {
         _ if err.is_denied() => code::TCP_DENIED,
         Side::Upstream => code::TCP_MISS,

@@ -99,7 +99,7 @@ pub async fn handle(
     host: Option<Authority>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
-    mut txn: Transaction,
+    mut txn: Box<Transaction>,
 ) -> Response<ProxyBody> {
     txn.mode = super::Mode::Reverse;
     let result = route(req, host, conn, shared, &mut txn).await;

@@ -40,7 +40,7 @@ pub async fn handle(
     mut req: Request<ClientBody>,
     conn: &ConnInfo,
     shared: &Shared,
-    mut txn: Transaction,
+    mut txn: Box<Transaction>,
 ) -> Response<ProxyBody> {
     let Opened {
         stream: upstream,
@@ -72,7 +72,7 @@ pub async fn handle(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                relay(upgraded, upstream, idle, txn).await;
+                relay(upgraded, upstream, idle, *txn).await;
                 drop(permit);
             }
             Err(e) => {
