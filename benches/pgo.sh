@@ -26,7 +26,7 @@
 #        PGO_REBUILD=1 (measure: build even if the PGO binary matches the tree).
 # Output: build: progress on stderr, the binary's path on stdout. measure: the two
 #        instructions.sh tables on stdout. A build is two fat-LTO release builds (about 5-9
-#        minutes each on a quiet 2-core machine) and ~70 s of training.
+#        minutes each on a quiet 2-core machine) and ~80 s of training.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

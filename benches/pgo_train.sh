@@ -24,7 +24,7 @@
 # cuttle did not exit cleanly. Everything listens on 127.0.0.1 with ports from the kernel.
 #
 # Usage: CUTTLE=target/pgo-instr/release/cuttle benches/pgo_train.sh
-# Env:   CUTTLE (required), SECS (seconds per wrk phase, default 4: about 70 s in all),
+# Env:   CUTTLE (required), SECS (seconds per wrk phase, default 4: about 80 s in all),
 #        CONNS (wrk connections, 8).
 # Output: progress on stderr; exit status 0 only if every phase ran and cuttle exited cleanly.
 set -euo pipefail

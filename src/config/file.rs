@@ -433,15 +433,10 @@ fn server_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<UpstreamServer>, D
         }
 
         fn visit_str<E: de::Error>(self, address: &str) -> Result<Entry, E> {
-            Ok(Entry(UpstreamServer {
-                address: address.to_owned(),
-                weight: default_weight(),
-                max_fails: default_max_fails(),
-                fail_timeout: default_fail_timeout(),
-                backup: false,
-                max_conns: 0,
-                down: false,
-            }))
+            // Read as the table `{ address = "..." }`, so every other field gets the default
+            // the struct declares.
+            let table = de::value::MapDeserializer::new(std::iter::once(("address", address)));
+            UpstreamServer::deserialize(table).map(Entry)
         }
 
         fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {

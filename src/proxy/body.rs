@@ -438,13 +438,10 @@ impl DiskSlice {
 }
 
 impl UpstreamStream {
-    /// Everything was relayed and the fill, if any, committed. A fill still open keeps the
-    /// stream from ending even when the upstream body is already over (an empty body): the
-    /// writer must poll once more so the commit finishes before the client has the response.
+    /// Everything was relayed (and the fill, if any, finished).
     fn is_end(&self) -> bool {
         self.first.is_none()
             && self.held.is_none()
-            && self.fill.is_none()
             && self.finishing.is_none()
             && self.inner.is_end_stream()
     }
