@@ -296,6 +296,49 @@ async fn http2_cookie_fields_reach_an_http1_origin_joined() {
     proxy.shutdown().await;
 }
 
+/// The HTTP/2 side of `cache.rs`'s pipelined check: a stored response with an empty body (a
+/// 200 of length 0, a 302) ends its stream only once its entry is committed, so the next
+/// request on the connection, sent when the first response has ended, is a plain hit and
+/// not collapsed onto a fill still in progress.
+#[tokio::test]
+async fn http2_an_empty_stored_response_ends_after_its_entry_is_committed() {
+    let origin = Origin::builder()
+        .route("/empty", |_| {
+            reply_with(200, "", &[("cache-control", "max-age=60")])
+        })
+        .route("/moved", |_| {
+            reply_with(
+                302,
+                "",
+                &[("cache-control", "max-age=60"), ("location", "/elsewhere")],
+            )
+        })
+        .spawn()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Ca::new("test ca");
+    let (_, cert, key) = authority.files(dir.path(), &["www.example.test"]);
+    let text = reverse_config(dir.path(), &tls_port(&cert, &key), &servers(origin.addr));
+    let proxy = TestProxy::start_text(&text, None).await;
+    let host = "www.example.test";
+    let (mut sender, _conn) = connect_tls(proxy.addr, host, &authority.pem, &[b"h2"]).await;
+    assert!(matches!(sender, Sender::H2(_)));
+    for (round, path) in ["/empty", "/moved", "/empty?2", "/moved?2"]
+        .iter()
+        .enumerate()
+    {
+        // `send` returns once the body has ended (END_STREAM seen).
+        let first = send(&mut sender, proxy.addr, host, path, &[]).await;
+        assert!(first.status == 200 || first.status == 302, "{path}");
+        let second = send(&mut sender, proxy.addr, host, path, &[]).await;
+        let status = second.headers["cache-status"].to_str().unwrap();
+        assert!(status.contains("hit"), "{path}: {status}");
+        assert!(!status.contains("collapsed"), "{path}: {status}");
+        assert_eq!(origin.hits(), round + 1, "{path}");
+    }
+    proxy.shutdown().await;
+}
+
 #[tokio::test]
 async fn shutdown_closes_open_http2_and_http1_tls_connections_promptly() {
     let origin = cacheable_origin().await;
