@@ -137,8 +137,8 @@ pub struct Outgoing {
 impl Outgoing {
     /// One try of this request at an already chosen next hop: the body moves to it, and the
     /// last try takes the fields where an earlier one keeps them for a retry.
-    fn attempt(&mut self, last: bool) -> Outgoing {
-        Outgoing {
+    fn attempt(&mut self, last: bool) -> Box<Outgoing> {
+        Box::new(Outgoing {
             method: self.method.clone(),
             uri: self.uri.clone(),
             version: self.version,
@@ -150,12 +150,12 @@ impl Outgoing {
             body: self.body.take(),
             client: self.client,
             target: Target::Origin(Resolution::Unneeded),
-        }
+        })
     }
 }
 
 /// Sends `out` to its next hop and waits for the response head and first body frame.
-pub async fn send(shared: &Shared, mut out: Outgoing) -> Result<Upstreamed, Error> {
+pub async fn send(shared: &Shared, mut out: Box<Outgoing>) -> Result<Box<Upstreamed>, Error> {
     // Taken, not cloned: every path below reads it once and no try is sent to it again.
     let target = std::mem::replace(&mut out.target, Target::Origin(Resolution::Unneeded));
     match target {
@@ -215,10 +215,10 @@ pub async fn send(shared: &Shared, mut out: Outgoing) -> Result<Upstreamed, Erro
 async fn send_via_hierarchy(
     shared: &Shared,
     peers: &Arc<Peers>,
-    mut out: Outgoing,
+    mut out: Box<Outgoing>,
     host: HeaderValue,
     resolution: &Resolution,
-) -> Result<Upstreamed, Error> {
+) -> Result<Box<Upstreamed>, Error> {
     let uri_host = out.uri.host().unwrap_or("").to_owned();
     let request = AccessRequest {
         src: out.client,
@@ -261,7 +261,7 @@ async fn send_via_hierarchy(
             continue;
         };
         let sibling = matches!(hop, Hop::Sibling(_));
-        let mut attempt = Outgoing {
+        let mut attempt = Box::new(Outgoing {
             method: out.method.clone(),
             uri: out.uri.clone(),
             version: out.version,
@@ -269,7 +269,7 @@ async fn send_via_hierarchy(
             body: if sibling { None } else { out.body.take() },
             client: out.client,
             target: Target::Origin(Resolution::Unneeded),
-        };
+        });
         if sibling {
             ask_only_if_cached(&mut attempt.headers);
         }
@@ -308,8 +308,8 @@ async fn send_via_hierarchy(
 pub(super) async fn send_to_cache(
     shared: &Shared,
     client: &crate::upstream::Upstream,
-    out: Outgoing,
-) -> Result<Upstreamed, Error> {
+    out: Box<Outgoing>,
+) -> Result<Box<Upstreamed>, Error> {
     let host = out
         .uri
         .authority()
@@ -324,9 +324,9 @@ pub(super) async fn send_to_cache(
 /// so the connection is made by name), never through peers.
 async fn send_bumped(
     shared: &Shared,
-    out: Outgoing,
+    out: Box<Outgoing>,
     host: HeaderValue,
-) -> Result<Upstreamed, Error> {
+) -> Result<Box<Upstreamed>, Error> {
     let Some(client) = &shared.bump_upstream else {
         return Err(Error::new(
             ErrorKind::InvalidRequest,
@@ -347,10 +347,10 @@ async fn send_bumped(
 /// address when a connection cannot be made (a body, once handed over, cannot be re-sent).
 async fn send_direct(
     shared: &Shared,
-    mut out: Outgoing,
+    mut out: Box<Outgoing>,
     host: HeaderValue,
     resolution: &Resolution,
-) -> Result<Upstreamed, Error> {
+) -> Result<Box<Upstreamed>, Error> {
     let peer = out.uri.host().map(str::to_owned);
     let addrs = match resolution {
         Resolution::Checked(addrs) => addrs,
@@ -422,11 +422,11 @@ fn ask_only_if_cached(headers: &mut http::HeaderMap) {
 /// Tries the group's servers in order until one answers acceptably.
 async fn send_to_group(
     shared: &Shared,
-    mut out: Outgoing,
+    mut out: Box<Outgoing>,
     group: &Arc<Group>,
     host_header: &HostHeader,
     client_host: &Authority,
-) -> Result<Upstreamed, Error> {
+) -> Result<Box<Upstreamed>, Error> {
     // Only `hash` balancing looks at the key, so only it pays for making it: the cache key
     // (after `store_id`), so URLs that share a cache entry share a server.
     let key = if group.needs_hash_key() {
@@ -618,10 +618,10 @@ fn observe<T>(
 async fn send_once(
     shared: &Shared,
     upstream: &crate::upstream::Upstream,
-    out: Outgoing,
+    out: Box<Outgoing>,
     uri: Uri,
     host: HeaderValue,
-) -> Result<Upstreamed, Error> {
+) -> Result<Box<Upstreamed>, Error> {
     let Outgoing {
         method,
         version,
@@ -629,7 +629,7 @@ async fn send_once(
         body,
         client,
         ..
-    } = out;
+    } = *out;
     let forward_config = &shared.config.forward;
     headers.insert(header::HOST, host);
     if forward_config.via {
@@ -725,7 +725,7 @@ async fn send_once(
             Ok(Some(Ok(frame))) => Some(frame),
         }
     };
-    Ok(Upstreamed {
+    Ok(Box::new(Upstreamed {
         parts,
         first,
         body,
@@ -733,5 +733,5 @@ async fn send_once(
         guard: None,
         hierarchy: None,
         no_store: false,
-    })
+    }))
 }

@@ -113,7 +113,7 @@ pub async fn handle(
     let asked = tokio::time::Instant::now();
     let up = send(
         shared,
-        Outgoing {
+        Box::new(Outgoing {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
@@ -121,7 +121,7 @@ pub async fn handle(
             body: Some(body),
             client: conn.peer.ip(),
             target,
-        },
+        }),
     )
     .await?;
     txn.upstream_wait = Some(asked.elapsed());
@@ -149,7 +149,7 @@ fn switch(
     conn: &ConnInfo,
     shared: &Shared,
     txn: &mut Transaction,
-    mut up: Upstreamed,
+    mut up: Box<Upstreamed>,
     client_upgrade: super::switch::OnSwitch,
 ) -> Response<ProxyBody> {
     let upstream_upgrade = up.parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -197,7 +197,11 @@ fn switch(
 }
 
 /// An upstream that did not switch: its answer is relayed as is (never stored).
-fn relay_response(shared: &Shared, txn: &mut Transaction, up: Upstreamed) -> Response<ProxyBody> {
+fn relay_response(
+    shared: &Shared,
+    txn: &mut Transaction,
+    up: Box<Upstreamed>,
+) -> Response<ProxyBody> {
     let (mut parts, body) = up.into_relay(shared.upstream.read_timeout());
     let received = parts.version;
     parts.version = Version::HTTP_11;

@@ -80,7 +80,7 @@ pub(super) async fn to_owner(
         };
         let mut headers = ex.parts.headers.clone();
         mark(&mut headers, &cluster);
-        let out = Outgoing {
+        let out = Box::new(Outgoing {
             method: ex.parts.method.clone(),
             uri: ex.parts.uri.clone(),
             version: ex.parts.version,
@@ -88,7 +88,7 @@ pub(super) async fn to_owner(
             body: None,
             client: ex.conn.peer.ip(),
             target: Target::Origin(Resolution::Unneeded),
-        };
+        });
         let asked = Instant::now();
         let sent = send_to_cache(ex.shared, client, out).await;
         let stats = cluster.peers.stats.get(i);
@@ -193,7 +193,7 @@ pub(super) async fn spread_purge(
     mark(&mut headers, &cluster);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, member) in cluster.others() {
-        let out = Outgoing {
+        let out = Box::new(Outgoing {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
@@ -201,7 +201,7 @@ pub(super) async fn spread_purge(
             body: None,
             client,
             target: Target::Origin(Resolution::Unneeded),
-        };
+        });
         let (shared, cluster, name) = (
             Arc::clone(shared),
             Arc::clone(&cluster),

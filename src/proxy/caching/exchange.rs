@@ -48,9 +48,9 @@ impl Exchange<'_> {
         &mut self,
         txn: &mut Transaction,
         headers: HeaderMap,
-    ) -> Result<Upstreamed, Error> {
+    ) -> Result<Box<Upstreamed>, Error> {
         let asked = Instant::now();
-        let out = Outgoing {
+        let out = Box::new(Outgoing {
             method: self.parts.method.clone(),
             uri: self.parts.uri.clone(),
             version: self.parts.version,
@@ -58,7 +58,7 @@ impl Exchange<'_> {
             body: self.body.take(),
             client: self.conn.peer.ip(),
             target: self.target.clone(),
-        };
+        });
         let up = send(self.shared, out).await?;
         // Summed over a revalidation's and a refetch's round trips.
         txn.upstream_wait = Some(txn.upstream_wait.unwrap_or_default() + asked.elapsed());

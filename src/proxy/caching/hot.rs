@@ -78,8 +78,8 @@ pub(super) async fn relay(
     primary: &str,
     epoch: u64,
     request_time: SystemTime,
-    up: Upstreamed,
-) -> Result<Result<Response<ProxyBody>, Upstreamed>, Error> {
+    up: Box<Upstreamed>,
+) -> Result<Result<Response<ProxyBody>, Box<Upstreamed>>, Error> {
     let shared = ex.shared;
     let directives =
         effective_response_directives(&up.parts.headers, &shared.cache.behaviour.targeted_fields);

@@ -145,12 +145,12 @@ pub(super) async fn store_part(
     primary: &str,
     fwd: Fwd,
     leader: Option<Leader>,
-    up: Upstreamed,
+    up: Box<Upstreamed>,
     request_time: SystemTime,
 ) -> Result<Response<ProxyBody>, Error> {
     let cache = &ex.shared.cache;
     let now = ex.shared.clock.now();
-    let pass = |txn: &mut Transaction, up: Upstreamed, reason: &'static str| {
+    let pass = |txn: &mut Transaction, up: Box<Upstreamed>, reason: &'static str| {
         let status = txn.outcome(
             CacheResult::NotStorable { reason },
             CacheStatus {

@@ -31,7 +31,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, found: &Found) {
     for (name, value) in &conditional_request_headers(&stored, found.hit.head.response_time) {
         headers.insert(name.clone(), value.clone());
     }
-    let out = Outgoing {
+    let out = Box::new(Outgoing {
         method: Method::GET,
         uri: ex.parts.uri.clone(),
         version: ex.parts.version,
@@ -39,7 +39,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, found: &Found) {
         body: None,
         client: ex.conn.peer.ip(),
         target: ex.target.clone(),
-    };
+    });
     let request_headers = ex.parts.headers.clone();
     let directives = ex.request.clone();
     let head = Arc::clone(&found.hit.head);
@@ -91,7 +91,7 @@ pub(super) fn spawn_refresh(ex: &Exchange<'_>, primary: &str, found: &Found) {
             }
         };
         let (sink, task) = admitted.start_fill(Some(leader), ticket);
-        let Upstreamed { first, body, .. } = up;
+        let Upstreamed { first, body, .. } = *up;
         fill::drain(
             Prefixed::new(first, body),
             sink,

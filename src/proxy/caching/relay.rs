@@ -30,7 +30,7 @@ pub(super) struct Fetched<'a> {
     pub had_variants: bool,
     /// This request's collapsed-forwarding lead, told the outcome after the commit.
     pub leader: Option<Leader>,
-    pub up: Upstreamed,
+    pub up: Box<Upstreamed>,
     pub request_time: std::time::SystemTime,
 }
 
@@ -127,7 +127,7 @@ pub(super) async fn store_or_pass(
         );
         match served.body {
             BodyPlan::Empty => {
-                let Upstreamed { first, body, .. } = up;
+                let Upstreamed { first, body, .. } = *up;
                 tokio::spawn(fill::drain(
                     Prefixed::new(first, body),
                     sink,
@@ -144,7 +144,7 @@ pub(super) async fn store_or_pass(
             BodyPlan::Range { .. }
                 if content_length.is_some_and(|len| len <= cache.behaviour.range_offset_limit) =>
             {
-                let Upstreamed { first, body, .. } = up;
+                let Upstreamed { first, body, .. } = *up;
                 let prefixed = Prefixed::new(first, body);
                 if fill::drain(prefixed, sink, task, read_timeout).await {
                     if let Lookup::Found { hit, .. } =

@@ -283,7 +283,7 @@ fn slice(bytes: &bytes::Bytes, start: u64, end: u64) -> bytes::Bytes {
 /// Relays an upstream response, filling the cache through `fill` when given.
 pub fn deliver(
     shared: &Shared,
-    up: Upstreamed,
+    up: Box<Upstreamed>,
     status: CacheStatus,
     fill: Option<FillSink>,
 ) -> Response<ProxyBody> {

@@ -131,7 +131,7 @@ fn stale_on_error(
     ex: &Exchange<'_>,
     txn: &mut Transaction,
     found: Found,
-    failure: Result<Upstreamed, Error>,
+    failure: Result<Box<Upstreamed>, Error>,
 ) -> Result<Response<ProxyBody>, Error> {
     let Found { hit, eval, .. } = found;
     let max_stale = ex.shared.cache.behaviour.max_stale.as_secs();

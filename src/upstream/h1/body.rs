@@ -84,15 +84,9 @@ impl Body {
             Framing::Close => Decoder::Close,
         };
         let remote = conn.remote;
-        let live = Live {
-            conn,
-            decoder,
-            writer,
-            keep_alive,
-            home,
-        };
         if framing == Framing::Length(0) {
-            live.release();
+            let clean = keep_alive && writer.is_none() && conn.buf.is_empty();
+            give_back(clean, conn, home);
             return Self {
                 live: None,
                 remote,
@@ -100,7 +94,13 @@ impl Body {
             };
         }
         Self {
-            live: Some(Box::new(live)),
+            live: Some(Box::new(Live {
+                conn,
+                decoder,
+                writer,
+                keep_alive,
+                home,
+            })),
             remote,
             failed: None,
         }
@@ -113,7 +113,11 @@ impl Body {
 
     fn finish(&mut self) {
         if let Some(live) = self.live.take() {
-            live.release();
+            // Only the connection and its home move out of the box (a move of the whole
+            // `Live` copied ~450 bytes per response).
+            let clean = live.clean();
+            let Live { conn, home, .. } = *live;
+            give_back(clean, conn, home);
         }
     }
 
@@ -131,17 +135,13 @@ impl Body {
 }
 
 impl Live {
-    /// Gives the connection back when it may carry another exchange; otherwise it closes.
-    fn release(self) {
-        let clean = self.keep_alive
+    /// The connection may carry another exchange: both sides keep it alive, the request was
+    /// all sent, nothing unread is left, and the body was not framed by the close.
+    fn clean(&self) -> bool {
+        self.keep_alive
             && self.writer.is_none()
             && self.conn.buf.is_empty()
-            && !matches!(self.decoder, Decoder::Close);
-        if let (true, Some(home)) = (clean, self.home) {
-            let mut conn = self.conn;
-            conn.trim();
-            home.pool.keep(&home.uri, conn);
-        }
+            && !matches!(self.decoder, Decoder::Close)
     }
 
     fn ended(&self) -> bool {
@@ -171,6 +171,14 @@ impl Live {
                 Ok(step)
             }
         }
+    }
+}
+
+/// Gives `conn` back to its pool when `clean`; otherwise it closes (dropped).
+fn give_back(clean: bool, mut conn: Connection, home: Option<Home>) {
+    if let (true, Some(home)) = (clean, home) {
+        conn.trim();
+        home.pool.keep(&home.uri, conn);
     }
 }
 

@@ -87,7 +87,11 @@ impl Blocks {
 
     /// Reads a 206 answering `wanted` whole; None (and the response dropped) for any other
     /// answer. `wanted.1` may be past the end when the length was unknown.
-    pub async fn read_block(&self, up: Upstreamed, wanted: (u64, u64)) -> Result<Block, Error> {
+    pub async fn read_block(
+        &self,
+        up: Box<Upstreamed>,
+        wanted: (u64, u64),
+    ) -> Result<Block, Error> {
         let range = response_content_range(&up.parts.headers)
             .filter(|_| up.parts.status == StatusCode::PARTIAL_CONTENT)
             .filter(|r| r.start == wanted.0 && r.end == wanted.1.min(r.complete - 1));
@@ -99,7 +103,7 @@ impl Blocks {
         };
         let Upstreamed {
             parts, first, body, ..
-        } = up;
+        } = *up;
         let body = read_all(
             Prefixed::new(first, body),
             range.len(),
@@ -160,7 +164,7 @@ impl Blocks {
         }
         let ticket = cache.ticket(&self.primary);
         let request_time = self.shared.clock.now();
-        let out = Outgoing {
+        let out = Box::new(Outgoing {
             method: Method::GET,
             uri: self.uri.clone(),
             version: self.version,
@@ -168,7 +172,7 @@ impl Blocks {
             body: None,
             client: self.client,
             target: self.target.clone(),
-        };
+        });
         let up = send(&self.shared, out).await?;
         let block = self.read_block(up, (start, end)).await?;
         let now = self.shared.clock.now();
