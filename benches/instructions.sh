@@ -22,6 +22,10 @@
 #        64 KiB, 8-way, 64-byte lines), KEEP (a directory to keep the callgrind.out files in,
 #        for callgrind_annotate).
 # Output: a Markdown table on stdout (progress on stderr). Needs valgrind, wrk, nginx, curl.
+# Caveat: valgrind's CPUID has no SHA extensions, so under it the disk tier's SHA-256 (cacache's
+# integrity hash, in the stored-miss row) runs sha2's portable code; on a CPU with SHA-NI it
+# runs the SHA-NI code (sha2 picks it at run time), so that row overstates the hashing: about
+# 117k of its ~290k instructions are the portable SHA-256 (session 12, callgrind_annotate).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
