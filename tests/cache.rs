@@ -1258,19 +1258,7 @@ async fn the_fill_runs_at_the_origins_pace_whatever_the_first_client_does() {
 #[tokio::test]
 async fn an_empty_stored_response_is_committed_before_the_client_has_it() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let origin = Origin::builder()
-        .route("/empty", |_| {
-            reply_with(200, "", &[("cache-control", "max-age=60")])
-        })
-        .route("/moved", |_| {
-            reply_with(
-                302,
-                "",
-                &[("cache-control", "max-age=60"), ("location", "/elsewhere")],
-            )
-        })
-        .spawn()
-        .await;
+    let origin = empty_body_origin().await;
     let proxy = TestProxy::start("").await;
     for (round, path) in ["/empty", "/moved", "/empty?2", "/moved?2"]
         .iter()

@@ -136,6 +136,22 @@ async fn https_get(addr: SocketAddr, host: &str, ca_pem: &str, alpn: &[&[u8]], p
     send(&mut sender, addr, host, path, &[]).await
 }
 
+/// A proxy with a reverse TLS port for `www.example.test` in front of `origin` (its files in
+/// `dir`), and an HTTP/2 connection to it (chosen by ALPN) with the connection's task.
+async fn h2_to_reverse_tls(
+    dir: &Path,
+    origin: SocketAddr,
+) -> (TestProxy, Sender, tokio::task::JoinHandle<()>) {
+    let authority = Ca::new("test ca");
+    let (_, cert, key) = authority.files(dir, &["www.example.test"]);
+    let text = reverse_config(dir, &tls_port(&cert, &key), &servers(origin));
+    let proxy = TestProxy::start_text(&text, None).await;
+    let (sender, conn) =
+        connect_tls(proxy.addr, "www.example.test", &authority.pem, &[b"h2"]).await;
+    assert!(matches!(sender, Sender::H2(_)));
+    (proxy, sender, conn)
+}
+
 /// An origin whose `/` is cacheable for a minute.
 async fn cacheable_origin() -> Origin {
     Origin::builder()
@@ -274,13 +290,7 @@ async fn http2_cookie_fields_reach_an_http1_origin_joined() {
         .spawn()
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let authority = Ca::new("test ca");
-    let (_, cert, key) = authority.files(dir.path(), &["www.example.test"]);
-    let text = reverse_config(dir.path(), &tls_port(&cert, &key), &servers(origin.addr));
-    let proxy = TestProxy::start_text(&text, None).await;
-    let (mut sender, _conn) =
-        connect_tls(proxy.addr, "www.example.test", &authority.pem, &[b"h2"]).await;
-    assert!(matches!(sender, Sender::H2(_)));
+    let (proxy, mut sender, _conn) = h2_to_reverse_tls(dir.path(), origin.addr).await;
     let got = send(
         &mut sender,
         proxy.addr,
@@ -302,27 +312,10 @@ async fn http2_cookie_fields_reach_an_http1_origin_joined() {
 /// not collapsed onto a fill still in progress.
 #[tokio::test]
 async fn http2_an_empty_stored_response_ends_after_its_entry_is_committed() {
-    let origin = Origin::builder()
-        .route("/empty", |_| {
-            reply_with(200, "", &[("cache-control", "max-age=60")])
-        })
-        .route("/moved", |_| {
-            reply_with(
-                302,
-                "",
-                &[("cache-control", "max-age=60"), ("location", "/elsewhere")],
-            )
-        })
-        .spawn()
-        .await;
+    let origin = empty_body_origin().await;
     let dir = tempfile::tempdir().unwrap();
-    let authority = Ca::new("test ca");
-    let (_, cert, key) = authority.files(dir.path(), &["www.example.test"]);
-    let text = reverse_config(dir.path(), &tls_port(&cert, &key), &servers(origin.addr));
-    let proxy = TestProxy::start_text(&text, None).await;
+    let (proxy, mut sender, _conn) = h2_to_reverse_tls(dir.path(), origin.addr).await;
     let host = "www.example.test";
-    let (mut sender, _conn) = connect_tls(proxy.addr, host, &authority.pem, &[b"h2"]).await;
-    assert!(matches!(sender, Sender::H2(_)));
     for (round, path) in ["/empty", "/moved", "/empty?2", "/moved?2"]
         .iter()
         .enumerate()

@@ -71,6 +71,9 @@ pub enum HostHeader {
 }
 
 /// A response from upstream, head received, first body frame (if any) already read.
+///
+/// It travels boxed: it is handed up through half a dozen layers (next hop, then the caching
+/// steps), and at ~340 bytes each hand-over was a copy; one allocation costs less.
 #[derive(Debug)]
 pub struct Upstreamed {
     /// Hop-by-hop fields removed; no `Via` added yet.
@@ -119,7 +122,8 @@ impl Upstreamed {
     }
 }
 
-/// What to send upstream.
+/// What to send upstream; boxed on its way down the layers, like [`Upstreamed`] on its way
+/// up (~360 bytes).
 #[derive(Debug)]
 pub struct Outgoing {
     pub method: Method,

@@ -200,6 +200,23 @@ pub fn reply_with(
     }
     response
 }
+/// An origin whose `/empty` is a stored 200 of length 0 and `/moved` a stored 302 with no body
+/// (both fresh for a minute): responses whose whole message is the head.
+pub async fn empty_body_origin() -> Origin {
+    Origin::builder()
+        .route("/empty", |_| {
+            reply_with(200, "", &[("cache-control", "max-age=60")])
+        })
+        .route("/moved", |_| {
+            reply_with(
+                302,
+                "",
+                &[("cache-control", "max-age=60"), ("location", "/elsewhere")],
+            )
+        })
+        .spawn()
+        .await
+}
 
 /// A reply with a byte body.
 pub fn reply_bytes(status: u16, body: Bytes) -> Response<OriginBody> {
