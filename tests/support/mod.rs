@@ -200,6 +200,7 @@ pub fn reply_with(
     }
     response
 }
+
 /// An origin whose `/empty` is a stored 200 of length 0 and `/moved` a stored 302 with no body
 /// (both fresh for a minute): responses whose whole message is the head.
 pub async fn empty_body_origin() -> Origin {
