@@ -417,15 +417,20 @@ impl Disk {
             .map_err(io::Error::other)?
     }
 
-    /// Appends `key → sri` with `head` to cacache's index.
+    /// Appends `key → sri` with `head` to cacache's index, in one blocking job: cacache's
+    /// async insert makes each of its file operations (directory, open, write, flush) a
+    /// blocking job of its own, a hand-off to a pool thread and back every time.
     async fn insert_line(&self, key: &str, sri: &Integrity, head: &StoredHead) -> io::Result<()> {
         let size = usize::try_from(head.body_len).map_err(io::Error::other)?;
         let opts = WriteOpts::new()
             .integrity(sri.clone())
             .size(size)
             .metadata(head.to_json());
-        cacache::index::insert_async(&self.path, key, opts)
+        let path = Arc::clone(&self.path);
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || cacache::index::insert(&path, &key, opts))
             .await
+            .map_err(io::Error::other)?
             .map(drop)
             .map_err(io_error)
     }
