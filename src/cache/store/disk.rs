@@ -220,22 +220,40 @@ impl Disk {
             .map_err(io_error)
     }
 
-    /// Appends `chunk` to a content being written: the one place body bytes go to a file.
+    /// Appends `chunk` to a content being written (a body streamed to disk).
     pub async fn write_content(
         &self,
         writer: &mut cacache::Writer,
         chunk: &[u8],
     ) -> io::Result<()> {
         #[cfg(test)]
-        if let Some(e) = self
-            .faults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
-        {
+        if let Some(e) = self.injected_fault() {
             return Err(e);
         }
         writer.write_all(chunk).await
+    }
+
+    /// Writes `body` as one content file in one blocking job (cacache's async writer makes
+    /// the temporary file, each write and the commit a blocking job of their own).
+    async fn write_whole(&self, body: Bytes) -> io::Result<Integrity> {
+        #[cfg(test)]
+        if let Some(e) = self.injected_fault() {
+            return Err(e);
+        }
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || cacache::write_hash_sync(&*path, &body))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io_error)
+    }
+
+    /// The next error a content write fails with, when a test put one there.
+    #[cfg(test)]
+    fn injected_fault(&self) -> Option<io::Error> {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
     }
 
     /// Writes that found the disk full so far.
@@ -285,6 +303,35 @@ impl Disk {
                 return Err(e);
             }
         };
+        self.point(key, sri, head).await
+    }
+
+    /// Writes `body` (held whole in memory) as `key`'s content in one go and points `key` at
+    /// it with `head`; then evicts. A full disk makes room once and the body is written again
+    /// (the rule of a streamed body's chunks, `Writer::write`); a second failure stores no
+    /// disk copy.
+    pub async fn commit_whole(
+        &self,
+        key: &str,
+        body: Bytes,
+        head: &Arc<StoredHead>,
+    ) -> io::Result<()> {
+        let _changes = self.changes.lock().await;
+        self.settle(key);
+        // Under `changes`, like a streamed writer's commit: an eviction of the same content
+        // for another key cannot delete the file between its write and its index line.
+        let sri = match self.write_whole(body.clone()).await {
+            Err(e) if is_disk_full(&e) => {
+                self.evict_for_full_disk(head.body_len).await;
+                self.write_whole(body).await?
+            }
+            written => written?,
+        };
+        self.point(key, sri, head).await
+    }
+
+    /// The end of a commit, `changes` held: `key`'s index line names `sri`'s content.
+    async fn point(&self, key: &str, sri: Integrity, head: &Arc<StoredHead>) -> io::Result<()> {
         // A new key appends its line; a stored one has its bucket rewritten, so the index
         // keeps one line per key. While the index loads, a key not loaded yet may have a
         // line on disk too: its bucket is rewritten as well (see `record`).

@@ -1,10 +1,13 @@
 //! Filling the store: a body arrives in chunks and becomes visible only at commit.
 //!
 //! The body goes to every tier whose object limit it fits: accumulated for memory (until
-//! it outgrows the memory limit) and streamed into a cacache writer for disk (the disk
-//! copy makes small objects survive a restart, too). Nothing is visible before
-//! [`Writer::commit`], which checks the length; dropping the writer instead discards
-//! everything (cacache deletes its temporary file when its writer drops).
+//! it outgrows the memory limit) and copied to disk (the disk copy makes small objects
+//! survive a restart, too). While the memory copy holds every byte, the disk copy waits
+//! for the commit and is written there whole, in one blocking job; a body that outgrows
+//! memory is streamed into a cacache writer from then on, starting with what memory held.
+//! Nothing is visible before [`Writer::commit`], which checks the length; dropping the
+//! writer instead discards everything (cacache deletes its temporary file when its writer
+//! drops).
 //!
 //! A full disk (ENOSPC, EDQUOT) abandons the partial file, has the disk tier evict room
 //! for the object, and retries once by writing the body so far again, which is possible
@@ -35,8 +38,6 @@ pub struct Writer {
     disk: Sink,
     /// Set by the first error: the store is abandoned.
     failed: bool,
-    /// A full disk was met and room made once already.
-    retried_full_disk: bool,
     /// Tests: runs between the epoch check and the entry becoming visible.
     #[cfg(test)]
     pub(super) pause_before_commit:
@@ -47,7 +48,8 @@ pub struct Writer {
 enum Sink {
     /// No disk tier, too large for it, or its write failed.
     Off,
-    /// Not opened yet (opened on the first chunk, or at commit for an empty body).
+    /// Not opened yet: written whole at commit while the memory copy holds every byte,
+    /// else opened when the body outgrows memory (or at commit for an empty body).
     Pending,
     /// Boxed: cacache's writer is large and most of a writer's life is spent elsewhere.
     Open(Box<cacache::Writer>),
@@ -87,7 +89,6 @@ impl Writer {
             memory,
             disk,
             failed: false,
-            retried_full_disk: false,
             #[cfg(test)]
             pause_before_commit: None,
         })
@@ -125,13 +126,22 @@ impl Writer {
         if self.expected_len.is_some_and(|n| total > n) {
             return Err(self.fail(io::ErrorKind::InvalidData, "body longer than announced"));
         }
+        let mut disk_result = Ok(());
         if total > self.inner.memory.max_object_size() {
-            self.memory = None;
+            if let Some(so_far) = self.memory.take() {
+                // The disk copy waited for the commit while memory held every byte: it is
+                // streamed from now on, starting with those bytes.
+                if matches!(self.disk, Sink::Pending) && !so_far.is_empty() {
+                    disk_result = self.write_disk(&so_far.freeze(), self.written).await;
+                }
+            }
         }
         if let Some(buf) = &mut self.memory {
             buf.extend_from_slice(chunk);
         }
-        let disk_result = self.write_disk(chunk, total).await;
+        if disk_result.is_ok() {
+            disk_result = self.write_disk(chunk, total).await;
+        }
         if let Err(e) = &disk_result {
             tracing::warn!(key = &*self.key, error = %e, "disk cache write failed");
             self.disk = Sink::Off;
@@ -156,6 +166,10 @@ impl Writer {
             return Ok(());
         }
         if matches!(self.disk, Sink::Pending) {
+            if self.memory.is_some() {
+                // Written whole at commit (`Disk::commit_whole`).
+                return Ok(());
+            }
             self.disk = Sink::Open(Box::new(disk.begin().await?));
         }
         let Sink::Open(w) = &mut self.disk else {
@@ -164,22 +178,16 @@ impl Writer {
         let Err(e) = disk.write_content(w, chunk).await else {
             return Ok(());
         };
-        if !is_disk_full(&e) || self.retried_full_disk {
-            return Err(e);
+        if is_disk_full(&e) {
+            // A streamed body has outgrown memory, so nothing holds it to be written again:
+            // the partial file goes first (its bytes count against the full disk too), then
+            // room is made for the next objects. (A body memory holds whole is retried by
+            // `Disk::commit_whole`.)
+            self.disk = Sink::Off;
+            let disk = std::sync::Arc::clone(disk);
+            disk.make_room(self.expected_len.unwrap_or(total)).await;
         }
-        self.retried_full_disk = true;
-        // Drop the partial file first: its bytes count against the full disk too.
-        self.disk = Sink::Off;
-        let disk = std::sync::Arc::clone(disk);
-        disk.make_room(self.expected_len.unwrap_or(total)).await;
-        // The memory copy, when there is one, already holds every byte so far.
-        let Some(so_far) = &self.memory else {
-            return Err(e);
-        };
-        let mut w = disk.begin().await?;
-        disk.write_content(&mut w, so_far).await?;
-        self.disk = Sink::Open(Box::new(w));
-        Ok(())
+        Err(e)
     }
 
     /// Commits (see [`commit`](Self::commit)) unless the URL `epoch` belongs to was
@@ -229,29 +237,34 @@ impl Writer {
             ..
         } = self;
         let head = Arc::new(head);
+        let memory = memory.map(freeze);
         // Listed before it becomes visible (a purge meanwhile finds it) and again after (a
         // sweep meanwhile may have dropped it).
         inner.register((&key).into(), &head, false);
         if let Some(disk) = &inner.disk {
-            let writer = match sink {
-                Sink::Open(w) => Some(*w),
-                Sink::Pending if written <= disk.max_object_size() => Some(disk.begin().await?),
-                _ => None,
-            };
-            match writer {
-                Some(w) => disk.commit(&key, w, &head).await?,
+            match (sink, &memory) {
+                (Sink::Open(w), _) => disk.commit(&key, *w, &head).await?,
+                (Sink::Pending, Some(body)) => {
+                    if let Err(e) = disk.commit_whole(&key, body.clone(), &head).await {
+                        // As for a streamed body's failed write: memory keeps it, and an
+                        // older disk copy must not outlive it.
+                        tracing::warn!(key = &*key, error = %e, "disk cache write failed");
+                        disk.remove(&key).await;
+                    }
+                }
+                (Sink::Pending, None) if written <= disk.max_object_size() => {
+                    let w = disk.begin().await?;
+                    disk.commit(&key, w, &head).await?;
+                }
                 // An older copy must not outlive the memory copy and come back later.
-                None => {
+                _ => {
                     disk.remove(&key).await;
                 }
             }
         }
         match memory {
-            Some(buf) => {
-                inner
-                    .memory
-                    .insert(&key, Arc::clone(&head), freeze(buf))
-                    .await;
+            Some(body) => {
+                inner.memory.insert(&key, Arc::clone(&head), body).await;
             }
             // Likewise an older memory copy would shadow the new disk copy.
             None => {
