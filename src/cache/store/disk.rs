@@ -5,8 +5,9 @@
 //! bytes in process and this file deletes what it evicts. The index also keeps each key's
 //! parsed head, so a hit reads neither cacache's index nor JSON: it opens the content file
 //! directly (`file`), on the worker thread if the file was read moments ago (it is in the
-//! page cache), else on tokio's blocking pool. Bodies go in and out in chunks: a body is
-//! never held whole in memory here unless the caller asked for a small one.
+//! page cache), else on tokio's blocking pool. Bodies go out in chunks; they come in whole
+//! when the memory tier's copy holds them anyway (one blocking job, [`Disk::commit_whole`]),
+//! else in chunks, so a large body is never held whole in memory here.
 //!
 //! Changes (commit, freshen, remove, evict) are serialised by one async lock. Each is a
 //! rename or an index append, and doing them in order keeps cacache's index and ours in
@@ -19,9 +20,10 @@
 //!
 //! A full disk (ENOSPC, EDQUOT: the file system has less room than `max_size` promised) is
 //! met by [`Disk::make_room`]: it evicts least recently used entries worth at least the
-//! object being written and counts the event; the writer then retries once (see `writer`).
-//! A write that still fails is abandoned: cacache deletes the partial file and nothing names
-//! it, so a partial object is never served.
+//! object being written and counts the event; a body held whole is then written once more
+//! ([`Disk::commit_whole`]), a streamed one's disk copy is given up (see `writer`). A write
+//! that fails is abandoned: cacache deletes the partial file and nothing names it, so a
+//! partial object is never served.
 //!
 //! cacache's buckets are append-only; here a new key appends its line, and every other
 //! change (a commit over a stored key, a freshen, a removal) rewrites the key's bucket
