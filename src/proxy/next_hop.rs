@@ -138,26 +138,6 @@ pub struct Outgoing {
     pub target: Target,
 }
 
-impl Outgoing {
-    /// One try of this request at an already chosen next hop: the body moves to it, and the
-    /// last try takes the fields where an earlier one keeps them for a retry.
-    fn attempt(&mut self, last: bool) -> Box<Outgoing> {
-        Box::new(Outgoing {
-            method: self.method.clone(),
-            uri: self.uri.clone(),
-            version: self.version,
-            headers: if last {
-                std::mem::take(&mut self.headers)
-            } else {
-                self.headers.clone()
-            },
-            body: self.body.take(),
-            client: self.client,
-            target: Target::Origin(Resolution::Unneeded),
-        })
-    }
-}
-
 /// Sends `out` to its next hop and waits for the response head and first body frame.
 pub async fn send(shared: &Shared, mut out: Box<Outgoing>) -> Result<Box<Upstreamed>, Error> {
     // Taken, not cloned: every path below reads it once and no try is sent to it again.
@@ -265,7 +245,7 @@ async fn send_via_hierarchy(
             continue;
         };
         let sibling = matches!(hop, Hop::Sibling(_));
-        let mut attempt = Box::new(Outgoing {
+        let mut attempt = Outgoing {
             method: out.method.clone(),
             uri: out.uri.clone(),
             version: out.version,
@@ -273,7 +253,7 @@ async fn send_via_hierarchy(
             body: if sibling { None } else { out.body.take() },
             client: out.client,
             target: Target::Origin(Resolution::Unneeded),
-        });
+        };
         if sibling {
             ask_only_if_cached(&mut attempt.headers);
         }
@@ -283,7 +263,8 @@ async fn send_via_hierarchy(
                 .insert(header::PROXY_AUTHORIZATION, login.clone());
         }
         let started = tokio::time::Instant::now();
-        let sent = send_once(shared, client, attempt, out.uri.clone(), host.clone()).await;
+        let uri = out.uri.clone();
+        let sent = send_once(shared, client, &mut attempt, true, uri, host.clone()).await;
         observe(peers.stats.get(i), &sent, started);
         match sent {
             // 504 from a sibling: not cached there (RFC 9111 §5.2.1.7); anything else but a
@@ -312,7 +293,7 @@ async fn send_via_hierarchy(
 pub(super) async fn send_to_cache(
     shared: &Shared,
     client: &crate::upstream::Upstream,
-    out: Box<Outgoing>,
+    mut out: Box<Outgoing>,
 ) -> Result<Box<Upstreamed>, Error> {
     let host = out
         .uri
@@ -320,7 +301,7 @@ pub(super) async fn send_to_cache(
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad host"))?;
     let uri = out.uri.clone();
-    send_once(shared, client, out, uri, host).await
+    send_once(shared, client, &mut out, true, uri, host).await
 }
 
 /// A request from a bumped tunnel (`https` in forward mode) goes straight to its origin over
@@ -328,7 +309,7 @@ pub(super) async fn send_to_cache(
 /// so the connection is made by name), never through peers.
 async fn send_bumped(
     shared: &Shared,
-    out: Box<Outgoing>,
+    mut out: Box<Outgoing>,
     host: HeaderValue,
 ) -> Result<Box<Upstreamed>, Error> {
     let Some(client) = &shared.bump_upstream else {
@@ -339,7 +320,7 @@ async fn send_bumped(
     };
     let peer = out.uri.host().map(str::to_owned);
     let uri = out.uri.clone();
-    let mut up = send_once(shared, client, out, uri, host).await?;
+    let mut up = send_once(shared, client, &mut out, true, uri, host).await?;
     up.peer = peer;
     up.hierarchy = Some(hier::HIER_DIRECT);
     Ok(up)
@@ -361,7 +342,7 @@ async fn send_direct(
         Resolution::Failed(kind, cause) => return Err(Error::new(*kind, cause.to_string())),
         Resolution::Unneeded => {
             let uri = out.uri.clone();
-            let mut up = send_once(shared, &shared.upstream, out, uri, host).await?;
+            let mut up = send_once(shared, &shared.upstream, &mut out, true, uri, host).await?;
             up.peer = peer;
             up.hierarchy = Some(hier::HIER_DIRECT);
             return Ok(up);
@@ -382,8 +363,7 @@ async fn send_direct(
             .parse()
             .map_err(|_| Error::new(ErrorKind::InvalidRequest, "Invalid URL: bad path"))?;
         let last = has_body || i + 1 == addrs.len();
-        let attempt = out.attempt(last);
-        match send_once(shared, &shared.upstream, attempt, uri, host.clone()).await {
+        match send_once(shared, &shared.upstream, &mut out, last, uri, host.clone()).await {
             Ok(mut up) => {
                 up.peer = peer;
                 up.hierarchy = Some(hier::HIER_DIRECT);
@@ -492,9 +472,8 @@ async fn send_to_group(
         .map_err(|_| Error::new(ErrorKind::InvalidRequest, "invalid Host"))?;
         let guard = group.begin(index);
         let is_last = attempt + 1 >= total;
-        let attempt_out = out.attempt(is_last);
         let started = tokio::time::Instant::now();
-        let sent = send_once(shared, client, attempt_out, uri, host).await;
+        let sent = send_once(shared, client, &mut out, is_last, uri, host).await;
         observe(Some(&server.stats), &sent, started);
         match sent {
             Ok(mut up) => {
@@ -604,7 +583,6 @@ fn check_response_framing(
     Err(Error::new(ErrorKind::InvalidResponse, cause))
 }
 
-/// One request to `uri` (whose authority is where to connect) with `host` as Host, on `upstream`.
 /// Counts one attempt on a server's or peer's statistics.
 fn observe<T>(
     stats: Option<&crate::upstream::stats::ServerStats>,
@@ -619,21 +597,24 @@ fn observe<T>(
     }
 }
 
+/// One try of `out` at `uri` (whose authority is where to connect) with `host` as Host, on
+/// `upstream`. The body moves to it; the `last` try takes the fields where an earlier one
+/// copies them, keeping them for a retry.
 async fn send_once(
     shared: &Shared,
     upstream: &crate::upstream::Upstream,
-    out: Box<Outgoing>,
+    out: &mut Outgoing,
+    last: bool,
     uri: Uri,
     host: HeaderValue,
 ) -> Result<Box<Upstreamed>, Error> {
-    let Outgoing {
-        method,
-        version,
-        mut headers,
-        body,
-        client,
-        ..
-    } = *out;
+    let (method, version, client) = (out.method.clone(), out.version, out.client);
+    let mut headers = if last {
+        std::mem::take(&mut out.headers)
+    } else {
+        out.headers.clone()
+    };
+    let body = out.body.take();
     let forward_config = &shared.config.forward;
     headers.insert(header::HOST, host);
     if forward_config.via {
