@@ -20,7 +20,10 @@
 #        built first with `cargo build --release`; set it to compare two builds), ROW_FILTER
 #        (only rows whose label contains this text), I1 (callgrind's L1i model, "65536,8,64":
 #        64 KiB, 8-way, 64-byte lines), KEEP (a directory to keep the callgrind.out files in,
-#        for callgrind_annotate).
+#        for callgrind_annotate), PROXY (`cuttle`, the default, or `haproxy`: the same rows for
+#        HAProxy's cache, as load.sh configures it, one thread, no log; its requests are counted
+#        by wrk, so each run's few responses in flight when wrk stops, which cancel out of the
+#        difference, are not counted).
 # Output: a Markdown table on stdout (progress on stderr). Needs valgrind, wrk, nginx, curl.
 # Caveat: valgrind's CPUID has no SHA extensions, so under it the disk tier's SHA-256 (cacache's
 # integrity hash, in the stored-miss row) runs sha2's portable code; on a CPU with SHA-NI it
@@ -30,10 +33,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 REQS=${REQS:-500}
+PROXY=${PROXY:-cuttle}
 CONNS=${CONNS:-10}
 I1=${I1:-65536,8,64}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${CUTTLE:-}" ]; then
+if [ "$PROXY" = haproxy ]; then
+  CUTTLE=
+elif [ -z "${CUTTLE:-}" ]; then
   CUTTLE=$ROOT/target/release/cuttle
   printf 'building cuttle (cargo build --release)\n' >&2
   (cd "$ROOT" && cargo build --release --quiet --bin cuttle)
@@ -120,6 +126,40 @@ function response(status, headers, body)
 end
 EOF
 
+# is_hit HEADERS: whether a response head shows a cache hit (cuttle's Cache-Status, the
+# X-Cache field haproxy_config adds).
+is_hit() {
+  grep -Eqi '^(cache-status:.*;[[:space:]]*hit|x-cache: *hit)' <<<"$1"
+}
+
+# haproxy_config PORT: HAProxy's cache in front of the origin, as benches/load.sh runs it, in
+# the foreground (`-db`) so that valgrind follows it.
+haproxy_config() {
+  cat <<EOF
+global
+  nbthread 1
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+cache c
+  total-max-size 256
+  max-object-size 2000000
+  max-age 3600
+frontend f
+  bind 127.0.0.1:$1
+  http-request cache-use c
+  http-response cache-store c
+  http-response set-header X-Cache HIT if { res.cache_hit }
+  default_backend b
+backend b
+  http-reuse always
+  server origin 127.0.0.1:$ORIGIN_PORT
+EOF
+}
+
 # measure PATH REQS EXPECT: one callgrind run; prints "Ir I1mr served". EXPECT is hit, miss
 # or stored-miss (a new URL below PATH each request; the checks use URLs wrk does not).
 measure() {
@@ -127,14 +167,21 @@ measure() {
   run=$TMP/run.$RANDOM
   mkdir -p "$run"
   port=$(free_port)
-  conf=$run/cuttle.toml
-  "$CUTTLE" --print-default-config | awk -v alog="$run/access.log" -v admin="127.0.0.1:$(free_port)" '
-    /^access_log = / { print "access_log = \"" alog "\""; next }
-    /^\[admin\]/ { print; print "listen = \"" admin "\""; next }
-    { print }' >"$conf"
-  valgrind --tool=callgrind --cache-sim=yes --I1="$I1" --callgrind-out-file="$run/callgrind.out" \
-    "$CUTTLE" --config "$conf" --listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT" \
-    --workers 1 --cache-dir "$run/cache" --log-level warn >/dev/null 2>"$run/valgrind.err" &
+  if [ "$PROXY" = haproxy ]; then
+    conf=$run/haproxy.cfg
+    haproxy_config "$port" >"$conf"
+    valgrind --tool=callgrind --cache-sim=yes --I1="$I1" --callgrind-out-file="$run/callgrind.out" \
+      haproxy -db -f "$conf" >/dev/null 2>"$run/valgrind.err" &
+  else
+    conf=$run/cuttle.toml
+    "$CUTTLE" --print-default-config | awk -v alog="$run/access.log" -v admin="127.0.0.1:$(free_port)" '
+      /^access_log = / { print "access_log = \"" alog "\""; next }
+      /^\[admin\]/ { print; print "listen = \"" admin "\""; next }
+      { print }' >"$conf"
+    valgrind --tool=callgrind --cache-sim=yes --I1="$I1" --callgrind-out-file="$run/callgrind.out" \
+      "$CUTTLE" --config "$conf" --listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT" \
+      --workers 1 --cache-dir "$run/cache" --log-level warn >/dev/null 2>"$run/valgrind.err" &
+  fi
   pid=$!
   # This runs in a command substitution, whose exit the main shell's trap does not see.
   trap 'kill -9 "$pid" 2>/dev/null' EXIT
@@ -150,7 +197,7 @@ measure() {
     # really are stored), and a request for another new URL must miss.
     curl -sS -o /dev/null "${url}warm"
     h=$(curl -sS -o /dev/null -D - "${url}warm")
-    grep -qi '^cache-status:.*;[[:space:]]*hit' <<<"$h" || fail "expected ${path}warm to be stored, got: $h"
+    is_hit "$h" || fail "expected ${path}warm to be stored, got: $h"
     h=$(curl -sS -o /dev/null -D - "${url}check")
     expect=miss
     script=$TMP/fresh.lua
@@ -159,8 +206,8 @@ measure() {
     h=$(curl -sS -o /dev/null -D - "$url")
   fi
   case $expect in
-    hit) grep -qi '^cache-status:.*;[[:space:]]*hit' <<<"$h" || fail "expected a hit for $path, got: $h" ;;
-    miss) ! grep -qi '^cache-status:.*;[[:space:]]*hit' <<<"$h" || fail "expected a miss for $path, got: $h" ;;
+    hit) is_hit "$h" || fail "expected a hit for $path, got: $h" ;;
+    miss) ! is_hit "$h" || fail "expected a miss for $path, got: $h" ;;
   esac
   timeout 600 wrk -t1 -c"$CONNS" -d600s -s "$script" "$url" -- "$reqs" >"$run/wrk.out" ||
     fail "wrk failed: $(cat "$run/wrk.out")"
@@ -168,7 +215,11 @@ measure() {
   wait "$pid" || true
   trap - EXIT
   local served
-  served=$(wc -l <"$run/access.log")
+  if [ "$PROXY" = haproxy ]; then
+    served=$reqs
+  else
+    served=$(wc -l <"$run/access.log")
+  fi
   awk -v served="$served" '
     /^events:/ { for (i = 2; i <= NF; i++) col[$i] = i - 1 }
     /^(summary|totals):/ { print $(col["Ir"] + 1), $(col["I1mr"] + 1), served; exit }
@@ -201,8 +252,16 @@ row() {
 }
 
 start_origin
-log "cuttle: $CUTTLE; L1i model $I1; wrk -t1 -c$CONNS"
-echo "| cuttle, per request (callgrind) | instructions | L1i misses | requests |"
+if [ "$PROXY" = haproxy ]; then
+  command -v haproxy >/dev/null || {
+    log "needs haproxy"
+    exit 1
+  }
+  log "HAProxy: $(haproxy -v | head -n1); L1i model $I1; wrk -t1 -c$CONNS"
+else
+  log "cuttle: $CUTTLE; L1i model $I1; wrk -t1 -c$CONNS"
+fi
+echo "| $PROXY, per request (callgrind) | instructions | L1i misses | requests |"
 echo "|---|---|---|---|"
 row "1 KiB memory hit" /static/1k hit
 row "100 KiB hit" /static/100k hit
