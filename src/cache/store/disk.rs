@@ -50,6 +50,14 @@ use super::lru::{DiskIndex, Removed};
 use crate::cache::meta::StoredHead;
 use crate::cache::DiskConfig;
 
+/// What [`Disk::write_whole_and_append`]'s one blocking job did.
+enum Fused {
+    /// The content is written; its index line was appended, or failed to be.
+    Indexed(Integrity, io::Result<()>),
+    /// The content could not be written (nothing was).
+    Unwritten(io::Error),
+}
+
 /// The cacache tier of one directory. Only one `Disk` may use a directory at a time.
 pub(super) struct Disk {
     /// Shared with the blocking reads that open content files.
@@ -249,6 +257,43 @@ impl Disk {
             .map_err(io_error)
     }
 
+    /// [`write_whole`](Self::write_whole) and then, once the content is written,
+    /// [`insert_line`](Self::insert_line) for a key with no line yet, in one blocking job
+    /// instead of two hand-offs to the pool and back (the head's JSON is made there too).
+    async fn write_whole_and_append(
+        &self,
+        key: &str,
+        body: Bytes,
+        head: &Arc<StoredHead>,
+    ) -> Fused {
+        #[cfg(test)]
+        if let Some(e) = self.injected_fault() {
+            return Fused::Unwritten(e);
+        }
+        let Ok(size) = usize::try_from(head.body_len) else {
+            return Fused::Unwritten(io::Error::other("body too large"));
+        };
+        let path = Arc::clone(&self.path);
+        let key = key.to_owned();
+        let head = Arc::clone(head);
+        let job = tokio::task::spawn_blocking(move || {
+            let sri = match cacache::write_hash_sync(&*path, &body) {
+                Ok(sri) => sri,
+                Err(e) => return Fused::Unwritten(io_error(e)),
+            };
+            let opts = WriteOpts::new()
+                .integrity(sri.clone())
+                .size(size)
+                .metadata(head.to_json());
+            let inserted = cacache::index::insert(&path, &key, opts)
+                .map(drop)
+                .map_err(io_error);
+            Fused::Indexed(sri, inserted)
+        });
+        job.await
+            .unwrap_or_else(|e| Fused::Unwritten(io::Error::other(e)))
+    }
+
     /// The next error a content write fails with, when a test put one there.
     #[cfg(test)]
     fn injected_fault(&self) -> Option<io::Error> {
@@ -322,6 +367,21 @@ impl Disk {
         self.settle(key);
         // Under `changes`, like a streamed writer's commit: an eviction of the same content
         // for another key cannot delete the file between its write and its index line.
+        if !self.replaces(key) {
+            // The usual miss: a key with no line yet gets its content and its line in one
+            // blocking job. What fails takes the separate steps' ways below.
+            match self.write_whole_and_append(key, body.clone(), head).await {
+                Fused::Indexed(sri, inserted) => {
+                    return self.pointed(key, sri, head, inserted).await
+                }
+                Fused::Unwritten(e) if is_disk_full(&e) => {
+                    self.evict_for_full_disk(head.body_len).await;
+                    let sri = self.write_whole(body).await?;
+                    return self.point(key, sri, head).await;
+                }
+                Fused::Unwritten(e) => return Err(e),
+            }
+        }
         let sri = match self.write_whole(body.clone()).await {
             Err(e) if is_disk_full(&e) => {
                 self.evict_for_full_disk(head.body_len).await;
@@ -332,16 +392,33 @@ impl Disk {
         self.point(key, sri, head).await
     }
 
+    /// Whether `key`'s index line must replace one (its bucket rewritten) rather than be
+    /// appended: a new key appends its line; a stored one has its bucket rewritten, so the
+    /// index keeps one line per key. While the index loads, a key not loaded yet may have a
+    /// line on disk too: its bucket is rewritten as well (see `record`).
+    fn replaces(&self, key: &str) -> bool {
+        self.lock().contains(key) || self.pending_is_some()
+    }
+
     /// The end of a commit, `changes` held: `key`'s index line names `sri`'s content.
     async fn point(&self, key: &str, sri: Integrity, head: &Arc<StoredHead>) -> io::Result<()> {
-        // A new key appends its line; a stored one has its bucket rewritten, so the index
-        // keeps one line per key. While the index loads, a key not loaded yet may have a
-        // line on disk too: its bucket is rewritten as well (see `record`).
-        let replaces = |disk: &Self| disk.lock().contains(key) || disk.pending_is_some();
-        let mut inserted = self.record(key, &sri, head, replaces(self)).await;
+        let inserted = self.record(key, &sri, head, self.replaces(key)).await;
+        self.pointed(key, sri, head, inserted).await
+    }
+
+    /// [`point`](Self::point) once the index line was written, or failed to be (`inserted`):
+    /// a full disk makes room and the line is written again; a line that cannot be written
+    /// leaves no content behind; a written one enters the in-memory index.
+    async fn pointed(
+        &self,
+        key: &str,
+        sri: Integrity,
+        head: &Arc<StoredHead>,
+        mut inserted: io::Result<()>,
+    ) -> io::Result<()> {
         if inserted.as_ref().is_err_and(is_disk_full) {
             self.evict_for_full_disk(head.body_len).await;
-            inserted = self.record(key, &sri, head, replaces(self)).await;
+            inserted = self.record(key, &sri, head, self.replaces(key)).await;
         }
         if let Err(e) = inserted {
             if !self.lock().references(&sri) {
