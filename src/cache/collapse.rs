@@ -12,7 +12,9 @@
 //! A response that turns out not storable also leaves a *hit-for-miss* marker (Varnish's
 //! term) on the key for [`HIT_FOR_MISS_TTL`]: while it lasts, requests for the key do not
 //! queue behind a fetch that will likely be uncacheable again; each fetches on its own (as a
-//! miss, so a response that has become storable is stored, and that clears the marker). The
+//! miss, so a response that has become storable is stored, and that clears the marker).
+//! Another response not storable renews the marker only in its last [`RENEW_WITHIN`], so a
+//! key that is never storable costs one table lookup per request. The
 //! table is touched only on misses, never on the hit path; its lock is held for a map
 //! operation, never across an await.
 
@@ -29,6 +31,10 @@ use super::tap::Tap;
 /// How long a key stays hit-for-miss after a response for it was not storable (Varnish's
 /// built-in VCL marks uncacheable objects for 120 s).
 pub const HIT_FOR_MISS_TTL: Duration = Duration::from_secs(120);
+
+/// A marker with more than this left is not renewed by another response not storable: a key
+/// that is never storable keeps its marker while costing one lookup per request, not two.
+pub const RENEW_WITHIN: Duration = Duration::from_secs(60);
 
 /// Most hit-for-miss markers kept; past this, expired ones are swept and new ones dropped.
 const MAX_MARKERS: usize = 10_000;
@@ -76,6 +82,9 @@ struct InFlight {
 #[derive(Debug)]
 pub struct Leader {
     key: String,
+    /// Joined under a hit-for-miss marker with more than [`RENEW_WITHIN`] left: a response
+    /// not storable leaves it as it is.
+    marked: bool,
     /// The waiters' channel and count; `None` for a fetch made under a hit-for-miss marker,
     /// which is in no table and so has nobody to tell (and costs no channel).
     waiters: Option<Waiters>,
@@ -149,8 +158,11 @@ impl Collapser {
     pub fn join(&self, key: &str) -> Role {
         let mut table = self.lock();
         if let Some(until) = table.hit_for_miss.get(key) {
-            if *until > Instant::now() {
-                return Role::Leader(self.leader(key, None));
+            let now = Instant::now();
+            if *until > now {
+                let mut leader = self.leader(key, None);
+                leader.marked = *until - now > RENEW_WITHIN;
+                return Role::Leader(leader);
             }
             table.hit_for_miss.remove(key);
         }
@@ -186,6 +198,7 @@ impl Collapser {
     fn leader(&self, key: &str, waiters: Option<Waiters>) -> Leader {
         Leader {
             key: key.to_owned(),
+            marked: false,
             waiters,
             table: self.clone(),
         }
@@ -250,9 +263,12 @@ impl Leader {
     }
 
     /// The response is not storable: release the waiters at once to fetch on their own, and
-    /// mark the key hit-for-miss so that the next requests do not queue.
+    /// mark the key hit-for-miss so that the next requests do not queue (or renew its marker,
+    /// unless it has more than [`RENEW_WITHIN`] left).
     pub fn pass(self) {
-        self.table.lock().mark_hit_for_miss(&self.key);
+        if !self.marked {
+            self.table.lock().mark_hit_for_miss(&self.key);
+        }
         self.tell(Outcome::NotStored);
     }
 }
@@ -454,5 +470,31 @@ mod tests {
         assert!(!table.is_hit_for_miss("k"));
         let _leader = table.join("k");
         assert!(matches!(table.join("k"), Role::Waiter(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_marker_is_renewed_only_in_its_last_minute() {
+        let table = Collapser::default();
+        let pass = |table: &Collapser| {
+            let Role::Leader(leader) = table.join("k") else {
+                panic!("no one waits under a marker")
+            };
+            leader.pass();
+        };
+        pass(&table);
+        // Half-way: another response not storable leaves the marker's end where it was.
+        tokio::time::advance(RENEW_WITHIN - Duration::from_secs(10)).await;
+        pass(&table);
+        tokio::time::advance(HIT_FOR_MISS_TTL - RENEW_WITHIN + Duration::from_secs(11)).await;
+        assert!(
+            !table.is_hit_for_miss("k"),
+            "not renewed with over a minute left"
+        );
+        // In its last minute it is renewed for the whole time again.
+        pass(&table);
+        tokio::time::advance(HIT_FOR_MISS_TTL - Duration::from_secs(30)).await;
+        pass(&table);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(table.is_hit_for_miss("k"), "renewed 30 s before its end");
     }
 }
