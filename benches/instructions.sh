@@ -20,7 +20,8 @@
 #        built first with `cargo build --release`; set it to compare two builds), ROW_FILTER
 #        (only rows whose label contains this text), I1 (callgrind's L1i model, "65536,8,64":
 #        64 KiB, 8-way, 64-byte lines), KEEP (a directory to keep the callgrind.out files in,
-#        for callgrind_annotate), PROXY (`cuttle`, the default, or `haproxy`: the same rows for
+#        for callgrind_annotate), FIELDS (a file of request fields, `Name: value` a line, that
+#        wrk adds to every request: a browser's, say; wrk's own request has only Host), PROXY (`cuttle`, the default, or `haproxy`: the same rows for
 #        HAProxy's cache, as load.sh configures it, one thread, no log; its requests are counted
 #        by wrk, so each run's few responses in flight when wrk stops, which cancel out of the
 #        difference, are not counted).
@@ -34,6 +35,13 @@ set -euo pipefail
 
 REQS=${REQS:-500}
 PROXY=${PROXY:-cuttle}
+# FIELDS: a file of request fields wrk adds to every request, one `Name: value` per line.
+declare -a WRK_FIELDS=()
+if [ -n "${FIELDS:-}" ]; then
+  while IFS= read -r line; do
+    [ -n "$line" ] && WRK_FIELDS+=(-H "$line")
+  done <"$FIELDS"
+fi
 CONNS=${CONNS:-10}
 I1=${I1:-65536,8,64}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -209,7 +217,7 @@ measure() {
     hit) is_hit "$h" || fail "expected a hit for $path, got: $h" ;;
     miss) ! is_hit "$h" || fail "expected a miss for $path, got: $h" ;;
   esac
-  timeout 600 wrk -t1 -c"$CONNS" -d600s -s "$script" "$url" -- "$reqs" >"$run/wrk.out" ||
+  timeout 600 wrk -t1 -c"$CONNS" -d600s "${WRK_FIELDS[@]}" -s "$script" "$url" -- "$reqs" >"$run/wrk.out" ||
     fail "wrk failed: $(cat "$run/wrk.out")"
   kill -TERM "$pid"
   wait "$pid" || true

@@ -29,7 +29,8 @@
 //!                                         answers decided by proxy::icp_answer)
 //! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests),
 //!         cli (the clap definition main parses; man page and completions come from it),
-//!         chunked (RFC 9112 §7.1 decoder, no I/O: proxy::h1 and upstream::h1 both use it)
+//!         chunked (RFC 9112 §7.1 decoder, no I/O: proxy::h1 and upstream::h1 both use it),
+//!         field_names (a connection's field names memoised by position: both HTTP/1 codecs)
 //! ```
 //! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::format`) use no
 //! sockets or clocks; only `proxy` sees access, upstream and log together; each module owns its
@@ -46,6 +47,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod field_names;
 pub mod icp;
 pub mod log;
 pub mod metrics;

@@ -45,6 +45,7 @@ pub use upgrade::{OnUpgrade, Upgraded};
 use super::client_conn::ClientIo;
 use crate::cache::serve::HitHead;
 use crate::error::BoxError;
+use crate::field_names::NameMemo;
 use read::{FieldAt, Framing, HeadError};
 use send::{Out, Writing};
 use write::{BodyLength, Encoder, ForRequest};
@@ -101,6 +102,7 @@ where
         rbuf: BytesMut::with_capacity(READ_SIZE),
         out: Out::default(),
         fields: Vec::new(),
+        names: NameMemo::default(),
         headers: None,
         read_eof: false,
         settings,
@@ -149,6 +151,8 @@ struct Conn<T> {
     out: Out,
     /// Scratch space for the parser.
     fields: Vec<FieldAt>,
+    /// The client's field names, by position (it sends the same ones on every request).
+    names: NameMemo,
     /// The last response's header map, cleared, for the next request (saves its allocation).
     headers: Option<HeaderMap>,
     /// The client sent EOF.
@@ -172,6 +176,7 @@ where
                     self.settings.max_head,
                     headers,
                     &mut self.fields,
+                    &mut self.names,
                 ) {
                     Ok(Some(head)) => return Poll::Ready(Ok(Some(head))),
                     Ok(None) => {}

@@ -8,10 +8,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Uri, Version};
 
 use super::super::proxy_connection;
+use crate::field_names::NameMemo;
 
 /// Most field lines a head may carry (hyper's `DEFAULT_MAX_HEADERS`); more is 431.
 pub const MAX_HEADERS: usize = 100;
@@ -79,12 +80,14 @@ pub struct FieldAt {
 
 /// Parses the head at the start of `buf`; `Ok(None)` when more bytes are needed. A complete
 /// head is split off `buf` (what follows, a body or a pipelined request, stays). `headers` is
-/// an empty map to fill (the connection reuses one), `fields` scratch space.
+/// an empty map to fill (the connection reuses one), `fields` scratch space, `names` the
+/// connection's memo of its client's field names.
 pub fn parse(
     buf: &mut BytesMut,
     max_head: usize,
     headers: HeaderMap,
     fields: &mut Vec<FieldAt>,
+    names: &mut NameMemo,
 ) -> Result<Option<Head>, HeadError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -126,7 +129,7 @@ pub fn parse(
     let head = buf.split_to(len).freeze();
     let uri =
         Uri::from_maybe_shared(head.slice(path.0..path.1)).map_err(|_| HeadError::Malformed)?;
-    frame(head, method, uri, version == 1, headers, fields).map(Some)
+    frame(head, method, uri, version == 1, headers, fields, names).map(Some)
 }
 
 /// Where `part` (a slice of `whole`) lies in it.
@@ -144,6 +147,7 @@ fn frame(
     http11: bool,
     mut headers: HeaderMap,
     fields: &[FieldAt],
+    names: &mut NameMemo,
 ) -> Result<Head, HeadError> {
     let mut framing = Framing::None;
     let mut keep_alive = http11;
@@ -155,13 +159,15 @@ fn frame(
     let mut is_te_chunked = false;
     let mut wants_upgrade = method == Method::CONNECT;
     headers.reserve(fields.len());
-    for at in fields {
+    for (position, at) in fields.iter().enumerate() {
         let (name_bytes, value_bytes) =
             (&head[at.name.0..at.name.1], &head[at.value.0..at.value.1]);
         let name = if proxy_connection::means_keep_alive(name_bytes, value_bytes) {
             header::CONNECTION
         } else {
-            HeaderName::from_bytes(name_bytes).map_err(|_| HeadError::Malformed)?
+            names
+                .name(position, name_bytes)
+                .map_err(|_| HeadError::Malformed)?
         };
         // httparse checked the value's bytes.
         let value = HeaderValue::from_maybe_shared(head.slice(at.value.0..at.value.1))
@@ -283,15 +289,27 @@ mod tests {
 
     fn parse_all(text: &str) -> Result<Option<Head>, HeadError> {
         let mut buf = BytesMut::from(text.as_bytes());
-        parse(&mut buf, 64 * 1024, HeaderMap::new(), &mut Vec::new())
+        parse(
+            &mut buf,
+            64 * 1024,
+            HeaderMap::new(),
+            &mut Vec::new(),
+            &mut NameMemo::default(),
+        )
     }
 
     #[test]
     fn a_simple_head_is_parsed_and_leaves_what_follows() {
         let mut buf = BytesMut::from(&b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nGET /next"[..]);
-        let head = parse(&mut buf, 1024, HeaderMap::new(), &mut Vec::new())
-            .unwrap()
-            .unwrap();
+        let head = parse(
+            &mut buf,
+            1024,
+            HeaderMap::new(),
+            &mut Vec::new(),
+            &mut NameMemo::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(head.method, Method::GET);
         assert_eq!(head.uri, "/a?b");
         assert_eq!(head.headers["host"], "x");
@@ -306,7 +324,14 @@ mod tests {
             .unwrap()
             .is_none());
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: xxxxxxxxxxxxxxxxxxxx"[..]);
-        let err = parse(&mut buf, 16, HeaderMap::new(), &mut Vec::new()).unwrap_err();
+        let err = parse(
+            &mut buf,
+            16,
+            HeaderMap::new(),
+            &mut Vec::new(),
+            &mut NameMemo::default(),
+        )
+        .unwrap_err();
         assert_eq!(err, HeadError::TooLarge);
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x{i}: y\r\n")).collect();
         let err = parse_all(&format!("GET / HTTP/1.1\r\n{many}\r\n")).unwrap_err();

@@ -44,6 +44,7 @@ use super::informational::OnInformational;
 use super::request_body::RequestBody;
 use super::stream::Counted;
 use crate::error::{Error, ErrorKind};
+use crate::field_names::NameMemo;
 
 /// First read size; doubled while reads fill it, up to [`MAX_READ`], halved after a read of
 /// less than a quarter of it (as hyper's adaptive read buffer).
@@ -65,6 +66,8 @@ pub struct Connection {
     info: Arc<Connected>,
     /// The server's address, read from `info` once, for each response's [`Body`].
     remote: Option<SocketAddr>,
+    /// The field names this server sent, by position (it sends the same ones every time).
+    names: NameMemo,
 }
 
 /// What an idle connection goes back to: the pool that keeps it, under the request's URI.
@@ -105,6 +108,7 @@ impl Connection {
             read_size: FIRST_READ,
             info,
             remote,
+            names: NameMemo::default(),
         }
     }
 
@@ -232,7 +236,13 @@ fn exchange(
     }
     loop {
         if !conn.buf.is_empty() {
-            match read::parse(&mut conn.buf, &msg.method, max_head, &mut msg.spare)? {
+            match read::parse(
+                &mut conn.buf,
+                &msg.method,
+                max_head,
+                &mut msg.spare,
+                &mut conn.names,
+            )? {
                 Parsed::Final(head) => return Poll::Ready(Ok(head)),
                 Parsed::Interim(parts) => {
                     // RFC 9110 §15.2: a client "MUST be able to parse one or more 1xx

@@ -11,10 +11,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 use crate::error::{Error, ErrorKind};
+use crate::field_names::NameMemo;
 
 /// Most fields a response head may have (hyper's default).
 pub const MAX_FIELDS: usize = 100;
@@ -59,12 +60,14 @@ struct Indices {
 
 /// Parses a response head from the front of `buf`, which may hold at most `max` bytes of it.
 /// The fields go into `spare` (taken from it once a head is complete): an empty map whose
-/// allocation is reused, the request's own (see `Message`).
+/// allocation is reused, the request's own (see `Message`); their names come through the
+/// connection's `names`.
 pub fn parse(
     buf: &mut BytesMut,
     method: &Method,
     max: usize,
     spare: &mut HeaderMap,
+    names: &mut NameMemo,
 ) -> Result<Parsed, Error> {
     // Sized to the fields parsed: a fixed array of MAX_FIELDS would be zeroed on every parse.
     let mut indices: Vec<Indices> = Vec::new();
@@ -119,8 +122,9 @@ pub fn parse(
     // The framing fields, noted on the way so that none is looked up again.
     let mut lengths = Lengths::None;
     let mut coded = false;
-    for at in &indices {
-        let name = HeaderName::from_bytes(&head[at.name.0..at.name.1])
+    for (position, at) in indices.iter().enumerate() {
+        let name = names
+            .name(position, &head[at.name.0..at.name.1])
             .map_err(|_| invalid("invalid field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(at.value.0..at.value.1))
             .map_err(|_| invalid("invalid field value"))?;
@@ -295,7 +299,13 @@ mod tests {
 
     fn head(bytes: &[u8], method: &Method) -> Result<Head, Error> {
         let mut buf = BytesMut::from(bytes);
-        match parse(&mut buf, method, 1024, &mut HeaderMap::new())? {
+        match parse(
+            &mut buf,
+            method,
+            1024,
+            &mut HeaderMap::new(),
+            &mut NameMemo::default(),
+        )? {
             Parsed::Final(head) => Ok(head),
             other => panic!("{other:?}"),
         }
@@ -367,13 +377,27 @@ mod tests {
     fn interim_heads_bad_heads_and_the_size_limit() {
         let mut buf =
             BytesMut::from(&b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1"[..]);
-        match parse(&mut buf, &Method::GET, 1024, &mut HeaderMap::new()).unwrap() {
+        match parse(
+            &mut buf,
+            &Method::GET,
+            1024,
+            &mut HeaderMap::new(),
+            &mut NameMemo::default(),
+        )
+        .unwrap()
+        {
             Parsed::Interim(parts) => assert_eq!(parts.status, 103),
             other => panic!("{other:?}"),
         }
         assert_eq!(&buf[..], b"HTTP/1.1");
         assert!(matches!(
-            parse(&mut buf, &Method::GET, 1024, &mut HeaderMap::new()),
+            parse(
+                &mut buf,
+                &Method::GET,
+                1024,
+                &mut HeaderMap::new(),
+                &mut NameMemo::default()
+            ),
             Ok(Parsed::Partial)
         ));
         let folded = b"HTTP/1.1 200 OK\r\nx-a: 1\r\n  2\r\ncontent-length: 0\r\n\r\n";
@@ -381,7 +405,14 @@ mod tests {
         assert!(head(b"HTTP/1.1 2000 OK\r\n\r\n", &Method::GET).is_err());
         let mut big = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
         big.extend_from_slice(&[b'x'; 2048]);
-        let err = parse(&mut big, &Method::GET, 1024, &mut HeaderMap::new()).unwrap_err();
+        let err = parse(
+            &mut big,
+            &Method::GET,
+            1024,
+            &mut HeaderMap::new(),
+            &mut NameMemo::default(),
+        )
+        .unwrap_err();
         assert!(err.cause().contains("too large"), "{err}");
         let odd = head(
             b"HTTP/1.1 200 Fine\r\ncontent-length: 0\r\n\r\n",
