@@ -21,10 +21,11 @@
 #        (only rows whose label contains this text), I1 (callgrind's L1i model, "65536,8,64":
 #        64 KiB, 8-way, 64-byte lines), KEEP (a directory to keep the callgrind.out files in,
 #        for callgrind_annotate), FIELDS (a file of request fields, `Name: value` a line, that
-#        wrk adds to every request: a browser's, say; wrk's own request has only Host), PROXY (`cuttle`, the default, or `haproxy`: the same rows for
-#        HAProxy's cache, as load.sh configures it, one thread, no log; its requests are counted
-#        by wrk, so each run's few responses in flight when wrk stops, which cancel out of the
-#        difference, are not counted).
+#        wrk adds to every request: benches/browser_fields.txt has a browser's; wrk's own
+#        request has only Host), PROXY (`cuttle`, the default, or `haproxy`: the same rows for
+#        HAProxy's cache, as load.sh configures it, one thread, no log; its requests are
+#        counted by wrk, so each run's few responses in flight when wrk stops, which cancel out
+#        of the difference, are not counted).
 # Output: a Markdown table on stdout (progress on stderr). Needs valgrind, wrk, nginx, curl.
 # Caveat: valgrind's CPUID has no SHA extensions, so under it the disk tier's SHA-256 (cacache's
 # integrity hash, in the stored-miss row) runs sha2's portable code; on a CPU with SHA-NI it
@@ -135,38 +136,11 @@ end
 EOF
 
 # is_hit HEADERS: whether a response head shows a cache hit (cuttle's Cache-Status, the
-# X-Cache field haproxy_config adds).
+# X-Cache field lib.sh's haproxy_cache_config adds).
 is_hit() {
   grep -Eqi '^(cache-status:.*;[[:space:]]*hit|x-cache: *hit)' <<<"$1"
 }
 
-# haproxy_config PORT: HAProxy's cache in front of the origin, as benches/load.sh runs it, in
-# the foreground (`-db`) so that valgrind follows it.
-haproxy_config() {
-  cat <<EOF
-global
-  nbthread 1
-defaults
-  mode http
-  option http-keep-alive
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-cache c
-  total-max-size 256
-  max-object-size 2000000
-  max-age 3600
-frontend f
-  bind 127.0.0.1:$1
-  http-request cache-use c
-  http-response cache-store c
-  http-response set-header X-Cache HIT if { res.cache_hit }
-  default_backend b
-backend b
-  http-reuse always
-  server origin 127.0.0.1:$ORIGIN_PORT
-EOF
-}
 
 # measure PATH REQS EXPECT: one callgrind run; prints "Ir I1mr served". EXPECT is hit, miss
 # or stored-miss (a new URL below PATH each request; the checks use URLs wrk does not).
@@ -177,7 +151,7 @@ measure() {
   port=$(free_port)
   if [ "$PROXY" = haproxy ]; then
     conf=$run/haproxy.cfg
-    haproxy_config "$port" >"$conf"
+    haproxy_cache_config "$port" "$ORIGIN_PORT" >"$conf"
     valgrind --tool=callgrind --cache-sim=yes --I1="$I1" --callgrind-out-file="$run/callgrind.out" \
       haproxy -db -f "$conf" >/dev/null 2>"$run/valgrind.err" &
   else

@@ -43,3 +43,34 @@ EOF
     echo "}"
   } >"$d/nginx.conf"
 }
+
+# haproxy_cache_config PORT ORIGIN_PORT [PIDFILE]: HAProxy's cache on PORT in front of the
+# origin, one thread, no log, as every bench runs it (a hit gets `X-Cache: HIT`). With PIDFILE
+# it daemonises and writes its pid there; without, it stays in the foreground (`-db`).
+haproxy_cache_config() {
+  local global=""
+  [ -n "${3:-}" ] && global=$'\n  daemon\n  pidfile '"$3"
+  cat <<EOF
+global
+  nbthread 1$global
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+cache c
+  total-max-size 256
+  max-object-size 2000000
+  max-age 3600
+frontend f
+  bind 127.0.0.1:$1
+  http-request cache-use c
+  http-response cache-store c
+  http-response set-header X-Cache HIT if { res.cache_hit }
+  default_backend b
+backend b
+  http-reuse always
+  server origin 127.0.0.1:$2
+EOF
+}

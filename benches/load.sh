@@ -205,31 +205,7 @@ start_haproxy() {
   local d=$TMP/haproxy port
   port=$(free_port)
   mkdir -p "$d"
-  cat >"$d/haproxy.cfg" <<EOF
-global
-  daemon
-  nbthread 1
-  pidfile $d/haproxy.pid
-defaults
-  mode http
-  option http-keep-alive
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-cache c
-  total-max-size 256
-  max-object-size 2000000
-  max-age 3600
-frontend f
-  bind 127.0.0.1:$port
-  http-request cache-use c
-  http-response cache-store c
-  http-response set-header X-Cache HIT if { res.cache_hit }
-  default_backend b
-backend b
-  http-reuse always
-  server origin 127.0.0.1:$ORIGIN_PORT
-EOF
+  haproxy_cache_config "$port" "$ORIGIN_PORT" "$d/haproxy.pid" >"$d/haproxy.cfg"
   launch_daemon haproxy "$d" "$d/haproxy.pid" "$port" haproxy -f "$d/haproxy.cfg"
 }
 

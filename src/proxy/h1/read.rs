@@ -288,10 +288,14 @@ mod tests {
     use super::*;
 
     fn parse_all(text: &str) -> Result<Option<Head>, HeadError> {
-        let mut buf = BytesMut::from(text.as_bytes());
+        parse_at_most(&mut BytesMut::from(text.as_bytes()), 64 * 1024)
+    }
+
+    /// `parse` with fresh scratch space and a head limit of `max`.
+    fn parse_at_most(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, HeadError> {
         parse(
-            &mut buf,
-            64 * 1024,
+            buf,
+            max,
             HeaderMap::new(),
             &mut Vec::new(),
             &mut NameMemo::default(),
@@ -301,15 +305,7 @@ mod tests {
     #[test]
     fn a_simple_head_is_parsed_and_leaves_what_follows() {
         let mut buf = BytesMut::from(&b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nGET /next"[..]);
-        let head = parse(
-            &mut buf,
-            1024,
-            HeaderMap::new(),
-            &mut Vec::new(),
-            &mut NameMemo::default(),
-        )
-        .unwrap()
-        .unwrap();
+        let head = parse_at_most(&mut buf, 1024).unwrap().unwrap();
         assert_eq!(head.method, Method::GET);
         assert_eq!(head.uri, "/a?b");
         assert_eq!(head.headers["host"], "x");
@@ -324,14 +320,7 @@ mod tests {
             .unwrap()
             .is_none());
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: xxxxxxxxxxxxxxxxxxxx"[..]);
-        let err = parse(
-            &mut buf,
-            16,
-            HeaderMap::new(),
-            &mut Vec::new(),
-            &mut NameMemo::default(),
-        )
-        .unwrap_err();
+        let err = parse_at_most(&mut buf, 16).unwrap_err();
         assert_eq!(err, HeadError::TooLarge);
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x{i}: y\r\n")).collect();
         let err = parse_all(&format!("GET / HTTP/1.1\r\n{many}\r\n")).unwrap_err();
