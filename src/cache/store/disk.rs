@@ -79,6 +79,9 @@ pub(super) struct Disk {
     /// Errors the next content writes fail with, for tests of the disk-full path.
     #[cfg(test)]
     pub(super) faults: Mutex<std::collections::VecDeque<io::Error>>,
+    /// Errors the next index lines appended with their content fail with, for tests.
+    #[cfg(test)]
+    pub(super) index_faults: Mutex<std::collections::VecDeque<io::Error>>,
 }
 
 /// Least room [`Disk::make_room`] frees, so that a run of small objects on a full disk does
@@ -116,6 +119,8 @@ impl Disk {
             progress: Progress::new(),
             #[cfg(test)]
             faults: Mutex::new(std::collections::VecDeque::new()),
+            #[cfg(test)]
+            index_faults: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -273,6 +278,14 @@ impl Disk {
         let Ok(size) = usize::try_from(head.body_len) else {
             return Fused::Unwritten(io::Error::other("body too large"));
         };
+        #[cfg(test)]
+        let index_fault = self
+            .index_faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        #[cfg(not(test))]
+        let index_fault: Option<io::Error> = None;
         let path = Arc::clone(&self.path);
         let key = key.to_owned();
         let head = Arc::clone(head);
@@ -281,6 +294,9 @@ impl Disk {
                 Ok(sri) => sri,
                 Err(e) => return Fused::Unwritten(io_error(e)),
             };
+            if let Some(e) = index_fault {
+                return Fused::Indexed(sri, Err(e));
+            }
             let opts = WriteOpts::new()
                 .integrity(sri.clone())
                 .size(size)

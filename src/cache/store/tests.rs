@@ -799,6 +799,58 @@ async fn a_disk_still_full_after_the_retry_stores_no_disk_copy() {
     assert_eq!(partial_files(dir.path()), Vec::<PathBuf>::new());
 }
 
+/// The next index line written with its content (a new key's, see `Disk::commit_whole`)
+/// fails with `kind`.
+fn inject_index_fault(store: &Store, kind: std::io::ErrorKind) {
+    let disk = store.inner.disk.as_ref().unwrap();
+    disk.index_faults
+        .lock()
+        .unwrap()
+        .push_back(std::io::Error::from(kind));
+}
+
+#[tokio::test]
+async fn a_full_disk_at_the_index_line_evicts_room_and_records_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = full_store(dir.path()).await;
+    let body = payload(20 * KIB, 43);
+    inject_index_fault(&store, std::io::ErrorKind::StorageFull);
+    put(&store, "new", &body).await;
+    assert_eq!(store.disk_full_events(), Some(1));
+    assert!(store.lookup("old0").await.is_none(), "room was made");
+    // The content written before the line failed is what the line, written again, names.
+    store.inner.memory.remove("new").await;
+    let hit = store.lookup("new").await.unwrap();
+    assert_eq!(hit.tier, Tier::Disk);
+    assert_eq!(read_body(hit.body).await.unwrap(), body);
+    // And it is in the index on disk: a store opened on the directory again finds it.
+    drop(store);
+    let reopened = open_loaded(&config(dir.path(), 64 * KIB, 64 * MIB, 4 * MIB))
+        .await
+        .unwrap();
+    assert_eq!(served(&reopened, "new").await, body);
+}
+
+#[tokio::test]
+async fn an_index_line_that_cannot_be_written_leaves_no_content_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = full_store(dir.path()).await;
+    let content = |dir: &Path| content_files(&dir.join("content-v2")).len();
+    let before = content(dir.path());
+    inject_index_fault(&store, std::io::ErrorKind::PermissionDenied);
+    put(&store, "new", &payload(20 * KIB, 44)).await;
+    assert_eq!(store.disk_full_events(), Some(0), "no room was made for it");
+    // Memory took it; the disk holds neither the key nor its content.
+    assert_eq!(served(&store, "new").await, payload(20 * KIB, 44));
+    store.inner.memory.remove("new").await;
+    assert!(store.lookup("new").await.is_none());
+    assert_eq!(content(dir.path()), before, "the content file was removed");
+    // The next object is stored as usual.
+    put(&store, "next", &payload(20 * KIB, 45)).await;
+    store.inner.memory.remove("next").await;
+    assert_eq!(served(&store, "next").await, payload(20 * KIB, 45));
+}
+
 #[tokio::test]
 async fn a_full_disk_in_the_middle_of_a_large_body_never_leaves_a_partial_object() {
     let dir = tempfile::tempdir().unwrap();
