@@ -6,8 +6,9 @@
 //! parsed head, so a hit reads neither cacache's index nor JSON: it opens the content file
 //! directly (`file`), on the worker thread if the file was read moments ago (it is in the
 //! page cache), else on tokio's blocking pool. Bodies go out in chunks; they come in whole
-//! when the memory tier's copy holds them anyway (one blocking job, [`Disk::commit_whole`]),
-//! else in chunks, so a large body is never held whole in memory here.
+//! when the memory tier's copy holds them anyway (one blocking job, [`Disk::commit_whole`],
+//! which for a new key appends its index line in the same job), else in chunks, so a large
+//! body is never held whole in memory here.
 //!
 //! Changes (commit, freshen, remove, evict) are serialised by one async lock. Each is a
 //! rename or an index append, and doing them in order keeps cacache's index and ours in
