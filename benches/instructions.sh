@@ -141,7 +141,6 @@ is_hit() {
   grep -Eqi '^(cache-status:.*;[[:space:]]*hit|x-cache: *hit)' <<<"$1"
 }
 
-
 # measure PATH REQS EXPECT: one callgrind run; prints "Ir I1mr served". EXPECT is hit, miss
 # or stored-miss (a new URL below PATH each request; the checks use URLs wrk does not).
 measure() {
