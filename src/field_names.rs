@@ -38,6 +38,12 @@ impl NameMemo {
         Ok(name)
     }
 
+    /// Positions remembered, for tests of the codecs that use a memo.
+    #[cfg(test)]
+    pub fn remembered(&self) -> usize {
+        self.names.len()
+    }
+
     /// Where position `at`'s spelling starts in `spelled`.
     fn start_of(&self, at: usize) -> usize {
         at.checked_sub(1)

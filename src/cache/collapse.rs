@@ -160,9 +160,7 @@ impl Collapser {
         if let Some(until) = table.hit_for_miss.get(key) {
             let now = Instant::now();
             if *until > now {
-                let mut leader = self.leader(key, None);
-                leader.marked = *until - now > RENEW_WITHIN;
-                return Role::Leader(leader);
+                return Role::Leader(self.leader(key, None, *until - now > RENEW_WITHIN));
             }
             table.hit_for_miss.remove(key);
         }
@@ -184,7 +182,7 @@ impl Collapser {
                 waiting: Arc::clone(&waiting),
             },
         );
-        Role::Leader(self.leader(key, Some(Waiters { tx, count: waiting })))
+        Role::Leader(self.leader(key, Some(Waiters { tx, count: waiting }), false))
     }
 
     /// Becomes the leader only if nobody else is fetching `key` (background refreshes).
@@ -195,10 +193,10 @@ impl Collapser {
         }
     }
 
-    fn leader(&self, key: &str, waiters: Option<Waiters>) -> Leader {
+    fn leader(&self, key: &str, waiters: Option<Waiters>, marked: bool) -> Leader {
         Leader {
             key: key.to_owned(),
-            marked: false,
+            marked,
             waiters,
             table: self.clone(),
         }

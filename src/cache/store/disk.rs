@@ -51,6 +51,22 @@ use super::lru::{DiskIndex, Removed};
 use crate::cache::meta::StoredHead;
 use crate::cache::DiskConfig;
 
+/// cacache's index line for content `sri` with `head` as its metadata.
+fn line_opts(sri: &Integrity, head: &StoredHead) -> io::Result<WriteOpts> {
+    let size = usize::try_from(head.body_len).map_err(io::Error::other)?;
+    Ok(WriteOpts::new()
+        .integrity(sri.clone())
+        .size(size)
+        .metadata(head.to_json()))
+}
+
+/// Appends `key`'s index line (blocking: on the pool).
+fn append_line(path: &Path, key: &str, opts: WriteOpts) -> io::Result<()> {
+    cacache::index::insert(path, key, opts)
+        .map(drop)
+        .map_err(io_error)
+}
+
 /// What [`Disk::write_whole_and_append`]'s one blocking job did.
 enum Fused {
     /// The content is written; its index line was appended, or failed to be.
@@ -276,9 +292,6 @@ impl Disk {
         if let Some(e) = self.injected_fault() {
             return Fused::Unwritten(e);
         }
-        let Ok(size) = usize::try_from(head.body_len) else {
-            return Fused::Unwritten(io::Error::other("body too large"));
-        };
         #[cfg(test)]
         let index_fault = self
             .index_faults
@@ -298,13 +311,7 @@ impl Disk {
             if let Some(e) = index_fault {
                 return Fused::Indexed(sri, Err(e));
             }
-            let opts = WriteOpts::new()
-                .integrity(sri.clone())
-                .size(size)
-                .metadata(head.to_json());
-            let inserted = cacache::index::insert(&path, &key, opts)
-                .map(drop)
-                .map_err(io_error);
+            let inserted = line_opts(&sri, &head).and_then(|opts| append_line(&path, &key, opts));
             Fused::Indexed(sri, inserted)
         });
         job.await
@@ -564,18 +571,12 @@ impl Disk {
     /// async insert makes each of its file operations (directory, open, write, flush) a
     /// blocking job of its own, a hand-off to a pool thread and back every time.
     async fn insert_line(&self, key: &str, sri: &Integrity, head: &StoredHead) -> io::Result<()> {
-        let size = usize::try_from(head.body_len).map_err(io::Error::other)?;
-        let opts = WriteOpts::new()
-            .integrity(sri.clone())
-            .size(size)
-            .metadata(head.to_json());
+        let opts = line_opts(sri, head)?;
         let path = Arc::clone(&self.path);
         let key = key.to_owned();
-        tokio::task::spawn_blocking(move || cacache::index::insert(&path, &key, opts))
+        tokio::task::spawn_blocking(move || append_line(&path, &key, opts))
             .await
             .map_err(io::Error::other)?
-            .map(drop)
-            .map_err(io_error)
     }
 
     /// Evicts until within `max_size`. Callers hold `changes`.

@@ -162,12 +162,15 @@ fn frame(
     for (position, at) in fields.iter().enumerate() {
         let (name_bytes, value_bytes) =
             (&head[at.name.0..at.name.1], &head[at.value.0..at.value.1]);
+        // Every name goes through the memo, `Proxy-Connection` too: a position it skipped
+        // would end the memo there for this client (forward-mode browsers send it early).
+        let parsed = names
+            .name(position, name_bytes)
+            .map_err(|_| HeadError::Malformed)?;
         let name = if proxy_connection::means_keep_alive(name_bytes, value_bytes) {
             header::CONNECTION
         } else {
-            names
-                .name(position, name_bytes)
-                .map_err(|_| HeadError::Malformed)?
+            parsed
         };
         // httparse checked the value's bytes.
         let value = HeaderValue::from_maybe_shared(head.slice(at.value.0..at.value.1))
@@ -300,6 +303,32 @@ mod tests {
             &mut Vec::new(),
             &mut NameMemo::default(),
         )
+    }
+
+    #[test]
+    fn proxy_connection_keeps_its_position_in_the_name_memo() {
+        let text =
+            "GET / HTTP/1.1\r\nHost: x\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n";
+        let mut names = NameMemo::default();
+        for _ in 0..2 {
+            let head = parse(
+                &mut BytesMut::from(text.as_bytes()),
+                1024,
+                HeaderMap::new(),
+                &mut Vec::new(),
+                &mut names,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(head.headers["connection"], "keep-alive");
+            assert!(!head.headers.contains_key("proxy-connection"));
+            assert_eq!(head.headers["accept"], "*/*");
+        }
+        assert_eq!(
+            names.remembered(),
+            3,
+            "the fields after it are remembered too"
+        );
     }
 
     #[test]

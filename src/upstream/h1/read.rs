@@ -297,15 +297,20 @@ pub fn invalid(what: &str) -> Error {
 mod tests {
     use super::*;
 
-    fn head(bytes: &[u8], method: &Method) -> Result<Head, Error> {
-        let mut buf = BytesMut::from(bytes);
-        match parse(
-            &mut buf,
+    /// `parse` with a fresh map and memo, heads up to 1 KiB.
+    fn parse_fresh(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
+        parse(
+            buf,
             method,
             1024,
             &mut HeaderMap::new(),
             &mut NameMemo::default(),
-        )? {
+        )
+    }
+
+    fn head(bytes: &[u8], method: &Method) -> Result<Head, Error> {
+        let mut buf = BytesMut::from(bytes);
+        match parse_fresh(&mut buf, method)? {
             Parsed::Final(head) => Ok(head),
             other => panic!("{other:?}"),
         }
@@ -377,27 +382,13 @@ mod tests {
     fn interim_heads_bad_heads_and_the_size_limit() {
         let mut buf =
             BytesMut::from(&b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1"[..]);
-        match parse(
-            &mut buf,
-            &Method::GET,
-            1024,
-            &mut HeaderMap::new(),
-            &mut NameMemo::default(),
-        )
-        .unwrap()
-        {
+        match parse_fresh(&mut buf, &Method::GET).unwrap() {
             Parsed::Interim(parts) => assert_eq!(parts.status, 103),
             other => panic!("{other:?}"),
         }
         assert_eq!(&buf[..], b"HTTP/1.1");
         assert!(matches!(
-            parse(
-                &mut buf,
-                &Method::GET,
-                1024,
-                &mut HeaderMap::new(),
-                &mut NameMemo::default()
-            ),
+            parse_fresh(&mut buf, &Method::GET),
             Ok(Parsed::Partial)
         ));
         let folded = b"HTTP/1.1 200 OK\r\nx-a: 1\r\n  2\r\ncontent-length: 0\r\n\r\n";
@@ -405,14 +396,7 @@ mod tests {
         assert!(head(b"HTTP/1.1 2000 OK\r\n\r\n", &Method::GET).is_err());
         let mut big = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
         big.extend_from_slice(&[b'x'; 2048]);
-        let err = parse(
-            &mut big,
-            &Method::GET,
-            1024,
-            &mut HeaderMap::new(),
-            &mut NameMemo::default(),
-        )
-        .unwrap_err();
+        let err = parse_fresh(&mut big, &Method::GET).unwrap_err();
         assert!(err.cause().contains("too large"), "{err}");
         let odd = head(
             b"HTTP/1.1 200 Fine\r\ncontent-length: 0\r\n\r\n",
