@@ -54,6 +54,26 @@ async fn start_member(me: usize, ports: &[u16], dir: &tempfile::TempDir) -> Test
     TestProxy::start_text(&text, None).await
 }
 
+/// Starts member `me` again on its old port. Until it is listening, that port is an ordinary
+/// free port: an outgoing connection (the other members' probes among them) may hold it as its
+/// local port for a moment, so a bind that finds it taken is tried again (bounded).
+async fn restart_member(me: usize, ports: &[u16], dir: &tempfile::TempDir) -> TestProxy {
+    let text = member_config(me, ports, &dir.path().join(NAMES[me]));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match TestProxy::try_start_text(&text, None).await {
+            Ok(proxy) => return proxy,
+            Err(cuttle::app::StartError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("member {me} did not start again: {e}"),
+        }
+    }
+}
+
 /// Starts every member, then waits out a few probe intervals: a member started before the
 /// others found them down, and only its next probe finds them up.
 async fn start_all(ports: &[u16], dir: &tempfile::TempDir) -> Vec<TestProxy> {
@@ -202,7 +222,7 @@ async fn a_dead_member_costs_no_client_errors_and_gets_its_keys_back() {
 
     // node-c comes back on its port (with its disk cache) and the probes of node-a and node-b
     // (each its own, on its own schedule) find it up.
-    members[2] = Some(start_member(2, &ports, &dir).await);
+    members[2] = Some(restart_member(2, &ports, &dir).await);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut back = true;

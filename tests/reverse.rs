@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
-use tokio::net::TcpListener;
 
 /// A reverse-mode config with one group `app` of `servers` (TOML inline tables) and `extra`.
 fn reverse_config(
@@ -235,7 +234,7 @@ struct Switchable {
 
 impl Switchable {
     async fn start(addr: SocketAddr, hits: Arc<AtomicUsize>) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
+        let listener = support::bind_again(addr).await;
         let addr = listener.local_addr().unwrap();
         let counter = Arc::clone(&hits);
         let task = tokio::spawn(async move {

@@ -35,6 +35,25 @@ use tokio::net::{TcpListener, TcpStream};
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Binds `addr` for a server started again on its old port. Until it listens there the port
+/// is an ordinary free one, which an outgoing connection may hold as its local port for a
+/// moment: a bind that finds it taken is tried again, for at most [`WAIT`].
+pub async fn bind_again(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot bind {addr} again: {e}"),
+        }
+    }
+}
+
 // === origin ===
 
 /// A request as the origin saw it.
@@ -428,19 +447,28 @@ impl TestProxy {
 
     /// Starts cuttle from full config text.
     pub async fn start_text(text: &str, dir: Option<tempfile::TempDir>) -> Self {
+        Self::try_start_text(text, dir).await.unwrap()
+    }
+
+    /// [`start_text`](Self::start_text), the start's error returned (a test restarting a
+    /// server on its old port may find the port taken for a moment).
+    pub async fn try_start_text(
+        text: &str,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Self, cuttle::app::StartError> {
         let (text, disk) = with_test_defaults(text);
         let config = cuttle::config::load_str("test.toml", &text)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
-        let server = cuttle::app::start(config).await.unwrap();
+        let server = cuttle::app::start(config).await?;
         wait_disk_index(&server).await;
-        Self {
+        Ok(Self {
             addr: server.addr().unwrap(),
             admin: server.admin_addr(),
             icp: server.icp_addr(),
             server: Some(server),
             _dir: dir,
             _disk: disk,
-        }
+        })
     }
 
     /// Starts cuttle from full config text, reading wall time from `clock` (a shared
