@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request for cuttle, under callgrind.
 #
-# Question: how many user-space instructions, and how many simulated L1 instruction-cache
-# misses, does cuttle spend on one request: a 1 KiB memory hit, a 100 KiB (memory) hit and a
+# Question: how many user-space instructions, how many simulated L1 instruction- and data-cache
+# misses, and how much distinct code (the code run on every request, `benches/footprint.py`)
+# does cuttle spend on one request: a 1 KiB memory hit, a 100 KiB (memory) hit and a
 # 1 KiB miss of a no-store response, and a 1 KiB miss that is stored (every request a new URL)?
 # Instruction counts are stable on a shared machine where
 # wall-clock throughput is not, so this is the figure each performance change is tracked by.
@@ -25,8 +26,12 @@
 #        request has only Host), PROXY (`cuttle`, the default, or `haproxy`: the same rows for
 #        HAProxy's cache, as load.sh configures it, one thread, no log; its requests are
 #        counted by wrk, so each run's few responses in flight when wrk stops, which cancel out
-#        of the difference, are not counted).
-# Output: a Markdown table on stdout (progress on stderr). Needs valgrind, wrk, nginx, curl.
+#        of the difference, are not counted), TOP (a number: footprint.py lists that many
+#        functions with the most per-request code lines, on stderr, for each row).
+# Output: a Markdown table on stdout (progress on stderr). "code run" is the 64-byte lines of
+# code run on every request (deterministic for a binary, unlike the misses, which move by ~10%
+# between runs of one binary because they depend on what else ran in between); "D1 misses" are
+# read and write misses of callgrind's L1 data cache model (the machine's own L1d). Needs valgrind, wrk, nginx, curl.
 # Caveat: valgrind's CPUID has no SHA extensions, so under it the disk tier's SHA-256 (cacache's
 # integrity hash, in the stored-miss row) runs sha2's portable code; on a CPU with SHA-NI it
 # runs the SHA-NI code (sha2 picks it at run time), so that row overstates the hashing: about
@@ -151,16 +156,16 @@ measure() {
   if [ "$PROXY" = haproxy ]; then
     conf=$run/haproxy.cfg
     haproxy_cache_config "$port" "$ORIGIN_PORT" >"$conf"
-    valgrind --tool=callgrind --cache-sim=yes --I1="$I1" --callgrind-out-file="$run/callgrind.out" \
-      haproxy -db -f "$conf" >/dev/null 2>"$run/valgrind.err" &
+    valgrind --tool=callgrind --cache-sim=yes --dump-instr=yes --I1="$I1" \
+      --callgrind-out-file="$run/callgrind.out" haproxy -db -f "$conf" >/dev/null 2>"$run/valgrind.err" &
   else
     conf=$run/cuttle.toml
     "$CUTTLE" --print-default-config | awk -v alog="$run/access.log" -v admin="127.0.0.1:$(free_port)" '
       /^access_log = / { print "access_log = \"" alog "\""; next }
       /^\[admin\]/ { print; print "listen = \"" admin "\""; next }
       { print }' >"$conf"
-    valgrind --tool=callgrind --cache-sim=yes --I1="$I1" --callgrind-out-file="$run/callgrind.out" \
-      "$CUTTLE" --config "$conf" --listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT" \
+    valgrind --tool=callgrind --cache-sim=yes --dump-instr=yes --I1="$I1" \
+      --callgrind-out-file="$run/callgrind.out" "$CUTTLE" --config "$conf" --listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT" \
       --workers 1 --cache-dir "$run/cache" --log-level warn >/dev/null 2>"$run/valgrind.err" &
   fi
   pid=$!
@@ -201,13 +206,18 @@ measure() {
   else
     served=$(wc -l <"$run/access.log")
   fi
-  awk -v served="$served" '
+  local kept=$TMP/callgrind.$reqs.out
+  mv "$run/callgrind.out" "$kept"
+  awk -v served="$served" -v kept="$kept" '
     /^events:/ { for (i = 2; i <= NF; i++) col[$i] = i - 1 }
-    /^(summary|totals):/ { print $(col["Ir"] + 1), $(col["I1mr"] + 1), served; exit }
-  ' "$run/callgrind.out"
+    /^(summary|totals):/ {
+      print $(col["Ir"] + 1), $(col["I1mr"] + 1), $(col["D1mr"] + 1) + $(col["D1mw"] + 1), served, kept
+      exit
+    }
+  ' "$kept"
   if [ -n "${KEEP:-}" ]; then
     mkdir -p "$KEEP"
-    cp "$run/callgrind.out" "$KEEP/callgrind.out.${path//\//_}.$reqs"
+    cp "$kept" "$KEEP/callgrind.out.${path//\//_}.$reqs"
   fi
   rm -rf "$run"
 }
@@ -220,15 +230,21 @@ row() {
   local a=() b=()
   read -r -a a <<<"$(measure "$path" "$REQS" "$expect")"
   read -r -a b <<<"$(measure "$path" $((2 * REQS)) "$expect")"
-  if [ "${#a[@]}" != 3 ] || [ "${#b[@]}" != 3 ]; then
+  if [ "${#a[@]}" != 5 ] || [ "${#b[@]}" != 5 ]; then
     log "$label: a measurement failed"
     exit 1
   fi
-  awk -v label="$label" -v ir1="${a[0]}" -v m1="${a[1]}" -v s1="${a[2]}" \
-    -v ir2="${b[0]}" -v m2="${b[1]}" -v s2="${b[2]}" 'BEGIN {
+  local n=$((b[3] - a[3])) code=("-" "-")
+  if [ "$n" -gt 0 ]; then
+    read -r -a code <<<"$(python3 "$ROOT/benches/footprint.py" "${a[4]}" "${b[4]}" "$n" ${TOP:+"$TOP"})"
+  fi
+  rm -f "${a[4]}" "${b[4]}"
+  awk -v label="$label" -v ir1="${a[0]}" -v m1="${a[1]}" -v d1="${a[2]}" -v s1="${a[3]}" \
+    -v ir2="${b[0]}" -v m2="${b[1]}" -v d2="${b[2]}" -v s2="${b[3]}" -v lines="${code[1]}" 'BEGIN {
       n = s2 - s1
-      if (n <= 0) { printf "| %s | - | - | - |\n", label; exit }
-      printf "| %s | %.1fk | %.0f | %d |\n", label, (ir2 - ir1) / n / 1000, (m2 - m1) / n, n
+      if (n <= 0) { printf "| %s | - | - | - | - | - |\n", label; exit }
+      printf "| %s | %.1fk | %.0f | %.0f | %.0f | %d |\n", label, (ir2 - ir1) / n / 1000,
+        (m2 - m1) / n, lines * 64 / 1024, (d2 - d1) / n, n
     }'
 }
 
@@ -242,8 +258,8 @@ if [ "$PROXY" = haproxy ]; then
 else
   log "cuttle: $CUTTLE; L1i model $I1; wrk -t1 -c$CONNS"
 fi
-echo "| $PROXY, per request (callgrind) | instructions | L1i misses | requests |"
-echo "|---|---|---|---|"
+echo "| $PROXY, per request (callgrind) | instructions | L1i misses | code run (KiB) | D1 misses | requests |"
+echo "|---|---|---|---|---|---|"
 row "1 KiB memory hit" /static/1k hit
 row "100 KiB hit" /static/100k hit
 row "1 KiB miss (no-store)" /nocache/1k miss
