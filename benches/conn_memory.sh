@@ -40,19 +40,7 @@ ulimit -n $((2 * N + 5000)) 2>/dev/null || {
   exit 1
 }
 
-TMP=$(mktemp -d /tmp/cuttle-connmem.XXXXXX)
-chmod 755 "$TMP"
-declare -a STOP_PIDS=()
-cleanup() {
-  local p
-  for p in "${STOP_PIDS[@]}"; do
-    kill "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+use_scratch cuttle-connmem
 
 # wait_pidfile FILE: the pid in FILE once a daemon has written it.
 wait_pidfile() {

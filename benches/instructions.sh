@@ -69,20 +69,7 @@ for bin in valgrind wrk nginx curl python3; do
   }
 done
 
-TMP=$(mktemp -d /tmp/cuttle-instr.XXXXXX)
-chmod 755 "$TMP" # nginx workers may run as another user
-declare -a STOP_PIDS=()
-
-cleanup() {
-  local p
-  for p in "${STOP_PIDS[@]}"; do
-    kill "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+use_scratch cuttle-instr
 
 # The origin: nginx serving a cacheable 1 KiB and 100 KiB object, a no-store 1 KiB one, and the
 # cacheable 1 KiB object under any path below /fresh/ (so each new URL there is a stored miss).

@@ -6,6 +6,26 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# use_scratch PREFIX: makes TMP, a fresh directory below /tmp (readable by nginx workers, which
+# may run as another user), and arranges that on exit every pid in STOP_PIDS is killed and
+# waited for and TMP is removed.
+use_scratch() {
+  TMP=$(mktemp -d "/tmp/$1.XXXXXX")
+  chmod 755 "$TMP"
+  STOP_PIDS=()
+  trap stop_scratch EXIT
+  trap 'exit 1' INT TERM
+}
+
+stop_scratch() {
+  local p
+  for p in "${STOP_PIDS[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+
 # wait_port PORT [SECONDS]: wait (15 s unless told) until something accepts on 127.0.0.1:PORT.
 wait_port() {
   local port=$1 tries=$((${2:-15} * 10))
