@@ -2,8 +2,8 @@
 """The code a request runs, from two callgrind profiles of the same binary.
 
 Question: how much distinct machine code runs on every request, and where is it? Simulated
-L1i misses depend on the order code runs in (and vary by ~10% between runs of one binary);
-the code itself does not, so this is the stable figure for "less code per request".
+L1i misses depend on the order code runs in (they vary by up to ~20% between runs of one
+binary); the code itself does not, so this is the stable figure for "less code per request".
 
 Method: `instructions.sh` keeps, per row, a callgrind profile of N and of 2N requests taken
 with `--dump-instr=yes` (costs per instruction address). An instruction counts as per-request
@@ -13,8 +13,8 @@ code when its execution count grows by at least 0.9 per request served between t
 
 Usage: benches/footprint.py SMALL.out LARGE.out REQUESTS [TOP]
   REQUESTS is the difference in requests served between the two runs. Prints
-  "<instructions> <lines>" (the per-request instructions and 64-byte lines), then, with TOP,
-  the TOP functions by lines to stderr.
+  "<instructions> <lines>": how many distinct instructions, and 64-byte lines of code, run on
+  every request; then, with TOP, the TOP functions by lines, to stderr.
 """
 
 import collections
@@ -67,7 +67,7 @@ def load(path):
             elif raw.startswith("positions:"):
                 positions = len(raw.split()) - 1
                 if "instr" not in raw:
-                    sys.exit(f"{path}: no instruction addresses (run callgrind with --dump-instr=yes)")
+                    sys.exit(f"{path}: no instruction addresses (callgrind --dump-instr=yes)")
     return counts, owner
 
 

@@ -29,9 +29,10 @@
 #        of the difference, are not counted), TOP (a number: footprint.py lists that many
 #        functions with the most per-request code lines, on stderr, for each row).
 # Output: a Markdown table on stdout (progress on stderr). "code run" is the 64-byte lines of
-# code run on every request (deterministic for a binary, unlike the misses, which move by ~10%
-# between runs of one binary because they depend on what else ran in between); "D1 misses" are
-# read and write misses of callgrind's L1 data cache model (the machine's own L1d). Needs valgrind, wrk, nginx, curl.
+# code run on every request (deterministic for a binary, unlike the misses, which move by up to
+# ~20% between runs of one binary because they depend on what else ran in between); "D1
+# misses" are read and write misses of callgrind's L1 data cache model (the machine's own L1d).
+# Needs valgrind, wrk, nginx, curl, python3.
 # Caveat: valgrind's CPUID has no SHA extensions, so under it the disk tier's SHA-256 (cacache's
 # integrity hash, in the stored-miss row) runs sha2's portable code; on a CPU with SHA-NI it
 # runs the SHA-NI code (sha2 picks it at run time), so that row overstates the hashing: about
@@ -144,7 +145,8 @@ measure() {
     conf=$run/haproxy.cfg
     haproxy_cache_config "$port" "$ORIGIN_PORT" >"$conf"
     valgrind --tool=callgrind --cache-sim=yes --dump-instr=yes --I1="$I1" \
-      --callgrind-out-file="$run/callgrind.out" haproxy -db -f "$conf" >/dev/null 2>"$run/valgrind.err" &
+      --callgrind-out-file="$run/callgrind.out" \
+      haproxy -db -f "$conf" >/dev/null 2>"$run/valgrind.err" &
   else
     conf=$run/cuttle.toml
     "$CUTTLE" --print-default-config | awk -v alog="$run/access.log" -v admin="127.0.0.1:$(free_port)" '
@@ -152,8 +154,9 @@ measure() {
       /^\[admin\]/ { print; print "listen = \"" admin "\""; next }
       { print }' >"$conf"
     valgrind --tool=callgrind --cache-sim=yes --dump-instr=yes --I1="$I1" \
-      --callgrind-out-file="$run/callgrind.out" "$CUTTLE" --config "$conf" --listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT" \
-      --workers 1 --cache-dir "$run/cache" --log-level warn >/dev/null 2>"$run/valgrind.err" &
+      --callgrind-out-file="$run/callgrind.out" "$CUTTLE" --config "$conf" \
+      --listen "127.0.0.1:$port" --origin "http://127.0.0.1:$ORIGIN_PORT" --workers 1 \
+      --cache-dir "$run/cache" --log-level warn >/dev/null 2>"$run/valgrind.err" &
   fi
   pid=$!
   # This runs in a command substitution, whose exit the main shell's trap does not see.
