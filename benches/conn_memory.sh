@@ -7,8 +7,8 @@
 #
 # Method: a local nginx origin serves a 1 KiB object (`max-age=3600`); each proxy runs in
 # reverse mode in front of it (cuttle with the embedded default config, one worker, disk tier
-# on; HAProxy's cache as load.sh configures it; nginx with proxy_cache). Warm-up: the object
-# is fetched once and 200 connections make one request each and stay open. Then N more
+# on; HAProxy's cache and nginx's proxy_cache as every bench runs them, lib.sh). Warm-up: the
+# object is fetched once and 200 connections make one request each and stay open. Then N more
 # connections each make one request (a hit), read the whole response and stay open; the
 # proxy's resident memory (VmRSS, summed over its processes: nginx's master and worker) is
 # read before and one second after. Bytes per connection = the difference / N. Kernel socket
@@ -42,16 +42,6 @@ ulimit -n $((2 * N + 5000)) 2>/dev/null || {
 
 use_scratch cuttle-connmem
 
-# wait_pidfile FILE: the pid in FILE once a daemon has written it.
-wait_pidfile() {
-  local tries=100
-  while [ "$tries" -gt 0 ] && ! [ -s "$1" ]; do
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  head -n1 "$1" | tr -d ' \n'
-}
-
 mkdir -p "$TMP/www/static" "$TMP/origin"
 head -c 1024 /dev/urandom >"$TMP/www/static/1k"
 ORIGIN_PORT=$(free_port)
@@ -64,7 +54,7 @@ write_nginx_conf "$TMP/origin" <<EOF
   }
 EOF
 nginx -e "$TMP/origin/error.log" -p "$TMP/origin" -c "$TMP/origin/nginx.conf"
-STOP_PIDS+=("$(wait_pidfile "$TMP/origin/nginx.pid")")
+STOP_PIDS+=("$(pid_from_file "$TMP/origin/nginx.pid")")
 wait_port "$ORIGIN_PORT"
 
 # measure NAME PORT PID...: prints the row for the proxy on PORT whose processes are PID...
@@ -75,7 +65,7 @@ measure() {
   printf '%s: %d idle connections\n' "$name" "$N" >&2
   curl -sS -o /dev/null "http://127.0.0.1:$port/static/1k"
   python3 - "$port" "$N" "$name" "$@" <<'EOF'
-import os, socket, sys, time
+import socket, sys, time
 
 port, n, name, pids = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 REQUEST = b"GET /static/1k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -154,32 +144,17 @@ haproxy_cache_config "$port" "$ORIGIN_PORT" "$TMP/haproxy/haproxy.pid" >"$TMP/ha
 # HAProxy's own connection limit defaults from the open-file limit; say it outright.
 sed -i "s/^global$/global\n  maxconn $((N + 500))/" "$TMP/haproxy/haproxy.cfg"
 haproxy -f "$TMP/haproxy/haproxy.cfg"
-pid=$(wait_pidfile "$TMP/haproxy/haproxy.pid")
+pid=$(pid_from_file "$TMP/haproxy/haproxy.pid")
 STOP_PIDS+=("$pid")
 wait_port "$port"
 measure "HAProxy $(haproxy -v | head -n1 | awk '{print $3}')" "$port" "$pid"
 
 d=$TMP/nginx_cache
-mkdir -p "$d/cache"
 port=$(free_port)
-write_nginx_conf "$d" <<EOF
-  access_log off;
-  proxy_cache_path $d/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
-  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 32; }
-  server {
-    listen 127.0.0.1:$port;
-    keepalive_timeout 300s;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_cache c;
-    }
-  }
-EOF
+write_nginx_cache_conf "$d" "$port" "$ORIGIN_PORT"
 sed -i "s/worker_connections 4096/worker_connections $((N + 500))/" "$d/nginx.conf"
 nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
-pid=$(wait_pidfile "$d/nginx.pid")
+pid=$(pid_from_file "$d/nginx.pid")
 STOP_PIDS+=("$pid")
 wait_port "$port"
 measure "nginx $(nginx -v 2>&1 | sed 's|.*nginx/||')" "$port" "$pid"

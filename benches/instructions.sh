@@ -93,12 +93,7 @@ start_origin() {
   }
 EOF
   nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
-  local tries=100
-  while [ "$tries" -gt 0 ] && ! [ -s "$d/nginx.pid" ]; do
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  STOP_PIDS+=("$(head -n1 "$d/nginx.pid" | tr -d ' \n')")
+  STOP_PIDS+=("$(pid_from_file "$d/nginx.pid")")
   wait_port "$ORIGIN_PORT" 15
 }
 
@@ -224,9 +219,13 @@ row() {
     log "$label: a measurement failed"
     exit 1
   fi
-  local n=$((b[3] - a[3])) code=("-" "-")
+  local n=$((b[3] - a[3])) code=("-" "-") out
   if [ "$n" -gt 0 ]; then
-    read -r -a code <<<"$(python3 "$ROOT/benches/footprint.py" "${a[4]}" "${b[4]}" "$n" ${TOP:+"$TOP"})"
+    out=$(python3 "$ROOT/benches/footprint.py" "${a[4]}" "${b[4]}" "$n" ${TOP:+"$TOP"}) || {
+      log "$label: footprint.py failed"
+      exit 1
+    }
+    read -r -a code <<<"$out"
   fi
   rm -f "${a[4]}" "${b[4]}"
   awk -v label="$label" -v ir1="${a[0]}" -v m1="${a[1]}" -v d1="${a[2]}" -v s1="${a[3]}" \

@@ -26,6 +26,16 @@ stop_scratch() {
   rm -rf "$TMP"
 }
 
+# pid_from_file FILE: the pid in FILE once a daemon has written it (waits up to 10 s).
+pid_from_file() {
+  local f=$1 tries=100
+  while [ "$tries" -gt 0 ] && ! [ -s "$f" ]; do
+    sleep 0.1
+    tries=$((tries - 1))
+  done
+  head -n1 "$f" | tr -d ' \n'
+}
+
 # wait_port PORT [SECONDS]: wait (15 s unless told) until something accepts on 127.0.0.1:PORT.
 wait_port() {
   local port=$1 tries=$((${2:-15} * 10))
@@ -92,5 +102,28 @@ frontend f
 backend b
   http-reuse always
   server origin 127.0.0.1:$2
+EOF
+}
+
+# write_nginx_cache_conf DIR PORT ORIGIN_PORT: DIR/nginx.conf for nginx's proxy_cache on PORT in
+# front of the origin, as every bench runs it (access log buffered, keep-alive to the origin; a
+# hit says so in `X-Cache-Status`).
+write_nginx_cache_conf() {
+  local d=$1 port=$2 origin=$3
+  mkdir -p "$d/cache"
+  write_nginx_conf "$d" <<EOF
+  access_log $d/access.log combined buffer=64k flush=5s;
+  proxy_cache_path $d/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
+  upstream origin { server 127.0.0.1:$origin; keepalive 32; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache c;
+      add_header X-Cache-Status \$upstream_cache_status;
+    }
+  }
 EOF
 }

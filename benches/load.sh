@@ -84,16 +84,6 @@ install_deps() {
   export PATH=$PATH:/usr/sbin:/sbin
 }
 
-# pid_from_file FILE: wait for a daemon's pid file.
-pid_from_file() {
-  local f=$1 tries=100
-  while [ "$tries" -gt 0 ] && ! [ -s "$f" ]; do
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  head -n1 "$f" | tr -d ' \n'
-}
-
 start_origin() {
   mkdir -p "$TMP/www/static" "$TMP/www/nocache" "$TMP/origin"
   head -c 1024 /dev/urandom >"$TMP/www/static/1k"
@@ -160,22 +150,7 @@ start_cuttle() {
 start_nginx_cache() {
   local d=$TMP/nginx_cache port
   port=$(free_port)
-  mkdir -p "$d/cache"
-  write_nginx_conf "$d" <<EOF
-  access_log $d/access.log combined buffer=64k flush=5s;
-  proxy_cache_path $d/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60m use_temp_path=off;
-  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 32; }
-  server {
-    listen 127.0.0.1:$port;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_cache c;
-      add_header X-Cache-Status \$upstream_cache_status;
-    }
-  }
-EOF
+  write_nginx_cache_conf "$d" "$port" "$ORIGIN_PORT"
   start_nginx nginx "$d" "$port"
 }
 

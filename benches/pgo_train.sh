@@ -83,12 +83,7 @@ start_origin() {
   }
 EOF
   nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
-  local tries=100
-  while [ "$tries" -gt 0 ] && ! [ -s "$d/nginx.pid" ]; do
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  NGINX_PID=$(head -n1 "$d/nginx.pid" | tr -d ' \n')
+  NGINX_PID=$(pid_from_file "$d/nginx.pid")
   wait_port "$ORIGIN_PORT" 15 || die "nginx did not start: $(cat "$d/error.log")"
 }
 

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use cuttle::upstream::carp::{Carp, CarpPeer};
-use support::{reply_with, Origin, TestProxy, WAIT};
+use support::{reply_with, start_again, Origin, TestProxy, WAIT};
 
 const NAMES: [&str; 3] = ["node-a", "node-b", "node-c"];
 const URLS: usize = 300;
@@ -54,24 +54,19 @@ async fn start_member(me: usize, ports: &[u16], dir: &tempfile::TempDir) -> Test
     TestProxy::start_text(&text, None).await
 }
 
-/// Starts member `me` again on its old port. Until it is listening, that port is an ordinary
-/// free port: an outgoing connection (the other members' probes among them) may hold it as its
-/// local port for a moment, so a bind that finds it taken is tried again (bounded).
+/// Starts member `me` again on its old port, which the other members' probes may hold as a
+/// local port for a moment (`support::start_again`).
 async fn restart_member(me: usize, ports: &[u16], dir: &tempfile::TempDir) -> TestProxy {
     let text = member_config(me, ports, &dir.path().join(NAMES[me]));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match TestProxy::try_start_text(&text, None).await {
-            Ok(proxy) => return proxy,
-            Err(cuttle::app::StartError::Bind { source, .. })
-                if source.kind() == std::io::ErrorKind::AddrInUse
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("member {me} did not start again: {e}"),
-        }
-    }
+    start_again(
+        || TestProxy::try_start_text(&text, None),
+        |e| {
+            matches!(e, cuttle::app::StartError::Bind { source, .. }
+                if source.kind() == std::io::ErrorKind::AddrInUse)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("member {me} did not start again: {e}"))
 }
 
 /// Starts every member, then waits out a few probe intervals: a member started before the

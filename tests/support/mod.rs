@@ -35,23 +35,35 @@ use tokio::net::{TcpListener, TcpStream};
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Binds `addr` for a server started again on its old port. Until it listens there the port
-/// is an ordinary free one, which an outgoing connection may hold as its local port for a
-/// moment: a bind that finds it taken is tried again, for at most [`WAIT`].
-pub async fn bind_again(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+/// Starts a server again on its old port with `start`. Until it listens there the port is an
+/// ordinary free one, which an outgoing connection may hold as its local port for a moment:
+/// a start whose error `port_taken` says so is tried again, for at most [`WAIT`].
+pub async fn start_again<T, E, F>(
+    mut start: impl FnMut() -> F,
+    port_taken: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => return listener,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::AddrInUse
-                    && tokio::time::Instant::now() < deadline =>
-            {
+        match start().await {
+            Err(e) if port_taken(&e) && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            Err(e) => panic!("cannot bind {addr} again: {e}"),
+            done => return done,
         }
     }
+}
+
+/// Binds `addr` again (see [`start_again`]).
+pub async fn bind_again(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+    start_again(
+        || tokio::net::TcpListener::bind(addr),
+        |e: &std::io::Error| e.kind() == std::io::ErrorKind::AddrInUse,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot bind {addr} again: {e}"))
 }
 
 // === origin ===

@@ -67,6 +67,15 @@ fn append_line(path: &Path, key: &str, opts: WriteOpts) -> io::Result<()> {
         .map_err(io_error)
 }
 
+/// The first of a test's queued faults.
+#[cfg(test)]
+fn next_fault(queue: &Mutex<std::collections::VecDeque<io::Error>>) -> Option<io::Error> {
+    queue
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop_front()
+}
+
 /// What [`Disk::write_whole_and_append`]'s one blocking job did.
 enum Fused {
     /// The content is written; its index line was appended, or failed to be.
@@ -292,14 +301,7 @@ impl Disk {
         if let Some(e) = self.injected_fault() {
             return Fused::Unwritten(e);
         }
-        #[cfg(test)]
-        let index_fault = self
-            .index_faults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front();
-        #[cfg(not(test))]
-        let index_fault: Option<io::Error> = None;
+        let index_fault = self.injected_index_fault();
         let path = Arc::clone(&self.path);
         let key = key.to_owned();
         let head = Arc::clone(head);
@@ -321,10 +323,16 @@ impl Disk {
     /// The next error a content write fails with, when a test put one there.
     #[cfg(test)]
     fn injected_fault(&self) -> Option<io::Error> {
-        self.faults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
+        next_fault(&self.faults)
+    }
+
+    /// The next error an index line written with its content fails with, when a test put one
+    /// there (always `None` outside tests).
+    fn injected_index_fault(&self) -> Option<io::Error> {
+        #[cfg(test)]
+        return next_fault(&self.index_faults);
+        #[cfg(not(test))]
+        None
     }
 
     /// Writes that found the disk full so far.

@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 use crate::error::{Error, ErrorKind};
@@ -114,6 +114,7 @@ pub fn parse(
         return Err(too_large());
     }
     let status = StatusCode::from_u16(code).map_err(|_| bad_status())?;
+    let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
     let head = buf.split_to(len).freeze();
     let mut headers = std::mem::take(spare);
     headers.reserve(indices.len());
@@ -123,9 +124,15 @@ pub fn parse(
     let mut lengths = Lengths::None;
     let mut coded = false;
     for (position, at) in indices.iter().enumerate() {
-        let name = names
-            .name(position, &head[at.name.0..at.name.1])
-            .map_err(|_| invalid("invalid field name"))?;
+        let raw = &head[at.name.0..at.name.1];
+        // An interim head's names would take the final heads' positions over (a server that
+        // sends 103 before every response would have the memo parse both every time).
+        let name = if interim {
+            HeaderName::from_bytes(raw)
+        } else {
+            names.name(position, raw)
+        }
+        .map_err(|_| invalid("invalid field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(at.value.0..at.value.1))
             .map_err(|_| invalid("invalid field value"))?;
         // RFC 9112 §9.3: "close" ends the connection after this response, whatever came
@@ -162,7 +169,7 @@ pub fn parse(
     }
     *response.headers_mut() = headers;
     let (mut parts, ()) = response.into_parts();
-    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+    if interim {
         return Ok(Parsed::Interim(parts));
     }
     let (framing, reusable) = framing(&mut parts, method, lengths, coded)?;
@@ -376,6 +383,34 @@ mod tests {
                 "{bytes}"
             );
         }
+    }
+
+    #[test]
+    fn a_connections_responses_share_its_name_memo_and_interim_heads_leave_it_alone() {
+        let ok = b"HTTP/1.1 200 OK\r\nServer: s\r\nX-Id: 1\r\nContent-Length: 0\r\n\r\n";
+        let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n";
+        let mut names = NameMemo::default();
+        let next = |bytes: &[u8], names: &mut NameMemo| {
+            let mut buf = BytesMut::from(bytes);
+            parse(&mut buf, &Method::GET, 1024, &mut HeaderMap::new(), names).unwrap()
+        };
+        for _ in 0..2 {
+            match next(hints, &mut names) {
+                Parsed::Interim(parts) => assert_eq!(parts.headers["link"], "</a.css>"),
+                other => panic!("{other:?}"),
+            }
+            match next(ok, &mut names) {
+                Parsed::Final(head) => {
+                    assert_eq!(head.parts.headers["x-id"], "1");
+                    assert_eq!(head.parts.headers["content-length"], "0");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The final heads' three names, not the interim head's one over its first position.
+        assert_eq!(names.remembered(), 3);
+        next(hints, &mut names);
+        assert_eq!(names.remembered(), 3);
     }
 
     #[test]
