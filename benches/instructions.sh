@@ -31,7 +31,8 @@
 # Output: a Markdown table on stdout (progress on stderr). "code run" is the 64-byte lines of
 # code run on every request (deterministic for a binary, unlike the misses, which move by up to
 # ~20% between runs of one binary because they depend on what else ran in between); "D1
-# misses" are read and write misses of callgrind's L1 data cache model (the machine's own L1d).
+# misses" are read and write misses of callgrind's L1 data cache model (the machine's own L1d);
+# "clock reads" are calls into libc's clock_gettime (~20 ns each in the vDSO outside valgrind).
 # Needs valgrind, wrk, nginx, curl, python3.
 # Caveat: valgrind's CPUID has no SHA extensions, so under it the disk tier's SHA-256 (cacache's
 # integrity hash, in the stored-miss row) runs sha2's portable code; on a CPU with SHA-NI it
@@ -219,7 +220,7 @@ row() {
     log "$label: a measurement failed"
     exit 1
   fi
-  local n=$((b[3] - a[3])) code=("-" "-") out
+  local n=$((b[3] - a[3])) code=("-" "-" "-") out
   if [ "$n" -gt 0 ]; then
     out=$(python3 "$ROOT/benches/footprint.py" "${a[4]}" "${b[4]}" "$n" ${TOP:+"$TOP"}) || {
       log "$label: footprint.py failed"
@@ -229,11 +230,12 @@ row() {
   fi
   rm -f "${a[4]}" "${b[4]}"
   awk -v label="$label" -v ir1="${a[0]}" -v m1="${a[1]}" -v d1="${a[2]}" -v s1="${a[3]}" \
-    -v ir2="${b[0]}" -v m2="${b[1]}" -v d2="${b[2]}" -v s2="${b[3]}" -v lines="${code[1]}" 'BEGIN {
+    -v ir2="${b[0]}" -v m2="${b[1]}" -v d2="${b[2]}" -v s2="${b[3]}" -v lines="${code[1]}" \
+    -v clocks="${code[2]}" 'BEGIN {
       n = s2 - s1
-      if (n <= 0) { printf "| %s | - | - | - | - | - |\n", label; exit }
-      printf "| %s | %.1fk | %.0f | %.0f | %.0f | %d |\n", label, (ir2 - ir1) / n / 1000,
-        (m2 - m1) / n, lines * 64 / 1024, (d2 - d1) / n, n
+      if (n <= 0) { printf "| %s | - | - | - | - | - | - |\n", label; exit }
+      printf "| %s | %.1fk | %.0f | %.0f | %.0f | %s | %d |\n", label, (ir2 - ir1) / n / 1000,
+        (m2 - m1) / n, lines * 64 / 1024, (d2 - d1) / n, clocks, n
     }'
 }
 
@@ -247,8 +249,8 @@ if [ "$PROXY" = haproxy ]; then
 else
   log "cuttle: $CUTTLE; L1i model $I1; wrk -t1 -c$CONNS"
 fi
-echo "| $PROXY, per request (callgrind) | instructions | L1i misses | code run (KiB) | D1 misses | requests |"
-echo "|---|---|---|---|---|---|"
+echo "| $PROXY, per request (callgrind) | instructions | L1i misses | code run (KiB) | D1 misses | clock reads | requests |"
+echo "|---|---|---|---|---|---|---|"
 row "1 KiB memory hit" /static/1k hit
 row "100 KiB hit" /static/100k hit
 row "1 KiB miss (no-store)" /nocache/1k miss

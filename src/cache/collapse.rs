@@ -26,6 +26,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::clock;
+
 use super::tap::Tap;
 
 /// How long a key stays hit-for-miss after a response for it was not storable (Varnish's
@@ -158,7 +160,7 @@ impl Collapser {
     pub fn join(&self, key: &str) -> Role {
         let mut table = self.lock();
         if let Some(until) = table.hit_for_miss.get(key) {
-            let now = Instant::now();
+            let now = clock::instant();
             if *until > now {
                 return Role::Leader(self.leader(key, None, *until - now > RENEW_WITHIN));
             }
@@ -212,13 +214,13 @@ impl Collapser {
         self.lock()
             .hit_for_miss
             .get(key)
-            .is_some_and(|until| *until > Instant::now())
+            .is_some_and(|until| *until > clock::instant())
     }
 }
 
 impl Table {
     fn mark_hit_for_miss(&mut self, key: &str) {
-        let now = Instant::now();
+        let now = clock::instant();
         if self.hit_for_miss.len() >= MAX_MARKERS {
             self.hit_for_miss.retain(|_, until| *until > now);
         }

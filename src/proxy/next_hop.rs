@@ -31,6 +31,7 @@ use super::headers;
 use super::transaction::hier;
 use super::Shared;
 use crate::access::{AccessRequest, RequestFacts};
+use crate::clock;
 use crate::error::{Error, ErrorKind};
 use crate::upstream::carp::url_key;
 use crate::upstream::continue_gate::Gate;
@@ -262,7 +263,7 @@ async fn send_via_hierarchy(
                 .headers
                 .insert(header::PROXY_AUTHORIZATION, login.clone());
         }
-        let started = tokio::time::Instant::now();
+        let started = clock::instant();
         let uri = out.uri.clone();
         let sent = send_once(shared, client, &mut attempt, true, uri, host.clone()).await;
         observe(peers.stats.get(i), &sent, started);
@@ -472,7 +473,7 @@ async fn send_to_group(
         .map_err(|_| Error::new(ErrorKind::InvalidRequest, "invalid Host"))?;
         let guard = group.begin(index);
         let is_last = attempt + 1 >= total;
-        let started = tokio::time::Instant::now();
+        let started = clock::instant();
         let sent = send_once(shared, client, &mut out, is_last, uri, host).await;
         observe(Some(&server.stats), &sent, started);
         match sent {
@@ -591,7 +592,7 @@ fn observe<T>(
 ) {
     if let Some(stats) = stats {
         match sent {
-            Ok(_) => stats.responded(started.elapsed()),
+            Ok(_) => stats.responded(clock::instant().saturating_duration_since(started)),
             Err(_) => stats.failed(),
         }
     }

@@ -15,6 +15,7 @@ use super::{Mode, Shared};
 use crate::cache::result::CacheResult;
 use crate::cache::serve::HitHead;
 use crate::cache::status::{CacheStatus, CACHE_STATUS};
+use crate::clock;
 use crate::log::AccessRecord;
 use crate::metrics::{MethodClass, ModeClass, Record};
 
@@ -106,7 +107,7 @@ impl Transaction {
     ) -> Self {
         Self {
             shared,
-            started: Instant::now(),
+            started: clock::instant_fresh(),
             client,
             method: method.clone(),
             url,
@@ -219,8 +220,9 @@ impl Drop for Transaction {
         } else {
             self.code
         };
-        // One clock read for the log's elapsed time and the connection's idle deadline.
-        let now = Instant::now();
+        // One clock read for the log's elapsed time and the connection's idle deadline: a
+        // fresh one, so a hit served within one poll logs the time it took.
+        let now = clock::instant_fresh();
         if let Some(in_flight) = self._in_flight.as_mut() {
             in_flight.ended_at(now);
         }

@@ -44,6 +44,7 @@ use super::h1::{self, Connection, Form, Home, Message};
 use super::informational::OnInformational;
 use super::request_body::{ClientBodyError, RequestBody};
 use super::response_body::ResponseBody;
+use crate::clock;
 use crate::error::{Error, ErrorKind};
 
 /// Servers kept in the scanned list; more go to the map.
@@ -253,7 +254,7 @@ impl h1::Keep for Inner {
         let Ok(key) = self.key(uri) else {
             return;
         };
-        let now = Instant::now();
+        let now = clock::instant();
         let mut servers = self.lock();
         let server = servers.entry(key);
         if server.idle.len() >= self.max_per_server {
@@ -294,7 +295,7 @@ impl Inner {
     /// `key`'s most recently used idle connection that is still usable; drops expired and
     /// closed ones on the way (each turn takes one off the stack, so the loop ends).
     fn take_idle(&self, key: Key<'_>) -> Option<Connection> {
-        let now = Instant::now();
+        let now = clock::instant();
         loop {
             let mut conn = {
                 let mut servers = self.lock();

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::clock;
 use crate::error::BoxError;
 
 /// The last time a request made progress towards its upstream.
@@ -32,14 +33,19 @@ impl Progress {
     /// Progress starting now.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            origin: Instant::now(),
+            origin: clock::instant(),
             last_ms: AtomicU64::new(0),
         })
     }
 
     /// Records progress now.
     pub fn touch(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ms = u64::try_from(
+            clock::instant()
+                .saturating_duration_since(self.origin)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
         self.last_ms.fetch_max(ms, Ordering::Relaxed);
     }
 

@@ -40,7 +40,6 @@ use std::time::UNIX_EPOCH;
 use bytes::Bytes;
 use cacache::{Integrity, WriteOpts};
 use tokio::io::AsyncWriteExt as _;
-use tokio::time::Instant;
 
 use super::body::{BoxFuture, DiskBody, EntryOwner, EntryRef};
 use super::bucket::{self, Line};
@@ -50,6 +49,7 @@ use super::load_state::{Pending, Progress};
 use super::lru::{DiskIndex, Removed};
 use crate::cache::meta::StoredHead;
 use crate::cache::DiskConfig;
+use crate::clock;
 
 /// cacache's index line for content `sri` with `head` as its metadata.
 fn line_opts(sri: &Integrity, head: &StoredHead) -> io::Result<WriteOpts> {
@@ -189,7 +189,7 @@ impl Disk {
     /// is removed and reported as a miss; any other failure (no file descriptors left, the
     /// runtime shutting down) is only a miss.
     pub async fn lookup(self: &Arc<Self>, key: &str, whole_up_to: u64) -> Option<Found> {
-        let entry = self.lock().read(key, Instant::now())?;
+        let entry = self.lock().read(key, clock::instant())?;
         let open = Open {
             dir: Arc::clone(&self.path),
             sri: entry.sri.clone(),

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 use http::Response;
-use tokio::time::Instant;
 
 use super::reply::{serve_hit, Serve};
 use crate::cache::lookup::TicketStamp;
 use crate::cache::policy::RequestDirectives;
+use crate::clock;
 use crate::error::Error;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::next_hop::{send, Outgoing, Target, Upstreamed};
@@ -49,7 +49,7 @@ impl Exchange<'_> {
         txn: &mut Transaction,
         headers: HeaderMap,
     ) -> Result<Box<Upstreamed>, Error> {
-        let asked = Instant::now();
+        let asked = clock::instant();
         let out = Box::new(Outgoing {
             method: self.parts.method.clone(),
             uri: self.parts.uri.clone(),
@@ -61,7 +61,10 @@ impl Exchange<'_> {
         });
         let up = send(self.shared, out).await?;
         // Summed over a revalidation's and a refetch's round trips.
-        txn.upstream_wait = Some(txn.upstream_wait.unwrap_or_default() + asked.elapsed());
+        txn.upstream_wait = Some(
+            txn.upstream_wait.unwrap_or_default()
+                + clock::instant().saturating_duration_since(asked),
+        );
         if let Some(addr) = up.remote_addr() {
             txn.upstream_addr = Some(addr);
         }
