@@ -83,12 +83,17 @@ thread_local! {
 
 /// Runs `poll` (one poll of a task's future) with its clock reads shared: the first
 /// [`instant`] and the first [`SystemClock`] read within it read the clock, later ones repeat
-/// them. Nested calls start their own and restore the outer one.
+/// them. Nested calls start their own and restore the outer one, also when `poll` panics (the
+/// runtime goes on to other tasks on this thread, which must not see a stale time).
 pub fn during_poll<T>(poll: impl FnOnce() -> T) -> T {
-    let outer = POLL_TIME.replace(PollTime::STARTED);
-    let result = poll();
-    POLL_TIME.set(outer);
-    result
+    struct Restore(PollTime);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            POLL_TIME.set(self.0);
+        }
+    }
+    let _outer = Restore(POLL_TIME.replace(PollTime::STARTED));
+    poll()
 }
 
 /// The monotonic time (`tokio::time`, so paused in tests): within [`during_poll`], the
@@ -204,6 +209,20 @@ mod tests {
         let first = during_poll(instant);
         pause();
         assert!(during_poll(instant) > first, "each poll reads again");
+    }
+
+    #[tokio::test]
+    async fn a_poll_that_panics_leaves_no_time_behind() {
+        let panicked = std::panic::catch_unwind(|| {
+            during_poll(|| {
+                instant();
+                panic!("a task's poll panics");
+            })
+        });
+        assert!(panicked.is_err());
+        let before = instant();
+        pause();
+        assert!(instant() > before, "reads after the panic are real again");
     }
 
     #[tokio::test(start_paused = true)]
