@@ -27,7 +27,8 @@
 //!                                         dashboard, /reload) reads metrics + narrow handles
 //!                                   └▶ icp (UDP: RFC 2186 codec, query client, server loop;
 //!                                         answers decided by proxy::icp_answer)
-//! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests),
+//! leaves: error (kinds ▶ one status mapping in proxy::respond), clock (wall time for tests,
+//!         one reading of each clock per poll of a connection),
 //!         cli (the clap definition main parses; man page and completions come from it),
 //!         chunked (RFC 9112 §7.1 decoder, no I/O: proxy::h1 and upstream::h1 both use it),
 //!         field_names (a connection's field names memoised by position: both HTTP/1 codecs)
