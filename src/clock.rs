@@ -36,18 +36,18 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     /// Within [`during_poll`], the wall time of the poll's first read.
     fn now(&self) -> SystemTime {
-        let mut seen = POLL_TIME.get();
-        if !seen.active {
-            return read_wall();
+        let seen = POLL_TIME.get();
+        if let Some(wall) = seen.wall {
+            return wall;
         }
-        *seen.wall.get_or_insert_with(|| {
-            let wall = read_wall();
+        let wall = read_wall();
+        if seen.active {
             POLL_TIME.set(PollTime {
                 wall: Some(wall),
                 ..seen
             });
-            wall
-        })
+        }
+        wall
     }
 }
 
@@ -120,6 +120,16 @@ pub fn instant_fresh() -> Instant {
     now
 }
 
+/// The time since `earlier`, by [`instant`]; zero if `earlier` is later.
+pub fn since(earlier: Instant) -> Duration {
+    instant().saturating_duration_since(earlier)
+}
+
+/// [`since`] in whole milliseconds (saturating), the form kept in an atomic.
+pub fn millis_since(earlier: Instant) -> u64 {
+    u64::try_from(since(earlier).as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A clock that only moves when told to; for tests of ages and freshness.
 #[derive(Debug)]
 pub struct ManualClock {
@@ -187,6 +197,7 @@ mod tests {
             pause();
             assert_eq!(instant(), first, "one monotonic read per poll");
             assert_eq!(SystemClock.now(), wall, "one wall-clock read per poll");
+            assert_eq!(since(first), Duration::ZERO, "elapsed within a poll is nil");
             let fresh = instant_fresh();
             assert!(fresh > first);
             assert_eq!(instant(), fresh, "the rest of the poll sees the fresh read");
@@ -230,5 +241,8 @@ mod tests {
         let before = during_poll(instant);
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(during_poll(instant), before + Duration::from_secs(3));
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(millis_since(before), 4500);
+        assert_eq!(since(instant() + Duration::from_secs(1)), Duration::ZERO);
     }
 }

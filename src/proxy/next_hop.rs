@@ -592,7 +592,7 @@ fn observe<T>(
 ) {
     if let Some(stats) = stats {
         match sent {
-            Ok(_) => stats.responded(clock::instant().saturating_duration_since(started)),
+            Ok(_) => stats.responded(clock::since(started)),
             Err(_) => stats.failed(),
         }
     }

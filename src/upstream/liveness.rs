@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock;
+
 /// What kind of next hop a tracker watches (the `role` in logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -149,7 +151,7 @@ impl Liveness {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+        clock::millis_since(self.origin)
     }
 
     /// Whether the hop may be asked now: no failed probe, and not passively down.

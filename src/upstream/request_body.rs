@@ -40,13 +40,8 @@ impl Progress {
 
     /// Records progress now.
     pub fn touch(&self) {
-        let ms = u64::try_from(
-            clock::instant()
-                .saturating_duration_since(self.origin)
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+        self.last_ms
+            .fetch_max(clock::millis_since(self.origin), Ordering::Relaxed);
     }
 
     /// When progress was last made.

@@ -61,10 +61,7 @@ impl Exchange<'_> {
         });
         let up = send(self.shared, out).await?;
         // Summed over a revalidation's and a refetch's round trips.
-        txn.upstream_wait = Some(
-            txn.upstream_wait.unwrap_or_default()
-                + clock::instant().saturating_duration_since(asked),
-        );
+        txn.upstream_wait = Some(txn.upstream_wait.unwrap_or_default() + clock::since(asked));
         if let Some(addr) = up.remote_addr() {
             txn.upstream_addr = Some(addr);
         }
