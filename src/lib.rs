@@ -31,7 +31,8 @@
 //!         one reading of each clock per poll of a connection),
 //!         cli (the clap definition main parses; man page and completions come from it),
 //!         chunked (RFC 9112 §7.1 decoder, no I/O: proxy::h1 and upstream::h1 both use it),
-//!         field_names (a connection's field names memoised by position: both HTTP/1 codecs)
+//!         field_names (a connection's field names memoised by position: both HTTP/1 codecs),
+//!         pass (each message written at the end of the runtime's pass: both HTTP/1 codecs)
 //! ```
 //! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::format`) use no
 //! sockets or clocks; only `proxy` sees access, upstream and log together; each module owns its
@@ -52,6 +53,7 @@ pub mod field_names;
 pub mod icp;
 pub mod log;
 pub mod metrics;
+pub mod pass;
 pub mod proxy;
 pub mod tls_intercept;
 pub mod upstream;

@@ -12,6 +12,9 @@
 //!   └ idle, EOF or shutdown: close        └ 101 / 2xx to CONNECT: hand the socket over
 //! ```
 //!
+//! A response is written at the end of the runtime's pass (`crate::pass`): the responses of
+//! the connections that became ready together go out together.
+//!
 //! The socket is a `client_conn::ClientIo`, so the header, idle and write deadlines, the
 //! interim heads of the outbox and the lingering close all apply as before. `read` parses
 //! heads (reading `Proxy-Connection: keep-alive` as `Connection`, see `proxy_connection`),
@@ -31,7 +34,7 @@ use std::io;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
@@ -46,6 +49,7 @@ use super::client_conn::ClientIo;
 use crate::cache::serve::HitHead;
 use crate::error::BoxError;
 use crate::field_names::NameMemo;
+use crate::pass::EndOfPass;
 use read::{FieldAt, Framing, HeadError};
 use send::{Out, Writing};
 use write::{BodyLength, Encoder, ForRequest};
@@ -352,7 +356,10 @@ where
         {
             writing.done = true;
         }
+        // The responses of one pass go out together (`crate::pass`).
+        let mut pass = EndOfPass::default();
         poll_fn(|cx| {
+            ready!(pass.poll(cx));
             if let Some(f) = feed.as_mut() {
                 match self.poll_feed(cx, f, true) {
                     Fed::Busy => {}
@@ -500,4 +507,71 @@ enum Fed {
     Abandoned,
     /// The content is broken (bad chunk, read error, EOF before its end).
     Broken,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    use http_body_util::{BodyExt as _, Full};
+    use tokio::io::{AsyncWriteExt as _, ReadBuf};
+
+    use super::*;
+    use crate::proxy::client_conn::ConnActivity;
+
+    struct CountWakes(AtomicUsize);
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What the client side of the connection can read now, without waiting.
+    fn readable_now<T: AsyncRead + Unpin>(client: &mut T) -> Vec<u8> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut space = [0u8; 1024];
+        let mut buf = ReadBuf::new(&mut space);
+        match Pin::new(client).poll_read(&mut cx, &mut buf) {
+            Poll::Ready(result) => {
+                result.unwrap();
+                buf.filled().to_vec()
+            }
+            Poll::Pending => Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_response_is_written_at_the_end_of_the_runtimes_pass() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let wait = Duration::from_secs(5);
+        let io = ClientIo::new(server, ConnActivity::new(wait, wait, wait));
+        let respond = |_req: Request<H1Body>| async {
+            Response::new(Full::new(Bytes::from_static(b"ok")).boxed())
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let settings = Settings { max_head: 8192 };
+        let mut conn = pin!(serve(io, settings, stop, respond));
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+
+        // First poll: the request is read and answered, but nothing is written yet; the
+        // task is queued again behind the others of this pass.
+        assert!(conn.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert_eq!(readable_now(&mut client), b"");
+
+        // Second poll: the response goes out, and the connection waits for the next request.
+        assert!(conn.as_mut().poll(&mut cx).is_pending());
+        let written = String::from_utf8(readable_now(&mut client)).unwrap();
+        assert!(written.starts_with("HTTP/1.1 200 OK\r\n"), "{written}");
+        assert!(written.ends_with("\r\n\r\nok"), "{written}");
+    }
 }

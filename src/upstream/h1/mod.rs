@@ -9,7 +9,9 @@
 //! the request's [`OnInformational`](super::informational::OnInformational)); the response
 //! [`Body`] then reads straight off the connection and hands it back to the pool through
 //! [`Keep`] the moment it ends cleanly (RFC 9112 §9.3: both sides keep alive, the request was
-//! sent in full, nothing unexpected follows).
+//! sent in full, nothing unexpected follows). The head waits for the end of the runtime's
+//! pass (`crate::pass`), so the requests of connections that became ready together are
+//! written together.
 //!
 //! Left to hyper (see `upstream::pool`): requests with `Upgrade` and CONNECT, whose
 //! connection may switch protocols (`with_upgrades`), and HTTP/2.
@@ -45,6 +47,7 @@ use super::request_body::RequestBody;
 use super::stream::Counted;
 use crate::error::{Error, ErrorKind};
 use crate::field_names::NameMemo;
+use crate::pass::EndOfPass;
 
 /// First read size; doubled while reads fill it, up to [`MAX_READ`], halved after a read of
 /// less than a quarter of it (as hyper's adaptive read buffer).
@@ -94,6 +97,8 @@ pub struct Message {
     /// read into it, so a miss allocates no map for them and frees none for the request.
     spare: HeaderMap,
     on_informational: Option<OnInformational>,
+    /// The head is written at the end of the runtime's pass (`crate::pass`).
+    pass: EndOfPass,
 }
 
 impl Connection {
@@ -191,6 +196,7 @@ impl Message {
             on_informational: on_informational
                 .or_else(|| parts.extensions.remove::<OnInformational>()),
             method: parts.method,
+            pass: EndOfPass::default(),
         }
     }
 }
@@ -228,6 +234,8 @@ fn exchange(
     cx: &mut Context<'_>,
 ) -> Poll<Result<Head, Error>> {
     if !*written {
+        // The requests of one pass go out together (`crate::pass`).
+        std::task::ready!(msg.pass.poll(cx));
         match msg.writer.poll(&mut conn.io, cx) {
             Poll::Ready(Ok(())) => *written = true,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -358,3 +358,68 @@ async fn a_large_body_arrives_whole_and_its_connection_is_reused() {
     assert_eq!(collect(response.into_body()).await.0, b"hello");
     assert_eq!((origin.accepted(), pool.open()), (2, 1));
 }
+
+/// Counts the wake-ups of the task it stands for.
+struct CountWakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test]
+async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
+    use std::future::Future as _;
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::Ordering;
+
+    use super::{send, Connection, Message};
+    use crate::upstream::h1::write::Form;
+    use crate::upstream::stream::{Counted, UpstreamStream};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri: http::Uri = format!("http://{}/pass", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let socket = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (mut origin, _) = listener.accept().unwrap();
+    origin.set_nonblocking(true).unwrap();
+    let info = Arc::new(hyper_util::client::legacy::connect::Connected::new());
+    let conn = Connection::new(Counted::new(UpstreamStream::Plain(socket)), info);
+    let msg = Message::new(
+        request(Method::GET, &uri.to_string()),
+        &uri,
+        Form::Origin,
+        None,
+    );
+    let mut exchange = std::pin::pin!(send(conn, msg, 16 * 1024, None));
+    let wakes = Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut buf = [0u8; 512];
+
+    // First poll: nothing written; the task is queued again behind the others of this pass.
+    assert!(exchange.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+    let unread = origin.read(&mut buf).unwrap_err();
+    assert_eq!(unread.kind(), std::io::ErrorKind::WouldBlock);
+
+    // Second poll: the head goes out, and the exchange waits for the answer.
+    assert!(exchange.as_mut().poll(&mut cx).is_pending());
+    origin.set_nonblocking(false).unwrap();
+    origin
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let n = origin.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"GET /pass HTTP/1.1\r\n"));
+    origin
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        .unwrap();
+    let response = exchange.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = crate::upstream::response_body::ResponseBody::H1(response.into_body());
+    assert_eq!(collect(body).await.0, b"ok");
+}
