@@ -38,39 +38,50 @@ impl EndOfPass {
     }
 }
 
+/// A waker that counts its wake-ups: the tests of the code that waits here poll it by hand.
+#[cfg(test)]
+pub(crate) struct CountWakes(std::sync::atomic::AtomicUsize);
+
+#[cfg(test)]
+impl CountWakes {
+    /// The counter and a waker that bumps it.
+    pub(crate) fn waker() -> (std::sync::Arc<Self>, std::task::Waker) {
+        let wakes = std::sync::Arc::new(Self(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(std::sync::Arc::clone(&wakes));
+        (wakes, waker)
+    }
+
+    /// Wake-ups so far.
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+impl std::task::Wake for CountWakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::task::{Wake, Waker};
 
     use super::*;
 
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     #[test]
     fn waits_once_and_asks_to_run_again_at_once() {
-        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&wakes));
+        let (wakes, waker) = CountWakes::waker();
         let mut cx = Context::from_waker(&waker);
         let mut pass = EndOfPass::default();
         assert!(pass.poll(&mut cx).is_pending());
-        assert_eq!(
-            wakes.0.load(Ordering::Relaxed),
-            1,
-            "woken, or it would hang"
-        );
+        assert_eq!(wakes.count(), 1, "woken, or it would hang");
         for _ in 0..3 {
             assert!(pass.poll(&mut cx).is_ready());
         }
-        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert_eq!(wakes.count(), 1);
     }
 
     #[tokio::test(flavor = "current_thread")]

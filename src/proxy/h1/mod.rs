@@ -511,23 +511,15 @@ enum Fed {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-    use std::task::{Wake, Waker};
+    use std::task::Waker;
     use std::time::Duration;
 
     use http_body_util::{BodyExt as _, Full};
     use tokio::io::{AsyncWriteExt as _, ReadBuf};
 
     use super::*;
+    use crate::pass::CountWakes;
     use crate::proxy::client_conn::ConnActivity;
-
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 
     /// What the client side of the connection can read now, without waiting.
     fn readable_now<T: AsyncRead + Unpin>(client: &mut T) -> Vec<u8> {
@@ -558,14 +550,13 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
             .await
             .unwrap();
-        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&wakes));
+        let (wakes, waker) = CountWakes::waker();
         let mut cx = Context::from_waker(&waker);
 
         // First poll: the request is read and answered, but nothing is written yet; the
         // task is queued again behind the others of this pass.
         assert!(conn.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert_eq!(wakes.count(), 1);
         assert_eq!(readable_now(&mut client), b"");
 
         // Second poll: the response goes out, and the connection waits for the next request.

@@ -359,20 +359,10 @@ async fn a_large_body_arrives_whole_and_its_connection_is_reused() {
     assert_eq!((origin.accepted(), pool.open()), (2, 1));
 }
 
-/// Counts the wake-ups of the task it stands for.
-struct CountWakes(std::sync::atomic::AtomicUsize);
-
-impl std::task::Wake for CountWakes {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 #[tokio::test]
 async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
     use std::future::Future as _;
     use std::io::{Read as _, Write as _};
-    use std::sync::atomic::Ordering;
 
     use super::{send, Connection, Message};
     use crate::upstream::h1::write::Form;
@@ -396,14 +386,13 @@ async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
         None,
     );
     let mut exchange = std::pin::pin!(send(conn, msg, 16 * 1024, None));
-    let wakes = Arc::new(CountWakes(std::sync::atomic::AtomicUsize::new(0)));
-    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let (wakes, waker) = crate::pass::CountWakes::waker();
     let mut cx = std::task::Context::from_waker(&waker);
     let mut buf = [0u8; 512];
 
     // First poll: nothing written; the task is queued again behind the others of this pass.
     assert!(exchange.as_mut().poll(&mut cx).is_pending());
-    assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+    assert_eq!(wakes.count(), 1);
     let unread = origin.read(&mut buf).unwrap_err();
     assert_eq!(unread.kind(), std::io::ErrorKind::WouldBlock);
 
