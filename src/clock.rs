@@ -127,7 +127,12 @@ pub fn since(earlier: Instant) -> Duration {
 
 /// [`since`] in whole milliseconds (saturating), the form kept in an atomic.
 pub fn millis_since(earlier: Instant) -> u64 {
-    u64::try_from(since(earlier).as_millis()).unwrap_or(u64::MAX)
+    millis(since(earlier))
+}
+
+/// `d` in whole milliseconds, saturating at `u64::MAX`.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A clock that only moves when told to; for tests of ages and freshness.

@@ -38,29 +38,36 @@ impl EndOfPass {
     }
 }
 
-/// A waker that counts its wake-ups: the tests of the code that waits here poll it by hand.
 #[cfg(test)]
-pub(crate) struct CountWakes(std::sync::atomic::AtomicUsize);
+pub(crate) use counting::CountWakes;
 
+/// For the tests of the code that waits here, which poll it by hand.
 #[cfg(test)]
-impl CountWakes {
-    /// The counter and a waker that bumps it.
-    pub(crate) fn waker() -> (std::sync::Arc<Self>, std::task::Waker) {
-        let wakes = std::sync::Arc::new(Self(std::sync::atomic::AtomicUsize::new(0)));
-        let waker = std::task::Waker::from(std::sync::Arc::clone(&wakes));
-        (wakes, waker)
+mod counting {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    /// A waker that counts its wake-ups.
+    pub(crate) struct CountWakes(AtomicUsize);
+
+    impl CountWakes {
+        /// The counter and a waker that bumps it.
+        pub(crate) fn waker() -> (Arc<Self>, Waker) {
+            let wakes = Arc::new(Self(AtomicUsize::new(0)));
+            (Arc::clone(&wakes), Waker::from(wakes))
+        }
+
+        /// Wake-ups so far.
+        pub(crate) fn count(&self) -> usize {
+            self.0.load(Ordering::Relaxed)
+        }
     }
 
-    /// Wake-ups so far.
-    pub(crate) fn count(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-#[cfg(test)]
-impl std::task::Wake for CountWakes {
-    fn wake(self: std::sync::Arc<Self>) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -102,8 +102,9 @@ impl ConnActivity {
         })
     }
 
+    /// Now, by the poll's clock reading (`clock::instant`).
     fn now_ms(&self) -> u64 {
-        self.ms_at(Instant::now())
+        self.ms_at(crate::clock::instant())
     }
 
     /// `at` in ms after `origin` (below the `header_started_ms` markers).
@@ -510,6 +511,26 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         // 30 s from accept, not from the byte at 9 s.
         assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_request_ending_in_a_poll_counts_idle_time_from_the_polls_reading() {
+        let activity = ConnActivity::new(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let first = crate::clock::during_poll(|| {
+            let first = crate::clock::instant();
+            std::thread::sleep(Duration::from_millis(5));
+            drop(activity.begin());
+            first
+        });
+        // A fresh read would be at least 5 ms later.
+        assert_eq!(
+            activity.idle_since_ms.load(Ordering::Relaxed),
+            activity.ms_at(first)
+        );
     }
 
     #[tokio::test(start_paused = true)]

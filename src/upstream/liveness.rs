@@ -187,7 +187,7 @@ impl Liveness {
             return;
         }
         let now = self.now_ms();
-        let window = millis(self.policy.window);
+        let window = clock::millis(self.policy.window);
         if now.saturating_sub(self.window_start_ms.load(Ordering::Relaxed)) > window {
             self.window_start_ms.store(now, Ordering::Relaxed);
             self.fails.store(0, Ordering::Relaxed);
@@ -195,7 +195,7 @@ impl Liveness {
         let fails = self.fails.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         if fails >= max_fails {
             self.down_until_ms.store(
-                now.saturating_add(millis(self.policy.down_for)),
+                now.saturating_add(clock::millis(self.policy.down_for)),
                 Ordering::Relaxed,
             );
             self.fails.store(0, Ordering::Relaxed);
@@ -259,10 +259,6 @@ impl Liveness {
             );
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
