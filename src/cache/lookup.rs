@@ -7,6 +7,8 @@
 //! `primary\nsecondary`, and a small *vary record* under the primary key names the fields, so a
 //! hit on a plain URL is a single store lookup (RFC 9111 §4.1).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -21,6 +23,7 @@ use super::policy::{
 use super::store::{Hit, Store};
 use super::{Behaviour, Config};
 use crate::cache::collapse::Collapser;
+use crate::cache::invalidate::bans::Ban;
 
 /// Marks a vary record (never sent to clients; stripped from upstream responses).
 pub const VARY_RECORD: &str = "cuttle-vary-record";
@@ -164,9 +167,10 @@ impl Cache {
         drop(self.store.invalidating(primary).await);
     }
 
-    /// The ban that applies to the entry found under `key`: a hard one removes it (`false`:
-    /// a miss), a soft one marks it stale. `true` when the entry may be used.
-    /// `bans_active` is `self.bans.any_active()` read before the entry was looked up.
+    /// Whether the entry found under `key` may be used: `false` when a hard ban removed it (a
+    /// miss); a soft ban marks it stale. `bans_active` is `self.bans.any_active()` read before
+    /// the entry was looked up. With no ban applying (nearly always) nothing waits, and the
+    /// removal or marking, a future of its own, is started only when one does.
     pub(super) async fn passes_bans(
         &self,
         bans_active: bool,
@@ -175,22 +179,36 @@ impl Cache {
         hit: &mut Hit,
     ) -> bool {
         let index = self.store.index();
-        let Some(ban) = self
+        match self
             .bans
             .applying(primary, || index.seq_of(key), bans_active)
-        else {
-            return true;
-        };
-        if !ban.soft {
-            self.store.remove(key).await;
-            return false;
+        {
+            None => true,
+            Some(ban) => self.enforce_ban(ban, key, hit).await,
         }
-        if !crate::cache::invalidate::soft::is_marked(&hit.head) {
-            let marked = crate::cache::invalidate::soft::marked(&hit.head);
-            self.store.replace_head(key, marked.clone(), true).await;
-            hit.head = Arc::new(marked);
-        }
-        true
+    }
+
+    /// What `ban` does to the entry under `key` (see [`passes_bans`](Self::passes_bans)).
+    /// Boxed, out of line: inline, the removal's and rewrite's state would widen every lookup's.
+    #[inline(never)]
+    fn enforce_ban<'a>(
+        &'a self,
+        ban: Arc<Ban>,
+        key: &'a str,
+        hit: &'a mut Hit,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            if !ban.soft {
+                self.store.remove(key).await;
+                return false;
+            }
+            if !crate::cache::invalidate::soft::is_marked(&hit.head) {
+                let marked = crate::cache::invalidate::soft::marked(&hit.head);
+                self.store.replace_head(key, marked.clone(), true).await;
+                hit.head = Arc::new(marked);
+            }
+            true
+        })
     }
 
     /// Finds the stored response for a request to `primary` with `headers`.

@@ -532,6 +532,11 @@ impl Disk {
         self.lock().keys_with_prefix(prefix)
     }
 
+    /// True if the index holds `key` (a lookup would open it), without counting it as a read.
+    pub fn has(&self, key: &str) -> bool {
+        self.lock().contains(key)
+    }
+
     /// True while `key` still names `sri` (it has not been replaced or removed).
     pub fn holds(&self, key: &str, sri: &Integrity) -> bool {
         self.lock().holds(key, sri)

@@ -8,6 +8,8 @@
 //! (Vary, §4.1); a writer from a tier that takes its size. The answer is an [`Admission`]:
 //! either [`Admitted`] (which alone can start a fill) or a pass with its reason.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderMap, HeaderName};
@@ -16,7 +18,7 @@ use http::Method;
 use super::reply::SET_COOKIE2;
 use crate::cache::collapse::Leader;
 use crate::cache::fill::{self, FillSink};
-use crate::cache::lookup::{Evaluation, FillTicket};
+use crate::cache::lookup::{Cache, Evaluation, FillTicket};
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::storable::storage_excluded_fields;
 use crate::cache::policy::{
@@ -116,10 +118,7 @@ pub(super) async fn admit(shared: &Shared, req: &StoreRequest<'_>, up: &Upstream
     if !reusable(&head, &eval) {
         return Admission::Pass("not-reusable");
     }
-    let writer = match cache
-        .key_for_response(req.primary, req.headers, &head, req.had_variants)
-        .await
-    {
+    let writer = match key_for(cache, req, &head).await {
         Some(key) => cache.store.writer(&key, head.clone(), content_length),
         None => None,
     };
@@ -132,6 +131,18 @@ pub(super) async fn admit(shared: &Shared, req: &StoreRequest<'_>, up: &Upstream
         }),
         None => Admission::Pass("not-stored"),
     }
+}
+
+/// The key to store `head` under ([`Cache::key_for_response`]). Boxed, out of line: most
+/// responses pass before this point, and inline its state (a Vary record's write) would widen
+/// `admit`'s future, and every future awaiting it, for all of them.
+#[inline(never)]
+fn key_for<'a>(
+    cache: &'a Cache,
+    req: &'a StoreRequest<'_>,
+    head: &'a StoredHead,
+) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>> {
+    Box::pin(cache.key_for_response(req.primary, req.headers, head, req.had_variants))
 }
 
 /// Whether a storable response could ever be reused: fresh now, or revalidatable (it has a

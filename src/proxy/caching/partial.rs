@@ -31,20 +31,25 @@ use crate::proxy::next_hop::Upstreamed;
 use crate::proxy::transaction::{hier, Transaction};
 use crate::proxy::Shared;
 
-/// Answers a GET from stored parts when a fresh record's parts hold every byte it needs.
+/// The stored parts' ranges of `primary` when a GET might be answered from them (none for
+/// almost every miss: then [`from_parts`] is not worth starting).
+pub(super) fn stored_ranges(ex: &Exchange<'_>, primary: &str) -> Option<Vec<(u64, u64)>> {
+    if ex.parts.method != Method::GET {
+        return None;
+    }
+    let ranges = ex.shared.cache.part_ranges(primary);
+    (!ranges.is_empty()).then_some(ranges)
+}
+
+/// Answers a GET from stored parts (`ranges`, from [`stored_ranges`]) when a fresh record's
+/// parts hold every byte it needs.
 pub(super) async fn from_parts(
     ex: &Exchange<'_>,
     txn: &mut Transaction,
     primary: &str,
+    ranges: Vec<(u64, u64)>,
 ) -> Option<Response<ProxyBody>> {
     let cache = &ex.shared.cache;
-    if ex.parts.method != Method::GET {
-        return None;
-    }
-    let ranges = cache.part_ranges(primary);
-    if ranges.is_empty() {
-        return None;
-    }
     let record = cache.object_record(primary).await?;
     let now = ex.shared.clock.now();
     let eval = cache.evaluate(&record, &ex.request, &ex.url, now);

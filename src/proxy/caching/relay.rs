@@ -2,6 +2,8 @@
 //! the fill stores it, or relay it alone when the pipeline passes it. A client that sent
 //! conditionals or a Range is answered from the new copy, as from a stored one.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::header;
@@ -155,7 +157,7 @@ pub(super) async fn store_or_pass(
                 }
                 // Not stored after all (stalled, refused at commit, or evicted at once): ask
                 // again for just the range and relay the answer uncached.
-                let up = ex.send(txn, ex.parts.headers.clone()).await?;
+                let up = send_again(ex, txn).await?;
                 let status = not_stored(txn, "not-stored");
                 return Ok(deliver(ex.shared, up, status, None));
             }
@@ -176,6 +178,17 @@ pub(super) async fn store_or_pass(
     }
     let status = txn.outcome(base, status);
     Ok(deliver(ex.shared, up, status, Some(sink)))
+}
+
+/// The client's own request sent again, for a range the new copy could not answer. Boxed,
+/// out of line: rare, and inline a send's state would widen every `store_or_pass` future.
+#[inline(never)]
+fn send_again<'a>(
+    ex: &'a mut Exchange<'_>,
+    txn: &'a mut Transaction,
+) -> Pin<Box<dyn Future<Output = Result<Box<Upstreamed>, Error>> + Send + 'a>> {
+    let headers = ex.parts.headers.clone();
+    Box::pin(ex.send(txn, headers))
 }
 
 /// Serving the copy just fetched: age 0.
