@@ -11,16 +11,19 @@
 # object is fetched once and 200 connections make one request each and stay open. Then N more
 # connections each make one request (a hit), read the whole response and stay open; the
 # proxy's resident memory (VmRSS, summed over its processes: nginx's master and worker) is
-# read before and one second after. Bytes per connection = the difference / N. Kernel socket
+# read before and SETTLE seconds after (5: well past cuttle's `client_conn::RELEASE_AFTER`, 1 s into
+# an idle wait, when a connection lets its buffers go). Bytes per connection = the difference / N. Kernel socket
 # buffers are not in RSS, and are alike for all three.
 #
 # Usage: benches/conn_memory.sh          (N=2000)
-# Env:   N (connections), CUTTLE (the binary; default target/release/cuttle, built first).
+# Env:   N (connections), SETTLE (seconds between the last connection's response and the
+#        second reading; 1 before session 17), CUTTLE (the binary; default target/release/cuttle, built first).
 # Output: a Markdown table on stdout (progress on stderr). Needs nginx, haproxy, python3, curl.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 N=${N:-2000}
+SETTLE=${SETTLE:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${CUTTLE:-}" ]; then
   CUTTLE=$ROOT/target/release/cuttle
@@ -64,10 +67,11 @@ measure() {
   shift 2
   printf '%s: %d idle connections\n' "$name" "$N" >&2
   curl -sS -o /dev/null "http://127.0.0.1:$port/static/1k"
-  python3 - "$port" "$N" "$name" "$@" <<'EOF'
+  python3 - "$port" "$N" "$name" "$SETTLE" "$@" <<'EOF'
 import socket, sys, time
 
-port, n, name, pids = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+port, n, name, settle, pids = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3],
+                              float(sys.argv[4]), sys.argv[5:])
 REQUEST = b"GET /static/1k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 def processes():
@@ -117,7 +121,7 @@ warm = open_idle(200)
 time.sleep(1)
 before = rss_kib()
 idle = open_idle(n)
-time.sleep(1)
+time.sleep(settle)
 after = rss_kib()
 per = (after - before) * 1024 / n
 print(f"| {name} | {before:,} | {after:,} | {per:,.0f} |")

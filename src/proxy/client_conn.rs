@@ -16,6 +16,11 @@
 //! - **in flight** (the service owns a request): no deadline here; upstream and body timeouts
 //!   govern.
 //!
+//! A connection awaiting a request after serving one is also told, [`RELEASE_AFTER`] into the
+//! wait, that it may let go of its buffers ([`ClientIo::take_release`]): a keep-alive client
+//! that goes quiet should cost little memory (HAProxy and nginx hold no buffer for one), while
+//! a busy connection keeps its buffer across requests. The same timer serves both.
+//!
 //! The service marks requests in flight with [`ConnActivity::begin`]; dropping the returned
 //! [`InFlight`] (when the response body is finished) moves the connection back to awaiting. When
 //! a deadline passes, reads fail with `TimedOut` and the server (`h1`, or hyper's HTTP/2) closes
@@ -38,6 +43,10 @@ const NOT_STARTED: u64 = u64::MAX;
 /// read when the reader first waits for the rest, so a head that arrives whole (the common
 /// case) costs no clock read.
 const UNTIMED: u64 = u64::MAX - 1;
+
+/// How long a connection awaits its next request before it may let go of its buffers (nginx
+/// frees its header buffer at once; at once, it would cost every request an allocation).
+pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// Shared state between a connection's socket wrapper and its requests.
 #[derive(Debug)]
@@ -159,6 +168,22 @@ impl ConnActivity {
         }
     }
 
+    /// While the connection awaits a request after serving one: when that wait began (ms
+    /// after `origin`, naming the wait) and when its buffers may go.
+    fn release_point(&self) -> Option<(u64, Instant)> {
+        let idle = self.in_flight.load(Ordering::Acquire) == 0
+            && self.served_any.load(Ordering::Relaxed)
+            && self.header_started_ms.load(Ordering::Relaxed) == NOT_STARTED;
+        if !idle {
+            return None;
+        }
+        let since = self.idle_since_ms.load(Ordering::Relaxed);
+        Some((
+            since,
+            self.origin + Duration::from_millis(since) + RELEASE_AFTER,
+        ))
+    }
+
     /// The connection is handed to a tunnel or a switched protocol (CONNECT, `Upgrade`).
     pub fn switch(&self) {
         self.switched.store(true, Ordering::Relaxed);
@@ -246,6 +271,10 @@ pub struct ClientIo<T> {
     interim: Vec<u8>,
     /// The server has written bytes it has not flushed yet: an interim head must wait.
     dirty: bool,
+    /// The idle wait (its `release_point` name) whose release was already signalled.
+    released_for: Option<u64>,
+    /// A release is signalled and not yet taken by the server.
+    release_due: bool,
 }
 
 impl<T> ClientIo<T> {
@@ -259,7 +288,16 @@ impl<T> ClientIo<T> {
             linger: super::linger::Linger::default(),
             interim: Vec::new(),
             dirty: false,
+            released_for: None,
+            release_due: false,
         }
+    }
+
+    /// Whether the connection has awaited its next request for [`RELEASE_AFTER`] since the
+    /// last call said so: the server may then drop its (empty) buffers. Checked after a read
+    /// returned `Pending`; true at most once per idle wait.
+    pub fn take_release(&mut self) -> bool {
+        std::mem::take(&mut self.release_due)
     }
 
     /// Whether the request now being served may be sent interim heads: RFC 9110 §15.2, "a
@@ -301,26 +339,44 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 };
-                // The timer is moved only when the deadline comes closer. The idle deadline
-                // moves on with every response, so the timer is left armed at an earlier one
-                // and moved on when that fires: about once per idle timeout, not per request.
-                if deadline < this.sleep.deadline() {
-                    this.sleep.as_mut().reset(deadline);
+                // An idle wait's release point comes first, unless already signalled.
+                let mut release = this
+                    .activity
+                    .release_point()
+                    .filter(|&(wait, _)| this.released_for != Some(wait));
+                let target = |release: Option<(u64, Instant)>| {
+                    release.map_or(deadline, |(_, at)| at.min(deadline))
+                };
+                // The timer is moved only when the target comes closer. The idle deadline
+                // (and release point) moves on with every response, so the timer is left armed
+                // at an earlier one and moved on when that fires: about once per
+                // `RELEASE_AFTER` on a busy connection, not per request.
+                if target(release) < this.sleep.deadline() {
+                    this.sleep.as_mut().reset(target(release));
                 }
-                if this.sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                if this.sleep.deadline() < deadline {
-                    // It fired at an earlier deadline, since moved on.
-                    this.sleep.as_mut().reset(deadline);
+                // Each turn either returns or moves the timer to a later target: at most
+                // three (a stale firing, the release point, the deadline).
+                for _ in 0..3 {
+                    let fired_at = this.sleep.deadline();
                     if this.sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
+                    if let Some((wait, _)) = release.filter(|&(_, at)| fired_at >= at) {
+                        this.released_for = Some(wait);
+                        this.release_due = true;
+                        release = None;
+                    }
+                    if fired_at >= deadline {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "client connection timed out waiting for a request",
+                        )));
+                    }
+                    this.sleep.as_mut().reset(target(release));
                 }
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "client connection timed out waiting for a request",
-                )))
+                // Not reached (see above); a live connection is polled again, not failed.
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
         }
     }
@@ -554,6 +610,42 @@ mod tests {
         let err = io.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(idle_start.elapsed(), Duration::from_secs(60));
+    }
+
+    /// A connection awaiting its next request is told once, `RELEASE_AFTER` into the wait,
+    /// that its buffers may go; never while a request is in flight or before the first one;
+    /// and the idle deadline still falls where it did.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_wait_signals_release_once_and_keeps_its_deadline() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let idle = Duration::from_secs(60);
+        let activity = ConnActivity::new(Duration::from_secs(5), idle, idle);
+        let mut io = ClientIo::new(server, Arc::clone(&activity));
+        let mut buf = [0u8; 8];
+        let short = Duration::from_millis(10);
+        // A new connection (nothing served yet) gets no release.
+        let waited = tokio::time::timeout(RELEASE_AFTER + short, io.read(&mut buf)).await;
+        assert!(waited.is_err());
+        assert!(!io.take_release(), "nothing served yet");
+        client.write_all(b"GET").await.unwrap();
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        let guard = activity.begin();
+        let waited = tokio::time::timeout(RELEASE_AFTER * 3, io.read(&mut buf)).await;
+        assert!(waited.is_err());
+        assert!(!io.take_release(), "a request in flight");
+        drop(guard);
+        let idle_start = Instant::now();
+        let waited = tokio::time::timeout(RELEASE_AFTER - short, io.read(&mut buf)).await;
+        assert!(waited.is_err());
+        assert!(!io.take_release(), "too early");
+        let waited = tokio::time::timeout(short * 2, io.read(&mut buf)).await;
+        assert!(waited.is_err());
+        assert!(io.take_release(), "RELEASE_AFTER into the wait");
+        assert!(!io.take_release(), "once");
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(idle_start.elapsed(), idle);
+        assert!(!io.take_release(), "once per wait");
     }
 
     #[tokio::test(start_paused = true)]

@@ -39,7 +39,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use hyper::body::Body;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
 pub use body::{BodyError, H1Body};
@@ -101,17 +101,7 @@ where
     B: Body<Data = Bytes> + HitHeadBody + Unpin,
     B::Error: Into<BoxError>,
 {
-    let mut conn = Conn {
-        io,
-        rbuf: BytesMut::with_capacity(READ_SIZE),
-        out: Out::default(),
-        fields: Vec::new(),
-        names: NameMemo::default(),
-        headers: None,
-        read_eof: false,
-        settings,
-        stop,
-    };
+    let mut conn = Conn::new(io, settings, stop);
     loop {
         let head = match poll_fn(|cx| conn.poll_head(cx)).await {
             Ok(Some(head)) => head,
@@ -169,6 +159,20 @@ impl<T> Conn<T>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    fn new(io: ClientIo<T>, settings: Settings, stop: Arc<AtomicBool>) -> Self {
+        Conn {
+            io,
+            rbuf: BytesMut::with_capacity(READ_SIZE),
+            out: Out::default(),
+            fields: Vec::new(),
+            names: NameMemo::default(),
+            headers: None,
+            read_eof: false,
+            settings,
+            stop,
+        }
+    }
+
     /// Reads until a whole request head is buffered; `None`: the connection ends quietly
     /// (EOF between requests, or shutdown while idle).
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<read::Head>, Failed>> {
@@ -199,13 +203,33 @@ where
             match self.poll_read(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Failed::Io(e))),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.io.take_release() {
+                        self.release();
+                    }
+                    return Poll::Pending;
+                }
             }
+        }
+    }
+
+    /// Lets go of the buffers while the connection awaits its next request (after
+    /// `client_conn::RELEASE_AFTER`): 8 KiB to read, the write buffer, the parser's scratch
+    /// and the reused header map. An idle keep-alive connection then holds only its task.
+    fn release(&mut self) {
+        if self.rbuf.is_empty() && self.out.is_empty() {
+            self.rbuf = BytesMut::new();
+            self.out.release();
+            self.fields = Vec::new();
+            self.headers = None;
         }
     }
 
     /// One read into the buffer; EOF sets `read_eof`.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.rbuf.capacity() == 0 {
+            return self.poll_read_released(cx);
+        }
         if self.rbuf.capacity() - self.rbuf.len() < READ_SIZE / 2 {
             self.rbuf.reserve(READ_SIZE);
         }
@@ -218,6 +242,23 @@ where
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// [`poll_read`](Self::poll_read) with no buffer (let go, `release`): into the stack, so
+    /// a wakeup with nothing to read allocates nothing; bytes that come get a buffer again.
+    #[inline(never)]
+    fn poll_read_released(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut scratch = [0u8; READ_SIZE];
+        let mut buf = ReadBuf::new(&mut scratch);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let read = buf.filled();
+        if read.is_empty() {
+            self.read_eof = true;
+        } else {
+            self.rbuf = BytesMut::with_capacity(READ_SIZE.max(read.len()));
+            self.rbuf.extend_from_slice(read);
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Serves one request: the service's response, written while its content is fed.
@@ -564,5 +605,61 @@ mod tests {
         let written = String::from_utf8(readable_now(&mut client)).unwrap();
         assert!(written.starts_with("HTTP/1.1 200 OK\r\n"), "{written}");
         assert!(written.ends_with("\r\n\r\nok"), "{written}");
+    }
+
+    /// After `RELEASE_AFTER` awaiting its next request, a connection holds no buffer (and not
+    /// before: a busy one keeps its own); the next request is read as well as ever.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_lets_its_buffers_go_and_reads_on() {
+        use crate::proxy::client_conn::RELEASE_AFTER;
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (header, idle) = (Duration::from_secs(5), Duration::from_secs(60));
+        let activity = ConnActivity::new(header, idle, idle);
+        let io = ClientIo::new(server, Arc::clone(&activity));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut conn = Conn::new(io, Settings { max_head: 8192 }, stop);
+        client
+            .write_all(b"GET /one HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let head = poll_fn(|cx| conn.poll_head(cx))
+            .await
+            .ok()
+            .flatten()
+            .unwrap();
+        assert_eq!(head.uri, "/one");
+        conn.headers = Some(head.headers); // as `exchange` hands a map back for reuse
+        drop(activity.begin()); // served: the connection now awaits its next request
+
+        let almost = RELEASE_AFTER - Duration::from_millis(10);
+        let waited = tokio::time::timeout(almost, poll_fn(|cx| conn.poll_head(cx))).await;
+        assert!(waited.is_err(), "no request came");
+        assert!(
+            conn.rbuf.capacity() >= READ_SIZE / 2,
+            "kept before RELEASE_AFTER"
+        );
+        assert!(conn.headers.is_some() && conn.fields.capacity() > 0);
+
+        let waited =
+            tokio::time::timeout(Duration::from_millis(20), poll_fn(|cx| conn.poll_head(cx))).await;
+        assert!(waited.is_err(), "no request came");
+        assert_eq!(conn.rbuf.capacity(), 0, "the read buffer went");
+        assert!(conn.headers.is_none() && conn.fields.capacity() == 0);
+        assert_eq!(conn.out.buf.capacity(), 0);
+
+        client
+            .write_all(b"GET /two HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let head = poll_fn(|cx| conn.poll_head(cx))
+            .await
+            .ok()
+            .flatten()
+            .unwrap();
+        assert_eq!(head.uri, "/two");
+        assert!(
+            conn.rbuf.capacity() >= READ_SIZE / 2,
+            "a buffer again (the head split off its front)"
+        );
     }
 }

@@ -32,6 +32,14 @@ impl Out {
         self.pos == self.buf.len() && self.data.is_empty() && self.suffix.is_empty()
     }
 
+    /// Gives the buffer's memory back; only when everything was written (`is_empty`).
+    pub(super) fn release(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// Drops `n` written bytes from the front.
     fn advance(&mut self, mut n: usize) {
         let head = (self.buf.len() - self.pos).min(n);
