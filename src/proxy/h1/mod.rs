@@ -607,6 +607,18 @@ mod tests {
         assert!(written.ends_with("\r\n\r\nok"), "{written}");
     }
 
+    /// Sends a request for `path` and reads its head on `conn`.
+    async fn request(
+        client: &mut tokio::io::DuplexStream,
+        conn: &mut Conn<tokio::io::DuplexStream>,
+        path: &str,
+    ) -> read::Head {
+        let text = format!("GET {path} HTTP/1.1\r\nhost: a\r\n\r\n");
+        client.write_all(text.as_bytes()).await.unwrap();
+        let head = poll_fn(|cx| conn.poll_head(cx)).await;
+        head.ok().flatten().expect("a request head")
+    }
+
     /// After `RELEASE_AFTER` awaiting its next request, a connection holds no buffer (and not
     /// before: a busy one keeps its own); the next request is read as well as ever.
     #[tokio::test(start_paused = true)]
@@ -618,15 +630,7 @@ mod tests {
         let io = ClientIo::new(server, Arc::clone(&activity));
         let stop = Arc::new(AtomicBool::new(false));
         let mut conn = Conn::new(io, Settings { max_head: 8192 }, stop);
-        client
-            .write_all(b"GET /one HTTP/1.1\r\nhost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let head = poll_fn(|cx| conn.poll_head(cx))
-            .await
-            .ok()
-            .flatten()
-            .unwrap();
+        let head = request(&mut client, &mut conn, "/one").await;
         assert_eq!(head.uri, "/one");
         conn.headers = Some(head.headers); // as `exchange` hands a map back for reuse
         drop(activity.begin()); // served: the connection now awaits its next request
@@ -647,15 +651,7 @@ mod tests {
         assert!(conn.headers.is_none() && conn.fields.capacity() == 0);
         assert_eq!(conn.out.buf.capacity(), 0);
 
-        client
-            .write_all(b"GET /two HTTP/1.1\r\nhost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let head = poll_fn(|cx| conn.poll_head(cx))
-            .await
-            .ok()
-            .flatten()
-            .unwrap();
+        let head = request(&mut client, &mut conn, "/two").await;
         assert_eq!(head.uri, "/two");
         assert!(
             conn.rbuf.capacity() >= READ_SIZE / 2,
