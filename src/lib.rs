@@ -32,7 +32,8 @@
 //!         cli (the clap definition main parses; man page and completions come from it),
 //!         chunked (RFC 9112 §7.1 decoder, no I/O: proxy::h1 and upstream::h1 both use it),
 //!         field_names (a connection's field names memoised by position: both HTTP/1 codecs),
-//!         pass (each message written at the end of the runtime's pass: both HTTP/1 codecs)
+//!         pass (each message written at the end of the runtime's pass: both HTTP/1 codecs),
+//!         out_of_line (rare branches' futures boxed apart, so they size no request's futures)
 //! ```
 //! Dependencies point down: pure modules (`access`, `proxy::headers`, `log::format`) use no
 //! sockets or clocks; only `proxy` sees access, upstream and log together; each module owns its
@@ -53,6 +54,7 @@ pub mod field_names;
 pub mod icp;
 pub mod log;
 pub mod metrics;
+pub mod out_of_line;
 pub mod pass;
 pub mod proxy;
 pub mod tls_intercept;

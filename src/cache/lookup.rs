@@ -7,8 +7,6 @@
 //! `primary\nsecondary`, and a small *vary record* under the primary key names the fields, so a
 //! hit on a plain URL is a single store lookup (RFC 9111 §4.1).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -24,6 +22,7 @@ use super::store::{Hit, Store};
 use super::{Behaviour, Config};
 use crate::cache::collapse::Collapser;
 use crate::cache::invalidate::bans::Ban;
+use crate::out_of_line;
 
 /// Marks a vary record (never sent to clients; stripped from upstream responses).
 pub const VARY_RECORD: &str = "cuttle-vary-record";
@@ -184,31 +183,23 @@ impl Cache {
             .applying(primary, || index.seq_of(key), bans_active)
         {
             None => true,
-            Some(ban) => self.enforce_ban(ban, key, hit).await,
+            Some(ban) => out_of_line::start(|| self.enforce_ban(&ban, key, hit)).await,
         }
     }
 
-    /// What `ban` does to the entry under `key` (see [`passes_bans`](Self::passes_bans)).
-    /// Boxed, out of line: inline, the removal's and rewrite's state would widen every lookup's.
-    #[inline(never)]
-    fn enforce_ban<'a>(
-        &'a self,
-        ban: Arc<Ban>,
-        key: &'a str,
-        hit: &'a mut Hit,
-    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
-        Box::pin(async move {
-            if !ban.soft {
-                self.store.remove(key).await;
-                return false;
-            }
-            if !crate::cache::invalidate::soft::is_marked(&hit.head) {
-                let marked = crate::cache::invalidate::soft::marked(&hit.head);
-                self.store.replace_head(key, marked.clone(), true).await;
-                hit.head = Arc::new(marked);
-            }
-            true
-        })
+    /// What `ban` does to the entry under `key` (see [`passes_bans`](Self::passes_bans)); a
+    /// rare branch, started out of line so its state widens no lookup's future.
+    async fn enforce_ban(&self, ban: &Ban, key: &str, hit: &mut Hit) -> bool {
+        if !ban.soft {
+            self.store.remove(key).await;
+            return false;
+        }
+        if !crate::cache::invalidate::soft::is_marked(&hit.head) {
+            let marked = crate::cache::invalidate::soft::marked(&hit.head);
+            self.store.replace_head(key, marked.clone(), true).await;
+            hit.head = Arc::new(marked);
+        }
+        true
     }
 
     /// Finds the stored response for a request to `primary` with `headers`.

@@ -133,8 +133,8 @@ impl ConnActivity {
         }
     }
 
-    /// The deadline that applies now, if any.
-    fn deadline(&self) -> Option<Instant> {
+    /// What a reader waiting now watches, if anything.
+    fn due(&self) -> Option<Due> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -154,34 +154,24 @@ impl ConnActivity {
         }
         let at = |ms: u64, d: Duration| self.origin + Duration::from_millis(ms) + d;
         let served_any = self.served_any.load(Ordering::Relaxed);
-        if header_started != NOT_STARTED {
+        let due = if header_started != NOT_STARTED {
             // The first request's header counts from accept.
             let from = if served_any { header_started } else { 0 };
-            Some(at(from, self.header_timeout))
+            Due::at(at(from, self.header_timeout))
         } else if served_any {
-            Some(at(
-                self.idle_since_ms.load(Ordering::Relaxed),
-                self.idle_timeout,
-            ))
+            // Awaiting the next request: the idle deadline, and first the release point.
+            let since = self.idle_since_ms.load(Ordering::Relaxed);
+            Due {
+                deadline: at(since, self.idle_timeout),
+                release: Some(Release {
+                    wait: since,
+                    at: at(since, RELEASE_AFTER),
+                }),
+            }
         } else {
-            Some(at(0, self.request_start_timeout))
-        }
-    }
-
-    /// While the connection awaits a request after serving one: when that wait began (ms
-    /// after `origin`, naming the wait) and when its buffers may go.
-    fn release_point(&self) -> Option<(u64, Instant)> {
-        let idle = self.in_flight.load(Ordering::Acquire) == 0
-            && self.served_any.load(Ordering::Relaxed)
-            && self.header_started_ms.load(Ordering::Relaxed) == NOT_STARTED;
-        if !idle {
-            return None;
-        }
-        let since = self.idle_since_ms.load(Ordering::Relaxed);
-        Some((
-            since,
-            self.origin + Duration::from_millis(since) + RELEASE_AFTER,
-        ))
+            Due::at(at(0, self.request_start_timeout))
+        };
+        Some(due)
     }
 
     /// The connection is handed to a tunnel or a switched protocol (CONNECT, `Upgrade`).
@@ -254,6 +244,32 @@ impl Drop for InFlight {
     }
 }
 
+/// What a reader waiting for the client watches ([`ConnActivity::due`]).
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    /// When the read fails: the header, request-start or idle deadline.
+    deadline: Instant,
+    /// In a wait for the next request after serving one: when its buffers may go.
+    release: Option<Release>,
+}
+
+impl Due {
+    fn at(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            release: None,
+        }
+    }
+}
+
+/// The release point of one idle wait.
+#[derive(Debug, Clone, Copy)]
+struct Release {
+    /// The wait's name: when it began, in ms after `origin`.
+    wait: u64,
+    at: Instant,
+}
+
 /// A client socket with connection-state deadlines on reads and a stall deadline on writes.
 #[derive(Debug)]
 pub struct ClientIo<T> {
@@ -271,7 +287,7 @@ pub struct ClientIo<T> {
     interim: Vec<u8>,
     /// The server has written bytes it has not flushed yet: an interim head must wait.
     dirty: bool,
-    /// The idle wait (its `release_point` name) whose release was already signalled.
+    /// The idle wait (its `Release::wait`) whose release was already signalled.
     released_for: Option<u64>,
     /// A release is signalled and not yet taken by the server.
     release_due: bool,
@@ -328,25 +344,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let Some(deadline) = this.activity.deadline() else {
+                let Some(due) = this.activity.due() else {
                     if let Ok(mut parked) = this.activity.parked_reader.lock() {
                         *parked = Some(cx.waker().clone());
                     }
                     // The last request may have finished while the waker was being stored.
-                    if this.activity.deadline().is_none() {
+                    if this.activity.due().is_none() {
                         return Poll::Pending;
                     }
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 };
+                let deadline = due.deadline;
                 // An idle wait's release point comes first, unless already signalled.
-                let mut release = this
-                    .activity
-                    .release_point()
-                    .filter(|&(wait, _)| this.released_for != Some(wait));
-                let target = |release: Option<(u64, Instant)>| {
-                    release.map_or(deadline, |(_, at)| at.min(deadline))
-                };
+                let mut release = due.release.filter(|r| this.released_for != Some(r.wait));
+                let target =
+                    |release: Option<Release>| release.map_or(deadline, |r| r.at.min(deadline));
                 // The timer is moved only when the target comes closer. The idle deadline
                 // (and release point) moves on with every response, so the timer is left armed
                 // at an earlier one and moved on when that fires: about once per
@@ -361,8 +374,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
                     if this.sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    if let Some((wait, _)) = release.filter(|&(_, at)| fired_at >= at) {
-                        this.released_for = Some(wait);
+                    if let Some(r) = release.filter(|r| fired_at >= r.at) {
+                        this.released_for = Some(r.wait);
                         this.release_due = true;
                         release = None;
                     }

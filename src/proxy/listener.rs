@@ -396,7 +396,7 @@ mod tests {
     }
 
     /// A connection's task holds this future for the connection's whole life, idle keep-alive
-    /// time included (its request futures are inline in it): 11,264 bytes, where it was
+    /// time included (its request futures are inline in it): 11,296 bytes, where it was
     /// 36,400 with the connection's future held twice by `until_shutdown` and every plain
     /// connection sized for a TLS one, and 13,280 with the cache's rare branches inline
     /// (`caching::tests`). A regression of any shows here.

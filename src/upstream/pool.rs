@@ -26,8 +26,6 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -167,7 +165,7 @@ impl Pool {
             }
         }
         if req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE) {
-            return self.upgradable(key, &uri, req, on_informational).await;
+            return self.send_upgradable(key, &uri, req, on_informational).await;
         }
         let form = if inner.absolute_form {
             Form::Absolute
@@ -200,19 +198,6 @@ impl Pool {
             .map_err(|e| e.to_error())?;
         let info = Arc::new(io.inner().connected());
         Ok(Connection::new(io.into_inner(), info))
-    }
-
-    /// [`send_upgradable`](Self::send_upgradable), boxed and out of line: rare, and inline its
-    /// state (hyper's handshake and exchange) would widen every request's `send_with` future.
-    #[inline(never)]
-    fn upgradable<'a>(
-        &'a self,
-        key: Key<'a>,
-        uri: &'a Uri,
-        req: Request<RequestBody>,
-        on_informational: Option<OnInformational>,
-    ) -> Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Error>> + Send + 'a>> {
-        Box::pin(self.send_upgradable(key, uri, req, on_informational))
     }
 
     /// A request whose connection may switch protocols goes through hyper with upgrades on,

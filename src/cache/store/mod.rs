@@ -32,8 +32,6 @@ mod writer;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -273,44 +271,37 @@ impl Store {
         if !disk.has(key) {
             return None;
         }
-        self.lookup_disk(disk, key).await
+        crate::out_of_line::start(|| self.lookup_disk(disk, key)).await
     }
 
-    /// The disk half of [`lookup`](Self::lookup), for a key the disk index holds. Boxed, out
-    /// of line: its state (the read, the promotion to memory) would otherwise widen every
+    /// The disk half of [`lookup`](Self::lookup), for a key the disk index holds: started out
+    /// of line, as its state (the read, the promotion to memory) would otherwise widen every
     /// lookup's future, memory hits' and misses' included, and each future that awaits one.
-    #[inline(never)]
-    fn lookup_disk<'a>(
-        &'a self,
-        disk: &'a Arc<Disk>,
-        key: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Option<Hit>> + Send + 'a>> {
-        Box::pin(async move {
-            let memory = &self.inner.memory;
-            // Bodies up to this size are read whole, so damage found then is a clean miss;
-            // larger ones stream and fail at the end if damaged.
-            let whole = memory.max_object_size().max(READ_WHOLE);
-            let hit = match disk.lookup(key, whole).await? {
-                Found::Whole(head, body, sri) => {
-                    let promoted = memory.promote(key, Arc::clone(&head), body.clone()).await;
-                    // A commit that replaced the key meanwhile wins over this older copy.
-                    if let Some(entry) = promoted.filter(|_| !disk.holds(key, &sri)) {
-                        memory.remove_if_same(key, &entry).await;
-                    }
-                    Hit {
-                        head,
-                        body: HitBody::Memory(body),
-                        tier: Tier::Disk,
-                    }
+    async fn lookup_disk(&self, disk: &Arc<Disk>, key: &str) -> Option<Hit> {
+        let memory = &self.inner.memory;
+        // Bodies up to this size are read whole, so damage found then is a clean miss;
+        // larger ones stream and fail at the end if damaged.
+        let whole = memory.max_object_size().max(READ_WHOLE);
+        let hit = match disk.lookup(key, whole).await? {
+            Found::Whole(head, body, sri) => {
+                let promoted = memory.promote(key, Arc::clone(&head), body.clone()).await;
+                // A commit that replaced the key meanwhile wins over this older copy.
+                if let Some(entry) = promoted.filter(|_| !disk.holds(key, &sri)) {
+                    memory.remove_if_same(key, &entry).await;
                 }
-                Found::Stream(head, body) => Hit {
+                Hit {
                     head,
-                    body: HitBody::Disk(body),
+                    body: HitBody::Memory(body),
                     tier: Tier::Disk,
-                },
-            };
-            Some(hit)
-        })
+                }
+            }
+            Found::Stream(head, body) => Hit {
+                head,
+                body: HitBody::Disk(body),
+                tier: Tier::Disk,
+            },
+        };
+        Some(hit)
     }
 
     /// Starts storing a response under `key`; `expected_len` is its announced length.

@@ -8,8 +8,6 @@
 //! (Vary, §4.1); a writer from a tier that takes its size. The answer is an [`Admission`]:
 //! either [`Admitted`] (which alone can start a fill) or a pass with its reason.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderMap, HeaderName};
@@ -18,7 +16,7 @@ use http::Method;
 use super::reply::SET_COOKIE2;
 use crate::cache::collapse::Leader;
 use crate::cache::fill::{self, FillSink};
-use crate::cache::lookup::{Cache, Evaluation, FillTicket};
+use crate::cache::lookup::{Evaluation, FillTicket};
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::storable::storage_excluded_fields;
 use crate::cache::policy::{
@@ -26,6 +24,7 @@ use crate::cache::policy::{
     ResponseDirectives, StoreInput,
 };
 use crate::cache::store::Writer;
+use crate::out_of_line;
 use crate::proxy::next_hop::Upstreamed;
 use crate::proxy::Shared;
 
@@ -118,7 +117,12 @@ pub(super) async fn admit(shared: &Shared, req: &StoreRequest<'_>, up: &Upstream
     if !reusable(&head, &eval) {
         return Admission::Pass("not-reusable");
     }
-    let writer = match key_for(cache, req, &head).await {
+    // Most responses passed above; inline, the key's state (a Vary record's write) would
+    // widen this future, and every one awaiting it, for all of them.
+    let key = out_of_line::start(|| {
+        cache.key_for_response(req.primary, req.headers, &head, req.had_variants)
+    });
+    let writer = match key.await {
         Some(key) => cache.store.writer(&key, head.clone(), content_length),
         None => None,
     };
@@ -131,18 +135,6 @@ pub(super) async fn admit(shared: &Shared, req: &StoreRequest<'_>, up: &Upstream
         }),
         None => Admission::Pass("not-stored"),
     }
-}
-
-/// The key to store `head` under ([`Cache::key_for_response`]). Boxed, out of line: most
-/// responses pass before this point, and inline its state (a Vary record's write) would widen
-/// `admit`'s future, and every future awaiting it, for all of them.
-#[inline(never)]
-fn key_for<'a>(
-    cache: &'a Cache,
-    req: &'a StoreRequest<'_>,
-    head: &'a StoredHead,
-) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>> {
-    Box::pin(cache.key_for_response(req.primary, req.headers, head, req.had_variants))
 }
 
 /// Whether a storable response could ever be reused: fresh now, or revalidatable (it has a

@@ -36,8 +36,6 @@ mod revalidate;
 mod slice;
 mod validation;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use http::Response;
@@ -51,8 +49,8 @@ use crate::cache::phase::BypassReason;
 use crate::cache::policy::RequestDirectives;
 use crate::cache::result::CacheResult;
 use crate::cache::status::CacheStatus;
-use crate::cache::status::Fwd;
 use crate::error::Error;
+use crate::out_of_line;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::next_hop::Target;
 use crate::proxy::request::ConnInfo;
@@ -90,10 +88,16 @@ pub async fn handle(
         ticket: None,
     };
     if ex.parts.method.as_str() == "PURGE" {
-        return out_of_line::purge(&ex, txn, hopped).await;
+        let client = conn.peer.ip();
+        return out_of_line::start(|| async {
+            let local =
+                purge::purge(ex.shared, client, &ex.parts.uri, &ex.parts.headers, txn).await;
+            cluster::spread_purge(ex.shared, client, &ex.parts, hopped, local).await
+        })
+        .await;
     }
     if !is_cacheable_method(&ex.parts.method) {
-        return out_of_line::bypass(&mut ex, txn, BypassReason::Method).await;
+        return bypass(&mut ex, txn, BypassReason::Method).await;
     }
     if ex.body.as_ref().is_some_and(|b| !b.is_end_stream()) {
         // RFC 9110 §9.3.1: content in a GET "has no generally defined semantics, cannot alter
@@ -101,23 +105,24 @@ pub async fn handle(
         // so it is forwarded, but its answer is about the content, not the URI: it is neither
         // served from nor stored under the URI's key, or one client's body would choose what
         // everyone else gets for a plain GET.
-        return out_of_line::bypass(&mut ex, txn, BypassReason::RequestContent).await;
+        return bypass(&mut ex, txn, BypassReason::RequestContent).await;
     }
     if !bypass::cache_allowed(&ex, txn.user.as_deref()) {
         // Squid `cache deny`: neither served from nor stored in the cache.
-        return out_of_line::bypass(&mut ex, txn, BypassReason::CacheDeny).await;
+        return bypass(&mut ex, txn, BypassReason::CacheDeny).await;
     }
     let Some(primary) = ex.shared.cache.primary_key(&ex.parts.uri) else {
-        return out_of_line::bypass(&mut ex, txn, BypassReason::NoKey).await;
+        return bypass(&mut ex, txn, BypassReason::NoKey).await;
     };
     if !hopped && ex.shared.cluster.is_some() {
         // Cluster mode: a key another member owns is its to serve (and store).
-        if let Some(response) = out_of_line::to_owner(&mut ex, txn, &primary).await? {
+        let owner = out_of_line::start(|| cluster::to_owner(&mut ex, txn, &primary));
+        if let Some(response) = owner.await? {
             return Ok(response);
         }
     }
     if let Some(size) = slice::block_size(&ex) {
-        return out_of_line::slice(&mut ex, txn, &primary, size).await;
+        return out_of_line::start(|| slice::serve(&mut ex, txn, &primary, size)).await;
     }
     let now = ex.shared.clock.now();
     let decision = ex
@@ -148,17 +153,27 @@ pub async fn handle(
             if ex.request.only_if_cached {
                 return Ok(not_in_cache(ex.shared, txn, &ex.url));
             }
-            out_of_line::revalidate(&mut ex, txn, &primary, found, fwd).await
+            out_of_line::start(|| revalidate::revalidate(&mut ex, txn, &primary, found, fwd)).await
         }
         Decision::Miss { fwd, had_variants } => {
             if let Some(ranges) = partial::stored_ranges(&ex, &primary) {
-                if let Some(response) = out_of_line::from_parts(&ex, txn, &primary, ranges).await {
+                let parts = out_of_line::start(|| partial::from_parts(&ex, txn, &primary, ranges));
+                if let Some(response) = parts.await {
                     return Ok(response);
                 }
             }
             miss::miss(&mut ex, txn, &primary, fwd, had_variants).await
         }
     }
+}
+
+/// Forwards a request the cache does not look up (a rare branch: see `out_of_line`).
+async fn bypass(
+    ex: &mut Exchange<'_>,
+    txn: &mut Transaction,
+    reason: BypassReason,
+) -> Result<Response<ProxyBody>, Error> {
+    out_of_line::start(|| bypass::bypass(ex, txn, reason)).await
 }
 
 /// Serves a stored response as is, `ttl` seconds from expiry.
@@ -179,83 +194,6 @@ fn serve_found(
         result,
     };
     ex.serve(txn, serve)
-}
-
-/// The branches few requests take, each started in a function of its own that boxes its
-/// future. Inline, each would widen `handle`'s future, which every request carries from its
-/// lookup to its last byte (it is as large as its largest branch: a revalidation's 7 KB
-/// against a miss's 6 KB), and the stack frame of its poll, where the compiler keeps a slot
-/// to build each branch's future in (tens of KB, every page of it probed on each poll). A
-/// branch taken pays one allocation and one copy of its future.
-mod out_of_line {
-    use super::*;
-
-    type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-    type Answer = Result<Response<ProxyBody>, Error>;
-
-    /// `PURGE`: this node's stored variants, then the cluster's.
-    #[inline(never)]
-    pub(super) fn purge<'a>(
-        ex: &'a Exchange<'_>,
-        txn: &'a mut Transaction,
-        hopped: bool,
-    ) -> Boxed<'a, Answer> {
-        Box::pin(async move {
-            let client = ex.conn.peer.ip();
-            let local =
-                purge::purge(ex.shared, client, &ex.parts.uri, &ex.parts.headers, txn).await;
-            cluster::spread_purge(ex.shared, client, &ex.parts, hopped, local).await
-        })
-    }
-
-    #[inline(never)]
-    pub(super) fn bypass<'a>(
-        ex: &'a mut Exchange<'_>,
-        txn: &'a mut Transaction,
-        reason: BypassReason,
-    ) -> Boxed<'a, Answer> {
-        Box::pin(bypass::bypass(ex, txn, reason))
-    }
-
-    #[inline(never)]
-    pub(super) fn to_owner<'a>(
-        ex: &'a mut Exchange<'_>,
-        txn: &'a mut Transaction,
-        primary: &'a str,
-    ) -> Boxed<'a, Result<Option<Response<ProxyBody>>, Error>> {
-        Box::pin(cluster::to_owner(ex, txn, primary))
-    }
-
-    #[inline(never)]
-    pub(super) fn slice<'a>(
-        ex: &'a mut Exchange<'_>,
-        txn: &'a mut Transaction,
-        primary: &'a str,
-        size: u64,
-    ) -> Boxed<'a, Answer> {
-        Box::pin(slice::serve(ex, txn, primary, size))
-    }
-
-    #[inline(never)]
-    pub(super) fn revalidate<'a>(
-        ex: &'a mut Exchange<'_>,
-        txn: &'a mut Transaction,
-        primary: &'a str,
-        found: Found,
-        fwd: Fwd,
-    ) -> Boxed<'a, Answer> {
-        Box::pin(revalidate::revalidate(ex, txn, primary, found, fwd))
-    }
-
-    #[inline(never)]
-    pub(super) fn from_parts<'a>(
-        ex: &'a Exchange<'_>,
-        txn: &'a mut Transaction,
-        primary: &'a str,
-        ranges: Vec<(u64, u64)>,
-    ) -> Boxed<'a, Option<Response<ProxyBody>>> {
-        Box::pin(partial::from_parts(ex, txn, primary, ranges))
-    }
 }
 
 #[cfg(test)]
@@ -282,9 +220,9 @@ mod tests {
     /// of its whole size), and the connection's task holds the outermost for its whole life.
     /// Each is as large as the largest branch it might await, so the rare branches (a
     /// revalidation, slices, bypasses, PURGE, the disk read and promotion, bans, a Vary
-    /// record's write, an upgrade) are boxed out of line. Sizes of the test build before
-    /// that: 8,800 / 6,352 / 5,904 / 3,248 / 3,648 / 3,520 / 2,336 bytes; after: 6,768 /
-    /// 5,200 / 2,768 / 408 / 1,720 / 1,592 / 880. A rare branch put back inline fails here.
+    /// record's write) are started out of line (`crate::out_of_line`). Sizes of the test build
+    /// before that: 8,800 / 6,352 / 5,904 / 3,248 / 3,648 / 3,520 / 2,336 bytes; after: 6,768 /
+    /// 5,200 / 2,768 / 400 / 1,720 / 1,592 / 880. A rare branch put back inline fails here.
     #[test]
     fn a_requests_futures_leave_rare_branches_out() {
         let sizes = [

@@ -2,8 +2,6 @@
 //! the fill stores it, or relay it alone when the pipeline passes it. A client that sent
 //! conditionals or a Range is answered from the new copy, as from a stored one.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use http::header;
@@ -20,6 +18,7 @@ use crate::cache::serve::{serve_stored, BodyPlan};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::store::{Hit, HitBody, Tier};
 use crate::error::Error;
+use crate::out_of_line;
 use crate::proxy::body::{Prefixed, ProxyBody};
 use crate::proxy::next_hop::Upstreamed;
 use crate::proxy::transaction::Transaction;
@@ -157,7 +156,9 @@ pub(super) async fn store_or_pass(
                 }
                 // Not stored after all (stalled, refused at commit, or evicted at once): ask
                 // again for just the range and relay the answer uncached.
-                let up = send_again(ex, txn).await?;
+                // Rare: out of line, or a send's state would widen every one of these futures.
+                let headers = ex.parts.headers.clone();
+                let up = out_of_line::start(|| ex.send(txn, headers)).await?;
                 let status = not_stored(txn, "not-stored");
                 return Ok(deliver(ex.shared, up, status, None));
             }
@@ -178,17 +179,6 @@ pub(super) async fn store_or_pass(
     }
     let status = txn.outcome(base, status);
     Ok(deliver(ex.shared, up, status, Some(sink)))
-}
-
-/// The client's own request sent again, for a range the new copy could not answer. Boxed,
-/// out of line: rare, and inline a send's state would widen every `store_or_pass` future.
-#[inline(never)]
-fn send_again<'a>(
-    ex: &'a mut Exchange<'_>,
-    txn: &'a mut Transaction,
-) -> Pin<Box<dyn Future<Output = Result<Box<Upstreamed>, Error>> + Send + 'a>> {
-    let headers = ex.parts.headers.clone();
-    Box::pin(ex.send(txn, headers))
 }
 
 /// Serving the copy just fetched: age 0.

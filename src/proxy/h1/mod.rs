@@ -217,12 +217,12 @@ where
     /// `client_conn::RELEASE_AFTER`): 8 KiB to read, the write buffer, the parser's scratch
     /// and the reused header map. An idle keep-alive connection then holds only its task.
     fn release(&mut self) {
-        if self.rbuf.is_empty() && self.out.is_empty() {
+        if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
-            self.out.release();
-            self.fields = Vec::new();
-            self.headers = None;
         }
+        self.out.release();
+        self.fields = Vec::new();
+        self.headers = None;
     }
 
     /// One read into the buffer; EOF sets `read_eof`.
@@ -255,7 +255,7 @@ where
         if read.is_empty() {
             self.read_eof = true;
         } else {
-            self.rbuf = BytesMut::with_capacity(READ_SIZE.max(read.len()));
+            self.rbuf = BytesMut::with_capacity(READ_SIZE);
             self.rbuf.extend_from_slice(read);
         }
         Poll::Ready(Ok(()))
