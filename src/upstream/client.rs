@@ -23,6 +23,7 @@ use super::connect::Connector;
 use super::h2::Sessions;
 use super::informational::OnInformational;
 use super::pool::{Pool, MAX_PER_SERVER};
+use super::read_deadline::ReadDeadline;
 use super::request_body::{Progress, RequestBody};
 use super::response_body::ResponseBody;
 use super::tls::ClientTls;
@@ -116,35 +117,26 @@ impl Upstream {
         progress: Arc<Progress>,
         on_informational: Option<OnInformational>,
     ) -> Result<Response<ResponseBody>, Error> {
-        let (pool, sessions) = (&self.pool, self.sessions.as_deref());
-        let response = async move {
-            match sessions {
-                // Boxed: HTTP/2's exchange is twice the size of our HTTP/1 one, and inline it
-                // would size every request's state (held by its client connection) for it.
-                Some(sessions) => Box::pin(sessions.send(req, pool, on_informational)).await,
-                None => pool.send_with(req, on_informational).await,
+        let deadline = ReadDeadline {
+            progress,
+            timeout: self.read_timeout,
+        };
+        let response = match self.sessions.as_deref() {
+            // Our HTTP/1.1 exchange watches the deadline on its connection's own timer.
+            None => {
+                self.pool
+                    .send_with(req, on_informational, Some(deadline))
+                    .await?
+            }
+            // Boxed: HTTP/2's exchange is twice the size of our HTTP/1 one, and inline it
+            // would size every request's state (held by its client connection) for it.
+            Some(sessions) => {
+                let send = Box::pin(sessions.send(req, &self.pool, on_informational));
+                deadline.within(send).await?
             }
         };
-        tokio::pin!(response);
-        // Each turn either finishes or finds fresh progress, so the loop ends.
-        loop {
-            let deadline = progress.last() + self.read_timeout;
-            tokio::select! {
-                result = &mut response => {
-                    let response = result?;
-                    check_header_size(response.headers(), self.max_header_size)?;
-                    return Ok(response);
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    if progress.last() + self.read_timeout <= tokio::time::Instant::now() {
-                        return Err(Error::new(
-                            ErrorKind::ReadTimeout,
-                            format!("no response from the upstream within {:?}", self.read_timeout),
-                        ));
-                    }
-                }
-            }
-        }
+        check_header_size(response.headers(), self.max_header_size)?;
+        Ok(response)
     }
 }
 

@@ -147,7 +147,8 @@ impl Sessions {
         // turn opens a new one.
         for _ in 0..2 {
             match self.route(&slot, &host, port).await? {
-                Route::Http1 => return http1.send_with(req, on_informational.take()).await,
+                // The caller bounds the whole wait (`ReadDeadline::within`).
+                Route::Http1 => return http1.send_with(req, on_informational.take(), None).await,
                 Route::H2 { mut sender, id } => {
                     let as_http1 = (req.uri().clone(), req.headers().get(header::HOST).cloned());
                     into_h2(&mut req)?;

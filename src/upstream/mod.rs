@@ -19,6 +19,7 @@ pub mod informational;
 pub mod liveness;
 pub mod peer;
 pub mod pool;
+pub mod read_deadline;
 pub mod request_body;
 pub mod response_body;
 pub mod retry;

@@ -42,6 +42,7 @@ use super::client::classify_hyper;
 use super::connect::{ConnectError, Connector};
 use super::h1::{self, Connection, Form, Home, Message};
 use super::informational::OnInformational;
+use super::read_deadline::ReadDeadline;
 use super::request_body::{ClientBodyError, RequestBody};
 use super::response_body::ResponseBody;
 use crate::clock;
@@ -146,15 +147,17 @@ impl Pool {
     /// Sends `req` (absolute-form URI) on an idle connection to its server, or on a new one,
     /// and waits for the response head.
     pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<ResponseBody>, Error> {
-        self.send_with(req, None).await
+        self.send_with(req, None, None).await
     }
 
     /// [`send`](Self::send), with `on_informational` called for each interim response (one
-    /// put in the request's extensions is used otherwise).
+    /// put in the request's extensions is used otherwise), and the wait for the response head
+    /// (not for the connection: `timeouts.connect` bounds that) ending at `deadline`.
     pub async fn send_with(
         &self,
         mut req: Request<RequestBody>,
         on_informational: Option<OnInformational>,
+        deadline: Option<ReadDeadline>,
     ) -> Result<Response<ResponseBody>, Error> {
         let inner = &self.inner;
         let uri = std::mem::take(req.uri_mut());
@@ -165,7 +168,11 @@ impl Pool {
             }
         }
         if req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE) {
-            return self.send_upgradable(key, &uri, req, on_informational).await;
+            let upgradable = self.send_upgradable(key, &uri, req, on_informational);
+            return match deadline {
+                Some(deadline) => deadline.within(upgradable).await,
+                None => upgradable.await,
+            };
         }
         let form = if inner.absolute_form {
             Form::Absolute
@@ -178,7 +185,7 @@ impl Pool {
             None => self.connect(&uri).await?,
         };
         let home = self.home(uri);
-        let response = h1::send(conn, msg, inner.max_head, Some(home)).await?;
+        let response = h1::send(conn, msg, inner.max_head, Some(home), deadline).await?;
         Ok(response.map(ResponseBody::H1))
     }
 

@@ -43,6 +43,7 @@ pub use write::Form;
 use write::Writer;
 
 use super::informational::OnInformational;
+use super::read_deadline::ReadDeadline;
 use super::request_body::RequestBody;
 use super::stream::Counted;
 use crate::error::{Error, ErrorKind};
@@ -71,6 +72,9 @@ pub struct Connection {
     remote: Option<SocketAddr>,
     /// The field names this server sent, by position (it sends the same ones every time).
     names: NameMemo,
+    /// The read timeout's timer, made by the first exchange that waits and kept for the next
+    /// (`ReadDeadline::poll_expired`).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// What an idle connection goes back to: the pool that keeps it, under the request's URI.
@@ -114,6 +118,7 @@ impl Connection {
             info,
             remote,
             names: NameMemo::default(),
+            timer: None,
         }
     }
 
@@ -201,7 +206,8 @@ impl Message {
     }
 }
 
-/// Sends `msg` on `conn` and reads the response head; the body streams from the connection.
+/// Sends `msg` on `conn` and reads the response head, within `deadline` if one is given; the
+/// body streams from the connection.
 ///
 /// Nothing is repeated here: a request that failed may have been received (whether another
 /// next hop may get it is `upstream::retry`'s decision).
@@ -210,6 +216,7 @@ pub async fn send(
     mut msg: Message,
     max_head: usize,
     home: Option<Home>,
+    deadline: Option<ReadDeadline>,
 ) -> Result<Response<Body>, Error> {
     let mut written = false;
     // The server's address rides on the body (`Body::remote_addr`), not in the extensions:
@@ -218,7 +225,16 @@ pub async fn send(
         parts,
         framing,
         keep_alive,
-    } = poll_fn(|cx| exchange(&mut conn, &mut msg, &mut written, max_head, cx)).await?;
+    } = poll_fn(
+        |cx| match exchange(&mut conn, &mut msg, &mut written, max_head, cx) {
+            Poll::Pending => match &deadline {
+                Some(deadline) => deadline.poll_expired(&mut conn.timer, cx).map(Err),
+                None => Poll::Pending,
+            },
+            done => done,
+        },
+    )
+    .await?;
     let keep_alive = keep_alive && !msg.close;
     let writer = (!written).then_some(msg.writer);
     let body = Body::new(conn, framing, writer, keep_alive, home);

@@ -385,7 +385,7 @@ async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
         Form::Origin,
         None,
     );
-    let mut exchange = std::pin::pin!(send(conn, msg, 16 * 1024, None));
+    let mut exchange = std::pin::pin!(send(conn, msg, 16 * 1024, None, None));
     let (wakes, waker) = crate::pass::CountWakes::waker();
     let mut cx = std::task::Context::from_waker(&waker);
     let mut buf = [0u8; 512];
