@@ -26,6 +26,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ use tower_service::Service as _;
 
 use super::client::classify_hyper;
 use super::connect::{ConnectError, Connector};
-use super::h1::{self, Connection, Form, Home, Message};
+use super::h1::{self, Connection, Exchange, Form, Home, Message};
 use super::informational::OnInformational;
 use super::read_deadline::ReadDeadline;
 use super::request_body::{ClientBodyError, RequestBody};
@@ -184,9 +185,13 @@ impl Pool {
             Some(conn) => conn,
             None => self.connect(&uri).await?,
         };
+        let mut exchange = Exchange::new(conn, msg);
+        let max_head = inner.max_head;
+        let head = poll_fn(|cx| exchange.poll_head(max_head, deadline.as_ref(), cx)).await?;
         let home = self.home(uri);
-        let response = h1::send(conn, msg, inner.max_head, Some(home), deadline).await?;
-        Ok(response.map(ResponseBody::H1))
+        Ok(exchange
+            .into_response(head, Some(home))
+            .map(ResponseBody::H1))
     }
 
     fn home(&self, uri: Uri) -> Home {

@@ -25,7 +25,6 @@ pub(crate) mod test_origin;
 #[cfg(test)]
 mod tests;
 
-use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -206,39 +205,68 @@ impl Message {
     }
 }
 
-/// Sends `msg` on `conn` and reads the response head, within `deadline` if one is given; the
-/// body streams from the connection.
+/// One request on its way over one connection: `msg` sent on `conn` while the response head
+/// is read ([`poll_head`](Self::poll_head)); then the response, whose body streams from the
+/// connection ([`into_response`](Self::into_response)). The caller's own future holds it: no
+/// future of its own to be built and moved into the caller's.
 ///
 /// Nothing is repeated here: a request that failed may have been received (whether another
 /// next hop may get it is `upstream::retry`'s decision).
-pub async fn send(
-    mut conn: Connection,
-    mut msg: Message,
-    max_head: usize,
-    home: Option<Home>,
-    deadline: Option<ReadDeadline>,
-) -> Result<Response<Body>, Error> {
-    let mut written = false;
-    // The server's address rides on the body (`Body::remote_addr`), not in the extensions:
-    // hyper-util's `HttpInfo` there cost each response a map and a boxed copy.
-    let Head {
-        parts,
-        framing,
-        keep_alive,
-    } = poll_fn(
-        |cx| match exchange(&mut conn, &mut msg, &mut written, max_head, cx) {
-            Poll::Pending => match &deadline {
-                Some(deadline) => deadline.poll_expired(&mut conn.timer, cx).map(Err),
+#[derive(Debug)]
+pub struct Exchange {
+    conn: Connection,
+    msg: Message,
+    /// The head (and the body, if the client sent it all) has gone out.
+    written: bool,
+}
+
+impl Exchange {
+    pub fn new(conn: Connection, msg: Message) -> Self {
+        Self {
+            conn,
+            msg,
+            written: false,
+        }
+    }
+
+    /// Writes what it can and reads until the final response head (a head over `max_head`
+    /// bytes is an error), within `deadline` if one is given.
+    pub fn poll_head(
+        &mut self,
+        max_head: usize,
+        deadline: Option<&ReadDeadline>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Head, Error>> {
+        match exchange(
+            &mut self.conn,
+            &mut self.msg,
+            &mut self.written,
+            max_head,
+            cx,
+        ) {
+            Poll::Pending => match deadline {
+                Some(deadline) => deadline.poll_expired(&mut self.conn.timer, cx).map(Err),
                 None => Poll::Pending,
             },
             done => done,
-        },
-    )
-    .await?;
-    let keep_alive = keep_alive && !msg.close;
-    let writer = (!written).then_some(msg.writer);
-    let body = Body::new(conn, framing, writer, keep_alive, home);
-    Ok(Response::from_parts(parts, body))
+        }
+    }
+
+    /// The response to `head`, its body reading on from the connection, which goes `home`
+    /// once the body ended cleanly.
+    pub fn into_response(self, head: Head, home: Option<Home>) -> Response<Body> {
+        let Head {
+            parts,
+            framing,
+            keep_alive,
+        } = head;
+        let keep_alive = keep_alive && !self.msg.close;
+        let writer = (!self.written).then_some(self.msg.writer);
+        // The server's address rides on the body (`Body::remote_addr`), not in the
+        // extensions: hyper-util's `HttpInfo` there cost each response a map and a boxed copy.
+        let body = Body::new(self.conn, framing, writer, keep_alive, home);
+        Response::from_parts(parts, body)
+    }
 }
 
 /// One turn of an exchange: writes what it can, reads until the final response head.

@@ -364,7 +364,7 @@ async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
     use std::future::Future as _;
     use std::io::{Read as _, Write as _};
 
-    use super::{send, Connection, Message};
+    use super::{Connection, Exchange, Message};
     use crate::upstream::h1::write::Form;
     use crate::upstream::stream::{Counted, UpstreamStream};
 
@@ -385,7 +385,11 @@ async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
         Form::Origin,
         None,
     );
-    let mut exchange = std::pin::pin!(send(conn, msg, 16 * 1024, None, None));
+    let mut exchange = std::pin::pin!(async move {
+        let mut exchange = Exchange::new(conn, msg);
+        let head = std::future::poll_fn(|cx| exchange.poll_head(16 * 1024, None, cx)).await?;
+        Ok::<_, crate::error::Error>(exchange.into_response(head, None))
+    });
     let (wakes, waker) = crate::pass::CountWakes::waker();
     let mut cx = std::task::Context::from_waker(&waker);
     let mut buf = [0u8; 512];
