@@ -100,6 +100,11 @@ pub fn targeted_directives(
     headers: &HeaderMap,
     targeted: &[HeaderName],
 ) -> Option<ResponseDirectives> {
+    // Most responses carry none of them: one pass over the names they do carry (an enum
+    // compare for each standard name) settles that without hashing each targeted name.
+    if !headers.keys().any(|name| targeted.contains(name)) {
+        return None;
+    }
     targeted
         .iter()
         .find_map(|name| parse_targeted_lines(&field_lines(headers, name)))

@@ -237,6 +237,11 @@ impl Exchange {
         deadline: Option<&ReadDeadline>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Head, Error>> {
+        if !self.written {
+            // The requests of one pass go out together (`crate::pass`). The task is polled
+            // again at the end of this pass: no deadline to watch before that.
+            std::task::ready!(self.msg.pass.poll(cx));
+        }
         match exchange(
             &mut self.conn,
             &mut self.msg,
@@ -269,7 +274,8 @@ impl Exchange {
     }
 }
 
-/// One turn of an exchange: writes what it can, reads until the final response head.
+/// One turn of an exchange (its pass over): writes what it can, reads until the final
+/// response head.
 fn exchange(
     conn: &mut Connection,
     msg: &mut Message,
@@ -278,8 +284,6 @@ fn exchange(
     cx: &mut Context<'_>,
 ) -> Poll<Result<Head, Error>> {
     if !*written {
-        // The requests of one pass go out together (`crate::pass`).
-        std::task::ready!(msg.pass.poll(cx));
         match msg.writer.poll(&mut conn.io, cx) {
             Poll::Ready(Ok(())) => *written = true,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -361,7 +361,6 @@ async fn a_large_body_arrives_whole_and_its_connection_is_reused() {
 
 #[tokio::test]
 async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
-    use std::future::Future as _;
     use std::io::{Read as _, Write as _};
 
     use super::{Connection, Exchange, Message};
@@ -385,23 +384,32 @@ async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
         Form::Origin,
         None,
     );
-    let mut exchange = std::pin::pin!(async move {
-        let mut exchange = Exchange::new(conn, msg);
-        let head = std::future::poll_fn(|cx| exchange.poll_head(16 * 1024, None, cx)).await?;
-        Ok::<_, crate::error::Error>(exchange.into_response(head, None))
-    });
+    let mut exchange = Exchange::new(conn, msg);
+    let deadline = crate::upstream::read_deadline::ReadDeadline {
+        progress: Progress::new(),
+        timeout: Duration::from_secs(30),
+    };
     let (wakes, waker) = crate::pass::CountWakes::waker();
     let mut cx = std::task::Context::from_waker(&waker);
     let mut buf = [0u8; 512];
 
-    // First poll: nothing written; the task is queued again behind the others of this pass.
-    assert!(exchange.as_mut().poll(&mut cx).is_pending());
+    // First poll: nothing written; the task is queued again behind the others of this pass,
+    // so it arms no read timeout yet.
+    let max = 16 * 1024;
+    assert!(exchange
+        .poll_head(max, Some(&deadline), &mut cx)
+        .is_pending());
     assert_eq!(wakes.count(), 1);
+    assert!(exchange.conn.timer.is_none());
     let unread = origin.read(&mut buf).unwrap_err();
     assert_eq!(unread.kind(), std::io::ErrorKind::WouldBlock);
 
-    // Second poll: the head goes out, and the exchange waits for the answer.
-    assert!(exchange.as_mut().poll(&mut cx).is_pending());
+    // Second poll: the head goes out, and the exchange waits for the answer, within the
+    // read timeout (on the connection's timer).
+    assert!(exchange
+        .poll_head(max, Some(&deadline), &mut cx)
+        .is_pending());
+    assert!(exchange.conn.timer.is_some());
     origin.set_nonblocking(false).unwrap();
     origin
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -411,7 +419,10 @@ async fn the_request_is_written_at_the_end_of_the_runtimes_pass() {
     origin
         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         .unwrap();
-    let response = exchange.await.unwrap();
+    let head = std::future::poll_fn(|cx| exchange.poll_head(max, Some(&deadline), cx))
+        .await
+        .unwrap();
+    let response = exchange.into_response(head, None);
     assert_eq!(response.status(), StatusCode::OK);
     let body = crate::upstream::response_body::ResponseBody::H1(response.into_body());
     assert_eq!(collect(body).await.0, b"ok");
