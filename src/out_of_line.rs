@@ -1,7 +1,8 @@
 //! Starting a rarely taken branch's future on the heap, from a function of its own.
 //!
-//! An async function's future is as large as the largest future it might await, and each
-//! future is built and then moved, whole, into the one that awaits it. A branch few requests
+//! An async function's future is as large as the largest future it might await, and the
+//! one that awaits it holds it inline (the release build builds it there: a `memcpy`
+//! histogram of a miss, session 18, found no copy over 624 bytes). A branch few requests
 //! take (a revalidation, the disk read, a ban, a Vary record's write) would otherwise size
 //! every request's futures for itself, up to the connection's task, and the poll function that
 //! builds it would keep a stack slot for it. [`start`] builds the branch's future inside a

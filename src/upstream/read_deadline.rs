@@ -7,7 +7,8 @@
 //! only records it; the wheel entry, when it comes due, finds the later deadline and moves
 //! itself). A timer of its own per request cost every miss a wheel insertion and removal, each
 //! under the driver's lock, and a `select!` around the exchange. The other exchanges (HTTP/2,
-//! and requests that may switch protocols, both carried by hyper) wait [`within`] it.
+//! and requests that may switch protocols, both carried by hyper) wait
+//! [`within`](ReadDeadline::within) it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +22,7 @@ use super::request_body::Progress;
 use crate::error::{Error, ErrorKind};
 
 /// The read timeout of one request, counted from its last progress.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ReadDeadline {
     pub progress: Arc<Progress>,
     pub timeout: Duration,

@@ -216,8 +216,8 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    /// A miss awaits this chain of futures, each built and moved into the one above it (a copy
-    /// of its whole size), and the connection's task holds the outermost for its whole life.
+    /// A miss awaits this chain of futures, each held inline by the one above it, and the
+    /// connection's task holds the outermost for its whole life.
     /// Each is as large as the largest branch it might await, so the rare branches (a
     /// revalidation, slices, bypasses, PURGE, the disk read and promotion, bans, a Vary
     /// record's write) are started out of line (`crate::out_of_line`). Sizes of the test build

@@ -32,7 +32,7 @@ pub const MAX_TRAILERS: usize = 16 * 1024;
 /// Most trailer fields.
 const MAX_TRAILER_FIELDS: usize = 64;
 
-/// The body of a response read by [`super::send`].
+/// The body of a response read by an [`Exchange`](super::Exchange).
 #[derive(Debug)]
 pub struct Body {
     /// `None` once the body ended (or failed): the connection is back in the pool or closed.

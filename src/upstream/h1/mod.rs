@@ -4,9 +4,10 @@
 //! hyper's `client::conn::http1` cost a miss ~19k instructions of dispatch (a connection task,
 //! a request channel, a body channel and their wake-ups) around work that is small: write one
 //! head, parse one head with `httparse`, slice the body out of the read buffer. Here the
-//! request's own task does all of it: [`send`] writes the head ([`write`]) and, as the client
-//! sends it, the body, while it reads the response head ([`read`], interim 1xx heads going to
-//! the request's [`OnInformational`](super::informational::OnInformational)); the response
+//! request's own task does all of it: an [`Exchange`] writes the head ([`write`]) and, as the
+//! client sends it, the body, while it reads the response head ([`read`], interim 1xx heads
+//! going to the request's [`OnInformational`](super::informational::OnInformational)), within
+//! the read timeout (`upstream::read_deadline`, on a timer the connection keeps); the response
 //! [`Body`] then reads straight off the connection and hands it back to the pool through
 //! [`Keep`] the moment it ends cleanly (RFC 9112 §9.3: both sides keep alive, the request was
 //! sent in full, nothing unexpected follows). The head waits for the end of the runtime's
