@@ -44,7 +44,7 @@ use super::connect::{ConnectError, Connector};
 use super::h1::{self, Connection, Exchange, Form, Home, Message};
 use super::informational::OnInformational;
 use super::read_deadline::ReadDeadline;
-use super::request_body::{ClientBodyError, RequestBody};
+use super::request_body::{ClientBodyError, Progress, RequestBody};
 use super::response_body::ResponseBody;
 use crate::clock;
 use crate::error::{Error, ErrorKind};
@@ -153,7 +153,8 @@ impl Pool {
 
     /// [`send`](Self::send), with `on_informational` called for each interim response (one
     /// put in the request's extensions is used otherwise), and the wait for the response head
-    /// (not for the connection: `timeouts.connect` bounds that) ending at `deadline`.
+    /// ending at `deadline`, which a new connection moves on once it is made (connecting has
+    /// `timeouts.connect` of its own).
     pub async fn send_with(
         &self,
         mut req: Request<RequestBody>,
@@ -173,8 +174,9 @@ impl Pool {
             // exchange: started out of line, so every request's future is not sized for it.
             let uri = &uri;
             return crate::out_of_line::start(|| async move {
-                let upgradable = self.send_upgradable(key, uri, req, on_informational);
-                match deadline {
+                let progress = deadline.as_ref().map(|d| d.progress.as_ref());
+                let upgradable = self.send_upgradable(key, uri, req, on_informational, progress);
+                match &deadline {
                     Some(deadline) => deadline.within(upgradable).await,
                     None => upgradable.await,
                 }
@@ -189,7 +191,11 @@ impl Pool {
         let msg = Message::new(req, &uri, form, on_informational);
         let conn = match inner.take_idle(key) {
             Some(conn) => conn,
-            None => self.connect(&uri).await?,
+            None => {
+                let conn = self.connect(&uri).await?;
+                connected(deadline.as_ref().map(|d| d.progress.as_ref()));
+                conn
+            }
         };
         let mut exchange = Exchange::new(conn, msg);
         let max_head = inner.max_head;
@@ -226,6 +232,7 @@ impl Pool {
         uri: &Uri,
         mut req: Request<RequestBody>,
         on_informational: Option<OnInformational>,
+        progress: Option<&Progress>,
     ) -> Result<Response<ResponseBody>, Error> {
         let inner = &self.inner;
         *req.uri_mut() = if req.method() == Method::CONNECT {
@@ -242,7 +249,11 @@ impl Pool {
         }
         let conn = match inner.take_idle(key) {
             Some(conn) => conn,
-            None => self.connect(uri).await?,
+            None => {
+                let conn = self.connect(uri).await?;
+                connected(progress);
+                conn
+            }
         };
         let (io, info) = conn.into_parts();
         let (mut sender, conn) = inner
@@ -262,6 +273,14 @@ impl Pool {
             }
             Err(e) => Err(classify_send(&e)),
         }
+    }
+}
+
+/// A new connection is ready: the wait for the response head (the read timeout) counts from
+/// here, as Squid's and nginx's do; connecting had `timeouts.connect` of its own.
+fn connected(progress: Option<&Progress>) {
+    if let Some(progress) = progress {
+        progress.touch();
     }
 }
 
@@ -505,6 +524,18 @@ mod tests {
     use super::*;
     use crate::upstream::h1::test_origin::{answer, Act, Origin};
     use crate::upstream::Progress;
+
+    /// Connecting (bounded by `timeouts.connect`) does not use up the read timeout: a new
+    /// connection moves the request's deadline on to the moment it is ready.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_starts_the_read_timeout_afresh() {
+        let progress = Progress::new();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(Instant::now() - progress.last(), Duration::from_secs(3));
+        connected(Some(&progress));
+        assert_eq!(progress.last(), Instant::now());
+        connected(None);
+    }
 
     /// Every miss's state holds these futures (inside each layer above them, up to the client
     /// connection's task). Sizes of the test build with hyper's upgradable exchange inline in

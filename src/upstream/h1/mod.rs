@@ -7,10 +7,10 @@
 //! request's own task does all of it: an [`Exchange`] writes the head ([`write`]) and, as the
 //! client sends it, the body, while it reads the response head ([`read`], interim 1xx heads
 //! going to the request's [`OnInformational`](super::informational::OnInformational)), within
-//! the read timeout (`upstream::read_deadline`, on a timer the connection keeps); the response
-//! [`Body`] then reads straight off the connection and hands it back to the pool through
-//! [`Keep`] the moment it ends cleanly (RFC 9112 §9.3: both sides keep alive, the request was
-//! sent in full, nothing unexpected follows). The head waits for the end of the runtime's
+//! the read timeout when the pool gives one (`upstream::read_deadline`, on a timer the
+//! connection keeps); the response [`Body`] then reads straight off the connection and hands
+//! it back to the pool through [`Keep`] the moment it ends cleanly (RFC 9112 §9.3: both sides
+//! keep alive, the request was sent in full, nothing unexpected follows). The head waits for the end of the runtime's
 //! pass (`crate::pass`), so the requests of connections that became ready together are
 //! written together.
 //!
@@ -260,7 +260,8 @@ impl Exchange {
 
     /// The response to `head`, its body reading on from the connection, which goes `home`
     /// once the body ended cleanly.
-    pub fn into_response(self, head: Head, home: Option<Home>) -> Response<Body> {
+    pub fn into_response(mut self, head: Head, home: Option<Home>) -> Response<Body> {
+        super::read_deadline::release_waker(&mut self.conn.timer);
         let Head {
             parts,
             framing,
