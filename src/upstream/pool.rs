@@ -44,7 +44,7 @@ use super::connect::{ConnectError, Connector};
 use super::h1::{self, Connection, Exchange, Form, Home, Message};
 use super::informational::OnInformational;
 use super::read_deadline::ReadDeadline;
-use super::request_body::{ClientBodyError, Progress, RequestBody};
+use super::request_body::{ClientBodyError, RequestBody};
 use super::response_body::ResponseBody;
 use crate::clock;
 use crate::error::{Error, ErrorKind};
@@ -174,8 +174,8 @@ impl Pool {
             // exchange: started out of line, so every request's future is not sized for it.
             let uri = &uri;
             return crate::out_of_line::start(|| async move {
-                let progress = deadline.as_ref().map(|d| d.progress.as_ref());
-                let upgradable = self.send_upgradable(key, uri, req, on_informational, progress);
+                let upgradable =
+                    self.send_upgradable(key, uri, req, on_informational, deadline.as_ref());
                 match &deadline {
                     Some(deadline) => deadline.within(upgradable).await,
                     None => upgradable.await,
@@ -193,7 +193,9 @@ impl Pool {
             Some(conn) => conn,
             None => {
                 let conn = self.connect(&uri).await?;
-                connected(deadline.as_ref().map(|d| d.progress.as_ref()));
+                if let Some(deadline) = &deadline {
+                    deadline.connected();
+                }
                 conn
             }
         };
@@ -232,7 +234,7 @@ impl Pool {
         uri: &Uri,
         mut req: Request<RequestBody>,
         on_informational: Option<OnInformational>,
-        progress: Option<&Progress>,
+        deadline: Option<&ReadDeadline>,
     ) -> Result<Response<ResponseBody>, Error> {
         let inner = &self.inner;
         *req.uri_mut() = if req.method() == Method::CONNECT {
@@ -251,7 +253,9 @@ impl Pool {
             Some(conn) => conn,
             None => {
                 let conn = self.connect(uri).await?;
-                connected(progress);
+                if let Some(deadline) = deadline {
+                    deadline.connected();
+                }
                 conn
             }
         };
@@ -273,14 +277,6 @@ impl Pool {
             }
             Err(e) => Err(classify_send(&e)),
         }
-    }
-}
-
-/// A new connection is ready: the wait for the response head (the read timeout) counts from
-/// here, as Squid's and nginx's do; connecting had `timeouts.connect` of its own.
-fn connected(progress: Option<&Progress>) {
-    if let Some(progress) = progress {
-        progress.touch();
     }
 }
 
@@ -524,18 +520,6 @@ mod tests {
     use super::*;
     use crate::upstream::h1::test_origin::{answer, Act, Origin};
     use crate::upstream::Progress;
-
-    /// Connecting (bounded by `timeouts.connect`) does not use up the read timeout: a new
-    /// connection moves the request's deadline on to the moment it is ready.
-    #[tokio::test(start_paused = true)]
-    async fn a_new_connection_starts_the_read_timeout_afresh() {
-        let progress = Progress::new();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(Instant::now() - progress.last(), Duration::from_secs(3));
-        connected(Some(&progress));
-        assert_eq!(progress.last(), Instant::now());
-        connected(None);
-    }
 
     /// Every miss's state holds these futures (inside each layer above them, up to the client
     /// connection's task). Sizes of the test build with hyper's upgradable exchange inline in

@@ -11,9 +11,10 @@
 //! lets go of the request's waker ([`release_waker`]). The waits hyper carries (HTTP/2, its
 //! HTTP/1.1 fallback, and requests that may switch protocols) are bounded [`within`] it.
 //!
-//! A new connection moves the deadline on once it is made (`pool`): the read timeout counts
-//! from a ready connection, as Squid's `read_timeout` and nginx's `proxy_read_timeout` do, and
-//! `timeouts.connect` bounds connecting (name, TCP and TLS handshake).
+//! The pool moves the deadline on once a new connection is made ([`ReadDeadline::connected`]):
+//! the read timeout counts from a ready connection, as Squid's `read_timeout` and nginx's
+//! `proxy_read_timeout` do, and `timeouts.connect` bounds connecting (name, TCP and TLS
+//! handshake).
 //!
 //! [`within`]: ReadDeadline::within
 
@@ -49,48 +50,55 @@ impl ReadDeadline {
         )
     }
 
+    /// A new connection is ready: the wait for the response head counts from here, as
+    /// Squid's `read_timeout` and nginx's `proxy_read_timeout` do (connecting had
+    /// `timeouts.connect` of its own).
+    pub fn connected(&self) {
+        self.progress.touch();
+    }
+
     /// Ready with the error once the deadline has passed with no progress; `timer` is made
-    /// on first use and kept by the caller for the next request.
+    /// on first use and kept by the caller (a connection) for its next request.
     pub fn poll_expired(
         &self,
         timer: &mut Option<Pin<Box<Sleep>>>,
         cx: &mut Context<'_>,
     ) -> Poll<Error> {
-        // Each turn returns, or finds that progress moved the deadline on (so it is later
-        // than the one that just passed), so the loop ends.
-        loop {
-            let at = self.at();
-            let timer = match timer {
-                Some(timer) => {
-                    if timer.deadline() != at {
-                        timer.as_mut().reset(at);
-                    }
-                    timer
-                }
-                None => timer.insert(Box::pin(tokio::time::sleep_until(at))),
-            };
-            std::task::ready!(timer.as_mut().poll(cx));
-            if self.at() <= Instant::now() {
-                return Poll::Ready(self.expired());
-            }
-        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.at())));
+        self.poll_timer(timer.as_mut(), cx)
     }
 
-    /// `response`, or the error once the deadline passes with no progress (a timer made for
-    /// this wait alone).
+    /// `response`, or the error once the deadline passes with no progress (on a timer of
+    /// this wait's own).
     pub async fn within<T>(
         &self,
         response: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let mut response = std::pin::pin!(response);
-        let mut timer = None;
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(self.at()));
         std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = response.as_mut().poll(cx) {
                 return Poll::Ready(result);
             }
-            self.poll_expired(&mut timer, cx).map(Err)
+            self.poll_timer(timer.as_mut(), cx).map(Err)
         })
         .await
+    }
+
+    /// Moves `timer` to the deadline and waits on it. Each turn returns, or finds that
+    /// progress moved the deadline on (so it is later than the one that just passed), so the
+    /// loop ends.
+    fn poll_timer(&self, mut timer: Pin<&mut Sleep>, cx: &mut Context<'_>) -> Poll<Error> {
+        loop {
+            let at = self.at();
+            if timer.deadline() != at {
+                timer.as_mut().reset(at);
+            }
+            std::task::ready!(timer.as_mut().poll(cx));
+            if self.at() <= Instant::now() {
+                return Poll::Ready(self.expired());
+            }
+        }
     }
 }
 
@@ -99,7 +107,9 @@ impl ReadDeadline {
 /// memory) alive while the connection idles in the pool nor wakes it when it comes due.
 pub fn release_waker(timer: &mut Option<Pin<Box<Sleep>>>) {
     if let Some(timer) = timer {
-        // Registers the no-op waker in place of the task's; the outcome does not matter.
+        // Registers the no-op waker in place of the task's; the outcome does not matter. (With
+        // the task's cooperative budget spent, tokio keeps the old one: it is then let go when
+        // the timer comes due or the connection's next request polls it.)
         let _ = timer
             .as_mut()
             .poll(&mut Context::from_waker(std::task::Waker::noop()));
@@ -117,33 +127,41 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_wait_without_progress_ends_at_the_timeout() {
-        let wait = deadline(Duration::from_secs(5));
+    /// How long `wait` waits for an answer that never comes; it must end in a read timeout.
+    async fn waited_out(wait: &ReadDeadline) -> Duration {
         let started = Instant::now();
         let err = wait
             .within(std::future::pending::<Result<(), Error>>())
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ReadTimeout);
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        started.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_without_progress_ends_at_the_timeout() {
+        let wait = deadline(Duration::from_secs(5));
+        assert_eq!(waited_out(&wait).await, Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
     async fn progress_moves_the_deadline_on() {
         let wait = deadline(Duration::from_secs(5));
-        let started = Instant::now();
         let progress = Arc::clone(&wait.progress);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(4)).await;
             progress.touch();
         });
-        let err = wait
-            .within(std::future::pending::<Result<(), Error>>())
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::ReadTimeout);
-        assert_eq!(started.elapsed(), Duration::from_secs(9));
+        assert_eq!(waited_out(&wait).await, Duration::from_secs(9));
+    }
+
+    /// Connecting (bounded by `timeouts.connect`) does not use up the read timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_starts_the_wait_afresh() {
+        let wait = deadline(Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_secs(3)).await; // connecting
+        wait.connected();
+        assert_eq!(waited_out(&wait).await, Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
